@@ -1,0 +1,105 @@
+// vxtun native addon: entry point and shared helpers.
+// Parts: tun.cc (TUN open, link and route ioctls), io.cc (batched read/write, close),
+// poll.cc (uv_poll readiness), checksum.cc (RFC 1071 / RFC 1624).
+#include "common.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <net/if.h>
+
+namespace vxtun {
+
+std::string ErrnoName(int err) {
+  const char* name = strerrorname_np(err);  // glibc >= 2.32
+  if (name != nullptr) return name;
+  return "E" + std::to_string(err);
+}
+
+void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& subject, const char* hint) {
+  std::string code = ErrnoName(err);
+  std::string msg = std::string(syscall);
+  if (!subject.empty()) msg += " " + subject;
+  msg += ": " + code + " (" + strerror(err) + ")";
+  if (hint != nullptr && hint[0] != '\0') msg += "; " + std::string(hint);
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, code));
+  e.Set("errno", Napi::Number::New(env, -err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  e.ThrowAsJavaScriptException();
+}
+
+void ThrowType(Napi::Env env, const std::string& msg) {
+  Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
+}
+
+void ThrowRange(Napi::Env env, const std::string& msg) {
+  Napi::RangeError::New(env, msg).ThrowAsJavaScriptException();
+}
+
+bool ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi, int64_t* out) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsNumber()) {
+    ThrowType(env, std::string(name) + " must be a number");
+    return false;
+  }
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+    ThrowRange(env, std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " +
+                        std::to_string(hi) + "], got " + info[i].ToString().Utf8Value());
+    return false;
+  }
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+bool ArgString(const Napi::CallbackInfo& info, size_t i, const char* name, std::string* out) {
+  if (i >= info.Length() || !info[i].IsString()) {
+    ThrowType(info.Env(), std::string(name) + " must be a string");
+    return false;
+  }
+  *out = info[i].As<Napi::String>().Utf8Value();
+  return true;
+}
+
+bool ArgBytes(Napi::Env env, napi_value v, const char* name, uint8_t** data, size_t* len) {
+  bool ok = false;
+  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* p = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok &&
+        (type == napi_uint8_array || type == napi_int8_array || type == napi_uint8_clamped_array)) {
+      *data = static_cast<uint8_t*>(p);
+      *len = length;
+      return true;
+    }
+  }
+  ThrowType(env, std::string(name) + " must be a Buffer or Uint8Array");
+  return false;
+}
+
+bool ArgIfName(const Napi::CallbackInfo& info, size_t i, std::string* out) {
+  if (!ArgString(info, i, "interface name", out)) return false;
+  if (out->size() >= IFNAMSIZ) {
+    ThrowRange(info.Env(), "interface name \"" + *out + "\" is longer than " + std::to_string(IFNAMSIZ - 1) + " bytes");
+    return false;
+  }
+  if (out->find('\0') != std::string::npos) {
+    ThrowType(info.Env(), "interface name contains a NUL byte");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace vxtun
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  vxtun::InitTun(env, exports);
+  vxtun::InitIo(env, exports);
+  vxtun::InitPoll(env, exports);
+  vxtun::InitChecksum(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(vxtun_native, Init)

@@ -1,0 +1,40 @@
+// Shared helpers of the vxtun native addon (node-addon-api, C++ exceptions disabled).
+//
+// Conventions (in the style of udx-native): JS owns every buffer, native code only fills or reads
+// them; one call per batch; a failed system call becomes a JS Error whose message reads
+// "<what> <subject>: <ERRNO> (<strerror>)" with the Node-style fields code / errno (negative) / syscall.
+#pragma once
+
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace vxtun {
+
+// Throws (as a pending JS exception) an Error for errno value `err`.
+// `syscall` names the call ("read", "TUNSETIFF"), `subject` what it was applied to ("vxtun0", "fd 12").
+// `hint`, when not empty, is appended after "; ".
+void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& subject,
+                const char* hint = nullptr);
+
+// The symbolic name of an errno value ("EAGAIN"), "E<number>" when unknown.
+std::string ErrnoName(int err);
+
+void ThrowType(Napi::Env env, const std::string& msg);
+void ThrowRange(Napi::Env env, const std::string& msg);
+
+// Argument helpers: on failure they throw and return false.
+bool ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi, int64_t* out);
+bool ArgString(const Napi::CallbackInfo& info, size_t i, const char* name, std::string* out);
+bool ArgBytes(Napi::Env env, napi_value v, const char* name, uint8_t** data, size_t* len);
+bool ArgIfName(const Napi::CallbackInfo& info, size_t i, std::string* out);
+
+// Registration of the parts of the addon.
+void InitTun(Napi::Env env, Napi::Object exports);
+void InitIo(Napi::Env env, Napi::Object exports);
+void InitPoll(Napi::Env env, Napi::Object exports);
+void InitChecksum(Napi::Env env, Napi::Object exports);
+
+}  // namespace vxtun

@@ -1,0 +1,34 @@
+/** `vxtun status`: a running node's counters and route table, read over its control socket. */
+import { controlRequest } from '../control/socket.js';
+import type { CounterSnapshot } from '../engine/counters.js';
+
+export async function runStatus(o: { device: string; controlSocket?: string; json?: boolean }): Promise<number> {
+  const path = o.controlSocket ?? `/run/vxtun/${o.device}.sock`;
+  try {
+    const info = (await controlRequest(path, { cmd: 'info' })) as Record<string, unknown>;
+    const counters = (await controlRequest(path, { cmd: 'counters' })) as CounterSnapshot;
+    const routes = (await controlRequest(path, { cmd: 'routes' })) as Array<Record<string, unknown>>;
+    if (o.json) {
+      process.stdout.write(`${JSON.stringify({ info, counters, routes })}\n`);
+      return 0;
+    }
+    const lines: string[] = [];
+    lines.push(`${String(info.device)}  subnet ${String(info.subnet)}  vtep ${String(info.vtepMac)}  vni ${String(info.vni)}  udp ${String(info.publicIp)}:${String(info.port)}  mtu ${String(info.mtu)}`);
+    lines.push(`tx ${counters.tx.packets} packets ${counters.tx.bytes} bytes   rx ${counters.rx.packets} packets ${counters.rx.bytes} bytes`);
+    const nonzero = (r: Record<string, number>): string =>
+      Object.entries(r)
+        .filter(([, v]) => v > 0)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || '-';
+    lines.push(`answered ${nonzero(counters.answered)}`);
+    lines.push(`dropped  ${nonzero(counters.dropped)}`);
+    lines.push(`fixed    ${nonzero(counters.fixed)}`);
+    lines.push('routes:');
+    for (const r of routes) lines.push(`  ${String(r.subnet)} -> ${String(r.publicIp)}:${String(r.port)} vtep ${String(r.vtepMac)} vni ${String(r.vni)}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`vxtun: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

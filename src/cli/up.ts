@@ -1,0 +1,146 @@
+/**
+ * `vxtun up --config FILE`: validate (nothing on the host changes if the config is wrong), then
+ * TUN device -> address and route -> UDP socket -> engine, and undo all of it on SIGINT/SIGTERM.
+ */
+import pino from 'pino';
+import { loadConfig, ConfigError, type NodeConfig } from '../control/config.js';
+import { preflight, HostError, type Plan } from '../control/host.js';
+import { ControlServer } from '../control/socket.js';
+import { Engine } from '../engine/engine.js';
+import { RouteTable, type Route } from '../engine/routes.js';
+import { cidrToString } from '../engine/cidr.js';
+import { DgramBind } from '../conn/dgram.js';
+import { openLinuxTun, addRoute } from '../tun/linux.js';
+import { macToString } from '../wire/ethernet.js';
+import { ipv4ToString } from '../wire/ipv4.js';
+import type { TunDevice } from '../tun/device.js';
+
+export interface UpOptions {
+  config: string;
+  logLevel: string;
+}
+
+export function peerRoutes(cfg: NodeConfig): Route[] {
+  return cfg.peers.map((p) => ({
+    prefix: p.subnet,
+    target: { endpoint: { address: p.publicIp, port: p.port }, vtepMac: p.vtepMac, vni: p.vni },
+  }));
+}
+
+/** Runs the node until a signal; resolves to the process exit code. */
+export async function runUp(opts: UpOptions): Promise<number> {
+  let cfg: NodeConfig;
+  let plan: Plan;
+  try {
+    cfg = loadConfig(opts.config);
+    plan = preflight(cfg);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vxtun: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof HostError) {
+      process.stderr.write(`vxtun: ${err.message}\n`);
+      return err.exitCode;
+    }
+    throw err;
+  }
+
+  const log = pino({ level: opts.logLevel, base: { device: cfg.device.name } });
+  const undo: Array<() => Promise<void> | void> = [];
+  const teardown = async (): Promise<void> => {
+    while (undo.length) {
+      try {
+        await undo.pop()!();
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'teardown step failed');
+      }
+    }
+  };
+
+  let tun: TunDevice;
+  let engine: Engine;
+  try {
+    tun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32 });
+    undo.push(() => tun.close());
+    addRoute(ipv4ToString(cfg.network.addr), cfg.network.prefixLen, tun.name);
+    const bind = await DgramBind.open(cfg.publicIp, cfg.backend.port);
+    undo.push(() => bind.close());
+    engine = new Engine(tun, bind, {
+      vni: cfg.backend.vni,
+      vtepMac: cfg.backend.vtepMac,
+      vtepIp: cfg.subnet.addr,
+      port: cfg.backend.port,
+      maxInnerSize: plan.maxInnerSize,
+      tunMtu: plan.deviceMtu,
+    });
+    engine.setRoutes(new RouteTable(peerRoutes(cfg)));
+    const control = await ControlServer.listen(cfg.controlSocket, (req) => {
+      switch (req.cmd) {
+        case 'counters':
+          return engine.counters.snapshot();
+        case 'routes':
+          return engine.routeTable.routes.map((r) => ({
+            subnet: cidrToString(r.prefix),
+            publicIp: r.target.endpoint.address,
+            port: r.target.endpoint.port,
+            vtepMac: macToString(r.target.vtepMac),
+            vni: r.target.vni,
+          }));
+        case 'info':
+          return {
+            device: tun.name,
+            mtu: plan.deviceMtu,
+            publicIp: cfg.publicIp,
+            underlay: plan.underlay,
+            network: cidrToString(cfg.network),
+            subnet: cidrToString(cfg.subnet),
+            vni: cfg.backend.vni,
+            port: cfg.backend.port,
+            vtepMac: macToString(cfg.backend.vtepMac),
+            pid: process.pid,
+          };
+        default:
+          return { error: `unknown command ${JSON.stringify(req.cmd)}` };
+      }
+    });
+    undo.push(() => control.close());
+    engine.start();
+    undo.push(() => engine.stop());
+  } catch (err) {
+    await teardown();
+    process.stderr.write(`vxtun: ${(err as Error).message}\n`);
+    return 1;
+  }
+
+  log.info(
+    {
+      publicIp: cfg.publicIp,
+      underlay: plan.underlay,
+      subnet: cidrToString(cfg.subnet),
+      network: cidrToString(cfg.network),
+      mtu: plan.deviceMtu,
+      vni: cfg.backend.vni,
+      port: cfg.backend.port,
+      vtepMac: macToString(cfg.backend.vtepMac),
+      peers: cfg.peers.length,
+      datapath: 'ts',
+    },
+    'vxtun up',
+  );
+
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal, counters: engine.counters.snapshot() }, 'vxtun stopping');
+      void teardown().then(() => {
+        log.info('vxtun down');
+        resolve(0);
+      });
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,24 @@
+/**
+ * The underlay side of the dataplane, batched in the shape of wireguard-go's conn.Bind.
+ * Datagrams are VXLAN headers + inner frame; the OS adds the outer IP/UDP headers.
+ */
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+/** Receives a batch: bufs[i][0, sizes[i]) arrived from srcs[i]. The buffers are valid only during the call. */
+export type ReceiveFn = (bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number) => void;
+
+export interface Bind {
+  /** Local address and port actually bound. */
+  readonly local: Endpoint;
+  /**
+   * Sends `count` datagrams, each bufs[i][offset, offset + sizes[i]), to one destination.
+   * The bind does not keep the buffers after the call returns: the caller may reuse them.
+   * Returns how many were handed to the OS; a send error is counted, never thrown.
+   */
+  send(bufs: Buffer[], sizes: number[], offset: number, count: number, dst: Endpoint): number;
+  start(onReceive: ReceiveFn): void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,105 @@
+/**
+ * Bind over Node's dgram: the readable reference path. Receives are gathered into one batch per
+ * event-loop turn (libuv reads many datagrams per wake-up); sends are one syscall each and copy
+ * the datagram, because libuv keeps a queued buffer until its callback runs.
+ */
+import dgram from 'node:dgram';
+import type { Bind, Endpoint, ReceiveFn } from './bind.js';
+
+const MAX_BATCH = 128;
+
+export class DgramBind implements Bind {
+  private onReceive: ReceiveFn | undefined;
+  private readonly bufs: Buffer[] = [];
+  private readonly sizes: number[] = [];
+  private readonly srcs: Endpoint[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  /** Send failures by errno code (EAGAIN when the socket buffer is full, EHOSTUNREACH, ...). */
+  readonly sendErrors = new Map<string, number>();
+
+  private constructor(
+    private readonly socket: dgram.Socket,
+    readonly local: Endpoint,
+  ) {
+    socket.on('message', (msg, rinfo) => this.queue(msg, rinfo));
+    socket.on('error', (err) => this.countError(err));
+  }
+
+  /** Binds address:port; rejects with the errno code (EADDRINUSE, EADDRNOTAVAIL) in the message. */
+  static async open(address: string, port: number, opts: { recvBufferSize?: number; sendBufferSize?: number } = {}): Promise<DgramBind> {
+    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => {
+        socket.close();
+        reject(new Error(`cannot bind UDP ${address}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      };
+      socket.once('error', onError);
+      socket.bind({ address, port, exclusive: true }, () => {
+        socket.off('error', onError);
+        resolve();
+      });
+    });
+    // Bursts of a TCP window arrive faster than one JS turn drains them: give the kernel room.
+    try {
+      socket.setRecvBufferSize(opts.recvBufferSize ?? 4 * 1024 * 1024);
+      socket.setSendBufferSize(opts.sendBufferSize ?? 4 * 1024 * 1024);
+    } catch {
+      // Capped by net.core.rmem_max: the default still works, only burstier traffic drops sooner.
+    }
+    const a = socket.address();
+    return new DgramBind(socket, { address: a.address, port: a.port });
+  }
+
+  start(onReceive: ReceiveFn): void {
+    this.onReceive = onReceive;
+  }
+
+  send(bufs: Buffer[], sizes: number[], offset: number, count: number, dst: Endpoint): number {
+    if (this.closed) return 0;
+    let sent = 0;
+    for (let i = 0; i < count; i++) {
+      const copy = Buffer.from(bufs[i]!.subarray(offset, offset + sizes[i]!));
+      this.socket.send(copy, dst.port, dst.address, (err) => {
+        if (err) this.countError(err);
+      });
+      sent++;
+    }
+    return sent;
+  }
+
+  private queue(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.bufs.push(msg);
+    this.sizes.push(msg.length);
+    this.srcs.push({ address: rinfo.address, port: rinfo.port });
+    if (this.bufs.length >= MAX_BATCH) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const n = this.bufs.length;
+    if (n === 0 || !this.onReceive) {
+      this.bufs.length = this.sizes.length = this.srcs.length = 0;
+      return;
+    }
+    const bufs = this.bufs.splice(0, n);
+    const sizes = this.sizes.splice(0, n);
+    const srcs = this.srcs.splice(0, n);
+    this.onReceive(bufs, sizes, srcs, n);
+  }
+
+  private countError(err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    this.sendErrors.set(code, (this.sendErrors.get(code) ?? 0) + 1);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+  }
+}

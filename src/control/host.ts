@@ -1,0 +1,75 @@
+/**
+ * What vxtun reads from and does to the host: preflight checks that change nothing, then the
+ * TUN device, its address and the pod-network route. The TUN is not persistent, so closing it
+ * removes the device and every route through it: a crash leaves nothing behind either.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import type { NodeConfig } from './config.js';
+import { VXLAN_OVERHEAD_V4 } from './config.js';
+import { ipv4ToString } from '../wire/ipv4.js';
+
+/** A failure that is the operator's to fix (exit 2 when it is about the config, 1 otherwise). */
+export class HostError extends Error {
+  override readonly name = 'HostError';
+  constructor(
+    message: string,
+    readonly exitCode: 1 | 2 = 1,
+  ) {
+    super(message);
+  }
+}
+
+export interface Underlay {
+  iface: string;
+  mtu: number;
+}
+
+/** The interface that carries `publicIp`, and its MTU. */
+export function findUnderlay(publicIp: string): Underlay | undefined {
+  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
+    if (addrs?.some((a) => a.family === 'IPv4' && a.address === publicIp)) {
+      let mtu = 1500;
+      try {
+        mtu = Number(readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim()) || 1500;
+      } catch {
+        // /sys not mounted: assume Ethernet's default
+      }
+      return { iface: name, mtu };
+    }
+  }
+  return undefined;
+}
+
+export interface Plan {
+  underlay: Underlay;
+  /** MTU of the TUN device: configured, or the underlay's minus the VXLAN overhead. */
+  deviceMtu: number;
+  /** Largest inner packet that fits the underlay in one datagram. */
+  maxInnerSize: number;
+  vtepAddress: string;
+}
+
+/** Checks everything `up` needs before touching the host; throws HostError with one line. */
+export function preflight(cfg: NodeConfig): Plan {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new HostError('vxtun up must run as root (it creates a TUN device and routes)', 1);
+  }
+  if (!existsSync('/dev/net/tun')) {
+    throw new HostError('/dev/net/tun is missing: load the tun module (modprobe tun) or run where TUN devices are allowed', 1);
+  }
+  if (existsSync(`/sys/class/net/${cfg.device.name}`)) {
+    throw new HostError(`config: device.name: "${cfg.device.name}" already exists on this host`, 2);
+  }
+  const underlay = findUnderlay(cfg.publicIp);
+  if (!underlay) {
+    throw new HostError(`config: publicIp: "${cfg.publicIp}" is not an address of any interface on this host`, 2);
+  }
+  const maxInnerSize = underlay.mtu - VXLAN_OVERHEAD_V4;
+  return {
+    underlay,
+    deviceMtu: cfg.device.mtu ?? maxInnerSize,
+    maxInnerSize,
+    vtepAddress: ipv4ToString(cfg.subnet.addr),
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * The local control socket: a root-only Unix socket that answers one JSON request per line
+ * ({"cmd":"counters"} / {"cmd":"routes"} / {"cmd":"info"}) with one JSON line. `vxtun status`
+ * and later `vxtun trace` talk to a running node through it.
+ */
+import net from 'node:net';
+import { chmodSync, mkdirSync, unlinkSync, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type Handler = (request: { cmd: string; [k: string]: unknown }) => unknown;
+
+export class ControlServer {
+  private constructor(
+    private readonly server: net.Server,
+    readonly path: string,
+  ) {}
+
+  static async listen(path: string, handler: Handler): Promise<ControlServer> {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    if (existsSync(path)) {
+      if (await isAlive(path)) throw new Error(`control socket ${path} is in use: is another vxtun running with this device?`);
+      unlinkSync(path); // stale, from a process that was killed
+    }
+    const server = net.createServer((conn) => {
+      let pending = '';
+      conn.setEncoding('utf8');
+      conn.on('data', (chunk: string) => {
+        pending += chunk;
+        let nl: number;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, nl);
+          pending = pending.slice(nl + 1);
+          let reply: unknown;
+          try {
+            reply = handler(JSON.parse(line) as { cmd: string });
+          } catch (err) {
+            reply = { error: (err as Error).message };
+          }
+          conn.write(`${JSON.stringify(reply)}\n`);
+        }
+      });
+      conn.on('error', () => conn.destroy());
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      const mask = process.umask(0o177);
+      server.listen(path, () => {
+        process.umask(mask);
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    chmodSync(path, 0o600);
+    return new ControlServer(server, path);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    try {
+      unlinkSync(this.path);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function isAlive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/** Sends one request and returns the parsed reply. */
+export function controlRequest(path: string, request: { cmd: string }, timeoutMs = 3000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(path);
+    let data = '';
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new Error(`control socket ${path}: no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    c.setEncoding('utf8');
+    c.on('connect', () => c.write(`${JSON.stringify(request)}\n`));
+    c.on('data', (chunk: string) => {
+      data += chunk;
+      const nl = data.indexOf('\n');
+      if (nl >= 0) {
+        clearTimeout(timer);
+        c.end();
+        try {
+          resolve(JSON.parse(data.slice(0, nl)));
+        } catch (err) {
+          reject(err as Error);
+        }
+      }
+    });
+    c.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`control socket ${path}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    });
+  });
+}

@@ -1,0 +1,93 @@
+/**
+ * Every packet ends in exactly one place — forwarded, answered, or dropped under a named
+ * reason — and each place has a counter. The names are the contract `vxtun status` and the
+ * tests read; add a reason here, never invent one at a call site.
+ */
+export const DropReason = {
+  // outbound: TUN -> underlay
+  TunMalformed: 'tun-malformed',
+  NoRoute: 'no-route',
+  TooBig: 'too-big',
+  IcmpRateLimited: 'icmp-rate-limited',
+  SendFailed: 'send-failed',
+  // inbound: underlay -> TUN (the order of Linux's vxlan_rcv checks)
+  ShortDatagram: 'short-datagram',
+  BadFlags: 'bad-flags',
+  ReservedBitsSet: 'reserved-bits-set',
+  WrongVni: 'wrong-vni',
+  TruncatedInner: 'truncated-inner',
+  WrongDstMac: 'wrong-dst-mac',
+  UnsupportedEtherType: 'unsupported-ethertype',
+  MalformedInnerIpv4: 'malformed-inner-ipv4',
+  MalformedInnerIpv6: 'malformed-inner-ipv6',
+  InnerTooBig: 'inner-too-big',
+  MalformedArp: 'malformed-arp',
+  ArpNotForUs: 'arp-not-for-us',
+  ArpIgnored: 'arp-ignored',
+  TunWriteFailed: 'tun-write-failed',
+} as const;
+export type DropReason = (typeof DropReason)[keyof typeof DropReason];
+
+export const Answer = {
+  ArpReply: 'arp-reply',
+  IcmpUnreachable: 'icmp-unreachable',
+  IcmpTooBig: 'icmp-too-big',
+} as const;
+export type Answer = (typeof Answer)[keyof typeof Answer];
+
+export const Fixup = {
+  ChecksumCompleted: 'checksum-completed',
+} as const;
+export type Fixup = (typeof Fixup)[keyof typeof Fixup];
+
+export interface CounterSnapshot {
+  tx: { packets: number; bytes: number };
+  rx: { packets: number; bytes: number };
+  answered: Record<string, number>;
+  dropped: Record<string, number>;
+  fixed: Record<string, number>;
+}
+
+export class Counters {
+  txPackets = 0;
+  txBytes = 0;
+  rxPackets = 0;
+  rxBytes = 0;
+  private readonly answers = new Map<string, number>(Object.values(Answer).map((k) => [k, 0]));
+  private readonly drops = new Map<string, number>(Object.values(DropReason).map((k) => [k, 0]));
+  private readonly fixups = new Map<string, number>(Object.values(Fixup).map((k) => [k, 0]));
+
+  drop(reason: DropReason, n = 1): void {
+    this.drops.set(reason, this.drops.get(reason)! + n);
+  }
+  answer(kind: Answer): void {
+    this.answers.set(kind, this.answers.get(kind)! + 1);
+  }
+  fix(kind: Fixup): void {
+    this.fixups.set(kind, this.fixups.get(kind)! + 1);
+  }
+  dropped(reason: DropReason): number {
+    return this.drops.get(reason)!;
+  }
+  answered(kind: Answer): number {
+    return this.answers.get(kind)!;
+  }
+  fixed(kind: Fixup): number {
+    return this.fixups.get(kind)!;
+  }
+  totalDropped(): number {
+    let n = 0;
+    for (const v of this.drops.values()) n += v;
+    return n;
+  }
+
+  snapshot(): CounterSnapshot {
+    return {
+      tx: { packets: this.txPackets, bytes: this.txBytes },
+      rx: { packets: this.rxPackets, bytes: this.rxBytes },
+      answered: Object.fromEntries(this.answers),
+      dropped: Object.fromEntries(this.drops),
+      fixed: Object.fromEntries(this.fixups),
+    };
+  }
+}

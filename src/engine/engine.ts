@@ -1,0 +1,316 @@
+/**
+ * The dataplane pipeline. One event-loop turn handles one batch; every packet ends in exactly
+ * one place — forwarded, answered, or dropped under a named, counted reason — and nothing that
+ * arrives from the TUN or the underlay can throw out of a stage.
+ *
+ *  outbound  tun.read(batch, HEADROOM)
+ *            -> classify: LPM(inner dst) -> peer VTEP | no-route -> ICMP unreachable
+ *                         | larger than the tunnel carries -> ICMP frag-needed / packet-too-big
+ *            -> encap: VXLAN(I, VNI) + inner Ethernet(dst = peer VTEP MAC, src = ours) into the headroom
+ *            -> bind.send: one call per peer per batch
+ *  inbound   bind batch -> decap: length, flags, reserved bits, VNI, inner Ethernet length,
+ *                                 ARP for our VTEP address? -> answer over VXLAN
+ *                                 dst MAC, inner IP checks, CHECKSUM_PARTIAL completed (counted)
+ *            -> tun.write(batch)
+ */
+import type { Bind, Endpoint } from '../conn/bind.js';
+import type { TunDevice } from '../tun/device.js';
+import { EthernetFrame, EtherType, ETHERNET_HEADER_LEN, emitEthernet, type Mac } from '../wire/ethernet.js';
+import { VxlanHeader, VXLAN_HEADER_LEN, emitVxlan } from '../wire/vxlan.js';
+import { Ipv4Packet } from '../wire/ipv4.js';
+import { Ipv6Packet } from '../wire/ipv6.js';
+import { ArpPacket, ArpOp, ARP_LEN, emitArp } from '../wire/arp.js';
+import { WireError } from '../wire/error.js';
+import { l4ChecksumState, completeL4Checksum } from '../wire/l4checksum.js';
+import { Counters, DropReason, Answer, Fixup } from './counters.js';
+import { RouteTable, type Vtep } from './routes.js';
+import { IcmpResponder } from './icmp-errors.js';
+
+/** Room in front of every packet read from the TUN for the headers encap writes. */
+export const HEADROOM = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
+/** Offset of the inner IP packet inside a VXLAN payload. */
+const INNER_IP = HEADROOM;
+
+export interface EngineOptions {
+  vni: number;
+  /** Our VTEP MAC: the inner source on send, the only unicast inner destination we accept. */
+  vtepMac: Mac;
+  /** Our VTEP address (the subnet's .0) as a uint32: the ARP target we answer for. */
+  vtepIp: number;
+  /** UDP port peers listen on when a reply must go to a host we have no route entry for. */
+  port: number;
+  /** Largest inner packet the underlay carries without fragmenting the outer datagram. */
+  maxInnerSize: number;
+  /** Largest packet the TUN device hands us (its MTU); sizes the read buffers. */
+  tunMtu: number;
+  batchSize?: number;
+  /** ICMP errors per second we generate at most (Linux rate-limits too). */
+  icmpRatePerSecond?: number;
+}
+
+const MAX_BATCHES_PER_WAKE = 8;
+
+export class Engine {
+  readonly counters = new Counters();
+  private routes: RouteTable = RouteTable.empty();
+  private readonly batchSize: number;
+  private readonly readBufs: Buffer[];
+  private readonly readSizes: number[];
+  private readonly icmp: IcmpResponder;
+  private running = false;
+
+  constructor(
+    private readonly tun: TunDevice,
+    private readonly bind: Bind,
+    private readonly opts: EngineOptions,
+  ) {
+    this.batchSize = opts.batchSize ?? 64;
+    const room = HEADROOM + Math.max(opts.tunMtu, 1500) + 64;
+    this.readBufs = Array.from({ length: this.batchSize }, () => Buffer.alloc(room));
+    this.readSizes = new Array<number>(this.batchSize).fill(0);
+    this.icmp = new IcmpResponder(opts.icmpRatePerSecond ?? 1000);
+  }
+
+  /** Swaps the whole table at once; batches already running finish on the table they started with. */
+  setRoutes(table: RouteTable): void {
+    this.routes = table;
+  }
+
+  get routeTable(): RouteTable {
+    return this.routes;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.bind.start((bufs, sizes, srcs, count) => this.handleInbound(bufs, sizes, srcs, count));
+    this.tun.start(() => this.pumpTun());
+  }
+
+  stop(): void {
+    this.running = false;
+  }
+
+  /** Drains the TUN, a bounded number of batches per wake-up so the underlay side gets its turn. */
+  private pumpTun(): void {
+    for (let round = 0; round < MAX_BATCHES_PER_WAKE && this.running; round++) {
+      let n: number;
+      try {
+        n = this.tun.read(this.readBufs, this.readSizes, HEADROOM);
+      } catch {
+        return; // device gone (shutdown): the owner notices and stops us
+      }
+      if (n === 0) return;
+      this.handleOutbound(this.readBufs, this.readSizes, n);
+      if (n < this.batchSize) return;
+    }
+  }
+
+  /** Outbound stage for one batch read from the TUN; packets sit at HEADROOM in bufs[i]. */
+  handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
+    const routes = this.routes;
+    const c = this.counters;
+    let groups: Map<Vtep, number[]> | undefined;
+    let replies: Buffer[] | undefined;
+    for (let i = 0; i < count; i++) {
+      const buf = bufs[i]!;
+      const size = sizes[i]!;
+      const version = size > 0 ? buf[HEADROOM]! >> 4 : 0;
+      let peer: Vtep | undefined;
+      let etherType: number;
+      if (version === 4) {
+        const ip = Ipv4Packet.check(buf, HEADROOM, size);
+        if (ip instanceof WireError) {
+          c.drop(DropReason.TunMalformed);
+          continue;
+        }
+        peer = routes.lookup4(ip.dst);
+        if (peer === undefined) {
+          const reply = this.icmp.unreachable4(ip);
+          this.answerOrDrop(reply, Answer.IcmpUnreachable, DropReason.NoRoute, (replies ??= []));
+          continue;
+        }
+        if (size > this.opts.maxInnerSize) {
+          // VTEPs must not fragment VXLAN (RFC 7348 §4.3); the sender learns the path MTU instead.
+          const reply = ip.dontFragment ? this.icmp.fragNeeded4(ip, this.opts.maxInnerSize) : undefined;
+          this.answerOrDrop(reply, Answer.IcmpTooBig, DropReason.TooBig, (replies ??= []));
+          continue;
+        }
+        etherType = EtherType.IPV4;
+      } else if (version === 6) {
+        const ip = Ipv6Packet.check(buf, HEADROOM, size);
+        if (ip instanceof WireError) {
+          c.drop(DropReason.TunMalformed);
+          continue;
+        }
+        peer = routes.lookup6(ip.dst);
+        if (peer === undefined) {
+          this.answerOrDrop(this.icmp.unreachable6(ip), Answer.IcmpUnreachable, DropReason.NoRoute, (replies ??= []));
+          continue;
+        }
+        if (size > this.opts.maxInnerSize) {
+          this.answerOrDrop(this.icmp.packetTooBig6(ip, this.opts.maxInnerSize), Answer.IcmpTooBig, DropReason.TooBig, (replies ??= []));
+          continue;
+        }
+        etherType = EtherType.IPV6;
+      } else {
+        c.drop(DropReason.TunMalformed);
+        continue;
+      }
+      emitVxlan({ vni: peer.vni }, buf, 0);
+      emitEthernet({ dst: peer.vtepMac, src: this.opts.vtepMac, etherType }, buf, VXLAN_HEADER_LEN);
+      sizes[i] = size + HEADROOM;
+      groups ??= new Map();
+      const g = groups.get(peer);
+      if (g) g.push(i);
+      else groups.set(peer, [i]);
+    }
+    if (groups) {
+      for (const [peer, idx] of groups) {
+        const gb = idx.map((i) => bufs[i]!);
+        const gs = idx.map((i) => sizes[i]!);
+        const sent = this.bind.send(gb, gs, 0, idx.length, peer.endpoint);
+        c.txPackets += sent;
+        for (let k = 0; k < sent; k++) c.txBytes += gs[k]! - HEADROOM;
+        if (sent < idx.length) c.drop(DropReason.SendFailed, idx.length - sent);
+      }
+    }
+    if (replies && replies.length > 0) this.writeTun(replies, replies.map((r) => r.length - HEADROOM));
+  }
+
+  private answerOrDrop(reply: Buffer | undefined, answer: Answer, reason: DropReason, out: Buffer[]): void {
+    if (reply === undefined) {
+      this.counters.drop(reason);
+      return;
+    }
+    if (reply === IcmpResponder.RateLimited) {
+      this.counters.drop(DropReason.IcmpRateLimited);
+      return;
+    }
+    this.counters.answer(answer);
+    out.push(reply);
+  }
+
+  /** Inbound stage for one batch of datagrams; each buffer starts with the VXLAN header. */
+  handleInbound(bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number): void {
+    const c = this.counters;
+    const outBufs: Buffer[] = [];
+    const outSizes: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const buf = bufs[i]!;
+      const size = sizes[i]!;
+      const vx = VxlanHeader.check(buf, 0, size);
+      if (vx instanceof WireError) {
+        c.drop(DropReason.ShortDatagram);
+        continue;
+      }
+      const bad = vx.validate();
+      if (bad !== undefined) {
+        c.drop(bad === WireError.BadFlags ? DropReason.BadFlags : DropReason.ReservedBitsSet);
+        continue;
+      }
+      if (vx.vni !== this.opts.vni) {
+        c.drop(DropReason.WrongVni);
+        continue;
+      }
+      const eth = EthernetFrame.check(buf, VXLAN_HEADER_LEN, size - VXLAN_HEADER_LEN);
+      if (eth instanceof WireError) {
+        c.drop(DropReason.TruncatedInner);
+        continue;
+      }
+      const etherType = eth.etherType;
+      if (etherType === EtherType.ARP) {
+        this.handleArp(buf, size, eth, srcs[i]!);
+        continue;
+      }
+      if (!eth.dstIs(this.opts.vtepMac)) {
+        c.drop(DropReason.WrongDstMac);
+        continue;
+      }
+      let innerLength: number;
+      if (etherType === EtherType.IPV4) {
+        const ip = Ipv4Packet.check(buf, INNER_IP, size - INNER_IP);
+        if (ip instanceof WireError) {
+          c.drop(DropReason.MalformedInnerIpv4);
+          continue;
+        }
+        innerLength = ip.totalLength; // Ethernet padding past it is not part of the packet
+      } else if (etherType === EtherType.IPV6) {
+        const ip = Ipv6Packet.check(buf, INNER_IP, size - INNER_IP);
+        if (ip instanceof WireError) {
+          c.drop(DropReason.MalformedInnerIpv6);
+          continue;
+        }
+        innerLength = 40 + ip.payloadLength;
+      } else {
+        c.drop(DropReason.UnsupportedEtherType);
+        continue;
+      }
+      // A kernel peer on a virtual link may leave TCP/UDP checksums for hardware that is not
+      // there (CHECKSUM_PARTIAL); our TUN write would be dropped by the receiving stack.
+      if (l4ChecksumState(buf, INNER_IP, innerLength) === 'partial') {
+        completeL4Checksum(buf, INNER_IP, innerLength);
+        c.fix(Fixup.ChecksumCompleted);
+      }
+      outBufs.push(buf);
+      outSizes.push(innerLength);
+    }
+    if (outBufs.length > 0) {
+      const written = this.writeTun(outBufs, outSizes);
+      c.rxPackets += written;
+      for (let k = 0; k < written; k++) c.rxBytes += outSizes[k]!;
+    }
+  }
+
+  /** Writes packets that sit at HEADROOM; counts the ones the kernel refused. */
+  private writeTun(bufs: Buffer[], sizes: number[]): number {
+    let written = 0;
+    try {
+      written = this.tun.write(bufs, sizes, HEADROOM, bufs.length);
+    } catch {
+      written = 0;
+    }
+    if (written < bufs.length) this.counters.drop(DropReason.TunWriteFailed, bufs.length - written);
+    return written;
+  }
+
+  /** ARP over VXLAN: kernel peers that lost their neighbour entry ask for our VTEP address. */
+  private handleArp(buf: Buffer, size: number, eth: EthernetFrame, src: Endpoint): void {
+    const c = this.counters;
+    const arp = ArpPacket.check(buf, INNER_IP, size - INNER_IP);
+    if (arp instanceof WireError) {
+      c.drop(DropReason.MalformedArp);
+      return;
+    }
+    if (!eth.dstIsBroadcast() && !eth.dstIs(this.opts.vtepMac)) {
+      c.drop(DropReason.WrongDstMac);
+      return;
+    }
+    if (arp.operation !== ArpOp.REQUEST) {
+      c.drop(DropReason.ArpIgnored);
+      return;
+    }
+    if (arp.targetIp !== this.opts.vtepIp) {
+      c.drop(DropReason.ArpNotForUs);
+      return;
+    }
+    const requesterMac = Buffer.from(arp.senderMac);
+    const reply = Buffer.alloc(VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN + ARP_LEN);
+    emitVxlan({ vni: this.opts.vni }, reply, 0);
+    emitEthernet({ dst: requesterMac, src: this.opts.vtepMac, etherType: EtherType.ARP }, reply, VXLAN_HEADER_LEN);
+    emitArp(
+      { operation: ArpOp.REPLY, senderMac: this.opts.vtepMac, senderIp: this.opts.vtepIp, targetMac: requesterMac, targetIp: arp.senderIp },
+      reply,
+      INNER_IP,
+    );
+    // The requester listens on the VXLAN port, not on the ephemeral port it sent from.
+    const dst = this.peerByAddress(src.address) ?? { address: src.address, port: this.opts.port };
+    this.bind.send([reply], [reply.length], 0, 1, dst);
+    c.answer(Answer.ArpReply);
+  }
+
+  private peerByAddress(address: string): Endpoint | undefined {
+    for (const r of this.routes.routes) if (r.target.endpoint.address === address) return r.target.endpoint;
+    return undefined;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Typed loader of the native addon (build/Release/vxtun_native.node, built by node-gyp from native/).
+ *
+ * Conventions of the addon: JS owns every buffer and native code fills or reads it; one call per batch;
+ * a failed system call throws an Error whose message reads "<syscall> <subject>: <ERRNO> (<strerror>)"
+ * — e.g. "TUNSETIFF vxtun0: EPERM (Operation not permitted); needs root or CAP_NET_ADMIN ..." — with
+ * Node's fields `code` ('EPERM'), `errno` (negative) and `syscall`. Bad arguments throw TypeError/RangeError.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+declare const pollHandleBrand: unique symbol;
+/** Opaque handle returned by pollStart. */
+export interface PollHandle {
+  readonly [pollHandleBrand]: true;
+}
+
+export interface LinkOptions {
+  /** SIOCSIFMTU, 68..65535. */
+  mtu?: number;
+  /** SIOCSIFADDR (applied before the link is brought up). */
+  ipv4?: string;
+  /** SIOCSIFNETMASK; needs ipv4; default 32. */
+  prefixLen?: number;
+  /** SIOCSIFFLAGS |= IFF_UP | IFF_RUNNING, other flags kept. */
+  up?: boolean;
+}
+
+/** The error the addon throws when a system call fails. */
+export interface NativeErrnoError extends Error {
+  /** Symbolic errno, e.g. 'EEXIST'. */
+  code: string;
+  /** Negative errno value, as in Node's own system errors. */
+  errno: number;
+  /** The failing call, e.g. 'TUNSETIFF', 'SIOCADDRT', 'read'. */
+  syscall: string;
+}
+
+export interface NativeAddon {
+  /** Opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches IFF_TUN|IFF_NO_PI `name` ('' lets the kernel pick). */
+  tunOpen(name: string): { fd: number; name: string };
+  /** MTU, then address + netmask, then up, through ioctls on an AF_INET socket. */
+  linkConfigure(name: string, opts: LinkOptions): void;
+  /** IPv4 route `dst/prefixLen dev <dev>` (SIOCADDRT, RTF_UP, no gateway). Throws code 'EEXIST' if present. */
+  routeAdd(dst: string, prefixLen: number, dev: string): void;
+  /** Deletes that route (SIOCDELRT). Throws code 'ESRCH' if absent. */
+  routeDel(dst: string, prefixLen: number, dev: string): void;
+  /**
+   * Non-blocking reads, one packet into each bufs[i] at `offset` (room = length - offset), until EAGAIN
+   * or every buffer is used; sets sizes[i]; returns the count (0 if nothing was waiting). EINTR is retried.
+   * An error on the first read throws; an error after some packets returns those (it recurs on the next call).
+   */
+  readBatch(fd: number, bufs: Uint8Array[], offset: number, sizes: Int32Array | number[]): number;
+  /**
+   * Writes bufs[i][offset, offset + sizes[i]) for i < count; returns how many were accepted.
+   * EAGAIN/ENOBUFS stop the batch; a packet refused with EINVAL/EIO/EMSGSIZE is skipped (not counted).
+   * Any other error throws if it hits the first packet, else ends the batch.
+   */
+  writeBatch(fd: number, bufs: Uint8Array[], sizes: Int32Array | readonly number[], offset: number, count: number): number;
+  /**
+   * Calls `cb` from the event loop while `fd` is readable (level-triggered: drain it, or be called again
+   * next turn). On a poll error (POLLERR) the watch ends and `cb` gets that error once. An active poll
+   * keeps the process alive, like a listening socket.
+   */
+  pollStart(fd: number, cb: (err?: NativeErrnoError) => void): PollHandle;
+  /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
+  pollStop(handle: PollHandle): void;
+  close(fd: number): void;
+  /**
+   * RFC 1071 16-bit ones' complement sum (folded, NOT complemented) of buf[offset, offset + length) as
+   * big-endian words, an odd last byte padded with zero, plus `initial` (a 32-bit partial sum, default 0).
+   */
+  checksum(buf: Uint8Array, offset: number, length: number, initial?: number): number;
+  /** RFC 1624 eqn. 3: the checksum field after a 16-bit word changes, HC' = ~(~HC + ~m + m'). */
+  csumIncremental(oldCsum: number, oldWord: number, newWord: number): number;
+}
+
+const ADDON_RELATIVE = join('build', 'Release', 'vxtun_native.node');
+
+let cached: { addon?: NativeAddon; error?: string } | undefined;
+
+/** The package root: the nearest directory above this module holding package.json (works from src/ and dist/src/). */
+function packageRoot(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+function load(): { addon?: NativeAddon; error?: string } {
+  if (cached) return cached;
+  const root = packageRoot();
+  const path = root === undefined ? undefined : join(root, ADDON_RELATIVE);
+  if (path === undefined || !existsSync(path)) {
+    cached = { error: 'vxtun native addon not built: run npm install (node-gyp)' };
+    return cached;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    cached = { addon: require(path) as NativeAddon };
+  } catch (e) {
+    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+    cached = { error: `vxtun native addon failed to load (${path}): ${msg}; rebuild with npm install (node-gyp)` };
+  }
+  return cached;
+}
+
+function disabled(): boolean {
+  return process.env.VXTUN_NO_NATIVE === '1';
+}
+
+/** The addon, or undefined when it is not built, fails to load, or VXTUN_NO_NATIVE=1 asks for the fallback. */
+export function loadNative(): NativeAddon | undefined {
+  if (disabled()) return undefined;
+  return load().addon;
+}
+
+/** The addon, or a one-line Error saying why it is unavailable. */
+export function requireNative(): NativeAddon {
+  if (disabled()) throw new Error('vxtun native addon disabled by VXTUN_NO_NATIVE=1');
+  const r = load();
+  if (!r.addon) throw new Error(r.error);
+  return r.addon;
+}

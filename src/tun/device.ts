@@ -1,0 +1,25 @@
+/**
+ * The TUN side of the dataplane, batched in the shape of wireguard-go's tun.Device:
+ * the caller owns the buffers; every packet sits at `offset` in its buffer so the
+ * engine can write Ethernet + VXLAN into the headroom in front of it without a copy.
+ */
+export interface TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  /**
+   * Non-blocking batched read: fills bufs[i] from `offset` with one IP packet each and sets
+   * sizes[i] to its length. Returns how many packets were read (0 when none is waiting).
+   * A packet longer than a buffer's room is truncated by the kernel; callers size buffers
+   * to offset + mtu at least.
+   */
+  read(bufs: Buffer[], sizes: number[], offset: number): number;
+  /**
+   * Batched write of `count` packets, each at `offset` in bufs[i] with length sizes[i].
+   * Returns how many were accepted; a packet the kernel refuses is skipped, not retried.
+   */
+  write(bufs: Buffer[], sizes: number[], offset: number, count: number): number;
+  /** Calls `onReadable` from the event loop whenever packets are waiting. Never blocks the loop. */
+  start(onReadable: () => void): void;
+  /** Stops readiness callbacks and closes the device (a non-persistent TUN vanishes with its routes). */
+  close(): void;
+}
