@@ -5,6 +5,11 @@
 // "<what> <subject>: <ERRNO> (<strerror>)" with the Node-style fields code / errno (negative) / syscall.
 #pragma once
 
+// A worker being terminated cannot take a thrown exception: swallow it instead of aborting the process.
+// (Defined here rather than in binding.gyp so that every part of the addon agrees.)
+#ifndef NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#endif
 #include <napi.h>
 
 #include <cstddef>

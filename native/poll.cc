@@ -11,10 +11,11 @@ namespace vxtun {
 namespace {
 
 struct Poll {
-  uv_poll_t handle;  // first member: the uv handle's address is the struct's address
+  uv_poll_t handle;  // handle.data points back to this Poll
   napi_env env = nullptr;
   Napi::FunctionReference cb;
   napi_async_context actx = nullptr;
+  napi_async_cleanup_hook_handle cleanup = nullptr;
   int fd = -1;
   bool active = false;    // started and not yet stopped
   bool jsAlive = true;    // the JS handle object has not been collected
@@ -29,19 +30,21 @@ void MaybeFree(Poll* p) {
 }
 
 void OnClose(uv_handle_t* h) {
-  Poll* p = reinterpret_cast<Poll*>(h);
+  Poll* p = static_cast<Poll*>(h->data);
   p->uvClosed = true;
+  // Only now may the environment (and, in a worker, this very library) go away.
+  if (p->cleanup != nullptr) {
+    napi_remove_async_cleanup_hook(p->cleanup);
+    p->cleanup = nullptr;
+  }
   MaybeFree(p);
 }
 
-void CleanupHook(void* arg);
-
 // Stops callbacks at once and closes the uv handle; memory goes when both sides are done with it.
-void Stop(Poll* p, bool fromCleanupHook) {
+void Stop(Poll* p) {
   if (!p->active) return;
   p->active = false;
   uv_poll_stop(&p->handle);
-  if (!fromCleanupHook) napi_remove_env_cleanup_hook(p->env, CleanupHook, p);
   p->cb.Reset();
   if (p->actx != nullptr) {
     napi_async_destroy(p->env, p->actx);
@@ -50,11 +53,12 @@ void Stop(Poll* p, bool fromCleanupHook) {
   uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), OnClose);
 }
 
-// The environment is going away (worker exit, process teardown) with the poll still running.
-void CleanupHook(void* arg) { Stop(static_cast<Poll*>(arg), true); }
+// The environment is going away (worker exit, process teardown) with the poll still running: close
+// it, and let Node wait for OnClose (which removes the hook) before it unloads the addon.
+void AsyncCleanup(napi_async_cleanup_hook_handle /*handle*/, void* arg) { Stop(static_cast<Poll*>(arg)); }
 
 void OnPoll(uv_poll_t* h, int status, int /*events*/) {
-  Poll* p = reinterpret_cast<Poll*>(h);
+  Poll* p = static_cast<Poll*>(h->data);
   if (!p->active) return;
   Napi::Env env(p->env);
   Napi::HandleScope scope(env);
@@ -104,6 +108,7 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
   p->fd = static_cast<int>(fd);
   std::string subject = "fd " + std::to_string(fd);
   int r = uv_poll_init(loop, &p->handle, p->fd);
+  p->handle.data = p;
   if (r < 0) {
     delete p;  // never registered with the loop
     ThrowErrno(env, -r, "uv_poll_init", subject);
@@ -119,7 +124,7 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
   p->cb = Napi::Persistent(info[1].As<Napi::Function>());
   napi_async_init(env, Napi::Object::New(env), Napi::String::New(env, "vxtun.poll"), &p->actx);
   p->active = true;
-  napi_add_env_cleanup_hook(env, CleanupHook, p);
+  napi_add_async_cleanup_hook(env, AsyncCleanup, p, &p->cleanup);
   Napi::External<Poll> handle = Napi::External<Poll>::New(env, p, Finalize);
   napi_type_tag_object(env, handle, &kPollTag);
   return handle;
@@ -134,7 +139,7 @@ Napi::Value PollStop(const Napi::CallbackInfo& info) {
     ThrowType(env, "pollStop: handle must come from pollStart");
     return env.Undefined();
   }
-  Stop(info[0].As<Napi::External<Poll>>().Data(), false);
+  Stop(info[0].As<Napi::External<Poll>>().Data());
   return env.Undefined();
 }
 

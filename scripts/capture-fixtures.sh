@@ -82,6 +82,8 @@ nsx n1 ping -c 1 -W 2 10.244.2.0 >/dev/null
 
 # ---- checksum analysis of a captured frame (bash arithmetic over the hex bytes) -----------------
 BYTES=()
+# The packet's own -x/-xx dump lines start with exactly one tab then 0x; -vv decoders may print
+# further, deeper-indented dumps (e.g. of an ICMPv6 option), which are part of the summary.
 load_bytes() { # file with tcpdump -xx output of one packet
   local hex
   hex=$(sed -n 's/^\t0x[0-9a-f]\{4\}:[[:space:]]*//p' "$1" | tr -d ' \n')
@@ -215,6 +217,11 @@ cap1 vxlan-tcp-syn n2 eth0 "$V4 and udp[39] = 6 and udp[63] & 0x12 = 0x02" \
 cap1 vxlan-tcp-data n2 eth0 "$V4 and udp[39] = 6 and udp[63] & 0x08 != 0 and udp[52:2] = 5201" \
   "inner IPv4 TCP data segment (PSH, 31 bytes) 10.244.1.0 -> 10.244.2.0:5201, kernel VXLAN n1 -> n2, default veth offloads" \
   -- tcp_client
+# A 4000-byte write in one go: TCP hands the VXLAN device one GSO super-packet and it crosses the
+# veth unsegmented (inner IP total length > MTU); a UDP socket on the receiver gets it whole.
+cap1 vxlan-tcp-gso n2 eth0 "$V4 and udp[39] = 6 and udp[63] & 0x08 != 0 and udp[52:2] = 5201 and udp[4:2] > 1500" \
+  "inner IPv4 TCP GSO super-packet (one 4000-byte write, MSS 1398) 10.244.1.0 -> 10.244.2.0:5201, kernel VXLAN n1 -> n2, default veth offloads" \
+  -- nsx n1 bash -c 'exec 3<>/dev/tcp/10.244.2.0/5201; printf "%4000s" "" | tr " " "v" >&3; sleep 0.3'
 # The same with transmit checksum offload off on the sender's underlay veth: the kernel then
 # completes the checksums in software before the frame leaves node 1.
 nsx n1 ethtool -K eth0 tx off >/dev/null

@@ -20,7 +20,6 @@ export const DropReason = {
   UnsupportedEtherType: 'unsupported-ethertype',
   MalformedInnerIpv4: 'malformed-inner-ipv4',
   MalformedInnerIpv6: 'malformed-inner-ipv6',
-  InnerTooBig: 'inner-too-big',
   MalformedArp: 'malformed-arp',
   ArpNotForUs: 'arp-not-for-us',
   ArpIgnored: 'arp-ignored',
@@ -37,6 +36,7 @@ export type Answer = (typeof Answer)[keyof typeof Answer];
 
 export const Fixup = {
   ChecksumCompleted: 'checksum-completed',
+  GsoSegmented: 'gso-segmented',
 } as const;
 export type Fixup = (typeof Fixup)[keyof typeof Fixup];
 

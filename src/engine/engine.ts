@@ -21,7 +21,8 @@ import { Ipv4Packet } from '../wire/ipv4.js';
 import { Ipv6Packet } from '../wire/ipv6.js';
 import { ArpPacket, ArpOp, ARP_LEN, emitArp } from '../wire/arp.js';
 import { WireError } from '../wire/error.js';
-import { l4ChecksumState, completeL4Checksum } from '../wire/l4checksum.js';
+import { repairPartialL4Checksum } from '../wire/l4checksum.js';
+import { segmentTcp } from './gso.js';
 import { Counters, DropReason, Answer, Fixup } from './counters.js';
 import { RouteTable, type Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
@@ -246,12 +247,21 @@ export class Engine {
         c.drop(DropReason.UnsupportedEtherType);
         continue;
       }
+      if (innerLength > this.opts.tunMtu) {
+        // A kernel peer's GSO super-packet (see gso.ts): segment it as the absent NIC would have.
+        const segments = segmentTcp(buf, INNER_IP, innerLength, this.opts.tunMtu, HEADROOM);
+        if (segments !== undefined) {
+          c.fix(Fixup.GsoSegmented);
+          for (const seg of segments) {
+            outBufs.push(seg);
+            outSizes.push(seg.length - HEADROOM);
+          }
+          continue;
+        }
+      }
       // A kernel peer on a virtual link may leave TCP/UDP checksums for hardware that is not
       // there (CHECKSUM_PARTIAL); our TUN write would be dropped by the receiving stack.
-      if (l4ChecksumState(buf, INNER_IP, innerLength) === 'partial') {
-        completeL4Checksum(buf, INNER_IP, innerLength);
-        c.fix(Fixup.ChecksumCompleted);
-      }
+      if (repairPartialL4Checksum(buf, INNER_IP, innerLength) === 'partial') c.fix(Fixup.ChecksumCompleted);
       outBufs.push(buf);
       outSizes.push(innerLength);
     }

@@ -63,6 +63,7 @@ export class IcmpResponder {
     if (ip.fragmentOffset !== 0) return undefined;
     const src = ip.src;
     if (src === 0 || src === 0xffffffff || src >>> 28 === 0xe) return undefined;
+    if (ip.dst === 0xffffffff || ip.dst >>> 28 === 0xe) return undefined;
     if (ip.protocol === IpProtocol.ICMP && isIcmpv4Error(ip)) return undefined;
     if (!this.allow()) return IcmpResponder.RateLimited;
     const invokingLength = Math.min(ip.totalLength, ICMPV4_MAX - IPV4_MIN_HEADER_LEN - ICMP_HEADER_LEN);
@@ -81,6 +82,7 @@ export class IcmpResponder {
   private error6(ip: Ipv6Packet, type: number, code: number, mtu: number | undefined): Buffer | undefined {
     const src = ip.src;
     if (src[0] === 0xff || src.every((b) => b === 0)) return undefined;
+    if (ip.dst[0] === 0xff) return undefined; // RFC 4443 §2.4 (e): not about multicast
     if (ip.nextHeader === IpProtocol.ICMPV6 && ip.payloadLength >= 1 && ip.buf[ip.payloadOffset]! < 128) return undefined;
     if (!this.allow()) return IcmpResponder.RateLimited;
     const total = IPV6_HEADER_LEN + ip.payloadLength;

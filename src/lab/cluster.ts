@@ -9,11 +9,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { Topology, Underlay, Netns, createKernelFlannelNode, addKernelPeer, addPod, waitFor } from './netns.js';
 import { controlRequest } from '../control/socket.js';
 import type { CounterSnapshot } from '../engine/counters.js';
+import { packageRoot } from '../util/package-root.js';
 
 export type NodeKind = 'vxtun' | 'kernel';
 
@@ -48,7 +48,8 @@ export interface ClusterNode {
   vxtun?: VxtunProcess;
 }
 
-export const cliPath = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+/** The compiled CLI, also when this module runs from source under vitest. */
+export const cliPath = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
 
 export function nodeAddressing(i: number): { publicIp: string; subnet: string; vtepIp: string; vtepMac: string; podIp: string; gateway: string } {
   const hex = i.toString(16).padStart(2, '0');

@@ -19,7 +19,7 @@
  *     .track(child): ChildProcess                      killed by destroy()
  *     .namespaces: readonly Netns[]
  *     .destroy(): Promise<void>                        idempotent: kills processes, deletes namespaces
- *     .destroySync(): void                             same, synchronous (for process 'exit')
+ *     .destroySync(): void                             same, synchronous (used by the exit/signal handlers)
  *   class Netns
  *     static create(name, topology?): Promise<Netns>   fails if the name exists (never adopts one)
  *     .name, .topology
@@ -28,7 +28,8 @@
  *     .ip(args): Promise<ExecResult>                   `ip -n <name> ...args`, throws on failure
  *     .bridge(args): Promise<ExecResult>               `bridge -n <name> ...args`, throws on failure
  *     .sysctl(key, value): Promise<void>
- *     .spawn(cmd, opts?): ChildProcess                 long-running process inside, tracked by the topology
+ *     .spawn(cmd, opts?): ChildProcess                 long-running process inside, tracked by the topology;
+ *                                                      output drained and kept (processOutput / waitForOutput)
  *     .pids(): Promise<number[]>                       processes inside (`ip netns pids`)
  *     .linkMtu(dev): Promise<number>
  *     .delete(): Promise<void>                         kills processes inside, deletes; idempotent
@@ -44,10 +45,14 @@
  *   addPod(node, { name, gatewayCidr, podIp, network = '10.244.0.0/16', bridge = 'cni0', mtu = 1450,
  *                  gatewayCidr6?, podIp6?, network6? }): Promise<Netns>
  *   enableIpv4Forwarding(ns) / enableIpv6Forwarding(ns): Promise<void>
+ *   setOffloads(ns, dev, { 'tx-checksum-ip-generic': false, ... }): Promise<void>   `ethtool -K`
  *   capture(ns, iface, filter, { count?, flags = ['-xx', '-n'], file?, snaplen? }?): Promise<Capture>
  *     Capture: .child, .done: Promise<CaptureResult> (tcpdump exited by itself), .stop(): Promise<CaptureResult>
- *   parseTcpdump(text): TcpdumpPacket[]                `-xx`/`-x` output -> { summary, lines, bytes }
+ *   parseTcpdump(text): TcpdumpPacket[]                `-xx`/`-x` output -> { summary, hexLines, bytes }
  *   waitFor(predicate, { timeoutMs = 10000, intervalMs = 50, what? }?): Promise<void>
+ *   sleep(ms): Promise<void>
+ *   processOutput(child): string                       last 64 KiB of a spawned process's stdout+stderr
+ *   waitForOutput(child, re, { timeoutMs = 10000 }?): Promise<RegExpMatchArray>
  *
  * Typical use (integration test):
  *   const topo = new Topology();
@@ -215,7 +220,8 @@ function installProcessHandlers(): void {
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
       for (const t of live) t.destroySync();
-      process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+      // Keep the default behaviour (terminate by the signal) unless someone else handles it.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
     });
   }
 }
@@ -273,8 +279,10 @@ export class Topology {
     await Promise.all([...this.children].map((c) => stopChild(c)));
     this.children.clear();
     // Reverse order: pods before nodes before the underlay (not required, but tidy).
-    for (const ns of [...this.nsList].reverse()) await ns.delete();
+    const errors: unknown[] = [];
+    for (const ns of [...this.nsList].reverse()) await ns.delete().catch((e: unknown) => errors.push(e));
     this.nsList.length = 0;
+    if (errors.length > 0) throw new AggregateError(errors, `destroying ${this.prefix}: ${errors.length} namespace(s) not deleted`);
   }
 
   destroySync(): void {
@@ -379,10 +387,13 @@ export class Netns {
   /**
    * Starts a long-running process inside the namespace (`ip netns exec` execs it, so the pid is
    * the command's own). It leads its own process group and is killed by the topology's destroy().
+   * Default stdio is ['ignore', 'pipe', 'pipe']; piped output is always drained (so a chatty
+   * process never blocks) and its last 64 KiB are kept for processOutput() / waitForOutput().
    */
   spawn(cmd: readonly string[], opts: SpawnOptions = {}): ChildProcess {
     const [file, ...args] = this.argv(cmd);
     const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts, detached: true });
+    keepOutput(child);
     this.topology?.track(child);
     return child;
   }
@@ -428,6 +439,53 @@ export class Netns {
       /* already gone */
     }
   }
+}
+
+const OUTPUT_KEEP = 64 * 1024;
+const outputs = new WeakMap<ChildProcess, { text: string; waiters: Set<() => void> }>();
+
+function keepOutput(child: ChildProcess): void {
+  const o = { text: '', waiters: new Set<() => void>() };
+  outputs.set(child, o);
+  const onData = (b: Buffer) => {
+    o.text = (o.text + b.toString()).slice(-OUTPUT_KEEP);
+    for (const w of o.waiters) w();
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+}
+
+/** The last 64 KiB of stdout and stderr (interleaved) of a process started by Netns.spawn(). */
+export function processOutput(child: ChildProcess): string {
+  return outputs.get(child)?.text ?? '';
+}
+
+/** Resolves with the match once `re` matches the process's output; rejects on exit or timeout. */
+export function waitForOutput(child: ChildProcess, re: RegExp, opts: { timeoutMs?: number } = {}): Promise<RegExpMatchArray> {
+  const o = outputs.get(child);
+  if (!o) return Promise.reject(new Error('waitForOutput: process was not started by Netns.spawn()'));
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error, m?: RegExpMatchArray) => {
+      clearTimeout(timer);
+      o.waiters.delete(check);
+      child.off('close', onExit);
+      if (err) reject(err);
+      else resolve(m!);
+    };
+    const check = () => {
+      const m = o.text.match(re);
+      if (m) done(undefined, m);
+    };
+    const onExit = () => {
+      check();
+      done(new Error(`process exited before its output matched ${re}:\n${o.text.slice(-2000)}`));
+    };
+    const timer = setTimeout(() => done(new Error(`timed out waiting for ${re} in output:\n${o.text.slice(-2000)}`)), opts.timeoutMs ?? 10_000);
+    o.waiters.add(check);
+    child.once('close', onExit);
+    check();
+    if (child.exitCode !== null || child.signalCode !== null) onExit();
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -595,6 +653,17 @@ export async function enableIpv6Forwarding(ns: Netns): Promise<void> {
   await ns.sysctl('net.ipv6.conf.all.forwarding', 1);
 }
 
+/**
+ * `ethtool -K <dev> <feature> on|off ...` inside `ns`. With veth's defaults a kernel VXLAN sender
+ * hands its peer inner TCP/UDP checksums that are only the pseudo-header sum (CHECKSUM_PARTIAL) and
+ * GSO super-packets of up to ~64 KB; `{ tx: false }` on the sender's eth0 (or flannel.1) makes it
+ * finish checksums and segment in software (see test/fixtures/kernel/README.md).
+ */
+export async function setOffloads(ns: Netns, dev: string, features: Record<string, boolean>): Promise<void> {
+  const args = Object.entries(features).flatMap(([k, v]) => [k, v ? 'on' : 'off']);
+  if (args.length > 0) await ns.execOk(['ethtool', '-K', dev, ...args]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pods, as the CNI bridge plugin wires them: a veth from the pod's eth0 into bridge cni0 in the node.
 
@@ -680,7 +749,8 @@ export interface Capture {
 
 /** Starts tcpdump in `ns` on `iface`; resolves once it is listening. */
 export async function capture(ns: Netns, iface: string, filter: string | string[], opts: CaptureOptions = {}): Promise<Capture> {
-  const args = ['tcpdump', '-i', iface, '-l', ...(opts.flags ?? ['-xx', '-n'])];
+  // --immediate-mode: without it packets wait in the kernel's ring buffer and a stop() loses them.
+  const args = ['tcpdump', '--immediate-mode', '-i', iface, '-l', ...(opts.flags ?? ['-xx', '-n'])];
   if (opts.count !== undefined) args.push('-c', String(opts.count));
   if (opts.snaplen !== undefined) args.push('-s', String(opts.snaplen));
   if (opts.file !== undefined) args.push('-U', '-w', opts.file);
@@ -724,9 +794,14 @@ export interface TcpdumpPacket {
   bytes: Buffer;
 }
 
-const HEX_LINE = /^\s+0x([0-9a-f]{4}):\s+((?:[0-9a-f]{2,4}\s?)+)/i;
+// The packet's own dump lines start with exactly one tab; -vv decoders may print deeper-indented
+// dumps (e.g. of an ICMPv6 option) that belong to the summary. (-X's ASCII column is not supported.)
+const HEX_LINE = /^\t0x([0-9a-f]{4}):((?:\s+[0-9a-f]{2,4})+)\s*$/i;
 
-/** Splits `tcpdump -x/-xx` output into packets; a summary line after hex lines starts a new packet. */
+/**
+ * Splits `tcpdump -x/-xx` output (optionally -v/-vv) into packets: summary lines, then the
+ * `\t0x0000:  ....` dump; a summary line after dump lines starts the next packet.
+ */
 export function parseTcpdump(text: string): TcpdumpPacket[] {
   const packets: TcpdumpPacket[] = [];
   let cur: { summary: string[]; hexLines: string[]; chunks: Buffer[]; next: number } | undefined;

@@ -102,16 +102,19 @@ export class TcpSegment {
   }
 }
 
-/** tcpdump-style flag letters ("S.", "P.", "F." …): S F P R U E W, then "." for ACK; "none" when 0. */
+/** tcpdump's flag letters, in its order (F S R P . U E W): "S", "S.", "P.", "FP."; "none" when 0. */
 export function tcpFlagsToString(flags: number): string {
   let s = '';
-  if (flags & TcpFlags.SYN) s += 'S';
-  if (flags & TcpFlags.FIN) s += 'F';
-  if (flags & TcpFlags.PSH) s += 'P';
-  if (flags & TcpFlags.RST) s += 'R';
-  if (flags & TcpFlags.URG) s += 'U';
-  if (flags & TcpFlags.ECE) s += 'E';
-  if (flags & TcpFlags.CWR) s += 'W';
-  if (flags & TcpFlags.ACK) s += '.';
+  for (const [bit, letter] of FLAG_LETTERS) if (flags & bit) s += letter;
   return s === '' ? 'none' : s;
 }
+const FLAG_LETTERS: readonly (readonly [number, string])[] = [
+  [TcpFlags.FIN, 'F'],
+  [TcpFlags.SYN, 'S'],
+  [TcpFlags.RST, 'R'],
+  [TcpFlags.PSH, 'P'],
+  [TcpFlags.ACK, '.'],
+  [TcpFlags.URG, 'U'],
+  [TcpFlags.ECE, 'E'],
+  [TcpFlags.CWR, 'W'],
+];

@@ -8,11 +8,33 @@ import {
   capture,
   createKernelFlannelNode,
   parseTcpdump,
+  processOutput,
   run,
+  setOffloads,
+  waitForOutput,
   type Netns,
 } from '../../src/lab/netns.js';
 
 const isRoot = process.getuid?.() === 0;
+
+/** 'complete' | 'partial' (pseudo-header sum only) | 'bad' for the inner IPv4 TCP of a captured VXLAN frame. */
+function innerTcpChecksumState(b: Buffer): string {
+  const ip = 14 + 20 + 8 + 8 + 14;
+  const l4 = ip + (b[ip]! & 15) * 4;
+  const len = b.readUInt16BE(ip + 2) - (l4 - ip);
+  const sum = (s: number, e: number, acc = 0) => {
+    for (let i = s; i + 1 < e; i += 2) acc += b.readUInt16BE(i);
+    if ((e - s) & 1) acc += b[e - 1]! << 8;
+    return acc;
+  };
+  const fold = (x: number) => {
+    while (x > 0xffff) x = (x & 0xffff) + (x >>> 16);
+    return x;
+  };
+  const pseudo = sum(ip + 12, ip + 20) + 6 + len;
+  if (fold(pseudo + sum(l4, l4 + len)) === 0xffff) return 'complete';
+  return b.readUInt16BE(l4 + 16) === fold(pseudo) ? 'partial' : 'bad';
+}
 
 async function netnsNames(): Promise<string[]> {
   const r = await run(['ip', 'netns', 'list']);
@@ -101,14 +123,36 @@ describe.skipIf(!isRoot)('lab: kernel flannel nodes in namespaces', () => {
     expect(b.subarray(inner + 14 + 12, inner + 14 + 20).toString('hex')).toBe('0af401020af40202'); // 10.244.1.2 -> 10.244.2.2
   });
 
+  it('pod TCP crosses the kernel tunnel with a partial inner checksum by default, complete with tx off', async () => {
+    const synOnWire = async (): Promise<Buffer> => {
+      const cap = await capture(n2, 'eth0', 'udp dst port 8472 and udp[28:2] = 0x0800 and udp[39] = 6', { count: 1 });
+      // Port 9 is closed in pod2: the SYN crosses, an RST comes back, bash gives up at once.
+      await pod1.exec(['bash', '-c', 'exec 3<>/dev/tcp/10.244.2.2/9'], { timeoutMs: 5000 });
+      const timeout = setTimeout(() => void cap.stop(), 5000);
+      const r = await cap.done;
+      clearTimeout(timeout);
+      const [pkt] = parseTcpdump(r.stdout);
+      expect(pkt, r.stderr).toBeDefined();
+      return pkt!.bytes;
+    };
+    expect(innerTcpChecksumState(await synOnWire())).toBe('partial');
+    await setOffloads(n1, 'eth0', { tx: false });
+    try {
+      expect(innerTcpChecksumState(await synOnWire())).toBe('complete');
+    } finally {
+      await setOffloads(n1, 'eth0', { tx: true });
+    }
+  });
+
   it('refuses addresses outside the lab ranges', async () => {
     await expect(createKernelFlannelNode(n1, { publicIp: '192.168.1.1', subnet: '10.244.9.0/24', vtepMac: '0a:58:0a:f4:09:00', dev: 'flannel.9' })).rejects.toThrow(/198\.18\.0\.0\/15/);
     await expect(addKernelPeer(n1, { subnet: '10.1.0.0/24', publicIp: '198.18.0.9', vtepMac: '0a:58:0a:f4:09:00' })).rejects.toThrow(/10\.244\.0\.0\/16/);
   });
 
   it('destroy() removes every namespace, link and process, and is idempotent', async () => {
-    const child = n1.spawn(['sleep', '600']);
-    await new Promise((r) => child.once('spawn', r));
+    const child = n1.spawn(['sh', '-c', 'echo ready in $(ip -o link show eth0 | cut -d" " -f2); exec sleep 600']);
+    await waitForOutput(child, /ready in \S+/);
+    expect(processOutput(child)).toMatch(/^ready in eth0/); // ran inside the node namespace
     sleeper = child.pid;
     expect(sleeper).toBeDefined();
     expect(await n1.pids()).toContain(sleeper);

@@ -1,0 +1,83 @@
+/**
+ * Segmentation of TCP super-packets that kernel peers send whole.
+ *
+ * A kernel VXLAN device over veth hands the underlay one GSO skb of up to 64 KB (the veth
+ * advertises tx-udp_tnl-segmentation, so nobody segments it), and a UDP socket receives it as
+ * one datagram: an inner TCP packet far larger than any MTU on our side. Written into the TUN
+ * as it is, the kernel forwards it to a pod link it does not fit and drops it (ICMP frag-needed
+ * back to a peer that never sent such a packet). So we do what the missing hardware would have
+ * done (TSO): cut the payload at the TUN MTU, give each piece the header with its own sequence
+ * number, IPv4 id, length and flags, and a full checksum.
+ */
+import { onesSum, finish } from '../wire/checksum.js';
+import { Ipv4Packet, IpProtocol, Ipv4Field } from '../wire/ipv4.js';
+import { Ipv6Packet } from '../wire/ipv6.js';
+import { TcpSegment, TcpField, TcpFlags } from '../wire/tcp.js';
+import { WireError } from '../wire/error.js';
+
+/**
+ * Splits the TCP packet at buf[ipOffset, ipOffset + ipLength) into packets of at most `mtu`
+ * bytes, each at `headroom` in a new buffer. Returns undefined when the packet is not TCP over
+ * IPv4/IPv6 without options that forbid it (fragments, IPv6 extension headers) or cannot be split.
+ */
+export function segmentTcp(buf: Buffer, ipOffset: number, ipLength: number, mtu: number, headroom: number): Buffer[] | undefined {
+  const version = buf[ipOffset]! >> 4;
+  let ipHeaderLength: number;
+  let ip4: Ipv4Packet | undefined;
+  let ip6: Ipv6Packet | undefined;
+  if (version === 4) {
+    const p = Ipv4Packet.check(buf, ipOffset, ipLength);
+    if (p instanceof WireError || p.isFragment || p.protocol !== IpProtocol.TCP) return undefined;
+    ip4 = p;
+    ipHeaderLength = p.headerLength;
+  } else if (version === 6) {
+    const p = Ipv6Packet.check(buf, ipOffset, ipLength);
+    if (p instanceof WireError || p.nextHeader !== IpProtocol.TCP) return undefined;
+    ip6 = p;
+    ipHeaderLength = 40;
+  } else {
+    return undefined;
+  }
+  const l4Offset = ipOffset + ipHeaderLength;
+  const tcp = TcpSegment.check(buf, l4Offset, ipLength - ipHeaderLength);
+  if (tcp instanceof WireError) return undefined;
+  const headerLength = ipHeaderLength + tcp.headerLength;
+  const mss = mtu - headerLength;
+  const payloadLength = tcp.payloadLength;
+  if (mss <= 0 || payloadLength <= mss) return undefined;
+
+  const count = Math.ceil(payloadLength / mss);
+  const out: Buffer[] = new Array(count);
+  const seq0 = tcp.seq;
+  const flags = tcp.flags;
+  const id0 = ip4 ? ip4.identification : 0;
+  for (let k = 0; k < count; k++) {
+    const chunk = Math.min(mss, payloadLength - k * mss);
+    const seg = Buffer.allocUnsafe(headroom + headerLength + chunk);
+    const o = headroom;
+    buf.copy(seg, o, ipOffset, ipOffset + headerLength);
+    buf.copy(seg, o + headerLength, tcp.payloadOffset + k * mss, tcp.payloadOffset + k * mss + chunk);
+    const t = o + ipHeaderLength;
+    seg.writeUInt32BE((seq0 + k * mss) >>> 0, t + TcpField.SEQ);
+    let f = flags;
+    if (k !== count - 1) f &= ~(TcpFlags.FIN | TcpFlags.PSH);
+    if (k !== 0) f &= ~TcpFlags.CWR;
+    seg[t + TcpField.FLAGS] = f;
+    const l4Length = tcp.headerLength + chunk;
+    let pseudo: number;
+    if (ip4) {
+      seg.writeUInt16BE(headerLength + chunk, o + Ipv4Field.TOTAL_LENGTH);
+      seg.writeUInt16BE((id0 + k) & 0xffff, o + Ipv4Field.IDENTIFICATION);
+      seg.writeUInt16BE(0, o + Ipv4Field.CHECKSUM);
+      seg.writeUInt16BE(finish(onesSum(seg, o, ipHeaderLength)), o + Ipv4Field.CHECKSUM);
+      pseudo = ip4.pseudoHeaderSum(IpProtocol.TCP, l4Length);
+    } else {
+      seg.writeUInt16BE(l4Length, o + 4);
+      pseudo = ip6!.pseudoHeaderSum(IpProtocol.TCP, l4Length);
+    }
+    seg.writeUInt16BE(0, t + TcpField.CHECKSUM);
+    seg.writeUInt16BE(finish(onesSum(seg, t, l4Length, pseudo)), t + TcpField.CHECKSUM);
+    out[k] = seg;
+  }
+  return out;
+}

@@ -1,0 +1,52 @@
+/** Shared pieces of the integration tests: prerequisites, transfers, captures. */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Netns } from '../../src/lab/netns.js';
+import { waitFor } from '../../src/lab/netns.js';
+
+export const toolsDir = fileURLToPath(new URL('../tools/', import.meta.url));
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * Integration tests need root and these commands. A missing one is a failure with its name,
+ * never a skip: in CI the suite must prove what it claims.
+ */
+export function requirePrerequisites(commands: string[] = ['ip', 'bridge', 'ping', 'tcpdump']): void {
+  if (process.getuid?.() !== 0) throw new Error('integration tests need root (network namespaces, TUN)');
+  for (const c of commands) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${c}`], { stdio: 'ignore' });
+    } catch {
+      throw new Error(`integration tests need "${c}" (installed by scripts/install-deps.sh)`);
+    }
+  }
+  if (!existsSync(`${repoRoot}dist/src/cli/main.js`)) throw new Error('dist/ is missing: run npm run build first');
+}
+
+export interface TransferResult {
+  sent: { bytes: number; sha256: string };
+  received: { bytes: number; sha256: string };
+}
+
+/** Sends `bytes` over TCP from one pod to another and returns both ends' sha256. */
+export async function tcpTransfer(from: Netns, to: Netns, toIp: string, bytes: number, port = 5201): Promise<TransferResult> {
+  const sink = to.spawn([process.execPath, `${toolsDir}xfer.mjs`, 'sink', toIp, String(port)]);
+  let out = '';
+  let err = '';
+  sink.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  sink.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const sinkExit = new Promise<void>((resolve) => sink.once('exit', () => resolve()));
+  await waitFor(() => out.includes('listening'), { timeoutMs: 10_000, what: `sink listening (${err})` });
+  const src = await from.execOk([process.execPath, `${toolsDir}xfer.mjs`, 'source', toIp, String(port), String(bytes)], { timeoutMs: 180_000 });
+  await Promise.race([sinkExit, new Promise((r) => setTimeout(r, 30_000))]);
+  const line = out.split('\n').find((l) => l.startsWith('{'));
+  if (!line) throw new Error(`sink printed no result: ${out} ${err}`);
+  return { sent: JSON.parse(src.stdout.trim().split('\n').pop()!), received: JSON.parse(line) };
+}
+
+/** Runs ping and returns its exit code and output. */
+export async function ping(ns: Netns, ip: string, extra: string[] = []): Promise<{ code: number | null; out: string }> {
+  const r = await ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', ...extra, ip]);
+  return { code: r.code, out: r.stdout + r.stderr };
+}

@@ -1,0 +1,337 @@
+import { isIPv6 } from 'node:net';
+import { describe, it, expect } from 'vitest';
+import { WireError } from '../../src/wire/error.js';
+import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
+import { IpProtocol, Ipv4Packet } from '../../src/wire/ipv4.js';
+import {
+  IPV6_HEADER_LEN,
+  Ipv6Field,
+  Ipv6Packet,
+  emitIpv6,
+  ipv6FromString,
+  ipv6PseudoHeaderSum,
+  ipv6ToString,
+  isIpv6String,
+} from '../../src/wire/ipv6.js';
+import { UdpDatagram } from '../../src/wire/udp.js';
+import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+
+// Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
+// over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
+// above each is tcpdump's decode of it.
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+
+/**
+ * IP (tos 0x0, ttl 64, id 60763, offset 0, flags [none], proto UDP (17), length 154)
+ * 198.18.0.1.39192 > 198.18.0.2.8472: [bad udp cksum 0x8cbf -> 0x001b!] OTV, flags [I] (0x08), overlay 0, instance 1
+ * IP6 (flowlabel 0xc60e6, hlim 64, next-header ICMPv6 (58) payload length: 64) fd00:1::1 > fd00:2::1: [icmp6 sum ok] ICMP6, echo request, id 9497, seq 1
+ */
+const ICMPV6_ECHO_REQUEST = hex(`
+  3e1b6ca911926a315ae6cf8108004500009aed5b0000401100d0c6120001c61200029918211800868cbf080000000000
+  01000a580af402000a580af4010086dd600c60e600403a40fd000001000000000000000000000001fd00000200000000
+  0000000000000001800022db251900013a4d036b0000000037fe090000000000101112131415161718191a1b1c1d1e1f
+  202122232425262728292a2b2c2d2e2f3031323334353637
+`);
+
+/**
+ * IP (tos 0x0, ttl 64, id 60669, offset 0, flags [none], proto UDP (17), length 122)
+ * 198.18.0.1.33636 > 198.18.0.2.8472: [bad udp cksum 0x8c9f -> 0x5966!] OTV, flags [I] (0x08), overlay 0, instance 1
+ * IP6 (hlim 255, next-header ICMPv6 (58) payload length: 32) :: > ff02::1:fff4:100: [icmp6 sum ok] ICMP6, neighbor solicitation, length 32, who has fe80::858:aff:fef4:100
+ * unknown option (14), length 8 (1):
+ */
+const NEIGHBOR_SOLICIT_DAD = hex(`
+  3e1b6ca911926a315ae6cf8108004500007aecfd00004011014ec6120001c61200028364211800668c9f080000000000
+  01003333fff401000a580af4010086dd6000000000203aff00000000000000000000000000000000ff02000000000000
+  00000001fff401008700979300000000fe8000000000000008580afffef401000e01694f9706c0f4
+`);
+
+/**
+ * IP (tos 0x0, ttl 64, id 60753, offset 0, flags [none], proto UDP (17), length 146)
+ * 198.18.0.1.35490 > 198.18.0.2.8472: [bad udp cksum 0x8cb7 -> 0x4dcb!] OTV, flags [I] (0x08), overlay 0, instance 1
+ * IP6 (hlim 1, next-header Options (0) payload length: 56) :: > ff02::16: HBH (rtalert: 0x0000) (padn) [icmp6 sum ok] ICMP6, multicast listener report v2, 2 group record(s) [gaddr ff02::1:ff00:1 to_ex { }] [gaddr ff02::1:fff4:100 to_ex { }]
+ */
+const MLD_REPORT_HOP_BY_HOP = hex(`
+  3e1b6ca911926a315ae6cf81080045000092ed510000401100e2c6120001c61200028aa22118007e8cb7080000000000
+  01003333000000160a580af4010086dd600000000038000100000000000000000000000000000000ff02000000000000
+  00000000000000163a000502000001008f006b7b0000000204000000ff0200000000000000000001ff00000104000000
+  ff0200000000000000000001fff40100
+`);
+
+/**
+ * IP (tos 0x0, ttl 64, id 30833, offset 0, flags [none], proto UDP (17), length 130)
+ * 198.18.0.1.60382 > 198.18.0.2.8472: [bad udp cksum 0x598e -> 0x6f89!] OTV, flags [I] (0x08), overlay 0, instance 1
+ * IP6 (flowlabel 0xde8a7, hlim 64, next-header TCP (6) payload length: 40) fd00:1::1.57208 > fd00:2::1.5202: Flags [S], cksum 0xfa34 (incorrect -> 0x1030), seq 32306759, win 65330, options [mss 1390,sackOK,TS val 3074202526 ecr 0,nop,wscale 10], length 0
+ */
+const TCP6_SYN = hex(`
+  2e5b2542472e5a4bf45689f708004500008278710000401175d2c6120001c6120002ebde2118006e598e080000000000
+  01000a580af402000a580af4010086dd600de8a700280640fd000001000000000000000000000001fd00000200000000
+  0000000000000001df78145201ecf64700000000a002ff32fa3400000204056e0402080ab73c9b9e000000000103030a
+`);
+
+function ok<T>(v: T | WireError): T {
+  if (v instanceof WireError) throw new Error(`refused: ${v.reason}`);
+  return v;
+}
+
+/** Outer Ethernet → IPv4 → UDP 8472 → VXLAN (VNI 1) → inner Ethernet. */
+function decap(frame: Buffer): EthernetFrame {
+  const eth = ok(EthernetFrame.check(frame));
+  expect(eth.etherType).toBe(EtherType.IPV4);
+  const outer = ok(Ipv4Packet.check(frame, eth.payloadOffset, eth.payloadLength));
+  const udp = ok(UdpDatagram.check(frame, outer.payloadOffset, outer.payloadLength));
+  expect(udp.dstPort).toBe(VXLAN_PORT_LINUX);
+  const vx = ok(VxlanHeader.check(frame, udp.payloadOffset, udp.payloadLength));
+  expect(vx.validate()).toBeUndefined();
+  expect(vx.vni).toBe(1);
+  return ok(EthernetFrame.check(frame, vx.payloadOffset, vx.payloadLength));
+}
+
+/** mulberry32: a seeded generator, so a failing fuzz case reproduces. */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Calls every getter and every argument-less method of a view. */
+function exercise(view: object): void {
+  for (const [name, d] of Object.entries(Object.getOwnPropertyDescriptors(Object.getPrototypeOf(view)))) {
+    if (name === 'constructor') continue;
+    if (d.get) d.get.call(view);
+    else if (typeof d.value === 'function' && d.value.length === 0) d.value.call(view);
+  }
+}
+
+function randomBytes(r: () => number, size: number): Buffer {
+  const b = Buffer.alloc(size);
+  for (let j = 0; j < size; j++) b[j] = Math.floor(r() * 256);
+  return b;
+}
+
+function innerIpv6(frame: Buffer): Ipv6Packet {
+  const inner = decap(frame);
+  expect(inner.etherType).toBe(EtherType.IPV6);
+  return ok(Ipv6Packet.check(frame, inner.payloadOffset, inner.payloadLength));
+}
+
+describe('Ipv6Packet on kernel-captured packets', () => {
+  it('decodes an ICMPv6 echo request as tcpdump does', () => {
+    const ip = innerIpv6(ICMPV6_ECHO_REQUEST);
+    expect(ip.version).toBe(6);
+    expect(ip.trafficClass).toBe(0);
+    expect(ip.flowLabel).toBe(0xc60e6);
+    expect(ip.payloadLength).toBe(64);
+    expect(ip.totalLength).toBe(104);
+    expect(ip.nextHeader).toBe(IpProtocol.ICMPV6);
+    expect(ip.hopLimit).toBe(64);
+    expect(ipv6ToString(ip.src)).toBe('fd00:1::1');
+    expect(ipv6ToString(ip.dst)).toBe('fd00:2::1');
+    expect(ip.payloadOffset).toBe(ip.offset + 40);
+  });
+
+  it('decodes a DAD neighbour solicitation from ::', () => {
+    const ip = innerIpv6(NEIGHBOR_SOLICIT_DAD);
+    expect(ip.flowLabel).toBe(0);
+    expect(ip.hopLimit).toBe(255);
+    expect(ip.payloadLength).toBe(32);
+    expect(ip.nextHeader).toBe(IpProtocol.ICMPV6);
+    expect(ipv6ToString(ip.src)).toBe('::');
+    expect(ipv6ToString(ip.dst)).toBe('ff02::1:fff4:100');
+  });
+
+  it('reports a hop-by-hop options header as next header 0 (not walked)', () => {
+    const ip = innerIpv6(MLD_REPORT_HOP_BY_HOP);
+    expect(ip.nextHeader).toBe(0);
+    expect(ip.hopLimit).toBe(1);
+    expect(ip.payloadLength).toBe(56);
+    expect(ipv6ToString(ip.dst)).toBe('ff02::16');
+  });
+
+  it('decodes a TCP SYN', () => {
+    const ip = innerIpv6(TCP6_SYN);
+    expect(ip.flowLabel).toBe(0xde8a7);
+    expect(ip.nextHeader).toBe(IpProtocol.TCP);
+    expect(ip.payloadLength).toBe(40);
+  });
+
+  it('gives the pseudo-header sum that the addresses give', () => {
+    const ip = innerIpv6(TCP6_SYN);
+    const sum = ip.pseudoHeaderSum(IpProtocol.TCP, 40);
+    expect(sum).toBe(ipv6PseudoHeaderSum(ip.src, ip.dst, IpProtocol.TCP, 40));
+    // By hand: fd00+0001+0001 (src) + fd00+0002+0001 (dst) + 0028 + 0006, folded
+    const raw = 0xfd00 + 1 + 1 + 0xfd00 + 2 + 1 + 40 + 6;
+    expect(sum).toBe((raw & 0xffff) + (raw >>> 16));
+    // 32-bit upper-layer lengths (jumbograms) fold in too
+    expect(ipv6PseudoHeaderSum(ip.src, ip.dst, 6, 0x10028)).toBe(ip.pseudoHeaderSum(6, 0x10028));
+  });
+
+  it('parse() then emitIpv6() reproduces every captured header byte (poisoned buffer)', () => {
+    for (const frame of [ICMPV6_ECHO_REQUEST, NEIGHBOR_SOLICIT_DAD, MLD_REPORT_HOP_BY_HOP, TCP6_SYN]) {
+      const ip = innerIpv6(frame);
+      const out = Buffer.alloc(IPV6_HEADER_LEN + 6, 0xa5);
+      expect(emitIpv6(ip.parse(), out, 3)).toBe(IPV6_HEADER_LEN);
+      expect(out.subarray(3, 43)).toEqual(frame.subarray(ip.offset, ip.offset + 40));
+      expect(out.subarray(0, 3)).toEqual(Buffer.alloc(3, 0xa5));
+      expect(out.subarray(43)).toEqual(Buffer.alloc(3, 0xa5));
+    }
+  });
+
+  it('keeps traffic class and flow label apart', () => {
+    const out = Buffer.alloc(40, 0xa5);
+    const src = ipv6FromString('fd00:1::1');
+    const dst = ipv6FromString('fd00:2::1');
+    emitIpv6({ src, dst, nextHeader: 17, hopLimit: 1, payloadLength: 0, trafficClass: 0xb8, flowLabel: 0xfffff }, out, 0);
+    const ip = ok(Ipv6Packet.check(out));
+    expect([ip.version, ip.trafficClass, ip.flowLabel]).toEqual([6, 0xb8, 0xfffff]);
+    expect(out.subarray(0, 4)).toEqual(Buffer.from([0x6b, 0x8f, 0xff, 0xff]));
+    emitIpv6({ src, dst, nextHeader: 17, hopLimit: 1, payloadLength: 0 }, out, 0);
+    expect(ok(Ipv6Packet.check(out)).parse()).toEqual({ src, dst, nextHeader: 17, hopLimit: 1, payloadLength: 0, trafficClass: 0, flowLabel: 0 });
+  });
+});
+
+describe('Ipv6Packet.check refusals', () => {
+  const base = (): Buffer => {
+    const b = Buffer.alloc(48, 0);
+    emitIpv6({ src: ipv6FromString('fd00:1::1'), dst: ipv6FromString('fd00:2::1'), nextHeader: 17, hopLimit: 64, payloadLength: 8 }, b, 0);
+    return b;
+  };
+
+  it('refuses every length below 40 as Truncated', () => {
+    const b = base();
+    for (let len = 0; len < IPV6_HEADER_LEN; len++) expect(Ipv6Packet.check(b, 0, len)).toBe(WireError.Truncated);
+    expect(Ipv6Packet.check(b, 9, 40)).toBe(WireError.Truncated);
+    expect(Ipv6Packet.check(b, -1, 40)).toBe(WireError.Truncated);
+  });
+
+  it('refuses a version other than 6', () => {
+    for (const v of [0, 4, 7, 15]) {
+      const b = base();
+      b[0] = (v << 4) | (b[0]! & 0x0f);
+      expect(Ipv6Packet.check(b)).toBe(WireError.BadVersion);
+    }
+  });
+
+  it('refuses a payload length beyond the bytes, accepts padding', () => {
+    const b = base();
+    b.writeUInt16BE(9, Ipv6Field.PAYLOAD_LENGTH);
+    expect(Ipv6Packet.check(b)).toBe(WireError.BadTotalLength);
+    b.writeUInt16BE(8, Ipv6Field.PAYLOAD_LENGTH);
+    expect(Ipv6Packet.check(b, 0, 47)).toBe(WireError.BadTotalLength);
+    b.writeUInt16BE(2, Ipv6Field.PAYLOAD_LENGTH);
+    const ip = ok(Ipv6Packet.check(b));
+    expect(ip.payloadLength).toBe(2);
+    expect(ip.length).toBe(48);
+  });
+});
+
+describe('IPv6 address text', () => {
+  // RFC 5952 §2 and §4: every form on the left has the canonical form on the right.
+  const canonical: [string, string][] = [
+    ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+    ['2001:0db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+    ['2001:db8::1:0:0:1', '2001:db8::1:0:0:1'],
+    ['2001:db8::0:1:0:0:1', '2001:db8::1:0:0:1'],
+    ['2001:0db8::1:0:0:1', '2001:db8::1:0:0:1'],
+    ['2001:db8:0:0:1::1', '2001:db8::1:0:0:1'],
+    ['2001:db8:0000:0:1::1', '2001:db8::1:0:0:1'],
+    ['2001:DB8:0:0:1::1', '2001:db8::1:0:0:1'],
+    ['2001:db8:aaaa:bbbb:cccc:dddd:eeee:0001', '2001:db8:aaaa:bbbb:cccc:dddd:eeee:1'],
+    ['2001:db8:aaaa:bbbb:cccc:dddd:eeee:001', '2001:db8:aaaa:bbbb:cccc:dddd:eeee:1'],
+    ['2001:db8:aaaa:bbbb:cccc:dddd:eeee:01', '2001:db8:aaaa:bbbb:cccc:dddd:eeee:1'],
+    ['2001:db8:aaaa:bbbb:cccc:dddd::1', '2001:db8:aaaa:bbbb:cccc:dddd:0:1'], // §4.2.2: one 0 field is not shortened
+    ['2001:db8:0:0:0::1', '2001:db8::1'], // §4.2.1
+    ['2001:db8:0:0::1', '2001:db8::1'],
+    ['2001:db8::0:1', '2001:db8::1'],
+    ['2001:db8::1', '2001:db8::1'],
+    ['2001:0db8::0001', '2001:db8::1'],
+    ['2001:db8:0:0:0:0:2:1', '2001:db8::2:1'],
+    ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+    ['2001:0:0:1:0:0:0:1', '2001:0:0:1::1'], // §4.2.3: the longest run
+    ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'], // §4.2.3: the first of equal runs
+    ['2001:db8:aaaa:bbbb:cccc:dddd:eeee:AAAA', '2001:db8:aaaa:bbbb:cccc:dddd:eeee:aaaa'], // §4.3
+    ['0:0:0:0:0:ffff:c000:0201', '::ffff:192.0.2.1'], // §5: IPv4-mapped in mixed notation
+    ['::ffff:192.0.2.1', '::ffff:192.0.2.1'],
+    ['0:0:0:0:0:0:0:0', '::'],
+    ['::', '::'],
+    ['0:0:0:0:0:0:0:1', '::1'],
+    ['1:0:0:0:0:0:0:0', '1::'],
+    ['1:2:3:4:5:6:7::', '1:2:3:4:5:6:7:0'],
+    ['::2:3:4:5:6:7:8', '0:2:3:4:5:6:7:8'],
+    ['::1.2.3.4', '::102:304'],
+    ['1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:102:304'],
+    ['64:ff9b::192.0.2.33', '64:ff9b::c000:221'],
+    ['fe80::0858:0aff:fef4:0100', 'fe80::858:aff:fef4:100'],
+    ['FD00:0001:0000:0000:0000:0000:0000:0001', 'fd00:1::1'],
+  ];
+
+  it('prints RFC 5952 canonical text and parses every RFC 4291 form', () => {
+    for (const [text, canon] of canonical) {
+      expect(isIpv6String(text), text).toBe(true);
+      expect(ipv6ToString(ipv6FromString(text)), text).toBe(canon);
+      expect(ipv6FromString(canon)).toEqual(ipv6FromString(text));
+      expect(isIPv6(text), text).toBe(true);
+    }
+    expect(ipv6FromString('::ffff:192.0.2.1')).toEqual(Buffer.from('00000000000000000000ffffc0000201', 'hex'));
+    expect(ipv6FromString('2001:db8::1')).toEqual(Buffer.from('20010db8000000000000000000000001', 'hex'));
+  });
+
+  it('refuses malformed text', () => {
+    const bad = [
+      '', ':', ':::', '1:', ':1', '1::2::3', '1:2:3:4:5:6:7', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7:8::',
+      '::0:1:2:3:4:5:6:7', '12345::', 'g::', '::g', '1:2:3:4:5:6:7:8:', ':1:2:3:4:5:6:7:8', '1.2.3.4',
+      '::1.2.3.4.5', '::1.2.3', '::256.1.1.1', '::01.2.3.4', '1.2.3.4::', '::1.2.3.4:1', '1:2:3:4:5:6:7:1.2.3.4',
+      'fe80::1%eth0', ' ::1', '::1 ', '[::1]', '::1/128', '0x1::', '1::2:3:4:5:6:7:8',
+    ];
+    for (const text of bad) {
+      expect(isIpv6String(text), text).toBe(false);
+      expect(() => ipv6FromString(text), text).toThrow();
+    }
+  });
+
+  it('agrees with the WHATWG URL serializer (same compression rule, no mixed notation)', () => {
+    const r = rng(6);
+    for (let i = 0; i < 10_000; i++) {
+      const b = Buffer.alloc(16);
+      for (let g = 0; g < 8; g++) {
+        const x = r();
+        b.writeUInt16BE(x < 0.5 ? 0 : x < 0.6 ? Math.floor(r() * 16) : Math.floor(r() * 0x10000), 2 * g);
+      }
+      const text = ipv6ToString(b);
+      expect(ipv6FromString(text)).toEqual(b);
+      expect(ipv6ToString(ipv6FromString(text))).toBe(text);
+      if (!text.startsWith('::ffff:') || text.split(':').length > 4) {
+        expect(new URL(`http://[${text}]/`).hostname).toBe(`[${text}]`);
+      }
+    }
+  });
+});
+
+describe('Ipv6Packet fuzz', () => {
+  it('check(), every accessor and parse() never throw on random bytes (10 000 cases)', () => {
+    const r = rng(0x6666);
+    let accepted = 0;
+    for (let i = 0; i < 10_000; i++) {
+      const size = Math.floor(r() * 100);
+      const b = randomBytes(r, size);
+      if (size > 6 && r() < 0.7) {
+        b[0] = 0x60 | (b[0]! & 0x0f);
+        b.writeUInt16BE(Math.floor(r() * Math.max(1, size - 30)), 4);
+      }
+      const offset = Math.floor(r() * 4) - 1;
+      const length = Math.floor(r() * (size + 4)) - 2;
+      for (const v of [Ipv6Packet.check(b), Ipv6Packet.check(b, offset, length)]) {
+        if (v instanceof WireError) continue;
+        accepted++;
+        exercise(v);
+        v.parse();
+        v.pseudoHeaderSum(IpProtocol.UDP, v.payloadLength);
+        expect(v.payloadOffset + v.payloadLength).toBeLessThanOrEqual(b.length);
+      }
+    }
+    expect(accepted).toBeGreaterThan(1000);
+  });
+});
