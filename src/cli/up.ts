@@ -4,7 +4,7 @@
  */
 import pino from 'pino';
 import { loadConfig, ConfigError, type NodeConfig } from '../control/config.js';
-import { preflight, HostError, type Plan } from '../control/host.js';
+import { preflight, requireRoot, HostError, type Plan } from '../control/host.js';
 import { ControlServer } from '../control/socket.js';
 import { Engine } from '../engine/engine.js';
 import { RouteTable, type Route } from '../engine/routes.js';
@@ -32,6 +32,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
   let cfg: NodeConfig;
   let plan: Plan;
   try {
+    requireRoot();
     cfg = loadConfig(opts.config);
     plan = preflight(cfg);
   } catch (err) {

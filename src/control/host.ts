@@ -3,6 +3,7 @@
  * TUN device, its address and the pod-network route. The TUN is not persistent, so closing it
  * removes the device and every route through it: a crash leaves nothing behind either.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { NodeConfig } from './config.js';
@@ -25,8 +26,23 @@ export interface Underlay {
   mtu: number;
 }
 
-/** The interface that carries `publicIp`, and its MTU. */
+/**
+ * The interface that carries `publicIp`, and its MTU. Asks iproute2 first: Node's
+ * networkInterfaces() (libuv) hides interfaces that are not running, and an underlay whose
+ * carrier is down at start-up is still the underlay.
+ */
 export function findUnderlay(publicIp: string): Underlay | undefined {
+  try {
+    const links = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{
+      ifname: string;
+      mtu: number;
+      addr_info?: Array<{ local?: string }>;
+    }>;
+    const link = links.find((l) => l.addr_info?.some((a) => a.local === publicIp));
+    return link ? { iface: link.ifname, mtu: link.mtu } : undefined;
+  } catch {
+    // no iproute2: fall back to what libuv sees
+  }
   for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
     if (addrs?.some((a) => a.family === 'IPv4' && a.address === publicIp)) {
       let mtu = 1500;
@@ -50,11 +66,16 @@ export interface Plan {
   vtepAddress: string;
 }
 
-/** Checks everything `up` needs before touching the host; throws HostError with one line. */
-export function preflight(cfg: NodeConfig): Plan {
+/** First of all: without root nothing else can be checked meaningfully (the config may be unreadable too). */
+export function requireRoot(): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     throw new HostError('vxtun up must run as root (it creates a TUN device and routes)', 1);
   }
+}
+
+/** Checks everything `up` needs before touching the host; throws HostError with one line. */
+export function preflight(cfg: NodeConfig): Plan {
+  requireRoot();
   if (!existsSync('/dev/net/tun')) {
     throw new HostError('/dev/net/tun is missing: load the tun module (modprobe tun) or run where TUN devices are allowed', 1);
   }

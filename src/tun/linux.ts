@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 /**
  * The Linux TUN device (IFF_TUN | IFF_NO_PI, non-blocking) through the native addon: batched reads and
  * writes, readiness from a uv poll handle on the Node event loop.
@@ -13,6 +14,8 @@ export interface LinuxTunOptions {
   ipv4?: string;
   /** Default 32. */
   prefixLen?: number;
+  /** Keep IPv6 on the device (default off: an IPv4 pod network has no use for it). */
+  ipv6?: boolean;
 }
 
 export interface LinuxTunDevice extends TunDevice {
@@ -24,10 +27,24 @@ export interface LinuxTunDevice extends TunDevice {
  * Opens (creates) the TUN device, sets its MTU and address and brings it up. The device is not
  * persistent: it disappears, with its address and routes, when closed or when the process exits.
  */
+/**
+ * An IPv4-only pod network needs no IPv6 on the device; left on, the kernel sends router
+ * solicitations and MLD reports into it that no peer could take. Set before the link goes up;
+ * the setting vanishes with the device.
+ */
+function disableIpv6(name: string): void {
+  try {
+    writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
+  } catch {
+    // IPv6 disabled or absent in this kernel: nothing would be sent anyway
+  }
+}
+
 export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
   const native = requireNative();
   const { fd, name } = native.tunOpen(opts.name);
   try {
+    if (opts.ipv6 !== true) disableIpv6(name);
     native.linkConfigure(name, {
       mtu: opts.mtu,
       ...(opts.ipv4 !== undefined ? { ipv4: opts.ipv4, prefixLen: opts.prefixLen ?? 32 } : {}),

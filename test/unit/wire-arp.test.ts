@@ -5,6 +5,7 @@ import { BROADCAST_MAC, EthernetFrame, EtherType, macFromString, macToString } f
 import { Ipv4Packet, ipv4FromString, ipv4ToString } from '../../src/wire/ipv4.js';
 import { UdpDatagram } from '../../src/wire/udp.js';
 import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { loadTcpdumpHex } from '../fixtures/load.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
@@ -192,5 +193,43 @@ describe('ArpPacket fuzz', () => {
       }
     }
     expect(accepted).toBeGreaterThan(1000);
+  });
+});
+
+describe('ArpPacket on the kernel fixtures (test/fixtures/kernel)', () => {
+  it('vxlan-arp-request: "Request who-has 10.244.2.0 tell 10.244.1.0" (unicast probe)', () => {
+    const fx = loadTcpdumpHex('vxlan-arp-request');
+    expect(fx.summary).toContain('Request who-has 10.244.2.0 tell 10.244.1.0, length 28');
+    const { eth, arp } = arpOf(fx.bytes);
+    expect(macToString(eth.dst)).toBe('0a:58:0a:f4:02:00'); // unicast, through the FDB entry
+    expect(arp.parse()).toEqual({
+      operation: ArpOp.REQUEST,
+      senderMac: macFromString('0a:58:0a:f4:01:00'),
+      senderIp: ipv4FromString('10.244.1.0'),
+      targetMac: Buffer.alloc(6),
+      targetIp: ipv4FromString('10.244.2.0'),
+    });
+  });
+
+  it('vxlan-arp-reply: "Reply 10.244.2.0 is-at 0a:58:0a:f4:02:00"', () => {
+    const fx = loadTcpdumpHex('vxlan-arp-reply');
+    expect(fx.summary).toContain('Reply 10.244.2.0 is-at 0a:58:0a:f4:02:00, length 28');
+    const { arp } = arpOf(fx.bytes);
+    expect(arp.operation).toBe(ArpOp.REPLY);
+    expect(macToString(arp.senderMac)).toBe('0a:58:0a:f4:02:00');
+    expect(ipv4ToString(arp.senderIp)).toBe('10.244.2.0');
+    expect(macToString(arp.targetMac)).toBe('0a:58:0a:f4:01:00');
+    expect(ipv4ToString(arp.targetIp)).toBe('10.244.1.0');
+  });
+
+  it('parse() then emitArp() reproduces both fixtures byte for byte (poisoned buffer)', () => {
+    for (const name of ['vxlan-arp-request', 'vxlan-arp-reply']) {
+      const fx = loadTcpdumpHex(name);
+      const { arp } = arpOf(fx.bytes);
+      const out = Buffer.alloc(ARP_LEN + 2, 0xa5);
+      expect(emitArp(arp.parse(), out, 1)).toBe(ARP_LEN);
+      expect(out.subarray(1, 29)).toEqual(fx.bytes.subarray(arp.offset, arp.offset + ARP_LEN));
+      expect([out[0], out[29]]).toEqual([0xa5, 0xa5]);
+    }
   });
 });

@@ -17,6 +17,7 @@ import {
 import { IpProtocol, Ipv4Field, Ipv4Packet, emitIpv4, ipv4ToString } from '../../src/wire/ipv4.js';
 import { UdpDatagram } from '../../src/wire/udp.js';
 import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { loadTcpdumpHex } from '../fixtures/load.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
@@ -321,5 +322,53 @@ describe('Icmpv4Message fuzz', () => {
       }
     }
     expect(accepted).toBeGreaterThan(1000);
+  });
+});
+
+/** The ICMP message of a fixture: inner (VXLAN) or, for eth-* fixtures, directly on the underlay. */
+function fixtureIcmp(name: string): { frame: Buffer; summary: string; icmp: Icmpv4Message } {
+  const fx = loadTcpdumpHex(name);
+  if (name.startsWith('vxlan-')) return { frame: fx.bytes, summary: fx.summary, icmp: icmpOf(fx.bytes).icmp };
+  const eth = ok(EthernetFrame.check(fx.bytes));
+  const ip = ok(Ipv4Packet.check(fx.bytes, eth.payloadOffset, eth.payloadLength));
+  return { frame: fx.bytes, summary: fx.summary, icmp: ok(Icmpv4Message.check(fx.bytes, ip.payloadOffset, ip.payloadLength)) };
+}
+
+describe('Icmpv4Message on the kernel fixtures (test/fixtures/kernel)', () => {
+  const names = ['vxlan-icmp-echo-request', 'vxlan-icmp-echo-reply', 'eth-ipv4-icmp-echo-request', 'eth-ipv4-icmp-port-unreachable'];
+
+  it('echo requests and replies: id, seq and length as tcpdump printed them', () => {
+    for (const name of names.slice(0, 3)) {
+      const { summary, icmp } = fixtureIcmp(name);
+      const m = /ICMP echo (request|reply), id (\d+), seq (\d+), length (\d+)/.exec(summary)!;
+      expect(icmp.type, name).toBe(m[1] === 'request' ? Icmpv4Type.ECHO_REQUEST : Icmpv4Type.ECHO_REPLY);
+      expect(icmp.code).toBe(0);
+      expect(icmp.identifier, name).toBe(Number(m[2]));
+      expect(icmp.sequence, name).toBe(Number(m[3]));
+      expect(icmp.length, name).toBe(Number(m[4]));
+      // ping's pattern "vxtun" (767874756e) fills the data after its 16-byte timestamp
+      expect(icmp.payload.subarray(16).toString('latin1'), name).toContain('vxtunvxtun');
+    }
+  });
+
+  it('eth-ipv4-icmp-port-unreachable: "udp port 9999 unreachable, length 54"', () => {
+    const { icmp } = fixtureIcmp('eth-ipv4-icmp-port-unreachable');
+    expect([icmp.type, icmp.code, icmp.length]).toEqual([Icmpv4Type.DEST_UNREACHABLE, Icmpv4Code.PORT_UNREACHABLE, 54]);
+    const repr = icmp.parse();
+    if (repr.kind !== 'error') throw new Error(repr.kind);
+    const quoted = ok(Ipv4Packet.check(repr.invoking));
+    const udp = ok(UdpDatagram.check(repr.invoking, quoted.payloadOffset, quoted.payloadLength));
+    expect(udp.dstPort).toBe(9999);
+  });
+
+  it('every fixture message verifies, and parse() then emitIcmpv4() reproduces it (poisoned buffer)', () => {
+    for (const name of names) {
+      const { frame, icmp } = fixtureIcmp(name);
+      expect(icmp.verifyChecksum(), name).toBe(true);
+      const out = Buffer.alloc(icmp.length + 2, 0xa5);
+      expect(emitIcmpv4(icmp.parse(), out, 1)).toBe(icmp.length);
+      expect(out.subarray(1, 1 + icmp.length), name).toEqual(frame.subarray(icmp.offset, icmp.offset + icmp.length));
+      expect([out[0], out[icmp.length + 1]]).toEqual([0xa5, 0xa5]);
+    }
   });
 });

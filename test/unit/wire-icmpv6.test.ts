@@ -16,6 +16,7 @@ import { IpProtocol, Ipv4Packet } from '../../src/wire/ipv4.js';
 import { Ipv6Packet, emitIpv6, ipv6FromString, ipv6ToString } from '../../src/wire/ipv6.js';
 import { UdpDatagram } from '../../src/wire/udp.js';
 import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { loadTcpdumpHex } from '../fixtures/load.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
@@ -324,5 +325,57 @@ describe('Icmpv6Message fuzz', () => {
       }
     }
     expect(accepted).toBeGreaterThan(1000);
+  });
+});
+
+describe('Icmpv6Message on the kernel fixtures (test/fixtures/kernel)', () => {
+  const names = [
+    'vxlan-icmpv6-echo-request',
+    'vxlan-icmpv6-echo-reply',
+    'vxlan-icmpv6-neighbor-solicitation',
+    'vxlan-icmpv6-neighbor-advertisement',
+  ];
+
+  it('echo: id and seq as tcpdump printed them', () => {
+    for (const name of names.slice(0, 2)) {
+      const fx = loadTcpdumpHex(name);
+      const m = /ICMP6, echo (request|reply), id (\d+), seq (\d+)/.exec(fx.summary)!;
+      const { icmp } = icmpOf(fx.bytes);
+      expect(icmp.type).toBe(m[1] === 'request' ? Icmpv6Type.ECHO_REQUEST : Icmpv6Type.ECHO_REPLY);
+      expect([icmp.identifier, icmp.sequence]).toEqual([Number(m[2]), Number(m[3])]);
+      expect(icmp.payload.subarray(16).toString('latin1')).toContain('vxtunvxtun');
+    }
+  });
+
+  it('neighbour solicitation "who has fd00:244:2::" with a source link-address option', () => {
+    const fx = loadTcpdumpHex('vxlan-icmpv6-neighbor-solicitation');
+    const { ip, icmp } = icmpOf(fx.bytes);
+    expect(ipv6ToString(ip.src)).toBe('fe80::858:aff:fef4:100');
+    expect(icmp.type).toBe(Icmpv6Type.NEIGHBOR_SOLICIT);
+    expect(ipv6ToString(icmp.ndTarget!)).toBe('fd00:244:2::');
+    // option type 1, length 1 (8 bytes), 0a:58:0a:f4:01:00
+    expect(fx.bytes.subarray(icmp.offset + 24, icmp.offset + 32)).toEqual(Buffer.from('01010a580af40100', 'hex'));
+  });
+
+  it('neighbour advertisement "tgt is fd00:244:2::, Flags [solicited]"', () => {
+    const fx = loadTcpdumpHex('vxlan-icmpv6-neighbor-advertisement');
+    const { icmp } = icmpOf(fx.bytes);
+    expect(icmp.type).toBe(Icmpv6Type.NEIGHBOR_ADVERT);
+    expect(ipv6ToString(icmp.ndTarget!)).toBe('fd00:244:2::');
+    expect(icmp.rest).toBe(0x40000000); // S flag
+    expect(icmp.parse()).toMatchObject({ kind: 'other', type: 136, code: 0, rest: 0x40000000 });
+  });
+
+  it('every fixture message verifies, and parse() then emitIcmpv6() reproduces it (poisoned buffer)', () => {
+    for (const name of names) {
+      const fx = loadTcpdumpHex(name);
+      expect(fx.summary, name).toContain('icmp6 sum ok');
+      const { ip, icmp } = icmpOf(fx.bytes);
+      expect(icmp.verifyChecksum(ip.src, ip.dst), name).toBe(true);
+      const out = Buffer.alloc(icmp.length + 2, 0xa5);
+      expect(emitIcmpv6(icmp.parse(), out, 1, ip.src, ip.dst)).toBe(icmp.length);
+      expect(out.subarray(1, 1 + icmp.length), name).toEqual(fx.bytes.subarray(icmp.offset, icmp.offset + icmp.length));
+      expect([out[0], out[icmp.length + 1]]).toEqual([0xa5, 0xa5]);
+    }
   });
 });

@@ -16,6 +16,7 @@ import {
 } from '../../src/wire/ipv4.js';
 import { UdpDatagram } from '../../src/wire/udp.js';
 import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
@@ -365,5 +366,92 @@ describe('Ipv4Packet fuzz', () => {
       }
     }
     expect(accepted).toBeGreaterThan(1000);
+  });
+});
+
+/** tcpdump's "IP (tos 0x0, ttl 64, id 38382, offset 0, flags [none], proto UDP (17), length 134)" lines, in order. */
+function tcpdumpIpv4Lines(summary: string) {
+  return [...summary.matchAll(/IP \(tos 0x([0-9a-f]+), ttl (\d+), id (\d+), offset (\d+), flags \[([^\]]*)\], proto \S+ \((\d+)\), length (\d+)\)/g)].map((m) => ({
+    dscpEcn: parseInt(m[1]!, 16),
+    ttl: Number(m[2]),
+    identification: Number(m[3]),
+    offset: Number(m[4]),
+    flags: m[5]!,
+    protocol: Number(m[6]),
+    totalLength: Number(m[7]),
+  }));
+}
+
+/** Every IPv4 header of a fixture frame, outermost first: outer, inner (VXLAN), quoted (ICMP error). */
+function ipv4Chain(frame: Buffer): Ipv4Packet[] {
+  const out: Ipv4Packet[] = [];
+  const eth = ok(EthernetFrame.check(frame));
+  let ip = ok(Ipv4Packet.check(frame, eth.payloadOffset, eth.payloadLength));
+  out.push(ip);
+  if (ip.protocol === IpProtocol.UDP) {
+    const udp = ok(UdpDatagram.check(frame, ip.payloadOffset, ip.payloadLength));
+    if (udp.dstPort !== VXLAN_PORT_LINUX) return out;
+    const vx = ok(VxlanHeader.check(frame, udp.payloadOffset, udp.payloadLength));
+    const inner = ok(EthernetFrame.check(frame, vx.payloadOffset, vx.payloadLength));
+    if (inner.etherType !== EtherType.IPV4) return out;
+    ip = ok(Ipv4Packet.check(frame, inner.payloadOffset, inner.payloadLength));
+    out.push(ip);
+  }
+  if (ip.protocol === IpProtocol.ICMP && frame[ip.payloadOffset] === 3) {
+    out.push(ok(Ipv4Packet.check(frame, ip.payloadOffset + 8, ip.payloadLength - 8)));
+  }
+  return out;
+}
+
+describe('Ipv4Packet on the kernel fixtures (test/fixtures/kernel)', () => {
+  it('every IPv4 header of every fixture says what tcpdump printed', () => {
+    let headers = 0;
+    for (const name of listKernelFixtures()) {
+      const fx = loadTcpdumpHex(name);
+      const want = tcpdumpIpv4Lines(fx.summary);
+      const chain = ipv4Chain(fx.bytes);
+      expect(chain.length, name).toBe(want.length);
+      chain.forEach((ip, i) => {
+        const w = want[i]!;
+        expect(ip.dscpEcn, name).toBe(w.dscpEcn);
+        expect(ip.ttl, name).toBe(w.ttl);
+        expect(ip.identification, name).toBe(w.identification);
+        expect(ip.fragmentOffset * 8, name).toBe(w.offset);
+        expect(ip.dontFragment, name).toBe(w.flags.includes('DF'));
+        expect(ip.moreFragments, name).toBe(w.flags.includes('+'));
+        expect(ip.protocol, name).toBe(w.protocol);
+        expect(ip.totalLength, name).toBe(w.totalLength);
+        expect(ip.verifyHeaderChecksum(), name).toBe(true);
+        headers++;
+      });
+    }
+    expect(headers).toBeGreaterThan(20);
+  });
+
+  it('vxlan-icmp-echo-request: outer 198.18.0.1 > 198.18.0.2, inner 10.244.1.0 > 10.244.2.0', () => {
+    const [outer, inner] = ipv4Chain(loadTcpdumpHex('vxlan-icmp-echo-request').bytes);
+    expect([ipv4ToString(outer!.src), ipv4ToString(outer!.dst)]).toEqual(['198.18.0.1', '198.18.0.2']);
+    expect(outer!.dontFragment).toBe(false); // flannel.1 sends outer DF clear
+    expect([ipv4ToString(inner!.src), ipv4ToString(inner!.dst)]).toEqual(['10.244.1.0', '10.244.2.0']);
+    expect(inner!.payloadLength).toBe(64);
+  });
+
+  it('eth-ipv4-icmp-port-unreachable: tos 0xc0 and the quoted datagram', () => {
+    const [ip, quoted] = ipv4Chain(loadTcpdumpHex('eth-ipv4-icmp-port-unreachable').bytes);
+    expect(ip!.dscpEcn).toBe(0xc0);
+    expect([ipv4ToString(ip!.src), ipv4ToString(ip!.dst)]).toEqual(['198.18.0.2', '198.18.0.1']);
+    expect([ipv4ToString(quoted!.src), ipv4ToString(quoted!.dst), quoted!.protocol]).toEqual(['198.18.0.1', '198.18.0.2', 17]);
+  });
+
+  it('parse() then emitIpv4() reproduces every fixture IPv4 header byte (poisoned buffer)', () => {
+    for (const name of listKernelFixtures()) {
+      const fx = loadTcpdumpHex(name);
+      for (const ip of ipv4Chain(fx.bytes)) {
+        const out = Buffer.alloc(24, 0xa5);
+        emitIpv4(ip.parse(), out, 2);
+        expect(out.subarray(2, 22), name).toEqual(fx.bytes.subarray(ip.offset, ip.offset + 20));
+        expect([out[0], out[1], out[22], out[23]]).toEqual([0xa5, 0xa5, 0xa5, 0xa5]);
+      }
+    }
   });
 });

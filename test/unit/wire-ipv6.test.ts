@@ -15,6 +15,7 @@ import {
 } from '../../src/wire/ipv6.js';
 import { UdpDatagram } from '../../src/wire/udp.js';
 import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { loadTcpdumpHex } from '../fixtures/load.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
@@ -334,4 +335,47 @@ describe('Ipv6Packet fuzz', () => {
     }
     expect(accepted).toBeGreaterThan(1000);
   });
+});
+
+/** tcpdump's "IP6 (flowlabel 0x71d84, hlim 64, next-header ICMPv6 (58) payload length: 64) a > b:" line. */
+function tcpdumpIpv6Line(summary: string) {
+  const m = /IP6 \((?:flowlabel 0x([0-9a-f]+), )?hlim (\d+), next-header \S+ \((\d+)\) payload length: (\d+)\) (\S+) > (\S+): /.exec(summary);
+  if (!m) throw new Error(`no IP6 line in ${summary}`);
+  return {
+    flowLabel: m[1] === undefined ? 0 : parseInt(m[1], 16),
+    hopLimit: Number(m[2]),
+    nextHeader: Number(m[3]),
+    payloadLength: Number(m[4]),
+    src: m[5]!,
+    dst: m[6]!,
+  };
+}
+
+describe('Ipv6Packet on the kernel fixtures (test/fixtures/kernel)', () => {
+  const names = [
+    'vxlan-icmpv6-echo-request',
+    'vxlan-icmpv6-echo-reply',
+    'vxlan-icmpv6-neighbor-solicitation',
+    'vxlan-icmpv6-neighbor-advertisement',
+  ];
+  for (const name of names) {
+    it(`${name}: fields and canonical address text as tcpdump printed them; emit reproduces the header`, () => {
+      const fx = loadTcpdumpHex(name);
+      const want = tcpdumpIpv6Line(fx.summary);
+      const ip = innerIpv6(fx.bytes);
+      expect(ip.version).toBe(6);
+      expect(ip.trafficClass).toBe(0);
+      expect(ip.flowLabel).toBe(want.flowLabel);
+      expect(ip.hopLimit).toBe(want.hopLimit);
+      expect(ip.nextHeader).toBe(want.nextHeader);
+      expect(ip.payloadLength).toBe(want.payloadLength);
+      expect(ipv6ToString(ip.src)).toBe(want.src);
+      expect(ipv6ToString(ip.dst)).toBe(want.dst);
+      expect(ipv6FromString(want.src)).toEqual(ip.src);
+      const out = Buffer.alloc(44, 0xa5);
+      emitIpv6(ip.parse(), out, 2);
+      expect(out.subarray(2, 42)).toEqual(fx.bytes.subarray(ip.offset, ip.offset + 40));
+      expect([out[0], out[1], out[42], out[43]]).toEqual([0xa5, 0xa5, 0xa5, 0xa5]);
+    });
+  }
 });

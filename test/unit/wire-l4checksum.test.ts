@@ -321,7 +321,7 @@ describe('l4ChecksumState on the kernel fixtures (test/fixtures/kernel)', () => 
   it('vxlan-tcp-gso: a 4052-byte GSO super-packet is partial over its own length', () => {
     const fx = loadTcpdumpHex('vxlan-tcp-gso');
     const { ip, len } = innerIp(fx.bytes);
-    expect(len).toBe(4052 + 14 - 14);
+    expect(len).toBe(4052);
     const buf = Buffer.from(fx.bytes);
     expect(l4ChecksumState(buf, ip, len)).toBe('partial');
     expect(completeL4Checksum(buf, ip, len)).toBe(true);
@@ -341,22 +341,20 @@ describe('l4ChecksumState on the kernel fixtures (test/fixtures/kernel)', () => 
 
 describe('l4ChecksumState on other kernel captures', () => {
   it('inner IPv6 TCP data and IPv6 UDP are partial and complete to tcpdump\'s values', () => {
+    // [frame, inner "-> 0x...." from the tcpdump lines above]
     const cases: [Buffer, number][] = [
-      [TCP6_DATA, 0xd0b6 /* outer */],
-      [UDP6_TO_CLOSED_PORT, 0x31e8],
+      [TCP6_DATA, 0x715d],
+      [UDP6_TO_CLOSED_PORT, 0xfaa5],
     ];
-    const innerCorrect = [0x715d, 0xfaa5];
-    cases.forEach(([frame], i) => {
+    for (const [frame, correct] of cases) {
       const buf = Buffer.from(frame);
       const { ip, len, outerIp, outerLen } = innerIp(buf);
       expect(l4ChecksumState(buf, ip, len)).toBe('partial');
       expect(l4ChecksumState(buf, outerIp, outerLen)).toBe('invalid'); // LCO
       expect(repairPartialL4Checksum(buf, ip, len)).toBe('partial');
-      expect(csumField(buf, ip)).toBe(innerCorrect[i]);
+      expect(csumField(buf, ip)).toBe(correct);
       expect(l4ChecksumState(buf, outerIp, outerLen)).toBe('valid');
-    });
-    // tcpdump's "bad udp cksum 0x598e -> 0xd0b6" for the outer of TCP6_DATA was over the partial inner bytes
-    expect(cases[0]![1]).toBe(0xd0b6);
+    }
   });
 
   it('an outer datagram carrying ICMP is itself partial; ICMP and hop-by-hop are not applicable', () => {
@@ -397,37 +395,66 @@ describe('partial checksums built as the kernel builds them', () => {
     }
   });
 
-  it('random corruption of valid or partial packets comes out invalid, never partial by accident', () => {
+  /** Changes one byte of the segment (or of an address, which the pseudo-header covers); skips length fields. */
+  function corruptOneByte(r: () => number, buf: Buffer, ip: number, len: number, v6: boolean, proto: number, where: 'any' | 'pseudo-or-field'): void {
+    const l4 = ip + (v6 ? 40 : 20);
+    const addr = v6 ? ip + Ipv6Field.SRC : ip + Ipv4Field.SRC;
+    const csumOff = l4 + (proto === IpProtocol.TCP ? TcpField.CHECKSUM : UdpField.CHECKSUM);
+    const skip = proto === IpProtocol.TCP ? [l4 + TcpField.DATA_OFFSET] : [l4 + UdpField.LENGTH, l4 + UdpField.LENGTH + 1];
+    let target: number;
+    do {
+      if (where === 'pseudo-or-field') target = r() < 0.5 ? csumOff + Math.floor(r() * 2) : addr + Math.floor(r() * (v6 ? 32 : 8));
+      else target = r() < 0.8 ? l4 + Math.floor(r() * (len - (l4 - ip))) : addr + Math.floor(r() * (v6 ? 32 : 8));
+    } while (skip.includes(target));
+    buf[target] = (buf[target]! + 1 + Math.floor(r() * 255)) & 0xff;
+  }
+
+  it('random corruption of a valid packet comes out invalid, not partial', () => {
     const r = rng(0xbad);
     const counts: Record<string, number> = {};
-    for (let i = 0; i < 4000; i++) {
+    for (let i = 0; i < 5000; i++) {
       const v6 = r() < 0.5;
       const proto = r() < 0.5 ? IpProtocol.TCP : IpProtocol.UDP;
       const { buf, ip, len } = validPacket(r, v6, proto);
-      if (r() < 0.5) buf.writeUInt16BE(kernelPartialField(buf, ip), referenceSum(buf, ip).csumOff);
-      // corrupt one byte of the segment, or of an address (which the pseudo-header covers)
-      const l4 = ip + (v6 ? 40 : 20);
-      const addr = v6 ? ip + Ipv6Field.SRC : ip + Ipv4Field.SRC;
-      const target = r() < 0.8 ? l4 + Math.floor(r() * (len - (l4 - ip))) : addr + Math.floor(r() * (v6 ? 32 : 8));
-      const before = buf[target]!;
-      buf[target] = (before + 1 + Math.floor(r() * 255)) & 0xff;
-      if (proto === IpProtocol.UDP && target >= l4 + UdpField.LENGTH && target < l4 + UdpField.LENGTH + 2) {
-        // a changed UDP length may make the datagram malformed
-        const ok2 = !(UdpDatagram.check(buf, l4, len - (l4 - ip)) instanceof WireError);
-        if (!ok2) {
-          expect(l4ChecksumState(buf, ip, len)).toBe('not-applicable');
-          continue;
-        }
-      }
-      if (proto === IpProtocol.TCP && target === l4 + TcpField.DATA_OFFSET) continue; // may be malformed too
+      corruptOneByte(r, buf, ip, len, v6, proto, 'any');
       const state = l4ChecksumState(buf, ip, len);
       expect(state).toBe(referenceState(buf, ip));
       expect(state).not.toBe('valid'); // one changed byte always breaks a ones'-complement sum
       counts[state] = (counts[state] ?? 0) + 1;
     }
-    // 'partial' only where the corruption hit a UDP length byte *and* ... never in practice
+    // 'partial' only if a valid checksum happened to equal the pseudo-header sum (~1 in 65535)
     expect(counts['partial'] ?? 0).toBeLessThan(3);
-    expect(counts['invalid']).toBeGreaterThan(3500);
+    expect(counts['invalid']).toBeGreaterThan(4990);
+  });
+
+  it('a partial packet with a changed address or checksum byte is invalid', () => {
+    const r = rng(0xbad2);
+    for (let i = 0; i < 5000; i++) {
+      const v6 = r() < 0.5;
+      const proto = r() < 0.5 ? IpProtocol.TCP : IpProtocol.UDP;
+      const { buf, ip, len } = validPacket(r, v6, proto);
+      buf.writeUInt16BE(kernelPartialField(buf, ip), referenceSum(buf, ip).csumOff);
+      if (l4ChecksumState(buf, ip, len) !== 'partial') continue; // full checksum == pseudo sum by chance
+      corruptOneByte(r, buf, ip, len, v6, proto, 'pseudo-or-field');
+      const state = l4ChecksumState(buf, ip, len);
+      expect(state).toBe(referenceState(buf, ip));
+      if (!(proto === IpProtocol.UDP && referenceSum(buf, ip).field === 0)) expect(state).toBe('invalid');
+    }
+  });
+
+  it('a partial checksum protects no payload byte, and neither does the outer LCO checksum', () => {
+    // Known limit, the same as for hardware offload: a changed payload byte of a partial segment
+    // still reads as partial. The outer UDP checksum does not help: local checksum offload computes
+    // it without reading the inner payload (a completed inner segment sums to a constant), so it
+    // still verifies after completion. Partial packets arrive only over virtual links (veth, VM
+    // bridges), where nothing corrupts bytes in flight.
+    const fx = loadTcpdumpHex('vxlan-tcp-data');
+    const buf = Buffer.from(fx.bytes);
+    const { ip, len, outerIp, outerLen } = innerIp(buf);
+    buf[buf.length - 2] = buf[buf.length - 2]! ^ 0x20; // a byte of the TCP payload
+    expect(l4ChecksumState(buf, ip, len)).toBe('partial');
+    expect(repairPartialL4Checksum(buf, ip, len)).toBe('partial');
+    expect(l4ChecksumState(buf, outerIp, outerLen)).toBe('valid');
   });
 
   it('a partial field off by one, or one for other addresses, is invalid', () => {
@@ -558,7 +585,8 @@ describe('l4checksum fuzz', () => {
       let len: number;
       if (r() < 0.5) {
         ({ buf, ip, len } = validPacket(r, r() < 0.5, r() < 0.5 ? IpProtocol.TCP : IpProtocol.UDP, Math.floor(r() * 3)));
-        const flips = Math.floor(r() * 4);
+        if (r() < 0.4) buf.writeUInt16BE(kernelPartialField(buf, ip), referenceSum(buf, ip).csumOff);
+        const flips = r() < 0.5 ? 0 : 1 + Math.floor(r() * 3);
         for (let f = 0; f < flips; f++) buf[Math.floor(r() * buf.length)] = Math.floor(r() * 256);
         if (r() < 0.3) len = Math.floor(r() * (buf.length + 4)) - 2;
       } else {
@@ -580,6 +608,6 @@ describe('l4checksum fuzz', () => {
       if (completed) expect(l4ChecksumState(buf, ip, len)).toBe('valid');
       if (state === 'partial') expect(copy).toEqual(buf);
     }
-    expect(Object.keys(seen).sort()).toEqual(['invalid', 'not-applicable', 'partial', 'valid'].sort().concat().filter((s) => seen[s]));
+    for (const s of ['valid', 'partial', 'invalid', 'not-applicable']) expect(seen[s], s).toBeGreaterThan(100);
   });
 });

@@ -1,0 +1,93 @@
+/**
+ * Issue 2, done-when (b): the same between two vxtun nodes, and among three vxtun nodes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Topology } from '../../src/lab/netns.js';
+import { Cluster } from '../../src/lab/cluster.js';
+import { requirePrerequisites, tcpTransfer, ping } from './support.js';
+
+const MB = 1024 * 1024;
+
+describe('vxtun <-> vxtun', () => {
+  const topology = new Topology();
+  let cluster: Cluster;
+  beforeAll(async () => {
+    requirePrerequisites();
+    cluster = await Cluster.build(topology, { kinds: ['vxtun', 'vxtun'] });
+  });
+  afterAll(async () => {
+    await cluster?.destroy();
+    await topology.destroy();
+  });
+
+  it('pods ping each other both ways', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const ab = await ping(a.pod, b.podIp);
+    expect(ab.code, ab.out).toBe(0);
+    const ba = await ping(b.pod, a.podIp);
+    expect(ba.code, ba.out).toBe(0);
+  });
+
+  it('50 MB of TCP each way arrives with an identical sha256', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const there = await tcpTransfer(a.pod, b.pod, b.podIp, 50 * MB, 5301);
+    expect(there.received).toEqual(there.sent);
+    expect(there.received.bytes).toBe(50 * MB);
+    const back = await tcpTransfer(b.pod, a.pod, a.podIp, 50 * MB, 5302);
+    expect(back.received).toEqual(back.sent);
+    const ca = await a.vxtun!.counters();
+    const cb = await b.vxtun!.counters();
+    expect(ca.tx.bytes).toBeGreaterThan(50 * MB);
+    expect(cb.rx.bytes).toBeGreaterThan(50 * MB);
+    // vxtun sends finished checksums and MTU-sized packets: nothing to repair between two of them.
+    expect(cb.fixed['checksum-completed']).toBe(0);
+    expect(ca.fixed['gso-segmented']).toBe(0);
+    for (const c of [ca, cb]) expect(Object.values(c.dropped).reduce((x, y) => x + y, 0)).toBe(0);
+  });
+
+  it('stops cleanly on SIGTERM: exit 0, device and route gone', async () => {
+    const a = cluster.node(1);
+    expect((await a.ns.ip(['-j', 'route', 'show', '10.244.0.0/16'])).stdout).toContain('vxtun0');
+    expect(await a.vxtun!.stop()).toBe(0);
+    const links = (await a.ns.ip(['-j', 'link', 'show'])).stdout;
+    expect(links).not.toContain('vxtun0');
+    expect(JSON.parse((await a.ns.ip(['-j', 'route', 'show', '10.244.0.0/16'])).stdout)).toEqual([]);
+  });
+});
+
+describe('three vxtun nodes', () => {
+  const topology = new Topology();
+  let cluster: Cluster;
+  beforeAll(async () => {
+    requirePrerequisites();
+    cluster = await Cluster.build(topology, { kinds: ['vxtun', 'vxtun', 'vxtun'] });
+  });
+  afterAll(async () => {
+    await cluster?.destroy();
+    await topology.destroy();
+  });
+
+  it('every pod pings every other pod', async () => {
+    for (const from of cluster.nodes) {
+      for (const to of cluster.nodes) {
+        if (from === to) continue;
+        const r = await ping(from.pod, to.podIp);
+        expect(r.code, `${from.index} -> ${to.index}: ${r.out}`).toBe(0);
+      }
+    }
+  });
+
+  it('TCP between each pair arrives intact, and each node sent to the right peer', async () => {
+    let port = 5401;
+    for (const from of cluster.nodes) {
+      const to = cluster.node((from.index % 3) + 1);
+      const r = await tcpTransfer(from.pod, to.pod, to.podIp, 10 * MB, port++);
+      expect(r.received, `${from.index} -> ${to.index}`).toEqual(r.sent);
+    }
+    for (const n of cluster.nodes) {
+      const c = await n.vxtun!.counters();
+      expect(c.tx.bytes).toBeGreaterThan(10 * MB);
+      expect(c.rx.bytes).toBeGreaterThan(10 * MB);
+    }
+  });
+});
