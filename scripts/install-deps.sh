@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the system packages vxtun's lab, tests and benchmarks use, from Debian's archive.
+# Safe to run again: apt-get skips what is already installed. Needs root.
+set -euo pipefail
+
+packages=(
+  iproute2          # ip, bridge: namespaces, veth, the kernel's VXLAN device
+  iputils-ping      # ping across the tunnel
+  iperf3            # throughput
+  tcpdump           # captures on the underlay
+  tshark            # decodes VXLAN from those captures
+  ethtool           # shows the kernel's offload defaults
+  util-linux        # setpriv, unshare (tests of refusals)
+  python3 make g++  # node-gyp builds the addon
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/install-deps.sh: run as root (it installs Debian packages)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # tshark asks whether non-root users may capture: answer no, non-interactively.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "system packages: ok"
