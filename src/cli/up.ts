@@ -18,6 +18,8 @@ import type { TunDevice } from '../tun/device.js';
 export interface UpOptions {
   config: string;
   logLevel: string;
+  /** 'auto' picks the fastest path available; 'ts' forces the pure-TypeScript reference path. */
+  datapath?: 'auto' | 'ts';
 }
 
 export function peerRoutes(cfg: NodeConfig): Route[] {
@@ -126,6 +128,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
       vtepMac: macToString(cfg.backend.vtepMac),
       peers: cfg.peers.length,
       datapath: 'ts',
+      datapathRequested: opts.datapath ?? 'auto',
     },
     'vxtun up',
   );

@@ -26,6 +26,7 @@ import { segmentTcp } from './gso.js';
 import { Counters, DropReason, Answer, Fixup } from './counters.js';
 import { RouteTable, type Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
+import type { Observer } from '../trace/observe.js';
 
 /** Room in front of every packet read from the TUN for the headers encap writes. */
 export const HEADROOM = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
@@ -59,6 +60,8 @@ export class Engine {
   private readonly readSizes: number[];
   private readonly icmp: IcmpResponder;
   private running = false;
+  /** Attached only while someone watches (vxtun trace, pcap): every call site checks for undefined first. */
+  private observer: Observer | undefined;
 
   constructor(
     private readonly tun: TunDevice,
@@ -75,6 +78,11 @@ export class Engine {
   /** Swaps the whole table at once; batches already running finish on the table they started with. */
   setRoutes(table: RouteTable): void {
     this.routes = table;
+  }
+
+  /** Attach (or with undefined, detach) the observer that sees every stage of every packet. */
+  setObserver(observer: Observer | undefined): void {
+    this.observer = observer;
   }
 
   get routeTable(): RouteTable {
@@ -113,54 +121,58 @@ export class Engine {
     const c = this.counters;
     let groups: Map<Vtep, number[]> | undefined;
     let replies: Buffer[] | undefined;
+    const obs = this.observer;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       const size = sizes[i]!;
+      if (obs) obs({ point: 'tun-read', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok' });
       const version = size > 0 ? buf[HEADROOM]! >> 4 : 0;
       let peer: Vtep | undefined;
       let etherType: number;
       if (version === 4) {
         const ip = Ipv4Packet.check(buf, HEADROOM, size);
         if (ip instanceof WireError) {
-          c.drop(DropReason.TunMalformed);
+          this.dropOut(DropReason.TunMalformed, buf, size);
           continue;
         }
         peer = routes.lookup4(ip.dst);
         if (peer === undefined) {
           const reply = this.icmp.unreachable4(ip);
-          this.answerOrDrop(reply, Answer.IcmpUnreachable, DropReason.NoRoute, (replies ??= []));
+          this.answerOrDrop(reply, Answer.IcmpUnreachable, DropReason.NoRoute, (replies ??= []), buf, size);
           continue;
         }
         if (size > this.opts.maxInnerSize) {
           // VTEPs must not fragment VXLAN (RFC 7348 §4.3); the sender learns the path MTU instead.
           const reply = ip.dontFragment ? this.icmp.fragNeeded4(ip, this.opts.maxInnerSize) : undefined;
-          this.answerOrDrop(reply, Answer.IcmpTooBig, DropReason.TooBig, (replies ??= []));
+          this.answerOrDrop(reply, Answer.IcmpTooBig, DropReason.TooBig, (replies ??= []), buf, size);
           continue;
         }
         etherType = EtherType.IPV4;
       } else if (version === 6) {
         const ip = Ipv6Packet.check(buf, HEADROOM, size);
         if (ip instanceof WireError) {
-          c.drop(DropReason.TunMalformed);
+          this.dropOut(DropReason.TunMalformed, buf, size);
           continue;
         }
         peer = routes.lookup6(ip.dst);
         if (peer === undefined) {
-          this.answerOrDrop(this.icmp.unreachable6(ip), Answer.IcmpUnreachable, DropReason.NoRoute, (replies ??= []));
+          this.answerOrDrop(this.icmp.unreachable6(ip), Answer.IcmpUnreachable, DropReason.NoRoute, (replies ??= []), buf, size);
           continue;
         }
         if (size > this.opts.maxInnerSize) {
-          this.answerOrDrop(this.icmp.packetTooBig6(ip, this.opts.maxInnerSize), Answer.IcmpTooBig, DropReason.TooBig, (replies ??= []));
+          this.answerOrDrop(this.icmp.packetTooBig6(ip, this.opts.maxInnerSize), Answer.IcmpTooBig, DropReason.TooBig, (replies ??= []), buf, size);
           continue;
         }
         etherType = EtherType.IPV6;
       } else {
-        c.drop(DropReason.TunMalformed);
+        this.dropOut(DropReason.TunMalformed, buf, size);
         continue;
       }
+      if (obs) obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok', peer, route: routes.prefixOf(peer) });
       emitVxlan({ vni: peer.vni }, buf, 0);
       emitEthernet({ dst: peer.vtepMac, src: this.opts.vtepMac, etherType }, buf, VXLAN_HEADER_LEN);
       sizes[i] = size + HEADROOM;
+      if (obs) obs({ point: 'encap', direction: 'out', buf, offset: 0, length: size + HEADROOM, verdict: 'ok', peer });
       groups ??= new Map();
       const g = groups.get(peer);
       if (g) g.push(i);
@@ -174,77 +186,92 @@ export class Engine {
         c.txPackets += sent;
         for (let k = 0; k < sent; k++) c.txBytes += gs[k]! - HEADROOM;
         if (sent < idx.length) c.drop(DropReason.SendFailed, idx.length - sent);
+        if (obs) {
+          for (let k = 0; k < idx.length; k++) {
+            obs({ point: 'udp-send', direction: 'out', buf: gb[k]!, offset: 0, length: gs[k]!, verdict: k < sent ? 'sent' : DropReason.SendFailed, peer, local: this.bind.local, remote: peer.endpoint });
+          }
+        }
       }
     }
     if (replies && replies.length > 0) this.writeTun(replies, replies.map((r) => r.length - HEADROOM));
   }
 
-  private answerOrDrop(reply: Buffer | undefined, answer: Answer, reason: DropReason, out: Buffer[]): void {
-    if (reply === undefined) {
-      this.counters.drop(reason);
-      return;
-    }
-    if (reply === IcmpResponder.RateLimited) {
-      this.counters.drop(DropReason.IcmpRateLimited);
+  private dropOut(reason: DropReason, buf: Buffer, size: number): void {
+    this.counters.drop(reason);
+    if (this.observer) this.observer({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: reason });
+  }
+
+  /** An outbound packet we cannot forward: answered with an ICMP error if allowed, else dropped. */
+  private answerOrDrop(reply: Buffer | undefined, answer: Answer, reason: DropReason, out: Buffer[], buf: Buffer, size: number): void {
+    if (reply === undefined || reply === IcmpResponder.RateLimited) {
+      this.dropOut(reply === undefined ? reason : DropReason.IcmpRateLimited, buf, size);
       return;
     }
     this.counters.answer(answer);
     out.push(reply);
+    const obs = this.observer;
+    if (obs) {
+      obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: reason });
+      obs({ point: 'answer', direction: 'in', buf: reply, offset: HEADROOM, length: reply.length - HEADROOM, verdict: answer });
+    }
   }
 
   /** Inbound stage for one batch of datagrams; each buffer starts with the VXLAN header. */
   handleInbound(bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number): void {
     const c = this.counters;
+    const obs = this.observer;
     const outBufs: Buffer[] = [];
     const outSizes: number[] = [];
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       const size = sizes[i]!;
+      const src = srcs[i]!;
+      if (obs) obs({ point: 'udp-recv', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', local: this.bind.local, remote: src });
       const vx = VxlanHeader.check(buf, 0, size);
       if (vx instanceof WireError) {
-        c.drop(DropReason.ShortDatagram);
+        this.dropIn(DropReason.ShortDatagram, buf, size, src);
         continue;
       }
       const bad = vx.validate();
       if (bad !== undefined) {
-        c.drop(bad === WireError.BadFlags ? DropReason.BadFlags : DropReason.ReservedBitsSet);
+        this.dropIn(bad === WireError.BadFlags ? DropReason.BadFlags : DropReason.ReservedBitsSet, buf, size, src);
         continue;
       }
       if (vx.vni !== this.opts.vni) {
-        c.drop(DropReason.WrongVni);
+        this.dropIn(DropReason.WrongVni, buf, size, src);
         continue;
       }
       const eth = EthernetFrame.check(buf, VXLAN_HEADER_LEN, size - VXLAN_HEADER_LEN);
       if (eth instanceof WireError) {
-        c.drop(DropReason.TruncatedInner);
+        this.dropIn(DropReason.TruncatedInner, buf, size, src);
         continue;
       }
       const etherType = eth.etherType;
       if (etherType === EtherType.ARP) {
-        this.handleArp(buf, size, eth, srcs[i]!);
+        this.handleArp(buf, size, eth, src);
         continue;
       }
       if (!eth.dstIs(this.opts.vtepMac)) {
-        c.drop(DropReason.WrongDstMac);
+        this.dropIn(DropReason.WrongDstMac, buf, size, src);
         continue;
       }
       let innerLength: number;
       if (etherType === EtherType.IPV4) {
         const ip = Ipv4Packet.check(buf, INNER_IP, size - INNER_IP);
         if (ip instanceof WireError) {
-          c.drop(DropReason.MalformedInnerIpv4);
+          this.dropIn(DropReason.MalformedInnerIpv4, buf, size, src);
           continue;
         }
         innerLength = ip.totalLength; // Ethernet padding past it is not part of the packet
       } else if (etherType === EtherType.IPV6) {
         const ip = Ipv6Packet.check(buf, INNER_IP, size - INNER_IP);
         if (ip instanceof WireError) {
-          c.drop(DropReason.MalformedInnerIpv6);
+          this.dropIn(DropReason.MalformedInnerIpv6, buf, size, src);
           continue;
         }
         innerLength = 40 + ip.payloadLength;
       } else {
-        c.drop(DropReason.UnsupportedEtherType);
+        this.dropIn(DropReason.UnsupportedEtherType, buf, size, src);
         continue;
       }
       if (innerLength > this.opts.tunMtu) {
@@ -252,6 +279,7 @@ export class Engine {
         const segments = segmentTcp(buf, INNER_IP, innerLength, this.opts.tunMtu, HEADROOM);
         if (segments !== undefined) {
           c.fix(Fixup.GsoSegmented);
+          if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, fixes: [Fixup.GsoSegmented] });
           for (const seg of segments) {
             outBufs.push(seg);
             outSizes.push(seg.length - HEADROOM);
@@ -261,7 +289,9 @@ export class Engine {
       }
       // A kernel peer on a virtual link may leave TCP/UDP checksums for hardware that is not
       // there (CHECKSUM_PARTIAL); our TUN write would be dropped by the receiving stack.
-      if (repairPartialL4Checksum(buf, INNER_IP, innerLength) === 'partial') c.fix(Fixup.ChecksumCompleted);
+      const completed = repairPartialL4Checksum(buf, INNER_IP, innerLength) === 'partial';
+      if (completed) c.fix(Fixup.ChecksumCompleted);
+      if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, ...(completed ? { fixes: [Fixup.ChecksumCompleted] } : {}) });
       outBufs.push(buf);
       outSizes.push(innerLength);
     }
@@ -269,7 +299,17 @@ export class Engine {
       const written = this.writeTun(outBufs, outSizes);
       c.rxPackets += written;
       for (let k = 0; k < written; k++) c.rxBytes += outSizes[k]!;
+      if (obs) {
+        for (let k = 0; k < outBufs.length; k++) {
+          obs({ point: 'tun-write', direction: 'in', buf: outBufs[k]!, offset: HEADROOM, length: outSizes[k]!, verdict: k < written ? 'forwarded' : DropReason.TunWriteFailed });
+        }
+      }
     }
+  }
+
+  private dropIn(reason: DropReason, buf: Buffer, size: number, src: Endpoint): void {
+    this.counters.drop(reason);
+    if (this.observer) this.observer({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: reason, remote: src });
   }
 
   /** Writes packets that sit at HEADROOM; counts the ones the kernel refused. */
@@ -289,19 +329,19 @@ export class Engine {
     const c = this.counters;
     const arp = ArpPacket.check(buf, INNER_IP, size - INNER_IP);
     if (arp instanceof WireError) {
-      c.drop(DropReason.MalformedArp);
+      this.dropIn(DropReason.MalformedArp, buf, size, src);
       return;
     }
     if (!eth.dstIsBroadcast() && !eth.dstIs(this.opts.vtepMac)) {
-      c.drop(DropReason.WrongDstMac);
+      this.dropIn(DropReason.WrongDstMac, buf, size, src);
       return;
     }
     if (arp.operation !== ArpOp.REQUEST) {
-      c.drop(DropReason.ArpIgnored);
+      this.dropIn(DropReason.ArpIgnored, buf, size, src);
       return;
     }
     if (arp.targetIp !== this.opts.vtepIp) {
-      c.drop(DropReason.ArpNotForUs);
+      this.dropIn(DropReason.ArpNotForUs, buf, size, src);
       return;
     }
     const requesterMac = Buffer.from(arp.senderMac);
@@ -317,6 +357,11 @@ export class Engine {
     const dst = this.peerByAddress(src.address) ?? { address: src.address, port: this.opts.port };
     this.bind.send([reply], [reply.length], 0, 1, dst);
     c.answer(Answer.ArpReply);
+    const obs = this.observer;
+    if (obs) {
+      obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src });
+      obs({ point: 'answer', direction: 'out', buf: reply, offset: 0, length: reply.length, verdict: Answer.ArpReply, local: this.bind.local, remote: dst });
+    }
   }
 
   private peerByAddress(address: string): Endpoint | undefined {
