@@ -1,6 +1,6 @@
 // vxtun native addon: entry point and shared helpers.
 // Parts: tun.cc (TUN open, link and route ioctls), io.cc (batched read/write, close),
-// poll.cc (uv_poll readiness), checksum.cc (RFC 1071 / RFC 1624).
+// poll.cc (uv_poll readiness), checksum.cc (RFC 1071 / RFC 1624), udp.cc (recvmmsg/sendmmsg, UDP GSO).
 #include "common.h"
 
 #include <cerrno>
@@ -99,6 +99,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vxtun::InitIo(env, exports);
   vxtun::InitPoll(env, exports);
   vxtun::InitChecksum(env, exports);
+  vxtun::InitUdp(env, exports);
   return exports;
 }
 

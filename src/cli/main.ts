@@ -17,8 +17,8 @@ program
   .description('run a node: TUN device, pod-network route, VXLAN over UDP')
   .requiredOption('-c, --config <file>', 'node config (JSON)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-  .addOption(new Option('--datapath <kind>', 'packet path: the best available, or the pure-TypeScript reference').choices(['auto', 'ts']).default('auto'))
-  .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'ts' }) => {
+  .addOption(new Option('--datapath <kind>', 'packet path: the best available, the native fast path, or the pure-TypeScript reference').choices(['auto', 'native', 'ts']).default('auto'))
+  .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'native' | 'ts' }) => {
     process.exitCode = await runUp(o);
   });
 

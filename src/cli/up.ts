@@ -9,7 +9,7 @@ import { ControlServer } from '../control/socket.js';
 import { Engine } from '../engine/engine.js';
 import { RouteTable, type Route } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
-import { DgramBind } from '../conn/dgram.js';
+import { openDatapath, type Datapath } from '../conn/datapath.js';
 import { openLinuxTun, addRoute } from '../tun/linux.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
@@ -18,8 +18,8 @@ import type { TunDevice } from '../tun/device.js';
 export interface UpOptions {
   config: string;
   logLevel: string;
-  /** 'auto' picks the fastest path available; 'ts' forces the pure-TypeScript reference path. */
-  datapath?: 'auto' | 'ts';
+  /** 'auto' picks the fastest path available; 'native' insists on it; 'ts' forces the pure-TypeScript reference path. */
+  datapath?: 'auto' | 'native' | 'ts';
 }
 
 export function peerRoutes(cfg: NodeConfig): Route[] {
@@ -63,11 +63,15 @@ export async function runUp(opts: UpOptions): Promise<number> {
 
   let tun: TunDevice;
   let engine: Engine;
+  let datapath: Datapath;
   try {
     tun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32 });
     undo.push(() => tun.close());
     addRoute(ipv4ToString(cfg.network.addr), cfg.network.prefixLen, tun.name);
-    const bind = await DgramBind.open(cfg.publicIp, cfg.backend.port);
+    // The CLI flag wins over the config's datapath.kind unless it is left at auto.
+    const kind = opts.datapath !== undefined && opts.datapath !== 'auto' ? opts.datapath : cfg.datapath.kind;
+    datapath = await openDatapath({ kind, gso: cfg.datapath.gso, address: cfg.publicIp, port: cfg.backend.port });
+    const bind = datapath.bind;
     undo.push(() => bind.close());
     engine = new Engine(tun, bind, {
       vni: cfg.backend.vni,
@@ -76,6 +80,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
       port: cfg.backend.port,
       maxInnerSize: plan.maxInnerSize,
       tunMtu: plan.deviceMtu,
+      ...(datapath.onesSum ? { onesSum: datapath.onesSum } : {}),
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
     const control = await ControlServer.listen(cfg.controlSocket, (req) => {
@@ -102,6 +107,8 @@ export async function runUp(opts: UpOptions): Promise<number> {
             port: cfg.backend.port,
             vtepMac: macToString(cfg.backend.vtepMac),
             pid: process.pid,
+            datapath: datapath.kind,
+            features: datapath.features,
           };
         default:
           return { error: `unknown command ${JSON.stringify(req.cmd)}` };
@@ -127,8 +134,9 @@ export async function runUp(opts: UpOptions): Promise<number> {
       port: cfg.backend.port,
       vtepMac: macToString(cfg.backend.vtepMac),
       peers: cfg.peers.length,
-      datapath: 'ts',
+      datapath: datapath.kind,
       datapathRequested: opts.datapath ?? 'auto',
+      features: datapath.features,
     },
     'vxtun up',
   );

@@ -10,6 +10,7 @@ import { type Cidr, parseCidr, cidrContains, cidrOverlaps, cidrToString } from '
 import { isIpv4String, ipv4ToString } from '../wire/ipv4.js';
 import { isMacString, macFromString, type Mac } from '../wire/ethernet.js';
 import { VXLAN_PORT_LINUX, VXLAN_VNI_MAX } from '../wire/vxlan.js';
+import { DatapathSchema, datapathDefaults, type DatapathConfig } from './datapath-config.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -52,6 +53,7 @@ const ConfigSchema = z.strictObject({
     .optional(),
   peers: z.array(PeerSchema).optional(),
   controlSocket: z.string().min(1).optional(),
+  datapath: DatapathSchema,
 });
 
 export type RawConfig = z.infer<typeof ConfigSchema>;
@@ -73,6 +75,7 @@ export interface NodeConfig {
   backend: { type: 'vxlan'; vni: number; port: number; vtepMac: Mac };
   peers: PeerConfig[];
   controlSocket: string;
+  datapath: DatapathConfig;
 }
 
 /** The overhead vxtun adds over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
@@ -156,6 +159,7 @@ export function validateConfig(raw: unknown): NodeConfig {
     },
     peers,
     controlSocket: c.controlSocket ?? `/run/vxtun/${deviceName}.sock`,
+    datapath: datapathDefaults(c.datapath),
   };
 }
 

@@ -27,6 +27,7 @@ import { Counters, DropReason, Answer, Fixup } from './counters.js';
 import { RouteTable, type Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
 import type { Observer } from '../trace/observe.js';
+import { onesSum, type OnesSumFn } from '../wire/checksum.js';
 
 /** Room in front of every packet read from the TUN for the headers encap writes. */
 export const HEADROOM = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
@@ -48,6 +49,8 @@ export interface EngineOptions {
   batchSize?: number;
   /** ICMP errors per second we generate at most (Linux rate-limits too). */
   icmpRatePerSecond?: number;
+  /** Ones'-complement sum for per-packet checksum work (the addon's on the native path); TS reference by default. */
+  onesSum?: OnesSumFn;
 }
 
 const MAX_BATCHES_PER_WAKE = 8;
@@ -59,6 +62,7 @@ export class Engine {
   private readonly readBufs: Buffer[];
   private readonly readSizes: number[];
   private readonly icmp: IcmpResponder;
+  private readonly sum16: OnesSumFn;
   private running = false;
   /** Attached only while someone watches (vxtun trace, pcap): every call site checks for undefined first. */
   private observer: Observer | undefined;
@@ -73,6 +77,7 @@ export class Engine {
     this.readBufs = Array.from({ length: this.batchSize }, () => Buffer.alloc(room));
     this.readSizes = new Array<number>(this.batchSize).fill(0);
     this.icmp = new IcmpResponder(opts.icmpRatePerSecond ?? 1000);
+    this.sum16 = opts.onesSum ?? onesSum;
   }
 
   /** Swaps the whole table at once; batches already running finish on the table they started with. */
@@ -276,7 +281,7 @@ export class Engine {
       }
       if (innerLength > this.opts.tunMtu) {
         // A kernel peer's GSO super-packet (see gso.ts): segment it as the absent NIC would have.
-        const segments = segmentTcp(buf, INNER_IP, innerLength, this.opts.tunMtu, HEADROOM);
+        const segments = segmentTcp(buf, INNER_IP, innerLength, this.opts.tunMtu, HEADROOM, this.sum16);
         if (segments !== undefined) {
           c.fix(Fixup.GsoSegmented);
           if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, fixes: [Fixup.GsoSegmented] });
@@ -289,7 +294,7 @@ export class Engine {
       }
       // A kernel peer on a virtual link may leave TCP/UDP checksums for hardware that is not
       // there (CHECKSUM_PARTIAL); our TUN write would be dropped by the receiving stack.
-      const completed = repairPartialL4Checksum(buf, INNER_IP, innerLength) === 'partial';
+      const completed = repairPartialL4Checksum(buf, INNER_IP, innerLength, this.sum16) === 'partial';
       if (completed) c.fix(Fixup.ChecksumCompleted);
       if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, ...(completed ? { fixes: [Fixup.ChecksumCompleted] } : {}) });
       outBufs.push(buf);

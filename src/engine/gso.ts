@@ -9,7 +9,7 @@
  * done (TSO): cut the payload at the TUN MTU, give each piece the header with its own sequence
  * number, IPv4 id, length and flags, and a full checksum.
  */
-import { onesSum, finish } from '../wire/checksum.js';
+import { onesSum, finish, type OnesSumFn } from '../wire/checksum.js';
 import { Ipv4Packet, IpProtocol, Ipv4Field } from '../wire/ipv4.js';
 import { Ipv6Packet } from '../wire/ipv6.js';
 import { TcpSegment, TcpField, TcpFlags } from '../wire/tcp.js';
@@ -19,8 +19,9 @@ import { WireError } from '../wire/error.js';
  * Splits the TCP packet at buf[ipOffset, ipOffset + ipLength) into packets of at most `mtu`
  * bytes, each at `headroom` in a new buffer. Returns undefined when the packet is not TCP over
  * IPv4/IPv6 without options that forbid it (fragments, IPv6 extension headers) or cannot be split.
+ * `sum16` sums the payloads (the addon's checksum on the fast path; same result).
  */
-export function segmentTcp(buf: Buffer, ipOffset: number, ipLength: number, mtu: number, headroom: number): Buffer[] | undefined {
+export function segmentTcp(buf: Buffer, ipOffset: number, ipLength: number, mtu: number, headroom: number, sum16: OnesSumFn = onesSum): Buffer[] | undefined {
   const version = buf[ipOffset]! >> 4;
   let ipHeaderLength: number;
   let ip4: Ipv4Packet | undefined;
@@ -76,7 +77,7 @@ export function segmentTcp(buf: Buffer, ipOffset: number, ipLength: number, mtu:
       pseudo = ip6!.pseudoHeaderSum(IpProtocol.TCP, l4Length);
     }
     seg.writeUInt16BE(0, t + TcpField.CHECKSUM);
-    seg.writeUInt16BE(finish(onesSum(seg, t, l4Length, pseudo)), t + TcpField.CHECKSUM);
+    seg.writeUInt16BE(finish(sum16(seg, t, l4Length, pseudo)), t + TcpField.CHECKSUM);
     out[k] = seg;
   }
   return out;

@@ -38,6 +38,19 @@ export interface NativeErrnoError extends Error {
   syscall: string;
 }
 
+export interface UdpOpenResult {
+  fd: number;
+  /** The port actually bound. */
+  port: number;
+  /** Socket buffer sizes the kernel granted (doubled, as getsockopt reports them). */
+  recvBufferSize: number;
+  sendBufferSize: number;
+  /** UDP_SEGMENT available (send offload). */
+  gso: boolean;
+  /** UDP_GRO turned on (receive offload). */
+  gro: boolean;
+}
+
 export interface NativeAddon {
   /** Opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches IFF_TUN|IFF_NO_PI `name` ('' lets the kernel pick). */
   tunOpen(name: string): { fd: number; name: string };
@@ -75,6 +88,26 @@ export interface NativeAddon {
   checksum(buf: Uint8Array, offset: number, length: number, initial?: number): number;
   /** RFC 1624 eqn. 3: the checksum field after a 16-bit word changes, HC' = ~(~HC + ~m + m'). */
   csumIncremental(oldCsum: number, oldWord: number, newWord: number): number;
+  /**
+   * A non-blocking IPv4 UDP socket bound to address:port (0 = any port), SO_RCVBUF/SO_SNDBUF set
+   * (forced past net.core.*mem_max when root). `gso` (default true) probes UDP_SEGMENT, `gro` (default
+   * false) turns on UDP_GRO; the result says what the kernel took. Bind errors throw with the errno name.
+   */
+  udpOpen(address: string, port: number, opts?: { recvBufferSize?: number; sendBufferSize?: number; gso?: boolean; gro?: boolean }): UdpOpenResult;
+  /**
+   * recvmmsg (MSG_DONTWAIT) of up to maxCount (≤ 256) datagrams, datagram i into arena[i * slotSize]:
+   * sizes[i], addrs[i] (host order), ports[i]. Returns the count; 0 when nothing waits. Oversized
+   * datagrams are dropped and counted. Counters: see UdpCounter in src/conn/native.ts.
+   */
+  udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array): number;
+  /**
+   * sendmmsg (MSG_DONTWAIT) of bufs[i][offset, offset + sizes[i]) for i < count (≤ 256) to addr:port; with
+   * `gso`, runs of equal-sized datagrams go as one UDP_SEGMENT message. Returns datagrams taken; never throws
+   * on a send error (counted instead).
+   */
+  udpSendBatch(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, addr: number, port: number, gso: boolean, counters: Float64Array): number;
+  /** Length the counters Float64Array must have at least. */
+  readonly udpCounterCount: number;
 }
 
 const ADDON_RELATIVE = join('build', 'Release', 'vxtun_native.node');

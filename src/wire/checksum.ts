@@ -4,6 +4,9 @@
  * complemented, so partial sums (a pseudo-header, a header, a payload) can be added together.
  */
 
+/** The shape of onesSum, so a faster implementation with the same result (the addon's) can stand in. */
+export type OnesSumFn = (buf: Uint8Array, offset: number, length: number, initial?: number) => number;
+
 /** Ones'-complement sum of buf[offset, offset+length) as big-endian 16-bit words, plus `initial`. */
 export function onesSum(buf: Uint8Array, offset: number, length: number, initial = 0): number {
   let sum = initial;

@@ -22,7 +22,7 @@
  * representation of the same ones'-complement value (0x0000 for a sum of 0xffff) counts too
  * for TCP; for UDP a zero field means "no checksum" (IPv4) or is invalid (IPv6, RFC 8200 §8.1).
  */
-import { fold, internetChecksum, onesSum } from './checksum.js';
+import { fold, internetChecksum, onesSum, type OnesSumFn } from './checksum.js';
 import { Ipv4Packet, IpProtocol } from './ipv4.js';
 import { Ipv6Packet } from './ipv6.js';
 import { TcpField, TcpSegment } from './tcp.js';
@@ -137,12 +137,13 @@ export function completeL4Checksum(buf: Buffer, ipOffset: number, ipLength: numb
 /**
  * The receive path in one pass: classifies like l4ChecksumState and, when the state is
  * 'partial', completes the checksum in place. Returns the state found (before the repair).
+ * `sum16` computes the ones'-complement sum (the native addon's on the fast path; same result).
  */
-export function repairPartialL4Checksum(buf: Buffer, ipOffset: number, ipLength: number): L4ChecksumState {
+export function repairPartialL4Checksum(buf: Buffer, ipOffset: number, ipLength: number, sum16: OnesSumFn = onesSum): L4ChecksumState {
   if (!locate(buf, ipOffset, ipLength)) return 'not-applicable';
   const field = buf.readUInt16BE(loc.checksumOffset);
   if (loc.protocol === IpProtocol.UDP && field === 0) return loc.ipv6 ? 'invalid' : 'none';
-  const sum = onesSum(buf, loc.l4Offset, loc.l4Length, loc.pseudo);
+  const sum = sum16(buf, loc.l4Offset, loc.l4Length, loc.pseudo);
   const state = classify(field, sum);
   if (state === 'partial') buf.writeUInt16BE(completedChecksum(field, sum), loc.checksumOffset);
   return state;

@@ -1,0 +1,407 @@
+// The underlay UDP socket of the fast path: open/bind, recvmmsg into a caller-owned arena,
+// sendmmsg of a batch to one destination, with UDP GSO (UDP_SEGMENT) for runs of equal-sized
+// datagrams when the kernel has it. Counters live in a Float64Array the caller owns and reads
+// without a call (layout: UdpCounter below, mirrored in src/conn/native.ts).
+#include "common.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
+namespace vxtun {
+namespace {
+
+// Index of each counter in the caller's Float64Array.
+enum UdpCounter {
+  kRecvCalls = 0,     // recvmmsg calls that returned datagrams
+  kRecvPackets = 1,   // datagrams received
+  kRecvBytes = 2,     // their bytes
+  kRecvTruncated = 3, // datagrams longer than a slot (MSG_TRUNC): dropped here
+  kSendCalls = 4,     // sendmmsg / sendmsg calls
+  kSendPackets = 5,   // datagrams handed to the kernel
+  kSendBytes = 6,
+  kSendAgain = 7,     // datagrams not sent because the socket buffer was full (EAGAIN/ENOBUFS)
+  kSendErrors = 8,    // datagrams refused with any other error
+  kGsoSends = 9,      // messages sent as one UDP_SEGMENT super-datagram
+  kGsoSegments = 10,  // datagrams carried in them
+  kGsoDisabled = 11,  // 1 once a GSO send failed with EIO and GSO was turned off for the socket
+  kLastErrno = 12,    // errno of the last send/recv error (0 = none)
+  kCounterCount = 13,
+};
+
+constexpr int kMaxBatch = 256;
+// UDP_MAX_SEGMENTS is 64 before Linux 5.x raised it to 128: stay with what every kernel takes.
+constexpr int kMaxGsoSegments = 64;
+// A GSO message must fit an IPv4 datagram: 65535 - 20 (IP) - 8 (UDP).
+constexpr size_t kMaxGsoBytes = 65507;
+
+bool GetCounters(Napi::Env env, napi_value v, double** out) {
+  bool ok = false;
+  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* p = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok &&
+        type == napi_float64_array && length >= kCounterCount) {
+      *out = static_cast<double*>(p);
+      return true;
+    }
+  }
+  ThrowType(env, "counters must be a Float64Array of at least " + std::to_string(kCounterCount) + " entries");
+  return false;
+}
+
+template <typename T>
+bool GetTyped(Napi::Env env, napi_value v, napi_typedarray_type want, const char* name, T** out, size_t* len) {
+  bool ok = false;
+  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
+    napi_typedarray_type type;
+    void* p = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) == napi_ok && type == want) {
+      *out = static_cast<T*>(p);
+      return true;
+    }
+  }
+  ThrowType(env, std::string(name) + " has the wrong typed-array type");
+  return false;
+}
+
+bool SetBuf(int fd, int opt, int forceOpt, int bytes) {
+  // SO_*BUFFORCE passes net.core.*mem_max when we are root; the plain option is capped by it.
+  if (::setsockopt(fd, SOL_SOCKET, forceOpt, &bytes, sizeof bytes) == 0) return true;
+  return ::setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof bytes) == 0;
+}
+
+int GetBuf(int fd, int opt) {
+  int v = 0;
+  socklen_t l = sizeof v;
+  ::getsockopt(fd, SOL_SOCKET, opt, &v, &l);
+  return v;
+}
+
+// udpOpen(address, port, { recvBufferSize, sendBufferSize, gso, gro }):
+//   { fd, port, recvBufferSize, sendBufferSize, gso, gro }
+// A non-blocking IPv4 UDP socket bound to address:port; gso/gro say which offloads the kernel took.
+Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string address;
+  int64_t port = 0;
+  if (!ArgString(info, 0, "address", &address)) return env.Undefined();
+  if (!ArgInt(info, 1, "port", 0, 65535, &port)) return env.Undefined();
+  int rcvbuf = 4 << 20, sndbuf = 4 << 20;
+  bool wantGso = true, wantGro = false;
+  if (info.Length() > 2 && info[2].IsObject()) {
+    Napi::Object o = info[2].As<Napi::Object>();
+    Napi::Value v = o.Get("recvBufferSize");
+    if (v.IsNumber()) rcvbuf = v.As<Napi::Number>().Int32Value();
+    v = o.Get("sendBufferSize");
+    if (v.IsNumber()) sndbuf = v.As<Napi::Number>().Int32Value();
+    v = o.Get("gso");
+    if (!v.IsUndefined()) wantGso = v.ToBoolean().Value();
+    v = o.Get("gro");
+    if (!v.IsUndefined()) wantGro = v.ToBoolean().Value();
+  }
+  in_addr addr;
+  if (inet_pton(AF_INET, address.c_str(), &addr) != 1) {
+    ThrowType(env, "address is not an IPv4 address: \"" + address + "\"");
+    return env.Undefined();
+  }
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "socket", "AF_INET/SOCK_DGRAM");
+    return env.Undefined();
+  }
+  std::string subject = address + ":" + std::to_string(port);
+  sockaddr_in sin;
+  std::memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(static_cast<uint16_t>(port));
+  sin.sin_addr = addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) < 0) {
+    int err = errno;
+    ::close(fd);
+    const char* hint = err == EADDRINUSE ? "the port is in use" : err == EADDRNOTAVAIL ? "the address is not on this host" : nullptr;
+    ThrowErrno(env, err, "bind", subject, hint);
+    return env.Undefined();
+  }
+  // Bursts of a TCP window arrive faster than one turn drains them: give the kernel room.
+  SetBuf(fd, SO_RCVBUF, SO_RCVBUFFORCE, rcvbuf);
+  SetBuf(fd, SO_SNDBUF, SO_SNDBUFFORCE, sndbuf);
+  // Probe GSO: a socket-level UDP_SEGMENT of 0 is accepted exactly when the kernel knows the option
+  // (Linux >= 4.18); the size itself goes per message in a cmsg.
+  bool gso = false;
+  if (wantGso) {
+    int zero = 0;
+    gso = ::setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+  }
+  bool gro = false;
+  if (wantGro) {
+    int one = 1;
+    gro = ::setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+  }
+  socklen_t sl = sizeof sin;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &sl);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", Napi::Number::New(env, fd));
+  out.Set("port", Napi::Number::New(env, ntohs(sin.sin_port)));
+  out.Set("recvBufferSize", Napi::Number::New(env, GetBuf(fd, SO_RCVBUF)));
+  out.Set("sendBufferSize", Napi::Number::New(env, GetBuf(fd, SO_SNDBUF)));
+  out.Set("gso", Napi::Boolean::New(env, gso));
+  out.Set("gro", Napi::Boolean::New(env, gro));
+  return out;
+}
+
+// udpRecvBatch(fd, arena, slotSize, maxCount, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array,
+//              counters: Float64Array): number
+// Datagram i lands at arena[i * slotSize]; its length, source address (host order) and port are
+// written to sizes[i], addrs[i], ports[i]. Returns the count (0 when nothing waits). A datagram
+// longer than a slot is dropped and counted, never handed over cut.
+Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0, slotSize = 0, maxCount = 0;
+  uint8_t* arena;
+  size_t arenaLen;
+  if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
+  if (info.Length() < 8 || !ArgBytes(env, info[1], "udpRecvBatch: arena", &arena, &arenaLen)) return env.Undefined();
+  if (!ArgInt(info, 2, "slotSize", 1, INT_MAX, &slotSize)) return env.Undefined();
+  if (!ArgInt(info, 3, "maxCount", 1, kMaxBatch, &maxCount)) return env.Undefined();
+  int32_t* sizes;
+  uint32_t* addrs;
+  uint16_t* ports;
+  double* ctr;
+  size_t ls, la, lp;
+  if (!GetTyped(env, info[4], napi_int32_array, "udpRecvBatch: sizes", &sizes, &ls) ||
+      !GetTyped(env, info[5], napi_uint32_array, "udpRecvBatch: addrs", &addrs, &la) ||
+      !GetTyped(env, info[6], napi_uint16_array, "udpRecvBatch: ports", &ports, &lp) || !GetCounters(env, info[7], &ctr))
+    return env.Undefined();
+  size_t n = static_cast<size_t>(maxCount);
+  if (ls < n || la < n || lp < n || arenaLen < n * static_cast<size_t>(slotSize)) {
+    ThrowRange(env, "udpRecvBatch: arena or result arrays smaller than maxCount slots");
+    return env.Undefined();
+  }
+  mmsghdr msgs[kMaxBatch];
+  iovec iovs[kMaxBatch];
+  sockaddr_in srcs[kMaxBatch];
+  for (size_t i = 0; i < n; i++) {
+    iovs[i].iov_base = arena + i * static_cast<size_t>(slotSize);
+    iovs[i].iov_len = static_cast<size_t>(slotSize);
+    std::memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+    msgs[i].msg_hdr.msg_iov = &iovs[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &srcs[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof srcs[i];
+    msgs[i].msg_len = 0;
+  }
+  int r;
+  do {
+    r = ::recvmmsg(static_cast<int>(fd), msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) return Napi::Number::New(env, 0);
+    // ICMP errors queued on the socket (ECONNREFUSED from a peer's port unreachable) surface here:
+    // count and carry on, the next call reads the datagrams behind them.
+    ctr[kLastErrno] = err;
+    if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) return Napi::Number::New(env, 0);
+    ThrowErrno(env, err, "recvmmsg", "fd " + std::to_string(fd));
+    return env.Undefined();
+  }
+  int out = 0;
+  for (int i = 0; i < r; i++) {
+    if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      ctr[kRecvTruncated] += 1;
+      continue;
+    }
+    if (out != i) std::memmove(arena + out * slotSize, arena + i * slotSize, msgs[i].msg_len);
+    sizes[out] = static_cast<int32_t>(msgs[i].msg_len);
+    addrs[out] = ntohl(srcs[i].sin_addr.s_addr);
+    ports[out] = ntohs(srcs[i].sin_port);
+    ctr[kRecvBytes] += msgs[i].msg_len;
+    out++;
+  }
+  ctr[kRecvCalls] += 1;
+  ctr[kRecvPackets] += out;
+  return Napi::Number::New(env, out);
+}
+
+// One message of a send batch: a run of iovecs, with a GSO segment size when more than one.
+struct Run {
+  int first;
+  int count;
+  uint16_t segSize;
+};
+
+// udpSendBatch(fd, bufs, sizes: Int32Array, offset, count, addr (host order), port, gso: boolean,
+//              counters: Float64Array): number
+// Sends bufs[i][offset, offset + sizes[i]) for i < count to addr:port. With gso, consecutive
+// datagrams of one size (the last of a run may be shorter) go as one UDP_SEGMENT message.
+// Returns how many datagrams the kernel took; failures are counted, never thrown.
+Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0, offset = 0, count = 0, addr = 0, port = 0;
+  if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
+  bool isArray = false;
+  if (info.Length() < 9 || napi_is_array(env, info[1], &isArray) != napi_ok || !isArray) {
+    ThrowType(env, "udpSendBatch: bufs must be an array of Buffers");
+    return env.Undefined();
+  }
+  napi_value bufs = info[1];
+  uint32_t nbufs = 0;
+  napi_get_array_length(env, bufs, &nbufs);
+  int32_t* sizes;
+  size_t ls;
+  if (!GetTyped(env, info[2], napi_int32_array, "udpSendBatch: sizes", &sizes, &ls)) return env.Undefined();
+  if (!ArgInt(info, 3, "offset", 0, INT_MAX, &offset)) return env.Undefined();
+  if (!ArgInt(info, 4, "count", 0, std::min<int64_t>(nbufs, std::min<int64_t>(ls, kMaxBatch)), &count)) return env.Undefined();
+  if (!ArgInt(info, 5, "addr", 0, 0xffffffffLL, &addr)) return env.Undefined();
+  if (!ArgInt(info, 6, "port", 1, 65535, &port)) return env.Undefined();
+  bool gso = info[7].ToBoolean().Value();
+  double* ctr;
+  if (!GetCounters(env, info[8], &ctr)) return env.Undefined();
+  if (ctr[kGsoDisabled] != 0) gso = false;
+
+  iovec iovs[kMaxBatch];
+  for (int64_t i = 0; i < count; i++) {
+    napi_value b;
+    uint8_t* data;
+    size_t len;
+    if (napi_get_element(env, bufs, static_cast<uint32_t>(i), &b) != napi_ok ||
+        !ArgBytes(env, b, "udpSendBatch: bufs[i]", &data, &len))
+      return env.Undefined();
+    if (sizes[i] < 0 || static_cast<size_t>(offset) + static_cast<size_t>(sizes[i]) > len) {
+      ThrowRange(env, "udpSendBatch: offset + sizes[" + std::to_string(i) + "] exceeds the buffer");
+      return env.Undefined();
+    }
+    iovs[i].iov_base = data + offset;
+    iovs[i].iov_len = static_cast<size_t>(sizes[i]);
+  }
+
+  sockaddr_in dst;
+  std::memset(&dst, 0, sizeof dst);
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(static_cast<uint16_t>(port));
+  dst.sin_addr.s_addr = htonl(static_cast<uint32_t>(addr));
+
+  // Group into runs: with GSO, equal sizes (a shorter last one closes the run) up to the limits.
+  Run runs[kMaxBatch];
+  int nruns = 0;
+  for (int i = 0; i < count;) {
+    Run run{i, 1, static_cast<uint16_t>(iovs[i].iov_len)};
+    size_t total = iovs[i].iov_len;
+    if (gso && iovs[i].iov_len > 0) {
+      while (i + run.count < count && run.count < kMaxGsoSegments) {
+        size_t l = iovs[i + run.count].iov_len;
+        if (l == 0 || l > run.segSize || total + l > kMaxGsoBytes) break;
+        total += l;
+        run.count++;
+        if (l < run.segSize) break;  // a short segment can only end a run
+      }
+    }
+    runs[nruns++] = run;
+    i += run.count;
+  }
+
+  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(uint16_t))];
+  mmsghdr msgs[kMaxBatch];
+  for (int k = 0; k < nruns; k++) {
+    msghdr& h = msgs[k].msg_hdr;
+    std::memset(&h, 0, sizeof h);
+    h.msg_name = &dst;
+    h.msg_namelen = sizeof dst;
+    h.msg_iov = &iovs[runs[k].first];
+    h.msg_iovlen = static_cast<size_t>(runs[k].count);
+    if (runs[k].count > 1) {
+      h.msg_control = control[k];
+      h.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+      cmsghdr* c = CMSG_FIRSTHDR(&h);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      std::memcpy(CMSG_DATA(c), &runs[k].segSize, sizeof(uint16_t));
+    }
+    msgs[k].msg_len = 0;
+  }
+
+  int sentPackets = 0;
+  int k = 0;
+  while (k < nruns) {
+    int r;
+    do {
+      r = ::sendmmsg(static_cast<int>(fd), msgs + k, static_cast<unsigned>(nruns - k), MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+    ctr[kSendCalls] += 1;
+    if (r > 0) {
+      for (int j = k; j < k + r; j++) {
+        sentPackets += runs[j].count;
+        for (int s = 0; s < runs[j].count; s++) ctr[kSendBytes] += iovs[runs[j].first + s].iov_len;
+        if (runs[j].count > 1) {
+          ctr[kGsoSends] += 1;
+          ctr[kGsoSegments] += runs[j].count;
+        }
+      }
+      k += r;
+      continue;
+    }
+    int err = errno;
+    ctr[kLastErrno] = err;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+      for (int j = k; j < nruns; j++) ctr[kSendAgain] += runs[j].count;
+      break;
+    }
+    if (err == EIO && runs[k].count > 1) {
+      // The device cannot checksum-offload a GSO message (wireguard-go meets the same): turn GSO off
+      // for good and send this run one datagram per message.
+      ctr[kGsoDisabled] = 1;
+      int sent = 0;
+      for (int s = 0; s < runs[k].count; s++) {
+        msghdr h;
+        std::memset(&h, 0, sizeof h);
+        h.msg_name = &dst;
+        h.msg_namelen = sizeof dst;
+        h.msg_iov = &iovs[runs[k].first + s];
+        h.msg_iovlen = 1;
+        if (::sendmsg(static_cast<int>(fd), &h, MSG_DONTWAIT) >= 0) {
+          sent++;
+          ctr[kSendBytes] += iovs[runs[k].first + s].iov_len;
+        } else {
+          ctr[kSendErrors] += 1;
+        }
+      }
+      sentPackets += sent;
+      k++;
+      continue;
+    }
+    // A refused message (EMSGSIZE, ECONNREFUSED from an earlier ICMP error, EHOSTUNREACH): skip it.
+    ctr[kSendErrors] += runs[k].count;
+    k++;
+  }
+  ctr[kSendPackets] += sentPackets;
+  return Napi::Number::New(env, sentPackets);
+}
+
+}  // namespace
+
+void InitUdp(Napi::Env env, Napi::Object exports) {
+  exports.Set("udpOpen", Napi::Function::New(env, UdpOpen, "udpOpen"));
+  exports.Set("udpRecvBatch", Napi::Function::New(env, UdpRecvBatch, "udpRecvBatch"));
+  exports.Set("udpSendBatch", Napi::Function::New(env, UdpSendBatch, "udpSendBatch"));
+  exports.Set("udpCounterCount", Napi::Number::New(env, kCounterCount));
+}
+
+}  // namespace vxtun

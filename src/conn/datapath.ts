@@ -1,0 +1,56 @@
+/**
+ * Picks the packet path at start-up: the native fast path (addon-owned UDP socket with
+ * recvmmsg/sendmmsg and UDP GSO, the addon's checksum) or the pure-TypeScript reference path
+ * (Node's dgram, TS checksums). Both produce byte-identical frames (test/unit/datapath.test.ts).
+ */
+import { loadNative } from '../native/index.js';
+import type { OnesSumFn } from '../wire/checksum.js';
+import type { Bind } from './bind.js';
+import { DgramBind } from './dgram.js';
+import { NativeBind } from './native.js';
+import type { DatapathKind } from '../control/datapath-config.js';
+
+export interface Datapath {
+  kind: 'native' | 'ts';
+  bind: Bind;
+  /** The checksum the engine should use for per-packet work; undefined = the TS reference. */
+  onesSum: OnesSumFn | undefined;
+  /** What is on, for the start-up log line and `vxtun status`. */
+  features: Record<string, boolean | number | string>;
+}
+
+export interface DatapathRequest {
+  kind: DatapathKind;
+  gso: boolean;
+  address: string;
+  port: number;
+}
+
+/**
+ * Opens the bind for the requested path. 'auto' is native when the addon loaded (VXTUN_NO_NATIVE=1
+ * or a missing build means ts); 'native' without the addon is an Error naming why.
+ */
+export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
+  const native = loadNative();
+  const useNative = req.kind === 'native' || (req.kind === 'auto' && native !== undefined);
+  if (useNative) {
+    if (native === undefined) throw new Error('datapath native: the native addon is not available (built? VXTUN_NO_NATIVE=1?)');
+    const bind = NativeBind.open(req.address, req.port, { gso: req.gso });
+    const checksum = native.checksum;
+    return {
+      kind: 'native',
+      bind,
+      onesSum: (buf, offset, length, initial = 0) => checksum(buf, offset, length, initial),
+      features: {
+        recvmmsg: true,
+        sendmmsg: true,
+        udpGso: bind.features.gso,
+        nativeChecksum: true,
+        recvBufferSize: bind.features.recvBufferSize,
+        sendBufferSize: bind.features.sendBufferSize,
+      },
+    };
+  }
+  const bind = await DgramBind.open(req.address, req.port);
+  return { kind: 'ts', bind, onesSum: undefined, features: { recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false } };
+}

@@ -1,0 +1,191 @@
+/**
+ * Bind over the native addon: the fast path. The addon owns the socket (bound to publicIp:port,
+ * large buffers); datagrams arrive by recvmmsg into one arena this object owns (slot i is a fixed
+ * view, so nothing is allocated per datagram) and leave by sendmmsg straight from the caller's
+ * buffers (no copy), runs of equal-sized datagrams as one UDP GSO message when the kernel has it.
+ * Readiness comes from a uv poll handle on the event loop, as for the TUN. Counters live in a
+ * Float64Array the addon increments and anyone may read without a call.
+ */
+import { requireNative, type NativeAddon, type PollHandle } from '../native/index.js';
+import type { Bind, Endpoint, ReceiveFn } from './bind.js';
+
+/** Index of each counter in NativeBind.counters (mirrors UdpCounter in native/udp.cc). */
+export const UdpCounter = {
+  RecvCalls: 0,
+  RecvPackets: 1,
+  RecvBytes: 2,
+  RecvTruncated: 3,
+  SendCalls: 4,
+  SendPackets: 5,
+  SendBytes: 6,
+  SendAgain: 7,
+  SendErrors: 8,
+  GsoSends: 9,
+  GsoSegments: 10,
+  GsoDisabled: 11,
+  LastErrno: 12,
+} as const;
+
+export interface NativeBindOptions {
+  recvBufferSize?: number;
+  sendBufferSize?: number;
+  /** Use UDP GSO when the kernel has it (default true; VXTUN_NO_GSO=1 also turns it off). */
+  gso?: boolean;
+  /** Datagrams per recvmmsg (default 64, at most 256). */
+  batchSize?: number;
+  /**
+   * Room per received datagram. Kernel peers on veth send unsegmented GSO super-packets of up to
+   * 64 KB as one datagram, so the default takes the largest UDP payload there is.
+   */
+  slotSize?: number;
+}
+
+/** Receive rounds per wake-up, so the TUN side gets its turn under load. */
+const MAX_ROUNDS_PER_WAKE = 8;
+const MAX_SEND_BATCH = 256;
+const MAX_CACHED_ENDPOINTS = 4096;
+
+export class NativeBind implements Bind {
+  /** Shared with the addon: see UdpCounter. */
+  readonly counters: Float64Array;
+  /** Offloads the kernel granted at open. */
+  readonly features: { gso: boolean; recvBufferSize: number; sendBufferSize: number };
+  private poll: PollHandle | undefined;
+  private fd: number;
+  private readonly arena: Buffer;
+  private readonly slots: Buffer[];
+  private readonly recvSizes: Int32Array;
+  private readonly recvAddrs: Uint32Array;
+  private readonly recvPorts: Uint16Array;
+  private readonly sizesOut: number[];
+  private readonly srcsOut: Endpoint[];
+  private readonly sendSizes = new Int32Array(MAX_SEND_BATCH);
+  private readonly sendBufs: Buffer[] = [];
+  /** Peers send from few (address, port) pairs: one Endpoint object each, reused. */
+  private readonly endpoints = new Map<number, Endpoint>();
+  private readonly addrCache = new Map<string, number>();
+
+  private constructor(
+    private readonly native: NativeAddon,
+    fd: number,
+    readonly local: Endpoint,
+    gso: boolean,
+    recvBufferSize: number,
+    sendBufferSize: number,
+    private readonly batchSize: number,
+    private readonly slotSize: number,
+  ) {
+    this.fd = fd;
+    this.features = { gso, recvBufferSize, sendBufferSize };
+    this.counters = new Float64Array(native.udpCounterCount);
+    this.arena = Buffer.alloc(batchSize * slotSize);
+    this.slots = Array.from({ length: batchSize }, (_, i) => this.arena.subarray(i * slotSize, (i + 1) * slotSize));
+    this.recvSizes = new Int32Array(batchSize);
+    this.recvAddrs = new Uint32Array(batchSize);
+    this.recvPorts = new Uint16Array(batchSize);
+    this.sizesOut = new Array<number>(batchSize).fill(0);
+    this.srcsOut = new Array<Endpoint>(batchSize).fill(local);
+  }
+
+  /** Binds address:port; throws an Error naming the errno (EADDRINUSE, EADDRNOTAVAIL). */
+  static open(address: string, port: number, opts: NativeBindOptions = {}): NativeBind {
+    const native = requireNative();
+    const gsoWanted = (opts.gso ?? true) && process.env.VXTUN_NO_GSO !== '1';
+    let r;
+    try {
+      r = native.udpOpen(address, port, {
+        recvBufferSize: opts.recvBufferSize ?? 8 * 1024 * 1024,
+        sendBufferSize: opts.sendBufferSize ?? 8 * 1024 * 1024,
+        gso: gsoWanted,
+      });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      throw new Error(`cannot bind UDP ${address}:${port}: ${code ?? (e as Error).message}`);
+    }
+    const batchSize = Math.min(Math.max(opts.batchSize ?? 64, 1), 256);
+    return new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536);
+  }
+
+  /** Whether sends still use GSO (false from the start, or after the kernel refused it once). */
+  get gsoActive(): boolean {
+    return this.features.gso && this.counters[UdpCounter.GsoDisabled] === 0;
+  }
+
+  start(onReceive: ReceiveFn): void {
+    if (this.fd < 0) throw new Error('native bind: start after close');
+    if (this.poll !== undefined) throw new Error('native bind: already started');
+    this.poll = this.native.pollStart(this.fd, () => this.drain(onReceive));
+  }
+
+  private drain(onReceive: ReceiveFn): void {
+    const n0 = this.batchSize;
+    for (let round = 0; round < MAX_ROUNDS_PER_WAKE && this.fd >= 0; round++) {
+      let n: number;
+      try {
+        n = this.native.udpRecvBatch(this.fd, this.arena, this.slotSize, n0, this.recvSizes, this.recvAddrs, this.recvPorts, this.counters);
+      } catch {
+        return; // a lasting socket error: counted by the addon (LastErrno); the owner sees traffic stop
+      }
+      if (n === 0) return;
+      for (let i = 0; i < n; i++) {
+        this.sizesOut[i] = this.recvSizes[i]!;
+        this.srcsOut[i] = this.endpoint(this.recvAddrs[i]!, this.recvPorts[i]!);
+      }
+      onReceive(this.slots, this.sizesOut, this.srcsOut, n);
+      if (n < n0) return;
+    }
+  }
+
+  private endpoint(addr: number, port: number): Endpoint {
+    const key = addr * 65536 + port;
+    let e = this.endpoints.get(key);
+    if (e === undefined) {
+      if (this.endpoints.size >= MAX_CACHED_ENDPOINTS) this.endpoints.clear();
+      e = { address: `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`, port };
+      this.endpoints.set(key, e);
+    }
+    return e;
+  }
+
+  private addressOf(address: string): number {
+    let a = this.addrCache.get(address);
+    if (a === undefined) {
+      const parts = address.split('.');
+      a = parts.length === 4 ? parts.reduce((acc, p) => acc * 256 + (Number(p) & 255), 0) : 0;
+      if (this.addrCache.size >= MAX_CACHED_ENDPOINTS) this.addrCache.clear();
+      this.addrCache.set(address, a);
+    }
+    return a;
+  }
+
+  send(bufs: Buffer[], sizes: number[], offset: number, count: number, dst: Endpoint): number {
+    if (this.fd < 0 || count === 0) return 0;
+    const addr = this.addressOf(dst.address);
+    const gso = this.features.gso;
+    let sent = 0;
+    for (let start = 0; start < count; start += MAX_SEND_BATCH) {
+      const n = Math.min(MAX_SEND_BATCH, count - start);
+      let batch = bufs;
+      if (start !== 0) {
+        this.sendBufs.length = 0;
+        for (let i = 0; i < n; i++) this.sendBufs.push(bufs[start + i]!);
+        batch = this.sendBufs;
+      }
+      for (let i = 0; i < n; i++) this.sendSizes[i] = sizes[start + i]!;
+      sent += this.native.udpSendBatch(this.fd, batch, this.sendSizes, offset, n, addr, dst.port, gso, this.counters);
+    }
+    return sent;
+  }
+
+  async close(): Promise<void> {
+    if (this.poll !== undefined) {
+      this.native.pollStop(this.poll);
+      this.poll = undefined;
+    }
+    if (this.fd >= 0) {
+      const fd = this.fd;
+      this.fd = -1;
+      this.native.close(fd);
+    }
+  }
+}
