@@ -3,7 +3,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Topology } from '../../src/lab/netns.js';
-import { Cluster } from '../../src/lab/cluster.js';
+import { Cluster, cliPath } from '../../src/lab/cluster.js';
 import { requirePrerequisites, tcpTransfer, ping } from './support.js';
 
 const MB = 1024 * 1024;
@@ -43,6 +43,21 @@ describe('vxtun <-> vxtun', () => {
     expect(cb.fixed['checksum-completed']).toBe(0);
     expect(ca.fixed['gso-segmented']).toBe(0);
     for (const c of [ca, cb]) expect(Object.values(c.dropped).reduce((x, y) => x + y, 0)).toBe(0);
+  });
+
+  it('vxtun status shows the node, its counters and its routes', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const r = await a.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', a.vxtun!.controlSocket]);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe(`vxtun0  subnet 10.244.1.0/24  vtep ${a.vtepMac}  vni 1  udp ${a.publicIp}:8472  mtu 1450`);
+    expect(lines[1]).toMatch(/^tx \d+ packets \d+ bytes   rx \d+ packets \d+ bytes$/);
+    expect(lines).toContain(`  ${b.subnet} -> ${b.publicIp}:8472 vtep ${b.vtepMac} vni 1`);
+    const json = JSON.parse((await a.ns.execOk([process.execPath, cliPath, 'status', '--json', '--control-socket', a.vxtun!.controlSocket])).stdout);
+    expect(json.counters.tx.packets).toBeGreaterThan(0);
+    expect(json.routes).toEqual([{ subnet: b.subnet, publicIp: b.publicIp, port: 8472, vtepMac: b.vtepMac, vni: 1 }]);
+    const missing = await a.ns.exec([process.execPath, cliPath, 'status', '--control-socket', '/nonexistent.sock']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe('vxtun: control socket /nonexistent.sock: ENOENT');
   });
 
   it('stops cleanly on SIGTERM: exit 0, device and route gone', async () => {
