@@ -2,7 +2,9 @@
  * Issue 2, done-when (b): the same between two vxtun nodes, and among three vxtun nodes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology } from '../../src/lab/netns.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Topology, waitFor } from '../../src/lab/netns.js';
+import { controlRequest } from '../../src/control/socket.js';
 import { Cluster, cliPath } from '../../src/lab/cluster.js';
 import { requirePrerequisites, tcpTransfer, ping } from './support.js';
 
@@ -104,5 +106,33 @@ describe('three vxtun nodes', () => {
       expect(c.tx.bytes).toBeGreaterThan(10 * MB);
       expect(c.rx.bytes).toBeGreaterThan(10 * MB);
     }
+  });
+
+  it('SIGHUP swaps the peers atomically while a transfer flows; a broken config changes nothing', async () => {
+    const [a, b, c] = [cluster.node(1), cluster.node(2), cluster.node(3)];
+    const original = readFileSync(a.vxtun!.configPath, 'utf8');
+    const cfg = JSON.parse(original);
+    const waitRoutes = async (n: number) =>
+      waitFor(async () => ((await controlRequest(a.vxtun!.controlSocket, { cmd: 'routes' })) as unknown[]).length === n, { timeoutMs: 5000, what: `${n} routes` });
+    // A 30 MB transfer to node 3 runs while node 1's table is swapped twice under it.
+    const transfer = tcpTransfer(a.pod, c.pod, c.podIp, 30 * MB, 5451);
+    writeFileSync(a.vxtun!.configPath, JSON.stringify({ ...cfg, peers: cfg.peers.filter((p: { publicIp: string }) => p.publicIp !== b.publicIp) }));
+    a.vxtun!.child.kill('SIGHUP');
+    await waitRoutes(1);
+    const gone = await a.pod.exec(['ping', '-c', '1', '-W', '1', b.podIp]);
+    expect(gone.stdout).toMatch(/Destination Net Unreachable/);
+    writeFileSync(a.vxtun!.configPath, original);
+    a.vxtun!.child.kill('SIGHUP');
+    await waitRoutes(2);
+    const r = await transfer;
+    expect(r.received).toEqual(r.sent);
+    expect((await ping(a.pod, b.podIp)).code).toBe(0);
+    // A broken file on reload: refused, the running table stays.
+    writeFileSync(a.vxtun!.configPath, '{ "publicIp": 7 }');
+    a.vxtun!.child.kill('SIGHUP');
+    await waitFor(() => a.vxtun!.output.join('').includes('reload refused'), { timeoutMs: 5000, what: 'reload refused log line' });
+    expect(((await controlRequest(a.vxtun!.controlSocket, { cmd: 'routes' })) as unknown[]).length).toBe(2);
+    expect((await ping(a.pod, b.podIp)).code).toBe(0);
+    writeFileSync(a.vxtun!.configPath, original);
   });
 });
