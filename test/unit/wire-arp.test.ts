@@ -2,9 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { ARP_LEN, ArpField, ArpOp, ArpPacket, emitArp, type ArpRepr } from '../../src/wire/arp.js';
 import { WireError } from '../../src/wire/error.js';
 import { BROADCAST_MAC, EthernetFrame, EtherType, macFromString, macToString } from '../../src/wire/ethernet.js';
-import { Ipv4Packet, ipv4FromString, ipv4ToString } from '../../src/wire/ipv4.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { ipv4FromString, ipv4ToString } from '../../src/wire/ipv4.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 

@@ -16,7 +16,6 @@ import {
 } from '../../src/wire/icmpv4.js';
 import { IpProtocol, Ipv4Field, Ipv4Packet, emitIpv4, ipv4ToString } from '../../src/wire/ipv4.js';
 import { UdpDatagram } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 

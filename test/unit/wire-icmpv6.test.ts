@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { WireError } from '../../src/wire/error.js';
-import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
+import { EtherType } from '../../src/wire/ethernet.js';
 import {
   ICMPV6_ERROR_MAX_INVOKING,
   ICMPV6_HEADER_LEN,
@@ -12,10 +12,8 @@ import {
   icmpv6Length,
   type Icmpv6Repr,
 } from '../../src/wire/icmpv6.js';
-import { IpProtocol, Ipv4Packet } from '../../src/wire/ipv4.js';
+import { IpProtocol } from '../../src/wire/ipv4.js';
 import { Ipv6Packet, emitIpv6, ipv6FromString, ipv6ToString } from '../../src/wire/ipv6.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 

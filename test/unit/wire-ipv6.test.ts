@@ -1,8 +1,8 @@
 import { isIPv6 } from 'node:net';
 import { describe, it, expect } from 'vitest';
 import { WireError } from '../../src/wire/error.js';
-import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
-import { IpProtocol, Ipv4Packet } from '../../src/wire/ipv4.js';
+import { EtherType } from '../../src/wire/ethernet.js';
+import { IpProtocol } from '../../src/wire/ipv4.js';
 import {
   IPV6_HEADER_LEN,
   Ipv6Field,
@@ -13,8 +13,6 @@ import {
   ipv6ToString,
   isIpv6String,
 } from '../../src/wire/ipv6.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 

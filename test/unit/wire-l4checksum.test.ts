@@ -1,7 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { WireError } from '../../src/wire/error.js';
-import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
-import { IpProtocol, Ipv4Field, Ipv4Packet, emitIpv4 } from '../../src/wire/ipv4.js';
+import { EthernetFrame } from '../../src/wire/ethernet.js';
+import { IpProtocol, Ipv4Field, emitIpv4 } from '../../src/wire/ipv4.js';
 import { Ipv6Field, Ipv6Packet, emitIpv6, ipv6FromString } from '../../src/wire/ipv6.js';
 import {
   completeL4Checksum,
@@ -11,8 +10,7 @@ import {
   type L4ChecksumState,
 } from '../../src/wire/l4checksum.js';
 import { TcpField } from '../../src/wire/tcp.js';
-import { UdpDatagram, UdpField, emitUdp } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { UdpField, emitUdp } from '../../src/wire/udp.js';
 import { fixtureNote, listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, hex, ok, randomBytes, rng } from './wire-support.js';
 

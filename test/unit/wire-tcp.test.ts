@@ -1,11 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import { WireError } from '../../src/wire/error.js';
-import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
+import { EtherType } from '../../src/wire/ethernet.js';
 import { IpProtocol, Ipv4Packet } from '../../src/wire/ipv4.js';
 import { Ipv6Packet } from '../../src/wire/ipv6.js';
 import { TCP_MIN_HEADER_LEN, TcpField, TcpFlags, TcpSegment, tcpFlagsToString } from '../../src/wire/tcp.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 

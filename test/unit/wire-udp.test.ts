@@ -5,7 +5,7 @@ import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
 import { IpProtocol, Ipv4Packet, ipv4PseudoHeaderSum } from '../../src/wire/ipv4.js';
 import { Ipv6Packet } from '../../src/wire/ipv6.js';
 import { UDP_HEADER_LEN, UdpDatagram, UdpField, emitUdp } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { VXLAN_PORT_LINUX } from '../../src/wire/vxlan.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 
