@@ -794,7 +794,10 @@ function randomDatagram(rnd: () => number, maxLen: number): Buffer {
   const hdr = hex('0800000000000100');
   hdr.copy(d, 0, 0, Math.min(8, len));
   if (mode === 1) {
-    if (len > 0 && rnd() < 0.3) d[int(Math.min(len, 8))] ^= 1 << int(8); // a header bit flipped
+    if (len > 0 && rnd() < 0.3) {
+      const at = int(Math.min(len, 8));
+      d[at] = d[at]! ^ (1 << int(8)); // a header bit flipped
+    }
     return d;
   }
   // plus our inner dst MAC (sometimes broadcast) and a known EtherType
@@ -878,7 +881,7 @@ describe('engine: fuzzing the underlay side', () => {
         expect(segs).toHaveLength(dd['rx.packets']!);
         for (const s of segs) {
           expect(s.length).toBeLessThanOrEqual(120);
-          expect(ipv4HeaderOk(s)).toBe(true);
+          if (s[0]! >> 4 === 4) expect(ipv4HeaderOk(s)).toBe(true);
           expect(l4ChecksumOk(s)).toBe(true);
         }
       } else {
@@ -926,11 +929,9 @@ describe('engine: outbound errors written back into the TUN', () => {
   };
 
   async function sendFromPod(pkt: Buffer): Promise<void> {
-    const before = a.tun.written.length;
     a.tun.inject(pkt);
     await until(() => a.tun.pending === 0, 'TUN read');
     await settle();
-    void before;
   }
 
   function checkIcmp4Error(reply: Buffer, orig: Buffer, type: number, code: number, quoted: number): void {
