@@ -1,6 +1,7 @@
 // vxtun native addon: entry point and shared helpers.
 // Parts: tun.cc (TUN open, link and route ioctls), io.cc (batched read/write, close),
-// poll.cc (uv_poll readiness), checksum.cc (RFC 1071 / RFC 1624), udp.cc (recvmmsg/sendmmsg, UDP GSO).
+// poll.cc (uv_poll readiness), checksum.cc (RFC 1071 / RFC 1624), udp.cc (recvmmsg/sendmmsg, UDP GSO),
+// tun_offload.cc (IFF_VNET_HDR: TSO super-packets segmented, checksums finished).
 #include "common.h"
 
 #include <cerrno>
@@ -100,6 +101,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vxtun::InitPoll(env, exports);
   vxtun::InitChecksum(env, exports);
   vxtun::InitUdp(env, exports);
+  vxtun::InitTunOffload(env, exports);
   return exports;
 }
 

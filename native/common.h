@@ -42,5 +42,6 @@ void InitIo(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);
 void InitChecksum(Napi::Env env, Napi::Object exports);
 void InitUdp(Napi::Env env, Napi::Object exports);
+void InitTunOffload(Napi::Env env, Napi::Object exports);
 
 }  // namespace vxtun

@@ -63,11 +63,16 @@ void CopyName(ifreq* ifr, const std::string& name) {
   std::memcpy(ifr->ifr_name, name.data(), name.size());  // size < IFNAMSIZ checked by ArgIfName
 }
 
-// tunOpen(name: string): { fd: number, name: string }
+// tunOpen(name: string, { offload?: boolean }?): { fd: number, name: string, vnetHdr: boolean, offload: boolean }
+// With offload, the device carries a virtio_net_hdr on every packet (IFF_VNET_HDR) and takes
+// TUNSETOFFLOAD(CSUM|TSO4|TSO6): the kernel may then hand us TCP super-packets and unfinished
+// checksums (tun_offload.cc finishes both). A kernel refusing TUNSETOFFLOAD leaves offload false.
 Napi::Value TunOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
   if (!ArgIfName(info, 0, &name)) return env.Undefined();
+  bool wantOffload = false;
+  if (info.Length() > 1 && info[1].IsObject()) wantOffload = info[1].As<Napi::Object>().Get("offload").ToBoolean().Value();
 
   FdGuard fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
   if (fd.fd < 0) {
@@ -83,7 +88,7 @@ Napi::Value TunOpen(const Napi::CallbackInfo& info) {
 
   ifreq ifr;
   CopyName(&ifr, name);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  ifr.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (wantOffload ? IFF_VNET_HDR : 0));
   if (::ioctl(fd.fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     const char* hint = nullptr;
@@ -94,9 +99,16 @@ Napi::Value TunOpen(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
 
+  bool offload = false;
+  if (wantOffload) {
+    unsigned int features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    offload = ::ioctl(fd.fd, TUNSETOFFLOAD, features) == 0;
+  }
   Napi::Object out = Napi::Object::New(env);
   out.Set("fd", Napi::Number::New(env, fd.release()));
   out.Set("name", Napi::String::New(env, std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ))));
+  out.Set("vnetHdr", Napi::Boolean::New(env, wantOffload));
+  out.Set("offload", Napi::Boolean::New(env, offload));
   return out;
 }
 

@@ -9,8 +9,8 @@ import { ControlServer } from '../control/socket.js';
 import { Engine } from '../engine/engine.js';
 import { RouteTable, type Route } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
-import { openDatapath, type Datapath } from '../conn/datapath.js';
-import { openLinuxTun, addRoute } from '../tun/linux.js';
+import { openDatapath, resolveDatapathKind, namedCounters, type Datapath } from '../conn/datapath.js';
+import { openLinuxTun, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
 import type { TunDevice } from '../tun/device.js';
@@ -85,13 +85,16 @@ export async function runUp(opts: UpOptions): Promise<number> {
   let tun: TunDevice;
   let engine: Engine;
   let datapath: Datapath;
+  let linuxTun: LinuxTunDevice;
   try {
-    tun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32 });
+    // The CLI flag wins over the config's datapath.kind unless it is left at auto.
+    const kind = resolveDatapathKind(opts.datapath !== undefined && opts.datapath !== 'auto' ? opts.datapath : cfg.datapath.kind);
+    linuxTun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32, offload: kind === 'native' && cfg.datapath.tunOffload });
+    tun = linuxTun;
     undo.push(() => tun.close());
     addRoute(ipv4ToString(cfg.network.addr), cfg.network.prefixLen, tun.name);
-    // The CLI flag wins over the config's datapath.kind unless it is left at auto.
-    const kind = opts.datapath !== undefined && opts.datapath !== 'auto' ? opts.datapath : cfg.datapath.kind;
     datapath = await openDatapath({ kind, gso: cfg.datapath.gso, address: cfg.publicIp, port: cfg.backend.port });
+    datapath.features.tunOffload = linuxTun.features.offload;
     const bind = datapath.bind;
     undo.push(() => bind.close());
     engine = new Engine(tun, bind, {
@@ -101,7 +104,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
       port: cfg.backend.port,
       maxInnerSize: plan.maxInnerSize,
       tunMtu: plan.deviceMtu,
-      ...(datapath.onesSum ? { onesSum: datapath.onesSum } : {}),
+      ...(datapath.onesSum ? { onesSum: datapath.onesSum, batchSize: 128 } : {}),
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
     const control = await ControlServer.listen(cfg.controlSocket, (req) => {
@@ -130,6 +133,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
             pid: process.pid,
             datapath: datapath.kind,
             features: datapath.features,
+            datapathCounters: { udp: datapath.counters(), tun: namedCounters(TunCounter, linuxTun.offloadCounters) },
           };
         default:
           return { error: `unknown command ${JSON.stringify(req.cmd)}` };

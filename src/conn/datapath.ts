@@ -7,7 +7,7 @@ import { loadNative } from '../native/index.js';
 import type { OnesSumFn } from '../wire/checksum.js';
 import type { Bind } from './bind.js';
 import { DgramBind } from './dgram.js';
-import { NativeBind } from './native.js';
+import { NativeBind, UdpCounter } from './native.js';
 import type { DatapathKind } from '../control/datapath-config.js';
 
 export interface Datapath {
@@ -17,6 +17,15 @@ export interface Datapath {
   onesSum: OnesSumFn | undefined;
   /** What is on, for the start-up log line and `vxtun status`. */
   features: Record<string, boolean | number | string>;
+  /** The bind's own counters by name (native: read from shared memory, no call). */
+  counters(): Record<string, number>;
+}
+
+/** Names a shared-memory counter array by an index table. */
+export function namedCounters(table: Record<string, number>, values: Float64Array): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, i] of Object.entries(table)) out[name] = values[i] ?? 0;
+  return out;
 }
 
 export interface DatapathRequest {
@@ -24,6 +33,17 @@ export interface DatapathRequest {
   gso: boolean;
   address: string;
   port: number;
+}
+
+/** 'auto' becomes native when the addon loaded, else ts; 'native' without the addon is an Error naming why. */
+export function resolveDatapathKind(kind: DatapathKind): 'native' | 'ts' {
+  if (kind === 'ts') return 'ts';
+  const native = loadNative();
+  if (native === undefined) {
+    if (kind === 'native') throw new Error('datapath native: the native addon is not available (built? VXTUN_NO_NATIVE=1?)');
+    return 'ts';
+  }
+  return 'native';
 }
 
 /**
@@ -49,8 +69,15 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
         recvBufferSize: bind.features.recvBufferSize,
         sendBufferSize: bind.features.sendBufferSize,
       },
+      counters: () => namedCounters(UdpCounter, bind.counters),
     };
   }
   const bind = await DgramBind.open(req.address, req.port);
-  return { kind: 'ts', bind, onesSum: undefined, features: { recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false } };
+  return {
+    kind: 'ts',
+    bind,
+    onesSum: undefined,
+    features: { recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false },
+    counters: () => Object.fromEntries(bind.sendErrors),
+  };
 }

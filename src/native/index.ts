@@ -53,7 +53,20 @@ export interface UdpOpenResult {
 
 export interface NativeAddon {
   /** Opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches IFF_TUN|IFF_NO_PI `name` ('' lets the kernel pick). */
-  tunOpen(name: string): { fd: number; name: string };
+  tunOpen(name: string, opts?: { offload?: boolean }): { fd: number; name: string; vnetHdr?: boolean; offload?: boolean };
+  /**
+   * For a TUN opened with offload (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
+   * plain IP packets at `offset` — TCP super-packets segmented at gso_size, unfinished checksums finished.
+   * scratch ≥ 65545 bytes and state (Int32Array(2)) keep a super-packet that did not fit for the next call.
+   * Counters: see TunCounter in src/tun/linux.ts.
+   */
+  tunReadOffload(fd: number, scratch: Uint8Array, state: Int32Array, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;
+  /**
+   * For a TUN opened with offload: writev of a virtio_net_hdr + each packet; rules as writeBatch. With
+   * `coalesce`, consecutive segments of one TCP flow (checksums verified) go as one GSO super-packet.
+   */
+  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: boolean): number;
+  readonly tunCounterCount: number;
   /** MTU, then address + netmask, then up, through ioctls on an AF_INET socket. */
   linkConfigure(name: string, opts: LinkOptions): void;
   /** IPv4 route `dst/prefixLen dev <dev>` (SIOCADDRT, RTF_UP, no gateway). Throws code 'EEXIST' if present. */

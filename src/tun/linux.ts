@@ -16,11 +16,33 @@ export interface LinuxTunOptions {
   prefixLen?: number;
   /** Keep IPv6 on the device (default off: an IPv4 pod network has no use for it). */
   ipv6?: boolean;
+  /**
+   * IFF_VNET_HDR + TUNSETOFFLOAD(CSUM|TSO4|TSO6): the kernel hands over 64 KB TCP super-packets that the
+   * addon segments (one read per window instead of one per packet). Default off; VXTUN_NO_TUN_OFFLOAD=1
+   * forces it off. `features.offload` says whether the kernel took it.
+   */
+  offload?: boolean;
 }
+
+/** Index of each counter in LinuxTunDevice.offloadCounters (mirrors TunCounter in native/tun_offload.cc). */
+export const TunCounter = {
+  Reads: 0,
+  GsoPackets: 1,
+  GsoSegments: 2,
+  ChecksumCompleted: 3,
+  BadVnetHdr: 4,
+  Writes: 5,
+  CoalescedWrites: 6,
+  CoalescedPackets: 7,
+} as const;
 
 export interface LinuxTunDevice extends TunDevice {
   /** The TUN descriptor (-1 once closed). */
   readonly fd: number;
+  /** vnetHdr: packets carry a virtio_net_hdr; offload: the kernel accepted TSO/CSUM offloads. */
+  readonly features: { vnetHdr: boolean; offload: boolean };
+  /** Shared with the addon when vnetHdr (see TunCounter); all zero otherwise. */
+  readonly offloadCounters: Float64Array;
 }
 
 /**
@@ -42,7 +64,8 @@ function disableIpv6(name: string): void {
 
 export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
   const native = requireNative();
-  const { fd, name } = native.tunOpen(opts.name);
+  const wantOffload = opts.offload === true && process.env.VXTUN_NO_TUN_OFFLOAD !== '1';
+  const { fd, name, vnetHdr, offload } = wantOffload ? native.tunOpen(opts.name, { offload: true }) : native.tunOpen(opts.name);
   try {
     if (opts.ipv6 !== true) disableIpv6(name);
     native.linkConfigure(name, {
@@ -54,20 +77,35 @@ export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
     native.close(fd);
     throw e;
   }
-  return new LinuxTun(native, fd, name, opts.mtu);
+  return new LinuxTun(native, fd, name, opts.mtu, { vnetHdr: vnetHdr === true, offload: offload === true });
 }
 
 class LinuxTun implements LinuxTunDevice {
   #fd: number;
   #poll: PollHandle | undefined;
+  readonly offloadCounters: Float64Array;
+  // Offload path only: a 64 KB super-packet lands in scratch and leaves in MTU-sized pieces.
+  private readonly scratch: Buffer | undefined;
+  private readonly state = new Int32Array(2);
+  private sizes32 = new Int32Array(0);
+  /** Coalesce TCP segments into super-packets on write (VXTUN_NO_TUN_COALESCE=1 turns it off). */
+  private readonly coalesce = process.env.VXTUN_NO_TUN_COALESCE !== '1';
 
   constructor(
     private readonly native: NativeAddon,
     fd: number,
     readonly name: string,
     readonly mtu: number,
+    readonly features: { vnetHdr: boolean; offload: boolean },
   ) {
     this.#fd = fd;
+    this.offloadCounters = new Float64Array(native.tunCounterCount ?? 8);
+    this.scratch = features.vnetHdr ? Buffer.alloc(65545 + 64) : undefined;
+  }
+
+  private int32Sizes(n: number): Int32Array {
+    if (this.sizes32.length < n) this.sizes32 = new Int32Array(Math.max(n, 64));
+    return this.sizes32;
   }
 
   get fd(): number {
@@ -76,19 +114,37 @@ class LinuxTun implements LinuxTunDevice {
 
   read(bufs: Buffer[], sizes: number[], offset: number): number {
     if (this.#fd < 0) return 0;
-    return this.native.readBatch(this.#fd, bufs, offset, sizes);
+    if (this.scratch === undefined) return this.native.readBatch(this.#fd, bufs, offset, sizes);
+    const s32 = this.int32Sizes(bufs.length);
+    const n = this.native.tunReadOffload(this.#fd, this.scratch, this.state, bufs, offset, s32, this.offloadCounters);
+    for (let i = 0; i < n; i++) sizes[i] = s32[i]!;
+    return n;
   }
 
   write(bufs: Buffer[], sizes: number[], offset: number, count: number): number {
     if (this.#fd < 0) return 0;
-    return this.native.writeBatch(this.#fd, bufs, sizes, offset, count);
+    if (this.scratch === undefined) return this.native.writeBatch(this.#fd, bufs, sizes, offset, count);
+    const s32 = this.int32Sizes(count);
+    for (let i = 0; i < count; i++) s32[i] = sizes[i]!;
+    return this.native.tunWriteOffload(this.#fd, bufs, s32, offset, count, this.offloadCounters, this.coalesce);
   }
 
   start(onReadable: () => void): void {
     if (this.#fd < 0) throw new Error(`tun ${this.name}: start after close`);
     if (this.#poll !== undefined) throw new Error(`tun ${this.name}: already started`);
     // A poll error (the handle is then stopped by libuv) is left to the next read to report.
-    this.#poll = this.native.pollStart(this.#fd, () => onReadable());
+    // A super-packet cut short by full buffers waits in scratch: epoll will not say so (the fd may be
+    // empty), so come back on the next turn until it is handed over.
+    let again = false;
+    const run = (): void => {
+      again = false;
+      onReadable();
+      if (this.state[0] !== 0 && !again && this.#fd >= 0) {
+        again = true;
+        setImmediate(run);
+      }
+    };
+    this.#poll = this.native.pollStart(this.#fd, run);
   }
 
   close(): void {

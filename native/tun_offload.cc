@@ -1,0 +1,486 @@
+// Batched I/O on a TUN device opened with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM|TSO4|TSO6), in the
+// manner of wireguard-go's tun/offload_linux.go. Every packet carries a 10-byte virtio_net_hdr.
+//   read:  the kernel may hand us a TCP super-packet of up to 64 KB (gso_type TCPV4/TCPV6) or a
+//          packet whose TCP/UDP checksum is unfinished (NEEDS_CSUM). We segment the one at gso_size
+//          into MTU-sized packets (sequence numbers, IPv4 ids, lengths, flags, full checksums) and
+//          finish the other, so the caller sees only plain IP packets at `offset` in its buffers.
+//          A super-packet that does not fit the buffers left is kept (state) and continued next call.
+//   write: a zero header (no GSO, checksum already valid) in front of each packet, by writev.
+// Counters (Float64Array, layout TunCounter, mirrored in src/tun/linux.ts).
+#include "checksum.h"
+#include "common.h"
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <vector>
+
+namespace vxtun {
+namespace {
+
+enum TunCounter {
+  kReads = 0,          // packets read from the device (super-packets count once)
+  kGsoPackets = 1,     // super-packets segmented
+  kGsoSegments = 2,    // packets made from them
+  kCsumCompleted = 3,  // NEEDS_CSUM packets finished
+  kBadVnetHdr = 4,     // packets whose header or GSO fields we cannot honour: dropped
+  kWrites = 5,         // packets written (a coalesced super-packet counts its segments)
+  kCoalescedWrites = 6,   // super-packets written
+  kCoalescedPackets = 7,  // packets carried in them
+  kTunCounterCount = 8,
+};
+
+// struct virtio_net_hdr of <linux/virtio_net.h> (not includable from C++: a field is named `class`).
+// Fields are in native byte order on a legacy (TUNSETVNETLE unset) little-endian host.
+struct virtio_net_hdr {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t hdr_len;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+};
+constexpr uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_NONE = 0;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
+constexpr size_t kVnetHdrLen = sizeof(virtio_net_hdr);  // 10
+static_assert(sizeof(virtio_net_hdr) == 10, "virtio_net_hdr is 10 bytes");
+
+bool Counters(Napi::Env env, napi_value v, double** out) {
+  bool ok = false;
+  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* p = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok &&
+        type == napi_float64_array && length >= kTunCounterCount) {
+      *out = static_cast<double*>(p);
+      return true;
+    }
+  }
+  ThrowType(env, "counters must be a Float64Array of at least " + std::to_string(kTunCounterCount) + " entries");
+  return false;
+}
+
+bool Int32s(Napi::Env env, napi_value v, const char* name, int32_t** out, size_t* len) {
+  bool ok = false;
+  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
+    napi_typedarray_type type;
+    void* p = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) == napi_ok && type == napi_int32_array) {
+      *out = static_cast<int32_t*>(p);
+      return true;
+    }
+  }
+  ThrowType(env, std::string(name) + " must be an Int32Array");
+  return false;
+}
+
+inline uint16_t Get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+inline void Put16(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+inline uint32_t Get32(const uint8_t* p) {
+  return (static_cast<uint32_t>(p[0]) << 24) | (static_cast<uint32_t>(p[1]) << 16) | (static_cast<uint32_t>(p[2]) << 8) | p[3];
+}
+inline void Put32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+// Finishes a CHECKSUM_PARTIAL packet: the field at start + offset holds the pseudo-header sum,
+// the checksum covers [start, len). Returns false if the fields point outside the packet.
+bool FinishChecksum(uint8_t* p, size_t len, size_t start, size_t offset) {
+  if (start + offset + 2 > len) return false;
+  uint32_t sum = Csum16(p + start, len - start, 0);
+  uint32_t c = ~sum & 0xffffu;
+  // UDP (field 6 bytes in) stores a computed 0 as 0xffff; for TCP 0 and 0xffff are the same value.
+  if (c == 0 && offset == 6) c = 0xffff;
+  Put16(p + start + offset, c);
+  return true;
+}
+
+// Where a TCP super-packet's pieces are; filled by ParseGso.
+struct Gso {
+  size_t ipHeaderLen;  // == csum_start: start of TCP
+  size_t headerLen;    // IP + TCP headers
+  size_t payloadLen;
+  size_t mss;
+  bool v6;
+  uint32_t segments;
+};
+
+bool ParseGso(const uint8_t* p, size_t len, const virtio_net_hdr& h, Gso* g) {
+  uint8_t type = h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
+  if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6) return false;
+  if (len < 20) return false;
+  g->v6 = (p[0] >> 4) == 6;
+  if (g->v6 != (type == VIRTIO_NET_HDR_GSO_TCPV6)) return false;
+  g->ipHeaderLen = h.csum_start;  // the kernel points it at the TCP header (extension headers included)
+  if (g->ipHeaderLen < (g->v6 ? 40u : 20u) || g->ipHeaderLen + 20 > len) return false;
+  size_t tcpLen = static_cast<size_t>(p[g->ipHeaderLen + 12] >> 4) * 4;
+  if (tcpLen < 20) return false;
+  g->headerLen = g->ipHeaderLen + tcpLen;
+  if (g->headerLen > len) return false;
+  g->payloadLen = len - g->headerLen;
+  g->mss = h.gso_size;
+  if (g->mss == 0) return false;
+  g->segments = static_cast<uint32_t>((g->payloadLen + g->mss - 1) / g->mss);
+  if (g->segments == 0) g->segments = 1;
+  return true;
+}
+
+// Writes segment k of the super-packet p into out; returns its length.
+size_t MakeSegment(const uint8_t* p, const Gso& g, uint32_t k, uint8_t* out) {
+  size_t start = static_cast<size_t>(k) * g.mss;
+  size_t chunk = g.payloadLen - start < g.mss ? g.payloadLen - start : g.mss;
+  std::memcpy(out, p, g.headerLen);
+  std::memcpy(out + g.headerLen, p + g.headerLen + start, chunk);
+  size_t total = g.headerLen + chunk;
+  uint8_t* tcp = out + g.ipHeaderLen;
+  size_t l4Len = total - g.ipHeaderLen;
+  uint32_t pseudo;
+  if (!g.v6) {
+    size_t ihl = static_cast<size_t>(out[0] & 0x0f) * 4;
+    Put16(out + 2, static_cast<uint32_t>(total));
+    Put16(out + 4, (Get16(p + 4) + k) & 0xffffu);
+    Put16(out + 10, 0);
+    Put16(out + 10, ~Csum16(out, ihl, 0) & 0xffffu);
+    pseudo = Csum16(out + 12, 8, 6 + static_cast<uint32_t>(l4Len));
+  } else {
+    Put16(out + 4, static_cast<uint32_t>(total - 40));
+    pseudo = Csum16(out + 8, 32, 6 + static_cast<uint32_t>(l4Len));
+  }
+  Put32(tcp + 4, Get32(p + g.ipHeaderLen + 4) + static_cast<uint32_t>(start));
+  uint8_t flags = tcp[13];
+  if (k + 1 != g.segments) flags &= static_cast<uint8_t>(~(0x01 | 0x08));  // FIN, PSH only on the last
+  if (k != 0) flags &= static_cast<uint8_t>(~0x80);                          // CWR only on the first
+  tcp[13] = flags;
+  Put16(tcp + 16, 0);
+  Put16(tcp + 16, ~Csum16(tcp, l4Len, pseudo) & 0xffffu);
+  return total;
+}
+
+// tunReadOffload(fd, scratch, state: Int32Array(2), bufs, offset, sizes: Int32Array, counters): number
+// state = [length of a super-packet kept in scratch (0 = none), next segment]; scratch holds
+// the header and packet as read. Fills bufs[i] at offset with plain IP packets; returns how many.
+Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0, offset = 0;
+  uint8_t* scratch;
+  size_t scratchLen;
+  int32_t *state, *sizes;
+  size_t stateLen, sizesLen;
+  double* ctr;
+  if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
+  if (info.Length() < 7 || !ArgBytes(env, info[1], "tunReadOffload: scratch", &scratch, &scratchLen)) return env.Undefined();
+  if (!Int32s(env, info[2], "tunReadOffload: state", &state, &stateLen)) return env.Undefined();
+  bool isArray = false;
+  if (napi_is_array(env, info[3], &isArray) != napi_ok || !isArray) {
+    ThrowType(env, "tunReadOffload: bufs must be an array of Buffers");
+    return env.Undefined();
+  }
+  napi_value bufs = info[3];
+  uint32_t n = 0;
+  napi_get_array_length(env, bufs, &n);
+  if (!ArgInt(info, 4, "offset", 0, INT_MAX, &offset)) return env.Undefined();
+  if (!Int32s(env, info[5], "tunReadOffload: sizes", &sizes, &sizesLen) || !Counters(env, info[6], &ctr)) return env.Undefined();
+  if (stateLen < 2 || sizesLen < n || scratchLen < kVnetHdrLen + 65535) {
+    ThrowRange(env, "tunReadOffload: state needs 2 entries, sizes one per buffer, scratch 65545 bytes");
+    return env.Undefined();
+  }
+
+  uint32_t count = 0;
+  auto slot = [&](uint32_t i, uint8_t** data, size_t* room) -> bool {
+    napi_value b;
+    size_t len;
+    if (napi_get_element(env, bufs, i, &b) != napi_ok || !ArgBytes(env, b, "tunReadOffload: bufs[i]", data, &len)) return false;
+    if (static_cast<size_t>(offset) >= len) {
+      ThrowRange(env, "tunReadOffload: offset leaves no room in a buffer");
+      return false;
+    }
+    *data += offset;
+    *room = len - static_cast<size_t>(offset);
+    return true;
+  };
+
+  while (count < n) {
+    if (state[0] == 0) {
+      ssize_t r;
+      do {
+        r = ::read(static_cast<int>(fd), scratch, scratchLen);
+      } while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) break;
+        if (count > 0) break;
+        ThrowErrno(env, err, "read", "fd " + std::to_string(fd));
+        return env.Undefined();
+      }
+      if (r == 0) break;
+      ctr[kReads] += 1;
+      if (static_cast<size_t>(r) <= kVnetHdrLen) {
+        ctr[kBadVnetHdr] += 1;
+        continue;
+      }
+      virtio_net_hdr h;
+      std::memcpy(&h, scratch, kVnetHdrLen);
+      uint8_t* p = scratch + kVnetHdrLen;
+      size_t len = static_cast<size_t>(r) - kVnetHdrLen;
+      if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
+        if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0) {
+          if (!FinishChecksum(p, len, h.csum_start, h.csum_offset)) {
+            ctr[kBadVnetHdr] += 1;
+            continue;
+          }
+          ctr[kCsumCompleted] += 1;
+        }
+        uint8_t* out;
+        size_t room;
+        if (!slot(count, &out, &room)) return env.Undefined();
+        size_t take = len < room ? len : room;  // as a plain TUN read would truncate
+        std::memcpy(out, p, take);
+        sizes[count++] = static_cast<int32_t>(take);
+        continue;
+      }
+      Gso g;
+      if (!ParseGso(p, len, h, &g)) {
+        ctr[kBadVnetHdr] += 1;
+        continue;
+      }
+      ctr[kGsoPackets] += 1;
+      state[0] = static_cast<int32_t>(r);
+      state[1] = 0;
+    }
+    // Continue the super-packet kept in scratch.
+    virtio_net_hdr h;
+    std::memcpy(&h, scratch, kVnetHdrLen);
+    uint8_t* p = scratch + kVnetHdrLen;
+    size_t len = static_cast<size_t>(state[0]) - kVnetHdrLen;
+    Gso g;
+    ParseGso(p, len, h, &g);  // parsed successfully when it was read
+    while (count < n && static_cast<uint32_t>(state[1]) < g.segments) {
+      uint8_t* out;
+      size_t room;
+      if (!slot(count, &out, &room)) return env.Undefined();
+      uint32_t k = static_cast<uint32_t>(state[1]);
+      size_t chunk = g.payloadLen - static_cast<size_t>(k) * g.mss < g.mss ? g.payloadLen - static_cast<size_t>(k) * g.mss : g.mss;
+      if (g.headerLen + chunk > room) {
+        ctr[kBadVnetHdr] += 1;  // gso_size larger than our buffers: cannot happen with an MTU-sized room
+        state[1] = static_cast<int32_t>(g.segments);
+        break;
+      }
+      sizes[count++] = static_cast<int32_t>(MakeSegment(p, g, k, out));
+      ctr[kGsoSegments] += 1;
+      state[1] = static_cast<int32_t>(k + 1);
+    }
+    if (static_cast<uint32_t>(state[1]) >= g.segments) state[0] = 0;
+  }
+  return Napi::Number::New(env, count);
+}
+
+// The TCP flow facts two packets must share to be coalesced, and where their pieces are.
+struct TcpView {
+  uint8_t* p;
+  size_t len;
+  bool v6;
+  size_t ipHeaderLen;
+  size_t headerLen;  // IP + TCP
+  size_t payloadLen;
+  uint32_t seq;
+  uint8_t flags;
+};
+
+// A plain TCP packet (IPv4 without options-free restriction but no fragments, IPv6 without
+// extension headers) whose checksum verifies: the only kind we hand the kernel coalesced, since it
+// will trust the checksum of the super-packet.
+bool ViewTcp(uint8_t* p, size_t len, TcpView* v) {
+  if (len < 40) return false;
+  v->p = p;
+  v->len = len;
+  uint32_t pseudo;
+  if ((p[0] >> 4) == 4) {
+    size_t ihl = static_cast<size_t>(p[0] & 0x0f) * 4;
+    if (ihl < 20 || p[9] != 6 || Get16(p + 2) != len || (Get16(p + 6) & 0x3fff) != 0) return false;  // fragments
+    v->v6 = false;
+    v->ipHeaderLen = ihl;
+    pseudo = Csum16(p + 12, 8, 6 + static_cast<uint32_t>(len - ihl));
+  } else if ((p[0] >> 4) == 6) {
+    if (len < 60 || p[6] != 6 || Get16(p + 4) + 40u != len) return false;
+    v->v6 = true;
+    v->ipHeaderLen = 40;
+    pseudo = Csum16(p + 8, 32, 6 + static_cast<uint32_t>(len - 40));
+  } else {
+    return false;
+  }
+  size_t thl = static_cast<size_t>(p[v->ipHeaderLen + 12] >> 4) * 4;
+  if (thl < 20 || v->ipHeaderLen + thl > len) return false;
+  v->headerLen = v->ipHeaderLen + thl;
+  v->payloadLen = len - v->headerLen;
+  v->seq = Get32(p + v->ipHeaderLen + 4);
+  v->flags = p[v->ipHeaderLen + 13];
+  if (Csum16(p + v->ipHeaderLen, len - v->ipHeaderLen, pseudo) != 0xffff) return false;
+  return true;
+}
+
+// Whether b continues a: same addresses, ports, ack, window, options, IP fields that GSO copies.
+bool Continues(const TcpView& a, const TcpView& b, uint32_t expectedSeq) {
+  if (a.v6 != b.v6 || a.headerLen != b.headerLen || b.seq != expectedSeq) return false;
+  const uint8_t* x = a.p;
+  const uint8_t* y = b.p;
+  if (!a.v6) {
+    // version/ihl, tos, (length differs), (id differs), flags/frag, ttl, proto, (csum), addresses
+    if (x[0] != y[0] || x[1] != y[1] || x[6] != y[6] || x[8] != y[8] || std::memcmp(x + 12, y + 12, 8) != 0) return false;
+    if (a.ipHeaderLen > 20 && std::memcmp(x + 20, y + 20, a.ipHeaderLen - 20) != 0) return false;
+  } else {
+    if (std::memcmp(x, y, 4) != 0 || x[7] != y[7] || std::memcmp(x + 8, y + 8, 32) != 0) return false;
+  }
+  const uint8_t* s = x + a.ipHeaderLen;
+  const uint8_t* t = y + b.ipHeaderLen;
+  // ports, ack (skip seq), data offset, window, options; flags compared by the caller
+  if (std::memcmp(s, t, 4) != 0 || std::memcmp(s + 8, t + 8, 5) != 0 || std::memcmp(s + 14, t + 14, 2) != 0) return false;
+  size_t thl = a.headerLen - a.ipHeaderLen;
+  if (thl > 20 && std::memcmp(s + 20, t + 20, thl - 20) != 0) return false;
+  return true;
+}
+
+constexpr uint8_t kTcpAck = 0x10, kTcpPsh = 0x08;
+constexpr int kMaxCoalesce = 64;
+constexpr size_t kMaxSuper = 65535;
+
+// tunWriteOffload(fd, bufs, sizes: Int32Array, offset, count, counters, coalesce: boolean): number
+// Writes each packet behind a virtio_net_hdr. With coalesce, consecutive segments of one TCP flow
+// (contiguous sequence numbers, equal sizes but a shorter last one, only ACK/PSH set, checksums
+// valid) go as one super-packet with gso_type TCPV4/TCPV6 and an unfinished checksum, which the
+// kernel's stack takes whole (GRO done for it). Returns how many of the `count` packets went in.
+Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0, offset = 0, count = 0;
+  if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
+  bool isArray = false;
+  if (info.Length() < 6 || napi_is_array(env, info[1], &isArray) != napi_ok || !isArray) {
+    ThrowType(env, "tunWriteOffload: bufs must be an array of Buffers");
+    return env.Undefined();
+  }
+  napi_value bufs = info[1];
+  uint32_t n = 0;
+  napi_get_array_length(env, bufs, &n);
+  int32_t* sizes;
+  size_t sizesLen;
+  double* ctr;
+  if (!Int32s(env, info[2], "tunWriteOffload: sizes", &sizes, &sizesLen)) return env.Undefined();
+  if (!ArgInt(info, 3, "offset", 0, INT_MAX, &offset)) return env.Undefined();
+  if (!ArgInt(info, 4, "count", 0, std::min<int64_t>(n, static_cast<int64_t>(sizesLen)), &count)) return env.Undefined();
+  if (!Counters(env, info[5], &ctr)) return env.Undefined();
+  bool coalesce = info.Length() > 6 && info[6].ToBoolean().Value();
+
+  std::vector<uint8_t*> data(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; i++) {
+    napi_value b;
+    size_t len;
+    if (napi_get_element(env, bufs, static_cast<uint32_t>(i), &b) != napi_ok ||
+        !ArgBytes(env, b, "tunWriteOffload: bufs[i]", &data[static_cast<size_t>(i)], &len))
+      return env.Undefined();
+    if (sizes[i] < 0 || static_cast<size_t>(offset) + static_cast<size_t>(sizes[i]) > len) {
+      ThrowRange(env, "tunWriteOffload: offset + sizes[" + std::to_string(i) + "] exceeds the buffer");
+      return env.Undefined();
+    }
+    data[static_cast<size_t>(i)] += offset;
+  }
+
+  uint32_t written = 0;
+  iovec iov[kMaxCoalesce + 1];
+  for (int64_t i = 0; i < count;) {
+    virtio_net_hdr h = {};
+    int run = 1;
+    size_t total = static_cast<size_t>(sizes[i]);
+    iov[1] = {data[static_cast<size_t>(i)], static_cast<size_t>(sizes[i])};
+    TcpView first;
+    if (coalesce && ViewTcp(data[static_cast<size_t>(i)], total, &first) && first.payloadLen > 0 &&
+        (first.flags & ~kTcpAck) == 0) {
+      uint32_t nextSeq = first.seq + static_cast<uint32_t>(first.payloadLen);
+      size_t mss = first.payloadLen;
+      size_t lastLen = mss;
+      while (i + run < count && run < kMaxCoalesce && lastLen == mss) {
+        TcpView v;
+        uint8_t* q = data[static_cast<size_t>(i + run)];
+        if (!ViewTcp(q, static_cast<size_t>(sizes[i + run]), &v) || v.payloadLen == 0 || v.payloadLen > mss) break;
+        if ((v.flags & ~(kTcpAck | kTcpPsh)) != 0 || !(v.flags & kTcpAck)) break;
+        if (!Continues(first, v, nextSeq) || total + v.payloadLen > kMaxSuper) break;
+        iov[1 + run] = {q + v.headerLen, v.payloadLen};
+        total += v.payloadLen;
+        nextSeq += static_cast<uint32_t>(v.payloadLen);
+        lastLen = v.payloadLen;
+        run++;
+        if (v.flags & kTcpPsh) {
+          first.p[first.ipHeaderLen + 13] |= kTcpPsh;  // the super-packet ends where the sender pushed
+          break;
+        }
+      }
+      if (run > 1) {
+        uint8_t* p = first.p;
+        size_t l4Len = total - first.ipHeaderLen;
+        uint32_t pseudo;
+        if (!first.v6) {
+          Put16(p + 2, static_cast<uint32_t>(total));
+          Put16(p + 10, 0);
+          Put16(p + 10, ~Csum16(p, first.ipHeaderLen, 0) & 0xffffu);
+          pseudo = Csum16(p + 12, 8, 6 + static_cast<uint32_t>(l4Len));
+          h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+        } else {
+          Put16(p + 4, static_cast<uint32_t>(total - 40));
+          pseudo = Csum16(p + 8, 32, 6 + static_cast<uint32_t>(l4Len));
+          h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+        }
+        // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the kernel finishes it per segment.
+        Put16(p + first.ipHeaderLen + 16, pseudo);
+        h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        h.hdr_len = static_cast<uint16_t>(first.headerLen);
+        h.gso_size = static_cast<uint16_t>(mss);
+        h.csum_start = static_cast<uint16_t>(first.ipHeaderLen);
+        h.csum_offset = 16;
+      }
+    }
+    iov[0] = {&h, kVnetHdrLen};
+    ssize_t r;
+    do {
+      r = ::writev(static_cast<int>(fd), iov, run + 1);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;
+      if (err == EINVAL || err == EIO || err == EMSGSIZE) {
+        i += run;
+        continue;
+      }
+      if (written > 0) break;
+      ThrowErrno(env, err, "writev", "fd " + std::to_string(fd));
+      return env.Undefined();
+    }
+    if (run > 1) {
+      ctr[kCoalescedWrites] += 1;
+      ctr[kCoalescedPackets] += run;
+    }
+    written += static_cast<uint32_t>(run);
+    i += run;
+  }
+  ctr[kWrites] += written;
+  return Napi::Number::New(env, written);
+}
+
+}  // namespace
+
+void InitTunOffload(Napi::Env env, Napi::Object exports) {
+  exports.Set("tunReadOffload", Napi::Function::New(env, TunReadOffload, "tunReadOffload"));
+  exports.Set("tunWriteOffload", Napi::Function::New(env, TunWriteOffload, "tunWriteOffload"));
+  exports.Set("tunCounterCount", Napi::Number::New(env, kTunCounterCount));
+}
+
+}  // namespace vxtun
