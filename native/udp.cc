@@ -240,22 +240,92 @@ Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, out);
 }
 
-// One message of a send batch: a run of iovecs, with a GSO segment size when more than one.
+// One message of a send batch: a run of iovecs, with a GSO segment size when more than one, on
+// socket `bucket` of the pool.
 struct Run {
   int first;
   int count;
   uint16_t segSize;
+  int bucket;
 };
 
-// udpSendBatch(fd, bufs, sizes: Int32Array, offset, count, addr (host order), port, gso: boolean,
-//              counters: Float64Array): number
-// Sends bufs[i][offset, offset + sizes[i]) for i < count to addr:port. With gso, consecutive
-// datagrams of one size (the last of a run may be shorter) go as one UDP_SEGMENT message.
+inline uint32_t Mix(uint32_t h, uint32_t v) {
+  v *= 0xcc9e2d51u;
+  v = (v << 15) | (v >> 17);
+  v *= 0x1b873593u;
+  h ^= v;
+  h = (h << 13) | (h >> 19);
+  return h * 5 + 0xe6546b64u;
+}
+
+inline uint32_t Load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// RFC 7348 §5: a hash of the inner frame's flow (addresses, protocol, ports), so that one flow
+// keeps one outer source port (no reordering) and different flows spread over ECMP paths.
+// `d` is a VXLAN datagram: 8 VXLAN + 14 Ethernet + the inner IP packet.
+uint32_t InnerFlowHash(const uint8_t* d, size_t len) {
+  uint32_t h = 0x7348;
+  if (len < 22 + 20) return h;
+  uint16_t etherType = static_cast<uint16_t>((d[20] << 8) | d[21]);
+  const uint8_t* ip = d + 22;
+  size_t ipLen = len - 22;
+  uint8_t proto;
+  size_t l4;
+  if (etherType == 0x0800 && (ip[0] >> 4) == 4) {
+    proto = ip[9];
+    h = Mix(Mix(h, Load32(ip + 12)), Load32(ip + 16));
+    l4 = static_cast<size_t>(ip[0] & 0x0f) * 4;
+    if ((((ip[6] << 8) | ip[7]) & 0x1fff) != 0) l4 = 0;  // a later fragment has no ports
+  } else if (etherType == 0x86dd && ipLen >= 40 && (ip[0] >> 4) == 6) {
+    proto = ip[6];
+    for (int k = 8; k < 40; k += 4) h = Mix(h, Load32(ip + k));
+    l4 = 40;
+  } else {
+    return h;
+  }
+  h = Mix(h, proto);
+  if (l4 != 0 && (proto == 6 || proto == 17 || proto == 132) && l4 + 4 <= ipLen) h = Mix(h, Load32(ip + l4));
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  return h;
+}
+
+// udpSendBatch(fd | fds: Int32Array, bufs, sizes: Int32Array, offset, count, addr (host order), port,
+//              gso: boolean, counters: Float64Array): number
+// Sends bufs[i][offset, offset + sizes[i]) for i < count to addr:port. With a pool of sockets (each
+// bound to its own source port), datagram i leaves on fds[InnerFlowHash % fds.length]. With gso,
+// consecutive datagrams of one size on one socket (the last of a run may be shorter) go as one
+// UDP_SEGMENT message.
 // Returns how many datagrams the kernel took; failures are counted, never thrown.
 Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd = 0, offset = 0, count = 0, addr = 0, port = 0;
-  if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
+  // info[0]: one descriptor, or an Int32Array pool of them (flow-hashed source ports).
+  int32_t* pool = nullptr;
+  size_t poolLen = 0;
+  bool isTyped = false;
+  if (info.Length() > 0 && napi_is_typedarray(env, info[0], &isTyped) == napi_ok && isTyped) {
+    napi_typedarray_type type;
+    void* p = nullptr;
+    if (napi_get_typedarray_info(env, info[0], &type, &poolLen, &p, nullptr, nullptr) != napi_ok ||
+        type != napi_int32_array || poolLen == 0) {
+      ThrowType(env, "udpSendBatch: fds must be a non-empty Int32Array");
+      return env.Undefined();
+    }
+    pool = static_cast<int32_t*>(p);
+  } else if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) {
+    return env.Undefined();
+  }
+  int32_t single = static_cast<int32_t>(fd);
+  if (pool == nullptr) {
+    pool = &single;
+    poolLen = 1;
+  }
   bool isArray = false;
   if (info.Length() < 9 || napi_is_array(env, info[1], &isArray) != napi_ok || !isArray) {
     ThrowType(env, "udpSendBatch: bufs must be an array of Buffers");
@@ -299,13 +369,16 @@ Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
   dst.sin_addr.s_addr = htonl(static_cast<uint32_t>(addr));
 
   // Group into runs: with GSO, equal sizes (a shorter last one closes the run) up to the limits.
+  int buckets[kMaxBatch];
+  for (int64_t i = 0; i < count; i++)
+    buckets[i] = poolLen > 1 ? static_cast<int>(InnerFlowHash(static_cast<uint8_t*>(iovs[i].iov_base), iovs[i].iov_len) % poolLen) : 0;
   Run runs[kMaxBatch];
   int nruns = 0;
   for (int i = 0; i < count;) {
-    Run run{i, 1, static_cast<uint16_t>(iovs[i].iov_len)};
+    Run run{i, 1, static_cast<uint16_t>(iovs[i].iov_len), buckets[i]};
     size_t total = iovs[i].iov_len;
     if (gso && iovs[i].iov_len > 0) {
-      while (i + run.count < count && run.count < kMaxGsoSegments) {
+      while (i + run.count < count && run.count < kMaxGsoSegments && buckets[i + run.count] == run.bucket) {
         size_t l = iovs[i + run.count].iov_len;
         if (l == 0 || l > run.segSize || total + l > kMaxGsoBytes) break;
         total += l;
@@ -341,9 +414,13 @@ Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
   int sentPackets = 0;
   int k = 0;
   while (k < nruns) {
+    // One sendmmsg per stretch of runs on the same socket of the pool.
+    int end = k + 1;
+    while (end < nruns && runs[end].bucket == runs[k].bucket) end++;
+    int sfd = pool[runs[k].bucket];
     int r;
     do {
-      r = ::sendmmsg(static_cast<int>(fd), msgs + k, static_cast<unsigned>(nruns - k), MSG_DONTWAIT);
+      r = ::sendmmsg(sfd, msgs + k, static_cast<unsigned>(end - k), MSG_DONTWAIT);
     } while (r < 0 && errno == EINTR);
     ctr[kSendCalls] += 1;
     if (r > 0) {
@@ -361,8 +438,10 @@ Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
     int err = errno;
     ctr[kLastErrno] = err;
     if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
-      for (int j = k; j < nruns; j++) ctr[kSendAgain] += runs[j].count;
-      break;
+      // This socket's buffer is full: drop its stretch (counted), other sockets of the pool go on.
+      for (int j = k; j < end; j++) ctr[kSendAgain] += runs[j].count;
+      k = end;
+      continue;
     }
     if (err == EIO && runs[k].count > 1) {
       // The device cannot checksum-offload a GSO message (wireguard-go meets the same): turn GSO off
@@ -376,7 +455,7 @@ Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
         h.msg_namelen = sizeof dst;
         h.msg_iov = &iovs[runs[k].first + s];
         h.msg_iovlen = 1;
-        if (::sendmsg(static_cast<int>(fd), &h, MSG_DONTWAIT) >= 0) {
+        if (::sendmsg(sfd, &h, MSG_DONTWAIT) >= 0) {
           sent++;
           ctr[kSendBytes] += iovs[runs[k].first + s].iov_len;
         } else {

@@ -93,7 +93,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     tun = linuxTun;
     undo.push(() => tun.close());
     addRoute(ipv4ToString(cfg.network.addr), cfg.network.prefixLen, tun.name);
-    datapath = await openDatapath({ kind, gso: cfg.datapath.gso, address: cfg.publicIp, port: cfg.backend.port });
+    datapath = await openDatapath({ kind, gso: cfg.datapath.gso, sourcePorts: cfg.datapath.sourcePorts, address: cfg.publicIp, port: cfg.backend.port });
     datapath.features.tunOffload = linuxTun.features.offload;
     const bind = datapath.bind;
     undo.push(() => bind.close());

@@ -8,7 +8,7 @@ import type { OnesSumFn } from '../wire/checksum.js';
 import type { Bind } from './bind.js';
 import { DgramBind } from './dgram.js';
 import { NativeBind, UdpCounter } from './native.js';
-import type { DatapathKind } from '../control/datapath-config.js';
+import type { DatapathConfig, DatapathKind } from '../control/datapath-config.js';
 
 export interface Datapath {
   kind: 'native' | 'ts';
@@ -31,6 +31,8 @@ export function namedCounters(table: Record<string, number>, values: Float64Arra
 export interface DatapathRequest {
   kind: DatapathKind;
   gso: boolean;
+  /** Native path only: 'fixed' sends from `port`; a range sends from a flow-hashed pool (RFC 7348 §5). */
+  sourcePorts?: DatapathConfig['sourcePorts'];
   address: string;
   port: number;
 }
@@ -55,7 +57,8 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
   const useNative = req.kind === 'native' || (req.kind === 'auto' && native !== undefined);
   if (useNative) {
     if (native === undefined) throw new Error('datapath native: the native addon is not available (built? VXTUN_NO_NATIVE=1?)');
-    const bind = NativeBind.open(req.address, req.port, { gso: req.gso });
+    const sp = req.sourcePorts ?? 'fixed';
+    const bind = NativeBind.open(req.address, req.port, { gso: req.gso, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}) });
     const checksum = native.checksum;
     return {
       kind: 'native',
@@ -66,6 +69,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
         sendmmsg: true,
         udpGso: bind.features.gso,
         nativeChecksum: true,
+        sourcePorts: sp === 'fixed' ? 'fixed' : bind.sourcePorts.join(','),
         recvBufferSize: bind.features.recvBufferSize,
         sendBufferSize: bind.features.sendBufferSize,
       },
@@ -77,7 +81,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
     kind: 'ts',
     bind,
     onesSum: undefined,
-    features: { recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false },
+    features: { recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false, sourcePorts: 'fixed' },
     counters: () => Object.fromEntries(bind.sendErrors),
   };
 }

@@ -34,6 +34,13 @@ export interface NativeBindOptions {
   /** Datagrams per recvmmsg (default 64, at most 256). */
   batchSize?: number;
   /**
+   * RFC 7348 §5 source ports: a pool of `sockets` send sockets bound to ports spread over
+   * [min, max]; each datagram leaves on the one its inner flow hashes to (the addon hashes
+   * addresses, protocol and ports), so a flow keeps one source port and flows spread over ECMP.
+   * Omitted: every datagram leaves from the bound port itself (fixed source port).
+   */
+  sourcePorts?: { min: number; max: number; sockets: number };
+  /**
    * Room per received datagram. Kernel peers on veth send unsegmented GSO super-packets of up to
    * 64 KB as one datagram, so the default takes the largest UDP payload there is.
    */
@@ -64,6 +71,10 @@ export class NativeBind implements Bind {
   /** Peers send from few (address, port) pairs: one Endpoint object each, reused. */
   private readonly endpoints = new Map<number, Endpoint>();
   private readonly addrCache = new Map<string, number>();
+  /** Send sockets of the source-port pool (empty: send from the bound socket). */
+  private sendFds = new Int32Array(0);
+  /** The source ports of the pool, for logs and tests. */
+  sourcePorts: number[] = [];
 
   private constructor(
     private readonly native: NativeAddon,
@@ -103,7 +114,46 @@ export class NativeBind implements Bind {
       throw new Error(`cannot bind UDP ${address}:${port}: ${code ?? (e as Error).message}`);
     }
     const batchSize = Math.min(Math.max(opts.batchSize ?? 64, 1), 256);
-    return new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536);
+    const bind = new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536);
+    if (opts.sourcePorts !== undefined) {
+      try {
+        bind.openSourcePorts(address, opts.sourcePorts, gsoWanted);
+      } catch (e) {
+        void bind.close();
+        throw e;
+      }
+    }
+    return bind;
+  }
+
+  /** Binds the pool: socket k near min + (k + ½)·width/sockets, the next free port if that one is taken. */
+  private openSourcePorts(address: string, range: { min: number; max: number; sockets: number }, gso: boolean): void {
+    const width = range.max - range.min + 1;
+    const n = Math.min(range.sockets, width);
+    const fds: number[] = [];
+    for (let k = 0; k < n; k++) {
+      const start = range.min + Math.floor(((k + 0.5) * width) / n);
+      let opened = false;
+      for (let t = 0; t < width && !opened; t++) {
+        const port = range.min + ((start - range.min + t) % width);
+        if (this.sourcePorts.includes(port)) continue;
+        try {
+          // Send-only: nothing is addressed to these ports, so the receive buffer stays small.
+          const s = this.native.udpOpen(address, port, { recvBufferSize: 65536, sendBufferSize: 4 * 1024 * 1024, gso });
+          fds.push(s.fd);
+          this.sourcePorts.push(port);
+          opened = true;
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'EADDRINUSE') {
+            for (const fd of fds) this.native.close(fd);
+            throw new Error(`cannot bind UDP source port ${address}:${port}: ${(e as { code?: string }).code ?? (e as Error).message}`);
+          }
+        }
+      }
+      if (!opened) break;
+    }
+    if (fds.length === 0) throw new Error(`cannot bind any UDP source port in ${range.min}-${range.max} on ${address}`);
+    this.sendFds = Int32Array.from(fds);
   }
 
   /** Whether sends still use GSO (false from the start, or after the kernel refused it once). */
@@ -172,7 +222,8 @@ export class NativeBind implements Bind {
         batch = this.sendBufs;
       }
       for (let i = 0; i < n; i++) this.sendSizes[i] = sizes[start + i]!;
-      sent += this.native.udpSendBatch(this.fd, batch, this.sendSizes, offset, n, addr, dst.port, gso, this.counters);
+      const fds = this.sendFds.length > 0 ? this.sendFds : this.fd;
+      sent += this.native.udpSendBatch(fds, batch, this.sendSizes, offset, n, addr, dst.port, gso, this.counters);
     }
     return sent;
   }
@@ -186,6 +237,8 @@ export class NativeBind implements Bind {
       const fd = this.fd;
       this.fd = -1;
       this.native.close(fd);
+      for (const sfd of this.sendFds) this.native.close(sfd);
+      this.sendFds = new Int32Array(0);
     }
   }
 }

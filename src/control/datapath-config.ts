@@ -2,12 +2,17 @@
  * The `datapath` section of the node config: which packet path runs and which offloads it may use.
  * Every switch here forces a fallback a test (or an operator on a strange kernel) may need.
  *
- *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "tunOffload": true }
+ *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "tunOffload": true,
+ *                 "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 } }
  *
  * kind: auto = the native fast path when the addon loaded, else the TypeScript reference path;
  * native = the fast path or refuse to start; ts = the TypeScript reference path (Node's dgram,
  * TS checksums). gso: use UDP GSO on send when the kernel has it (default true). tunOffload: on the
  * native path, open the TUN with IFF_VNET_HDR + TSO/CSUM offloads when the kernel takes them (default true).
+ * sourcePorts: RFC 7348 §5 outer source ports from a hash of the inner flow (native path; the ts path
+ * always sends from the VXLAN port). A pool of sockets bound to ports spread over the range carries
+ * the hash: the kernel's own UDP stack (and UDP GSO) stays in use, at the price of `sockets` distinct
+ * ports rather than every port of the range (a raw socket would give all of them but no GSO).
  */
 import { z } from 'zod';
 
@@ -19,15 +24,40 @@ export const DatapathSchema = z
     kind: z.enum(DATAPATH_KINDS).optional(),
     gso: z.boolean().optional(),
     tunOffload: z.boolean().optional(),
+    sourcePorts: z
+      .union([
+        z.literal('fixed'),
+        z
+          .strictObject({
+            min: z.number().int().min(1).max(65535).optional(),
+            max: z.number().int().min(1).max(65535).optional(),
+            sockets: z.number().int().min(1).max(256).optional(),
+          })
+          .refine((r) => (r.min ?? SOURCE_PORT_MIN) <= (r.max ?? SOURCE_PORT_MAX), { message: 'has min above max' }),
+      ])
+      .optional(),
   })
   .optional();
+
+/** Linux's default net.ipv4.ip_local_port_range, which its VXLAN device maps flow hashes into. */
+export const SOURCE_PORT_MIN = 32768;
+export const SOURCE_PORT_MAX = 60999;
+export const SOURCE_PORT_SOCKETS = 16;
 
 export interface DatapathConfig {
   kind: DatapathKind;
   gso: boolean;
   tunOffload: boolean;
+  /** 'fixed': send from the VXLAN port; else a pool of `sockets` source ports spread over [min, max]. */
+  sourcePorts: 'fixed' | { min: number; max: number; sockets: number };
 }
 
 export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathConfig {
-  return { kind: raw?.kind ?? 'auto', gso: raw?.gso ?? true, tunOffload: raw?.tunOffload ?? true };
+  const sp = raw?.sourcePorts;
+  return {
+    kind: raw?.kind ?? 'auto',
+    gso: raw?.gso ?? true,
+    tunOffload: raw?.tunOffload ?? true,
+    sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },
+  };
 }

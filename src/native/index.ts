@@ -115,10 +115,11 @@ export interface NativeAddon {
   udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array): number;
   /**
    * sendmmsg (MSG_DONTWAIT) of bufs[i][offset, offset + sizes[i]) for i < count (≤ 256) to addr:port; with
-   * `gso`, runs of equal-sized datagrams go as one UDP_SEGMENT message. Returns datagrams taken; never throws
+   * `gso`, runs of equal-sized datagrams go as one UDP_SEGMENT message. With a pool of descriptors, each
+   * datagram leaves on fds[hash(inner flow) % length] (RFC 7348 §5 source ports). Returns datagrams taken; never throws
    * on a send error (counted instead).
    */
-  udpSendBatch(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, addr: number, port: number, gso: boolean, counters: Float64Array): number;
+  udpSendBatch(fd: number | Int32Array, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, addr: number, port: number, gso: boolean, counters: Float64Array): number;
   /** Length the counters Float64Array must have at least. */
   readonly udpCounterCount: number;
 }

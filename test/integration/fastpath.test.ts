@@ -6,7 +6,7 @@
  * VXLAN as the peer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology } from '../../src/lab/netns.js';
+import { Topology, capture, parseTcpdump } from '../../src/lab/netns.js';
 import { Cluster, type ClusterNode } from '../../src/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { requirePrerequisites, tcpTransfer } from './support.js';
@@ -26,6 +26,8 @@ interface Case {
   kinds: Array<'vxtun' | 'kernel'>;
   datapath: Record<string, unknown>;
   check: (i: NodeInfo) => void;
+  /** Also check the outer source ports node 1 sends from, on the wire: its pool, or the VXLAN port. */
+  wireSourcePorts?: 'pool' | 'fixed';
 }
 
 const cases: Case[] = [
@@ -39,13 +41,19 @@ const cases: Case[] = [
       expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and written back whole
+      const ports = String(i.features.sourcePorts).split(',').map(Number);
+      expect(ports.length).toBe(16);
+      for (const p of ports) expect(p >= 32768 && p <= 60999).toBe(true);
     },
+    wireSourcePorts: 'pool',
   },
   {
     name: 'native path, UDP GSO forced off',
     kinds: ['vxtun', 'vxtun'],
-    datapath: { gso: false },
+    datapath: { gso: false, sourcePorts: 'fixed' },
+    wireSourcePorts: 'fixed',
     check: (i) => {
+      expect(i.features.sourcePorts).toBe('fixed');
       expect(i.datapath).toBe('native');
       expect(i.features.udpGso).toBe(false);
       expect(i.datapathCounters.udp.GsoSends).toBe(0);
@@ -104,6 +112,21 @@ for (const c of cases) {
       expect(there.received.bytes).toBe(30 * MB);
       const back = await tcpTransfer(b.pod, a.pod, a.podIp, 30 * MB, 5502);
       expect(back.received).toEqual(back.sent);
+      if (c.wireSourcePorts) {
+        const cap = await capture(b.ns, 'eth0', 'udp dst port 8472 and src host 198.18.0.1', { count: 20 });
+        const flow = await tcpTransfer(a.pod, b.pod, b.podIp, 1 * MB, 5503);
+        expect(flow.received).toEqual(flow.sent);
+        await Promise.race([cap.done, new Promise((r) => setTimeout(r, 5000))]);
+        const packets = parseTcpdump((await cap.stop()).stdout);
+        expect(packets.length).toBeGreaterThanOrEqual(10);
+        const sports = new Set(packets.map((p) => p.bytes.readUInt16BE(14 + 20)));
+        if (c.wireSourcePorts === 'fixed') expect([...sports]).toEqual([8472]);
+        else {
+          const pool = String((await info(a)).features.sourcePorts).split(',').map(Number);
+          expect(sports.size).toBe(1); // one TCP flow keeps one source port
+          expect(pool).toContain([...sports][0]);
+        }
+      }
       for (const n of cluster.nodes) {
         if (!n.vxtun) continue;
         c.check(await info(n));

@@ -273,6 +273,44 @@ describe('NativeBind on loopback (recvmmsg/sendmmsg, UDP GSO)', () => {
     expect(batches).toBeLessThan(300);
   });
 
+  it('flow-hashed source ports (RFC 7348 §5): one port per inner flow, flows spread over the pool, order kept', async () => {
+    const rx = await receiver();
+    const srcPortOf: Array<{ flow: number; seq: number; port: number }> = [];
+    rx.sock.removeAllListeners('message');
+    rx.sock.on('message', (m, rinfo) => srcPortOf.push({ flow: m.readUInt16BE(22 + 20), seq: m.readUInt32BE(22 + 24), port: rinfo.port }));
+    const nb = NativeBind.open('127.0.0.1', 0, { sourcePorts: { min: 41000, max: 41999, sockets: 8 } });
+    open.push(nb);
+    expect(nb.sourcePorts.length).toBe(8);
+    for (const p of nb.sourcePorts) expect(p >= 41000 && p <= 41999).toBe(true);
+    const next = rng(5);
+    // 32 flows (TCP source port = flow id), 4 datagrams each, interleaved, in one batch
+    const bufs: Buffer[] = [];
+    for (let seq = 0; seq < 4; seq++) {
+      for (let flow = 0; flow < 32; flow++) {
+        const inner = randomIpPacket(next, 100, true);
+        inner.writeUInt32BE(ipv4FromString('10.244.1.5'), 12);
+        inner.writeUInt32BE(ipv4FromString('10.244.2.7'), 16);
+        inner.writeUInt16BE(flow, 20);
+        inner.writeUInt16BE(80, 22);
+        inner.writeUInt32BE(seq, 24);
+        bufs.push(vxlanDatagram(inner));
+      }
+    }
+    expect(nb.send(bufs, bufs.map((b) => b.length), 0, bufs.length, { address: '127.0.0.1', port: rx.port })).toBe(128);
+    for (let i = 0; i < 400 && srcPortOf.length < 128; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(srcPortOf.length).toBe(128);
+    const portOfFlow = new Map<number, number>();
+    const lastSeq = new Map<number, number>();
+    for (const d of srcPortOf) {
+      expect(nb.sourcePorts).toContain(d.port);
+      if (portOfFlow.has(d.flow)) expect(d.port).toBe(portOfFlow.get(d.flow));
+      portOfFlow.set(d.flow, d.port);
+      expect(d.seq).toBe((lastSeq.get(d.flow) ?? -1) + 1); // in order within the flow
+      lastSeq.set(d.flow, d.seq);
+    }
+    expect(new Set(portOfFlow.values()).size).toBeGreaterThanOrEqual(5); // 32 flows over 8 ports
+  });
+
   it('refuses a port in use with the errno name', async () => {
     const a = NativeBind.open('127.0.0.1', 0);
     open.push(a);
