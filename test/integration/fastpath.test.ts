@@ -90,6 +90,25 @@ const cases: Case[] = [
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0);
     },
   },
+  {
+    name: 'native path with every offload off, kernel VXLAN as the peer',
+    kinds: ['vxtun', 'kernel'],
+    datapath: { gso: false, tunOffload: false, sourcePorts: 'fixed' },
+    check: (i) => {
+      expect(i.datapath).toBe('native');
+      expect(i.features).toMatchObject({ udpGso: false, tunOffload: false, sourcePorts: 'fixed' });
+      expect(i.datapathCounters.udp.GsoSends).toBe(0);
+    },
+  },
+  {
+    name: 'pure-TypeScript path, kernel VXLAN as the peer',
+    kinds: ['vxtun', 'kernel'],
+    datapath: { kind: 'ts' },
+    check: (i) => {
+      expect(i.datapath).toBe('ts');
+      expect(i.features.tunOffload).toBe(false);
+    },
+  },
 ];
 
 for (const c of cases) {
