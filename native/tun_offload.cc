@@ -123,7 +123,12 @@ bool ParseGso(const uint8_t* p, size_t len, const virtio_net_hdr& h, Gso* g) {
   if (len < 20) return false;
   g->v6 = (p[0] >> 4) == 6;
   if (g->v6 != (type == VIRTIO_NET_HDR_GSO_TCPV6)) return false;
-  g->ipHeaderLen = h.csum_start;  // the kernel points it at the TCP header (extension headers included)
+  // The kernel points csum_start at the TCP header (extension headers included); without
+  // NEEDS_CSUM it may be unset, and the IP header says where TCP starts.
+  g->ipHeaderLen = (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 ? h.csum_start
+                   : g->v6                                      ? 40u
+                                                                : static_cast<size_t>(p[0] & 0x0f) * 4;
+  if (!g->v6 ? p[9] != 6 : (g->ipHeaderLen == 40 && p[6] != 6)) return false;  // TCP only
   if (g->ipHeaderLen < (g->v6 ? 40u : 20u) || g->ipHeaderLen + 20 > len) return false;
   size_t tcpLen = static_cast<size_t>(p[g->ipHeaderLen + 12] >> 4) * 4;
   if (tcpLen < 20) return false;

@@ -22,6 +22,7 @@ const setups = {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = {};
+const rtt = {};
 for (const p of pairs) {
   const topo = new Topology();
   try {
@@ -36,6 +37,14 @@ for (const p of pairs) {
       gbits.push(j.end.sum_received.bits_per_second / 1e9);
     }
     results[p] = gbits;
+    // ping RTT p50 pod to pod (after the TCP runs, so ARP/neighbour state is warm)
+
+
+    const pp = await a.pod.exec(['ping', '-c', '30', '-i', '0.05', b.podIp]);
+    const rtts = [...pp.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+    rtt[p] = median(rtts);
+
+    process.stdout.write(`${p}: ping RTT p50 ${rtt[p]} ms over ${rtts.length} echoes\n`);
     const m = median(gbits);
     process.stdout.write(`${p}: median ${m.toFixed(3)} Gbit/s (min ${Math.min(...gbits).toFixed(3)}, max ${Math.max(...gbits).toFixed(3)}) runs ${gbits.map((g) => g.toFixed(3)).join(' ')}\n`);
     await cluster.destroy();
@@ -48,6 +57,7 @@ if (results.kk) {
   for (const [p, g] of Object.entries(results)) {
     if (p === 'kk') continue;
     const rs = g.map((x) => x / k);
+    process.stdout.write(`${p}/kk: RTT p50 ${(rtt[p] / rtt.kk).toFixed(2)}x the kernel's\n`);
     process.stdout.write(`${p}/kk: median ${(median(g) / k * 100).toFixed(1)} % (min ${(Math.min(...rs) * 100).toFixed(1)}, max ${(Math.max(...rs) * 100).toFixed(1)})\n`);
   }
 }
