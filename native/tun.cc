@@ -71,8 +71,12 @@ Napi::Value TunOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
   if (!ArgIfName(info, 0, &name)) return env.Undefined();
-  bool wantOffload = false;
-  if (info.Length() > 1 && info[1].IsObject()) wantOffload = info[1].As<Napi::Object>().Get("offload").ToBoolean().Value();
+  bool wantOffload = false, multiQueue = false;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    wantOffload = info[1].As<Napi::Object>().Get("offload").ToBoolean().Value();
+    // IFF_MULTI_QUEUE: every open of the same name attaches one more queue (one per worker thread).
+    multiQueue = info[1].As<Napi::Object>().Get("multiQueue").ToBoolean().Value();
+  }
 
   FdGuard fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
   if (fd.fd < 0) {
@@ -88,7 +92,7 @@ Napi::Value TunOpen(const Napi::CallbackInfo& info) {
 
   ifreq ifr;
   CopyName(&ifr, name);
-  ifr.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (wantOffload ? IFF_VNET_HDR : 0));
+  ifr.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (wantOffload ? IFF_VNET_HDR : 0) | (multiQueue ? IFF_MULTI_QUEUE : 0));
   if (::ioctl(fd.fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     const char* hint = nullptr;

@@ -105,7 +105,7 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   if (!ArgString(info, 0, "address", &address)) return env.Undefined();
   if (!ArgInt(info, 1, "port", 0, 65535, &port)) return env.Undefined();
   int rcvbuf = 4 << 20, sndbuf = 4 << 20;
-  bool wantGso = true, wantGro = false;
+  bool wantGso = true, wantGro = false, reusePort = false;
   if (info.Length() > 2 && info[2].IsObject()) {
     Napi::Object o = info[2].As<Napi::Object>();
     Napi::Value v = o.Get("recvBufferSize");
@@ -116,6 +116,8 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
     if (!v.IsUndefined()) wantGso = v.ToBoolean().Value();
     v = o.Get("gro");
     if (!v.IsUndefined()) wantGro = v.ToBoolean().Value();
+    v = o.Get("reusePort");
+    if (!v.IsUndefined()) reusePort = v.ToBoolean().Value();
   }
   in_addr addr;
   if (inet_pton(AF_INET, address.c_str(), &addr) != 1) {
@@ -128,6 +130,14 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   std::string subject = address + ":" + std::to_string(port);
+  // Worker threads each bind the VXLAN port: the kernel spreads datagrams over them by flow.
+  int one = 1;
+  if (reusePort && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    int err = errno;
+    ::close(fd);
+    ThrowErrno(env, err, "setsockopt SO_REUSEPORT", subject);
+    return env.Undefined();
+  }
   sockaddr_in sin;
   std::memset(&sin, 0, sizeof sin);
   sin.sin_family = AF_INET;

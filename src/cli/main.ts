@@ -1,9 +1,15 @@
 #!/usr/bin/env node
 /** The vxtun command line. Usage errors exit 2 with one line; runtime failures exit 1. */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runUp } from './up.js';
 import { runStatus } from './status.js';
 import { runLab } from './lab.js';
+
+function parseWorkers(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 64) throw new InvalidArgumentError(`--workers: ${JSON.stringify(v)} is not an integer in 1..64`);
+  return n;
+}
 
 const program = new Command();
 program
@@ -18,7 +24,8 @@ program
   .requiredOption('-c, --config <file>', 'node config (JSON)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .addOption(new Option('--datapath <kind>', 'packet path: the best available, the native fast path, or the pure-TypeScript reference').choices(['auto', 'native', 'ts']).default('auto'))
-  .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'native' | 'ts' }) => {
+  .addOption(new Option('--workers <n>', 'engines on their own threads and TUN queues (native path; default: one per core)').argParser(parseWorkers))
+  .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number }) => {
     process.exitCode = await runUp(o);
   });
 

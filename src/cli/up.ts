@@ -10,7 +10,10 @@ import { Engine } from '../engine/engine.js';
 import { RouteTable, type Route } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
 import { openDatapath, resolveDatapathKind, namedCounters, type Datapath } from '../conn/datapath.js';
-import { openLinuxTun, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
+import { openLinuxTun, openTunQueue, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
+import { WorkerPool, type WorkerSpec } from '../engine/workers.js';
+import { UdpCounter } from '../conn/native.js';
+import { availableParallelism } from 'node:os';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
 import type { TunDevice } from '../tun/device.js';
@@ -20,6 +23,8 @@ export interface UpOptions {
   logLevel: string;
   /** 'auto' picks the fastest path available; 'native' insists on it; 'ts' forces the pure-TypeScript reference path. */
   datapath?: 'auto' | 'native' | 'ts';
+  /** Engines on their own threads and TUN queues (native path); default datapath.workers, else one per core. */
+  workers?: number;
 }
 
 export function peerRoutes(cfg: NodeConfig): Route[] {
@@ -86,15 +91,19 @@ export async function runUp(opts: UpOptions): Promise<number> {
   let engine: Engine;
   let datapath: Datapath;
   let linuxTun: LinuxTunDevice;
+  let pool: WorkerPool | undefined;
   try {
     // The CLI flag wins over the config's datapath.kind unless it is left at auto.
     const kind = resolveDatapathKind(opts.datapath !== undefined && opts.datapath !== 'auto' ? opts.datapath : cfg.datapath.kind);
-    linuxTun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32, offload: kind === 'native' && cfg.datapath.tunOffload });
+    const workers = kind === 'native' ? (opts.workers ?? cfg.datapath.workers ?? availableParallelism()) : 1;
+    const tunOffload = kind === 'native' && cfg.datapath.tunOffload;
+    linuxTun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32, offload: tunOffload, multiQueue: workers > 1 });
     tun = linuxTun;
     undo.push(() => tun.close());
     addRoute(ipv4ToString(cfg.network.addr), cfg.network.prefixLen, tun.name);
-    datapath = await openDatapath({ kind, gso: cfg.datapath.gso, sourcePorts: cfg.datapath.sourcePorts, address: cfg.publicIp, port: cfg.backend.port });
+    datapath = await openDatapath({ kind, gso: cfg.datapath.gso, sourcePorts: cfg.datapath.sourcePorts, address: cfg.publicIp, port: cfg.backend.port, reusePort: workers > 1 });
     datapath.features.tunOffload = linuxTun.features.offload;
+    datapath.features.workers = workers;
     const bind = datapath.bind;
     undo.push(() => bind.close());
     engine = new Engine(tun, bind, {
@@ -107,10 +116,31 @@ export async function runUp(opts: UpOptions): Promise<number> {
       ...(datapath.onesSum ? { onesSum: datapath.onesSum, batchSize: 128 } : {}),
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
+    if (workers > 1) {
+      const engineOpts = { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 };
+      const specs: WorkerSpec[] = [];
+      for (let k = 1; k < workers; k++) {
+        const q = openTunQueue(tun.name, tunOffload);
+        specs.push({
+          tun: { fd: q.fd, name: tun.name, mtu: plan.deviceMtu, features: { vnetHdr: q.vnetHdr, offload: q.offload } },
+          bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
+          engine: engineOpts,
+        });
+      }
+      const workerPool = await WorkerPool.start(specs, engine.routeTable.routes);
+      pool = workerPool;
+      undo.push(() => workerPool.stop());
+      // A reload (SIGHUP) swaps the main engine's table; the workers get the same one.
+      const setMain = engine.setRoutes.bind(engine);
+      engine.setRoutes = (table) => {
+        setMain(table);
+        workerPool.setRoutes(table);
+      };
+    }
     const control = await ControlServer.listen(cfg.controlSocket, (req) => {
       switch (req.cmd) {
         case 'counters':
-          return engine.counters.snapshot();
+          return pool ? pool.addCounters(engine.counters.snapshot()) : engine.counters.snapshot();
         case 'routes':
           return engine.routeTable.routes.map((r) => ({
             subnet: cidrToString(r.prefix),
@@ -133,7 +163,10 @@ export async function runUp(opts: UpOptions): Promise<number> {
             pid: process.pid,
             datapath: datapath.kind,
             features: datapath.features,
-            datapathCounters: { udp: datapath.counters(), tun: namedCounters(TunCounter, linuxTun.offloadCounters) },
+            datapathCounters: {
+              udp: pool && datapath.rawCounters ? namedCounters(UdpCounter, pool.addNative('udp', datapath.rawCounters)) : datapath.counters(),
+              tun: namedCounters(TunCounter, pool ? pool.addNative('tun', linuxTun.offloadCounters) : linuxTun.offloadCounters),
+            },
           };
         default:
           return { error: `unknown command ${JSON.stringify(req.cmd)}` };
@@ -171,7 +204,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      log.info({ signal, counters: engine.counters.snapshot() }, 'vxtun stopping');
+      log.info({ signal, counters: pool ? pool.addCounters(engine.counters.snapshot()) : engine.counters.snapshot() }, 'vxtun stopping');
       void teardown().then(() => {
         log.info('vxtun down');
         resolve(0);

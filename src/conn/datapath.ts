@@ -19,6 +19,8 @@ export interface Datapath {
   features: Record<string, boolean | number | string>;
   /** The bind's own counters by name (native: read from shared memory, no call). */
   counters(): Record<string, number>;
+  /** Native only: the shared counter array itself (layout UdpCounter), for summing over workers. */
+  rawCounters?: Float64Array;
 }
 
 /** Names a shared-memory counter array by an index table. */
@@ -31,6 +33,8 @@ export function namedCounters(table: Record<string, number>, values: Float64Arra
 export interface DatapathRequest {
   kind: DatapathKind;
   gso: boolean;
+  /** SO_REUSEPORT (native path), so worker threads can bind the same port. */
+  reusePort?: boolean;
   /** Native path only: 'fixed' sends from `port`; a range sends from a flow-hashed pool (RFC 7348 §5). */
   sourcePorts?: DatapathConfig['sourcePorts'];
   address: string;
@@ -58,7 +62,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
   if (useNative) {
     if (native === undefined) throw new Error('datapath native: the native addon is not available (built? VXTUN_NO_NATIVE=1?)');
     const sp = req.sourcePorts ?? 'fixed';
-    const bind = NativeBind.open(req.address, req.port, { gso: req.gso, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}) });
+    const bind = NativeBind.open(req.address, req.port, { gso: req.gso, reusePort: req.reusePort === true, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}) });
     const checksum = native.checksum;
     return {
       kind: 'native',
@@ -74,6 +78,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
         sendBufferSize: bind.features.sendBufferSize,
       },
       counters: () => namedCounters(UdpCounter, bind.counters),
+      rawCounters: bind.counters,
     };
   }
   const bind = await DgramBind.open(req.address, req.port);

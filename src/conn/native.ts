@@ -40,6 +40,10 @@ export interface NativeBindOptions {
    * Omitted: every datagram leaves from the bound port itself (fixed source port).
    */
   sourcePorts?: { min: number; max: number; sockets: number };
+  /** SO_REUSEPORT on every socket: one bind per worker thread on the same ports. */
+  reusePort?: boolean;
+  /** Where the counters live (e.g. a SharedArrayBuffer a supervising thread reads); default a new array. */
+  counters?: Float64Array;
   /**
    * Room per received datagram. Kernel peers on veth send unsegmented GSO super-packets of up to
    * 64 KB as one datagram, so the default takes the largest UDP payload there is.
@@ -85,10 +89,11 @@ export class NativeBind implements Bind {
     sendBufferSize: number,
     private readonly batchSize: number,
     private readonly slotSize: number,
+    counters?: Float64Array,
   ) {
     this.fd = fd;
     this.features = { gso, recvBufferSize, sendBufferSize };
-    this.counters = new Float64Array(native.udpCounterCount);
+    this.counters = counters ?? new Float64Array(native.udpCounterCount);
     this.arena = Buffer.alloc(batchSize * slotSize);
     this.slots = Array.from({ length: batchSize }, (_, i) => this.arena.subarray(i * slotSize, (i + 1) * slotSize));
     this.recvSizes = new Int32Array(batchSize);
@@ -108,16 +113,17 @@ export class NativeBind implements Bind {
         recvBufferSize: opts.recvBufferSize ?? 8 * 1024 * 1024,
         sendBufferSize: opts.sendBufferSize ?? 8 * 1024 * 1024,
         gso: gsoWanted,
+        reusePort: opts.reusePort === true,
       });
     } catch (e) {
       const code = (e as { code?: string }).code;
       throw new Error(`cannot bind UDP ${address}:${port}: ${code ?? (e as Error).message}`);
     }
     const batchSize = Math.min(Math.max(opts.batchSize ?? 64, 1), 256);
-    const bind = new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536);
+    const bind = new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536, opts.counters);
     if (opts.sourcePorts !== undefined) {
       try {
-        bind.openSourcePorts(address, opts.sourcePorts, gsoWanted);
+        bind.openSourcePorts(address, opts.sourcePorts, gsoWanted, opts.reusePort === true);
       } catch (e) {
         void bind.close();
         throw e;
@@ -127,7 +133,7 @@ export class NativeBind implements Bind {
   }
 
   /** Binds the pool: socket k near min + (k + ½)·width/sockets, the next free port if that one is taken. */
-  private openSourcePorts(address: string, range: { min: number; max: number; sockets: number }, gso: boolean): void {
+  private openSourcePorts(address: string, range: { min: number; max: number; sockets: number }, gso: boolean, reusePort: boolean): void {
     const width = range.max - range.min + 1;
     const n = Math.min(range.sockets, width);
     const fds: number[] = [];
@@ -139,7 +145,7 @@ export class NativeBind implements Bind {
         if (this.sourcePorts.includes(port)) continue;
         try {
           // Send-only: nothing is addressed to these ports, so the receive buffer stays small.
-          const s = this.native.udpOpen(address, port, { recvBufferSize: 65536, sendBufferSize: 4 * 1024 * 1024, gso });
+          const s = this.native.udpOpen(address, port, { recvBufferSize: 65536, sendBufferSize: 4 * 1024 * 1024, gso, reusePort });
           fds.push(s.fd);
           this.sourcePorts.push(port);
           opened = true;

@@ -3,7 +3,7 @@
  * Every switch here forces a fallback a test (or an operator on a strange kernel) may need.
  *
  *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "tunOffload": true,
- *                 "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 } }
+ *                 "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
  *
  * kind: auto = the native fast path when the addon loaded, else the TypeScript reference path;
  * native = the fast path or refuse to start; ts = the TypeScript reference path (Node's dgram,
@@ -13,6 +13,8 @@
  * always sends from the VXLAN port). A pool of sockets bound to ports spread over the range carries
  * the hash: the kernel's own UDP stack (and UDP GSO) stays in use, at the price of `sockets` distinct
  * ports rather than every port of the range (a raw socket would give all of them but no GSO).
+ * workers: engines on their own threads, each with a TUN queue (IFF_MULTI_QUEUE) and a SO_REUSEPORT
+ * socket (native path; `vxtun up --workers` overrides; default one per core).
  */
 import { z } from 'zod';
 
@@ -24,6 +26,7 @@ export const DatapathSchema = z
     kind: z.enum(DATAPATH_KINDS).optional(),
     gso: z.boolean().optional(),
     tunOffload: z.boolean().optional(),
+    workers: z.number().int().min(1).max(64).optional(),
     sourcePorts: z
       .union([
         z.literal('fixed'),
@@ -48,6 +51,8 @@ export interface DatapathConfig {
   kind: DatapathKind;
   gso: boolean;
   tunOffload: boolean;
+  /** Engines (TUN queues + SO_REUSEPORT sockets), native path only; undefined = one per core. */
+  workers: number | undefined;
   /** 'fixed': send from the VXLAN port; else a pool of `sockets` source ports spread over [min, max]. */
   sourcePorts: 'fixed' | { min: number; max: number; sockets: number };
 }
@@ -58,6 +63,7 @@ export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathC
     kind: raw?.kind ?? 'auto',
     gso: raw?.gso ?? true,
     tunOffload: raw?.tunOffload ?? true,
+    workers: raw?.workers,
     sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },
   };
 }

@@ -53,7 +53,7 @@ export interface UdpOpenResult {
 
 export interface NativeAddon {
   /** Opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches IFF_TUN|IFF_NO_PI `name` ('' lets the kernel pick). */
-  tunOpen(name: string, opts?: { offload?: boolean }): { fd: number; name: string; vnetHdr?: boolean; offload?: boolean };
+  tunOpen(name: string, opts?: { offload?: boolean; multiQueue?: boolean }): { fd: number; name: string; vnetHdr?: boolean; offload?: boolean };
   /**
    * For a TUN opened with offload (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
    * plain IP packets at `offset` — TCP super-packets segmented at gso_size, unfinished checksums finished.
@@ -106,7 +106,7 @@ export interface NativeAddon {
    * (forced past net.core.*mem_max when root). `gso` (default true) probes UDP_SEGMENT, `gro` (default
    * false) turns on UDP_GRO; the result says what the kernel took. Bind errors throw with the errno name.
    */
-  udpOpen(address: string, port: number, opts?: { recvBufferSize?: number; sendBufferSize?: number; gso?: boolean; gro?: boolean }): UdpOpenResult;
+  udpOpen(address: string, port: number, opts?: { recvBufferSize?: number; sendBufferSize?: number; gso?: boolean; gro?: boolean; reusePort?: boolean }): UdpOpenResult;
   /**
    * recvmmsg (MSG_DONTWAIT) of up to maxCount (≤ 256) datagrams, datagram i into arena[i * slotSize]:
    * sizes[i], addrs[i] (host order), ports[i]. Returns the count; 0 when nothing waits. Oversized

@@ -22,6 +22,10 @@ export interface LinuxTunOptions {
    * forces it off. `features.offload` says whether the kernel took it.
    */
   offload?: boolean;
+  /** IFF_MULTI_QUEUE, so openTunQueue can attach more queues (one per worker thread). */
+  multiQueue?: boolean;
+  /** Where the offload counters live (e.g. shared with a supervising thread). */
+  counters?: Float64Array;
 }
 
 /** Index of each counter in LinuxTunDevice.offloadCounters (mirrors TunCounter in native/tun_offload.cc). */
@@ -65,7 +69,8 @@ function disableIpv6(name: string): void {
 export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
   const native = requireNative();
   const wantOffload = opts.offload === true && process.env.VXTUN_NO_TUN_OFFLOAD !== '1';
-  const { fd, name, vnetHdr, offload } = wantOffload ? native.tunOpen(opts.name, { offload: true }) : native.tunOpen(opts.name);
+  const { fd, name, vnetHdr, offload } =
+    wantOffload || opts.multiQueue === true ? native.tunOpen(opts.name, { offload: wantOffload, multiQueue: opts.multiQueue === true }) : native.tunOpen(opts.name);
   try {
     if (opts.ipv6 !== true) disableIpv6(name);
     native.linkConfigure(name, {
@@ -77,7 +82,18 @@ export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
     native.close(fd);
     throw e;
   }
-  return new LinuxTun(native, fd, name, opts.mtu, { vnetHdr: vnetHdr === true, offload: offload === true });
+  return new LinuxTun(native, fd, name, opts.mtu, { vnetHdr: vnetHdr === true, offload: offload === true }, opts.counters);
+}
+
+/** One more queue of a device opened with multiQueue: the descriptor, for a worker thread to adopt. */
+export function openTunQueue(name: string, offload: boolean): { fd: number; vnetHdr: boolean; offload: boolean } {
+  const r = requireNative().tunOpen(name, { offload, multiQueue: true });
+  return { fd: r.fd, vnetHdr: r.vnetHdr === true, offload: r.offload === true };
+}
+
+/** Wraps a TUN queue descriptor opened elsewhere in this process (a worker thread's queue). */
+export function adoptLinuxTun(fd: number, name: string, mtu: number, features: { vnetHdr: boolean; offload: boolean }, counters?: Float64Array): LinuxTunDevice {
+  return new LinuxTun(requireNative(), fd, name, mtu, features, counters);
 }
 
 class LinuxTun implements LinuxTunDevice {
@@ -97,9 +113,10 @@ class LinuxTun implements LinuxTunDevice {
     readonly name: string,
     readonly mtu: number,
     readonly features: { vnetHdr: boolean; offload: boolean },
+    counters?: Float64Array,
   ) {
     this.#fd = fd;
-    this.offloadCounters = new Float64Array(native.tunCounterCount ?? 8);
+    this.offloadCounters = counters ?? new Float64Array(native.tunCounterCount ?? 8);
     this.scratch = features.vnetHdr ? Buffer.alloc(65545 + 64) : undefined;
   }
 

@@ -5,6 +5,7 @@
  * with TUN offloads off, the pure-TypeScript path — between two vxtun nodes and with the kernel's
  * VXLAN as the peer.
  */
+import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Topology, capture, parseTcpdump } from '../../src/lab/netns.js';
 import { Cluster, type ClusterNode } from '../../src/lab/cluster.js';
@@ -41,6 +42,7 @@ const cases: Case[] = [
       expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and written back whole
+      expect(i.features.workers).toBe(availableParallelism()); // one engine per core by default
       const ports = String(i.features.sourcePorts).split(',').map(Number);
       expect(ports.length).toBe(16);
       for (const p of ports) expect(p >= 32768 && p <= 60999).toBe(true);
@@ -57,6 +59,17 @@ const cases: Case[] = [
       expect(i.datapath).toBe('native');
       expect(i.features.udpGso).toBe(false);
       expect(i.datapathCounters.udp.GsoSends).toBe(0);
+      expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
+    },
+  },
+  {
+    name: 'native path, one worker (single core)',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: { workers: 1 },
+    check: (i) => {
+      expect(i.datapath).toBe('native');
+      expect(i.features.workers).toBe(1);
+      expect(i.features.tunOffload).toBe(true);
       expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
     },
   },
