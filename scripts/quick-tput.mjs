@@ -4,7 +4,8 @@
 // pod 1 to pod 2 for a few seconds, several times, and print median and min–max in Gbit/s and
 // as a ratio to kernel<->kernel measured in the same run.
 // Usage (root, after npm run build): node scripts/quick-tput.mjs [runs=3] [seconds=5] [pairs=kk,nn,tt,nk]
-//   pairs: kk kernel<->kernel, nn vxtun(native)<->vxtun(native), tt vxtun(ts)<->vxtun(ts), nk vxtun(native)->kernel
+//   pairs: kk kernel<->kernel, nn vxtun(native)<->vxtun(native), tt vxtun(ts)<->vxtun(ts), nk vxtun(native)->kernel,
+//          kn kernel->vxtun, ng native without UDP GSO, n1 native with one worker
 import { Topology, waitForOutput } from '../dist/src/lab/netns.js';
 import { Cluster } from '../dist/src/lab/cluster.js';
 
@@ -18,6 +19,7 @@ const setups = {
   nk: { kinds: ['vxtun', 'kernel'], vxtunConfig: { datapath: { kind: 'native' } } },
   kn: { kinds: ['kernel', 'vxtun'], vxtunConfig: { datapath: { kind: 'native' } } },
   ng: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', gso: false } } },
+  n1: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', workers: 1 } } },
 };
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
