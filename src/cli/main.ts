@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { runUp } from './up.js';
 import { runStatus } from './status.js';
 import { runLab } from './lab.js';
+import { runTrace, type TraceCliOptions } from './trace.js';
 
 const program = new Command();
 program
@@ -30,6 +31,30 @@ program
   .option('--json', 'print JSON')
   .action(async (o: { device: string; controlSocket?: string; json?: boolean }) => {
     process.exitCode = await runStatus(o);
+  });
+
+program
+  .command('trace')
+  .description("show each packet's journey through running nodes, layer by layer (control socket, root only)")
+  .option('-d, --device <name>', 'device of the node', 'vxtun0')
+  .option('-s, --socket <path>', 'control socket of a node; repeat to follow packets across nodes', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--host <ip>', 'only packets to or from this inner address')
+  .option('--subnet <cidr>', 'only packets to or from this inner prefix')
+  .option('--protocol <name>', 'only icmp, icmpv6, tcp, udp or arp')
+  .option('--port <n>', 'only TCP/UDP packets to or from this inner port')
+  .option('--peer <ip|mac>', 'only packets to or from this peer (underlay address or VTEP MAC)')
+  .option('--verdict <v>', 'only drop, ok, or one verdict (e.g. wrong-vni, sent)')
+  .option('--json', 'one JSON object per journey')
+  .option('--lang <lang>', 'labels: en or zh', 'en')
+  .option('--color <when>', 'auto, always or never', 'auto')
+  .option('--pcap <file>', 'also write the packets to a pcapng file (inner and outer interfaces)')
+  .option('--web', 'serve a live view of the path in the browser')
+  .option('--web-port <n>', 'port of the web view (0 = any free one)', '8470')
+  .option('--bind <address>', 'address of the web view', '127.0.0.1')
+  .option('--count <n>', 'stop after this many journeys')
+  .option('--duration <seconds>', 'stop after this long')
+  .action(async (o: TraceCliOptions) => {
+    process.exitCode = await runTrace(o);
   });
 
 program

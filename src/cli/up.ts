@@ -14,6 +14,7 @@ import { openLinuxTun, addRoute } from '../tun/linux.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
 import type { TunDevice } from '../tun/device.js';
+import { TraceHub } from '../trace/server.js';
 
 export interface UpOptions {
   config: string;
@@ -78,6 +79,16 @@ export async function runUp(opts: UpOptions): Promise<number> {
       tunMtu: plan.deviceMtu,
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
+    const trace = new TraceHub(engine, () => ({
+      device: tun.name,
+      publicIp: cfg.publicIp,
+      port: cfg.backend.port,
+      vni: cfg.backend.vni,
+      vtepMac: macToString(cfg.backend.vtepMac),
+      subnet: cidrToString(cfg.subnet),
+      network: cidrToString(cfg.network),
+      mtu: plan.deviceMtu,
+    }));
     const control = await ControlServer.listen(cfg.controlSocket, (req) => {
       switch (req.cmd) {
         case 'counters':
@@ -103,6 +114,8 @@ export async function runUp(opts: UpOptions): Promise<number> {
             vtepMac: macToString(cfg.backend.vtepMac),
             pid: process.pid,
           };
+        case 'trace':
+          return trace.handle(req);
         default:
           return { error: `unknown command ${JSON.stringify(req.cmd)}` };
       }

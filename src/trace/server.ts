@@ -1,0 +1,57 @@
+/**
+ * The node side of `vxtun trace`: {"cmd":"trace","filter":{...},"bytes":bool} on the control
+ * socket turns that connection into a stream — one {"hello":NodeInfo} line, then one Journey per
+ * line until the client disconnects. The engine's observer is attached while at least one client
+ * listens and detached when the last one leaves, so an idle node pays nothing.
+ */
+import { StreamReply } from '../control/socket.js';
+import { ObserverSet, type Observer } from './observe.js';
+import { JourneyCollector, type Journey, type NodeInfo } from './journey.js';
+import { validateFilter, FilterError, type TraceFilter } from './filter.js';
+
+export interface Observable {
+  setObserver(observer: Observer | undefined): void;
+}
+
+export class TraceHub {
+  private readonly observers = new ObserverSet();
+
+  constructor(
+    private readonly engine: Observable,
+    private readonly node: () => NodeInfo,
+  ) {}
+
+  get listeners(): number {
+    return this.observers.size;
+  }
+
+  /** Subscribes a consumer in-process (tests, the web view inside `vxtun up`); returns the unsubscribe. */
+  subscribe(opts: { filter?: TraceFilter; bytes?: boolean }, emit: (j: Journey) => void): () => void {
+    const collector = new JourneyCollector(this.node(), { ...opts, emit });
+    const remove = this.observers.add(collector.observer);
+    this.engine.setObserver(this.observers.dispatch);
+    return () => {
+      remove();
+      this.engine.setObserver(this.observers.dispatch);
+    };
+  }
+
+  /** The control-socket command: a StreamReply, or an error reply for a bad filter. */
+  handle(request: { [k: string]: unknown }): StreamReply | { error: string } {
+    let filter: TraceFilter;
+    try {
+      filter = validateFilter((request.filter ?? {}) as TraceFilter);
+    } catch (err) {
+      if (err instanceof FilterError) return { error: err.message };
+      throw err;
+    }
+    return new StreamReply((send) => {
+      let lost = 0;
+      send({ hello: this.node(), filter });
+      return this.subscribe({ filter, bytes: request.bytes === true }, (j) => {
+        if (!send(lost > 0 ? { ...j, lostBefore: lost } : j)) lost++;
+        else lost = 0;
+      });
+    });
+  }
+}
