@@ -11,6 +11,8 @@ packages=(
   tshark            # decodes VXLAN from those captures
   ethtool           # shows the kernel's offload defaults
   util-linux        # setpriv, unshare (tests of refusals)
+  chromium          # headless browser for the vxtun trace --web test (driven by playwright-core)
+  containernetworking-plugins  # CNI bridge + host-local: pods of vxtun lab up
   python3 make g++  # node-gyp builds the addon
 )
 
