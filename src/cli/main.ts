@@ -5,6 +5,7 @@ import { runUp } from './up.js';
 import { runStatus } from './status.js';
 import { runLab } from './lab.js';
 import { runTrace, type TraceCliOptions } from './trace.js';
+import { runLabUp, runLabExec, runLabTour, runLabDown, DEFAULT_LAB_DIR } from './lab-teach.js';
 
 const program = new Command();
 program
@@ -57,12 +58,46 @@ program
     process.exitCode = await runTrace(o);
   });
 
-program
-  .command('lab')
+const lab = program.command('lab').description('network-namespace labs: a quick two-node check (default), or a teaching lab (up, exec, tour, down)');
+lab
+  .command('run', { isDefault: true })
   .description('build a two-node cluster in network namespaces (one vxtun, one kernel VXLAN), ping across, tear down')
   .option('--keep', 'leave the lab running until Ctrl-C')
   .action(async (o: { keep?: boolean }) => {
     process.exitCode = await runLab(o);
+  });
+const stateDir = (): Option => new Option('--state-dir <dir>', 'where the lab keeps its state').default(DEFAULT_LAB_DIR);
+lab
+  .command('up')
+  .description('start a teaching lab that stays up: nodes on vxtun or the kernel VXLAN, one CNI pod each')
+  .option('-n, --nodes <n>', 'number of nodes (2-9)', '3')
+  .option('-k, --kernel <list>', 'node numbers on the kernel VXLAN, e.g. 1 or 1,3, or none (default: the last node)')
+  .addOption(stateDir())
+  .action(async (o: { nodes: string; kernel?: string; stateDir: string }) => {
+    process.exitCode = await runLabUp(o);
+  });
+lab
+  .command('exec <target> [command...]')
+  .description('run a command in a node (n1, n2, ...) or pod (pod1, pod2, ...) of the lab: vxtun lab exec pod1 -- ping 10.244.2.2')
+  .addOption(stateDir())
+  .action(async (target: string, command: string[], o: { stateDir: string }) => {
+    process.exitCode = await runLabExec(target, command, o);
+  });
+lab
+  .command('tour')
+  .description('a guided ping across the lab: route table, VTEP table and the trace of that ping, step by step')
+  .option('--lang <lang>', 'trace labels: en or zh', 'en')
+  .option('--color <when>', 'auto, always or never', 'auto')
+  .addOption(stateDir())
+  .action(async (o: { stateDir: string; lang: string; color: string }) => {
+    process.exitCode = await runLabTour(o);
+  });
+lab
+  .command('down')
+  .description('stop the lab: daemons, namespaces (and their links), state; nothing left behind')
+  .addOption(stateDir())
+  .action(async (o: { stateDir: string }) => {
+    process.exitCode = await runLabDown(o);
   });
 
 try {
