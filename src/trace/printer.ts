@@ -23,6 +23,13 @@ function paint(on: boolean, code: string, text: string): string {
   return on ? `${code}${text}${C.reset}` : text;
 }
 
+/** Pads to a display width: CJK labels take two columns each, so zh columns line up too. */
+function padLabel(text: string, width: number): string {
+  let w = 0;
+  for (const ch of text) w += ch.codePointAt(0)! >= 0x2e80 ? 2 : 1;
+  return text + ' '.repeat(Math.max(0, width - w));
+}
+
 function clock(t: number): string {
   const d = new Date(t);
   const us = Math.floor((t % 1000) * 1000);
@@ -88,7 +95,7 @@ export function summaryLine(j: Journey, o: PrintOptions = {}): string {
 }
 
 function eventLine(ev: TraceEvent, j: Journey, L: Labels, color: boolean): string {
-  const name = (L.points[ev.point] ?? ev.point).padEnd(10);
+  const name = padLabel(L.points[ev.point] ?? ev.point, 10);
   let text: string;
   const drop = ev.point !== 'answer' && !['ok', 'sent', 'forwarded'].includes(ev.verdict);
   switch (ev.point) {
@@ -154,7 +161,7 @@ export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
   const lines = [
     paint(color, C.bold, `━━ ${head}`),
     ...nodeBlock(s, L, color, '  '),
-    `  ${paint(color, C.yellow, `${L.underlay.padEnd(10)} UDP ${send?.local?.address}:${send?.local?.port} → ${recv?.local?.address}:${recv?.local?.port} · ${(send?.length ?? 0) + OUTER_IPV4_UDP} B · wire ${item.wire}${latency}`)}`,
+    `  ${paint(color, C.yellow, `${padLabel(L.underlay, 10)} UDP ${send?.local?.address}:${send?.local?.port} → ${recv?.local?.address}:${recv?.local?.port} · ${(send?.length ?? 0) + OUTER_IPV4_UDP} B · wire ${item.wire}${latency}`)}`,
     ...nodeBlock(r, L, color, '  '),
   ];
   return lines.join('\n');
