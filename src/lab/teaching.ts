@@ -78,7 +78,8 @@ export function resolveTarget(state: LabState, target: string): string {
   } else if (p) {
     const n = state.nodes.find((x) => x.index === Number(p[1] ?? p[2]));
     if (n) return n.pod;
-  } else if (state.namespaces.includes(target)) return target;
+  } else if (target === 'ul' || target === 'underlay') return state.underlay;
+  else if (state.namespaces.includes(target)) return target;
   const names = state.nodes.flatMap((n) => [`n${n.index}`, `pod${n.index}`]).join(', ');
   throw new LabError(`lab exec: no node or pod "${target}" in lab ${state.prefix} (try ${names}, or ul for the underlay)`);
 }
