@@ -30,6 +30,27 @@ export function peerRoutes(cfg: NodeConfig): Route[] {
   }));
 }
 
+/**
+ * SIGHUP: re-read the config and swap in its peers (one atomic route-table swap; traffic keeps
+ * flowing). Anything else that changed needs a restart, and a broken file changes nothing.
+ */
+export function reloadPeers(path: string, running: NodeConfig, engine: Engine, log: pino.Logger): void {
+  let next: NodeConfig;
+  try {
+    next = loadConfig(path);
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'reload refused: keeping the current peers');
+    return;
+  }
+  const { peers: _a, ...restNext } = next;
+  const { peers: _b, ...restRunning } = running;
+  if (JSON.stringify(restNext) !== JSON.stringify(restRunning)) {
+    log.warn('reload: only peers are reloaded; other changes need a restart');
+  }
+  engine.setRoutes(new RouteTable(peerRoutes(next)));
+  log.info({ peers: next.peers.length }, 'reload: peers replaced');
+}
+
 /** Runs the node until a signal; resolves to the process exit code. */
 export async function runUp(opts: UpOptions): Promise<number> {
   let cfg: NodeConfig;
@@ -159,5 +180,6 @@ export async function runUp(opts: UpOptions): Promise<number> {
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', () => reloadPeers(opts.config, cfg, engine, log));
   });
 }

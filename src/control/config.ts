@@ -20,7 +20,13 @@ const cidr4 = z.string().refine((s) => {
   const c = parseCidr(s);
   return typeof c !== 'string' && c.family === 4;
 }, { message: 'is not an IPv4 CIDR (a.b.c.d/len with no host bits set)' });
-const mac = z.string().refine(isMacString, { message: 'is not a MAC address (xx:xx:xx:xx:xx:xx)' });
+const mac = z
+  .string()
+  .refine(isMacString, { message: 'is not a MAC address (xx:xx:xx:xx:xx:xx)' })
+  // A VTEP is addressed by unicast: a group bit or all zeros would never be delivered to it.
+  .refine((m) => !isMacString(m) || ((parseInt(m.slice(0, 2), 16) & 1) === 0 && m !== '00:00:00:00:00:00'), {
+    message: 'is not a unicast MAC address',
+  });
 const port = z.number().int().min(1).max(65535);
 const vni = z.number().int().min(0).max(VXLAN_VNI_MAX);
 
@@ -38,7 +44,11 @@ const ConfigSchema = z.strictObject({
   subnet: cidr4,
   device: z
     .strictObject({
-      name: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: 'must be 1-15 characters of A-Z a-z 0-9 _ . -' }).optional(),
+      name: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: 'must be 1-15 characters of A-Z a-z 0-9 _ . -' })
+        .refine((n) => n !== '.' && n !== '..', { message: 'is not a valid interface name' })
+        .optional(),
       mtu: z.number().int().min(576).max(65535).optional(),
     })
     .optional(),
@@ -172,7 +182,8 @@ export function loadConfig(path: string): NodeConfig {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`config: ${path} is not valid JSON: ${(err as Error).message}`);
+    // Node's message may quote the file, newlines and all: the error stays one line.
+    throw new ConfigError(`config: ${path} is not valid JSON: ${(err as Error).message.replace(/\s+/g, ' ')}`);
   }
   return validateConfig(raw);
 }

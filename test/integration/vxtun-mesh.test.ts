@@ -2,8 +2,10 @@
  * Issue 2, done-when (b): the same between two vxtun nodes, and among three vxtun nodes.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology } from '../../src/lab/netns.js';
-import { Cluster } from '../../src/lab/cluster.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Topology, waitFor } from '../../src/lab/netns.js';
+import { controlRequest } from '../../src/control/socket.js';
+import { Cluster, cliPath } from '../../src/lab/cluster.js';
 import { requirePrerequisites, tcpTransfer, ping } from './support.js';
 
 const MB = 1024 * 1024;
@@ -43,6 +45,21 @@ describe('vxtun <-> vxtun', () => {
     expect(cb.fixed['checksum-completed']).toBe(0);
     expect(ca.fixed['gso-segmented']).toBe(0);
     for (const c of [ca, cb]) expect(Object.values(c.dropped).reduce((x, y) => x + y, 0)).toBe(0);
+  });
+
+  it('vxtun status shows the node, its counters and its routes', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const r = await a.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', a.vxtun!.controlSocket]);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe(`vxtun0  subnet 10.244.1.0/24  vtep ${a.vtepMac}  vni 1  udp ${a.publicIp}:8472  mtu 1450`);
+    expect(lines[1]).toMatch(/^tx \d+ packets \d+ bytes   rx \d+ packets \d+ bytes$/);
+    expect(lines).toContain(`  ${b.subnet} -> ${b.publicIp}:8472 vtep ${b.vtepMac} vni 1`);
+    const json = JSON.parse((await a.ns.execOk([process.execPath, cliPath, 'status', '--json', '--control-socket', a.vxtun!.controlSocket])).stdout);
+    expect(json.counters.tx.packets).toBeGreaterThan(0);
+    expect(json.routes).toEqual([{ subnet: b.subnet, publicIp: b.publicIp, port: 8472, vtepMac: b.vtepMac, vni: 1 }]);
+    const missing = await a.ns.exec([process.execPath, cliPath, 'status', '--control-socket', '/nonexistent.sock']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe('vxtun: control socket /nonexistent.sock: ENOENT');
   });
 
   it('stops cleanly on SIGTERM: exit 0, device and route gone', async () => {
@@ -89,5 +106,33 @@ describe('three vxtun nodes', () => {
       expect(c.tx.bytes).toBeGreaterThan(10 * MB);
       expect(c.rx.bytes).toBeGreaterThan(10 * MB);
     }
+  });
+
+  it('SIGHUP swaps the peers atomically while a transfer flows; a broken config changes nothing', async () => {
+    const [a, b, c] = [cluster.node(1), cluster.node(2), cluster.node(3)];
+    const original = readFileSync(a.vxtun!.configPath, 'utf8');
+    const cfg = JSON.parse(original);
+    const waitRoutes = async (n: number) =>
+      waitFor(async () => ((await controlRequest(a.vxtun!.controlSocket, { cmd: 'routes' })) as unknown[]).length === n, { timeoutMs: 5000, what: `${n} routes` });
+    // A 30 MB transfer to node 3 runs while node 1's table is swapped twice under it.
+    const transfer = tcpTransfer(a.pod, c.pod, c.podIp, 30 * MB, 5451);
+    writeFileSync(a.vxtun!.configPath, JSON.stringify({ ...cfg, peers: cfg.peers.filter((p: { publicIp: string }) => p.publicIp !== b.publicIp) }));
+    a.vxtun!.child.kill('SIGHUP');
+    await waitRoutes(1);
+    const gone = await a.pod.exec(['ping', '-c', '1', '-W', '1', b.podIp]);
+    expect(gone.stdout).toMatch(/Destination Net Unreachable/);
+    writeFileSync(a.vxtun!.configPath, original);
+    a.vxtun!.child.kill('SIGHUP');
+    await waitRoutes(2);
+    const r = await transfer;
+    expect(r.received).toEqual(r.sent);
+    expect((await ping(a.pod, b.podIp)).code).toBe(0);
+    // A broken file on reload: refused, the running table stays.
+    writeFileSync(a.vxtun!.configPath, '{ "publicIp": 7 }');
+    a.vxtun!.child.kill('SIGHUP');
+    await waitFor(() => a.vxtun!.output.join('').includes('reload refused'), { timeoutMs: 5000, what: 'reload refused log line' });
+    expect(((await controlRequest(a.vxtun!.controlSocket, { cmd: 'routes' })) as unknown[]).length).toBe(2);
+    expect((await ping(a.pod, b.podIp)).code).toBe(0);
+    writeFileSync(a.vxtun!.configPath, original);
   });
 });

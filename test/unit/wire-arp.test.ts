@@ -2,15 +2,13 @@ import { describe, it, expect } from 'vitest';
 import { ARP_LEN, ArpField, ArpOp, ArpPacket, emitArp, type ArpRepr } from '../../src/wire/arp.js';
 import { WireError } from '../../src/wire/error.js';
 import { BROADCAST_MAC, EthernetFrame, EtherType, macFromString, macToString } from '../../src/wire/ethernet.js';
-import { Ipv4Packet, ipv4FromString, ipv4ToString } from '../../src/wire/ipv4.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { ipv4FromString, ipv4ToString } from '../../src/wire/ipv4.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
+import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
 // above each is tcpdump's decode of it.
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 /**
  * IP (tos 0x0, ttl 64, id 60761, offset 0, flags [none], proto UDP (17), length 78)
@@ -31,50 +29,6 @@ const ARP_REPLY = hex(`
   6a315ae6cf813e1b6ca9119208004500004e6a6b00004011840cc6120002c61200019c0b2118003a8c73080000000000
   01000a580af401000a580af40200080600010800060400020a580af402000af402070a580af401000af40100
 `);
-
-function ok<T>(v: T | WireError): T {
-  if (v instanceof WireError) throw new Error(`refused: ${v.reason}`);
-  return v;
-}
-
-/** Outer Ethernet → IPv4 → UDP 8472 → VXLAN (VNI 1) → inner Ethernet. */
-function decap(frame: Buffer): EthernetFrame {
-  const eth = ok(EthernetFrame.check(frame));
-  expect(eth.etherType).toBe(EtherType.IPV4);
-  const outer = ok(Ipv4Packet.check(frame, eth.payloadOffset, eth.payloadLength));
-  const udp = ok(UdpDatagram.check(frame, outer.payloadOffset, outer.payloadLength));
-  expect(udp.dstPort).toBe(VXLAN_PORT_LINUX);
-  const vx = ok(VxlanHeader.check(frame, udp.payloadOffset, udp.payloadLength));
-  expect(vx.validate()).toBeUndefined();
-  expect(vx.vni).toBe(1);
-  return ok(EthernetFrame.check(frame, vx.payloadOffset, vx.payloadLength));
-}
-
-/** mulberry32: a seeded generator, so a failing fuzz case reproduces. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Calls every getter and every argument-less method of a view. */
-function exercise(view: object): void {
-  for (const [name, d] of Object.entries(Object.getOwnPropertyDescriptors(Object.getPrototypeOf(view)))) {
-    if (name === 'constructor') continue;
-    if (d.get) d.get.call(view);
-    else if (typeof d.value === 'function' && d.value.length === 0) d.value.call(view);
-  }
-}
-
-function randomBytes(r: () => number, size: number): Buffer {
-  const b = Buffer.alloc(size);
-  for (let j = 0; j < size; j++) b[j] = Math.floor(r() * 256);
-  return b;
-}
 
 function arpOf(frame: Buffer): { eth: EthernetFrame; arp: ArpPacket } {
   const eth = decap(frame);

@@ -17,11 +17,11 @@ import {
 import { UdpDatagram } from '../../src/wire/udp.js';
 import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
 import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
+import { decapWithOuter, exercise, hex, ok, rng } from './wire-support.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
 // above each is tcpdump's decode of it.
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 /**
  * IP (tos 0x0, ttl 64, id 60762, offset 0, flags [none], proto UDP (17), length 134)
@@ -62,53 +62,15 @@ const TCP_SYN = hex(`
   a002fd5c19160000020405820402080afa883f22000000000103030a
 `);
 
-function ok<T>(v: T | WireError): T {
-  if (v instanceof WireError) throw new Error(`refused: ${v.reason}`);
-  return v;
-}
-
-/** Outer Ethernet → IPv4 → UDP 8472 → VXLAN → inner Ethernet. */
-function decap(frame: Buffer): { outer: Ipv4Packet; inner: EthernetFrame } {
-  const eth = ok(EthernetFrame.check(frame));
-  expect(eth.etherType).toBe(EtherType.IPV4);
-  const outer = ok(Ipv4Packet.check(frame, eth.payloadOffset, eth.payloadLength));
-  const udp = ok(UdpDatagram.check(frame, outer.payloadOffset, outer.payloadLength));
-  expect(udp.dstPort).toBe(VXLAN_PORT_LINUX);
-  const vx = ok(VxlanHeader.check(frame, udp.payloadOffset, udp.payloadLength));
-  expect(vx.validate()).toBeUndefined();
-  expect(vx.vni).toBe(1);
-  return { outer, inner: ok(EthernetFrame.check(frame, vx.payloadOffset, vx.payloadLength)) };
-}
-
 function innerIpv4(frame: Buffer): Ipv4Packet {
-  const { inner } = decap(frame);
+  const { inner } = decapWithOuter(frame);
   expect(inner.etherType).toBe(EtherType.IPV4);
   return ok(Ipv4Packet.check(frame, inner.payloadOffset, inner.payloadLength));
 }
 
-/** mulberry32: a seeded generator, so a failing fuzz case reproduces. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Calls every getter and every argument-less method of a view. */
-function exercise(view: object): void {
-  for (const [name, d] of Object.entries(Object.getOwnPropertyDescriptors(Object.getPrototypeOf(view)))) {
-    if (name === 'constructor') continue;
-    if (d.get) d.get.call(view);
-    else if (typeof d.value === 'function' && d.value.length === 0) d.value.call(view);
-  }
-}
-
 describe('Ipv4Packet on kernel-captured packets', () => {
   it('decodes the outer header as tcpdump does', () => {
-    const { outer } = decap(ICMP_ECHO_REQUEST);
+    const { outer } = decapWithOuter(ICMP_ECHO_REQUEST);
     expect(outer.version).toBe(4);
     expect(outer.headerLength).toBe(20);
     expect(outer.dscpEcn).toBe(0);
@@ -173,7 +135,7 @@ describe('Ipv4Packet on kernel-captured packets', () => {
 
   it('parse() then emitIpv4() reproduces every captured header byte (poisoned buffer)', () => {
     for (const frame of [ICMP_ECHO_REQUEST, ICMP_PORT_UNREACHABLE, TCP_SYN]) {
-      const { outer } = decap(frame);
+      const { outer } = decapWithOuter(frame);
       for (const ip of [outer, innerIpv4(frame)]) {
         const out = Buffer.alloc(IPV4_MIN_HEADER_LEN + 8, 0xa5);
         expect(emitIpv4(ip.parse(), out, 4)).toBe(IPV4_MIN_HEADER_LEN);

@@ -1,8 +1,8 @@
 import { isIPv6 } from 'node:net';
 import { describe, it, expect } from 'vitest';
 import { WireError } from '../../src/wire/error.js';
-import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
-import { IpProtocol, Ipv4Packet } from '../../src/wire/ipv4.js';
+import { EtherType } from '../../src/wire/ethernet.js';
+import { IpProtocol } from '../../src/wire/ipv4.js';
 import {
   IPV6_HEADER_LEN,
   Ipv6Field,
@@ -13,14 +13,12 @@ import {
   ipv6ToString,
   isIpv6String,
 } from '../../src/wire/ipv6.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
+import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
 // above each is tcpdump's decode of it.
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 /**
  * IP (tos 0x0, ttl 64, id 60763, offset 0, flags [none], proto UDP (17), length 154)
@@ -68,50 +66,6 @@ const TCP6_SYN = hex(`
   01000a580af402000a580af4010086dd600de8a700280640fd000001000000000000000000000001fd00000200000000
   0000000000000001df78145201ecf64700000000a002ff32fa3400000204056e0402080ab73c9b9e000000000103030a
 `);
-
-function ok<T>(v: T | WireError): T {
-  if (v instanceof WireError) throw new Error(`refused: ${v.reason}`);
-  return v;
-}
-
-/** Outer Ethernet → IPv4 → UDP 8472 → VXLAN (VNI 1) → inner Ethernet. */
-function decap(frame: Buffer): EthernetFrame {
-  const eth = ok(EthernetFrame.check(frame));
-  expect(eth.etherType).toBe(EtherType.IPV4);
-  const outer = ok(Ipv4Packet.check(frame, eth.payloadOffset, eth.payloadLength));
-  const udp = ok(UdpDatagram.check(frame, outer.payloadOffset, outer.payloadLength));
-  expect(udp.dstPort).toBe(VXLAN_PORT_LINUX);
-  const vx = ok(VxlanHeader.check(frame, udp.payloadOffset, udp.payloadLength));
-  expect(vx.validate()).toBeUndefined();
-  expect(vx.vni).toBe(1);
-  return ok(EthernetFrame.check(frame, vx.payloadOffset, vx.payloadLength));
-}
-
-/** mulberry32: a seeded generator, so a failing fuzz case reproduces. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Calls every getter and every argument-less method of a view. */
-function exercise(view: object): void {
-  for (const [name, d] of Object.entries(Object.getOwnPropertyDescriptors(Object.getPrototypeOf(view)))) {
-    if (name === 'constructor') continue;
-    if (d.get) d.get.call(view);
-    else if (typeof d.value === 'function' && d.value.length === 0) d.value.call(view);
-  }
-}
-
-function randomBytes(r: () => number, size: number): Buffer {
-  const b = Buffer.alloc(size);
-  for (let j = 0; j < size; j++) b[j] = Math.floor(r() * 256);
-  return b;
-}
 
 function innerIpv6(frame: Buffer): Ipv6Packet {
   const inner = decap(frame);
