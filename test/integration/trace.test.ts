@@ -129,10 +129,13 @@ describe('vxtun trace across two nodes', () => {
     expect(zh.out()).toContain('UDP接收');
   });
 
-  it('refuses a bad filter with one line naming the flag and value (exit 2)', async () => {
+  it('refuses a bad filter with one line naming the flag and value (exit 2), and a missing node with exit 1', async () => {
     const r = await run([process.execPath, cliPath, 'trace', '--socket', cluster.node(1).vxtun!.controlSocket, '--subnet', '10.244.1.5/24']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe('vxtun: --subnet: "10.244.1.5/24": host bits set (network is 10.244.1.0/24)');
+    const gone = await run([process.execPath, cliPath, 'trace', '--socket', join(tmp, 'no-such.sock')]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr.trim()).toBe(`vxtun: control socket ${join(tmp, 'no-such.sock')}: ENOENT`);
   });
 
   it('--pcap writes a pcapng that tshark decodes: VXLAN VNI, inner addresses, point and verdict comments', async () => {
