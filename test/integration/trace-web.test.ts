@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { Topology, waitFor } from '../../src/lab/netns.js';
 import { Cluster, cliPath } from '../../src/lab/cluster.js';
-import { requirePrerequisites, repoRoot } from './support.js';
+import { requirePrerequisites, repoRoot, toolsDir } from './support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const artifacts = join(repoRoot, 'test-artifacts');
@@ -106,6 +106,19 @@ describe('vxtun trace --web in headless Chromium', () => {
     await page.locator('#detail .layer[data-layer="VXLAN"] tr.field', { has: page.locator('td:text-is("VNI")') }).hover();
     expect(await page.locator('#hex span.hl').allTextContents()).toEqual(['00', '00', '01']);
     expect(await page.locator('#hex span').count()).toBe(134);
+
+    // a datagram with the wrong VNI, sent at node 1 from node 2's address: a red row naming the reason
+    const bad = Buffer.concat([
+      Buffer.from([0x08, 0, 0, 0, 0, 0, 7, 0]),
+      Buffer.from(a.vtepMac.replace(/:/g, '') + b.vtepMac.replace(/:/g, '') + '0800', 'hex'),
+      Buffer.from('4500001c00010000400100000af402090af4010208000000abcd0001', 'hex'),
+    ]);
+    await b.ns.execOk([process.execPath, `${toolsDir}udp-send.mjs`, a.publicIp, '8472', bad.toString('hex')]);
+    const dropRow = page.locator('.packet.drop', { hasText: 'wrong-vni' }).first();
+    await dropRow.waitFor({ timeout: 10_000 });
+    expect(await dropRow.textContent()).toContain("dropped: wrong-vni — VNI 7 is not this node's VNI 1");
+    expect(await dropRow.evaluate((e) => getComputedStyle(e).color)).toBe('rgb(248, 81, 73)');
+    await row.click();
 
     mkdirSync(artifacts, { recursive: true });
     const shot = join(artifacts, 'trace-web.png');
