@@ -54,6 +54,7 @@ program
   .option('--bind <address>', 'address of the web view', '127.0.0.1')
   .option('--count <n>', 'stop after this many journeys')
   .option('--duration <seconds>', 'stop after this long')
+  .option('--max-rate <n>', 'journeys per second each node sends at most; past it whole batches go untraced (counted) so the dataplane keeps its speed (default 2000)')
   .action(async (o: TraceCliOptions) => {
     process.exitCode = await runTrace(o);
   });

@@ -27,6 +27,7 @@ export interface TraceCliOptions {
   bind: string;
   count?: string;
   duration?: string;
+  maxRate?: string;
 }
 
 function usage(message: string): number {
@@ -55,6 +56,8 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   if (count !== undefined && (!Number.isInteger(count) || count < 1)) return usage(`--count: "${o.count}" is not a positive integer`);
   const duration = o.duration !== undefined ? Number(o.duration) : undefined;
   if (duration !== undefined && !(duration > 0)) return usage(`--duration: "${o.duration}" is not a positive number of seconds`);
+  const maxRate = o.maxRate !== undefined ? Number(o.maxRate) : undefined;
+  if (maxRate !== undefined && (!Number.isInteger(maxRate) || maxRate < 1)) return usage(`--max-rate: "${o.maxRate}" is not a positive whole number of journeys per second`);
   const webPort = Number(o.webPort);
   if (!Number.isInteger(webPort) || webPort < 0 || webPort > 65535) return usage(`--web-port: "${o.webPort}" is not a port number`);
 
@@ -79,7 +82,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
 
   let session: TraceSession;
   try {
-    session = await TraceSession.connect({ sockets, filter, bytes: o.pcap !== undefined || o.web === true, onItem });
+    session = await TraceSession.connect({ sockets, filter, bytes: o.pcap !== undefined || o.web === true, ...(maxRate !== undefined ? { maxRate } : {}), onItem });
   } catch (err) {
     process.stderr.write(`vxtun: ${(err as Error).message}\n`);
     return 1;

@@ -63,6 +63,8 @@ export interface TraceSessionOptions {
   sockets: string[];
   filter?: TraceFilter;
   bytes?: boolean;
+  /** Journeys per second each node sends at most (its default when unset). */
+  maxRate?: number;
   onItem: (item: TraceItem) => void;
   /** A node went away (the session ends when all have). */
   onEnd?: (socket: string, err?: Error) => void;
@@ -99,7 +101,7 @@ export class TraceSession {
       let hello = false;
       controlStream(
         socket,
-        { cmd: 'trace', filter: this.opts.filter ?? {}, bytes: this.opts.bytes === true },
+        { cmd: 'trace', filter: this.opts.filter ?? {}, bytes: this.opts.bytes === true, ...(this.opts.maxRate !== undefined ? { maxRate: this.opts.maxRate } : {}) },
         (v) => {
           const value = v as { hello?: NodeInfo; error?: string } & Journey;
           if (!hello) {

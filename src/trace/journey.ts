@@ -63,6 +63,8 @@ export interface Journey {
    * by the sender and the receiver has the same value, which is how a trace follows it across nodes.
    */
   wire?: string;
+  /** Packets left untraced just before this one because the journey budget was spent (or the client was slow). */
+  untraced?: number;
 }
 
 const now = (): number => performance.timeOrigin + performance.now();
@@ -77,7 +79,11 @@ export interface CollectorOptions {
   bytes?: boolean;
   /** Called on the next turn with the journeys of this one that passed the filter. */
   emit: (j: Journey) => void;
+  /** Journeys per second at most (default 2000); past it whole batches go unwatched and are counted. */
+  maxJourneysPerSecond?: number;
 }
+
+export const DEFAULT_MAX_JOURNEYS_PER_SECOND = 2000;
 
 let nextId = 1;
 
@@ -88,6 +94,12 @@ export class JourneyCollector {
   private order: Journey[] = [];
   private last: Journey | undefined;
   private scheduled = false;
+  private turnStarted = false;
+  private muted = false;
+  private windowStart = 0;
+  private windowCount = 0;
+  /** Packets not traced because the budget was spent; reported with the next journey. */
+  private skipped = 0;
   private anon = 0;
 
   constructor(
@@ -95,13 +107,40 @@ export class JourneyCollector {
     private readonly opts: CollectorOptions,
   ) {
     const inner = opts.filter ? compileInnerFilter(opts.filter) : undefined;
-    this.observer = inner
+    const keep: Observer = inner
       ? (o) => {
           // An answer belongs to the packet that caused it, which already passed (or not).
           if (o.point === 'answer' ? this.last !== undefined : inner(o)) this.add(o);
           else if (o.point !== 'answer') this.last = undefined;
         }
       : (o) => this.add(o);
+    const max = opts.maxJourneysPerSecond ?? DEFAULT_MAX_JOURNEYS_PER_SECOND;
+    // Watching must not take the dataplane down: past the budget, whole batches go unwatched
+    // (a batch is one synchronous engine call, so no packet is ever traced half-way).
+    this.observer = (o) => {
+      if (this.muted) {
+        if (o.point === 'tun-read' || o.point === 'udp-recv') this.skipped++;
+        return;
+      }
+      if (!this.scheduled && !this.turnStarted) {
+        this.turnStarted = true;
+        setImmediate(() => {
+          this.turnStarted = false;
+          this.muted = false;
+        });
+        const now = Date.now();
+        if (now - this.windowStart >= 1000) {
+          this.windowStart = now;
+          this.windowCount = 0;
+        }
+        if (this.windowCount >= max) {
+          this.muted = true;
+          if (o.point === 'tun-read' || o.point === 'udp-recv') this.skipped++;
+          return;
+        }
+      }
+      keep(o);
+    };
   }
 
   private add(o: Observation): void {
@@ -161,6 +200,11 @@ export class JourneyCollector {
     this.last = undefined;
     for (const j of done) {
       if (this.opts.filter && !journeyMatches(this.opts.filter, j)) continue;
+      this.windowCount++;
+      if (this.skipped > 0) {
+        j.untraced = this.skipped;
+        this.skipped = 0;
+      }
       this.opts.emit(j);
     }
   }

@@ -144,9 +144,11 @@ function nodeBlock(j: Journey, L: Labels, color: boolean, indent: string): strin
 export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
   const L = labels(o.lang ?? 'en');
   const color = o.color ?? false;
+  const untraced = (item.kind === 'journey' ? item.journey.untraced ?? 0 : (item.sender.untraced ?? 0) + (item.receiver.untraced ?? 0));
+  const gap = untraced > 0 ? `${paint(color, C.yellow, `… ${untraced} packet(s) not traced (over the trace budget or the client was too slow)`)}\n` : '';
   if (item.kind === 'journey') {
     const j = item.journey;
-    return [paint(color, C.bold, summaryLine(j, o)), ...nodeBlock(j, L, color, '  ')].join('\n');
+    return gap + [paint(color, C.bold, summaryLine(j, o)), ...nodeBlock(j, L, color, '  ')].join('\n');
   }
   const { sender: s, receiver: r } = item;
   const send = find(s, 'udp-send');
@@ -159,6 +161,7 @@ export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
   ].join(' · ');
   const latency = send && recv ? ` · ${(recv.t - send.t).toFixed(3)} ms` : '';
   const lines = [
+    ...(gap ? [gap.trimEnd()] : []),
     paint(color, C.bold, `━━ ${head}`),
     ...nodeBlock(s, L, color, '  '),
     `  ${paint(color, C.yellow, `${padLabel(L.underlay, 10)} UDP ${send?.local?.address}:${send?.local?.port} → ${recv?.local?.address}:${recv?.local?.port} · ${(send?.length ?? 0) + OUTER_IPV4_UDP} B · wire ${item.wire}${latency}`)}`,

@@ -16,7 +16,7 @@ import { emitIpv4, ipv4FromString } from '../../src/wire/ipv4.js';
 import { emitIcmpv4 } from '../../src/wire/icmpv4.js';
 import { macFromString } from '../../src/wire/ethernet.js';
 import { TraceHub } from '../../src/trace/server.js';
-import type { Journey, NodeInfo } from '../../src/trace/journey.js';
+import { JourneyCollector, type Journey, type NodeInfo } from '../../src/trace/journey.js';
 import { validateFilter, type TraceFilter } from '../../src/trace/filter.js';
 import { Stitcher } from '../../src/trace/client.js';
 import { formatItem, summaryLine, type TraceItem } from '../../src/trace/printer.js';
@@ -174,6 +174,29 @@ describe('trace: journeys from the engine', () => {
     await tick();
     cases.forEach(([f, n], i) => expect(subs[i]!.journeys.length, JSON.stringify(f)).toBe(n));
     for (const s of subs) s.stop();
+  });
+
+  it('past its journey budget a trace leaves whole batches unwatched, and says how many packets it missed', async () => {
+    const { a } = twoNodes();
+    const journeys: Journey[] = [];
+    const collector = new JourneyCollector(info(A), { emit: (j) => journeys.push(j), maxJourneysPerSecond: 1 });
+    a.engine.setObserver(collector.observer);
+    const send = async (seq: number): Promise<void> => {
+      a.tun.inject(echo('10.244.1.2', '10.244.2.2', seq));
+      for (let i = 0; i < 10; i++) await tick();
+    };
+    await send(1);
+    await send(2);
+    await send(3);
+    expect(journeys.map((j) => j.inner?.icmpSeq)).toEqual([1]);
+    await new Promise((r) => setTimeout(r, 1050));
+    await send(4);
+    expect(journeys.map((j) => j.inner?.icmpSeq)).toEqual([1, 4]);
+    expect(journeys[1]!.untraced).toBe(2);
+    expect(journeys[1]!.events.map((e) => e.point)).toEqual(['tun-read', 'classify', 'encap', 'udp-send']);
+    expect(formatItem({ kind: 'journey', journey: journeys[1]! }).split('\n')[0]).toBe('… 2 packet(s) not traced (over the trace budget or the client was too slow)');
+    expect(a.engine.counters.txPackets).toBe(4); // the dataplane itself missed nothing
+    a.engine.setObserver(undefined);
   });
 
   it('refuses bad filters with the field and value named', () => {
