@@ -9,9 +9,8 @@ import { ipv4FromString, isIpv4String } from '../wire/ipv4.js';
 import { ipv6FromString, isIpv6String } from '../wire/ipv6.js';
 import { isMacString } from '../wire/ethernet.js';
 import { DropReason, Answer } from '../engine/counters.js';
-import { locateInner } from './packet.js';
+import { locateInner, observationStartsWithVxlan } from './packet.js';
 import type { Observation } from './observe.js';
-import { observationStartsWithVxlan } from './packet.js';
 
 export interface TraceFilter {
   /** Inner source or destination address. */
