@@ -6,6 +6,8 @@
  *     `if (false)` (what the engine would cost without any observation points) — the baseline
  *   - no observer (the state of every node nobody traces): the question is whether this is
  *     within noise of the baseline
+ *   - no observer, but a second copy of the engine module loaded like the baseline: a control
+ *     for what loading a copy alone does to the figures
  *   - a trace attached whose filter matches nothing (`--host 10.9.9.9`: the per-observation
  *     byte test runs, nothing is decoded or copied)
  *   - a trace attached that keeps every journey (the price of watching everything; for scale)
@@ -38,8 +40,16 @@ const source = readFileSync(engineJs, 'utf8')
   .replace(/const obs = this\.observer;/g, 'const obs = undefined;');
 if (stripped === 0) throw new Error('found no observation points to compile out in engine.js: update this benchmark');
 writeFileSync(strippedJs, source);
-process.on('exit', () => rmSync(strippedJs, { force: true }));
+// A control: an unmodified second copy, loaded the same way. If it differs from the original as
+// much as the stripped copy does, the difference is the copy (JIT feedback), not the observation points.
+const copyJs = engineJs.replace(/engine\.js$/, 'engine.copy-bench.js');
+writeFileSync(copyJs, readFileSync(engineJs));
+process.on('exit', () => {
+  rmSync(strippedJs, { force: true });
+  rmSync(copyJs, { force: true });
+});
 const { Engine: UnobservedEngine } = (await import(strippedJs)) as { Engine: typeof Engine };
+const { Engine: CopiedEngine } = (await import(copyJs)) as { Engine: typeof Engine };
 
 const BATCH = 64;
 const PAYLOAD = 1372; // inner IPv4 + UDP + 1372 = 1400 bytes
@@ -92,6 +102,7 @@ function iteration(e: Engine): void {
 
 const node = () => ({ device: 'bench0', publicIp: '198.18.0.1', port: 8472, vni: 1, vtepMac: '0a:58:0a:f4:01:00', subnet: '10.244.1.0/24' });
 const baseline = makeEngine(UnobservedEngine);
+const copied = makeEngine(CopiedEngine);
 const plain = makeEngine();
 const filtered = makeEngine();
 new TraceHub(filtered, node).subscribe({ filter: { host: '10.9.9.9' } }, () => {
@@ -109,6 +120,7 @@ const rounds: Result[][] = [];
 const cases = [
   ['observation points compiled out', () => iteration(baseline)],
   ['no observer', () => iteration(plain)],
+  ['no observer, second copy of the module', () => iteration(copied)],
   ['trace attached, filtered out', () => iteration(filtered)],
   [
     'trace attached, keeps every journey',
