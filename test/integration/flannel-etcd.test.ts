@@ -124,19 +124,34 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
     expect(r.code, r.out).toBe(0);
   });
 
-  it.runIf(api === 'v3')('a kernel VXLAN node programmed from the registry as flanneld does exchanges traffic with vxtun both ways', async () => {
+  async function putLease(key: string, value: string): Promise<void> {
+    if (api === 'v3') await lab.etcd.etcdctl(['put', key, value]);
+    else await lab.etcd.etcdctl(['set', key, value], true, 'v2');
+  }
+
+  /** Every lease as [key, value], read the way flanneld of that API reads them. */
+  async function listLeases(): Promise<Array<[string, string]>> {
+    if (api === 'v3') {
+      const lines = (await lab.etcd.etcdctl(['get', '--prefix', `${PREFIX}/subnets/`])).stdout.trim().split('\n');
+      const out: Array<[string, string]> = [];
+      for (let k = 0; k + 1 < lines.length; k += 2) out.push([lines[k]!, lines[k + 1]!]);
+      return out;
+    }
+    const keys = (await lab.etcd.etcdctl(['ls', `${PREFIX}/subnets`], true, 'v2')).stdout.trim().split('\n');
+    return Promise.all(keys.map(async (k) => [k, (await lab.etcd.etcdctl(['get', k], true, 'v2')).stdout.trim()] as [string, string]));
+  }
+
+  it('a kernel VXLAN node programmed from the registry as flanneld does exchanges traffic with vxtun both ways', async () => {
     const ns = await lab.nodeNamespace(7);
     const subnet = '10.244.77.0/24';
     const vtepMac = '0a:58:0a:f4:4d:00';
     await createKernelFlannelNode(ns, { publicIp: '198.18.0.7', subnet, vtepMac });
     const kpod = await addPod(ns, { name: 'kpod', gatewayCidr: '10.244.77.1/24', podIp: '10.244.77.2/24' });
     // flanneld writes its lease ...
-    await lab.etcd.etcdctl(['put', leaseKey(subnet), JSON.stringify({ PublicIP: '198.18.0.7', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: vtepMac } })]);
+    await putLease(leaseKey(subnet), JSON.stringify({ PublicIP: '198.18.0.7', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: vtepMac } }));
     // ... and programs neighbour, FDB and route for every vxlan lease it reads
-    const listing = (await lab.etcd.etcdctl(['get', '--prefix', `${PREFIX}/subnets/`])).stdout.trim().split('\n');
-    for (let k = 0; k + 1 < listing.length; k += 2) {
-      const key = listing[k]!;
-      const v = JSON.parse(listing[k + 1]!);
+    for (const [key, text] of await listLeases()) {
+      const v = JSON.parse(text);
       if (key === leaseKey(subnet) || v.BackendType !== 'vxlan') continue;
       await addKernelPeer(ns, { subnet: key.split('/').pop()!.replace('-', '/'), publicIp: v.PublicIP, vtepMac: v.BackendData.VtepMAC });
     }
