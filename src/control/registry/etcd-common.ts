@@ -77,6 +77,9 @@ export function probeEndpoint(endpoint: string, material: EtcdTlsMaterial | unde
       const code = err.code ?? '';
       if (TRANSIENT_CODES.has(code)) {
         reject(new RegistryError(`cannot reach etcd at ${endpoint}: ${code}`, true, 'registry.endpoints'));
+      } else if (/ALERT/.test(code)) {
+        // The server's alert: it wants a client certificate it trusts (none, or signed by another CA).
+        reject(new RegistryError(`etcd at ${endpoint} refused our client certificate (${code})`, false, 'registry.tls.cert'));
       } else if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME/.test(code)) {
         reject(new RegistryError(`etcd at ${endpoint} presents a certificate the CA does not verify (${code})`, false, 'registry.tls.ca'));
       } else if (/alert|handshake|certificate/i.test(err.message)) {

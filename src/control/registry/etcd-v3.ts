@@ -32,6 +32,9 @@ export class EtcdV3Registry implements SubnetRegistry {
     const material = readTlsMaterial(settings.tls);
     await probeEndpoints(settings.endpoints, material);
     const timeout = settings.requestTimeoutMs ?? 5000;
+    // grpc-js sets the TLS server name to the endpoint even when it is an IP address (as etcd
+    // endpoints usually are), and Node warns about that on stderr: refusals must stay one line.
+    if (material) process.noDeprecation = true;
     const client = new Etcd3({
       hosts: settings.endpoints,
       ...(material ? { credentials: { rootCertificate: material.ca, ...(material.key ? { privateKey: material.key } : {}), ...(material.cert ? { certChain: material.cert } : {}) } } : {}),
