@@ -12,6 +12,11 @@ packages=(
   ethtool           # shows the kernel's offload defaults
   util-linux        # setpriv, unshare (tests of refusals)
   python3 make g++  # node-gyp builds the addon
+  etcd-server       # the flannel registry (3.4: v3 API, and v2 with --enable-v2)
+  etcd-client       # etcdctl: tests read and change leases as an operator would
+  containernetworking-plugins  # CNI bridge + host-local: pods from subnet.env
+  iptables          # --ip-masq: flannel's masquerade rules
+  openssl           # test certificates for etcd over TLS
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -9,7 +9,8 @@ export class StaticRegistry implements SubnetRegistry {
   readonly description = 'static (config file)';
   private readonly leases = new Map<string, { value: string; expiresAt: number }>();
   private readonly watchers = new Set<WatchHandlers>();
-  private revision = 0;
+  /** Every change, in order: the revision is its length, and a watch replays what came after its revision. */
+  private readonly history: LeaseEvent[] = [];
 
   constructor(
     private readonly networkConfig: string,
@@ -29,7 +30,7 @@ export class StaticRegistry implements SubnetRegistry {
 
   async listLeases(): Promise<{ leases: StoredLease[]; revision: string }> {
     this.expire();
-    return { leases: [...this.leases].map(([subnetKey, l]) => ({ subnetKey, value: l.value })), revision: String(this.revision) };
+    return { leases: [...this.leases].map(([subnetKey, l]) => ({ subnetKey, value: l.value })), revision: String(this.history.length) };
   }
 
   async createLease(subnetKey: string, value: string, ttlSeconds: number): Promise<'created' | 'exists'> {
@@ -58,12 +59,13 @@ export class StaticRegistry implements SubnetRegistry {
   }
 
   private emit(ev: LeaseEvent): void {
-    this.revision++;
+    this.history.push(ev);
     for (const w of this.watchers) queueMicrotask(() => w.onEvent(ev));
   }
 
-  watchLeases(_revision: string, handlers: WatchHandlers): LeaseWatch {
+  watchLeases(revision: string, handlers: WatchHandlers): LeaseWatch {
     this.watchers.add(handlers);
+    for (const ev of this.history.slice(Number(revision))) queueMicrotask(() => handlers.onEvent(ev));
     return { cancel: () => this.watchers.delete(handlers) };
   }
 
