@@ -128,6 +128,12 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     if (cfg.backend.type !== undefined && cfg.backend.type !== network.backend.type) {
       throw new ConfigError(`config: backend.type: "${cfg.backend.type}" but ${where} says Backend.Type "${network.backend.type}"`);
     }
+    for (const k of ['port', 'vni'] as const) {
+      const mine = cfg.backend[k];
+      if (mine !== undefined && mine !== network.backend[k]) {
+        throw new ConfigError(`config: backend.${k}: ${mine} but ${where} says Backend.${k === 'port' ? 'Port' : 'VNI'} ${network.backend[k]}`);
+      }
+    }
     const backend = network.backend;
     const leaseValue = encodeLeaseValue(cfg.publicIp, backend.type === 'vxlan' ? { type: 'vxlan', vni: backend.vni, vtepMac: cfg.backend.vtepMac } : { type: 'udp' });
     manager = new LeaseManager({

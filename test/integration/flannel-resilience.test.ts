@@ -47,8 +47,12 @@ describe('flannel registry: races, renewal, etcd outage', () => {
     const n = await lab.startReadyNode(6, 'v3', { registry: lab.registryConfig('v3', { prefix, leaseTtlSeconds: 5, renewMarginSeconds: 3 }) });
     try {
       const key = `${prefix}/subnets/${(await lab.info(n)).subnet.replace('/', '-')}`;
-      await sleep(8000); // well past the first TTL
+      const leaseCount = async (): Promise<number> => (await lab.etcd.etcdctl(['lease', 'list'])).stdout.split('\n').filter((l) => /^[0-9a-f]+$/.test(l.trim())).length;
+      const before = await leaseCount();
+      await sleep(8000); // well past the first TTL: three renewals
       expect((await lab.etcd.etcdctl(['get', key, '--print-value-only'])).stdout).toContain('198.18.0.6');
+      // each renewal moved the key onto a fresh etcd lease and revoked the old one
+      expect(await leaseCount()).toBe(before);
     } finally {
       await n.vxtun.stop();
     }

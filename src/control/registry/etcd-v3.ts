@@ -93,12 +93,15 @@ export class EtcdV3Registry implements SubnetRegistry {
     const key = this.subnetsPrefix + subnetKey;
     try {
       // As flanneld: a new etcd lease with the full TTL, the key moved onto it only if it still exists.
+      const before = (await this.client.get(key).exec()).kvs[0]?.lease;
       const lease = await this.grant(ttlSeconds);
       const res = await this.client.if(key, 'Create', '>', 0).then(this.client.put(key).value(value).lease(lease)).commit();
       if (!res.succeeded) {
         await this.client.leaseClient.leaseRevoke({ ID: lease }).catch(() => undefined);
         return 'missing';
       }
+      // The key has left its old etcd lease: revoke it rather than let one pile up per renewal.
+      if (before && before !== '0' && before !== lease) await this.client.leaseClient.leaseRevoke({ ID: before }).catch(() => undefined);
       return 'refreshed';
     } catch (err) {
       throw this.wrap(`refresh ${key}`, err);
