@@ -81,4 +81,19 @@ describe('flannel over etcd with TLS client certificates', () => {
       await nothingLeft();
     });
   }
+
+  it('an endpoint that does not answer is retried (no timeout set); SIGTERM during the retries exits 0, nothing left', async () => {
+    const ns = await lab.nodeNamespace(1);
+    const file = join(lab.dir, 'retrying.json');
+    writeFileSync(file, JSON.stringify({ publicIp: '198.18.0.1', registry: lab.registryConfig('v3', { endpoints: ['https://198.18.0.251:2379'] }), subnetEnv: join(lab.dir, 'refused.env'), controlSocket: join(lab.dir, 'refused.sock') }));
+    const child = ns.spawn([process.execPath, cliPath, 'up', '--config', file]);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const { waitFor } = await import('../../src/lab/netns.js');
+    await waitFor(() => out.includes('registry unreachable, retrying'), { timeoutMs: 15_000, what: 'a retry log line' });
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    await nothingLeft();
+  }, 30_000);
 });

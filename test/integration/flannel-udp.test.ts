@@ -6,6 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VxtunProcess } from '../../src/lab/cluster.js';
 import { capture, parseTcpdump } from '../../src/lab/netns.js';
 import { CNI_PATH, type CniPod } from '../../src/lab/cni.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
@@ -66,5 +68,32 @@ describe("flannel's udp backend", () => {
     expect(there.received).toEqual(there.sent);
     const back = await tcpTransfer(pods[1]!.ns, pods[0]!.ns, pods[0]!.ip, 4_000_000, 5402);
     expect(back.received).toEqual(back.sent);
+  });
+
+  it('static mode (peers in the file, no registry) speaks the same udp wire format', async () => {
+    const mk = async (i: number, peer: number): Promise<LabNode> => {
+      const ns = await lab.nodeNamespace(i);
+      const config = {
+        publicIp: `198.18.0.${i}`,
+        network: '10.244.0.0/16',
+        subnet: `10.244.${i}.0/24`,
+        backend: { type: 'udp', port: 8285 },
+        peers: [{ subnet: `10.244.${peer}.0/24`, publicIp: `198.18.0.${peer}` }],
+        subnetEnv: join(lab.dir, `static${i}.env`),
+      };
+      const vxtun = VxtunProcess.start(ns, config, lab.dir);
+      await vxtun.ready();
+      return { index: i, ns, publicIp: config.publicIp, subnetEnv: config.subnetEnv, vxtun, config };
+    };
+    const a = await mk(13, 14);
+    nodes.push(a);
+    const b = await mk(14, 13);
+    nodes.push(b);
+    const pa = await lab.addPod(a);
+    const pb = await lab.addPod(b);
+    expect(pa.ip.startsWith('10.244.13.')).toBe(true);
+    const r = await ping(pa.ns, pb.ip);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/ttl=60/);
   });
 });
