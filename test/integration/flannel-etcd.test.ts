@@ -98,6 +98,23 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
     else await lab.etcd.etcdctl(['rm', leaseKey(udpSubnet)], true, 'v2');
   });
 
+  it('a changed lease moves its route; an expiring lease leaves the route tables when its TTL runs out', async () => {
+    const subnet = '10.244.210.0/24';
+    const lease = (ip: string): string => JSON.stringify({ PublicIP: ip, PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:58:0a:f4:d2:00' } });
+    if (api === 'v3') {
+      const id = /lease ([0-9a-f]+) granted/.exec((await lab.etcd.etcdctl(['lease', 'grant', '3'])).stdout)![1]!;
+      await lab.etcd.etcdctl(['put', `--lease=${id}`, leaseKey(subnet), lease('198.18.0.21')]);
+    } else {
+      await lab.etcd.etcdctl(['set', leaseKey(subnet), lease('198.18.0.21'), '--ttl', '3'], true, 'v2');
+    }
+    await Promise.all(nodes.map((n) => lab.waitRoute(n, subnet, true)));
+    if (api === 'v3') await lab.etcd.etcdctl(['put', '--ignore-lease', leaseKey(subnet), lease('198.18.0.22')]);
+    else await lab.etcd.etcdctl(['set', leaseKey(subnet), lease('198.18.0.22'), '--ttl', '3'], true, 'v2');
+    await waitFor(async () => (await lab.routes(nodes[0]!)).some((r) => r.subnet === subnet && r.publicIp === '198.18.0.22'), { timeoutMs: 5000, intervalMs: 100, what: 'route moved to the new PublicIP' });
+    // nobody renews it: etcd expires it after 3 s (v2 reports "expire", v3 a delete when the lease ends)
+    await Promise.all(nodes.map((n) => lab.waitRoute(n, subnet, false, 10_000)));
+  });
+
   it("a node whose own lease is deleted takes it again within 5 s (same subnet), and traffic resumes", async () => {
     const key = leaseKey(subnets[2]!);
     if (api === 'v3') await lab.etcd.etcdctl(['del', key]);
