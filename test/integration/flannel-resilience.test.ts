@@ -82,4 +82,23 @@ describe('flannel registry: races, renewal, etcd outage', () => {
     await lab.etcd.etcdctl(['put', `${PREFIX}/subnets/10.244.222.0-24`, JSON.stringify({ PublicIP: '198.18.0.9', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:58:0a:f4:de:00' } })]);
     await Promise.all(nodes.map((n) => lab.waitRoute(n, '10.244.222.0/24', true)));
   }, 120_000);
+
+  it('etcd v2: a short outage — forwarding continues, the v2 watch comes back and sees new leases', async () => {
+    const prefix = '/v2outage/network';
+    await lab.putNetworkConfig({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }, 'v2', prefix);
+    const extra = { registry: lab.registryConfig('v2', { prefix }) };
+    const a = await lab.startReadyNode(7, 'v2', extra);
+    const b = await lab.startReadyNode(8, 'v2', extra);
+    nodes.push(a, b);
+    const pa = await lab.addPod(a);
+    const pb = await lab.addPod(b);
+    expect((await ping(pa.ns, pb.ip)).code).toBe(0);
+    await lab.etcd.stop();
+    await sleep(4000);
+    expect((await ping(pa.ns, pb.ip, ['-c', '1'])).code).toBe(0);
+    await lab.etcd.start();
+    const value = JSON.stringify({ PublicIP: '198.18.0.9', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '0a:58:0a:f4:df:00' } });
+    await lab.etcd.etcdctl(['set', `${prefix}/subnets/10.244.223.0-24`, value], true, 'v2');
+    await Promise.all([a, b].map((n) => lab.waitRoute(n, '10.244.223.0/24', true, 15_000)));
+  }, 60_000);
 });
