@@ -105,8 +105,12 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         continue; // vanished between list and refresh: look again
       }
       const preferred = this.ownSubnet ?? this.opts.preferredSubnet;
-      const candidate =
-        preferred && !taken.some((t) => t.addr === preferred.addr && t.prefixLen === preferred.prefixLen) ? preferred : pickFreeSubnet(network, taken);
+      const preferredFree = preferred !== undefined && !taken.some((t) => t.addr === preferred.addr && t.prefixLen === preferred.prefixLen);
+      if (this.ownSubnet && !preferredFree) {
+        // Checked before creating anything: a second lease of ours would be an orphan.
+        throw new RegistryError(`our lease ${cidrToString(this.ownSubnet)} is gone and another node holds it now`, false);
+      }
+      const candidate = preferredFree ? preferred : pickFreeSubnet(network, taken);
       if (!candidate) throw new RegistryError(`no free /${network.subnetLen} left in ${cidrToString(network.network)}`, false);
       if ((await registry.createLease(subnetKey(candidate), leaseValue, this.ttl)) === 'created') return this.took(candidate, 'created');
       this.opts.log.info({ subnet: cidrToString(candidate) }, 'another node took that subnet first; trying again');

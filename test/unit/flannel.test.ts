@@ -116,6 +116,25 @@ describe('LeaseManager over the in-process registry', () => {
   });
 });
 
+describe('LeaseManager: own subnet taken by another node', () => {
+  it('stops with a fatal error instead of moving to another subnet under running pods', async () => {
+    const network = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}', 'cfg');
+    const v = (ip: string): string => encodeLeaseValue(ip, { type: 'vxlan', vni: 1, vtepMac: macFromString('0a:00:00:00:00:02') });
+    const registry = new StaticRegistry('');
+    const m = new LeaseManager({ registry, network, publicIp: '198.18.0.1', leaseValue: v('198.18.0.1'), preferredSubnet: cidr('10.244.9.0/24'), log });
+    expect(cidrToString(await m.acquire())).toBe('10.244.9.0/24');
+    const fatal = new Promise<Error>((resolve) => m.once('fatal', resolve));
+    m.start();
+    await new Promise((r) => setTimeout(r, 10));
+    registry.remove('10.244.9.0-24');
+    await registry.createLease('10.244.9.0-24', v('198.18.0.2'), 60); // before our watch hears of the delete
+    expect((await fatal).message).toContain('10.244.9.0/24 is gone and another node holds it now');
+    // and no second lease of ours was left behind
+    expect((await registry.listLeases()).leases).toEqual([{ subnetKey: '10.244.9.0-24', value: v('198.18.0.2') }]);
+    await m.stop();
+  });
+});
+
 describe('FlannelUdpEngine', () => {
   function packet(dst: string, ttl: number): Buffer {
     const b = Buffer.alloc(28);
