@@ -29,7 +29,8 @@ export interface NodeInfo {
 
 export class FlannelLab {
   readonly topology = new Topology();
-  readonly dir = mkdtempSync(join(tmpdir(), 'vxtun-flannel-'));
+  /** Made in init(), so a suite filtered out (vitest -t) leaves no directory behind. */
+  dir = '';
   underlay!: Underlay;
   etcd!: EtcdServer;
   tls: EtcdTls | undefined;
@@ -37,6 +38,7 @@ export class FlannelLab {
   private pods = 0;
 
   async init(opts: { tls?: boolean } = {}): Promise<void> {
+    this.dir = mkdtempSync(join(tmpdir(), 'vxtun-flannel-'));
     this.underlay = await Underlay.create(this.topology);
     const ens = await this.topology.netns('etcd');
     await this.underlay.attach(ens, ETCD_IP);
@@ -116,6 +118,6 @@ export class FlannelLab {
     await Promise.all(nodes.map((n) => n.vxtun.stop()));
     await this.etcd?.stop();
     await this.topology.destroy();
-    rmSync(this.dir, { recursive: true, force: true });
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
 }
