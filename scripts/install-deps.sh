@@ -12,8 +12,12 @@ packages=(
   ethtool           # shows the kernel's offload defaults
   util-linux        # setpriv, unshare (tests of refusals)
   chromium          # headless browser for the vxtun trace --web test (driven by playwright-core)
-  containernetworking-plugins  # CNI bridge + host-local: pods of vxtun lab up
+  containernetworking-plugins  # CNI bridge + host-local: pods from subnet.env (lab up, flannel tests)
   python3 make g++  # node-gyp builds the addon
+  etcd-server       # the flannel registry (3.4: v3 API, and v2 with --enable-v2)
+  etcd-client       # etcdctl: tests read and change leases as an operator would
+  iptables          # --ip-masq: flannel's masquerade rules
+  openssl           # test certificates for etcd over TLS
 )
 
 if [ "$(id -u)" -ne 0 ]; then

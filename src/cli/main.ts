@@ -20,7 +20,8 @@ program
   .requiredOption('-c, --config <file>', 'node config (JSON)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .addOption(new Option('--datapath <kind>', 'packet path: the best available, or the pure-TypeScript reference').choices(['auto', 'ts']).default('auto'))
-  .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'ts' }) => {
+  .option('--ip-masq', "install flannel's masquerade rules for pod traffic leaving the network (removed on exit)")
+  .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'ts'; ipMasq?: boolean }) => {
     process.exitCode = await runUp(o);
   });
 

@@ -15,12 +15,16 @@ import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
 import type { TunDevice } from '../tun/device.js';
 import { TraceHub } from '../trace/server.js';
+import { loadFlannelNodeConfig } from '../control/flannel-node-config.js';
+import { runFlannelUp } from './up-flannel.js';
 
 export interface UpOptions {
   config: string;
   logLevel: string;
   /** 'auto' picks the fastest path available; 'ts' forces the pure-TypeScript reference path. */
   datapath?: 'auto' | 'ts';
+  /** flanneld's --ip-masq: masquerade pod traffic leaving the network (rules removed on exit). */
+  ipMasq?: boolean;
 }
 
 export function peerRoutes(cfg: NodeConfig): Route[] {
@@ -56,6 +60,9 @@ export async function runUp(opts: UpOptions): Promise<number> {
   let cfg: NodeConfig;
   let plan: Plan;
   try {
+    // A node joining a flannel network (registry, udp backend, subnet.env, --ip-masq): up-flannel.ts.
+    const flannel = loadFlannelNodeConfig(opts.config, { ipMasq: opts.ipMasq ?? false });
+    if (flannel) return await runFlannelUp(flannel, { logLevel: opts.logLevel });
     requireRoot();
     cfg = loadConfig(opts.config);
     plan = preflight(cfg);
