@@ -11,6 +11,7 @@ packages=(
   tshark            # decodes VXLAN from those captures
   ethtool           # shows the kernel's offload defaults
   util-linux        # setpriv, unshare (tests of refusals)
+  chromium          # headless browser the tests render the bench report in (playwright-core drives it)
   python3 make g++  # node-gyp builds the addon
 )
 

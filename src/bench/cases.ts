@@ -10,6 +10,8 @@ export interface BuiltCase {
   client: Netns;
   server: Netns;
   serverIp: string;
+  /** Names of the namespaces this case made start with this (`<prefix>-*`). */
+  namespacePrefix: string;
   /** vxtun processes carrying the traffic (CPU and RSS are theirs). */
   dataplane: { role: string; pid: number }[];
   /** What each vxtun node reported as its datapath. */
@@ -72,7 +74,7 @@ async function clusterCase(opts: ClusterCaseOptions, say: (line: string) => void
     dataplane.push({ role: `vxtun node ${n.index}`, pid: n.vxtun.child.pid! });
     datapaths.push(await reportedDatapath(n.vxtun));
   }
-  return { client: a.pod, server: b.pod, serverIp: b.podIp, dataplane, datapaths, destroy: () => cluster.destroy() };
+  return { client: a.pod, server: b.pod, serverIp: b.podIp, namespacePrefix: topology.prefix, dataplane, datapaths, destroy: () => cluster.destroy() };
 }
 
 export const BENCH_CASES: BenchCase[] = [
@@ -94,7 +96,7 @@ export const BENCH_CASES: BenchCase[] = [
         const n2 = await topology.netns('n2');
         await ul.attach(n1, '198.18.0.1');
         await ul.attach(n2, '198.18.0.2');
-        return { client: n1, server: n2, serverIp: '198.18.0.2', dataplane: [], datapaths: [], destroy: () => topology.destroy() };
+        return { client: n1, server: n2, serverIp: '198.18.0.2', namespacePrefix: topology.prefix, dataplane: [], datapaths: [], destroy: () => topology.destroy() };
       } catch (err) {
         await topology.destroy().catch(() => {});
         throw err;

@@ -19,7 +19,8 @@ export function ratioText(r: number | null): string {
 
 export function rangeText(s: Stat): string {
   if (s.min === null || s.max === null) return '';
-  return s.n > 1 ? `${num(s.min)}–${num(s.max)}` : '(1 run)';
+  // One run has no spread to show; the header says how many runs there were.
+  return s.n > 1 ? `${num(s.min)}–${num(s.max)}` : '';
 }
 
 /** Why a cell has no number: the case did not run, or the metric does not apply. */

@@ -23,7 +23,7 @@ function pinned(cmd: string[], cpus: string | undefined): string[] {
 
 /** Starts `iperf3 -s` bound to `ip` inside `ns`; resolves once it listens. Killed with its topology. */
 export async function startIperfServer(ns: Netns, ip: string, pin?: Pinning): Promise<ChildProcess> {
-  const child = ns.spawn(pinned(['iperf3', '-s', '-B', ip, '-p', String(IPERF_PORT)], pin?.server));
+  const child = ns.spawn(pinned(['iperf3', '-s', '--forceflush', '-B', ip, '-p', String(IPERF_PORT)], pin?.server));
   await waitForOutput(child, /Server listening/, { timeoutMs: 10_000 });
   return child;
 }

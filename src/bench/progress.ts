@@ -62,6 +62,11 @@ export class Progress {
     this.perCase = this.finished.reduce((a, b) => a + b, 0) / this.finished.length;
   }
 
+  /** A plain line worth keeping in logs (not on a terminal, where the live line says enough). */
+  info(text: string): void {
+    if (!this.tty) this.line(`  ${text}`);
+  }
+
   /** Something worth keeping (a failure, an unsupported case): always its own line. */
   note(text: string): void {
     this.line(`  ! ${text}`);

@@ -28,7 +28,7 @@ function esc(s: string): string {
 
 const W = 640;
 const H = 340;
-const M = { left: 64, right: 160, top: 30, bottom: 48 };
+const M = { left: 64, right: 180, top: 30, bottom: 48 };
 const PW = W - M.left - M.right;
 const PH = H - M.top - M.bottom;
 
@@ -50,8 +50,10 @@ function legend(series: Series[], missing: { id: string; why: string }[]): strin
     (s, i) => `<g transform="translate(${W - M.right + 12},${M.top + 4 + i * 18})"><rect width="12" height="12" fill="${s.color}"/><text x="18" y="10">${esc(s.id)}</text></g>`,
   );
   const off = series.length;
+  // Cases with no figures stay in the legend, saying why (two lines: the reason is long).
   const gone = missing.map(
-    (m, i) => `<g transform="translate(${W - M.right + 12},${M.top + 4 + (off + i) * 18})"><rect width="12" height="12" fill="none" stroke="#999" stroke-dasharray="2,2"/><text x="18" y="10" fill="#777">${esc(m.id)}: ${esc(m.why)}</text></g>`,
+    (m, i) =>
+      `<g class="missing" data-series="${esc(m.id)}" transform="translate(${W - M.right + 12},${M.top + 4 + off * 18 + i * 32})"><rect width="12" height="12" fill="none" stroke="#999" stroke-dasharray="2,2"/><text x="18" y="10" fill="#777">${esc(m.id)}:<tspan x="18" dy="13">${esc(m.why)}</tspan></text></g>`,
   );
   return items.join('') + gone.join('');
 }
@@ -118,7 +120,7 @@ function cdfChart(chartId: string, title: string, series: { id: string; color: s
   const y = (f: number): number => M.top + PH - f * PH;
   const xTicks: { label: string; x: number }[] = [];
   for (let e = lmin; e <= lmax; e++) xTicks.push({ label: `${num(10 ** e)}`, x: x(10 ** e) });
-  const yTicks = [0, 0.5, 0.9, 0.99, 1].map((f) => ({ v: f, y: y(f) }));
+  const yTicks = [0, 0.25, 0.5, 0.75, 1].map((f) => ({ v: f, y: y(f) }));
   const body = series
     .map((s) => {
       const sorted = [...s.samples].sort((a, b) => a - b);

@@ -115,6 +115,7 @@ async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin:
     progress.note(`${bc.id}: ${err instanceof UnsupportedCase ? reason : `failed to build: ${reason}`}`);
     return emptyCase(bc, err instanceof UnsupportedCase ? 'unsupported' : 'failed', reason);
   }
+  progress.info(`${bc.id}: namespaces ${built.namespacePrefix}-*`);
   try {
     const server = await startIperfServer(built.server, built.serverIp, pin);
     const placement = [
