@@ -26,6 +26,8 @@ export interface BenchCase {
   id: string;
   title: string;
   description: string;
+  /** What carries the traffic, for table headers. */
+  dataplane: string;
   build(say: (line: string) => void): Promise<BuiltCase>;
 }
 
@@ -80,12 +82,14 @@ async function clusterCase(opts: ClusterCaseOptions, say: (line: string) => void
 export const BENCH_CASES: BenchCase[] = [
   {
     id: 'kernel',
+    dataplane: 'kernel VXLAN',
     title: 'kernel ↔ kernel VXLAN',
     description: "Linux's VXLAN device on both nodes, programmed as flanneld programs flannel.1: the ceiling on this machine and the baseline of every ratio",
     build: (say) => clusterCase({ kinds: ['kernel', 'kernel'] }, say),
   },
   {
     id: 'veth',
+    dataplane: 'none (bare underlay)',
     title: 'bare veth underlay',
     description: 'node to node over the underlay (veth pairs and a bridge), no encapsulation and no pod hop: what the wire itself carries',
     async build() {
@@ -105,24 +109,28 @@ export const BENCH_CASES: BenchCase[] = [
   },
   {
     id: 'vxtun-fast',
+    dataplane: 'vxtun',
     title: 'vxtun ↔ vxtun, fast path',
     description: 'vxtun on both nodes with `--datapath auto` (the native fast path where this build has one; the datapath column says what ran)',
     build: (say) => clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'auto'] }, say),
   },
   {
     id: 'vxtun-ts',
+    dataplane: 'vxtun',
     title: 'vxtun ↔ vxtun, TypeScript path',
     description: 'vxtun on both nodes with `--datapath ts`: the pure-TypeScript reference pipeline',
     build: (say) => clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'ts'] }, say),
   },
   {
     id: 'mixed',
+    dataplane: 'vxtun + kernel VXLAN',
     title: 'vxtun → kernel VXLAN (mixed)',
     description: 'a mixed cluster: the client pod on a vxtun node (`--datapath auto`), the server pod on a kernel VXLAN node',
     build: (say) => clusterCase({ kinds: ['vxtun', 'kernel'], vxtunArgs: ['--datapath', 'auto'] }, say),
   },
   {
     id: 'flannel-udp',
+    dataplane: 'vxtun',
     title: "vxtun ↔ vxtun, flannel's udp format",
     description: "vxtun on both nodes with `\"backend\": {\"type\": \"udp\", \"port\": 8285}`: flannel's udp wire format (raw IP in UDP), when this build supports it",
     async build(say) {

@@ -163,7 +163,7 @@ export function renderHtml(r: BenchResult): string {
     cdfChart('rtt-idle', 'RTT distribution, idle', measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.idle })), missing),
     cdfChart('rtt-load', 'RTT distribution, during TCP 4 streams', measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.load })), missing),
   ];
-  const head = r.cases.map((c) => `<th>${esc(c.id)}<br><small>${esc(c.status === 'measured' ? (c.datapaths.length ? `datapath ${[...new Set(c.datapaths)].join('/')}` : 'kernel') : c.status)}</small></th>`).join('');
+  const head = r.cases.map((c) => `<th>${esc(c.id)}<br><small>${esc(c.status === 'measured' ? (c.datapaths.length ? `datapath ${[...new Set(c.datapaths)].join('/')}` : c.dataplane) : c.status)}</small></th>`).join('');
   const rows = (Object.keys(METRICS) as MetricKey[])
     .map((k) => {
       const tds = r.cases

@@ -21,7 +21,7 @@ export function renderTable(r: BenchResult): string {
   lines.push(`noise: ${r.noise.note}; CPU placement: ${r.settings.pinned ? 'iperf3 pinned' : `not pinned (allowed CPUs ${r.machine.cpusAllowed})`}`);
   lines.push('cells: median ×ratio to kernel VXLAN in this run, min–max below');
   lines.push('');
-  const cols = r.cases.map((c) => ({ c, head: c.id, sub: c.status === 'measured' ? (c.datapaths.length ? `datapath ${[...new Set(c.datapaths)].join('/')}` : 'kernel') : c.status }));
+  const cols = r.cases.map((c) => ({ c, head: c.id, sub: c.status === 'measured' ? (c.datapaths.length ? `datapath ${[...new Set(c.datapaths)].join('/')}` : c.dataplane) : c.status }));
   const labelWidth = Math.max(...TABLE_METRICS.map((k) => `${METRICS[k].label} (${METRICS[k].unit})`.length));
   const cells = TABLE_METRICS.map((k) =>
     cols.map(({ c }) => {

@@ -102,7 +102,7 @@ function noiseNote(cores: number, before: number[], after: number[]): string {
 }
 
 function emptyCase(bc: BenchCase, status: 'unsupported' | 'failed', reason: string): CaseResult {
-  return { id: bc.id, title: bc.title, description: bc.description, status, reason, datapaths: [], dataplaneProcesses: [], placement: [], runs: [], summary: null, rttSamples: { idle: [], load: [] } };
+  return { id: bc.id, title: bc.title, description: bc.description, dataplane: bc.dataplane, status, reason, datapaths: [], dataplaneProcesses: [], placement: [], runs: [], summary: null, rttSamples: { idle: [], load: [] } };
 }
 
 async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin: Pinning | undefined): Promise<CaseResult> {
@@ -194,6 +194,7 @@ async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin:
       id: bc.id,
       title: bc.title,
       description: bc.description,
+      dataplane: bc.dataplane,
       status: 'measured',
       datapaths: built.datapaths,
       dataplaneProcesses: built.dataplane.map((d) => d.role),

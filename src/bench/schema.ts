@@ -65,6 +65,8 @@ export const CaseResultSchema = z.object({
   id: z.string(),
   title: z.string(),
   description: z.string(),
+  /** What carries the traffic: e.g. "kernel VXLAN", "vxtun", "vxtun + kernel VXLAN", "none (bare underlay)". */
+  dataplane: z.string(),
   status: CaseStatusSchema,
   /** Why a case is unsupported or failed (one line). */
   reason: z.string().optional(),
