@@ -67,7 +67,8 @@ export function renderCompare(a: BenchResult, b: BenchResult, names: [string, st
     const ca = a.cases.find((c) => c.id === id);
     const cb = b.cases.find((c) => c.id === id);
     if (!ca?.summary || !cb?.summary) {
-      rows.push([id, `only in ${!ca ? 'B' : !cb ? 'A' : 'neither measured'}: A ${ca?.status ?? 'absent'}, B ${cb?.status ?? 'absent'}`, '', '', '', '', '', '']);
+      const which = !ca ? 'only in B' : !cb ? 'only in A' : !ca.summary && !cb.summary ? 'neither measured' : `measured only in ${ca.summary ? 'A' : 'B'}`;
+      rows.push([id, `${which}: A ${ca?.status ?? 'absent'}, B ${cb?.status ?? 'absent'}`, '', '', '', '', '', '']);
       continue;
     }
     for (const k of Object.keys(METRICS) as MetricKey[]) {
