@@ -34,6 +34,7 @@ export class Progress {
     this.caseStarted = Date.now();
     this.run = 0;
     this.runs = 0;
+    this.stepName = '';
     this.line(`[${index}/${count}] ${id} · ${this.leftText()}`);
   }
 
@@ -91,7 +92,8 @@ export class Progress {
   private draw(): void {
     if (!this.tty || this.caseCount === 0) return;
     const run = this.runs > 0 ? ` run ${this.run}/${this.runs}` : '';
-    this.out.write(`\r\x1b[K[${this.caseIndex}/${this.caseCount}] ${this.caseId}${run} · ${this.stepName} · ${this.leftText()}`);
+    const step = this.stepName ? ` · ${this.stepName}` : '';
+    this.out.write(`\r\x1b[K[${this.caseIndex}/${this.caseCount}] ${this.caseId}${run}${step} · ${this.leftText()}`);
   }
 
   private line(text: string): void {
