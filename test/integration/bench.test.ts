@@ -211,3 +211,18 @@ describe('vxtun bench compare', () => {
     expect(r.stderr).toContain(`${badPath}: not a vxtun bench result: cases.0.summary.`);
   });
 });
+
+describe('vxtun bench arguments', () => {
+  it('refuses an unknown case or a bad run count with one line and exit 2, before anything starts', async () => {
+    for (const [args, line] of [
+      [['--cases', 'kernel,warp'], 'vxtun: --cases "kernel,warp": unknown case "warp" (cases: kernel, veth, vxtun-fast, vxtun-ts, mixed, flannel-udp)'],
+      [['--runs', '0'], 'vxtun: --runs "0" must be an integer from 1 to 50'],
+      [['--seconds', '1.5'], 'vxtun: --seconds "1.5" must be an integer from 1 to 600'],
+    ] as const) {
+      const r = await run([process.execPath, cliPath, 'bench', ...args]);
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(r.stderr).toBe(`${line}\n`);
+      expect(r.stdout).toBe(''); // no "vxtun bench: cases ..." line: nothing was built
+    }
+  });
+});
