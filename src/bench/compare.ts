@@ -59,6 +59,8 @@ export function renderCompare(a: BenchResult, b: BenchResult, names: [string, st
   }
   lines.push(`A = ${names[0]} (${a.date}, vxtun ${a.machine.vxtunVersion}, ${a.settings.runs} run(s), ${a.noise.note})`);
   lines.push(`B = ${names[1]} (${b.date}, vxtun ${b.machine.vxtunVersion}, ${b.settings.runs} run(s), ${b.noise.note})`);
+  const settingDiffs = (['quick', 'runs', 'seconds', 'pinned'] as const).filter((k) => a.settings[k] !== b.settings[k]).map((k) => `${k} ${a.settings[k]} vs ${b.settings[k]}`);
+  if (settingDiffs.length > 0) lines.push(`note: measured with different settings (${settingDiffs.join(', ')})`);
   lines.push('');
   const header = ['case', 'metric', 'A median', 'B median', 'change', 'A ×kernel', 'B ×kernel', 'change'];
   const rows: string[][] = [];
