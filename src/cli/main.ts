@@ -6,6 +6,7 @@ import { runStatus } from './status.js';
 import { runLab } from './lab.js';
 import { runTrace, type TraceCliOptions } from './trace.js';
 import { runLabUp, runLabExec, runLabTour, runLabDown, DEFAULT_LAB_DIR } from './lab-teach.js';
+import { runBenchCommand, runBenchCompare } from './bench.js';
 
 const program = new Command();
 program
@@ -100,6 +101,27 @@ lab
   .addOption(stateDir())
   .action(async (o: { stateDir: string }) => {
     process.exitCode = await runLabDown(o);
+  });
+
+const bench = program
+  .command('bench')
+  .description('measure each dataplane (kernel VXLAN, veth, vxtun fast/TS, mixed, flannel udp) in namespaces; table, JSON and HTML report')
+  .option('--quick', 'one short run per case (about a minute)')
+  .option('--cases <list>', 'comma-separated cases: kernel, veth, vxtun-fast, vxtun-ts, mixed, flannel-udp (kernel is always added)')
+  .option('--runs <n>', 'measured runs per case (default 3, --quick 1)')
+  .option('--seconds <n>', 'seconds per iperf3 measurement (default 5, --quick 1)')
+  .option('--json <file>', 'result file (default bench-results/vxtun-bench-<time>.json)')
+  .option('--html <file>', 'HTML report (default: the JSON path with .html)')
+  .option('--pin', 'pin the iperf3 client and server to different CPUs (taskset)')
+  .action(async (o: Parameters<typeof runBenchCommand>[0]) => {
+    process.exitCode = await runBenchCommand(o, process.argv.slice(3));
+  });
+bench
+  .command('compare <a> <b>')
+  .description('show the change between two bench result files (refuses different machines unless --force)')
+  .option('--force', 'compare results from different machines anyway (the output says so)')
+  .action((a: string, b: string, o: { force?: boolean }) => {
+    process.exitCode = runBenchCompare(a, b, o);
   });
 
 try {
