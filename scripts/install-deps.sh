@@ -11,7 +11,13 @@ packages=(
   tshark            # decodes VXLAN from those captures
   ethtool           # shows the kernel's offload defaults
   util-linux        # setpriv, unshare (tests of refusals)
+  chromium          # headless browser: the trace web view and the bench report are tested in it (playwright-core)
+  containernetworking-plugins  # CNI bridge + host-local: pods from subnet.env (lab up, flannel tests)
   python3 make g++  # node-gyp builds the addon
+  etcd-server       # the flannel registry (3.4: v3 API, and v2 with --enable-v2)
+  etcd-client       # etcdctl: tests read and change leases as an operator would
+  iptables          # --ip-masq: flannel's masquerade rules
+  openssl           # test certificates for etcd over TLS
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -17,6 +17,9 @@ import { availableParallelism } from 'node:os';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
 import type { TunDevice } from '../tun/device.js';
+import { TraceHub } from '../trace/server.js';
+import { loadFlannelNodeConfig } from '../control/flannel-node-config.js';
+import { runFlannelUp } from './up-flannel.js';
 
 export interface UpOptions {
   config: string;
@@ -25,6 +28,8 @@ export interface UpOptions {
   datapath?: 'auto' | 'native' | 'ts';
   /** Engines on their own threads and TUN queues (native path); default datapath.workers, else one per core. */
   workers?: number;
+  /** flanneld's --ip-masq: masquerade pod traffic leaving the network (rules removed on exit). */
+  ipMasq?: boolean;
 }
 
 export function peerRoutes(cfg: NodeConfig): Route[] {
@@ -60,6 +65,9 @@ export async function runUp(opts: UpOptions): Promise<number> {
   let cfg: NodeConfig;
   let plan: Plan;
   try {
+    // A node joining a flannel network (registry, udp backend, subnet.env, --ip-masq): up-flannel.ts.
+    const flannel = loadFlannelNodeConfig(opts.config, { ipMasq: opts.ipMasq ?? false });
+    if (flannel) return await runFlannelUp(flannel, { logLevel: opts.logLevel });
     requireRoot();
     cfg = loadConfig(opts.config);
     plan = preflight(cfg);
@@ -137,6 +145,16 @@ export async function runUp(opts: UpOptions): Promise<number> {
         workerPool.setRoutes(table);
       };
     }
+    const trace = new TraceHub(engine, () => ({
+      device: tun.name,
+      publicIp: cfg.publicIp,
+      port: cfg.backend.port,
+      vni: cfg.backend.vni,
+      vtepMac: macToString(cfg.backend.vtepMac),
+      subnet: cidrToString(cfg.subnet),
+      network: cidrToString(cfg.network),
+      mtu: plan.deviceMtu,
+    }));
     const control = await ControlServer.listen(cfg.controlSocket, (req) => {
       switch (req.cmd) {
         case 'counters':
@@ -168,6 +186,8 @@ export async function runUp(opts: UpOptions): Promise<number> {
               tun: namedCounters(TunCounter, pool ? pool.addNative('tun', linuxTun.offloadCounters) : linuxTun.offloadCounters),
             },
           };
+        case 'trace':
+          return trace.handle(req);
         default:
           return { error: `unknown command ${JSON.stringify(req.cmd)}` };
       }

@@ -21,7 +21,13 @@ const cidr4 = z.string().refine((s) => {
   const c = parseCidr(s);
   return typeof c !== 'string' && c.family === 4;
 }, { message: 'is not an IPv4 CIDR (a.b.c.d/len with no host bits set)' });
-const mac = z.string().refine(isMacString, { message: 'is not a MAC address (xx:xx:xx:xx:xx:xx)' });
+const mac = z
+  .string()
+  .refine(isMacString, { message: 'is not a MAC address (xx:xx:xx:xx:xx:xx)' })
+  // A VTEP is addressed by unicast: a group bit or all zeros would never be delivered to it.
+  .refine((m) => !isMacString(m) || ((parseInt(m.slice(0, 2), 16) & 1) === 0 && m !== '00:00:00:00:00:00'), {
+    message: 'is not a unicast MAC address',
+  });
 const port = z.number().int().min(1).max(65535);
 const vni = z.number().int().min(0).max(VXLAN_VNI_MAX);
 
@@ -39,7 +45,11 @@ const ConfigSchema = z.strictObject({
   subnet: cidr4,
   device: z
     .strictObject({
-      name: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: 'must be 1-15 characters of A-Z a-z 0-9 _ . -' }).optional(),
+      name: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,15}$/, { message: 'must be 1-15 characters of A-Z a-z 0-9 _ . -' })
+        .refine((n) => n !== '.' && n !== '..', { message: 'is not a valid interface name' })
+        .optional(),
       mtu: z.number().int().min(576).max(65535).optional(),
     })
     .optional(),
@@ -88,13 +98,13 @@ export function deriveVtepMac(publicIp: string): Mac {
   return Buffer.from(mac);
 }
 
-function describeValue(v: unknown): string {
+export function describeValue(v: unknown): string {
   if (v === undefined) return 'missing';
   const s = JSON.stringify(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
-function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+export function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   let cur: unknown = root;
   for (const key of path) {
     if (cur === null || typeof cur !== 'object') return undefined;
@@ -103,7 +113,7 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return cur;
 }
 
-function fieldName(path: readonly PropertyKey[]): string {
+export function fieldName(path: readonly PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') || '(top level)';
 }
 
@@ -176,7 +186,8 @@ export function loadConfig(path: string): NodeConfig {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`config: ${path} is not valid JSON: ${(err as Error).message}`);
+    // Node's message may quote the file, newlines and all: the error stays one line.
+    throw new ConfigError(`config: ${path} is not valid JSON: ${(err as Error).message.replace(/\s+/g, ' ')}`);
   }
   return validateConfig(raw);
 }

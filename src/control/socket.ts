@@ -9,6 +9,17 @@ import { dirname } from 'node:path';
 
 export type Handler = (request: { cmd: string; [k: string]: unknown }) => unknown;
 
+/**
+ * A reply that keeps the connection open: `start` gets a line writer and returns the function
+ * that stops the stream, called when the client disconnects (used by `vxtun trace`).
+ */
+export class StreamReply {
+  constructor(readonly start: (send: (value: unknown) => boolean) => () => void) {}
+}
+
+/** Bytes a slow stream client may have queued before lines for it are dropped (never buffered without bound). */
+const STREAM_HIGH_WATER = 4 * 1024 * 1024;
+
 export class ControlServer {
   private constructor(
     private readonly server: net.Server,
@@ -23,8 +34,10 @@ export class ControlServer {
     }
     const server = net.createServer((conn) => {
       let pending = '';
+      let streaming = false;
       conn.setEncoding('utf8');
       conn.on('data', (chunk: string) => {
+        if (streaming) return; // a stream takes no further requests
         pending += chunk;
         let nl: number;
         while ((nl = pending.indexOf('\n')) >= 0) {
@@ -35,6 +48,16 @@ export class ControlServer {
             reply = handler(JSON.parse(line) as { cmd: string });
           } catch (err) {
             reply = { error: (err as Error).message };
+          }
+          if (reply instanceof StreamReply) {
+            streaming = true;
+            const stop = reply.start((value) => {
+              if (conn.destroyed || conn.writableLength > STREAM_HIGH_WATER) return false;
+              conn.write(`${JSON.stringify(value)}\n`);
+              return true;
+            });
+            conn.once('close', stop);
+            return;
           }
           conn.write(`${JSON.stringify(reply)}\n`);
         }
@@ -102,6 +125,50 @@ export function controlRequest(path: string, request: { cmd: string }, timeoutMs
     c.on('error', (err) => {
       clearTimeout(timer);
       reject(new Error(`control socket ${path}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    });
+  });
+}
+
+/**
+ * Opens a stream (e.g. {"cmd":"trace"}): calls onValue for every JSON line until close() or the
+ * node goes away (onEnd). Rejects if the socket cannot be reached.
+ */
+export function controlStream(
+  path: string,
+  request: { cmd: string; [k: string]: unknown },
+  onValue: (value: unknown) => void,
+  onEnd: (err?: Error) => void = () => {},
+): Promise<{ close(): void }> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(path);
+    let data = '';
+    let connected = false;
+    c.setEncoding('utf8');
+    c.on('connect', () => {
+      connected = true;
+      c.write(`${JSON.stringify(request)}\n`);
+      resolve({ close: () => c.destroy() });
+    });
+    c.on('data', (chunk: string) => {
+      data += chunk;
+      let nl: number;
+      while ((nl = data.indexOf('\n')) >= 0) {
+        const line = data.slice(0, nl);
+        data = data.slice(nl + 1);
+        try {
+          onValue(JSON.parse(line));
+        } catch {
+          // a line we cannot parse is skipped, never fatal
+        }
+      }
+    });
+    c.on('error', (err) => {
+      const e = new Error(`control socket ${path}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+      if (!connected) reject(e);
+      else onEnd(e);
+    });
+    c.on('close', () => {
+      if (connected) onEnd();
     });
   });
 }

@@ -10,6 +10,8 @@ export const DropReason = {
   TooBig: 'too-big',
   IcmpRateLimited: 'icmp-rate-limited',
   SendFailed: 'send-failed',
+  /** flannel udp backend: the inner TTL would reach 0 (flanneld drops these too). */
+  TtlExpired: 'ttl-expired',
   // inbound: underlay -> TUN (the order of Linux's vxlan_rcv checks)
   ShortDatagram: 'short-datagram',
   BadFlags: 'bad-flags',

@@ -55,6 +55,12 @@ export interface EngineOptions {
 
 const MAX_BATCHES_PER_WAKE = 8;
 
+/** An ICMP error on its way back into the TUN, and what it answers. */
+interface Reply {
+  buf: Buffer;
+  answer: Answer;
+}
+
 export class Engine {
   readonly counters = new Counters();
   private routes: RouteTable = RouteTable.empty();
@@ -64,6 +70,7 @@ export class Engine {
   private readonly icmp: IcmpResponder;
   private readonly sum16: OnesSumFn;
   private running = false;
+  private stopped = false;
   /** Attached only while someone watches (vxtun trace, pcap): every call site checks for undefined first. */
   private observer: Observer | undefined;
 
@@ -103,6 +110,7 @@ export class Engine {
 
   stop(): void {
     this.running = false;
+    this.stopped = true;
   }
 
   /** Drains the TUN, a bounded number of batches per wake-up so the underlay side gets its turn. */
@@ -125,7 +133,7 @@ export class Engine {
     const routes = this.routes;
     const c = this.counters;
     let groups: Map<Vtep, number[]> | undefined;
-    let replies: Buffer[] | undefined;
+    let replies: Reply[] | undefined;
     const obs = this.observer;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
@@ -198,7 +206,11 @@ export class Engine {
         }
       }
     }
-    if (replies && replies.length > 0) this.writeTun(replies, replies.map((r) => r.length - HEADROOM));
+    if (replies && replies.length > 0) {
+      // Counted as answered only once the TUN took them: a refused reply is a tun-write-failed drop.
+      const written = this.writeTun(replies.map((r) => r.buf), replies.map((r) => r.buf.length - HEADROOM));
+      for (let k = 0; k < written; k++) c.answer(replies[k]!.answer);
+    }
   }
 
   private dropOut(reason: DropReason, buf: Buffer, size: number): void {
@@ -207,13 +219,12 @@ export class Engine {
   }
 
   /** An outbound packet we cannot forward: answered with an ICMP error if allowed, else dropped. */
-  private answerOrDrop(reply: Buffer | undefined, answer: Answer, reason: DropReason, out: Buffer[], buf: Buffer, size: number): void {
+  private answerOrDrop(reply: Buffer | undefined, answer: Answer, reason: DropReason, out: Reply[], buf: Buffer, size: number): void {
     if (reply === undefined || reply === IcmpResponder.RateLimited) {
       this.dropOut(reply === undefined ? reason : DropReason.IcmpRateLimited, buf, size);
       return;
     }
-    this.counters.answer(answer);
-    out.push(reply);
+    out.push({ buf: reply, answer });
     const obs = this.observer;
     if (obs) {
       obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: reason });
@@ -223,6 +234,7 @@ export class Engine {
 
   /** Inbound stage for one batch of datagrams; each buffer starts with the VXLAN header. */
   handleInbound(bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number): void {
+    if (this.stopped) return; // the device is going away: nothing more is written into it
     const c = this.counters;
     const obs = this.observer;
     const outBufs: Buffer[] = [];
@@ -360,7 +372,10 @@ export class Engine {
     );
     // The requester listens on the VXLAN port, not on the ephemeral port it sent from.
     const dst = this.peerByAddress(src.address) ?? { address: src.address, port: this.opts.port };
-    this.bind.send([reply], [reply.length], 0, 1, dst);
+    if (this.bind.send([reply], [reply.length], 0, 1, dst) !== 1) {
+      c.drop(DropReason.SendFailed);
+      return;
+    }
     c.answer(Answer.ArpReply);
     const obs = this.observer;
     if (obs) {

@@ -29,6 +29,8 @@ export interface ClusterOptions {
   /** Extra keys merged into every vxtun config. */
   vxtunConfig?: Record<string, unknown>;
   logLevel?: string;
+  /** Extra `vxtun up` arguments for every vxtun node, e.g. ['--datapath', 'ts']. */
+  vxtunArgs?: string[];
   /** Called with progress lines. */
   progress?: (line: string) => void;
 }
@@ -78,12 +80,12 @@ export class VxtunProcess {
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   }
 
-  static start(ns: Netns, config: Record<string, unknown>, dir: string, logLevel = 'info'): VxtunProcess {
+  static start(ns: Netns, config: Record<string, unknown>, dir: string, logLevel = 'info', extraArgs: readonly string[] = []): VxtunProcess {
     const name = `${ns.name.split('-').pop()}`;
     const controlSocket = join(dir, `${name}.sock`);
     const configPath = join(dir, `${name}.json`);
     writeFileSync(configPath, JSON.stringify({ ...config, controlSocket }, null, 2));
-    const child = ns.spawn([process.execPath, cliPath, 'up', '--config', configPath, '--log-level', logLevel]);
+    const child = ns.spawn([process.execPath, cliPath, 'up', '--config', configPath, '--log-level', logLevel, ...extraArgs]);
     return new VxtunProcess(child, configPath, controlSocket);
   }
 
@@ -157,8 +159,13 @@ export class Cluster {
           peers: addrs.filter((_, j) => j !== k).map((p) => ({ subnet: p.subnet, publicIp: p.publicIp, vtepMac: p.vtepMac })),
           ...opts.vxtunConfig,
         };
-        node.vxtun = VxtunProcess.start(ns, config, cluster.dir, opts.logLevel ?? 'info');
-        await node.vxtun.ready();
+        node.vxtun = VxtunProcess.start(ns, config, cluster.dir, opts.logLevel ?? 'info', opts.vxtunArgs);
+        await node.vxtun.ready().catch(async (err: unknown) => {
+          // The caller never gets this cluster: stop the nodes started so far and remove the config files.
+          await Promise.all([...cluster.nodes, node].map((n) => n.vxtun?.stop()));
+          rmSync(cluster.dir, { recursive: true, force: true });
+          throw err;
+        });
         say(`node ${i} (${ns.name}): vxtun on TUN vxtun0, ${a.vtepIp}/32, VTEP ${a.vtepMac}, underlay ${a.publicIp}`);
       }
       cluster.nodes.push(node);

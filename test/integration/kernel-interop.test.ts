@@ -81,8 +81,10 @@ describe('vxtun <-> kernel VXLAN (flannel.1 as flanneld programs it)', () => {
   it('the underlay carries VXLAN that tshark decodes: VNI 1, inner MACs of both VTEPs', async () => {
     const [v, k] = [cluster.node(1), cluster.node(2)];
     const file = join(tmp, 'underlay.pcap');
-    const cap = await capture(k.ns, 'eth0', 'udp port 8472', { file });
+    // Two echo requests and two replies: tcpdump exits by itself once it has written all four.
+    const cap = await capture(k.ns, 'eth0', 'udp port 8472 and greater 120', { file, count: 4 });
     expect((await ping(v.pod, k.podIp)).code).toBe(0);
+    await Promise.race([cap.done, new Promise((r) => setTimeout(r, 5000))]);
     await cap.stop();
     const r = await run(['tshark', '-r', file, '-d', 'udp.port==8472,vxlan', '-T', 'fields', '-E', 'separator=|',
       '-e', 'ip.src', '-e', 'udp.dstport', '-e', 'vxlan.flags', '-e', 'vxlan.vni', '-e', 'eth.src', '-e', 'eth.dst', '-e', 'icmp.type']);

@@ -339,6 +339,32 @@ describe('engine: two nodes through fake TUN and fake underlay', () => {
   });
 });
 
+describe('engine: the TUN pump', () => {
+  it('drains more packets than one batch (several batches, several wake-ups), in order, none lost', async () => {
+    const net = new FakeNetwork();
+    const a = makeNode(net, A, { batchSize: 16 });
+    const b = makeNode(net, B);
+    a.engine.setRoutes(routesTo([B, vtepOf(B)]));
+    const pkts = Array.from({ length: 300 }, (_, i) => icmpEcho4('10.244.1.5', `10.244.2.${(i % 250) + 1}`, { seq: i }));
+    for (const p of pkts) a.tun.inject(p);
+    await until(() => b.tun.written.length === 300, 'all 300');
+    b.tun.written.forEach((w, i) => expect(w.equals(pkts[i]!), `packet ${i}`).toBe(true));
+    expect(a.engine.counters.snapshot().tx.packets).toBe(300);
+    expect(a.tun.pending).toBe(0);
+  });
+
+  it('after stop() the TUN is no longer read', async () => {
+    const net = new FakeNetwork();
+    const a = makeNode(net, A);
+    a.engine.setRoutes(routesTo([B, vtepOf(B)]));
+    a.engine.stop();
+    a.tun.inject(icmpEcho4('10.244.1.5', '10.244.2.7'));
+    await settle();
+    expect(net.log).toHaveLength(0);
+    expect(a.tun.pending).toBe(1);
+  });
+});
+
 describe('engine: encap into the headroom (poisoned buffers, handleOutbound directly)', () => {
   it('writes every header byte: reserved bits zero, 24-bit VNI big-endian, both MACs, EtherType', () => {
     const net = new FakeNetwork();
@@ -587,6 +613,33 @@ describe('engine: decap of kernel-produced VXLAN (golden fixtures)', () => {
     });
   });
 
+  // Every kernel-captured VXLAN IP fixture, whichever node it was sent to: what reaches the TUN
+  // verifies, and differs from the inner packet at most in the L4 checksum field.
+  const ipFixtures = ['vxlan-icmp-echo-request', 'vxlan-icmp-echo-reply', 'vxlan-tcp-syn', 'vxlan-tcp-data', 'vxlan-tcp-data-txcsum-off', 'vxlan-udp',
+    'vxlan-icmpv6-echo-request', 'vxlan-icmpv6-echo-reply', 'vxlan-icmpv6-neighbor-solicitation', 'vxlan-icmpv6-neighbor-advertisement'];
+  it.each(ipFixtures)('%s: delivered with a verifying checksum, every other byte as the kernel sent it', async (name) => {
+    const fd = fixtureDatagram(name);
+    const rx = fd.dst.address === B.ip ? b : makeNode(net, A);
+    expect(fd.dst).toEqual(ep(rx.spec));
+    net.inject(fd.src, fd.dst, fd.vxlan);
+    await until(() => rx.tun.written.length === 1, 'TUN write');
+    await settle();
+    expect(rx.tun.written).toHaveLength(1);
+    const got = rx.tun.written[0]!;
+    expect(got.length).toBe(fd.inner.length);
+    expect(l4ChecksumOk(got)).toBe(true);
+    const v4 = got[0]! >> 4 === 4;
+    const proto = v4 ? got[9]! : got[6]!;
+    const csumAt = (v4 ? (got[0]! & 0x0f) * 4 : 40) + ({ 6: 16, 17: 6, 1: 2, 58: 2 } as Record<number, number>)[proto]!;
+    const expected = Buffer.from(fd.inner);
+    expected.writeUInt16BE(got.readUInt16BE(csumAt), csumAt);
+    expect(got.toString('hex')).toBe(expected.toString('hex'));
+    const s = rx.engine.counters.snapshot();
+    expect(s.rx.packets).toBe(1);
+    expect(sum(s.dropped)).toBe(0);
+    expect(s.fixed['checksum-completed']).toBe(l4ChecksumOk(fd.inner) ? 0 : 1);
+  });
+
   it('a small inner IPv4 packet with Ethernet padding: only totalLength bytes reach the TUN', async () => {
     const pkt = icmpEcho4('10.244.1.5', '10.244.2.7', { data: Buffer.alloc(0) }); // 28 bytes
     const padded = Buffer.concat([pkt, Buffer.alloc(18, 0xee)]); // to the 46-byte Ethernet minimum
@@ -766,6 +819,31 @@ describe('engine: every underlay drop reason, each from a crafted datagram', () 
     net.inject(ep(A), ep(B), good());
     await settle();
     expect(delta(s0, b.engine.counters.snapshot())).toEqual({ 'dropped.tun-write-failed': 1 });
+  });
+});
+
+describe('engine: an answer that cannot be delivered ends in one place, not two', () => {
+  it('an ICMP error the TUN refuses is tun-write-failed only, not also answered', () => {
+    const net = new FakeNetwork();
+    const a = makeNode(net, A, {}, false);
+    a.tun.device.close(); // every write now fails
+    const p = icmpEcho4('10.244.1.5', '10.244.77.1');
+    const buf = Buffer.alloc(HEADROOM + p.length, POISON);
+    p.copy(buf, HEADROOM);
+    const s0 = a.engine.counters.snapshot();
+    a.engine.handleOutbound([buf], [p.length], 1);
+    expect(delta(s0, a.engine.counters.snapshot())).toEqual({ 'dropped.tun-write-failed': 1 });
+  });
+
+  it('an ARP reply the bind cannot send is send-failed, not answered', async () => {
+    const net = new FakeNetwork();
+    const b = makeNode(net, B, {}, false);
+    await b.bind.close(); // every send now returns 0
+    const req = fixtureDatagram('vxlan-arp-request');
+    const s0 = b.engine.counters.snapshot();
+    b.engine.handleInbound([Buffer.from(req.vxlan)], [req.vxlan.length], [req.src], 1);
+    expect(net.log).toHaveLength(0);
+    expect(delta(s0, b.engine.counters.snapshot())).toEqual({ 'dropped.send-failed': 1 });
   });
 });
 

@@ -7,10 +7,8 @@ import { onesSum, finish } from '../../src/wire/checksum.js';
 
 const POISON = 0xa5;
 const FIN = 0x01;
-const SYN = 0x02;
 const PSH = 0x08;
 const ACK = 0x10;
-const URG = 0x20;
 const ECE = 0x40;
 const CWR = 0x80;
 
@@ -279,13 +277,5 @@ describe('segmentTcp: returns undefined when it must not or need not segment', (
     expect(segmentTcp(v5, b.ipOffset, b.ipLength, 30, 0)).toBeUndefined();
     const big = build({ payload: payloadOf(3000) });
     expect(segmentTcp(big.buf, big.ipOffset, 100, 60, 0)).toBeUndefined(); // totalLength 3052 > 100
-  });
-});
-
-describe('segmentTcp: flags other than CWR/FIN/PSH are kept on every segment', () => {
-  it('URG, ECE, ACK and even SYN stay', () => {
-    const b = build({ payload: payloadOf(3000), flags: URG | ECE | ACK | SYN });
-    const segs = segmentAndCheck(b, 1500);
-    for (const s of segs) expect(s[33]).toBe(URG | ECE | ACK | SYN);
   });
 });

@@ -1,0 +1,209 @@
+/**
+ * The HTML report: one self-contained file (inline CSS and SVG, no script, no fetch) that opens in
+ * any browser offline. Charts: UDP throughput by packet size per dataplane (Mbit/s and packets/s,
+ * median with min–max whiskers), TCP by stream count, and the RTT distribution (CDF) idle and loaded.
+ * Every series is a <g data-series="<case id>" data-points="<n>"> so a test can check what drew.
+ */
+import { METRICS, UDP_SIZES, type BenchResult, type CaseResult, type MetricKey } from './schema.js';
+import { num, ratioText, rangeText, missingText } from './format.js';
+import { machineLine } from './report-text.js';
+
+const PALETTE: Record<string, string> = {
+  kernel: '#1f77b4',
+  veth: '#7f7f7f',
+  'vxtun-fast': '#d62728',
+  'vxtun-ts': '#ff7f0e',
+  mixed: '#2ca02c',
+  'flannel-udp': '#9467bd',
+};
+const EXTRA = ['#8c564b', '#e377c2', '#bcbd22', '#17becf'];
+
+function color(id: string, i: number): string {
+  return PALETTE[id] ?? EXTRA[i % EXTRA.length]!;
+}
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+const W = 640;
+const H = 340;
+const M = { left: 64, right: 180, top: 30, bottom: 48 };
+const PW = W - M.left - M.right;
+const PH = H - M.top - M.bottom;
+
+function niceMax(v: number): number {
+  if (v <= 0) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+interface Series {
+  id: string;
+  color: string;
+  points: { x: number; y: number; lo?: number; hi?: number }[];
+}
+
+function legend(series: Series[], missing: { id: string; why: string }[]): string {
+  const items = series.map(
+    (s, i) => `<g transform="translate(${W - M.right + 12},${M.top + 4 + i * 18})"><rect width="12" height="12" fill="${s.color}"/><text x="18" y="10">${esc(s.id)}</text></g>`,
+  );
+  const off = series.length;
+  // Cases with no figures stay in the legend, saying why (two lines: the reason is long).
+  const gone = missing.map(
+    (m, i) =>
+      `<g class="missing" data-series="${esc(m.id)}" transform="translate(${W - M.right + 12},${M.top + 4 + off * 18 + i * 32})"><rect width="12" height="12" fill="none" stroke="#999" stroke-dasharray="2,2"/><text x="18" y="10" fill="#777">${esc(m.id)}:<tspan x="18" dy="13">${esc(m.why)}</tspan></text></g>`,
+  );
+  return items.join('') + gone.join('');
+}
+
+function frame(title: string, yLabel: string, xLabel: string, yTicks: { v: number; y: number }[], xTicks: { label: string; x: number }[]): string {
+  const grid = yTicks.map((t) => `<line x1="${M.left}" x2="${M.left + PW}" y1="${t.y}" y2="${t.y}" stroke="#e5e5e5"/><text x="${M.left - 6}" y="${t.y + 4}" text-anchor="end">${num(t.v)}</text>`).join('');
+  const xt = xTicks.map((t) => `<text x="${t.x}" y="${M.top + PH + 18}" text-anchor="middle">${esc(t.label)}</text>`).join('');
+  return (
+    `<text class="title" x="${M.left}" y="18">${esc(title)}</text>${grid}${xt}` +
+    `<line x1="${M.left}" x2="${M.left}" y1="${M.top}" y2="${M.top + PH}" stroke="#333"/><line x1="${M.left}" x2="${M.left + PW}" y1="${M.top + PH}" y2="${M.top + PH}" stroke="#333"/>` +
+    `<text x="${M.left + PW / 2}" y="${H - 6}" text-anchor="middle">${esc(xLabel)}</text>` +
+    `<text transform="translate(14,${M.top + PH / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`
+  );
+}
+
+/** Lines over categorical x (packet sizes), whiskers for min–max. */
+function lineChart(chartId: string, title: string, yLabel: string, categories: string[], series: Series[], missing: { id: string; why: string }[]): string {
+  const ymax = niceMax(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p.hi ?? p.y))));
+  const xs = categories.map((_, i) => M.left + (categories.length === 1 ? PW / 2 : (i * PW) / (categories.length - 1)) * 0.9 + PW * 0.05);
+  const y = (v: number): number => M.top + PH - (v / ymax) * PH;
+  const yTicks = [0, 0.25, 0.5, 0.75, 1].map((f) => ({ v: f * ymax, y: y(f * ymax) }));
+  const body = series
+    .map((s) => {
+      const pts = s.points.map((p) => ({ ...p, px: xs[p.x]!, py: y(p.y) }));
+      const path = pts.map((p, i) => `${i === 0 ? 'M' : 'L'}${p.px.toFixed(1)},${p.py.toFixed(1)}`).join('');
+      const whiskers = pts.map((p) => (p.lo !== undefined && p.hi !== undefined ? `<line x1="${p.px}" x2="${p.px}" y1="${y(p.lo).toFixed(1)}" y2="${y(p.hi).toFixed(1)}" stroke="${s.color}"/>` : '')).join('');
+      const dots = pts.map((p) => `<circle class="point" cx="${p.px.toFixed(1)}" cy="${p.py.toFixed(1)}" r="4" fill="${s.color}"><title>${esc(s.id)} ${esc(categories[p.x]!)}: ${num(p.y)}</title></circle>`).join('');
+      return `<g class="series" data-series="${esc(s.id)}" data-points="${pts.length}"><path d="${path}" fill="none" stroke="${s.color}" stroke-width="2"/>${whiskers}${dots}</g>`;
+    })
+    .join('');
+  return svg(chartId, frame(title, yLabel, 'UDP payload (bytes)', yTicks, categories.map((c, i) => ({ label: c, x: xs[i]! }))) + body + legend(series, missing));
+}
+
+/** Grouped bars: one group per category, one bar per series. */
+function barChart(chartId: string, title: string, yLabel: string, categories: string[], series: Series[], missing: { id: string; why: string }[]): string {
+  const ymax = niceMax(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p.hi ?? p.y))));
+  const y = (v: number): number => M.top + PH - (v / ymax) * PH;
+  const groupW = PW / categories.length;
+  const barW = Math.max(4, (groupW * 0.8) / Math.max(1, series.length));
+  const yTicks = [0, 0.25, 0.5, 0.75, 1].map((f) => ({ v: f * ymax, y: y(f * ymax) }));
+  const body = series
+    .map((s, si) => {
+      const bars = s.points
+        .map((p) => {
+          const x = M.left + p.x * groupW + groupW * 0.1 + si * barW;
+          const whisker = p.lo !== undefined && p.hi !== undefined ? `<line x1="${x + barW / 2}" x2="${x + barW / 2}" y1="${y(p.lo).toFixed(1)}" y2="${y(p.hi).toFixed(1)}" stroke="#000"/>` : '';
+          return `<rect class="point" x="${x.toFixed(1)}" y="${y(p.y).toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${(M.top + PH - y(p.y)).toFixed(1)}" fill="${s.color}"><title>${esc(s.id)} ${esc(categories[p.x]!)}: ${num(p.y)}</title></rect>${whisker}`;
+        })
+        .join('');
+      return `<g class="series" data-series="${esc(s.id)}" data-points="${s.points.length}">${bars}</g>`;
+    })
+    .join('');
+  return svg(chartId, frame(title, yLabel, '', yTicks, categories.map((c, i) => ({ label: c, x: M.left + (i + 0.5) * groupW }))) + body + legend(series, missing));
+}
+
+/** Empirical CDF of RTT samples, log-scaled x. */
+function cdfChart(chartId: string, title: string, series: { id: string; color: string; samples: number[] }[], missing: { id: string; why: string }[]): string {
+  const all = series.flatMap((s) => s.samples).filter((v) => v > 0);
+  const lo = all.length ? Math.min(...all) : 0.01;
+  const hi = all.length ? Math.max(...all) : 1;
+  const lmin = Math.floor(Math.log10(lo));
+  const lmax = Math.max(lmin + 1, Math.ceil(Math.log10(hi)));
+  const x = (v: number): number => M.left + ((Math.log10(Math.max(v, 10 ** lmin)) - lmin) / (lmax - lmin)) * PW;
+  const y = (f: number): number => M.top + PH - f * PH;
+  const xTicks: { label: string; x: number }[] = [];
+  for (let e = lmin; e <= lmax; e++) xTicks.push({ label: `${num(10 ** e)}`, x: x(10 ** e) });
+  const yTicks = [0, 0.25, 0.5, 0.75, 1].map((f) => ({ v: f, y: y(f) }));
+  const body = series
+    .map((s) => {
+      const sorted = [...s.samples].sort((a, b) => a - b);
+      // At most 200 points per series: every k-th sample plus the last, so the tail (p99) is kept.
+      const step = Math.max(1, Math.ceil(sorted.length / 200));
+      const idx: number[] = [];
+      for (let i = 0; i < sorted.length; i += step) idx.push(i);
+      if (idx[idx.length - 1] !== sorted.length - 1) idx.push(sorted.length - 1);
+      const pts = idx.map((i) => ({ px: x(sorted[i]!), py: y((i + 1) / sorted.length) }));
+      const path = pts.map((p, i) => `${i === 0 ? 'M' : 'L'}${p.px.toFixed(1)},${p.py.toFixed(1)}`).join('');
+      return `<g class="series" data-series="${esc(s.id)}" data-points="${pts.length}" data-samples="${sorted.length}"><path d="${path}" fill="none" stroke="${s.color}" stroke-width="2"/></g>`;
+    })
+    .join('');
+  return svg(chartId, frame(title, 'fraction of pings', 'RTT (ms, log scale)', yTicks, xTicks) + body + legend(series.map((s) => ({ id: s.id, color: s.color, points: [] })), missing));
+}
+
+function svg(chartId: string, inner: string): string {
+  return `<svg data-chart="${chartId}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img">${inner}</svg>`;
+}
+
+function statSeries(cases: { c: CaseResult; color: string }[], keys: MetricKey[]): Series[] {
+  return cases.map(({ c, color }) => ({
+    id: c.id,
+    color,
+    points: keys.flatMap((k, i) => {
+      const s = c.summary![k];
+      return s.median === null ? [] : [{ x: i, y: s.median, lo: s.min ?? undefined, hi: s.max ?? undefined }];
+    }),
+  }));
+}
+
+export function renderHtml(r: BenchResult): string {
+  const measured = r.cases.map((c, i) => ({ c, color: color(c.id, i) })).filter(({ c }) => c.status === 'measured' && c.summary);
+  const missing = r.cases.filter((c) => c.status !== 'measured').map((c) => ({ id: c.id, why: c.status === 'unsupported' ? 'not supported by this build' : 'failed' }));
+  const sizes = UDP_SIZES.map((s) => `${s}`);
+  const charts = [
+    lineChart('throughput', 'UDP throughput delivered by packet size', 'Mbit/s (median, min–max)', sizes, statSeries(measured, UDP_SIZES.map((s) => `udp${s}Mbps` as MetricKey)), missing),
+    lineChart('packet-rate', 'UDP packets delivered per second by packet size', 'thousand packets/s', sizes, statSeries(measured, UDP_SIZES.map((s) => `udp${s}Kpps` as MetricKey)), missing),
+    barChart('tcp', 'TCP throughput', 'Gbit/s (median, min–max)', ['1 stream', '4 streams'], statSeries(measured, ['tcp1Gbps', 'tcp4Gbps']), missing),
+    cdfChart('rtt-idle', 'RTT distribution, idle', measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.idle })), missing),
+    cdfChart('rtt-load', 'RTT distribution, during TCP 4 streams', measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.load })), missing),
+  ];
+  const head = r.cases.map((c) => `<th>${esc(c.id)}<br><small>${esc(c.status === 'measured' ? (c.datapaths.length ? `datapath ${[...new Set(c.datapaths)].join('/')}` : c.dataplane) : c.status)}</small></th>`).join('');
+  const rows = (Object.keys(METRICS) as MetricKey[])
+    .map((k) => {
+      const tds = r.cases
+        .map((c) => {
+          const s = c.summary?.[k];
+          if (!s || s.median === null) return `<td class="na">${esc(missingText(c, k))}</td>`;
+          return `<td>${num(s.median)} <b>${ratioText(s.ratio)}</b><br><small>${esc(rangeText(s))}</small></td>`;
+        })
+        .join('');
+      return `<tr><th>${esc(METRICS[k].label)} <small>(${esc(METRICS[k].unit)})</small></th>${tds}</tr>`;
+    })
+    .join('\n');
+  const caseList = r.cases
+    .map((c) => `<li><b>${esc(c.id)}</b> — ${esc(c.title)}: ${esc(c.description)}${c.reason ? ` <span class="reason">[${esc(c.status)}: ${esc(c.reason)}]</span>` : ''}${c.placement.length ? `<br><small>placement: ${c.placement.map((p) => `${esc(p.role)}${p.pid ? ` (pid ${p.pid})` : ''} on CPUs ${esc(p.cpusAllowed)}`).join('; ')}</small>` : ''}</li>`)
+    .join('\n');
+  const errors = r.cases.flatMap((c) => c.runs.flatMap((run) => run.errors.map((e) => `<li>${esc(c.id)} run ${run.run}: ${esc(e)}</li>`)));
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>vxtun bench ${esc(r.date)}</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:right;vertical-align:top}
+th{background:#f6f6f6}td.na{color:#888}small{color:#666}.reason{color:#a33}
+.charts{display:flex;flex-wrap:wrap;gap:16px}svg{background:#fff;border:1px solid #eee}svg text{font-size:11px;fill:#333}svg text.title{font-size:13px;font-weight:600}
+</style></head><body>
+<h1>vxtun bench — ${esc(r.date)}</h1>
+<p>${esc(machineLine(r))}<br>${r.settings.runs} run(s) × ${r.settings.seconds} s per measurement, ${r.settings.warmupSeconds} s warm-up${r.settings.quick ? ' (--quick)' : ''}; ${esc(r.noise.note)}.<br>
+Reproduce: <code>${esc(r.command)}</code></p>
+<h2>Results</h2>
+<p>Median <b>×ratio</b> to the kernel's VXLAN in this run; min–max over the runs below.</p>
+<table><tr><th></th>${head}</tr>
+${rows}
+</table>
+<h2>Charts</h2>
+<div class="charts">
+${charts.join('\n')}
+</div>
+<h2>Cases</h2>
+<ul>${caseList}</ul>
+${errors.length ? `<h2>Measurement errors</h2><ul>${errors.join('')}</ul>` : ''}
+</body></html>
+`;
+}

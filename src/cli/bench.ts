@@ -1,0 +1,104 @@
+/**
+ * `vxtun bench [--quick] [--cases ...] [--runs N] [--seconds N] [--json FILE] [--html FILE] [--pin]`
+ * and `vxtun bench compare A.json B.json [--force]`.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { BENCH_CASES } from '../bench/cases.js';
+import { runBench, defaultSettings } from '../bench/runner.js';
+import { renderTable } from '../bench/report-text.js';
+import { renderHtml } from '../bench/report-html.js';
+import { loadResult, renderCompare, CompareError } from '../bench/compare.js';
+import { BenchResultSchema } from '../bench/schema.js';
+
+export interface BenchOptions {
+  quick?: boolean;
+  cases?: string;
+  runs?: string;
+  seconds?: string;
+  json?: string;
+  html?: string;
+  pin?: boolean;
+}
+
+function usage(msg: string): number {
+  process.stderr.write(`vxtun: ${msg}\n`);
+  return 2;
+}
+
+function positiveInt(name: string, value: string | undefined, max: number): number | string | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max) return `${name} ${JSON.stringify(value)} must be an integer from 1 to ${max}`;
+  return n;
+}
+
+export async function runBenchCommand(o: BenchOptions, argv: string[]): Promise<number> {
+  const known = BENCH_CASES.map((c) => c.id);
+  let cases = known;
+  if (o.cases !== undefined) {
+    cases = o.cases.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = cases.find((c) => !known.includes(c));
+    if (bad !== undefined || cases.length === 0) return usage(`--cases ${JSON.stringify(o.cases)}: unknown case ${JSON.stringify(bad ?? '')} (cases: ${known.join(', ')})`);
+  }
+  const runs = positiveInt('--runs', o.runs, 50);
+  const seconds = positiveInt('--seconds', o.seconds, 600);
+  if (typeof runs === 'string') return usage(runs);
+  if (typeof seconds === 'string') return usage(seconds);
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('vxtun: vxtun bench must run as root (it creates network namespaces)\n');
+    return 1;
+  }
+  try {
+    execFileSync('sh', ['-c', 'command -v iperf3 && command -v ping'], { stdio: 'ignore' });
+  } catch {
+    process.stderr.write('vxtun: vxtun bench needs iperf3 and ping (bash scripts/install-deps.sh)\n');
+    return 1;
+  }
+  // The kernel's VXLAN is the baseline of every ratio: always measured in the same run.
+  if (!cases.includes('kernel')) {
+    cases = ['kernel', ...cases];
+    process.stdout.write('adding case kernel: every figure is reported as a ratio to the kernel VXLAN measured in the same run\n');
+  }
+  cases = known.filter((k) => cases.includes(k));
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const jsonPath = resolve(o.json ?? `bench-results/vxtun-bench-${stamp}.json`);
+  const htmlPath = resolve(o.html ?? jsonPath.replace(/\.json$/, '') + '.html');
+  const base = defaultSettings(o.quick === true);
+  const settings = {
+    ...base,
+    runs: runs ?? base.runs,
+    seconds: seconds ?? base.seconds,
+    cases,
+    pin: o.pin === true,
+    command: ['vxtun', 'bench', ...argv].join(' '),
+  };
+  process.stdout.write(`vxtun bench: cases ${cases.join(', ')}; ${settings.runs} run(s) × ${settings.seconds} s per measurement after a ${settings.warmupSeconds} s warm-up\n`);
+  const result = await runBench(settings);
+  // What we write must read back: a malformed file is a bug here, not in compare.
+  BenchResultSchema.parse(result);
+  process.stdout.write('\n' + renderTable(result));
+  for (const [path, text] of [
+    [jsonPath, JSON.stringify(result, null, 2) + '\n'],
+    [htmlPath, renderHtml(result)],
+  ] as const) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+  }
+  process.stdout.write(`\nwrote ${jsonPath}\nwrote ${htmlPath}\n`);
+  return result.cases.some((c) => c.status === 'failed') ? 1 : 0;
+}
+
+export function runBenchCompare(a: string, b: string, o: { force?: boolean }): number {
+  try {
+    process.stdout.write(renderCompare(loadResult(a), loadResult(b), [a, b], o.force === true));
+    return 0;
+  } catch (err) {
+    if (err instanceof CompareError) {
+      process.stderr.write(`vxtun: ${err.message}\n`);
+      return err.exitCode;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * `vxtun trace`: attach to running nodes over their control sockets and show each packet's
+ * journey, layer by layer; `--json` for machines, `--pcap FILE` for Wireshark, `--web` for the
+ * browser view. Two or more `--socket`s follow packets across nodes.
+ */
+import { TraceSession } from '../trace/client.js';
+import { validateFilter, FilterError, type TraceFilter } from '../trace/filter.js';
+import { formatItem, type TraceItem } from '../trace/printer.js';
+import { PcapngWriter } from '../trace/pcapng.js';
+import type { Lang } from '../trace/i18n.js';
+
+export interface TraceCliOptions {
+  device: string;
+  socket?: string[];
+  host?: string;
+  subnet?: string;
+  protocol?: string;
+  port?: string;
+  peer?: string;
+  verdict?: string;
+  json?: boolean;
+  lang: string;
+  color: string;
+  pcap?: string;
+  web?: boolean;
+  webPort: string;
+  bind: string;
+  count?: string;
+  duration?: string;
+  maxRate?: string;
+}
+
+function usage(message: string): number {
+  process.stderr.write(`vxtun: ${message}\n`);
+  return 2;
+}
+
+export async function runTrace(o: TraceCliOptions): Promise<number> {
+  let filter: TraceFilter;
+  try {
+    filter = validateFilter({
+      ...(o.host !== undefined ? { host: o.host } : {}),
+      ...(o.subnet !== undefined ? { subnet: o.subnet } : {}),
+      ...(o.protocol !== undefined ? { protocol: o.protocol } : {}),
+      ...(o.port !== undefined ? { port: /^\d+$/.test(o.port) ? Number(o.port) : (o.port as unknown as number) } : {}),
+      ...(o.peer !== undefined ? { peer: o.peer } : {}),
+      ...(o.verdict !== undefined ? { verdict: o.verdict } : {}),
+    });
+  } catch (err) {
+    if (err instanceof FilterError) return usage(`--${err.message}`);
+    throw err;
+  }
+  if (o.lang !== 'en' && o.lang !== 'zh') return usage(`--lang: "${o.lang}" is not en or zh`);
+  if (!['auto', 'always', 'never'].includes(o.color)) return usage(`--color: "${o.color}" is not auto, always or never`);
+  const count = o.count !== undefined ? Number(o.count) : undefined;
+  if (count !== undefined && (!Number.isInteger(count) || count < 1)) return usage(`--count: "${o.count}" is not a positive integer`);
+  const duration = o.duration !== undefined ? Number(o.duration) : undefined;
+  if (duration !== undefined && !(duration > 0)) return usage(`--duration: "${o.duration}" is not a positive number of seconds`);
+  const maxRate = o.maxRate !== undefined ? Number(o.maxRate) : undefined;
+  if (maxRate !== undefined && (!Number.isInteger(maxRate) || maxRate < 1)) return usage(`--max-rate: "${o.maxRate}" is not a positive whole number of journeys per second`);
+  const webPort = Number(o.webPort);
+  if (!Number.isInteger(webPort) || webPort < 0 || webPort > 65535) return usage(`--web-port: "${o.webPort}" is not a port number`);
+
+  const sockets = o.socket && o.socket.length > 0 ? o.socket : [`/run/vxtun/${o.device}.sock`];
+  const color = o.color === 'always' || (o.color === 'auto' && process.stdout.isTTY === true && !process.env.NO_COLOR);
+  const lang = o.lang as Lang;
+  let pcap: PcapngWriter | undefined;
+  let seen = 0;
+  let finish: () => void = () => {};
+  const done = new Promise<void>((r) => (finish = r));
+  let web: { push(item: TraceItem): void; close(): Promise<void>; url: string } | undefined;
+
+  const onItem = (item: TraceItem): void => {
+    if (count !== undefined && seen >= count) return;
+    seen++;
+    pcap?.write(item);
+    web?.push(item);
+    if (o.json) process.stdout.write(`${JSON.stringify(item)}\n`);
+    else process.stdout.write(`${formatItem(item, { lang, color })}\n\n`);
+    if (count !== undefined && seen >= count) finish();
+  };
+
+  let session: TraceSession;
+  try {
+    session = await TraceSession.connect({ sockets, filter, bytes: o.pcap !== undefined || o.web === true, ...(maxRate !== undefined ? { maxRate } : {}), onItem });
+  } catch (err) {
+    process.stderr.write(`vxtun: ${(err as Error).message}\n`);
+    return 1;
+  }
+  try {
+    if (o.pcap !== undefined) pcap = new PcapngWriter(o.pcap);
+    if (o.web) {
+      const { startWebView } = await import('../trace/web.js');
+      web = await startWebView({ sockets, sources: session.sources, host: o.bind, port: webPort });
+      process.stderr.write(`vxtun trace: web view on ${web.url}\n`);
+    }
+  } catch (err) {
+    session.close();
+    process.stderr.write(`vxtun: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const nodes = session.sources.map((s) => `${s.node.publicIp} (${s.node.device})`).join(', ');
+  process.stderr.write(`vxtun trace: attached to ${nodes}${Object.keys(filter).length ? ` · filter ${JSON.stringify(filter)}` : ''} · Ctrl-C to stop\n`);
+
+  const onSignal = (): void => finish();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const timer = duration !== undefined ? setTimeout(finish, duration * 1000) : undefined;
+  await Promise.race([done, session.ended]);
+  if (timer) clearTimeout(timer);
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  session.close();
+  pcap?.close();
+  await web?.close();
+  if (pcap) process.stderr.write(`vxtun trace: wrote ${pcap.packets} packets to ${pcap.path} (read with: tshark -r ${pcap.path} -d udp.port==8472,vxlan)\n`);
+  return 0;
+}

@@ -1,0 +1,253 @@
+/**
+ * `vxtun up` for a node that joins a flannel network: its lease and its peers come from a registry
+ * (etcd v3/v2, or static peers), its backend from `<prefix>/config` (vxlan, or flannel's udp).
+ * Order: registry reachable and config valid -> host checks -> lease -> TUN, route, UDP, engine ->
+ * subnet.env, masquerade rules. A config fault is one line and exit 2 before anything exists on
+ * the host; SIGTERM removes device, routes, rules and subnet.env but leaves the lease, so a
+ * restarted node keeps its subnet.
+ */
+import { existsSync, rmSync } from 'node:fs';
+import pino, { type Logger } from 'pino';
+import { ConfigError } from '../control/config.js';
+import { findUnderlay, requireRoot, HostError } from '../control/host.js';
+import { ControlServer } from '../control/socket.js';
+import type { FlannelNodeConfig } from '../control/flannel-node-config.js';
+import { FlannelConfigError, parseNetworkConfig, encodeLeaseValue, subnetKey, type FlannelNetworkConfig } from '../control/flannel.js';
+import { RegistryError, type SubnetRegistry } from '../control/registry/registry.js';
+import { StaticRegistry } from '../control/registry/static.js';
+import { EtcdV3Registry } from '../control/registry/etcd-v3.js';
+import { EtcdV2Registry } from '../control/registry/etcd-v2.js';
+import { joinKey } from '../control/registry/etcd-common.js';
+import { LeaseManager } from '../control/lease-manager.js';
+import { writeSubnetEnv } from '../control/subnet-env.js';
+import { installMasq, removeMasq } from '../control/ipmasq.js';
+import { Engine } from '../engine/engine.js';
+import { FlannelUdpEngine, FLANNEL_UDP_OVERHEAD } from '../engine/flannel-udp.js';
+import { RouteTable } from '../engine/routes.js';
+import { cidrToString } from '../engine/cidr.js';
+import { DgramBind } from '../conn/dgram.js';
+import { openLinuxTun, addRoute } from '../tun/linux.js';
+import { macToString } from '../wire/ethernet.js';
+import { ipv4ToString } from '../wire/ipv4.js';
+import { VXLAN_OVERHEAD_V4 } from '../control/config.js';
+
+export interface FlannelUpOptions {
+  logLevel: string;
+}
+
+class Aborted extends Error {}
+
+/** The registry this config names (etcd opening includes the TLS/reachability probe). */
+async function openRegistry(cfg: FlannelNodeConfig): Promise<SubnetRegistry> {
+  const r = cfg.registry;
+  if (!r) {
+    const s = cfg.static!;
+    const type = cfg.backend.type ?? 'vxlan';
+    const port = cfg.backend.port;
+    const networkConfig = JSON.stringify({ Network: cidrToString(s.network), SubnetLen: s.subnet.prefixLen, Backend: { Type: type, ...(cfg.backend.vni !== undefined ? { VNI: cfg.backend.vni } : {}), ...(port ? { Port: port } : {}) } });
+    const seed = s.peers.map((p) => ({
+      subnetKey: subnetKey(p.subnet),
+      value: encodeLeaseValue(p.publicIp, type === 'vxlan' ? { type, vni: cfg.backend.vni ?? 1, vtepMac: p.vtepMac! } : { type }),
+    }));
+    return new StaticRegistry(networkConfig, seed);
+  }
+  const settings = { endpoints: r.endpoints, prefix: r.prefix, ...(r.tls ? { tls: r.tls } : {}) };
+  return r.api === 'v2' ? EtcdV2Registry.open(settings) : EtcdV3Registry.open(settings);
+}
+
+/** Runs `fn` until it succeeds; transient RegistryErrors are retried with backoff until the deadline. */
+async function retrying<T>(what: string, fn: () => Promise<T>, log: Logger, deadline: number, aborted: () => boolean): Promise<T> {
+  let backoff = 500;
+  for (;;) {
+    if (aborted()) throw new Aborted();
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof RegistryError) || !err.transient) throw err;
+      if (Date.now() + backoff > deadline) {
+        throw new RegistryError(`${err.message} (gave up after ${Math.round((deadline - startedAt) / 1000)} s)`, false, err.field);
+      }
+      log.warn({ err: err.message, retryInMs: backoff }, `${what}: registry unreachable, retrying`);
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 5000);
+    }
+  }
+}
+
+const startedAt = Date.now();
+
+export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOptions): Promise<number> {
+  const deviceName = cfg.device.name ?? 'vxtun0';
+  const log = pino({ level: opts.logLevel, base: { device: deviceName } });
+  const fail = (line: string, code: number): number => {
+    process.stderr.write(`vxtun: ${line}\n`);
+    return code;
+  };
+
+  let stopping = false;
+  let wake: ((signal: string) => void) | undefined;
+  const onSignal = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    wake?.(signal);
+  };
+  const onTerm = (): void => onSignal('SIGTERM');
+  const onInt = (): void => onSignal('SIGINT');
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+
+  const undo: Array<() => Promise<void> | void> = [];
+  const teardown = async (): Promise<void> => {
+    while (undo.length) {
+      try {
+        await undo.pop()!();
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'teardown step failed');
+      }
+    }
+  };
+
+  // --- everything that can refuse, before the host changes ---------------------------------------
+  let registry: SubnetRegistry;
+  let network: FlannelNetworkConfig;
+  let manager: LeaseManager;
+  let underlay: { iface: string; mtu: number };
+  const startupDeadline = cfg.registry?.startupTimeoutSeconds !== undefined ? Date.now() + cfg.registry.startupTimeoutSeconds * 1000 : Infinity;
+  const aborted = (): boolean => stopping;
+  try {
+    requireRoot();
+    if (!existsSync('/dev/net/tun')) throw new HostError('/dev/net/tun is missing: load the tun module (modprobe tun) or run where TUN devices are allowed', 1);
+    if (existsSync(`/sys/class/net/${deviceName}`)) throw new HostError(`config: device.name: "${deviceName}" already exists on this host`, 2);
+    const found = findUnderlay(cfg.publicIp);
+    if (!found) throw new HostError(`config: publicIp: "${cfg.publicIp}" is not an address of any interface on this host`, 2);
+    underlay = found;
+    registry = await retrying('connect', () => openRegistry(cfg), log, startupDeadline, aborted);
+    undo.push(() => registry.close());
+    const where = cfg.registry ? joinKey(cfg.registry.prefix, 'config') : 'network';
+    network = parseNetworkConfig(await retrying('read network config', () => registry.getNetworkConfig(), log, startupDeadline, aborted), where);
+    if (cfg.backend.type !== undefined && cfg.backend.type !== network.backend.type) {
+      throw new ConfigError(`config: backend.type: "${cfg.backend.type}" but ${where} says Backend.Type "${network.backend.type}"`);
+    }
+    for (const k of ['port', 'vni'] as const) {
+      const mine = cfg.backend[k];
+      if (mine !== undefined && mine !== network.backend[k]) {
+        throw new ConfigError(`config: backend.${k}: ${mine} but ${where} says Backend.${k === 'port' ? 'Port' : 'VNI'} ${network.backend[k]}`);
+      }
+    }
+    const backend = network.backend;
+    const leaseValue = encodeLeaseValue(cfg.publicIp, backend.type === 'vxlan' ? { type: 'vxlan', vni: backend.vni, vtepMac: cfg.backend.vtepMac } : { type: 'udp' });
+    manager = new LeaseManager({
+      registry,
+      network,
+      publicIp: cfg.publicIp,
+      leaseValue,
+      ...(cfg.static ? { preferredSubnet: cfg.static.subnet } : {}),
+      ...(cfg.registry?.leaseTtlSeconds !== undefined ? { ttlSeconds: cfg.registry.leaseTtlSeconds } : {}),
+      ...(cfg.registry?.renewMarginSeconds !== undefined ? { renewMarginSeconds: cfg.registry.renewMarginSeconds } : {}),
+      log,
+    });
+    await retrying('acquire lease', () => manager.acquire(), log, startupDeadline, aborted);
+  } catch (err) {
+    await teardown();
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    if (err instanceof Aborted) return 0;
+    if (err instanceof ConfigError) return fail(err.message, 2);
+    if (err instanceof HostError) return fail(err.message, err.exitCode);
+    if (err instanceof FlannelConfigError) return fail(`registry: ${err.message}`, 2);
+    if (err instanceof RegistryError) return fail(err.field ? `config: ${err.field}: ${err.message}` : `registry: ${err.message}`, 2);
+    throw err;
+  }
+
+  // --- the host: device, route, socket, engine, subnet.env, rules ------------------------------
+  const backend = network.backend;
+  const subnet = manager.subnet;
+  const maxInner = underlay.mtu - (backend.type === 'vxlan' ? VXLAN_OVERHEAD_V4 : FLANNEL_UDP_OVERHEAD);
+  const mtu = cfg.device.mtu ?? maxInner;
+  let engine: Engine | FlannelUdpEngine;
+  try {
+    const tun = openLinuxTun({ name: deviceName, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32 });
+    undo.push(() => tun.close());
+    addRoute(ipv4ToString(network.network.addr), network.network.prefixLen, tun.name);
+    const bind = await DgramBind.open(cfg.publicIp, backend.port);
+    undo.push(() => bind.close());
+    engine =
+      backend.type === 'vxlan'
+        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu })
+        : new FlannelUdpEngine(tun, bind, { tunMtu: mtu });
+    const eng = engine;
+    eng.setRoutes(new RouteTable(manager.routes));
+    manager.on('routes', (routes) => {
+      eng.setRoutes(new RouteTable(routes));
+      log.info({ peers: routes.map((r) => `${cidrToString(r.prefix)}@${r.target.endpoint.address}`) }, 'routes updated');
+    });
+    manager.on('fatal', (err) => {
+      log.error({ err: err.message }, 'lease lost for good; stopping');
+      process.exitCode = 1;
+      onSignal('lease-lost');
+    });
+    undo.push(() => manager.stop());
+    manager.start();
+    writeSubnetEnv(cfg.subnetEnv, { network: network.network, subnet, mtu, ipMasq: cfg.ipMasq });
+    undo.push(() => rmSync(cfg.subnetEnv, { force: true }));
+    if (cfg.ipMasq) {
+      undo.push(() => removeMasq());
+      installMasq(network.network, subnet);
+    }
+    const control = await ControlServer.listen(cfg.controlSocket ?? `/run/vxtun/${deviceName}.sock`, (req) => {
+      switch (req.cmd) {
+        case 'counters':
+          return eng.counters.snapshot();
+        case 'routes':
+          return eng.routeTable.routes.map((r) => ({
+            subnet: cidrToString(r.prefix),
+            publicIp: r.target.endpoint.address,
+            port: r.target.endpoint.port,
+            ...(backend.type === 'vxlan' ? { vtepMac: macToString(r.target.vtepMac), vni: r.target.vni } : {}),
+          }));
+        case 'info':
+          return {
+            device: tun.name,
+            mtu,
+            publicIp: cfg.publicIp,
+            underlay,
+            network: cidrToString(network.network),
+            subnet: cidrToString(subnet),
+            backend: backend.type,
+            vni: backend.vni,
+            port: backend.port,
+            vtepMac: macToString(cfg.backend.vtepMac),
+            registry: registry.description,
+            lease: manager.stats,
+            pid: process.pid,
+          };
+        default:
+          return { error: `unknown command ${JSON.stringify(req.cmd)}` };
+      }
+    });
+    undo.push(() => control.close());
+    engine.start();
+    undo.push(() => eng.stop());
+  } catch (err) {
+    await teardown();
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    return fail((err as Error).message, 1);
+  }
+
+  log.info(
+    { publicIp: cfg.publicIp, subnet: cidrToString(subnet), network: cidrToString(network.network), backend: backend.type, port: backend.port, mtu, registry: registry.description, subnetEnv: cfg.subnetEnv, ipMasq: cfg.ipMasq },
+    'vxtun up',
+  );
+
+  const signal = await new Promise<string>((resolve) => {
+    wake = resolve;
+    if (stopping) resolve('SIGTERM');
+  });
+  log.info({ signal, counters: engine.counters.snapshot() }, 'vxtun stopping (the lease stays in the registry)');
+  await teardown();
+  process.off('SIGTERM', onTerm);
+  process.off('SIGINT', onInt);
+  log.info('vxtun down');
+  return process.exitCode === 1 ? 1 : 0;
+}

@@ -1,0 +1,194 @@
+/**
+ * flannel's registry formats and rules, as flanneld (pkg/subnet) applies them:
+ *  - `<prefix>/config`: {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend": {"Type", "VNI", "Port"}}
+ *    with flannel's defaults (SubnetLen 24 for a /22 or wider network, else network + 2; SubnetMin the
+ *    second subnet, SubnetMax the last; Backend type "udp" when absent) and its refusals;
+ *  - leases `<prefix>/subnets/10.244.2.0-24` -> {"PublicIP", "PublicIPv6": null, "BackendType", "BackendData"}.
+ * Every refusal is one line naming the key and the value.
+ */
+import { type Cidr, parseCidr, cidrToString, cidrContains, ipv4Mask } from '../engine/cidr.js';
+import { ipv4FromString, ipv4ToString, isIpv4String } from '../wire/ipv4.js';
+import { isMacString, macFromString, macToString, type Mac } from '../wire/ethernet.js';
+import { VXLAN_VNI_MAX } from '../wire/vxlan.js';
+import type { Route, Vtep } from '../engine/routes.js';
+
+export type Cidr4 = Cidr & { family: 4 };
+export type BackendType = 'vxlan' | 'udp';
+
+export const DEFAULT_PREFIX = '/coreos.com/network';
+/** flannel's subnetTTL: 24 h, renewed an hour before it runs out (subnetLeaseRenewMargin). */
+export const LEASE_TTL_SECONDS = 24 * 3600;
+export const LEASE_RENEW_MARGIN_SECONDS = 3600;
+export const DEFAULT_VXLAN_PORT = 8472;
+export const DEFAULT_UDP_PORT = 8285;
+
+export interface FlannelNetworkConfig {
+  network: Cidr4;
+  subnetLen: number;
+  subnetMin: number;
+  subnetMax: number;
+  backend: { type: BackendType; vni: number; port: number };
+}
+
+export class FlannelConfigError extends Error {
+  override readonly name = 'FlannelConfigError';
+}
+
+function fail(where: string, message: string): never {
+  throw new FlannelConfigError(`${where}: ${message}`);
+}
+
+function shown(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? 'missing' : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/** Parses and validates the text of `<prefix>/config`; `where` names the key in errors. */
+export function parseNetworkConfig(text: string, where: string): FlannelNetworkConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    fail(where, `is not valid JSON: ${(err as Error).message}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(where, `${shown(raw)} is not a JSON object`);
+  const c = raw as Record<string, unknown>;
+  if (typeof c.Network !== 'string') fail(where, `Network: ${shown(c.Network)} is required (an IPv4 CIDR such as "10.244.0.0/16")`);
+  const network = parseCidr(c.Network);
+  if (typeof network === 'string' || network.family !== 4) {
+    fail(where, `Network: ${shown(c.Network)} is not an IPv4 CIDR${typeof network === 'string' ? ` (${network})` : ''}`);
+  }
+  let subnetLen: number;
+  if (c.SubnetLen !== undefined && c.SubnetLen !== 0) {
+    if (typeof c.SubnetLen !== 'number' || !Number.isInteger(c.SubnetLen)) fail(where, `SubnetLen: ${shown(c.SubnetLen)} is not an integer`);
+    if (c.SubnetLen > 30) fail(where, `SubnetLen: ${c.SubnetLen} must be less than /31`);
+    if (c.SubnetLen < network.prefixLen + 2) fail(where, `SubnetLen: ${c.SubnetLen} leaves Network ${c.Network} room for fewer than four subnets`);
+    subnetLen = c.SubnetLen;
+  } else if (network.prefixLen > 28) {
+    fail(where, `Network: ${shown(c.Network)} is too small (the minimum useful prefix is /28)`);
+  } else {
+    subnetLen = network.prefixLen <= 22 ? 24 : network.prefixLen + 2;
+  }
+  const size = 2 ** (32 - subnetLen);
+  const networkEnd = network.addr + 2 ** (32 - network.prefixLen);
+  const bound = (key: 'SubnetMin' | 'SubnetMax', dflt: number): number => {
+    const v = c[key];
+    if (v === undefined || v === '' || v === '0.0.0.0') return dflt;
+    if (typeof v !== 'string' || !isIpv4String(v)) fail(where, `${key}: ${shown(v)} is not an IPv4 address`);
+    const a = ipv4FromString(v);
+    if (a < network.addr || a >= networkEnd) fail(where, `${key}: ${shown(v)} is not in the range of the Network ${c.Network}`);
+    if ((a & ipv4Mask(subnetLen)) >>> 0 !== a) fail(where, `${key}: ${shown(v)} is not on a /${subnetLen} boundary`);
+    return a;
+  };
+  const subnetMin = bound('SubnetMin', network.addr + size);
+  const subnetMax = bound('SubnetMax', networkEnd - size);
+  if (subnetMin > subnetMax) fail(where, `SubnetMin ${ipv4ToString(subnetMin)} is above SubnetMax ${ipv4ToString(subnetMax)}`);
+  let type: BackendType = 'udp';
+  let vni = 1;
+  let port = 0;
+  if (c.Backend !== undefined) {
+    if (c.Backend === null || typeof c.Backend !== 'object') fail(where, `Backend: ${shown(c.Backend)} is not a JSON object`);
+    const b = c.Backend as Record<string, unknown>;
+    if (b.Type !== undefined) {
+      if (b.Type !== 'vxlan' && b.Type !== 'udp') fail(where, `Backend.Type: ${shown(b.Type)} is not a backend vxtun speaks ("vxlan" or "udp")`);
+      type = b.Type;
+    }
+    if (b.VNI !== undefined) {
+      if (typeof b.VNI !== 'number' || !Number.isInteger(b.VNI) || b.VNI < 0 || b.VNI > VXLAN_VNI_MAX) fail(where, `Backend.VNI: ${shown(b.VNI)} is not a VNI (0-${VXLAN_VNI_MAX})`);
+      vni = b.VNI;
+    }
+    if (b.Port !== undefined) {
+      if (typeof b.Port !== 'number' || !Number.isInteger(b.Port) || b.Port < 0 || b.Port > 65535) fail(where, `Backend.Port: ${shown(b.Port)} is not a UDP port`);
+      port = b.Port;
+    }
+  }
+  if (port === 0) port = type === 'vxlan' ? DEFAULT_VXLAN_PORT : DEFAULT_UDP_PORT;
+  return { network, subnetLen, subnetMin, subnetMax, backend: { type, vni, port } };
+}
+
+/** `10.244.2.0/24` <-> `10.244.2.0-24`, the key flannel writes under `<prefix>/subnets/`. */
+export function subnetKey(subnet: Cidr4): string {
+  return `${ipv4ToString(subnet.addr)}-${subnet.prefixLen}`;
+}
+
+export function parseSubnetKey(key: string): Cidr4 | undefined {
+  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)$/.exec(key);
+  if (!m) return undefined;
+  const c = parseCidr(`${m[1]}/${m[2]}`);
+  return typeof c === 'string' || c.family !== 4 ? undefined : c;
+}
+
+/** A lease's meaning: whose it is and how to reach it. */
+export interface LeaseAttrs {
+  publicIp: string;
+  backendType: string | undefined;
+  vni?: number;
+  vtepMac?: Mac;
+}
+
+/** The value flanneld writes (field order as Go's json.Marshal of LeaseAttrs). */
+export function encodeLeaseValue(publicIp: string, backend: { type: 'vxlan'; vni: number; vtepMac: Mac } | { type: 'udp' }): string {
+  if (backend.type === 'udp') return JSON.stringify({ PublicIP: publicIp, PublicIPv6: null });
+  return JSON.stringify({
+    PublicIP: publicIp,
+    PublicIPv6: null,
+    BackendType: 'vxlan',
+    BackendData: { VNI: backend.vni, VtepMAC: macToString(backend.vtepMac) },
+  });
+}
+
+/** Reads a lease value another node wrote; undefined for anything we cannot use (counted by the caller). */
+export function decodeLeaseValue(text: string): LeaseAttrs | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (v === null || typeof v !== 'object') return undefined;
+  const o = v as Record<string, unknown>;
+  if (typeof o.PublicIP !== 'string' || !isIpv4String(o.PublicIP)) return undefined;
+  const attrs: LeaseAttrs = { publicIp: o.PublicIP, backendType: typeof o.BackendType === 'string' ? o.BackendType : undefined };
+  const data = o.BackendData as Record<string, unknown> | null | undefined;
+  if (data && typeof data === 'object') {
+    if (typeof data.VNI === 'number') attrs.vni = data.VNI;
+    if (typeof data.VtepMAC === 'string' && isMacString(data.VtepMAC)) attrs.vtepMac = macFromString(data.VtepMAC);
+  }
+  return attrs;
+}
+
+/**
+ * The route a peer's lease gives this node, or undefined when the lease is not a peer of our backend:
+ * a vxlan node takes only vxlan leases with a VtepMAC; a udp node takes leases without a backend type
+ * (what flanneld's udp backend writes) or typed "udp".
+ */
+export function leaseRoute(subnet: Cidr4, attrs: LeaseAttrs, backend: FlannelNetworkConfig['backend']): Route<Vtep> | undefined {
+  if (backend.type === 'vxlan') {
+    if (attrs.backendType !== 'vxlan' || attrs.vtepMac === undefined) return undefined;
+    return { prefix: subnet, target: { endpoint: { address: attrs.publicIp, port: backend.port }, vtepMac: attrs.vtepMac, vni: backend.vni } };
+  }
+  if (attrs.backendType !== undefined && attrs.backendType !== 'udp') return undefined;
+  return { prefix: subnet, target: { endpoint: { address: attrs.publicIp, port: backend.port }, vtepMac: Buffer.alloc(6), vni: 0 } };
+}
+
+/** Is `subnet` a lease this network config could have handed out (flannel's isSubnetConfigCompat)? */
+export function subnetFits(cfg: FlannelNetworkConfig, subnet: Cidr4): boolean {
+  return subnet.prefixLen === cfg.subnetLen && cidrContains(cfg.network, subnet) && subnet.addr >= cfg.subnetMin && subnet.addr <= cfg.subnetMax;
+}
+
+/** flanneld's allocateSubnet: a random one among (up to 100 of) the free subnets from SubnetMin to SubnetMax. */
+export function pickFreeSubnet(cfg: FlannelNetworkConfig, taken: Iterable<Cidr4>, random: () => number = Math.random): Cidr4 | undefined {
+  const used = [...taken];
+  const size = 2 ** (32 - cfg.subnetLen);
+  const free: number[] = [];
+  for (let a = cfg.subnetMin; a <= cfg.subnetMax && free.length < 100; a += size) {
+    const s = { family: 4 as const, addr: a, prefixLen: cfg.subnetLen };
+    if (!used.some((u) => cidrContains(u, s) || cidrContains(s, u))) free.push(a);
+  }
+  if (free.length === 0) return undefined;
+  return { family: 4, addr: free[Math.floor(random() * free.length)]!, prefixLen: cfg.subnetLen };
+}
+
+export function describeSubnet(s: Cidr4): string {
+  return cidrToString(s);
+}

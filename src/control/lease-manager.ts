@@ -1,0 +1,251 @@
+/**
+ * This node's lease and its view of everyone else's, over any SubnetRegistry, by flanneld's rules:
+ *  - acquire: reuse the lease that already carries our PublicIP (a restart keeps its subnet), else
+ *    take a random free subnet with create-if-absent (a lost race just tries again);
+ *  - renew before the TTL runs out; our lease gone (deleted, expired) -> take it again;
+ *  - peers: list + watch from the list's revision; every change swaps a whole new route table;
+ *  - registry unreachable: the last table stays in force, retries back off, and on return a full
+ *    list replaces whatever the watch may have missed.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { Route, Vtep } from '../engine/routes.js';
+import { cidrToString } from '../engine/cidr.js';
+import { RegistryError, type SubnetRegistry, type LeaseWatch } from './registry/registry.js';
+import {
+  type Cidr4,
+  type FlannelNetworkConfig,
+  subnetKey,
+  parseSubnetKey,
+  decodeLeaseValue,
+  leaseRoute,
+  subnetFits,
+  pickFreeSubnet,
+  LEASE_TTL_SECONDS,
+  LEASE_RENEW_MARGIN_SECONDS,
+} from './flannel.js';
+
+export interface LeaseManagerOptions {
+  registry: SubnetRegistry;
+  network: FlannelNetworkConfig;
+  publicIp: string;
+  /** Our lease value, exactly as flanneld would write it (flannel.ts encodeLeaseValue). */
+  leaseValue: string;
+  /** Subnet to ask for first when no lease carries our PublicIP (a static config's subnet). */
+  preferredSubnet?: Cidr4;
+  ttlSeconds?: number;
+  renewMarginSeconds?: number;
+  /** Longest pause between retries while the registry is unreachable. */
+  maxBackoffMs?: number;
+  log: Logger;
+}
+
+export interface LeaseManagerEvents {
+  routes: [routes: Route<Vtep>[]];
+  /** Something we cannot recover from (our subnet taken by another node): the process must stop. */
+  fatal: [err: Error];
+}
+
+function sleep(ms: number, signal: { stopped: boolean }): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    t.unref();
+    if (signal.stopped) {
+      clearTimeout(t);
+      resolve();
+    }
+  });
+}
+
+export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
+  private ownSubnet: Cidr4 | undefined;
+  private peers = new Map<string, Route<Vtep>>();
+  private watch: LeaseWatch | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private wakeSync: (() => void) | undefined;
+  private readonly state = { stopped: false };
+  private readonly ttl: number;
+  private readonly renewAfterMs: number;
+  private readonly maxBackoffMs: number;
+  /** Counts for status and tests. */
+  readonly stats = { acquired: 0, renewed: 0, reacquired: 0, resyncs: 0, registryErrors: 0, ignoredLeases: 0 };
+
+  constructor(private readonly opts: LeaseManagerOptions) {
+    super();
+    this.ttl = opts.ttlSeconds ?? LEASE_TTL_SECONDS;
+    const margin = opts.renewMarginSeconds ?? LEASE_RENEW_MARGIN_SECONDS;
+    this.renewAfterMs = (margin < this.ttl ? this.ttl - margin : this.ttl / 2) * 1000;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 5000;
+  }
+
+  get subnet(): Cidr4 {
+    if (!this.ownSubnet) throw new Error('no lease yet');
+    return this.ownSubnet;
+  }
+
+  get routes(): Route<Vtep>[] {
+    return [...this.peers.values()];
+  }
+
+  /** Takes this node's lease (one attempt round; RegistryError on failure, `transient` says if retrying helps). */
+  async acquire(): Promise<Cidr4> {
+    const { registry, network, publicIp, leaseValue } = this.opts;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const { leases } = await registry.listLeases();
+      const taken: Cidr4[] = [];
+      let mine: Cidr4 | undefined;
+      for (const l of leases) {
+        const subnet = parseSubnetKey(l.subnetKey);
+        if (!subnet) continue;
+        taken.push(subnet);
+        if (mine === undefined && decodeLeaseValue(l.value)?.publicIp === publicIp && subnetFits(network, subnet)) mine = subnet;
+      }
+      if (mine) {
+        if ((await registry.refreshLease(subnetKey(mine), leaseValue, this.ttl)) === 'refreshed') return this.took(mine, 'reused');
+        continue; // vanished between list and refresh: look again
+      }
+      const preferred = this.ownSubnet ?? this.opts.preferredSubnet;
+      const preferredFree = preferred !== undefined && !taken.some((t) => t.addr === preferred.addr && t.prefixLen === preferred.prefixLen);
+      if (this.ownSubnet && !preferredFree) {
+        // Checked before creating anything: a second lease of ours would be an orphan.
+        throw new RegistryError(`our lease ${cidrToString(this.ownSubnet)} is gone and another node holds it now`, false);
+      }
+      const candidate = preferredFree ? preferred : pickFreeSubnet(network, taken);
+      if (!candidate) throw new RegistryError(`no free /${network.subnetLen} left in ${cidrToString(network.network)}`, false);
+      if ((await registry.createLease(subnetKey(candidate), leaseValue, this.ttl)) === 'created') return this.took(candidate, 'created');
+      this.opts.log.info({ subnet: cidrToString(candidate) }, 'another node took that subnet first; trying again');
+    }
+    throw new RegistryError('could not take a subnet after 20 attempts (too many nodes racing?)', true);
+  }
+
+  private took(subnet: Cidr4, how: 'reused' | 'created'): Cidr4 {
+    if (this.ownSubnet && (this.ownSubnet.addr !== subnet.addr || this.ownSubnet.prefixLen !== subnet.prefixLen)) {
+      // Our device, routes and subnet.env, and every pod on this node, carry the old subnet.
+      throw new RegistryError(`our lease ${cidrToString(this.ownSubnet)} is gone and another node holds it now`, false);
+    }
+    this.ownSubnet = subnet;
+    this.stats.acquired++;
+    this.opts.log.info({ subnet: cidrToString(subnet), how, registry: this.opts.registry.description }, 'lease acquired');
+    return subnet;
+  }
+
+  /** Starts renewal and the peer watch (after acquire()). */
+  start(): void {
+    this.scheduleRenew(this.renewAfterMs);
+    void this.syncLoop();
+  }
+
+  async stop(): Promise<void> {
+    this.state.stopped = true;
+    clearTimeout(this.renewTimer);
+    this.watch?.cancel();
+    this.wakeSync?.();
+  }
+
+  private scheduleRenew(ms: number): void {
+    clearTimeout(this.renewTimer);
+    this.renewTimer = setTimeout(() => void this.renew(), ms);
+    this.renewTimer.unref();
+  }
+
+  private async renew(): Promise<void> {
+    if (this.state.stopped) return;
+    try {
+      const r = await this.opts.registry.refreshLease(subnetKey(this.subnet), this.opts.leaseValue, this.ttl);
+      if (r === 'missing') {
+        await this.reacquire('lease missing at renewal');
+      } else {
+        this.stats.renewed++;
+        this.opts.log.debug({ subnet: cidrToString(this.subnet) }, 'lease renewed');
+      }
+      this.scheduleRenew(this.renewAfterMs);
+    } catch (err) {
+      this.registryError(err, 'renew');
+      this.scheduleRenew(Math.min(this.maxBackoffMs, this.renewAfterMs));
+    }
+  }
+
+  private reacquiring: Promise<void> | undefined;
+
+  private reacquire(why: string): Promise<void> {
+    this.reacquiring ??= (async () => {
+      this.opts.log.warn({ subnet: cidrToString(this.subnet), why }, 'own lease lost; taking it again');
+      try {
+        await this.acquire();
+        this.stats.reacquired++;
+      } catch (err) {
+        if (err instanceof RegistryError && !err.transient) this.emit('fatal', err);
+        else throw err;
+      } finally {
+        this.reacquiring = undefined;
+      }
+    })();
+    return this.reacquiring;
+  }
+
+  private registryError(err: unknown, what: string): void {
+    this.stats.registryErrors++;
+    this.opts.log.warn({ err: (err as Error).message, what }, 'registry unreachable; forwarding on the last known routes');
+  }
+
+  /** list -> table -> watch until it breaks -> back off -> list again, until stop(). */
+  private async syncLoop(): Promise<void> {
+    let backoff = 250;
+    while (!this.state.stopped) {
+      try {
+        const { leases, revision } = await this.opts.registry.listLeases();
+        this.stats.resyncs++;
+        const next = new Map<string, Route<Vtep>>();
+        let ownPresent = false;
+        for (const l of leases) {
+          if (l.subnetKey === subnetKey(this.subnet)) {
+            ownPresent = decodeLeaseValue(l.value)?.publicIp === this.opts.publicIp;
+            continue;
+          }
+          const r = this.routeFor(l.subnetKey, l.value);
+          if (r) next.set(l.subnetKey, r);
+        }
+        this.peers = next;
+        this.publish();
+        if (!ownPresent) await this.reacquire('lease missing at resync');
+        backoff = 250;
+        const broken = await new Promise<Error | undefined>((resolve) => {
+          this.wakeSync = () => resolve(undefined);
+          this.watch = this.opts.registry.watchLeases(revision, {
+            onEvent: (ev) => {
+              if (ev.subnetKey === subnetKey(this.subnet)) {
+                if (ev.type === 'delete') void this.reacquire('lease deleted').catch((err) => this.registryError(err, 'reacquire'));
+                return;
+              }
+              const before = this.peers.has(ev.subnetKey);
+              const r = ev.type === 'put' ? this.routeFor(ev.subnetKey, ev.value) : undefined;
+              if (r) this.peers.set(ev.subnetKey, r);
+              else this.peers.delete(ev.subnetKey);
+              if (r || before) this.publish();
+            },
+            onBroken: (err) => resolve(err),
+          });
+        });
+        this.watch?.cancel();
+        if (broken) this.registryError(broken, 'watch');
+      } catch (err) {
+        this.registryError(err, 'resync');
+      }
+      if (this.state.stopped) return;
+      await sleep(backoff, this.state);
+      backoff = Math.min(backoff * 2, this.maxBackoffMs);
+    }
+  }
+
+  private routeFor(key: string, value: string): Route<Vtep> | undefined {
+    const subnet = parseSubnetKey(key);
+    const attrs = decodeLeaseValue(value);
+    const route = subnet && attrs ? leaseRoute(subnet, attrs, this.opts.network.backend) : undefined;
+    if (!route) this.stats.ignoredLeases++;
+    return route;
+  }
+
+  private publish(): void {
+    this.emit('routes', this.routes);
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * flannel's udp backend, on the wire exactly as flanneld's proxy (backend/udp/proxy_amd64.c) speaks it:
+ * the UDP payload is the raw inner IPv4 packet, no header; both ends listen on one port (8285);
+ * each hop decrements the inner TTL with an incremental checksum patch (RFC 1624) and drops what
+ * reaches 0; a destination no lease covers gets ICMP net-unreachable. The outer DF bit is Linux's
+ * default for UDP sockets (IP_PMTUDISC_WANT), and the TUN MTU (underlay − 28) keeps every datagram
+ * within the path MTU.
+ *
+ *  outbound  tun.read -> check IPv4 -> LPM(dst) -> peer | no-route (ICMP) -> TTL-1 -> bind.send per peer
+ *  inbound   bind batch -> check IPv4 -> TTL-1 -> tun.write
+ * Shares RouteTable, Counters and IcmpResponder with the VXLAN engine; nothing off the wire can throw.
+ */
+import type { Bind, Endpoint } from '../conn/bind.js';
+import type { TunDevice } from '../tun/device.js';
+import { Ipv4Packet, decrementTtl } from '../wire/ipv4.js';
+import { WireError } from '../wire/error.js';
+import { Counters, DropReason, Answer } from './counters.js';
+import { RouteTable, type Vtep } from './routes.js';
+import { IcmpResponder } from './icmp-errors.js';
+import { HEADROOM } from './engine.js';
+
+/** IPv4 20 + UDP 8: what flannel0's MTU leaves for the underlay. */
+export const FLANNEL_UDP_OVERHEAD = 28;
+export const FLANNEL_UDP_PORT = 8285;
+
+export interface FlannelUdpOptions {
+  tunMtu: number;
+  batchSize?: number;
+  icmpRatePerSecond?: number;
+}
+
+const MAX_BATCHES_PER_WAKE = 8;
+
+export class FlannelUdpEngine {
+  readonly counters = new Counters();
+  private routes: RouteTable = RouteTable.empty();
+  private readonly batchSize: number;
+  private readonly readBufs: Buffer[];
+  private readonly readSizes: number[];
+  private readonly icmp: IcmpResponder;
+  private running = false;
+
+  constructor(
+    private readonly tun: TunDevice,
+    private readonly bind: Bind,
+    private readonly opts: FlannelUdpOptions,
+  ) {
+    this.batchSize = opts.batchSize ?? 64;
+    // Packets sit at HEADROOM like in the VXLAN engine, so IcmpResponder's replies (built with that headroom) fit the same writes.
+    const room = HEADROOM + Math.max(opts.tunMtu, 1500) + 64;
+    this.readBufs = Array.from({ length: this.batchSize }, () => Buffer.alloc(room));
+    this.readSizes = new Array<number>(this.batchSize).fill(0);
+    this.icmp = new IcmpResponder(opts.icmpRatePerSecond ?? 1000);
+  }
+
+  setRoutes(table: RouteTable): void {
+    this.routes = table;
+  }
+
+  get routeTable(): RouteTable {
+    return this.routes;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.bind.start((bufs, sizes, srcs, count) => this.handleInbound(bufs, sizes, srcs, count));
+    this.tun.start(() => this.pumpTun());
+  }
+
+  stop(): void {
+    this.running = false;
+  }
+
+  private pumpTun(): void {
+    for (let round = 0; round < MAX_BATCHES_PER_WAKE && this.running; round++) {
+      let n: number;
+      try {
+        n = this.tun.read(this.readBufs, this.readSizes, HEADROOM);
+      } catch {
+        return;
+      }
+      if (n === 0) return;
+      this.handleOutbound(this.readBufs, this.readSizes, n);
+      if (n < this.batchSize) return;
+    }
+  }
+
+  /** Packets at HEADROOM in bufs[i]; sent from there (the headroom is not on the wire). */
+  handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
+    const routes = this.routes;
+    const c = this.counters;
+    let groups: Map<Vtep, number[]> | undefined;
+    let replies: Buffer[] | undefined;
+    for (let i = 0; i < count; i++) {
+      const buf = bufs[i]!;
+      const size = sizes[i]!;
+      // flanneld's udp backend carries IPv4 only.
+      const ip = size > 0 && buf[HEADROOM]! >> 4 === 4 ? Ipv4Packet.check(buf, HEADROOM, size) : WireError.Truncated;
+      if (ip instanceof WireError) {
+        c.drop(DropReason.TunMalformed);
+        continue;
+      }
+      const peer = routes.lookup4(ip.dst);
+      if (peer === undefined) {
+        const reply = this.icmp.unreachable4(ip);
+        if (reply === undefined || reply === IcmpResponder.RateLimited) c.drop(reply === undefined ? DropReason.NoRoute : DropReason.IcmpRateLimited);
+        else {
+          c.answer(Answer.IcmpUnreachable);
+          (replies ??= []).push(reply);
+        }
+        continue;
+      }
+      if (decrementTtl(ip) === 0) {
+        c.drop(DropReason.TtlExpired);
+        continue;
+      }
+      groups ??= new Map();
+      const g = groups.get(peer);
+      if (g) g.push(i);
+      else groups.set(peer, [i]);
+    }
+    if (groups) {
+      for (const [peer, idx] of groups) {
+        const gb = idx.map((i) => bufs[i]!);
+        const gs = idx.map((i) => sizes[i]!);
+        const sent = this.bind.send(gb, gs, HEADROOM, idx.length, peer.endpoint);
+        c.txPackets += sent;
+        for (let k = 0; k < sent; k++) c.txBytes += gs[k]!;
+        if (sent < idx.length) c.drop(DropReason.SendFailed, idx.length - sent);
+      }
+    }
+    if (replies) this.writeTun(replies, replies.map((r) => r.length - HEADROOM), HEADROOM);
+  }
+
+  /** Each datagram is a whole inner IPv4 packet at offset 0. */
+  handleInbound(bufs: Buffer[], sizes: number[], _srcs: Endpoint[], count: number): void {
+    const c = this.counters;
+    const outBufs: Buffer[] = [];
+    const outSizes: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const buf = bufs[i]!;
+      const size = sizes[i]!;
+      const ip = size > 0 && buf[0]! >> 4 === 4 ? Ipv4Packet.check(buf, 0, size) : WireError.Truncated;
+      if (ip instanceof WireError) {
+        c.drop(DropReason.MalformedInnerIpv4);
+        continue;
+      }
+      if (decrementTtl(ip) === 0) {
+        c.drop(DropReason.TtlExpired);
+        continue;
+      }
+      outBufs.push(buf);
+      outSizes.push(ip.totalLength);
+    }
+    if (outBufs.length > 0) {
+      const written = this.writeTun(outBufs, outSizes, 0);
+      c.rxPackets += written;
+      for (let k = 0; k < written; k++) c.rxBytes += outSizes[k]!;
+    }
+  }
+
+  private writeTun(bufs: Buffer[], sizes: number[], offset: number): number {
+    let written = 0;
+    try {
+      written = this.tun.write(bufs, sizes, offset, bufs.length);
+    } catch {
+      written = 0;
+    }
+    if (written < bufs.length) this.counters.drop(DropReason.TunWriteFailed, bufs.length - written);
+    return written;
+  }
+}

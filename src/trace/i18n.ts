@@ -1,0 +1,142 @@
+/**
+ * Labels and plain-word explanations for traces, in English and Chinese (much of the flannel
+ * learning material is Chinese). Verdict names themselves stay as they are in both languages:
+ * they are the counter names `vxtun status` shows.
+ */
+export type Lang = 'en' | 'zh';
+
+export interface Labels {
+  points: Record<string, string>;
+  route: string;
+  node: string;
+  vtep: string;
+  from: string;
+  onWire: string;
+  dropped: string;
+  answered: string;
+  checksPassed: string;
+  fixes: string;
+  noRoute: string;
+  underlay: string;
+  across: string;
+  delivered: string;
+  innerEthernet: string;
+  echoRequest: string;
+  echoReply: string;
+  arpRequest: string;
+  arpReply: string;
+  reasons: Record<string, string>;
+  verdicts: Record<string, string>;
+}
+
+const en: Labels = {
+  points: {
+    'tun-read': 'tun-read',
+    classify: 'classify',
+    encap: 'encap',
+    'udp-send': 'udp-send',
+    'udp-recv': 'udp-recv',
+    decap: 'decap',
+    'tun-write': 'tun-write',
+    answer: 'answer',
+  },
+  route: 'route',
+  node: 'node',
+  vtep: 'vtep',
+  from: 'from',
+  onWire: 'on the wire',
+  dropped: 'dropped',
+  answered: 'answered',
+  checksPassed: 'checks passed (flags, VNI, inner Ethernet, dst MAC, inner IP)',
+  fixes: 'fixed',
+  noRoute: 'no route',
+  underlay: 'underlay',
+  across: 'across',
+  delivered: 'delivered',
+  innerEthernet: 'inner Ethernet',
+  echoRequest: 'echo request',
+  echoReply: 'echo reply',
+  arpRequest: 'who-has',
+  arpReply: 'is-at',
+  reasons: {
+    'tun-malformed': 'the kernel handed us bytes that are not a whole IP packet',
+    'no-route': 'no node owns this destination (no lease covers it) and no ICMP error may be sent about it',
+    'too-big': 'larger than the tunnel carries and fragmenting is allowed: VTEPs must not fragment VXLAN',
+    'icmp-rate-limited': 'an ICMP error was due but the rate limit was reached',
+    'send-failed': 'the underlay socket refused the datagram',
+    'short-datagram': 'shorter than a VXLAN header (8 bytes)',
+    'bad-flags': 'the VXLAN I flag is missing or unknown flag bits are set',
+    'reserved-bits-set': 'reserved VXLAN bits are set (the kernel drops these too)',
+    'wrong-vni': 'VNI {vni} is not this node\'s VNI {ourVni}',
+    'truncated-inner': 'no whole inner Ethernet header after VXLAN',
+    'wrong-dst-mac': 'the inner destination MAC {dstMac} is not this node\'s VTEP MAC {ourMac}',
+    'unsupported-ethertype': 'the inner frame is neither IPv4, IPv6 nor ARP',
+    'malformed-inner-ipv4': 'the inner IPv4 header does not hold together',
+    'malformed-inner-ipv6': 'the inner IPv6 header does not hold together',
+    'malformed-arp': 'the inner ARP packet is malformed',
+    'arp-not-for-us': 'an ARP request for an address that is not our VTEP address',
+    'arp-ignored': 'an ARP packet that is not a request',
+    'tun-write-failed': 'the kernel refused the packet written into the TUN device',
+  },
+  verdicts: { sent: 'sent', forwarded: 'forwarded', ok: 'ok' },
+};
+
+const zh: Labels = {
+  points: {
+    'tun-read': 'TUN读取',
+    classify: '路由查找',
+    encap: '封装',
+    'udp-send': 'UDP发送',
+    'udp-recv': 'UDP接收',
+    decap: '解封装',
+    'tun-write': 'TUN写入',
+    answer: '应答',
+  },
+  route: '路由',
+  node: '节点',
+  vtep: 'VTEP',
+  from: '来自',
+  onWire: '线上',
+  dropped: '丢弃',
+  answered: '已应答',
+  checksPassed: '检查通过（标志位、VNI、内层以太网、目的MAC、内层IP）',
+  fixes: '已修正',
+  noRoute: '无路由',
+  underlay: '底层网络',
+  across: '跨越',
+  delivered: '已送达',
+  innerEthernet: '内层以太网',
+  echoRequest: '回显请求',
+  echoReply: '回显应答',
+  arpRequest: '询问',
+  arpReply: '回答',
+  reasons: {
+    'tun-malformed': '内核交给我们的不是完整的IP包',
+    'no-route': '没有节点拥有该目的地址（没有租约覆盖它），且不能为它发送ICMP错误',
+    'too-big': '超过隧道可承载的大小且允许分片：VTEP不得对VXLAN分片',
+    'icmp-rate-limited': '本应发送ICMP错误，但已达到速率限制',
+    'send-failed': '底层UDP套接字拒绝了该数据报',
+    'short-datagram': '比VXLAN头（8字节）还短',
+    'bad-flags': 'VXLAN的I标志缺失或设置了未知标志位',
+    'reserved-bits-set': '设置了VXLAN保留位（内核同样会丢弃）',
+    'wrong-vni': 'VNI {vni} 不是本节点的 VNI {ourVni}',
+    'truncated-inner': 'VXLAN之后没有完整的内层以太网头',
+    'wrong-dst-mac': '内层目的MAC {dstMac} 不是本节点的VTEP MAC {ourMac}',
+    'unsupported-ethertype': '内层帧既不是IPv4、IPv6也不是ARP',
+    'malformed-inner-ipv4': '内层IPv4头不完整或不一致',
+    'malformed-inner-ipv6': '内层IPv6头不完整或不一致',
+    'malformed-arp': '内层ARP包格式错误',
+    'arp-not-for-us': '请求的地址不是本节点的VTEP地址',
+    'arp-ignored': '不是ARP请求',
+    'tun-write-failed': '内核拒绝了写入TUN设备的包',
+  },
+  verdicts: { sent: '已发送', forwarded: '已交付', ok: '正常' },
+};
+
+export function labels(lang: Lang): Labels {
+  return lang === 'zh' ? zh : en;
+}
+
+export function fill(template: string, values: Record<string, string | number | undefined>): string {
+  return template.replace(/\{(\w+)\}/g, (_, k: string) => String(values[k] ?? '?'));
+}

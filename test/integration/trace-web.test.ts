@@ -1,0 +1,130 @@
+/**
+ * Issue 6, done-when 3: `vxtun trace --web` driven in headless Chromium (Debian's chromium through
+ * playwright-core): the topology renders with both nodes, their route/VTEP tables beside it; a
+ * ping makes a live packet appear; clicking it shows the decoded layers (outer IPv4, UDP, VXLAN,
+ * inner Ethernet, inner IPv4, ICMP) with their fields; a screenshot is kept in test-artifacts/.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { Topology, waitFor } from '../../src/lab/netns.js';
+import { Cluster, cliPath } from '../../src/lab/cluster.js';
+import { requirePrerequisites, repoRoot, toolsDir } from './support.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const artifacts = join(repoRoot, 'test-artifacts');
+
+describe('vxtun trace --web in headless Chromium', () => {
+  const topology = new Topology();
+  let cluster: Cluster;
+  let trace: ChildProcess | undefined;
+  let browser: Browser | undefined;
+  let url = '';
+  let stderr = '';
+
+  beforeAll(async () => {
+    requirePrerequisites(['ip', 'bridge', 'ping']);
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing (Debian package chromium, installed by scripts/install-deps.sh)`);
+    cluster = await Cluster.build(topology, { kinds: ['vxtun', 'vxtun'], logLevel: 'warn' });
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    trace = spawn(process.execPath, [cliPath, 'trace', '--web', '--web-port', '0', '--socket', a.vxtun!.controlSocket, '--socket', b.vxtun!.controlSocket, '--protocol', 'icmp'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    trace.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    await waitFor(() => /web view on (http:\/\/\S+)/.test(stderr) || trace!.exitCode !== null, { timeoutMs: 10_000, what: 'web view url' });
+    url = /web view on (http:\/\/\S+)/.exec(stderr)?.[1] ?? '';
+    if (!url) throw new Error(`trace --web did not start: ${stderr}`);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    if (trace && trace.exitCode === null) {
+      trace.kill('SIGINT');
+      await new Promise((r) => trace!.once('exit', r));
+    }
+    await cluster?.destroy();
+    await topology.destroy();
+  });
+
+  it('is served on 127.0.0.1 only', () => {
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+  });
+
+  it('draws the topology and tables, shows a live packet after a ping, and decodes it layer by layer on click', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const page = await browser!.newPage({ viewport: { width: 1280, height: 1000 } });
+    const offsite: string[] = [];
+    page.on('request', (r) => {
+      if (!r.url().startsWith(url)) offsite.push(r.url());
+    });
+    await page.goto(url);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
+
+    // topology: both nodes' columns, each with pods, TUN, engine, VTEP table, eth0; the underlay
+    for (const box of ['pods', 'tun', 'engine', 'vtep', 'eth']) {
+      expect(await page.locator(`#topology [data-box="${box}"]`).count()).toBe(2);
+    }
+    expect(await page.locator('#topology [data-box="underlay"]').count()).toBe(1);
+    const svgText = await page.locator('#topology').textContent();
+    expect(svgText).toContain('TUN vxtun0');
+    expect(svgText).toContain(`eth0 ${a.publicIp}`);
+    expect(svgText).toContain(`eth0 ${b.publicIp}`);
+    expect(svgText).toContain('VTEP table (1 peers)');
+    // the route/VTEP tables beside it
+    const tables = await page.locator('#tables').textContent();
+    expect(tables).toContain(`${b.subnet}${b.publicIp}:8472${b.vtepMac}1`);
+    expect(tables).toContain(`${a.subnet}${a.publicIp}:8472${a.vtepMac}1`);
+
+    const r = await a.pod.exec(['ping', '-c', '1', '-W', '2', b.podIp]);
+    expect(r.code, r.stdout).toBe(0);
+    const row = page.locator('.packet', { hasText: `ICMP echo request ${a.podIp} → ${b.podIp}` }).first();
+    await row.waitFor({ timeout: 10_000 });
+    expect(await row.textContent()).toContain(`node ${a.publicIp} → node ${b.publicIp} · delivered`);
+    // a dot is moving along the diagram
+    await page.waitForSelector('#topology circle.pkt-dot', { timeout: 5000 });
+
+    await row.click();
+    const layers = await page.locator('#detail .layer').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.layer));
+    expect(layers).toEqual(['outer IPv4', 'UDP', 'VXLAN', 'inner Ethernet', 'inner IPv4', 'inner ICMP']);
+    const field = async (layer: string, name: string): Promise<string> =>
+      (await page.locator(`#detail .layer[data-layer="${layer}"] tr.field`, { has: page.locator(`td:text-is("${name}")`) }).first().locator('td').nth(1).textContent()) ?? '';
+    expect(await field('outer IPv4', 'source')).toBe(a.publicIp);
+    expect(await field('outer IPv4', 'destination')).toBe(b.publicIp);
+    expect(await field('UDP', 'destination port')).toBe('8472');
+    expect(await field('VXLAN', 'VNI')).toBe('1');
+    expect(await field('VXLAN', 'flags')).toBe('0x08 (I: VNI valid)');
+    expect(await field('inner Ethernet', 'destination MAC')).toBe(b.vtepMac);
+    expect(await field('inner IPv4', 'source')).toBe(a.podIp);
+    expect(await field('inner IPv4', 'destination')).toBe(b.podIp);
+    expect(await field('inner ICMP', 'type')).toBe('8 (echo request)');
+    // hovering a field highlights exactly its bytes: the VNI is 3 bytes, 00 00 01, at 28+4..28+6
+    await page.locator('#detail .layer[data-layer="VXLAN"] tr.field', { has: page.locator('td:text-is("VNI")') }).hover();
+    expect(await page.locator('#hex span.hl').allTextContents()).toEqual(['00', '00', '01']);
+    expect(await page.locator('#hex span').count()).toBe(134);
+
+    // a datagram with the wrong VNI, sent at node 1 from node 2's address: a red row naming the reason
+    const bad = Buffer.concat([
+      Buffer.from([0x08, 0, 0, 0, 0, 0, 7, 0]),
+      Buffer.from(a.vtepMac.replace(/:/g, '') + b.vtepMac.replace(/:/g, '') + '0800', 'hex'),
+      Buffer.from('4500001c00010000400100000af402090af4010208000000abcd0001', 'hex'),
+    ]);
+    await b.ns.execOk([process.execPath, `${toolsDir}udp-send.mjs`, a.publicIp, '8472', bad.toString('hex')]);
+    const dropRow = page.locator('.packet.drop', { hasText: 'wrong-vni' }).first();
+    await dropRow.waitFor({ timeout: 10_000 });
+    expect(await dropRow.textContent()).toContain("dropped: wrong-vni — VNI 7 is not this node's VNI 1");
+    expect(await dropRow.evaluate((e) => getComputedStyle(e).color)).toBe('rgb(248, 81, 73)');
+    await row.click();
+
+    mkdirSync(artifacts, { recursive: true });
+    const shot = join(artifacts, 'trace-web.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    expect(statSync(shot).size).toBeGreaterThan(10_000);
+    expect(offsite).toEqual([]);
+    await page.close();
+  });
+});

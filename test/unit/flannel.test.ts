@@ -1,0 +1,177 @@
+/**
+ * flannel's registry rules without etcd: config defaults and refusals (as flanneld's
+ * subnet/config.go), lease values, subnet picking, and the lease manager's race handling and
+ * peer table over the in-process StaticRegistry; and the udp pipeline over fake TUN/Bind.
+ */
+import { describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { parseNetworkConfig, encodeLeaseValue, decodeLeaseValue, leaseRoute, pickFreeSubnet, FlannelConfigError, type Cidr4 } from '../../src/control/flannel.js';
+import { StaticRegistry } from '../../src/control/registry/static.js';
+import { LeaseManager } from '../../src/control/lease-manager.js';
+import { parseCidr, cidrToString } from '../../src/engine/cidr.js';
+import { macFromString } from '../../src/wire/ethernet.js';
+import { emitIpv4, ipv4FromString } from '../../src/wire/ipv4.js';
+import { internetChecksum } from '../../src/wire/checksum.js';
+import { createFakeTun } from '../../src/tun/fake.js';
+import { FakeNetwork } from '../../src/conn/fake.js';
+import { FlannelUdpEngine } from '../../src/engine/flannel-udp.js';
+import { RouteTable } from '../../src/engine/routes.js';
+
+const log = pino({ level: 'silent' });
+const cidr = (s: string): Cidr4 => parseCidr(s) as Cidr4;
+
+describe('flannel network config', () => {
+  it("fills flannel's defaults", () => {
+    const c = parseNetworkConfig('{"Network":"10.244.0.0/16"}', 'cfg');
+    expect(c.subnetLen).toBe(24);
+    expect(c.subnetMin).toBe(ipv4FromString('10.244.1.0'));
+    expect(c.subnetMax).toBe(ipv4FromString('10.244.255.0'));
+    expect(c.backend).toEqual({ type: 'udp', vni: 1, port: 8285 });
+    const v = parseNetworkConfig('{"Network":"10.244.0.0/24","Backend":{"Type":"vxlan"}}', 'cfg');
+    expect(v.subnetLen).toBe(26);
+    expect(v.backend).toEqual({ type: 'vxlan', vni: 1, port: 8472 });
+  });
+
+  it.each([
+    ['{"Network":', 'not valid JSON'],
+    ['{}', 'Network: missing is required'],
+    ['{"Network":"10.244.0.0/29"}', 'too small'],
+    ['{"Network":"10.244.0.0/16","SubnetLen":31}', 'SubnetLen: 31'],
+    ['{"Network":"10.244.0.0/16","SubnetLen":17}', 'fewer than four subnets'],
+    ['{"Network":"10.244.0.0/16","SubnetMin":"10.245.0.0"}', 'SubnetMin: "10.245.0.0" is not in the range'],
+    ['{"Network":"10.244.0.0/16","SubnetMax":"10.244.3.7"}', 'not on a /24 boundary'],
+    ['{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}', 'Backend.Type: "host-gw"'],
+  ])('%s is refused with one line naming the key', (text, mention) => {
+    expect(() => parseNetworkConfig(text, '/p/config')).toThrow(FlannelConfigError);
+    try {
+      parseNetworkConfig(text, '/p/config');
+    } catch (err) {
+      expect((err as Error).message).toContain('/p/config: ');
+      expect((err as Error).message).toContain(mention);
+      expect((err as Error).message).not.toContain('\n');
+    }
+  });
+});
+
+describe('lease values', () => {
+  it('are written as flanneld writes them and read back', () => {
+    const mac = macFromString('0a:58:0a:f4:01:00');
+    const v = encodeLeaseValue('198.18.0.1', { type: 'vxlan', vni: 1, vtepMac: mac });
+    expect(v).toBe('{"PublicIP":"198.18.0.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:58:0a:f4:01:00"}}');
+    expect(encodeLeaseValue('198.18.0.1', { type: 'udp' })).toBe('{"PublicIP":"198.18.0.1","PublicIPv6":null}');
+    const attrs = decodeLeaseValue(v)!;
+    const vx = { type: 'vxlan' as const, vni: 1, port: 8472 };
+    expect(leaseRoute(cidr('10.244.1.0/24'), attrs, vx)?.target.endpoint).toEqual({ address: '198.18.0.1', port: 8472 });
+    // a udp lease is no vxlan peer, and a vxlan lease is no udp peer
+    expect(leaseRoute(cidr('10.244.1.0/24'), decodeLeaseValue('{"PublicIP":"198.18.0.1","PublicIPv6":null}')!, vx)).toBeUndefined();
+    expect(leaseRoute(cidr('10.244.1.0/24'), attrs, { type: 'udp', vni: 1, port: 8285 })).toBeUndefined();
+    for (const bad of ['', 'null', '{"PublicIP":"x"}', '[]']) expect(decodeLeaseValue(bad)).toBeUndefined();
+  });
+
+  it('pickFreeSubnet never returns a taken subnet and stays within SubnetMin..SubnetMax', () => {
+    const c = parseNetworkConfig('{"Network":"10.244.0.0/22"}', 'cfg');
+    const taken = [cidr('10.244.1.0/24'), cidr('10.244.3.0/24')];
+    for (let i = 0; i < 50; i++) expect(cidrToString(pickFreeSubnet(c, taken)!)).toBe('10.244.2.0/24');
+    expect(pickFreeSubnet(c, [...taken, cidr('10.244.2.0/24')])).toBeUndefined();
+  });
+});
+
+describe('LeaseManager over the in-process registry', () => {
+  const network = parseNetworkConfig('{"Network":"10.244.0.0/16","SubnetMin":"10.244.5.0","SubnetMax":"10.244.6.0","Backend":{"Type":"vxlan"}}', 'cfg');
+  const value = (ip: string): string => encodeLeaseValue(ip, { type: 'vxlan', vni: 1, vtepMac: macFromString('0a:00:00:00:00:01') });
+
+  it('two managers that pick the same subnet at once end on distinct subnets (create-if-absent)', async () => {
+    const registry = new StaticRegistry('');
+    // Both draw the same random number: both try the same subnet first, one loses the create.
+    const a = new LeaseManager({ registry, network, publicIp: '198.18.0.1', leaseValue: value('198.18.0.1'), log });
+    const b = new LeaseManager({ registry, network, publicIp: '198.18.0.2', leaseValue: value('198.18.0.2'), log });
+    const orig = Math.random;
+    Math.random = () => 0;
+    try {
+      const [sa, sb] = await Promise.all([a.acquire(), b.acquire()]);
+      expect(cidrToString(sa)).not.toBe(cidrToString(sb));
+    } finally {
+      Math.random = orig;
+    }
+    expect((await registry.listLeases()).leases).toHaveLength(2);
+  });
+
+  it('reuses the lease carrying its PublicIP; watches peers; takes its lease again when deleted', async () => {
+    const registry = new StaticRegistry('', [{ subnetKey: '10.244.6.0-24', value: value('198.18.0.1') }]);
+    const m = new LeaseManager({ registry, network, publicIp: '198.18.0.1', leaseValue: value('198.18.0.1'), log });
+    expect(cidrToString(await m.acquire())).toBe('10.244.6.0/24');
+    const seen: string[][] = [];
+    m.on('routes', (r) => seen.push(r.map((x) => cidrToString(x.prefix))));
+    m.start();
+    await registry.createLease('10.244.5.0-24', value('198.18.0.2'), 60);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(seen.at(-1)).toEqual(['10.244.5.0/24']);
+    registry.remove('10.244.5.0-24');
+    registry.remove('10.244.6.0-24');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(seen.at(-1)).toEqual([]);
+    expect((await registry.listLeases()).leases.map((l) => l.subnetKey)).toEqual(['10.244.6.0-24']);
+    expect(m.stats.reacquired).toBe(1);
+    await m.stop();
+  });
+});
+
+describe('LeaseManager: own subnet taken by another node', () => {
+  it('stops with a fatal error instead of moving to another subnet under running pods', async () => {
+    const network = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}', 'cfg');
+    const v = (ip: string): string => encodeLeaseValue(ip, { type: 'vxlan', vni: 1, vtepMac: macFromString('0a:00:00:00:00:02') });
+    const registry = new StaticRegistry('');
+    const m = new LeaseManager({ registry, network, publicIp: '198.18.0.1', leaseValue: v('198.18.0.1'), preferredSubnet: cidr('10.244.9.0/24'), log });
+    expect(cidrToString(await m.acquire())).toBe('10.244.9.0/24');
+    const fatal = new Promise<Error>((resolve) => m.once('fatal', resolve));
+    m.start();
+    await new Promise((r) => setTimeout(r, 10));
+    registry.remove('10.244.9.0-24');
+    await registry.createLease('10.244.9.0-24', v('198.18.0.2'), 60); // before our watch hears of the delete
+    expect((await fatal).message).toContain('10.244.9.0/24 is gone and another node holds it now');
+    // and no second lease of ours was left behind
+    expect((await registry.listLeases()).leases).toEqual([{ subnetKey: '10.244.9.0-24', value: v('198.18.0.2') }]);
+    await m.stop();
+  });
+});
+
+describe('FlannelUdpEngine', () => {
+  function packet(dst: string, ttl: number): Buffer {
+    const b = Buffer.alloc(28);
+    emitIpv4({ src: ipv4FromString('10.244.1.2'), dst: ipv4FromString(dst), protocol: 17, ttl, payloadLength: 8 } as Parameters<typeof emitIpv4>[0], b, 0);
+    return b;
+  }
+
+  it('sends the raw packet in UDP with the TTL decremented, drops TTL 1, answers unknown subnets; inbound decrements too', async () => {
+    const net = new FakeNetwork();
+    const tun = createFakeTun('udp0', 1472);
+    const bind = net.bind('198.18.0.1', 8285);
+    const engine = new FlannelUdpEngine(tun.device, bind, { tunMtu: 1472 });
+    engine.setRoutes(new RouteTable([{ prefix: cidr('10.244.2.0/24'), target: { endpoint: { address: '198.18.0.2', port: 8285 }, vtepMac: Buffer.alloc(6), vni: 0 } }]));
+    engine.start();
+    tun.inject(packet('10.244.2.2', 64));
+    tun.inject(packet('10.244.2.2', 1));
+    tun.inject(packet('10.244.9.9', 64));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(net.log).toHaveLength(1);
+    const wire = net.log[0]!;
+    expect(wire.dst).toEqual({ address: '198.18.0.2', port: 8285 });
+    expect(wire.bytes.length).toBe(28);
+    expect(wire.bytes[8]).toBe(63);
+    expect(internetChecksum(wire.bytes, 0, 20)).toBe(0);
+    const snap = engine.counters.snapshot();
+    expect(snap.dropped['ttl-expired']).toBe(1);
+    expect(snap.answered['icmp-unreachable']).toBe(1);
+    net.inject({ address: '198.18.0.2', port: 8285 }, bind.local, packet('10.244.1.2', 10));
+    net.inject({ address: '198.18.0.2', port: 8285 }, bind.local, Buffer.from('not an ip packet'));
+    await new Promise((r) => setTimeout(r, 20));
+    const inbound = tun.written.filter((p) => p[9] === 17);
+    expect(inbound).toHaveLength(1);
+    expect(inbound[0]![8]).toBe(9);
+    expect(internetChecksum(inbound[0]!, 0, 20)).toBe(0);
+    expect(engine.counters.snapshot().dropped['malformed-inner-ipv4']).toBe(1);
+    engine.stop();
+    tun.device.close();
+    await bind.close();
+  });
+});
