@@ -33,16 +33,16 @@ interface Case {
 
 const cases: Case[] = [
   {
-    name: 'native path, UDP GSO and TUN offloads on (the default)',
+    name: 'native path, UDP GSO and TUN offloads on, flow-hashed source ports, one worker per core',
     kinds: ['vxtun', 'vxtun'],
-    datapath: {},
+    datapath: { sourcePorts: {}, workers: availableParallelism() },
     check: (i) => {
       expect(i.datapath).toBe('native');
       expect(i.features).toMatchObject({ recvmmsg: true, sendmmsg: true, udpGso: true, tunOffload: true, nativeChecksum: true });
       expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and written back whole
-      expect(i.features.workers).toBe(availableParallelism()); // one engine per core by default
+      expect(i.features.workers).toBe(availableParallelism()); // asked for one engine per core
       const ports = String(i.features.sourcePorts).split(',').map(Number);
       expect(ports.length).toBe(16);
       for (const p of ports) expect(p >= 32768 && p <= 60999).toBe(true);
@@ -53,7 +53,6 @@ const cases: Case[] = [
     name: 'native path, UDP GSO forced off',
     kinds: ['vxtun', 'vxtun'],
     datapath: { gso: false, sourcePorts: 'fixed' },
-    wireSourcePorts: 'fixed',
     check: (i) => {
       expect(i.features.sourcePorts).toBe('fixed');
       expect(i.datapath).toBe('native');
@@ -63,11 +62,13 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'native path, one worker (single core)',
+    name: 'native path, one worker (single core; the default)',
     kinds: ['vxtun', 'vxtun'],
-    datapath: { workers: 1 },
+    datapath: {},
+    wireSourcePorts: 'fixed',
     check: (i) => {
       expect(i.datapath).toBe('native');
+      expect(i.features.sourcePorts).toBe('fixed'); // the default
       expect(i.features.workers).toBe(1);
       expect(i.features.tunOffload).toBe(true);
       expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
@@ -94,9 +95,9 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'native path with offloads, kernel VXLAN as the peer',
+    name: 'native path with offloads and flow-hashed source ports, kernel VXLAN as the peer',
     kinds: ['vxtun', 'kernel'],
-    datapath: {},
+    datapath: { sourcePorts: {} },
     check: (i) => {
       expect(i.datapath).toBe('native');
       expect(i.features.tunOffload).toBe(true);

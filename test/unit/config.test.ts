@@ -68,6 +68,7 @@ describe('validateConfig: the example config', () => {
         },
       ],
       controlSocket: '/run/vxtun/vxtun0.sock',
+      datapath: { kind: 'auto', gso: true, tunOffload: true, workers: undefined, sourcePorts: 'fixed' },
     };
     expect(c).toEqual(expected);
     expect('mtu' in c.device).toBe(false); // left to the host (underlay MTU - 50)
@@ -197,6 +198,11 @@ describe('validateConfig: every refusal is one line naming the field and the val
     ['device.mtu 575', (c) => (c.device = { mtu: 575 }), 'device.mtu', '575'],
     ['peers not an array', (c) => (c.peers = { subnet: '10.244.1.0/24' }), 'peers', 'subnet'],
     ['a multi-line string value', (c) => (c.publicIp = '198.18.0.2\n'), 'publicIp', '"198.18.0.2\\n"'],
+    ['datapath.kind fast', (c) => (c.datapath = { kind: 'fast' }), 'datapath.kind', '"fast"'],
+    ['datapath.gso "yes"', (c) => (c.datapath = { gso: 'yes' }), 'datapath.gso', '"yes"'],
+    ['datapath.workers 0', (c) => (c.datapath = { workers: 0 }), 'datapath.workers', '0'],
+    ['datapath.sourcePorts min above max', (c) => (c.datapath = { sourcePorts: { min: 50000, max: 40000 } }), 'datapath.sourcePorts', '"min":50000'],
+    ['datapath.sourcePorts.max 70000', (c) => (c.datapath = { sourcePorts: { max: 70000 } }), 'datapath.sourcePorts', '70000'],
   ];
 
   it.each(cases)('%s', (_name, edit, field, value) => {
