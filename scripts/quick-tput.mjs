@@ -5,7 +5,7 @@
 // as a ratio to kernel<->kernel measured in the same run.
 // Usage (root, after npm run build): node scripts/quick-tput.mjs [runs=3] [seconds=5] [pairs=kk,nn,tt,nk]
 //   pairs: kk kernel<->kernel, nn vxtun(native)<->vxtun(native), tt vxtun(ts)<->vxtun(ts), nk vxtun(native)->kernel,
-//          kn kernel->vxtun, ng native without UDP GSO, n1 native with one worker
+//          kn kernel->vxtun, ng native without UDP GSO, n1/n2 native with one/two workers, nh hashed source ports
 import { Topology, waitForOutput } from '../dist/src/lab/netns.js';
 import { Cluster } from '../dist/src/lab/cluster.js';
 
@@ -20,6 +20,8 @@ const setups = {
   kn: { kinds: ['kernel', 'vxtun'], vxtunConfig: { datapath: { kind: 'native' } } },
   ng: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', gso: false } } },
   n1: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', workers: 1 } } },
+  n2: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', workers: 2 } } },
+  nh: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', sourcePorts: {} } } },
 };
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
