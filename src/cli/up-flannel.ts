@@ -25,7 +25,7 @@ import { Engine } from '../engine/engine.js';
 import { FlannelUdpEngine, FLANNEL_UDP_OVERHEAD } from '../engine/flannel-udp.js';
 import { RouteTable } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
-import { DgramBind } from '../conn/dgram.js';
+import { openDatapath, resolveDatapathKind } from '../conn/datapath.js';
 import { openLinuxTun, addRoute } from '../tun/linux.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
@@ -33,6 +33,8 @@ import { VXLAN_OVERHEAD_V4 } from '../control/config.js';
 
 export interface FlannelUpOptions {
   logLevel: string;
+  /** As for static mode: auto (native when the addon loaded), native, or ts. */
+  datapath?: 'auto' | 'native' | 'ts';
 }
 
 class Aborted extends Error {}
@@ -166,14 +168,18 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
   const mtu = cfg.device.mtu ?? maxInner;
   let engine: Engine | FlannelUdpEngine;
   try {
-    const tun = openLinuxTun({ name: deviceName, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32 });
+    // The fast path as in static mode (issue 3): native UDP when the addon loaded, TUN offloads for VXLAN.
+    const kind = resolveDatapathKind(opts.datapath ?? 'auto');
+    const tun = openLinuxTun({ name: deviceName, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: kind === 'native' && backend.type === 'vxlan' });
     undo.push(() => tun.close());
     addRoute(ipv4ToString(network.network.addr), network.network.prefixLen, tun.name);
-    const bind = await DgramBind.open(cfg.publicIp, backend.port);
+    const datapath = await openDatapath({ kind, gso: true, address: cfg.publicIp, port: backend.port });
+    const bind = datapath.bind;
     undo.push(() => bind.close());
+    log.info({ datapath: datapath.kind, features: { ...datapath.features, tunOffload: tun.features.offload } }, 'datapath');
     engine =
       backend.type === 'vxlan'
-        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu })
+        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, batchSize: 128 } : {}) })
         : new FlannelUdpEngine(tun, bind, { tunMtu: mtu });
     const eng = engine;
     eng.setRoutes(new RouteTable(manager.routes));
