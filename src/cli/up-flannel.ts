@@ -6,6 +6,8 @@
  * the host; SIGTERM removes device, routes, rules and subnet.env but leaves the lease, so a
  * restarted node keeps its subnet.
  */
+import { UndoStack } from '../util/undo.js';
+import { TraceHub } from '../trace/server.js';
 import { existsSync, rmSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import { ConfigError } from '../control/config.js';
@@ -98,16 +100,8 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
 
-  const undo: Array<() => Promise<void> | void> = [];
-  const teardown = async (): Promise<void> => {
-    while (undo.length) {
-      try {
-        await undo.pop()!();
-      } catch (err) {
-        log.warn({ err: (err as Error).message }, 'teardown step failed');
-      }
-    }
-  };
+  const undo = new UndoStack((err) => log.warn({ err: err.message }, 'teardown step failed'));
+  const teardown = (): Promise<void> => undo.runAll();
 
   // --- everything that can refuse, before the host changes ---------------------------------------
   let registry: SubnetRegistry;
@@ -167,9 +161,9 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
   const maxInner = underlay.mtu - (backend.type === 'vxlan' ? VXLAN_OVERHEAD_V4 : FLANNEL_UDP_OVERHEAD);
   const mtu = cfg.device.mtu ?? maxInner;
   let engine: Engine | FlannelUdpEngine;
+  // The fast path as in static mode (issue 3): native UDP when the addon loaded, TUN offloads for VXLAN.
+  const kind = resolveDatapathKind(opts.datapath ?? 'auto');
   try {
-    // The fast path as in static mode (issue 3): native UDP when the addon loaded, TUN offloads for VXLAN.
-    const kind = resolveDatapathKind(opts.datapath ?? 'auto');
     const tun = openLinuxTun({ name: deviceName, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: kind === 'native' && backend.type === 'vxlan' });
     undo.push(() => tun.close());
     addRoute(ipv4ToString(network.network.addr), network.network.prefixLen, tun.name);
@@ -200,8 +194,21 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
       undo.push(() => removeMasq());
       installMasq(network.network, subnet);
     }
+    // The udp backend has no observation points yet: a trace of it attaches but sees nothing.
+    const trace = new TraceHub(eng, () => ({
+      device: tun.name,
+      publicIp: cfg.publicIp,
+      port: backend.port,
+      vni: backend.vni ?? 0,
+      vtepMac: macToString(cfg.backend.vtepMac),
+      subnet: cidrToString(subnet),
+      network: cidrToString(network.network),
+      mtu,
+    }));
     const control = await ControlServer.listen(cfg.controlSocket ?? `/run/vxtun/${deviceName}.sock`, (req) => {
       switch (req.cmd) {
+        case 'trace':
+          return trace.handle(req);
         case 'counters':
           return eng.counters.snapshot();
         case 'routes':
@@ -242,7 +249,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
   }
 
   log.info(
-    { publicIp: cfg.publicIp, subnet: cidrToString(subnet), network: cidrToString(network.network), backend: backend.type, port: backend.port, mtu, registry: registry.description, subnetEnv: cfg.subnetEnv, ipMasq: cfg.ipMasq },
+    { publicIp: cfg.publicIp, subnet: cidrToString(subnet), network: cidrToString(network.network), backend: backend.type, port: backend.port, mtu, datapath: kind, registry: registry.description, subnetEnv: cfg.subnetEnv, ipMasq: cfg.ipMasq },
     'vxtun up',
   );
 

@@ -2,6 +2,7 @@
  * `vxtun up --config FILE`: validate (nothing on the host changes if the config is wrong), then
  * TUN device -> address and route -> UDP socket -> engine, and undo all of it on SIGINT/SIGTERM.
  */
+import { UndoStack } from '../util/undo.js';
 import pino from 'pino';
 import { loadConfig, ConfigError, type NodeConfig } from '../control/config.js';
 import { preflight, requireRoot, HostError, type Plan } from '../control/host.js';
@@ -83,16 +84,8 @@ export async function runUp(opts: UpOptions): Promise<number> {
   }
 
   const log = pino({ level: opts.logLevel, base: { device: cfg.device.name } });
-  const undo: Array<() => Promise<void> | void> = [];
-  const teardown = async (): Promise<void> => {
-    while (undo.length) {
-      try {
-        await undo.pop()!();
-      } catch (err) {
-        log.warn({ err: (err as Error).message }, 'teardown step failed');
-      }
-    }
-  };
+  const undo = new UndoStack((err) => log.warn({ err: err.message }, 'teardown step failed'));
+  const teardown = (): Promise<void> => undo.runAll();
 
   let tun: TunDevice;
   let engine: Engine;

@@ -23,14 +23,13 @@ import { ArpPacket, ArpOp, ARP_LEN, emitArp } from '../wire/arp.js';
 import { WireError } from '../wire/error.js';
 import { repairPartialL4Checksum } from '../wire/l4checksum.js';
 import { segmentTcp } from './gso.js';
-import { Counters, DropReason, Answer, Fixup } from './counters.js';
-import { RouteTable, type Vtep } from './routes.js';
+import { DropReason, Answer, Fixup } from './counters.js';
+import type { Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
-import type { Observer } from '../trace/observe.js';
+import { Pipeline, HEADROOM } from './pipeline.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
 
-/** Room in front of every packet read from the TUN for the headers encap writes. */
-export const HEADROOM = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
+export { HEADROOM };
 /** Offset of the inner IP packet inside a VXLAN payload. */
 const INNER_IP = HEADROOM;
 
@@ -53,83 +52,26 @@ export interface EngineOptions {
   onesSum?: OnesSumFn;
 }
 
-const MAX_BATCHES_PER_WAKE = 8;
-
 /** An ICMP error on its way back into the TUN, and what it answers. */
 interface Reply {
   buf: Buffer;
   answer: Answer;
 }
 
-export class Engine {
-  readonly counters = new Counters();
-  private routes: RouteTable = RouteTable.empty();
-  private readonly batchSize: number;
-  private readonly readBufs: Buffer[];
-  private readonly readSizes: number[];
-  private readonly icmp: IcmpResponder;
+export class Engine extends Pipeline {
   private readonly sum16: OnesSumFn;
-  private running = false;
-  private stopped = false;
-  /** Attached only while someone watches (vxtun trace, pcap): every call site checks for undefined first. */
-  private observer: Observer | undefined;
 
   constructor(
-    private readonly tun: TunDevice,
-    private readonly bind: Bind,
+    tun: TunDevice,
+    bind: Bind,
     private readonly opts: EngineOptions,
   ) {
-    this.batchSize = opts.batchSize ?? 64;
-    const room = HEADROOM + Math.max(opts.tunMtu, 1500) + 64;
-    this.readBufs = Array.from({ length: this.batchSize }, () => Buffer.alloc(room));
-    this.readSizes = new Array<number>(this.batchSize).fill(0);
-    this.icmp = new IcmpResponder(opts.icmpRatePerSecond ?? 1000);
+    super(tun, bind, opts);
     this.sum16 = opts.onesSum ?? onesSum;
   }
 
-  /** Swaps the whole table at once; batches already running finish on the table they started with. */
-  setRoutes(table: RouteTable): void {
-    this.routes = table;
-  }
-
-  /** Attach (or with undefined, detach) the observer that sees every stage of every packet. */
-  setObserver(observer: Observer | undefined): void {
-    this.observer = observer;
-  }
-
-  get routeTable(): RouteTable {
-    return this.routes;
-  }
-
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.bind.start((bufs, sizes, srcs, count) => this.handleInbound(bufs, sizes, srcs, count));
-    this.tun.start(() => this.pumpTun());
-  }
-
-  stop(): void {
-    this.running = false;
-    this.stopped = true;
-  }
-
-  /** Drains the TUN, a bounded number of batches per wake-up so the underlay side gets its turn. */
-  private pumpTun(): void {
-    for (let round = 0; round < MAX_BATCHES_PER_WAKE && this.running; round++) {
-      let n: number;
-      try {
-        n = this.tun.read(this.readBufs, this.readSizes, HEADROOM);
-      } catch {
-        return; // device gone (shutdown): the owner notices and stops us
-      }
-      if (n === 0) return;
-      this.handleOutbound(this.readBufs, this.readSizes, n);
-      if (n < this.batchSize) return;
-    }
-  }
-
   /** Outbound stage for one batch read from the TUN; packets sit at HEADROOM in bufs[i]. */
-  handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
+  override handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
     const routes = this.routes;
     const c = this.counters;
     let groups: Map<Vtep, number[]> | undefined;
@@ -233,8 +175,7 @@ export class Engine {
   }
 
   /** Inbound stage for one batch of datagrams; each buffer starts with the VXLAN header. */
-  handleInbound(bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number): void {
-    if (this.stopped) return; // the device is going away: nothing more is written into it
+  override handleInbound(bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number): void {
     const c = this.counters;
     const obs = this.observer;
     const outBufs: Buffer[] = [];

@@ -14,10 +14,10 @@ import type { Bind, Endpoint } from '../conn/bind.js';
 import type { TunDevice } from '../tun/device.js';
 import { Ipv4Packet, decrementTtl } from '../wire/ipv4.js';
 import { WireError } from '../wire/error.js';
-import { Counters, DropReason, Answer } from './counters.js';
-import { RouteTable, type Vtep } from './routes.js';
+import { DropReason, Answer } from './counters.js';
+import type { Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
-import { HEADROOM } from './engine.js';
+import { Pipeline, HEADROOM } from './pipeline.js';
 
 /** IPv4 20 + UDP 8: what flannel0's MTU leaves for the underlay. */
 export const FLANNEL_UDP_OVERHEAD = 28;
@@ -29,65 +29,14 @@ export interface FlannelUdpOptions {
   icmpRatePerSecond?: number;
 }
 
-const MAX_BATCHES_PER_WAKE = 8;
-
-export class FlannelUdpEngine {
-  readonly counters = new Counters();
-  private routes: RouteTable = RouteTable.empty();
-  private readonly batchSize: number;
-  private readonly readBufs: Buffer[];
-  private readonly readSizes: number[];
-  private readonly icmp: IcmpResponder;
-  private running = false;
-
-  constructor(
-    private readonly tun: TunDevice,
-    private readonly bind: Bind,
-    private readonly opts: FlannelUdpOptions,
-  ) {
-    this.batchSize = opts.batchSize ?? 64;
+export class FlannelUdpEngine extends Pipeline {
+  constructor(tun: TunDevice, bind: Bind, opts: FlannelUdpOptions) {
     // Packets sit at HEADROOM like in the VXLAN engine, so IcmpResponder's replies (built with that headroom) fit the same writes.
-    const room = HEADROOM + Math.max(opts.tunMtu, 1500) + 64;
-    this.readBufs = Array.from({ length: this.batchSize }, () => Buffer.alloc(room));
-    this.readSizes = new Array<number>(this.batchSize).fill(0);
-    this.icmp = new IcmpResponder(opts.icmpRatePerSecond ?? 1000);
-  }
-
-  setRoutes(table: RouteTable): void {
-    this.routes = table;
-  }
-
-  get routeTable(): RouteTable {
-    return this.routes;
-  }
-
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.bind.start((bufs, sizes, srcs, count) => this.handleInbound(bufs, sizes, srcs, count));
-    this.tun.start(() => this.pumpTun());
-  }
-
-  stop(): void {
-    this.running = false;
-  }
-
-  private pumpTun(): void {
-    for (let round = 0; round < MAX_BATCHES_PER_WAKE && this.running; round++) {
-      let n: number;
-      try {
-        n = this.tun.read(this.readBufs, this.readSizes, HEADROOM);
-      } catch {
-        return;
-      }
-      if (n === 0) return;
-      this.handleOutbound(this.readBufs, this.readSizes, n);
-      if (n < this.batchSize) return;
-    }
+    super(tun, bind, opts);
   }
 
   /** Packets at HEADROOM in bufs[i]; sent from there (the headroom is not on the wire). */
-  handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
+  override handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
     const routes = this.routes;
     const c = this.counters;
     let groups: Map<Vtep, number[]> | undefined;

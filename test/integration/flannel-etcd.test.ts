@@ -7,6 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cliPath } from '../../src/lab/cluster.js';
 import { createKernelFlannelNode, addKernelPeer, addPod, waitFor } from '../../src/lab/netns.js';
 import { cniDelPod, CNI_PATH, type CniPod } from '../../src/lab/cni.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
@@ -77,6 +79,25 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
     }
     const t = await tcpTransfer(pods[0]!.ns, pods[2]!.ns, pods[2]!.ip, 2_000_000, 5301);
     expect(t.received).toEqual(t.sent);
+  });
+
+  it('vxtun trace attaches to a node that joined through the registry and names the leased route', async () => {
+    const child = spawn(process.execPath, [cliPath, 'trace', '--socket', nodes[0]!.vxtun.controlSocket, '--protocol', 'icmp', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    try {
+      await waitFor(() => err.includes('attached to'), { timeoutMs: 10_000, what: `trace attached (${err})` });
+      expect((await ping(pods[0]!.ns, pods[1]!.ip)).code).toBe(0);
+      await waitFor(() => out.includes('"udp-send"'), { timeoutMs: 5000, what: 'a traced udp-send' });
+    } finally {
+      child.kill('SIGINT');
+    }
+    const events = out.trim().split('\n').flatMap((l) => (l.startsWith('{') ? [JSON.parse(l) as unknown] : []));
+    const text = JSON.stringify(events);
+    expect(text).toContain(subnets[1]); // the route came from node 2's lease
+    expect(text).toContain('"udp-send"');
   });
 
   it('a new lease appears in every route table within 5 s; a deleted one leaves within 5 s', async () => {

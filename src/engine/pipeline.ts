@@ -1,0 +1,101 @@
+/**
+ * What every packet pipeline shares (the VXLAN engine, flannel's udp backend): the route table
+ * swapped atomically, counters, the ICMP responder, the observer, read buffers with headroom, and
+ * the loop that drains the TUN a bounded number of batches per wake-up so the underlay side gets
+ * its turn. A backend is the two stages: handleOutbound (TUN batch) and handleInbound (UDP batch).
+ */
+import type { Bind, Endpoint } from '../conn/bind.js';
+import type { TunDevice } from '../tun/device.js';
+import type { Observer } from '../trace/observe.js';
+import { VXLAN_HEADER_LEN } from '../wire/vxlan.js';
+import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
+import { Counters } from './counters.js';
+import { RouteTable } from './routes.js';
+import { IcmpResponder } from './icmp-errors.js';
+
+/** Room in front of every packet read from the TUN for the headers encap writes. */
+export const HEADROOM = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
+
+const MAX_BATCHES_PER_WAKE = 8;
+
+export interface PipelineOptions {
+  /** Largest packet the TUN device hands us (its MTU); sizes the read buffers. */
+  tunMtu: number;
+  batchSize?: number;
+  /** ICMP errors per second we generate at most (Linux rate-limits too). */
+  icmpRatePerSecond?: number;
+}
+
+export abstract class Pipeline {
+  readonly counters = new Counters();
+  protected routes: RouteTable = RouteTable.empty();
+  protected readonly batchSize: number;
+  protected readonly readBufs: Buffer[];
+  protected readonly readSizes: number[];
+  protected readonly icmp: IcmpResponder;
+  protected running = false;
+  protected stopped = false;
+  /** Attached only while someone watches (vxtun trace, pcap): every call site checks for undefined first. */
+  protected observer: Observer | undefined;
+
+  constructor(
+    protected readonly tun: TunDevice,
+    protected readonly bind: Bind,
+    opts: PipelineOptions,
+  ) {
+    this.batchSize = opts.batchSize ?? 64;
+    const room = HEADROOM + Math.max(opts.tunMtu, 1500) + 64;
+    this.readBufs = Array.from({ length: this.batchSize }, () => Buffer.alloc(room));
+    this.readSizes = new Array<number>(this.batchSize).fill(0);
+    this.icmp = new IcmpResponder(opts.icmpRatePerSecond ?? 1000);
+  }
+
+  /** Outbound stage for one batch read from the TUN; packets sit at HEADROOM in bufs[i]. */
+  abstract handleOutbound(bufs: Buffer[], sizes: number[], count: number): void;
+  /** Inbound stage for one batch of datagrams from the underlay. */
+  abstract handleInbound(bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number): void;
+
+  /** Swaps the whole table at once; batches already running finish on the table they started with. */
+  setRoutes(table: RouteTable): void {
+    this.routes = table;
+  }
+
+  /** Attach (or with undefined, detach) the observer that sees every stage of every packet. */
+  setObserver(observer: Observer | undefined): void {
+    this.observer = observer;
+  }
+
+  get routeTable(): RouteTable {
+    return this.routes;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.bind.start((bufs, sizes, srcs, count) => {
+      // The device is going away: nothing more is written into it.
+      if (!this.stopped) this.handleInbound(bufs, sizes, srcs, count);
+    });
+    this.tun.start(() => this.pumpTun());
+  }
+
+  stop(): void {
+    this.running = false;
+    this.stopped = true;
+  }
+
+  /** Drains the TUN, a bounded number of batches per wake-up so the underlay side gets its turn. */
+  private pumpTun(): void {
+    for (let round = 0; round < MAX_BATCHES_PER_WAKE && this.running; round++) {
+      let n: number;
+      try {
+        n = this.tun.read(this.readBufs, this.readSizes, HEADROOM);
+      } catch {
+        return; // device gone (shutdown): the owner notices and stops us
+      }
+      if (n === 0) return;
+      this.handleOutbound(this.readBufs, this.readSizes, n);
+      if (n < this.batchSize) return;
+    }
+  }
+}
