@@ -38,6 +38,22 @@ void ThrowRange(Napi::Env env, const std::string& msg) {
   Napi::RangeError::New(env, msg).ThrowAsJavaScriptException();
 }
 
+bool ArgCounters(Napi::Env env, napi_value v, size_t minLength, double** out) {
+  bool ok = false;
+  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* p = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok &&
+        type == napi_float64_array && length >= minLength) {
+      *out = static_cast<double*>(p);
+      return true;
+    }
+  }
+  ThrowType(env, "counters must be a Float64Array of at least " + std::to_string(minLength) + " entries");
+  return false;
+}
+
 bool ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi, int64_t* out) {
   Napi::Env env = info.Env();
   if (i >= info.Length() || !info[i].IsNumber()) {

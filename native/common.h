@@ -35,6 +35,8 @@ bool ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t 
 bool ArgString(const Napi::CallbackInfo& info, size_t i, const char* name, std::string* out);
 bool ArgBytes(Napi::Env env, napi_value v, const char* name, uint8_t** data, size_t* len);
 bool ArgIfName(const Napi::CallbackInfo& info, size_t i, std::string* out);
+// A counters block shared with JS: a Float64Array of at least `minLength` entries.
+bool ArgCounters(Napi::Env env, napi_value v, size_t minLength, double** out);
 
 // Registration of the parts of the addon.
 void InitTun(Napi::Env env, Napi::Object exports);

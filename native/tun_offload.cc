@@ -50,22 +50,6 @@ constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
 constexpr size_t kVnetHdrLen = sizeof(virtio_net_hdr);  // 10
 static_assert(sizeof(virtio_net_hdr) == 10, "virtio_net_hdr is 10 bytes");
 
-bool Counters(Napi::Env env, napi_value v, double** out) {
-  bool ok = false;
-  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
-    napi_typedarray_type type;
-    size_t length = 0;
-    void* p = nullptr;
-    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok &&
-        type == napi_float64_array && length >= kTunCounterCount) {
-      *out = static_cast<double*>(p);
-      return true;
-    }
-  }
-  ThrowType(env, "counters must be a Float64Array of at least " + std::to_string(kTunCounterCount) + " entries");
-  return false;
-}
-
 bool Int32s(Napi::Env env, napi_value v, const char* name, int32_t** out, size_t* len) {
   bool ok = false;
   if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
@@ -196,7 +180,7 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
   uint32_t n = 0;
   napi_get_array_length(env, bufs, &n);
   if (!ArgInt(info, 4, "offset", 0, INT_MAX, &offset)) return env.Undefined();
-  if (!Int32s(env, info[5], "tunReadOffload: sizes", &sizes, &sizesLen) || !Counters(env, info[6], &ctr)) return env.Undefined();
+  if (!Int32s(env, info[5], "tunReadOffload: sizes", &sizes, &sizesLen) || !ArgCounters(env, info[6], kTunCounterCount, &ctr)) return env.Undefined();
   if (stateLen < 2 || sizesLen < n || scratchLen < kVnetHdrLen + 65535) {
     ThrowRange(env, "tunReadOffload: state needs 2 entries, sizes one per buffer, scratch 65545 bytes");
     return env.Undefined();
@@ -383,7 +367,7 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
   if (!Int32s(env, info[2], "tunWriteOffload: sizes", &sizes, &sizesLen)) return env.Undefined();
   if (!ArgInt(info, 3, "offset", 0, INT_MAX, &offset)) return env.Undefined();
   if (!ArgInt(info, 4, "count", 0, std::min<int64_t>(n, static_cast<int64_t>(sizesLen)), &count)) return env.Undefined();
-  if (!Counters(env, info[5], &ctr)) return env.Undefined();
+  if (!ArgCounters(env, info[5], kTunCounterCount, &ctr)) return env.Undefined();
   bool coalesce = info.Length() > 6 && info[6].ToBoolean().Value();
 
   std::vector<uint8_t*> data(static_cast<size_t>(count));

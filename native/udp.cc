@@ -51,22 +51,6 @@ constexpr int kMaxGsoSegments = 64;
 // A GSO message must fit an IPv4 datagram: 65535 - 20 (IP) - 8 (UDP).
 constexpr size_t kMaxGsoBytes = 65507;
 
-bool GetCounters(Napi::Env env, napi_value v, double** out) {
-  bool ok = false;
-  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
-    napi_typedarray_type type;
-    size_t length = 0;
-    void* p = nullptr;
-    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok &&
-        type == napi_float64_array && length >= kCounterCount) {
-      *out = static_cast<double*>(p);
-      return true;
-    }
-  }
-  ThrowType(env, "counters must be a Float64Array of at least " + std::to_string(kCounterCount) + " entries");
-  return false;
-}
-
 template <typename T>
 bool GetTyped(Napi::Env env, napi_value v, napi_typedarray_type want, const char* name, T** out, size_t* len) {
   bool ok = false;
@@ -198,7 +182,7 @@ Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
   size_t ls, la, lp;
   if (!GetTyped(env, info[4], napi_int32_array, "udpRecvBatch: sizes", &sizes, &ls) ||
       !GetTyped(env, info[5], napi_uint32_array, "udpRecvBatch: addrs", &addrs, &la) ||
-      !GetTyped(env, info[6], napi_uint16_array, "udpRecvBatch: ports", &ports, &lp) || !GetCounters(env, info[7], &ctr))
+      !GetTyped(env, info[6], napi_uint16_array, "udpRecvBatch: ports", &ports, &lp) || !ArgCounters(env, info[7], kCounterCount, &ctr))
     return env.Undefined();
   size_t n = static_cast<size_t>(maxCount);
   if (ls < n || la < n || lp < n || arenaLen < n * static_cast<size_t>(slotSize)) {
@@ -353,7 +337,7 @@ Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
   if (!ArgInt(info, 6, "port", 1, 65535, &port)) return env.Undefined();
   bool gso = info[7].ToBoolean().Value();
   double* ctr;
-  if (!GetCounters(env, info[8], &ctr)) return env.Undefined();
+  if (!ArgCounters(env, info[8], kCounterCount, &ctr)) return env.Undefined();
   if (ctr[kGsoDisabled] != 0) gso = false;
 
   iovec iovs[kMaxBatch];
