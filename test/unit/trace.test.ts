@@ -2,7 +2,7 @@
 // filters, cross-node stitching, the printer, the trace stream over a real Unix control socket
 // (attached while someone listens, detached when the last one leaves), pcapng structure and the
 // web view's dissection. tshark, Chromium and real nodes are in test/integration/trace*.test.ts.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -211,6 +211,7 @@ describe('trace: journeys from the engine', () => {
 describe('trace: the stream over the control socket', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vxtun-trace-unit-'));
   afterEach(() => rmSync(join(dir, 'c.sock'), { force: true }));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('attaches the observer while a client listens and detaches it when the last one leaves', async () => {
     let observer: Observer | undefined;
