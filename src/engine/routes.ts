@@ -30,11 +30,14 @@ export class RouteTable<T = Vtep> {
   private readonly v6 = new Map<number, Map<string, T>>();
   private readonly v6Lengths: number[];
   readonly routes: readonly Route<T>[];
+  /** Prefix text by target, for traces: built once, so an attached trace costs a Map probe, not a scan. */
+  private readonly prefixText = new Map<T, string>();
 
   constructor(routes: Iterable<Route<T>>) {
     const list: Route<T>[] = [];
     for (const r of routes) {
       list.push(r);
+      if (!this.prefixText.has(r.target)) this.prefixText.set(r.target, cidrToString(r.prefix));
       if (r.prefix.family === 4) {
         let m = this.v4.get(r.prefix.prefixLen);
         if (!m) this.v4.set(r.prefix.prefixLen, (m = new Map()));
@@ -78,7 +81,6 @@ export class RouteTable<T = Vtep> {
 
   /** The route whose target is `target` (for traces and status). */
   prefixOf(target: T): string | undefined {
-    const r = this.routes.find((x) => x.target === target);
-    return r ? cidrToString(r.prefix) : undefined;
+    return this.prefixText.get(target);
   }
 }
