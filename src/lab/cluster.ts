@@ -123,7 +123,10 @@ export class Cluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'vxtun-cluster-'));
   underlay!: Underlay;
 
-  constructor(readonly topology: Topology) {}
+  constructor(readonly topology: Topology) {
+    // Also when the run is cut short by a signal: the topology's handlers run this.
+    topology.atDestroy(() => rmSync(this.dir, { recursive: true, force: true }));
+  }
 
   static async build(topology: Topology, opts: ClusterOptions): Promise<Cluster> {
     const cluster = new Cluster(topology);

@@ -241,6 +241,7 @@ export class Topology {
   readonly prefix: string;
   private readonly nsList: Netns[] = [];
   private readonly children = new Set<ChildProcess>();
+  private readonly cleanups: Array<() => void> = [];
   private destroyed = false;
 
   constructor(opts: TopologyOptions = {}) {
@@ -266,6 +267,21 @@ export class Topology {
     this.nsList.push(ns);
   }
 
+  /** Runs `cleanup` (synchronous: it must work from a signal handler too) when the topology is destroyed. */
+  atDestroy(cleanup: () => void): void {
+    this.cleanups.push(cleanup);
+  }
+
+  private runCleanups(): void {
+    for (const fn of this.cleanups.splice(0).reverse()) {
+      try {
+        fn();
+      } catch {
+        // best effort: the rest still run
+      }
+    }
+  }
+
   /** Kills `child` (and its process group when it leads one) on destroy(). */
   track<T extends ChildProcess>(child: T): T {
     this.children.add(child);
@@ -282,6 +298,7 @@ export class Topology {
     const errors: unknown[] = [];
     for (const ns of [...this.nsList].reverse()) await ns.delete().catch((e: unknown) => errors.push(e));
     this.nsList.length = 0;
+    this.runCleanups();
     if (errors.length > 0) throw new AggregateError(errors, `destroying ${this.prefix}: ${errors.length} namespace(s) not deleted`);
   }
 
@@ -292,6 +309,7 @@ export class Topology {
     this.children.clear();
     for (const ns of [...this.nsList].reverse()) ns.deleteSync();
     this.nsList.length = 0;
+    this.runCleanups();
   }
 }
 
