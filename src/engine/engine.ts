@@ -135,12 +135,7 @@ export class Engine extends Pipeline {
     }
     if (groups) {
       for (const [peer, idx] of groups) {
-        const gb = idx.map((i) => bufs[i]!);
-        const gs = idx.map((i) => sizes[i]!);
-        const sent = this.bind.send(gb, gs, 0, idx.length, peer.endpoint);
-        c.txPackets += sent;
-        for (let k = 0; k < sent; k++) c.txBytes += gs[k]! - HEADROOM;
-        if (sent < idx.length) c.drop(DropReason.SendFailed, idx.length - sent);
+        const { bufs: gb, sizes: gs, sent } = this.sendToPeer(peer, idx, bufs, sizes, 0, HEADROOM);
         if (obs) {
           for (let k = 0; k < idx.length; k++) {
             obs({ point: 'udp-send', direction: 'out', buf: gb[k]!, offset: 0, length: gs[k]!, verdict: k < sent ? 'sent' : DropReason.SendFailed, peer, local: this.bind.local, remote: peer.endpoint });
@@ -268,18 +263,6 @@ export class Engine extends Pipeline {
   private dropIn(reason: DropReason, buf: Buffer, size: number, src: Endpoint): void {
     this.counters.drop(reason);
     if (this.observer) this.observer({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: reason, remote: src });
-  }
-
-  /** Writes packets that sit at HEADROOM; counts the ones the kernel refused. */
-  private writeTun(bufs: Buffer[], sizes: number[]): number {
-    let written = 0;
-    try {
-      written = this.tun.write(bufs, sizes, HEADROOM, bufs.length);
-    } catch {
-      written = 0;
-    }
-    if (written < bufs.length) this.counters.drop(DropReason.TunWriteFailed, bufs.length - written);
-    return written;
   }
 
   /** ARP over VXLAN: kernel peers that lost their neighbour entry ask for our VTEP address. */

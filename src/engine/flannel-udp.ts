@@ -54,10 +54,7 @@ export class FlannelUdpEngine extends Pipeline {
       if (peer === undefined) {
         const reply = this.icmp.unreachable4(ip);
         if (reply === undefined || reply === IcmpResponder.RateLimited) c.drop(reply === undefined ? DropReason.NoRoute : DropReason.IcmpRateLimited);
-        else {
-          c.answer(Answer.IcmpUnreachable);
-          (replies ??= []).push(reply);
-        }
+        else (replies ??= []).push(reply);
         continue;
       }
       if (decrementTtl(ip) === 0) {
@@ -70,16 +67,13 @@ export class FlannelUdpEngine extends Pipeline {
       else groups.set(peer, [i]);
     }
     if (groups) {
-      for (const [peer, idx] of groups) {
-        const gb = idx.map((i) => bufs[i]!);
-        const gs = idx.map((i) => sizes[i]!);
-        const sent = this.bind.send(gb, gs, HEADROOM, idx.length, peer.endpoint);
-        c.txPackets += sent;
-        for (let k = 0; k < sent; k++) c.txBytes += gs[k]!;
-        if (sent < idx.length) c.drop(DropReason.SendFailed, idx.length - sent);
-      }
+      for (const [peer, idx] of groups) this.sendToPeer(peer, idx, bufs, sizes, HEADROOM, 0);
     }
-    if (replies) this.writeTun(replies, replies.map((r) => r.length - HEADROOM), HEADROOM);
+    if (replies) {
+      // Counted as answered only once the TUN took them (a refused one is tun-write-failed).
+      const written = this.writeTun(replies, replies.map((r) => r.length - HEADROOM));
+      for (let k = 0; k < written; k++) c.answer(Answer.IcmpUnreachable);
+    }
   }
 
   /** Each datagram is a whole inner IPv4 packet at offset 0. */
@@ -107,16 +101,5 @@ export class FlannelUdpEngine extends Pipeline {
       c.rxPackets += written;
       for (let k = 0; k < written; k++) c.rxBytes += outSizes[k]!;
     }
-  }
-
-  private writeTun(bufs: Buffer[], sizes: number[], offset: number): number {
-    let written = 0;
-    try {
-      written = this.tun.write(bufs, sizes, offset, bufs.length);
-    } catch {
-      written = 0;
-    }
-    if (written < bufs.length) this.counters.drop(DropReason.TunWriteFailed, bufs.length - written);
-    return written;
   }
 }

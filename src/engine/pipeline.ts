@@ -9,8 +9,8 @@ import type { TunDevice } from '../tun/device.js';
 import type { Observer } from '../trace/observe.js';
 import { VXLAN_HEADER_LEN } from '../wire/vxlan.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
-import { Counters } from './counters.js';
-import { RouteTable } from './routes.js';
+import { Counters, DropReason } from './counters.js';
+import { RouteTable, type Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
 
 /** Room in front of every packet read from the TUN for the headers encap writes. */
@@ -82,6 +82,33 @@ export abstract class Pipeline {
   stop(): void {
     this.running = false;
     this.stopped = true;
+  }
+
+  /** Writes packets that sit at `offset`; counts the ones the kernel refused as tun-write-failed. */
+  protected writeTun(bufs: Buffer[], sizes: number[], offset: number = HEADROOM): number {
+    let written = 0;
+    try {
+      written = this.tun.write(bufs, sizes, offset, bufs.length);
+    } catch {
+      written = 0;
+    }
+    if (written < bufs.length) this.counters.drop(DropReason.TunWriteFailed, bufs.length - written);
+    return written;
+  }
+
+  /**
+   * Sends the packets bufs[idx[k]] (each at `offset`, sizes[idx[k]] bytes) to one peer in one call and
+   * counts them: tx counts the inner packet, so `headerLength` (what encap put in front) is left out.
+   */
+  protected sendToPeer(peer: Vtep, idx: number[], bufs: Buffer[], sizes: number[], offset: number, headerLength: number): { bufs: Buffer[]; sizes: number[]; sent: number } {
+    const gb = idx.map((i) => bufs[i]!);
+    const gs = idx.map((i) => sizes[i]!);
+    const sent = this.bind.send(gb, gs, offset, idx.length, peer.endpoint);
+    const c = this.counters;
+    c.txPackets += sent;
+    for (let k = 0; k < sent; k++) c.txBytes += gs[k]! - headerLength;
+    if (sent < idx.length) c.drop(DropReason.SendFailed, idx.length - sent);
+    return { bufs: gb, sizes: gs, sent };
   }
 
   /** Drains the TUN, a bounded number of batches per wake-up so the underlay side gets its turn. */
