@@ -22,22 +22,10 @@ import { internetChecksum, onesSum, type OnesSumFn } from '../../src/wire/checks
 import { setPartialL4Checksum } from '../../src/wire/l4checksum.js';
 import { macFromString } from '../../src/wire/ethernet.js';
 import { ipv4FromString } from '../../src/wire/ipv4.js';
+import { xorshift32 as rng } from './random.js';
 
 const native = requireNative();
 const nativeSum: OnesSumFn = (buf, offset, length, initial = 0) => native.checksum(buf, offset, length, initial);
-
-/** Seeded xorshift32, so a failure can be reproduced. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 const MY_MAC = '0a:58:0a:f4:02:00';
 const PEER_MAC = '0a:58:0a:f4:01:00';

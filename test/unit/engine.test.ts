@@ -19,6 +19,7 @@ import { emitIcmpv6 } from '../../src/wire/icmpv6.js';
 import { emitArp } from '../../src/wire/arp.js';
 import { macFromString } from '../../src/wire/ethernet.js';
 import { loadTcpdumpHex, type TcpdumpFixture } from '../fixtures/load.js';
+import { mulberry32 } from './random.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (local on purpose: each test file owns its builders)
@@ -849,17 +850,6 @@ describe('engine: an answer that cannot be delivered ends in one place, not two'
 
 // ---------------------------------------------------------------------------------------------
 // Fuzz: random datagrams never throw and each ends in exactly one place.
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomDatagram(rnd: () => number, maxLen: number): Buffer {
   const int = (n: number): number => Math.floor(rnd() * n);

@@ -11,21 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNative, requireNative, type NativeErrnoError } from '../../src/native/index.js';
 import { onesSum, checksumUpdate } from '../../src/wire/checksum.js';
+import { xorshift32 as rng } from './random.js';
 
 const native = requireNative();
-
-/** Seeded xorshift32, so a failure can be reproduced. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 function randomBytes(n: number, next: () => number): Buffer {
   const b = Buffer.alloc(n);

@@ -5,6 +5,7 @@ import { RouteTable, type Route } from '../../src/engine/routes.js';
 import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
 import { ipv4FromString } from '../../src/wire/ipv4.js';
 import { ipv6FromString } from '../../src/wire/ipv6.js';
+import { mulberry32 } from './random.js';
 
 const cidr = (s: string): Cidr => {
   const c = parseCidr(s);
@@ -156,16 +157,6 @@ describe('RouteTable: bookkeeping', () => {
 
 // --- random tables against a naive scan ---
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const bits = (bytes: Uint8Array): string => Array.from(bytes, (b) => b.toString(2).padStart(8, '0')).join('');
 const fromBits = (s: string): Buffer => Buffer.from(Array.from({ length: s.length / 8 }, (_, i) => parseInt(s.slice(i * 8, i * 8 + 8), 2)));
 const v4Bytes = (n: number): Buffer => {

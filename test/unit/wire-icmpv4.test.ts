@@ -18,6 +18,7 @@ import { IpProtocol, Ipv4Field, Ipv4Packet, emitIpv4, ipv4ToString } from '../..
 import { UdpDatagram } from '../../src/wire/udp.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
+import { ICMP_PORT_UNREACHABLE } from './kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
@@ -47,20 +48,6 @@ const ICMP_ECHO_REPLY = hex(`
   01000a580af401000a580af40200080045000054d00a0000400191b00af402070af401000000ab6d251800013a4d036b
   0000000029ee090000000000101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f30313233
   34353637
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 27266, offset 0, flags [none], proto UDP (17), length 113)
- * 198.18.0.2.49946 > 198.18.0.1.8472: [bad udp cksum 0x8c96 -> 0x5041!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP (tos 0xc0, ttl 64, id 20266, offset 0, flags [none], proto ICMP (1), length 63)
- * 10.244.2.0 > 10.244.1.0: ICMP 10.244.2.0 udp port 9 unreachable, length 43
- * IP (tos 0x0, ttl 64, id 58442, offset 0, flags [DF], proto UDP (17), length 35)
- * 10.244.1.0.45844 > 10.244.2.0.9: [bad udp cksum 0x1908 -> 0xbc86!] UDP, length 7
- */
-const ICMP_PORT_UNREACHABLE = hex(`
-  6a315ae6cf813e1b6ca911920800450000716a820000401183d2c6120002c6120001c31a2118005d8c96080000000000
-  01000a580af401000a580af40200080045c0003f4f2a0000400111ed0af402000af401000303b9830000000045000023
-  e44a400040113d980af401000af40200b3140009000f1908636c6f7365643f
 `);
 
 /**

@@ -16,22 +16,11 @@ import { IpProtocol } from '../../src/wire/ipv4.js';
 import { Ipv6Packet, emitIpv6, ipv6FromString, ipv6ToString } from '../../src/wire/ipv6.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
+import { ICMPV6_ECHO_REQUEST, NEIGHBOR_SOLICIT_DAD } from './kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
 // above each is tcpdump's decode of it.
-
-/**
- * IP (tos 0x0, ttl 64, id 60763, offset 0, flags [none], proto UDP (17), length 154)
- * 198.18.0.1.39192 > 198.18.0.2.8472: [bad udp cksum 0x8cbf -> 0x001b!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (flowlabel 0xc60e6, hlim 64, next-header ICMPv6 (58) payload length: 64) fd00:1::1 > fd00:2::1: [icmp6 sum ok] ICMP6, echo request, id 9497, seq 1
- */
-const ICMPV6_ECHO_REQUEST = hex(`
-  3e1b6ca911926a315ae6cf8108004500009aed5b0000401100d0c6120001c61200029918211800868cbf080000000000
-  01000a580af402000a580af4010086dd600c60e600403a40fd000001000000000000000000000001fd00000200000000
-  0000000000000001800022db251900013a4d036b0000000037fe090000000000101112131415161718191a1b1c1d1e1f
-  202122232425262728292a2b2c2d2e2f3031323334353637
-`);
 
 /**
  * IP (tos 0x0, ttl 64, id 27245, offset 0, flags [none], proto UDP (17), length 154)
@@ -104,18 +93,6 @@ const ICMPV6_TIME_EXCEEDED = hex(`
   0000000000000001030088b2000000006006dfce00403a01fd000001000000000000000000000001fd00000900000000
   000000000000000180009f67254700013b4d036b00000000c23c010000000000101112131415161718191a1b1c1d1e1f
   202122232425262728292a2b2c2d2e2f3031323334353637
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 60669, offset 0, flags [none], proto UDP (17), length 122)
- * 198.18.0.1.33636 > 198.18.0.2.8472: [bad udp cksum 0x8c9f -> 0x5966!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (hlim 255, next-header ICMPv6 (58) payload length: 32) :: > ff02::1:fff4:100: [icmp6 sum ok] ICMP6, neighbor solicitation, length 32, who has fe80::858:aff:fef4:100
- * unknown option (14), length 8 (1):
- */
-const NEIGHBOR_SOLICIT_DAD = hex(`
-  3e1b6ca911926a315ae6cf8108004500007aecfd00004011014ec6120001c61200028364211800668c9f080000000000
-  01003333fff401000a580af4010086dd6000000000203aff00000000000000000000000000000000ff02000000000000
-  00000001fff401008700979300000000fe8000000000000008580afffef401000e01694f9706c0f4
 `);
 
 function icmpOf(frame: Buffer): { ip: Ipv6Packet; icmp: Icmpv6Message } {

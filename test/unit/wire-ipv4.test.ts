@@ -18,6 +18,7 @@ import { UdpDatagram } from '../../src/wire/udp.js';
 import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
 import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 import { decapWithOuter, exercise, hex, ok, rng } from './wire-support.js';
+import { ICMP_PORT_UNREACHABLE, TCP_SYN } from './kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
@@ -34,32 +35,6 @@ const ICMP_ECHO_REQUEST = hex(`
   01000a580af402000a580af401000800450000544a0c40004001d7ae0af401000af402070800a36d251800013a4d036b
   0000000029ee090000000000101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f30313233
   34353637
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 27266, offset 0, flags [none], proto UDP (17), length 113)
- * 198.18.0.2.49946 > 198.18.0.1.8472: [bad udp cksum 0x8c96 -> 0x5041!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP (tos 0xc0, ttl 64, id 20266, offset 0, flags [none], proto ICMP (1), length 63)
- * 10.244.2.0 > 10.244.1.0: ICMP 10.244.2.0 udp port 9 unreachable, length 43
- * IP (tos 0x0, ttl 64, id 58442, offset 0, flags [DF], proto UDP (17), length 35)
- * 10.244.1.0.45844 > 10.244.2.0.9: [bad udp cksum 0x1908 -> 0xbc86!] UDP, length 7
- */
-const ICMP_PORT_UNREACHABLE = hex(`
-  6a315ae6cf813e1b6ca911920800450000716a820000401183d2c6120002c6120001c31a2118005d8c96080000000000
-  01000a580af401000a580af40200080045c0003f4f2a0000400111ed0af402000af401000303b9830000000045000023
-  e44a400040113d980af401000af40200b3140009000f1908636c6f7365643f
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 30829, offset 0, flags [none], proto UDP (17), length 110)
- * 198.18.0.1.35003 > 198.18.0.2.8472: [bad udp cksum 0xa3bc -> 0xc208!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP (tos 0x0, ttl 64, id 45372, offset 0, flags [DF], proto TCP (6), length 60)
- * 10.244.1.0.36076 > 10.244.2.0.5201: Flags [S], cksum 0x1916 (incorrect -> 0x3762), seq 4282064996, win 64860, options [mss 1410,sackOK,TS val 4203233058 ecr 0,nop,wscale 10], length 0
- */
-const TCP_SYN = hex(`
-  2e5b2542472e5a4bf45689f708004500006e786d0000401175eac6120001c612000288bb2118005aa3bc080000000000
-  01000a580af402000a580af4010008004500003cb13c4000400670980af401000af402008cec1451ff3b206400000000
-  a002fd5c19160000020405820402080afa883f22000000000103030a
 `);
 
 function innerIpv4(frame: Buffer): Ipv4Packet {

@@ -14,58 +14,12 @@ import {
   isIpv6String,
 } from '../../src/wire/ipv6.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
-import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
+import { decap, exercise, ok, randomBytes, rng } from './wire-support.js';
+import { ICMPV6_ECHO_REQUEST, MLD_REPORT_HOP_BY_HOP, NEIGHBOR_SOLICIT_DAD, TCP6_SYN } from './kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
 // above each is tcpdump's decode of it.
-
-/**
- * IP (tos 0x0, ttl 64, id 60763, offset 0, flags [none], proto UDP (17), length 154)
- * 198.18.0.1.39192 > 198.18.0.2.8472: [bad udp cksum 0x8cbf -> 0x001b!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (flowlabel 0xc60e6, hlim 64, next-header ICMPv6 (58) payload length: 64) fd00:1::1 > fd00:2::1: [icmp6 sum ok] ICMP6, echo request, id 9497, seq 1
- */
-const ICMPV6_ECHO_REQUEST = hex(`
-  3e1b6ca911926a315ae6cf8108004500009aed5b0000401100d0c6120001c61200029918211800868cbf080000000000
-  01000a580af402000a580af4010086dd600c60e600403a40fd000001000000000000000000000001fd00000200000000
-  0000000000000001800022db251900013a4d036b0000000037fe090000000000101112131415161718191a1b1c1d1e1f
-  202122232425262728292a2b2c2d2e2f3031323334353637
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 60669, offset 0, flags [none], proto UDP (17), length 122)
- * 198.18.0.1.33636 > 198.18.0.2.8472: [bad udp cksum 0x8c9f -> 0x5966!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (hlim 255, next-header ICMPv6 (58) payload length: 32) :: > ff02::1:fff4:100: [icmp6 sum ok] ICMP6, neighbor solicitation, length 32, who has fe80::858:aff:fef4:100
- * unknown option (14), length 8 (1):
- */
-const NEIGHBOR_SOLICIT_DAD = hex(`
-  3e1b6ca911926a315ae6cf8108004500007aecfd00004011014ec6120001c61200028364211800668c9f080000000000
-  01003333fff401000a580af4010086dd6000000000203aff00000000000000000000000000000000ff02000000000000
-  00000001fff401008700979300000000fe8000000000000008580afffef401000e01694f9706c0f4
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 60753, offset 0, flags [none], proto UDP (17), length 146)
- * 198.18.0.1.35490 > 198.18.0.2.8472: [bad udp cksum 0x8cb7 -> 0x4dcb!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (hlim 1, next-header Options (0) payload length: 56) :: > ff02::16: HBH (rtalert: 0x0000) (padn) [icmp6 sum ok] ICMP6, multicast listener report v2, 2 group record(s) [gaddr ff02::1:ff00:1 to_ex { }] [gaddr ff02::1:fff4:100 to_ex { }]
- */
-const MLD_REPORT_HOP_BY_HOP = hex(`
-  3e1b6ca911926a315ae6cf81080045000092ed510000401100e2c6120001c61200028aa22118007e8cb7080000000000
-  01003333000000160a580af4010086dd600000000038000100000000000000000000000000000000ff02000000000000
-  00000000000000163a000502000001008f006b7b0000000204000000ff0200000000000000000001ff00000104000000
-  ff0200000000000000000001fff40100
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 30833, offset 0, flags [none], proto UDP (17), length 130)
- * 198.18.0.1.60382 > 198.18.0.2.8472: [bad udp cksum 0x598e -> 0x6f89!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (flowlabel 0xde8a7, hlim 64, next-header TCP (6) payload length: 40) fd00:1::1.57208 > fd00:2::1.5202: Flags [S], cksum 0xfa34 (incorrect -> 0x1030), seq 32306759, win 65330, options [mss 1390,sackOK,TS val 3074202526 ecr 0,nop,wscale 10], length 0
- */
-const TCP6_SYN = hex(`
-  2e5b2542472e5a4bf45689f708004500008278710000401175d2c6120001c6120002ebde2118006e598e080000000000
-  01000a580af402000a580af4010086dd600de8a700280640fd000001000000000000000000000001fd00000200000000
-  0000000000000001df78145201ecf64700000000a002ff32fa3400000204056e0402080ab73c9b9e000000000103030a
-`);
 
 function innerIpv6(frame: Buffer): Ipv6Packet {
   const inner = decap(frame);

@@ -13,6 +13,7 @@ import { TcpField } from '../../src/wire/tcp.js';
 import { UdpField, emitUdp } from '../../src/wire/udp.js';
 import { fixtureNote, listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, hex, ok, randomBytes, rng } from './wire-support.js';
+import { MLD_REPORT_HOP_BY_HOP, UDP6_TO_CLOSED_PORT } from './kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
@@ -40,29 +41,6 @@ const TCP6_DATA = hex(`
   2e5b2542472e5a4bf45689f708004500008278740000401175cfc6120001c6120002ebde2118006e598e080000000000
   01000a580af402000a580af4010086dd600de8a700280640fd000001000000000000000000000001fd00000200000000
   0000000000000001df78145201ecf648510d5f2180180040fa3400000101080ab73c9b9e7b66e67068656c6c6f207636
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 60772, offset 0, flags [none], proto UDP (17), length 105)
- * 198.18.0.1.50713 > 198.18.0.2.8472: [bad udp cksum 0x3169 -> 0x31e8!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (flowlabel 0x72bd5, hlim 64, next-header UDP (17) payload length: 15) fd00:1::1.40150 > fd00:2::1.9: [bad udp cksum 0xfa26 -> 0xfaa5!] UDP, length 7
- */
-const UDP6_TO_CLOSED_PORT = hex(`
-  3e1b6ca911926a315ae6cf81080045000069ed640000401100f8c6120001c6120002c619211800553169080000000000
-  01000a580af402000a580af4010086dd60072bd5000f1140fd000001000000000000000000000001fd00000200000000
-  00000000000000019cd60009000ffa26636c6f73656436
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 60753, offset 0, flags [none], proto UDP (17), length 146)
- * 198.18.0.1.35490 > 198.18.0.2.8472: [bad udp cksum 0x8cb7 -> 0x4dcb!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (hlim 1, next-header Options (0) payload length: 56) :: > ff02::16: HBH (rtalert: 0x0000) (padn) [icmp6 sum ok] ICMP6, multicast listener report v2, 2 group record(s) [gaddr ff02::1:ff00:1 to_ex { }] [gaddr ff02::1:fff4:100 to_ex { }]
- */
-const MLD_REPORT_HOP_BY_HOP = hex(`
-  3e1b6ca911926a315ae6cf81080045000092ed510000401100e2c6120001c61200028aa22118007e8cb7080000000000
-  01003333000000160a580af4010086dd600000000038000100000000000000000000000000000000ff02000000000000
-  00000000000000163a000502000001008f006b7b0000000204000000ff0200000000000000000001ff00000104000000
-  ff0200000000000000000001fff40100
 `);
 
 // ---------------------------------------------------------------------------------------------

@@ -37,16 +37,8 @@ export function decap(frame: Buffer): EthernetFrame {
   return decapWithOuter(frame).inner;
 }
 
-/** mulberry32: a seeded generator, so a failing fuzz case reproduces. */
-export function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded floats in [0, 1) (mulberry32), so a failing fuzz case reproduces. */
+export { mulberry32 as rng } from './random.js';
 
 /** Calls every getter and every argument-less method of a view. */
 export function exercise(view: object): void {

@@ -6,22 +6,11 @@ import { Ipv6Packet } from '../../src/wire/ipv6.js';
 import { TCP_MIN_HEADER_LEN, TcpField, TcpFlags, TcpSegment, tcpFlagsToString } from '../../src/wire/tcp.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
+import { TCP6_SYN, TCP_SYN } from './kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
 // above each is tcpdump's decode of it.
-
-/**
- * IP (tos 0x0, ttl 64, id 30829, offset 0, flags [none], proto UDP (17), length 110)
- * 198.18.0.1.35003 > 198.18.0.2.8472: [bad udp cksum 0xa3bc -> 0xc208!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP (tos 0x0, ttl 64, id 45372, offset 0, flags [DF], proto TCP (6), length 60)
- * 10.244.1.0.36076 > 10.244.2.0.5201: Flags [S], cksum 0x1916 (incorrect -> 0x3762), seq 4282064996, win 64860, options [mss 1410,sackOK,TS val 4203233058 ecr 0,nop,wscale 10], length 0
- */
-const TCP_SYN = hex(`
-  2e5b2542472e5a4bf45689f708004500006e786d0000401175eac6120001c612000288bb2118005aa3bc080000000000
-  01000a580af402000a580af4010008004500003cb13c4000400670980af401000af402008cec1451ff3b206400000000
-  a002fd5c19160000020405820402080afa883f22000000000103030a
-`);
 
 /**
  * IP (tos 0x0, ttl 64, id 59766, offset 0, flags [none], proto UDP (17), length 110)
@@ -45,17 +34,6 @@ const TCP_DATA = hex(`
   2e5b2542472e5a4bf45689f7080045000071786f0000401175e5c6120001c612000288bb2118005da3b9080000000000
   01000a580af402000a580af4010008004500003fb13e4000400670930af401000af402008cec1451ff3b206556d554b3
   80180040191900000101080afa883f2273248c3968656c6c6f20767874756e
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 30833, offset 0, flags [none], proto UDP (17), length 130)
- * 198.18.0.1.60382 > 198.18.0.2.8472: [bad udp cksum 0x598e -> 0x6f89!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (flowlabel 0xde8a7, hlim 64, next-header TCP (6) payload length: 40) fd00:1::1.57208 > fd00:2::1.5202: Flags [S], cksum 0xfa34 (incorrect -> 0x1030), seq 32306759, win 65330, options [mss 1390,sackOK,TS val 3074202526 ecr 0,nop,wscale 10], length 0
- */
-const TCP6_SYN = hex(`
-  2e5b2542472e5a4bf45689f708004500008278710000401175d2c6120001c6120002ebde2118006e598e080000000000
-  01000a580af402000a580af4010086dd600de8a700280640fd000001000000000000000000000001fd00000200000000
-  0000000000000001df78145201ecf64700000000a002ff32fa3400000204056e0402080ab73c9b9e000000000103030a
 `);
 
 /** The TCP segment inside the inner IPv4/IPv6 packet, with its pseudo-header sum. */

@@ -8,6 +8,7 @@ import { UDP_HEADER_LEN, UdpDatagram, UdpField, emitUdp } from '../../src/wire/u
 import { VXLAN_PORT_LINUX } from '../../src/wire/vxlan.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
+import { UDP6_TO_CLOSED_PORT } from './kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment
@@ -23,17 +24,6 @@ const UDP_TO_CLOSED_PORT = hex(`
   3e1b6ca911926a315ae6cf81080045000055ed6300004011010dc6120001c612000299bc2118004192df080000000000
   01000a580af402000a580af40100080045000023e44a400040113d980af401000af40200b3140009000f1908636c6f73
   65643f
-`);
-
-/**
- * IP (tos 0x0, ttl 64, id 60772, offset 0, flags [none], proto UDP (17), length 105)
- * 198.18.0.1.50713 > 198.18.0.2.8472: [bad udp cksum 0x3169 -> 0x31e8!] OTV, flags [I] (0x08), overlay 0, instance 1
- * IP6 (flowlabel 0x72bd5, hlim 64, next-header UDP (17) payload length: 15) fd00:1::1.40150 > fd00:2::1.9: [bad udp cksum 0xfa26 -> 0xfaa5!] UDP, length 7
- */
-const UDP6_TO_CLOSED_PORT = hex(`
-  3e1b6ca911926a315ae6cf81080045000069ed640000401100f8c6120001c6120002c619211800553169080000000000
-  01000a580af402000a580af4010086dd60072bd5000f1140fd000001000000000000000000000001fd00000200000000
-  00000000000000019cd60009000ffa26636c6f73656436
 `);
 
 /** The outer UDP header of a captured VXLAN frame. */
