@@ -104,7 +104,7 @@ export function describeValue(v: unknown): string {
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
-export function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   let cur: unknown = root;
   for (const key of path) {
     if (cur === null || typeof cur !== 'object') return undefined;
@@ -113,23 +113,26 @@ export function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return cur;
 }
 
-export function fieldName(path: readonly PropertyKey[]): string {
+function fieldName(path: readonly PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('') || '(top level)';
+}
+
+/** The first schema issue as one line naming the field, the value and why. */
+export function configErrorFrom(error: z.ZodError, raw: unknown): ConfigError {
+  const issue = error.issues[0]!;
+  if (issue.code === 'unrecognized_keys') {
+    const where = issue.path.length ? `${fieldName(issue.path)}: ` : '';
+    return new ConfigError(`config: ${where}unknown key ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`);
+  }
+  const value = valueAt(raw, issue.path);
+  const why = value === undefined ? 'is required' : issue.message;
+  return new ConfigError(`config: ${fieldName(issue.path)}: ${describeValue(value)} ${why}`);
 }
 
 /** Validates parsed JSON; throws ConfigError with one line naming field, value and reason. */
 export function validateConfig(raw: unknown): NodeConfig {
   const result = ConfigSchema.safeParse(raw);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    if (issue.code === 'unrecognized_keys') {
-      const where = issue.path.length ? `${fieldName(issue.path)}: ` : '';
-      throw new ConfigError(`config: ${where}unknown key ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`);
-    }
-    const value = valueAt(raw, issue.path);
-    const why = value === undefined ? 'is required' : issue.message;
-    throw new ConfigError(`config: ${fieldName(issue.path)}: ${describeValue(value)} ${why}`);
-  }
+  if (!result.success) throw configErrorFrom(result.error, raw);
   const c = result.data;
   const network = parseCidr(c.network) as Cidr & { family: 4 };
   const subnet = parseCidr(c.subnet) as Cidr & { family: 4 };

@@ -10,7 +10,7 @@ import { parseCidr, cidrContains, cidrToString } from '../engine/cidr.js';
 import { isIpv4String } from '../wire/ipv4.js';
 import { isMacString, macFromString, type Mac } from '../wire/ethernet.js';
 import { VXLAN_VNI_MAX } from '../wire/vxlan.js';
-import { ConfigError, deriveVtepMac, describeValue, fieldName, valueAt } from './config.js';
+import { ConfigError, configErrorFrom, deriveVtepMac, describeValue } from './config.js';
 import { DEFAULT_SUBNET_ENV } from './subnet-env.js';
 import { DEFAULT_PREFIX, DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT, type BackendType, type Cidr4 } from './flannel.js';
 import type { EtcdTlsFiles } from './registry/etcd-common.js';
@@ -93,15 +93,7 @@ export function isFlannelNodeConfig(raw: unknown): boolean {
 
 export function validateFlannelNodeConfig(raw: unknown, opts: { ipMasq?: boolean } = {}): FlannelNodeConfig {
   const result = FlannelNodeSchema.safeParse(raw);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    if (issue.code === 'unrecognized_keys') {
-      const where = issue.path.length ? `${fieldName(issue.path)}: ` : '';
-      throw new ConfigError(`config: ${where}unknown key ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`);
-    }
-    const value = valueAt(raw, issue.path);
-    throw new ConfigError(`config: ${fieldName(issue.path)}: ${describeValue(value)} ${value === undefined ? 'is required' : issue.message}`);
-  }
+  if (!result.success) throw configErrorFrom(result.error, raw);
   const c = result.data;
   let staticPart: FlannelNodeConfig['static'];
   if (c.registry) {
