@@ -212,12 +212,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
         case 'counters':
           return eng.counters.snapshot();
         case 'routes':
-          return eng.routeTable.routes.map((r) => ({
-            subnet: cidrToString(r.prefix),
-            publicIp: r.target.endpoint.address,
-            port: r.target.endpoint.port,
-            ...(backend.type === 'vxlan' ? { vtepMac: macToString(r.target.vtepMac), vni: r.target.vni } : {}),
-          }));
+          return eng.routeTable.describe(backend.type === 'vxlan');
         case 'info':
           return {
             device: tun.name,

@@ -153,13 +153,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
         case 'counters':
           return pool ? pool.addCounters(engine.counters.snapshot()) : engine.counters.snapshot();
         case 'routes':
-          return engine.routeTable.routes.map((r) => ({
-            subnet: cidrToString(r.prefix),
-            publicIp: r.target.endpoint.address,
-            port: r.target.endpoint.port,
-            vtepMac: macToString(r.target.vtepMac),
-            vni: r.target.vni,
-          }));
+          return engine.routeTable.describe();
         case 'info':
           return {
             device: tun.name,

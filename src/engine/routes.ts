@@ -8,7 +8,7 @@
  * two Map probes however many nodes there are.
  */
 import { type Cidr, ipv4Mask, maskIpv6, cidrToString } from './cidr.js';
-import type { Mac } from '../wire/ethernet.js';
+import { macToString, type Mac } from '../wire/ethernet.js';
 import type { Endpoint } from '../conn/bind.js';
 
 /** A peer VTEP: where the owner of a subnet receives VXLAN. */
@@ -77,6 +77,16 @@ export class RouteTable<T = Vtep> {
       if (hit !== undefined) return hit;
     }
     return undefined;
+  }
+
+  /** The table as `vxtun status` and the control socket show it; `vxlan: false` leaves out the VTEP fields (udp backend). */
+  describe(this: RouteTable<Vtep>, vxlan = true): Array<{ subnet: string; publicIp: string; port: number; vtepMac?: string; vni?: number }> {
+    return this.routes.map((r) => ({
+      subnet: cidrToString(r.prefix),
+      publicIp: r.target.endpoint.address,
+      port: r.target.endpoint.port,
+      ...(vxlan ? { vtepMac: macToString(r.target.vtepMac), vni: r.target.vni } : {}),
+    }));
   }
 
   /** The route whose target is `target` (for traces and status). */
