@@ -27,7 +27,7 @@ program
   .requiredOption('-c, --config <file>', 'node config (JSON)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .addOption(new Option('--datapath <kind>', 'packet path: the best available, the native fast path, or the pure-TypeScript reference').choices(['auto', 'native', 'ts']).default('auto'))
-  .addOption(new Option('--workers <n>', 'engines on their own threads and TUN queues (native path; default 1)').argParser(parseWorkers))
+  .addOption(new Option('--workers <n>', 'engines on their own threads and TUN queues (native path; default one per core, at most 4)').argParser(parseWorkers))
   .option('--ip-masq', "install flannel's masquerade rules for pod traffic leaving the network (removed on exit)")
   .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number; ipMasq?: boolean }) => {
     process.exitCode = await runUp(o);

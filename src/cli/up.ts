@@ -12,7 +12,7 @@ import { RouteTable, type Route } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
 import { openDatapath, resolveDatapathKind, namedCounters, type Datapath } from '../conn/datapath.js';
 import { openLinuxTun, openTunQueue, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
-import { WorkerPool, DEFAULT_WORKERS, type WorkerSpec } from '../engine/workers.js';
+import { WorkerPool, defaultWorkers, type WorkerSpec } from '../engine/workers.js';
 import { UdpCounter } from '../conn/native.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
@@ -26,7 +26,7 @@ export interface UpOptions {
   logLevel: string;
   /** 'auto' picks the fastest path available; 'native' insists on it; 'ts' forces the pure-TypeScript reference path. */
   datapath?: 'auto' | 'native' | 'ts';
-  /** Engines on their own threads and TUN queues (native path); default datapath.workers, else DEFAULT_WORKERS. */
+  /** Engines on their own threads and TUN queues (native path); default datapath.workers, else defaultWorkers(). */
   workers?: number;
   /** flanneld's --ip-masq: masquerade pod traffic leaving the network (rules removed on exit). */
   ipMasq?: boolean;
@@ -95,7 +95,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
   try {
     // The CLI flag wins over the config's datapath.kind unless it is left at auto.
     const kind = resolveDatapathKind(opts.datapath !== undefined && opts.datapath !== 'auto' ? opts.datapath : cfg.datapath.kind);
-    const workers = kind === 'native' ? (opts.workers ?? cfg.datapath.workers ?? DEFAULT_WORKERS) : 1;
+    const workers = kind === 'native' ? (opts.workers ?? cfg.datapath.workers ?? defaultWorkers()) : 1;
     const tunOffload = kind === 'native' && cfg.datapath.tunOffload;
     linuxTun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32, offload: tunOffload, multiQueue: workers > 1 });
     tun = linuxTun;

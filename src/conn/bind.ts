@@ -19,6 +19,11 @@ export interface Bind {
    * Returns how many were handed to the OS; a send error is counted, never thrown.
    */
   send(bufs: Buffer[], sizes: number[], offset: number, count: number, dst: Endpoint): number;
+  /**
+   * Where the datagram buf[offset, offset + length) leaves from: `local`, unless this bind sends
+   * from flow-hashed source ports (RFC 7348 §5). For traces; absent means always `local`.
+   */
+  sourceOf?(buf: Buffer, offset: number, length: number): Endpoint;
   start(onReceive: ReceiveFn): void;
   close(): Promise<void>;
 }

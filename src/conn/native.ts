@@ -8,6 +8,7 @@
  */
 import { requireNative, type NativeAddon, type PollHandle } from '../native/index.js';
 import type { Bind, Endpoint, ReceiveFn } from './bind.js';
+import { innerFlowHash } from './flow-hash.js';
 
 /** Index of each counter in NativeBind.counters (mirrors UdpCounter in native/udp.cc). */
 export const UdpCounter = {
@@ -79,6 +80,8 @@ export class NativeBind implements Bind {
   private sendFds = new Int32Array(0);
   /** The source ports of the pool, for logs and tests. */
   sourcePorts: number[] = [];
+  /** The pool as endpoints, in the order of sendFds (the addon sends on sendFds[hash % length]). */
+  private sourceEndpoints: Endpoint[] = [];
 
   private constructor(
     private readonly native: NativeAddon,
@@ -160,6 +163,14 @@ export class NativeBind implements Bind {
     }
     if (fds.length === 0) throw new Error(`cannot bind any UDP source port in ${range.min}-${range.max} on ${address}`);
     this.sendFds = Int32Array.from(fds);
+    this.sourceEndpoints = this.sourcePorts.map((port) => ({ address, port }));
+  }
+
+  /** The pool port the addon picks for this datagram (the same hash, see flow-hash.ts), or the bound one. */
+  sourceOf(buf: Buffer, offset: number, length: number): Endpoint {
+    const pool = this.sourceEndpoints;
+    if (pool.length <= 1) return pool[0] ?? this.local;
+    return pool[innerFlowHash(buf, offset, length) % pool.length]!;
   }
 
   /** Whether sends still use GSO (false from the start, or after the kernel refused it once). */
@@ -245,6 +256,7 @@ export class NativeBind implements Bind {
       this.native.close(fd);
       for (const sfd of this.sendFds) this.native.close(sfd);
       this.sendFds = new Int32Array(0);
+      this.sourceEndpoints = [];
     }
   }
 }

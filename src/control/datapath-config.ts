@@ -10,11 +10,15 @@
  * TS checksums). gso: use UDP GSO on send when the kernel has it (default true). tunOffload: on the
  * native path, open the TUN with IFF_VNET_HDR + TSO/CSUM offloads when the kernel takes them (default true).
  * sourcePorts: RFC 7348 §5 outer source ports from a hash of the inner flow (native path; the ts path
- * always sends from the VXLAN port); default "fixed", `{}` = Linux's range 32768-60999 over 16 sockets. A pool of sockets bound to ports spread over the range carries
- * the hash: the kernel's own UDP stack (and UDP GSO) stays in use, at the price of `sockets` distinct
- * ports rather than every port of the range (a raw socket would give all of them but no GSO).
+ * always sends from the VXLAN port); default Linux's range 32768-60999 over 16 sockets, "fixed" = every
+ * datagram from the VXLAN port (what a firewall that only opens 8472 both ways may need). Peers do not
+ * care: Linux's VXLAN device and vxtun accept any source port. A pool of sockets bound to ports spread
+ * over the range carries the hash: the kernel's own UDP stack (and UDP GSO) stays in use, at the price
+ * of `sockets` distinct ports rather than every port of the range (a raw socket would give all of them
+ * but no GSO). A trace names the pool port each datagram left from.
  * workers: engines on their own threads, each with a TUN queue (IFF_MULTI_QUEUE) and a SO_REUSEPORT
- * socket (native path; `vxtun up --workers` overrides; default 1, see DEFAULT_WORKERS in engine/workers.ts).
+ * socket (native path; `vxtun up --workers` overrides; default one per core up to a cap, see
+ * defaultWorkers in engine/workers.ts).
  */
 import { z } from 'zod';
 
@@ -51,7 +55,7 @@ export interface DatapathConfig {
   kind: DatapathKind;
   gso: boolean;
   tunOffload: boolean;
-  /** Engines (TUN queues + SO_REUSEPORT sockets), native path only; undefined = DEFAULT_WORKERS (1). */
+  /** Engines (TUN queues + SO_REUSEPORT sockets), native path only; undefined = defaultWorkers(). */
   workers: number | undefined;
   /** 'fixed': send from the VXLAN port; else a pool of `sockets` source ports spread over [min, max]. */
   sourcePorts: 'fixed' | { min: number; max: number; sockets: number };
@@ -64,8 +68,6 @@ export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathC
     gso: raw?.gso ?? true,
     tunOffload: raw?.tunOffload ?? true,
     workers: raw?.workers,
-    // Fixed by default for now: the trace's observation points report the bound port, and only the
-    // addon knows which pool port a datagram left from. `{}` turns hashing on with Linux's range.
-    sourcePorts: sp === undefined || sp === 'fixed' ? 'fixed' : { min: sp.min ?? SOURCE_PORT_MIN, max: sp.max ?? SOURCE_PORT_MAX, sockets: sp.sockets ?? SOURCE_PORT_SOCKETS },
+    sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },
   };
 }

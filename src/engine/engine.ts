@@ -138,7 +138,7 @@ export class Engine extends Pipeline {
         const { bufs: gb, sizes: gs, sent } = this.sendToPeer(peer, idx, bufs, sizes, 0, HEADROOM);
         if (obs) {
           for (let k = 0; k < idx.length; k++) {
-            obs({ point: 'udp-send', direction: 'out', buf: gb[k]!, offset: 0, length: gs[k]!, verdict: k < sent ? 'sent' : DropReason.SendFailed, peer, local: this.bind.local, remote: peer.endpoint });
+            obs({ point: 'udp-send', direction: 'out', buf: gb[k]!, offset: 0, length: gs[k]!, verdict: k < sent ? 'sent' : DropReason.SendFailed, peer, local: this.sentFrom(gb[k]!, 0, gs[k]!), remote: peer.endpoint });
           }
         }
       }
@@ -304,7 +304,7 @@ export class Engine extends Pipeline {
     const obs = this.observer;
     if (obs) {
       obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src });
-      obs({ point: 'answer', direction: 'out', buf: reply, offset: 0, length: reply.length, verdict: Answer.ArpReply, local: this.bind.local, remote: dst });
+      obs({ point: 'answer', direction: 'out', buf: reply, offset: 0, length: reply.length, verdict: Answer.ArpReply, local: this.sentFrom(reply, 0, reply.length), remote: dst });
     }
   }
 

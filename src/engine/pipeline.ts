@@ -111,6 +111,11 @@ export abstract class Pipeline {
     return { bufs: gb, sizes: gs, sent };
   }
 
+  /** Our end of a datagram we send (for traces): the bound endpoint, or the flow-hashed source port it leaves from. */
+  protected sentFrom(buf: Buffer, offset: number, length: number): Endpoint {
+    return this.bind.sourceOf ? this.bind.sourceOf(buf, offset, length) : this.bind.local;
+  }
+
   /** Drains the TUN, a bounded number of batches per wake-up so the underlay side gets its turn. */
   private pumpTun(): void {
     for (let round = 0; round < MAX_BATCHES_PER_WAKE && this.running; round++) {

@@ -5,8 +5,15 @@
  * main thread's own engine; workers 1..n-1 are worker_threads running this same module. Each worker
  * publishes its counters into a SharedArrayBuffer after every batch, so the main thread sums them
  * without a message round trip; route tables go out by message (and are swapped atomically there).
+ *
+ * Tracing across threads stays exact: whether anyone watches is a flag in shared memory that every
+ * worker reads before each batch (so a trace that has said hello misses no packet a worker starts on
+ * afterwards), and a worker forwards the observations of one batch as one message, stamped with the
+ * time they were made. The main thread replays such a message in one go, so a packet's stages are
+ * never split across event-loop turns (the journey collector groups by turn).
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
 import type { Route, Vtep } from './routes.js';
 import { RouteTable } from './routes.js';
 import { Engine, type EngineOptions } from './engine.js';
@@ -28,6 +35,7 @@ function observationToWire(o: Observation): WireObservation {
   const { buf, offset, length, peer, ...rest } = o;
   return {
     ...rest,
+    at: performance.timeOrigin + performance.now(), // one clock for every thread of the process
     length,
     bytes: Uint8Array.prototype.slice.call(buf, offset, offset + length),
     ...(peer ? { peer: { endpoint: { ...peer.endpoint }, vtepMac: Uint8Array.from(peer.vtepMac), vni: peer.vni } } : {}),
@@ -45,13 +53,16 @@ function observationFromWire(w: WireObservation): Observation {
 }
 
 /**
- * One engine unless asked for more (`--workers`, `datapath.workers`). Not one per core yet: a single
- * TCP flow stays on one queue, so a single stream gained nothing measurable on 2 cores (18.6 % vs
- * 18.0 % of the kernel), while a trace's journeys, pieced together from observations that now come
- * from several threads, are not yet exact (tests of `vxtun trace --pcap` and `--web` see extra or
- * uncorrelated events with 2 workers).
+ * Past this many, more engines are not worth their cost by default: each is a V8 isolate (about
+ * RSS_PER_WORKER_MB), a TUN queue and 1 + 16 sockets, and the kernel's side of every packet (TUN and
+ * UDP syscalls, veth softirq) needs cores too. `--workers` / `datapath.workers` go up to 64.
  */
-export const DEFAULT_WORKERS = 1;
+export const MAX_DEFAULT_WORKERS = 4;
+
+/** One engine per core the process may use (os.availableParallelism), at most MAX_DEFAULT_WORKERS. */
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(availableParallelism(), MAX_DEFAULT_WORKERS));
+}
 
 /** The layout of a published engine counter block. */
 const COUNTER_KEYS: Array<{ group: 'tx' | 'rx' | 'answered' | 'dropped' | 'fixed'; name: string }> = [
@@ -119,13 +130,18 @@ export interface WorkerSpec {
 
 interface WorkerInit extends WorkerSpec {
   routes: WireRoute[];
+  /** Int32Array(1): 1 while a trace watches (read by every worker before each batch). */
+  observing: SharedArrayBuffer;
   engineCounters: SharedArrayBuffer;
   udpCounters: SharedArrayBuffer;
   tunCounters: SharedArrayBuffer;
 }
 
-/** Decorates a TUN and a Bind so the engine's counters are published after every batch. */
-function publishing(tun: TunDevice, bind: Bind, after: () => void): { tun: TunDevice; bind: Bind } {
+/**
+ * Decorates a TUN and a Bind so that `before` runs before every batch the engine handles and
+ * `after` once it returns (the engine's counters published, its observations forwarded).
+ */
+function bracketing(tun: TunDevice, bind: Bind, before: () => void, after: () => void): { tun: TunDevice; bind: Bind } {
   return {
     tun: {
       name: tun.name,
@@ -134,6 +150,7 @@ function publishing(tun: TunDevice, bind: Bind, after: () => void): { tun: TunDe
       write: (b, s, o, n) => tun.write(b, s, o, n),
       start: (onReadable) =>
         tun.start(() => {
+          before();
           onReadable();
           after();
         }),
@@ -141,9 +158,11 @@ function publishing(tun: TunDevice, bind: Bind, after: () => void): { tun: TunDe
     },
     bind: {
       local: bind.local,
+      ...(bind.sourceOf ? { sourceOf: bind.sourceOf.bind(bind) } : {}),
       send: (b, s, o, n, d) => bind.send(b, s, o, n, d),
       start: (onReceive: ReceiveFn) =>
         bind.start((b, s, r, n) => {
+          before();
           onReceive(b, s, r, n);
           after();
         }),
@@ -158,6 +177,7 @@ function runWorker(init: WorkerInit): void {
   const tunCounters = new Float64Array(init.tunCounters);
   const udpCounters = new Float64Array(init.udpCounters);
   const engineCounters = new Float64Array(init.engineCounters);
+  const observing = new Int32Array(init.observing);
   const tun = adoptLinuxTun(init.tun.fd, init.tun.name, init.tun.mtu, init.tun.features, tunCounters);
   const bind = NativeBind.open(init.bind.address, init.bind.port, {
     gso: init.bind.gso,
@@ -166,7 +186,25 @@ function runWorker(init: WorkerInit): void {
     ...(init.bind.sourcePorts ? { sourcePorts: init.bind.sourcePorts } : {}),
   });
   let engine: Engine | undefined;
-  const p = publishing(tun, bind, () => publish(engine!.counters, engineCounters));
+  // Observations of the batch under way: copied at once (the engine reuses its buffers), posted together.
+  let batch: WireObservation[] = [];
+  const collect: Observer = (o) => batch.push(observationToWire(o));
+  let watching = false;
+  const before = (): void => {
+    const on = Atomics.load(observing, 0) === 1;
+    if (on !== watching) {
+      watching = on;
+      engine!.setObserver(on ? collect : undefined);
+    }
+  };
+  const after = (): void => {
+    publish(engine!.counters, engineCounters);
+    if (batch.length > 0) {
+      parentPort!.postMessage({ type: 'obs', batch });
+      batch = [];
+    }
+  };
+  const p = bracketing(tun, bind, before, after);
   const checksum = native.checksum;
   engine = new Engine(p.tun, p.bind, {
     ...init.engine,
@@ -175,12 +213,9 @@ function runWorker(init: WorkerInit): void {
   });
   engine.setRoutes(new RouteTable(fromWire(init.routes)));
   engine.start();
-  parentPort!.on('message', (m: { type: 'routes'; routes: WireRoute[] } | { type: 'observe'; on: boolean } | { type: 'stop' }) => {
+  parentPort!.on('message', (m: { type: 'routes'; routes: WireRoute[] } | { type: 'stop' }) => {
     if (m.type === 'routes') engine!.setRoutes(new RouteTable(fromWire(m.routes)));
-    else if (m.type === 'observe') {
-      // Only while someone traces: every observation is copied to the main thread, which owns the trace.
-      engine!.setObserver(m.on ? (o) => parentPort!.postMessage({ type: 'obs', o: observationToWire(o) }) : undefined);
-    } else {
+    else {
       engine!.stop();
       tun.close();
       void bind.close().then(() => {
@@ -205,25 +240,28 @@ export class WorkerPool {
     private readonly engineBlocks: Float64Array[],
     private readonly udpBlocks: Float64Array[],
     private readonly tunBlocks: Float64Array[],
+    private readonly observing: Int32Array,
   ) {
     for (const w of workers) {
-      w.on('message', (m: { type: string; o?: WireObservation }) => {
-        if (m.type === 'obs' && m.o !== undefined && this.observer !== undefined) this.observer(observationFromWire(m.o));
+      w.on('message', (m: { type: string; batch?: WireObservation[] }) => {
+        if (m.type !== 'obs' || m.batch === undefined) return;
+        // One worker batch, replayed within this one turn: the collector sees its packets whole.
+        for (const o of m.batch) this.observer?.(observationFromWire(o));
       });
     }
   }
 
   /**
-   * What a trace attaches its observer to: the main engine and, by message, every worker's engine
-   * (their observations are copied over while attached, and not produced at all otherwise).
+   * What a trace attaches its observer to: the main engine and every worker's engine (the flag is
+   * set before this returns, so each worker watches from its next batch on; observations are made
+   * and copied over only while it is set).
    */
   observable(main: { setObserver(o: Observer | undefined): void }): { setObserver(o: Observer | undefined): void } {
     return {
       setObserver: (o) => {
         main.setObserver(o);
-        const wasOn = this.observer !== undefined;
         this.observer = o;
-        if (wasOn !== (o !== undefined)) for (const w of this.workers) w.postMessage({ type: 'observe', on: o !== undefined });
+        Atomics.store(this.observing, 0, o !== undefined ? 1 : 0);
       },
     };
   }
@@ -236,6 +274,7 @@ export class WorkerPool {
     const udpBlocks: Float64Array[] = [];
     const tunBlocks: Float64Array[] = [];
     const started: Array<Promise<void>> = [];
+    const observing = new SharedArrayBuffer(4);
     for (const spec of specs) {
       const engineCounters = new SharedArrayBuffer(COUNTER_KEYS.length * 8);
       const udpCounters = new SharedArrayBuffer(native.udpCounterCount * 8);
@@ -243,7 +282,7 @@ export class WorkerPool {
       engineBlocks.push(new Float64Array(engineCounters));
       udpBlocks.push(new Float64Array(udpCounters));
       tunBlocks.push(new Float64Array(tunCounters));
-      const init: WorkerInit & { vxtunWorker: true } = { ...spec, routes: toWire(routes), engineCounters, udpCounters, tunCounters, vxtunWorker: true };
+      const init: WorkerInit & { vxtunWorker: true } = { ...spec, routes: toWire(routes), observing, engineCounters, udpCounters, tunCounters, vxtunWorker: true };
       const w = new Worker(new URL(import.meta.url), { workerData: init });
       workers.push(w);
       started.push(
@@ -254,7 +293,7 @@ export class WorkerPool {
         }),
       );
     }
-    const pool = new WorkerPool(workers, engineBlocks, udpBlocks, tunBlocks);
+    const pool = new WorkerPool(workers, engineBlocks, udpBlocks, tunBlocks, new Int32Array(observing));
     try {
       await Promise.all(started);
     } catch (e) {

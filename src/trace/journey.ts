@@ -145,7 +145,7 @@ export class JourneyCollector {
 
   private add(o: Observation): void {
     const vxlan = observationStartsWithVxlan(o);
-    const ev: TraceEvent = { point: o.point, verdict: o.verdict, t: now(), length: o.length, vxlan };
+    const ev: TraceEvent = { point: o.point, verdict: o.verdict, t: o.at ?? now(), length: o.length, vxlan };
     if (o.route !== undefined) ev.route = o.route;
     if (o.peer) ev.peer = { address: o.peer.endpoint.address, port: o.peer.endpoint.port, vtepMac: macToString(o.peer.vtepMac), vni: o.peer.vni };
     if (o.local) ev.local = { address: o.local.address, port: o.local.port };

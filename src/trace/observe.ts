@@ -35,6 +35,11 @@ export interface Observation {
   remote?: Endpoint;
   /** decap: fixes applied on the way (checksum-completed, gso-segmented). */
   fixes?: string[];
+  /**
+   * When it was seen (ms since the epoch), set where the observation is forwarded from another
+   * thread (engine/workers.ts) so it keeps its own time; otherwise the consumer's clock is now.
+   */
+  at?: number;
 }
 
 export type Observer = (o: Observation) => void;

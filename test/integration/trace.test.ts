@@ -83,10 +83,13 @@ describe('vxtun trace across two nodes', () => {
     // sender: route lookup names the route and the peer VTEP; encap the VNI; udp-send the ports
     expect(request).toMatch(new RegExp(`classify +route ${b.subnet} → node ${b.publicIp}:8472 \\(vtep ${b.vtepMac}, vni 1\\) · ok`));
     expect(request).toMatch(new RegExp(`encap +VXLAN vni 1 · inner Ethernet ${a.vtepMac} → ${b.vtepMac} · \\+22 B = 106 B · ok`));
-    expect(request).toMatch(new RegExp(`udp-send +UDP ${a.publicIp}:8472 → ${b.publicIp}:8472 · 134 B on the wire · sent`));
-    expect(request).toMatch(new RegExp(`underlay +UDP ${a.publicIp}:8472 → ${b.publicIp}:8472 · 134 B · wire [0-9a-f]{16}`));
+    // the source port is the flow-hashed one the datagram left from (the default): the sender names
+    // it from its own hash, the receiver from the datagram's header, and they must agree
+    const sport = Number(new RegExp(`udp-send +UDP ${a.publicIp}:(\\d+) → ${b.publicIp}:8472 · 134 B on the wire · sent`).exec(request!)?.[1]);
+    expect(sport >= 32768 && sport <= 60999, request).toBe(true);
+    expect(request).toMatch(new RegExp(`underlay +UDP ${a.publicIp}:${sport} → ${b.publicIp}:8472 · 134 B · wire [0-9a-f]{16}`));
     // receiver: the same datagram, checked, unwrapped and written to its TUN
-    expect(request).toMatch(new RegExp(`udp-recv +UDP ${a.publicIp}:8472 → ${b.publicIp}:8472 · 134 B on the wire · VXLAN flags 0x08 vni 1 · ok`));
+    expect(request).toMatch(new RegExp(`udp-recv +UDP ${a.publicIp}:${sport} → ${b.publicIp}:8472 · 134 B on the wire · VXLAN flags 0x08 vni 1 · ok`));
     expect(request).toMatch(/decap +checks passed/);
     expect(request).toMatch(new RegExp(`tun-write +ICMP echo request ${a.podIp} → ${b.podIp} .* → vxtun0 · 84 B · forwarded`));
     expect(lines.filter((l) => /^ {2}\d\d:\d\d:\d\d\.\d{6} node /.test(l)).map((l) => l.replace(/^.*node /, ''))).toEqual([
@@ -150,7 +153,7 @@ describe('vxtun trace across two nodes', () => {
     await waitFor(() => t.out().trim().split('\n').length >= 4, { timeoutMs: 5000, what: 'four journeys' });
     expect(await stop(t)).toBe(0);
 
-    const fields = ['frame.interface_id', 'vxlan.vni', 'ip.src', 'ip.dst', 'udp.dstport', 'icmp.type', 'eth.src', 'eth.dst', 'frame.comment'];
+    const fields = ['frame.interface_id', 'vxlan.vni', 'ip.src', 'ip.dst', 'udp.srcport', 'udp.dstport', 'icmp.type', 'eth.src', 'eth.dst', 'frame.comment'];
     const d = await run(['tshark', '-r', file, '-d', 'udp.port==8472,vxlan', '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])]);
     expect(d.code, d.stderr).toBe(0);
     const rows = d.stdout.trim().split('\n').map((l) => Object.fromEntries(l.split('|').map((v, i) => [fields[i]!, v])));
@@ -161,6 +164,7 @@ describe('vxtun trace across two nodes', () => {
     for (const x of outerOut) {
       expect(x['vxlan.vni']).toBe('1');
       expect(x['udp.dstport']).toBe('8472');
+      expect(Number(x['udp.srcport']) >= 32768 && Number(x['udp.srcport']) <= 60999, x['udp.srcport']).toBe(true); // the flow-hashed port it left from
       expect(x['ip.src']).toBe(`${a.publicIp},${a.podIp}`); // outer, then inner
       expect(x['ip.dst']).toBe(`${b.publicIp},${b.podIp}`);
       expect(x['eth.src']).toBe(a.vtepMac);
