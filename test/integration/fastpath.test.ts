@@ -7,10 +7,11 @@
  */
 import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology, capture, parseTcpdump } from '../../src/lab/netns.js';
+import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/lab/netns.js';
+import { MAX_DEFAULT_WORKERS } from '../../src/engine/workers.js';
 import { Cluster, type ClusterNode } from '../../src/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { requirePrerequisites, tcpTransfer } from './support.js';
+import { requirePrerequisites, tcpTransfer, toolsDir } from './support.js';
 
 const MB = 1024 * 1024;
 
@@ -29,20 +30,22 @@ interface Case {
   check: (i: NodeInfo) => void;
   /** Also check the outer source ports node 1 sends from, on the wire: its pool, or the VXLAN port. */
   wireSourcePorts?: 'pool' | 'fixed';
+  /** Extra `vxtun up` arguments. */
+  args?: string[];
 }
 
 const cases: Case[] = [
   {
-    name: 'native path, UDP GSO and TUN offloads on, flow-hashed source ports, one worker per core',
+    name: 'defaults: native path, UDP GSO and TUN offloads on, one worker per core, flow-hashed source ports',
     kinds: ['vxtun', 'vxtun'],
-    datapath: { sourcePorts: {}, workers: availableParallelism() },
+    datapath: {},
     check: (i) => {
       expect(i.datapath).toBe('native');
       expect(i.features).toMatchObject({ recvmmsg: true, sendmmsg: true, udpGso: true, tunOffload: true, nativeChecksum: true });
       expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and written back whole
-      expect(i.features.workers).toBe(availableParallelism()); // asked for one engine per core
+      expect(i.features.workers).toBe(Math.min(availableParallelism(), MAX_DEFAULT_WORKERS)); // one engine per core
       const ports = String(i.features.sourcePorts).split(',').map(Number);
       expect(ports.length).toBe(16);
       for (const p of ports) expect(p >= 32768 && p <= 60999).toBe(true);
@@ -62,13 +65,14 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'native path, one worker (single core; the default)',
+    name: 'native path, `--workers 1` (one core) and fixed source port',
     kinds: ['vxtun', 'vxtun'],
-    datapath: {},
+    datapath: { sourcePorts: 'fixed' },
+    args: ['--workers', '1'],
     wireSourcePorts: 'fixed',
     check: (i) => {
       expect(i.datapath).toBe('native');
-      expect(i.features.sourcePorts).toBe('fixed'); // the default
+      expect(i.features.sourcePorts).toBe('fixed');
       expect(i.features.workers).toBe(1);
       expect(i.features.tunOffload).toBe(true);
       expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
@@ -95,9 +99,9 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'native path with offloads and flow-hashed source ports, kernel VXLAN as the peer',
+    name: 'defaults (offloads, workers, flow-hashed source ports), kernel VXLAN as the peer',
     kinds: ['vxtun', 'kernel'],
-    datapath: { sourcePorts: {} },
+    datapath: {},
     check: (i) => {
       expect(i.datapath).toBe('native');
       expect(i.features.tunOffload).toBe(true);
@@ -125,13 +129,38 @@ const cases: Case[] = [
   },
 ];
 
+interface Datagram {
+  sourcePort: number;
+  /** VXLAN header + inner Ethernet + inner IPv4 packet. */
+  payload: Buffer;
+}
+
+/**
+ * The VXLAN datagrams in captured frames (outer Ethernet + IPv4 + UDP). A UDP GSO send crosses a
+ * veth whole, so one captured frame may carry several datagrams back to back; each is VXLAN + inner
+ * Ethernet + an inner IPv4 packet whose total length says where the next one starts.
+ */
+function vxlanDatagrams(frames: TcpdumpPacket[]): Datagram[] {
+  const out: Datagram[] = [];
+  for (const f of frames) {
+    const sourcePort = f.bytes.readUInt16BE(14 + 20);
+    let rest = f.bytes.subarray(14 + 20 + 8);
+    while (rest.length >= 8 + 14 + 20) {
+      const size = 8 + 14 + rest.readUInt16BE(8 + 14 + 2);
+      out.push({ sourcePort, payload: rest.subarray(0, size) });
+      rest = rest.subarray(size);
+    }
+  }
+  return out;
+}
+
 for (const c of cases) {
   describe(c.name, () => {
     const topology = new Topology();
     let cluster: Cluster;
     beforeAll(async () => {
       requirePrerequisites();
-      cluster = await Cluster.build(topology, { kinds: c.kinds, vxtunConfig: { datapath: c.datapath } });
+      cluster = await Cluster.build(topology, { kinds: c.kinds, vxtunConfig: { datapath: c.datapath }, ...(c.args ? { vxtunArgs: c.args } : {}) });
     });
     afterAll(async () => {
       await cluster?.destroy();
@@ -146,18 +175,44 @@ for (const c of cases) {
       const back = await tcpTransfer(b.pod, a.pod, a.podIp, 30 * MB, 5502);
       expect(back.received).toEqual(back.sent);
       if (c.wireSourcePorts) {
-        const cap = await capture(b.ns, 'eth0', 'udp dst port 8472 and src host 198.18.0.1', { count: 20 });
-        const flow = await tcpTransfer(a.pod, b.pod, b.podIp, 1 * MB, 5503);
-        expect(flow.received).toEqual(flow.sent);
-        await Promise.race([cap.done, new Promise((r) => setTimeout(r, 5000))]);
-        const packets = parseTcpdump((await cap.stop()).stdout);
-        expect(packets.length).toBeGreaterThanOrEqual(10);
-        const sports = new Set(packets.map((p) => p.bytes.readUInt16BE(14 + 20)));
-        if (c.wireSourcePorts === 'fixed') expect([...sports]).toEqual([8472]);
-        else {
+        // one TCP flow, then 24 UDP flows (2 datagrams each), as node 2's underlay sees them from node 1
+        const INNER = 8 + 14; // VXLAN, inner Ethernet
+        const captured = async (filter: string, want: number, send: () => Promise<void>): Promise<Datagram[]> => {
+          const cap = await capture(b.ns, 'eth0', filter);
+          let text = '';
+          cap.child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+          await send();
+          await waitFor(() => vxlanDatagrams(parseTcpdump(text)).length >= want, { timeoutMs: 5000, what: `${want} datagrams on the wire` }).catch(() => {});
+          return vxlanDatagrams(parseTcpdump((await cap.stop()).stdout));
+        };
+        // inner protocol byte at udp[8 + 22 + 9], inner destination port at udp[8 + 22 + 20 + 2] (of a super-packet's first datagram)
+        const tcp = (
+          await captured('udp dst port 8472 and src host 198.18.0.1 and udp[39] = 6 and udp[52:2] = 5503', 20, async () => {
+            const flow = await tcpTransfer(a.pod, b.pod, b.podIp, 1 * MB, 5503);
+            expect(flow.received).toEqual(flow.sent);
+          })
+        ).filter((d) => d.payload[INNER + 9] === 6 && d.payload.readUInt16BE(INNER + 22) === 5503);
+        const udp = (
+          await captured('udp dst port 8472 and src host 198.18.0.1 and udp[39] = 17 and udp[52:2] = 9', 48, async () => {
+            await a.pod.execOk([process.execPath, `${toolsDir}udp-flows.mjs`, b.podIp, '9', '24', '2']);
+          })
+        ).filter((d) => d.payload[INNER + 9] === 17 && d.payload.readUInt16BE(INNER + 22) === 9);
+        const sport = (d: Datagram): number => d.sourcePort;
+        expect(tcp.length).toBeGreaterThanOrEqual(20);
+        expect(udp.length).toBe(48);
+        if (c.wireSourcePorts === 'fixed') {
+          expect([...new Set([...tcp, ...udp].map(sport))]).toEqual([8472]); // every datagram from the bound port
+        } else {
           const pool = String((await info(a)).features.sourcePorts).split(',').map(Number);
-          expect(sports.size).toBe(1); // one TCP flow keeps one source port
-          expect(pool).toContain([...sports][0]);
+          expect(new Set(tcp.map(sport)).size).toBe(1); // one TCP flow keeps one source port
+          expect(pool).toContain(sport(tcp[0]!));
+          const portOfFlow = new Map<number, Set<number>>();
+          for (const d of udp) portOfFlow.set(d.payload.readUInt16BE(INNER + 20), (portOfFlow.get(d.payload.readUInt16BE(INNER + 20)) ?? new Set()).add(sport(d)));
+          expect(portOfFlow.size).toBe(24);
+          for (const ports of portOfFlow.values()) expect(ports.size).toBe(1); // each flow keeps its port
+          const used = new Set(udp.map(sport));
+          for (const p of used) expect(pool).toContain(p);
+          expect(used.size).toBeGreaterThanOrEqual(6); // and the flows spread (24 over 16 ports: ~12 expected)
         }
       }
       for (const n of cluster.nodes) {

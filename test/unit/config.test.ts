@@ -68,12 +68,20 @@ describe('validateConfig: the example config', () => {
         },
       ],
       controlSocket: '/run/vxtun/vxtun0.sock',
-      datapath: { kind: 'auto', gso: true, tunOffload: true, workers: undefined, sourcePorts: 'fixed' },
+      datapath: { kind: 'auto', gso: true, tunOffload: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
     };
     expect(c).toEqual(expected);
     expect('mtu' in c.device).toBe(false); // left to the host (underlay MTU - 50)
     expect(vtepAddress(c)).toBe(0x0af40200);
     expect(vtepAddressString(c)).toBe('10.244.2.0');
+  });
+
+  it('datapath.sourcePorts: flow-hashed over Linux\'s range by default, "fixed" keeps the VXLAN port, a partial range is filled in', () => {
+    const withDatapath = (d: unknown): NodeConfig => validateConfig({ ...clone(EXAMPLE), datapath: d });
+    expect(withDatapath({ sourcePorts: 'fixed' }).datapath.sourcePorts).toBe('fixed');
+    expect(withDatapath({ sourcePorts: {} }).datapath.sourcePorts).toEqual({ min: 32768, max: 60999, sockets: 16 });
+    expect(withDatapath({ sourcePorts: { min: 40000, sockets: 4 } }).datapath.sourcePorts).toEqual({ min: 40000, max: 60999, sockets: 4 });
+    expect(withDatapath({ workers: 3 }).datapath).toMatchObject({ workers: 3, sourcePorts: { min: 32768, max: 60999, sockets: 16 } });
   });
 
   it('loadConfig reads the same from a file', () => {
