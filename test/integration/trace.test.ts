@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Topology, run, waitFor } from '../../src/lab/netns.js';
 import { Cluster, cliPath } from '../../src/lab/cluster.js';
 import { requirePrerequisites, toolsDir } from './support.js';
+import type { Journey } from '../../src/trace/journey.js';
 
 interface TraceProc {
   child: ChildProcess;
@@ -130,6 +131,32 @@ describe('vxtun trace across two nodes', () => {
 
     expect(zh.out()).toMatch(/解封装 +丢弃: wrong-vni — VNI 7 不是本节点的 VNI 1/);
     expect(zh.out()).toContain('UDP接收');
+  });
+
+  it('stays exact with one worker per core: 24 UDP flows, each one story of whole journeys, ports and times agreeing', async () => {
+    // 24 flows land on both TUN queues of node 1 (the kernel picks one per flow; all on one: p = 2^-23)
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const t = startTrace(['--socket', a.vxtun!.controlSocket, '--socket', b.vxtun!.controlSocket, '--protocol', 'udp', '--port', '9', '--json']);
+    traces.push(t);
+    await attached(t);
+    await a.pod.execOk([process.execPath, `${toolsDir}udp-flows.mjs`, b.podIp, '9', '24', '1']);
+    const items = (): Array<{ kind: string; sender?: Journey; receiver?: Journey }> => t.out().trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    await waitFor(() => items().length >= 24, { timeoutMs: 5000, what: `24 stories in:\n${t.out()}` });
+    expect(await stop(t)).toBe(0);
+    const stories = items();
+    expect(stories.map((x) => x.kind)).toEqual(Array(24).fill('story'));
+    const flows = new Set<number>();
+    for (const { sender, receiver } of stories) {
+      expect(sender!.events.map((e) => e.point)).toEqual(['tun-read', 'classify', 'encap', 'udp-send']);
+      expect(receiver!.events.map((e) => e.point)).toEqual(['udp-recv', 'decap', 'tun-write']);
+      const send = sender!.events[3]!;
+      const recv = receiver!.events[0]!;
+      expect(send.local!.port).toBe(recv.remote!.port); // the port named by the sender is the one it arrived from
+      const times = [...sender!.events, ...receiver!.events].map((e) => e.t);
+      expect(times).toEqual([...times].sort((x, y) => x - y)); // stamped when made, on one clock
+      flows.add(sender!.inner!.sport!);
+    }
+    expect(flows.size).toBe(24);
   });
 
   it('refuses a bad filter with one line naming the flag and value (exit 2), and a missing node with exit 1', async () => {
