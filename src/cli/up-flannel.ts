@@ -27,7 +27,8 @@ import { Engine } from '../engine/engine.js';
 import { FlannelUdpEngine, FLANNEL_UDP_OVERHEAD } from '../engine/flannel-udp.js';
 import { RouteTable } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
-import { openDatapath, resolveDatapathKind } from '../conn/datapath.js';
+import { openDatapath, resolveDatapathKind, describeSourcePorts } from '../conn/datapath.js';
+import { datapathDefaults } from '../control/datapath-config.js';
 import { openLinuxTun, addRoute } from '../tun/linux.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
@@ -167,10 +168,12 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     const tun = openLinuxTun({ name: deviceName, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: kind === 'native' && backend.type === 'vxlan' });
     undo.push(() => tun.close());
     addRoute(ipv4ToString(network.network.addr), network.network.prefixLen, tun.name);
-    const datapath = await openDatapath({ kind, gso: true, address: cfg.publicIp, port: backend.port });
+    // vxlan: flow-hashed source ports as flannel.1 has them; udp: port 8285 both ways, as flanneld's udp backend.
+    const sourcePorts = backend.type === 'vxlan' ? datapathDefaults(undefined).sourcePorts : 'fixed';
+    const datapath = await openDatapath({ kind, gso: true, sourcePorts, address: cfg.publicIp, port: backend.port });
     const bind = datapath.bind;
     undo.push(() => bind.close());
-    log.info({ datapath: datapath.kind, features: { ...datapath.features, tunOffload: tun.features.offload } }, 'datapath');
+    log.info({ datapath: datapath.kind, workers: 1, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload } }, 'datapath');
     engine =
       backend.type === 'vxlan'
         ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, batchSize: 128 } : {}) })

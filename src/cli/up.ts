@@ -10,7 +10,7 @@ import { ControlServer } from '../control/socket.js';
 import { Engine } from '../engine/engine.js';
 import { RouteTable, type Route } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
-import { openDatapath, resolveDatapathKind, namedCounters, type Datapath } from '../conn/datapath.js';
+import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts, type Datapath } from '../conn/datapath.js';
 import { openLinuxTun, openTunQueue, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
 import { WorkerPool, defaultWorkers, type WorkerSpec } from '../engine/workers.js';
 import { UdpCounter } from '../conn/native.js';
@@ -201,6 +201,8 @@ export async function runUp(opts: UpOptions): Promise<number> {
       peers: cfg.peers.length,
       datapath: datapath.kind,
       datapathRequested: opts.datapath ?? 'auto',
+      workers: datapath.features.workers,
+      sourcePorts: describeSourcePorts(datapath.features, cfg.backend.port),
       features: datapath.features,
     },
     'vxtun up',

@@ -74,6 +74,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
         udpGso: bind.features.gso,
         nativeChecksum: true,
         sourcePorts: sp === 'fixed' ? 'fixed' : bind.sourcePorts.join(','),
+        ...(sp === 'fixed' ? {} : { sourcePortRange: `${sp.min}-${sp.max}` }),
         recvBufferSize: bind.features.recvBufferSize,
         sendBufferSize: bind.features.sendBufferSize,
       },
@@ -89,4 +90,14 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
     features: { recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false, sourcePorts: 'fixed' },
     counters: () => Object.fromEntries(bind.sendErrors),
   };
+}
+
+/**
+ * How datagrams pick their source port, in words, for the start-up log and `vxtun status`:
+ * "fixed 8472" or "flow-hashed over 32768-60999 (16 ports)".
+ */
+export function describeSourcePorts(features: Record<string, unknown>, port: number): string {
+  const pool = features.sourcePorts;
+  if (typeof pool !== 'string' || pool === 'fixed') return `fixed ${port}`;
+  return `flow-hashed over ${String(features.sourcePortRange)} (${pool.split(',').length} ports)`;
 }
