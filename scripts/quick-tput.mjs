@@ -3,15 +3,18 @@
 // harness): for each pair, build a two-node cluster in fresh namespaces, run `iperf3 -c` from
 // pod 1 to pod 2 for a few seconds, several times, and print median and min–max in Gbit/s and
 // as a ratio to kernel<->kernel measured in the same run.
-// Usage (root, after npm run build): node scripts/quick-tput.mjs [runs=3] [seconds=5] [pairs=kk,nn,tt,nk]
+// Usage (root, after npm run build): node scripts/quick-tput.mjs [runs=3] [seconds=5] [pairs=kk,nn,tt,nk] [streams=1]
+//   streams: parallel TCP streams per run (iperf3 -P); several flows are what spreads over workers.
 //   pairs: kk kernel<->kernel, nn vxtun(native)<->vxtun(native), tt vxtun(ts)<->vxtun(ts), nk vxtun(native)->kernel,
-//          kn kernel->vxtun, ng native without UDP GSO, n1/n2 native with one/two workers, nh hashed source ports
+//          kn kernel->vxtun, ng native without UDP GSO, n1/n2 native with one/two workers, nh hashed source ports,
+//          nf native with the fixed source port (nn: the defaults, one worker per core and hashed ports)
 import { Topology, waitForOutput } from '../dist/src/lab/netns.js';
 import { Cluster } from '../dist/src/lab/cluster.js';
 
 const runs = Number(process.argv[2] ?? 3);
 const seconds = Number(process.argv[3] ?? 5);
 const pairs = (process.argv[4] ?? 'kk,nn,tt,nk').split(',');
+const streams = Number(process.argv[5] ?? 1);
 const setups = {
   kk: { kinds: ['kernel', 'kernel'] },
   nn: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native' } } },
@@ -22,6 +25,7 @@ const setups = {
   n1: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', workers: 1 } } },
   n2: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', workers: 2 } } },
   nh: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', sourcePorts: {} } } },
+  nf: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', sourcePorts: 'fixed' } } },
 };
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -36,7 +40,7 @@ for (const p of pairs) {
     await waitForOutput(server, /listening/, { timeoutMs: 10000 });
     const gbits = [];
     for (let r = 0; r < runs; r++) {
-      const res = await a.pod.execOk(['iperf3', '-c', b.podIp, '-p', '5999', '-t', String(seconds), '-J'], { timeoutMs: (seconds + 30) * 1000 });
+      const res = await a.pod.execOk(['iperf3', '-c', b.podIp, '-p', '5999', '-t', String(seconds), '-P', String(streams), '-J'], { timeoutMs: (seconds + 30) * 1000 });
       const j = JSON.parse(res.stdout);
       gbits.push(j.end.sum_received.bits_per_second / 1e9);
     }

@@ -58,14 +58,14 @@ export function explainJourney(j: Journey, L = labels('en')): string[] {
         out.push(
           `udp-send: one UDP datagram from ${e.local?.address}:${e.local?.port} to ${e.remote?.address}:${e.remote?.port}; the kernel adds outer IPv4 + UDP (28 bytes), so ${e.length + OUTER} bytes cross the underlay. ` +
             (e.local?.port === j.node.port
-              ? `The source port is the node's own VXLAN port: vxtun sends from its one socket (the kernel instead picks a port from a hash of the inner flow, so routers can spread flows over paths).`
+              ? `The source port is the node's own VXLAN port: this node keeps it fixed ("sourcePorts": "fixed"; by default vxtun, like the kernel, picks a port from a hash of the inner flow, so routers can spread flows over paths).`
               : `The source port ${e.local?.port} comes from a hash of the inner flow, so routers can spread flows over paths (RFC 7348).`),
         );
         break;
       case 'udp-recv':
         out.push(
           `udp-recv: node ${j.node.publicIp} received ${e.length + OUTER} bytes from ${e.remote?.address}:${e.remote?.port} on port ${e.local?.port}` +
-            (e.remote?.port !== e.local?.port ? ` (a kernel sender picks its source port from a hash of the inner flow).` : '.'),
+            (e.remote?.port !== e.local?.port ? ` (the sender picked its source port from a hash of the inner flow, as the kernel and vxtun do by default).` : '.'),
         );
         break;
       case 'decap':

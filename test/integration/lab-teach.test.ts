@@ -95,7 +95,10 @@ describe('vxtun lab up / exec / tour / down', () => {
     expect(out).toContain('10.244.1.0 lladdr 0a:58:0a:f4:01:00 PERMANENT'); // node 3's neighbour
     // the trace of the ping: across both vxtun nodes as one story, pod addresses unmasqueraded
     expect(out).toMatch(/━━ ICMP echo request 10\.244\.1\.2 → 10\.244\.2\.2 id \d+ seq 1 · node 198\.18\.0\.1 → node 198\.18\.0\.2 · VXLAN vni 1 · delivered/);
-    expect(out).toMatch(/ICMP echo request 10\.244\.1\.2 → 10\.244\.3\.2 id \d+ seq 1 · route 10\.244\.3\.0\/24 → node 198\.18\.0\.3 \(vtep 0a:58:0a:f4:03:00\) · VXLAN vni 1 · UDP 198\.18\.0\.1:8472 → 198\.18\.0\.3:8472 · 134 B · sent/);
+    // sent from the flow-hashed source port (the default), named in the line and explained
+    const sport = /ICMP echo request 10\.244\.1\.2 → 10\.244\.3\.2 id \d+ seq 1 · route 10\.244\.3\.0\/24 → node 198\.18\.0\.3 \(vtep 0a:58:0a:f4:03:00\) · VXLAN vni 1 · UDP 198\.18\.0\.1:(\d+) → 198\.18\.0\.3:8472 · 134 B · sent/.exec(out)?.[1];
+    expect(Number(sport) >= 32768 && Number(sport) <= 60999, out).toBe(true);
+    expect(out).toContain(`The source port ${sport} comes from a hash of the inner flow, so routers can spread flows over paths (RFC 7348).`);
     expect(out).toMatch(/ICMP echo reply 10\.244\.3\.2 → 10\.244\.1\.2 .* · from vtep 0a:58:0a:f4:03:00 · → vxtun0 · 134 B · forwarded/);
     // and explained in plain words, with the numbers the packet had
     expect(out).toContain('· classify: longest-prefix match on the destination: route 10.244.2.0/24 belongs to node 198.18.0.2, whose VTEP MAC is 0a:58:0a:f4:02:00 (VNI 1).');
