@@ -16,7 +16,7 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
     const lines: string[] = [];
     lines.push(`${String(info.device)}  subnet ${String(info.subnet)}  vtep ${String(info.vtepMac)}  vni ${String(info.vni)}  udp ${String(info.publicIp)}:${String(info.port)}  mtu ${String(info.mtu)}`);
     const features = (info.features ?? {}) as Record<string, unknown>;
-    lines.push(`datapath ${String(info.datapath)}  workers ${String(features.workers ?? 1)}  source ports ${describeSourcePorts(features, Number(info.port))}`);
+    if (info.datapath !== undefined) lines.push(`datapath ${String(info.datapath)}  workers ${String(features.workers ?? 1)}  source ports ${describeSourcePorts(features, Number(info.port))}`);
     lines.push(`tx ${counters.tx.packets} packets ${counters.tx.bytes} bytes   rx ${counters.rx.packets} packets ${counters.rx.bytes} bytes`);
     const nonzero = (r: Record<string, number>): string =>
       Object.entries(r)

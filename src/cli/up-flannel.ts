@@ -38,6 +38,8 @@ export interface FlannelUpOptions {
   logLevel: string;
   /** As for static mode: auto (native when the addon loaded), native, or ts. */
   datapath?: 'auto' | 'native' | 'ts';
+  /** `vxtun up --workers`: this mode runs one engine for now, so more is refused with a warning. */
+  workers?: number;
 }
 
 class Aborted extends Error {}
@@ -84,6 +86,7 @@ const startedAt = Date.now();
 export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOptions): Promise<number> {
   const deviceName = cfg.device.name ?? 'vxtun0';
   const log = pino({ level: opts.logLevel, base: { device: deviceName } });
+  if ((opts.workers ?? 1) > 1) log.warn({ workers: opts.workers }, 'workers: a node that joins through the registry runs one engine for now');
   const fail = (line: string, code: number): number => {
     process.stderr.write(`vxtun: ${line}\n`);
     return code;
@@ -231,6 +234,8 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
             registry: registry.description,
             lease: manager.stats,
             pid: process.pid,
+            datapath: datapath.kind,
+            features: { ...datapath.features, tunOffload: tun.features.offload, workers: 1 },
           };
         default:
           return { error: `unknown command ${JSON.stringify(req.cmd)}` };

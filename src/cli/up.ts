@@ -67,7 +67,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
   try {
     // A node joining a flannel network (registry, udp backend, subnet.env, --ip-masq): up-flannel.ts.
     const flannel = loadFlannelNodeConfig(opts.config, { ipMasq: opts.ipMasq ?? false });
-    if (flannel) return await runFlannelUp(flannel, { logLevel: opts.logLevel, ...(opts.datapath !== undefined ? { datapath: opts.datapath } : {}) });
+    if (flannel) return await runFlannelUp(flannel, { logLevel: opts.logLevel, ...(opts.datapath !== undefined ? { datapath: opts.datapath } : {}), ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
     requireRoot();
     cfg = loadConfig(opts.config);
     plan = preflight(cfg);

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { VxtunProcess } from '../../src/lab/cluster.js';
+import { VxtunProcess, cliPath } from '../../src/lab/cluster.js';
 import { capture, parseTcpdump } from '../../src/lab/netns.js';
 import { CNI_PATH, type CniPod } from '../../src/lab/cni.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
@@ -68,6 +68,9 @@ describe("flannel's udp backend", () => {
     expect(there.received).toEqual(there.sent);
     const back = await tcpTransfer(pods[1]!.ns, pods[0]!.ns, pods[0]!.ip, 4_000_000, 5402);
     expect(back.received).toEqual(back.sent);
+    // flanneld's udp backend sends from 8285: the fixed port, whatever the vxlan default is
+    const status = await nodes[0]!.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', nodes[0]!.vxtun.controlSocket]);
+    expect(status.stdout.split('\n')[1]).toBe('datapath native  workers 1  source ports fixed 8285');
   });
 
   it('static mode (peers in the file, no registry) speaks the same udp wire format', async () => {
