@@ -40,8 +40,12 @@ for (const p of pairs) {
     await waitForOutput(server, /listening/, { timeoutMs: 10000 });
     const gbits = [];
     for (let r = 0; r < runs; r++) {
-      const res = await a.pod.execOk(['iperf3', '-c', b.podIp, '-p', '5999', '-t', String(seconds), '-P', String(streams), '-J'], { timeoutMs: (seconds + 30) * 1000 });
-      const j = JSON.parse(res.stdout);
+      const res = await a.pod.exec(['iperf3', '-c', b.podIp, '-p', '5999', '-t', String(seconds), '-P', String(streams), '-J'], { timeoutMs: (seconds + 30) * 1000 });
+      const j = JSON.parse(res.stdout || '{}');
+      if (j.end?.sum_received === undefined) {
+        process.stdout.write(`${p}: run ${r + 1} failed (${j.error ?? res.stderr.trim()}), left out\n`);
+        continue;
+      }
       gbits.push(j.end.sum_received.bits_per_second / 1e9);
     }
     results[p] = gbits;

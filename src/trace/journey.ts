@@ -2,8 +2,9 @@
  * Observations -> journeys. The engine reports one packet's stages within one synchronous batch
  * call (tun-read, classify, encap ... udp-send; udp-recv, decap ... tun-write), so a collector
  * groups the observations of the current turn by the inner packet's fingerprint and hands the
- * finished journeys over on the next turn. Everything in a journey is plain JSON: it crosses the
- * control socket as one line.
+ * finished journeys over on the next turn (a worker thread's observations arrive one whole batch per
+ * message, engine/workers.ts, so the same holds for them). Everything in a journey is plain JSON: it
+ * crosses the control socket as one line.
  */
 import { createHash } from 'node:crypto';
 import type { Observation, ObservationPoint, Observer } from './observe.js';
