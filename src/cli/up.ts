@@ -168,6 +168,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
             pid: process.pid,
             datapath: datapath.kind,
             features: datapath.features,
+            engines: pool ? pool.perEngine(engine.counters) : [{ txPackets: engine.counters.txPackets, rxPackets: engine.counters.rxPackets }],
             datapathCounters: {
               udp: pool && datapath.rawCounters ? namedCounters(UdpCounter, pool.addNative('udp', datapath.rawCounters)) : datapath.counters(),
               tun: namedCounters(TunCounter, pool ? pool.addNative('tun', linuxTun.offloadCounters) : linuxTun.offloadCounters),

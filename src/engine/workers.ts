@@ -321,6 +321,11 @@ export class WorkerPool {
     return base;
   }
 
+  /** Packets each engine carried, the main thread's first: whether flows really spread over the workers. */
+  perEngine(main: Counters): Array<{ txPackets: number; rxPackets: number }> {
+    return [{ txPackets: main.txPackets, rxPackets: main.rxPackets }, ...this.engineBlocks.map((b) => ({ txPackets: b[0] ?? 0, rxPackets: b[2] ?? 0 }))];
+  }
+
   /** Sums of the workers' native counters, added to the main thread's (same layout). */
   addNative(kind: 'udp' | 'tun', base: Float64Array): Float64Array {
     const out = Float64Array.from(base);

@@ -19,6 +19,7 @@ interface NodeInfo {
   datapath: 'native' | 'ts';
   features: Record<string, boolean | number>;
   datapathCounters: { udp: Record<string, number>; tun: Record<string, number> };
+  engines: Array<{ txPackets: number; rxPackets: number }>;
 }
 
 const info = (n: ClusterNode): Promise<NodeInfo> => controlRequest(n.vxtun!.controlSocket, { cmd: 'info' }) as Promise<NodeInfo>;
@@ -222,6 +223,10 @@ for (const c of cases) {
           const used = new Set(udp.map(sport));
           for (const p of used) expect(pool).toContain(p);
           expect(used.size).toBeGreaterThanOrEqual(6); // and the flows spread (24 over 16 ports: ~12 expected)
+          // and over node 1's engines: the kernel picks a TUN queue per flow (24 flows all on one queue: p = 2^-23 for 2)
+          const engines = (await info(a)).engines;
+          expect(engines).toHaveLength(workers);
+          for (const e of engines) expect(e.txPackets).toBeGreaterThan(0);
         }
       }
       for (const n of cluster.nodes) {
