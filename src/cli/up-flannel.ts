@@ -29,6 +29,7 @@ import { RouteTable } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
 import { openDatapath, resolveDatapathKind, describeSourcePorts } from '../conn/datapath.js';
 import { datapathDefaults } from '../control/datapath-config.js';
+import { startEngineWorkers, defaultWorkers, type WorkerPool } from '../engine/workers.js';
 import { openLinuxTun, addRoute } from '../tun/linux.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
@@ -38,7 +39,7 @@ export interface FlannelUpOptions {
   logLevel: string;
   /** As for static mode: auto (native when the addon loaded), native, or ts. */
   datapath?: 'auto' | 'native' | 'ts';
-  /** `vxtun up --workers`: this mode runs one engine for now, so more is refused with a warning. */
+  /** `vxtun up --workers`: engines on their own threads and TUN queues (vxlan backend, native path); default one per core, capped. */
   workers?: number;
 }
 
@@ -86,7 +87,6 @@ const startedAt = Date.now();
 export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOptions): Promise<number> {
   const deviceName = cfg.device.name ?? 'vxtun0';
   const log = pino({ level: opts.logLevel, base: { device: deviceName } });
-  if ((opts.workers ?? 1) > 1) log.warn({ workers: opts.workers }, 'workers: a node that joins through the registry runs one engine for now');
   const fail = (line: string, code: number): number => {
     process.stderr.write(`vxtun: ${line}\n`);
     return code;
@@ -167,22 +167,36 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
   let engine: Engine | FlannelUdpEngine;
   // The fast path as in static mode (issue 3): native UDP when the addon loaded, TUN offloads for VXLAN.
   const kind = resolveDatapathKind(opts.datapath ?? 'auto');
+  // Several engines as in static mode, for VXLAN on the native path; flannel's udp backend keeps one.
+  const workers = kind === 'native' && backend.type === 'vxlan' ? (opts.workers ?? defaultWorkers()) : 1;
+  if ((opts.workers ?? 1) > workers) log.warn({ workers: opts.workers }, `workers: the ${backend.type} backend on the ${kind} path runs one engine`);
+  let pool: WorkerPool | undefined;
   try {
-    const tun = openLinuxTun({ name: deviceName, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: kind === 'native' && backend.type === 'vxlan' });
+    const tunOffload = kind === 'native' && backend.type === 'vxlan';
+    const tun = openLinuxTun({ name: deviceName, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: tunOffload, multiQueue: workers > 1 });
     undo.push(() => tun.close());
     addRoute(ipv4ToString(network.network.addr), network.network.prefixLen, tun.name);
     // vxlan: flow-hashed source ports as flannel.1 has them; udp: port 8285 both ways, as flanneld's udp backend.
     const sourcePorts = backend.type === 'vxlan' ? datapathDefaults(undefined).sourcePorts : 'fixed';
-    const datapath = await openDatapath({ kind, gso: true, sourcePorts, address: cfg.publicIp, port: backend.port });
+    const datapath = await openDatapath({ kind, gso: true, sourcePorts, address: cfg.publicIp, port: backend.port, reusePort: workers > 1 });
     const bind = datapath.bind;
     undo.push(() => bind.close());
-    log.info({ datapath: datapath.kind, workers: 1, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload } }, 'datapath');
+    log.info({ datapath: datapath.kind, workers, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload } }, 'datapath');
     engine =
       backend.type === 'vxlan'
         ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, batchSize: 128 } : {}) })
         : new FlannelUdpEngine(tun, bind, { tunMtu: mtu });
     const eng = engine;
     eng.setRoutes(new RouteTable(manager.routes));
+    if (engine instanceof Engine) {
+      pool = await startEngineWorkers(engine, workers, {
+        tun: { name: tun.name, mtu, offload: tunOffload },
+        bind: { address: cfg.publicIp, port: backend.port, gso: true, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
+        engine: { vni: backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
+      });
+      const workerPool = pool;
+      if (workerPool) undo.push(() => workerPool.stop());
+    }
     manager.on('routes', (routes) => {
       eng.setRoutes(new RouteTable(routes));
       log.info({ peers: routes.map((r) => `${cidrToString(r.prefix)}@${r.target.endpoint.address}`) }, 'routes updated');
@@ -201,7 +215,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
       installMasq(network.network, subnet);
     }
     // The udp backend has no observation points yet: a trace of it attaches but sees nothing.
-    const trace = new TraceHub(eng, () => ({
+    const trace = new TraceHub(pool ? pool.observable(eng) : eng, () => ({
       device: tun.name,
       publicIp: cfg.publicIp,
       port: backend.port,
@@ -216,7 +230,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
         case 'trace':
           return trace.handle(req);
         case 'counters':
-          return eng.counters.snapshot();
+          return pool ? pool.addCounters(eng.counters.snapshot()) : eng.counters.snapshot();
         case 'routes':
           return eng.routeTable.describe(backend.type === 'vxlan');
         case 'info':
@@ -235,7 +249,8 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
             lease: manager.stats,
             pid: process.pid,
             datapath: datapath.kind,
-            features: { ...datapath.features, tunOffload: tun.features.offload, workers: 1 },
+            features: { ...datapath.features, tunOffload: tun.features.offload, workers },
+            engines: pool ? pool.perEngine(eng.counters) : [{ txPackets: eng.counters.txPackets, rxPackets: eng.counters.rxPackets }],
           };
         default:
           return { error: `unknown command ${JSON.stringify(req.cmd)}` };
@@ -260,7 +275,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     wake = resolve;
     if (stopping) resolve('SIGTERM');
   });
-  log.info({ signal, counters: engine.counters.snapshot() }, 'vxtun stopping (the lease stays in the registry)');
+  log.info({ signal, counters: pool ? pool.addCounters(engine.counters.snapshot()) : engine.counters.snapshot() }, 'vxtun stopping (the lease stays in the registry)');
   await teardown();
   process.off('SIGTERM', onTerm);
   process.off('SIGINT', onInt);

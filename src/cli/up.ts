@@ -11,8 +11,8 @@ import { Engine } from '../engine/engine.js';
 import { RouteTable, type Route } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
 import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts, type Datapath } from '../conn/datapath.js';
-import { openLinuxTun, openTunQueue, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
-import { WorkerPool, defaultWorkers, type WorkerSpec } from '../engine/workers.js';
+import { openLinuxTun, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
+import { startEngineWorkers, defaultWorkers, type WorkerPool } from '../engine/workers.js';
 import { UdpCounter } from '../conn/native.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
@@ -116,27 +116,13 @@ export async function runUp(opts: UpOptions): Promise<number> {
       ...(datapath.onesSum ? { onesSum: datapath.onesSum, batchSize: 128 } : {}),
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
-    if (workers > 1) {
-      const engineOpts = { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 };
-      const specs: WorkerSpec[] = [];
-      for (let k = 1; k < workers; k++) {
-        const q = openTunQueue(tun.name, tunOffload);
-        specs.push({
-          tun: { fd: q.fd, name: tun.name, mtu: plan.deviceMtu, features: { vnetHdr: q.vnetHdr, offload: q.offload } },
-          bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
-          engine: engineOpts,
-        });
-      }
-      const workerPool = await WorkerPool.start(specs, engine.routeTable.routes);
-      pool = workerPool;
-      undo.push(() => workerPool.stop());
-      // A reload (SIGHUP) swaps the main engine's table; the workers get the same one.
-      const setMain = engine.setRoutes.bind(engine);
-      engine.setRoutes = (table) => {
-        setMain(table);
-        workerPool.setRoutes(table);
-      };
-    }
+    pool = await startEngineWorkers(engine, workers, {
+      tun: { name: tun.name, mtu: plan.deviceMtu, offload: tunOffload },
+      bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
+      engine: { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 },
+    });
+    const workerPool = pool;
+    if (workerPool) undo.push(() => workerPool.stop());
     // With workers, a trace sees every engine: the workers' observations come over by message.
     const trace = new TraceHub(pool ? pool.observable(engine) : engine, () => ({
       device: tun.name,

@@ -21,7 +21,7 @@ import { Counters, DropReason, Answer, Fixup, type CounterSnapshot } from './cou
 import type { Bind, ReceiveFn } from '../conn/bind.js';
 import type { TunDevice } from '../tun/device.js';
 import { NativeBind } from '../conn/native.js';
-import { adoptLinuxTun } from '../tun/linux.js';
+import { adoptLinuxTun, openTunQueue } from '../tun/linux.js';
 import { requireNative } from '../native/index.js';
 import type { Observation, Observer } from '../trace/observe.js';
 
@@ -231,6 +231,36 @@ function runWorker(init: WorkerInit): void {
 
 if (!isMainThread && (workerData as { vxtunWorker?: boolean } | null)?.vxtunWorker === true) {
   runWorker(workerData as WorkerInit);
+}
+
+/**
+ * Starts engines 1..count-1 of a node beside the caller's engine 0, each on a new queue of the
+ * multi-queue TUN `tun.name` and its own SO_REUSEPORT socket, and makes them follow `main`: a route
+ * table swapped into it (reload, registry watch) reaches every worker too. Undefined when count is 1.
+ */
+export async function startEngineWorkers(
+  main: { setRoutes(table: RouteTable<Vtep>): void; readonly routeTable: RouteTable<Vtep> },
+  count: number,
+  req: { tun: { name: string; mtu: number; offload: boolean }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine'] },
+): Promise<WorkerPool | undefined> {
+  if (count <= 1) return undefined;
+  const specs: WorkerSpec[] = [];
+  try {
+    for (let k = 1; k < count; k++) {
+      const q = openTunQueue(req.tun.name, req.tun.offload);
+      specs.push({ tun: { fd: q.fd, name: req.tun.name, mtu: req.tun.mtu, features: { vnetHdr: q.vnetHdr, offload: q.offload } }, bind: req.bind, engine: req.engine });
+    }
+  } catch (e) {
+    for (const spec of specs) requireNative().close(spec.tun.fd);
+    throw e;
+  }
+  const pool = await WorkerPool.start(specs, main.routeTable.routes);
+  const setMain = main.setRoutes.bind(main);
+  main.setRoutes = (table) => {
+    setMain(table);
+    pool.setRoutes(table);
+  };
+  return pool;
 }
 
 /** The worker threads of a node (the main thread's engine is not among them). */

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { cliPath } from '../../src/lab/cluster.js';
+import { defaultWorkers } from '../../src/engine/workers.js';
 import { createKernelFlannelNode, addKernelPeer, addPod, waitFor } from '../../src/lab/netns.js';
 import { cniDelPod, CNI_PATH, type CniPod } from '../../src/lab/cni.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
@@ -79,9 +80,9 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
     }
     const t = await tcpTransfer(pods[0]!.ns, pods[2]!.ns, pods[2]!.ip, 2_000_000, 5301);
     expect(t.received).toEqual(t.sent);
-    // a vxlan-backend node hashes its source ports as flannel.1 does
+    // a vxlan-backend node hashes its source ports as flannel.1 does, with one engine per core as in static mode
     const status = await nodes[0]!.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', nodes[0]!.vxtun.controlSocket]);
-    expect(status.stdout.split('\n')[1]).toBe('datapath native  workers 1  source ports flow-hashed over 32768-60999 (16 ports)');
+    expect(status.stdout.split('\n')[1]).toBe(`datapath native  workers ${defaultWorkers()}  source ports flow-hashed over 32768-60999 (16 ports)`);
   });
 
   it('vxtun trace attaches to a node that joined through the registry and names the leased route', async () => {
