@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { newGroPieces, splitGro } from '../../src/conn/gro.js';
 import { NativeBind, UdpCounter, type NativeBindOptions } from '../../src/conn/native.js';
 import type { Endpoint } from '../../src/conn/bind.js';
+import { requireNative } from '../../src/native/index.js';
 import { xorshift32 as rng } from './random.js';
 
 const pieces = (sizes: number[], gso: number[]): Array<[number, number, number]> => {
@@ -164,6 +165,14 @@ describe('NativeBind with UDP GRO on loopback', () => {
     expect(got).toEqual(sent);
     expect(rx.counters[UdpCounter.GroReceives]).toBe(0);
     expect(rx.counters[UdpCounter.RecvPackets]).toBe(52);
+  });
+
+  it('udpRecvBatch refuses a gsoSizes array shorter than maxCount before any syscall', () => {
+    const native = requireNative();
+    const counters = new Float64Array(native.udpCounterCount);
+    const args = [Buffer.alloc(4 * 64), 64, 4, new Int32Array(4), new Uint32Array(4), new Uint16Array(4), counters] as const;
+    expect(() => native.udpRecvBatch(1e6, ...args, new Int32Array(3))).toThrow(RangeError);
+    expect(() => native.udpRecvBatch(1e6, ...args, new Float64Array(4) as unknown as Int32Array)).toThrow(/gsoSizes has the wrong typed-array type/);
   });
 
   it('VXTUN_NO_UDP_GRO=1 forces it off', async () => {
