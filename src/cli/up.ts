@@ -101,7 +101,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     tun = linuxTun;
     undo.push(() => tun.close());
     addRoute(ipv4ToString(cfg.network.addr), cfg.network.prefixLen, tun.name);
-    datapath = await openDatapath({ kind, gso: cfg.datapath.gso, sourcePorts: cfg.datapath.sourcePorts, address: cfg.publicIp, port: cfg.backend.port, reusePort: workers > 1 });
+    datapath = await openDatapath({ kind, gso: cfg.datapath.gso, gro: cfg.datapath.gro, sourcePorts: cfg.datapath.sourcePorts, address: cfg.publicIp, port: cfg.backend.port, reusePort: workers > 1 });
     datapath.features.tunOffload = linuxTun.features.offload;
     datapath.features.workers = workers;
     const bind = datapath.bind;

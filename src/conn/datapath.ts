@@ -1,6 +1,6 @@
 /**
  * Picks the packet path at start-up: the native fast path (addon-owned UDP socket with
- * recvmmsg/sendmmsg and UDP GSO, the addon's checksum) or the pure-TypeScript reference path
+ * recvmmsg/sendmmsg, UDP GSO and GRO, the addon's checksum) or the pure-TypeScript reference path
  * (Node's dgram, TS checksums). Both produce byte-identical frames (test/unit/datapath.test.ts).
  */
 import { loadNative } from '../native/index.js';
@@ -33,6 +33,8 @@ export function namedCounters(table: Record<string, number>, values: Float64Arra
 export interface DatapathRequest {
   kind: DatapathKind;
   gso: boolean;
+  /** Native path: UDP GRO on receive when the kernel has it (default true). */
+  gro?: boolean;
   /** SO_REUSEPORT (native path), so worker threads can bind the same port. */
   reusePort?: boolean;
   /** Native path only: 'fixed' sends from `port`; a range sends from a flow-hashed pool (RFC 7348 §5). */
@@ -62,7 +64,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
   if (useNative) {
     if (native === undefined) throw new Error('datapath native: the native addon is not available (built? VXTUN_NO_NATIVE=1?)');
     const sp = req.sourcePorts ?? 'fixed';
-    const bind = NativeBind.open(req.address, req.port, { gso: req.gso, reusePort: req.reusePort === true, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}) });
+    const bind = NativeBind.open(req.address, req.port, { gso: req.gso, gro: req.gro ?? true, reusePort: req.reusePort === true, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}) });
     const checksum = native.checksum;
     return {
       kind: 'native',
@@ -72,6 +74,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
         recvmmsg: true,
         sendmmsg: true,
         udpGso: bind.features.gso,
+        udpGro: bind.features.gro,
         nativeChecksum: true,
         sourcePorts: sp === 'fixed' ? 'fixed' : bind.sourcePorts.join(','),
         recvBufferSize: bind.features.recvBufferSize,
@@ -86,7 +89,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
     kind: 'ts',
     bind,
     onesSum: undefined,
-    features: { recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false, sourcePorts: 'fixed' },
+    features: { recvmmsg: false, sendmmsg: false, udpGso: false, udpGro: false, nativeChecksum: false, sourcePorts: 'fixed' },
     counters: () => Object.fromEntries(bind.sendErrors),
   };
 }

@@ -22,7 +22,7 @@ import { Ipv6Packet } from '../wire/ipv6.js';
 import { ArpPacket, ArpOp, ARP_LEN, emitArp } from '../wire/arp.js';
 import { WireError } from '../wire/error.js';
 import { repairPartialL4Checksum } from '../wire/l4checksum.js';
-import { segmentTcp } from './gso.js';
+import { segmentTcp, tcpSegmentSize } from './gso.js';
 import { DropReason, Answer, Fixup } from './counters.js';
 import type { Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
@@ -175,6 +175,10 @@ export class Engine extends Pipeline {
     const obs = this.observer;
     const outBufs: Buffer[] = [];
     const outSizes: number[] = [];
+    // Per written packet: the segment size of a super-packet the TUN takes whole, else 0.
+    const outGso: number[] = [];
+    let anyWhole = false;
+    const whole = this.tun.writesSuperPackets === true;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       const size = sizes[i]!;
@@ -228,7 +232,18 @@ export class Engine extends Pipeline {
         continue;
       }
       if (innerLength > this.opts.tunMtu) {
-        // A kernel peer's GSO super-packet (see gso.ts): segment it as the absent NIC would have.
+        // A kernel peer's GSO super-packet (see gso.ts): a TUN with virtio_net_hdr takes it whole
+        // (the kernel segments it where needed); else segment it as the absent NIC would have.
+        const mss = whole ? tcpSegmentSize(buf, INNER_IP, innerLength, this.opts.tunMtu) : undefined;
+        if (mss !== undefined) {
+          c.fix(Fixup.GsoPassedWhole);
+          if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, fixes: [Fixup.GsoPassedWhole] });
+          outBufs.push(buf);
+          outSizes.push(innerLength);
+          outGso.push(mss);
+          anyWhole = true;
+          continue;
+        }
         const segments = segmentTcp(buf, INNER_IP, innerLength, this.opts.tunMtu, HEADROOM, this.sum16);
         if (segments !== undefined) {
           c.fix(Fixup.GsoSegmented);
@@ -236,6 +251,7 @@ export class Engine extends Pipeline {
           for (const seg of segments) {
             outBufs.push(seg);
             outSizes.push(seg.length - HEADROOM);
+            outGso.push(0);
           }
           continue;
         }
@@ -247,9 +263,10 @@ export class Engine extends Pipeline {
       if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, ...(completed ? { fixes: [Fixup.ChecksumCompleted] } : {}) });
       outBufs.push(buf);
       outSizes.push(innerLength);
+      outGso.push(0);
     }
     if (outBufs.length > 0) {
-      const written = this.writeTun(outBufs, outSizes);
+      const written = this.writeTun(outBufs, outSizes, HEADROOM, anyWhole ? outGso : undefined);
       c.rxPackets += written;
       for (let k = 0; k < written; k++) c.rxBytes += outSizes[k]!;
       if (obs) {

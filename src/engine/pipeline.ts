@@ -84,11 +84,14 @@ export abstract class Pipeline {
     this.stopped = true;
   }
 
-  /** Writes packets that sit at `offset`; counts the ones the kernel refused as tun-write-failed. */
-  protected writeTun(bufs: Buffer[], sizes: number[], offset: number = HEADROOM): number {
+  /**
+   * Writes packets that sit at `offset`; counts the ones the kernel refused as tun-write-failed.
+   * `gsoSizes` marks TCP super-packets the device takes whole (only where tun.writesSuperPackets).
+   */
+  protected writeTun(bufs: Buffer[], sizes: number[], offset: number = HEADROOM, gsoSizes?: number[]): number {
     let written = 0;
     try {
-      written = this.tun.write(bufs, sizes, offset, bufs.length);
+      written = gsoSizes === undefined ? this.tun.write(bufs, sizes, offset, bufs.length) : this.tun.write(bufs, sizes, offset, bufs.length, gsoSizes);
     } catch {
       written = 0;
     }

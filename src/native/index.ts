@@ -64,8 +64,9 @@ export interface NativeAddon {
   /**
    * For a TUN opened with offload: writev of a virtio_net_hdr + each packet; rules as writeBatch. With
    * `coalesce`, consecutive segments of one TCP flow (checksums verified) go as one GSO super-packet.
+   * `headers` (10 bytes per packet): a non-zero virtio_net_hdr is written as it is in front of its packet.
    */
-  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: boolean): number;
+  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: boolean, headers?: Uint8Array): number;
   readonly tunCounterCount: number;
   /** MTU, then address + netmask, then up, through ioctls on an AF_INET socket. */
   linkConfigure(name: string, opts: LinkOptions): void;
@@ -110,9 +111,10 @@ export interface NativeAddon {
   /**
    * recvmmsg (MSG_DONTWAIT) of up to maxCount (≤ 256) datagrams, datagram i into arena[i * slotSize]:
    * sizes[i], addrs[i] (host order), ports[i]. Returns the count; 0 when nothing waits. Oversized
-   * datagrams are dropped and counted. Counters: see UdpCounter in src/conn/native.ts.
+   * datagrams are dropped and counted. Counters: see UdpCounter in src/conn/native.ts. With `gsoSizes`,
+   * a UDP_GRO socket's coalesced message i reports its datagram size there (0 = one datagram).
    */
-  udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array): number;
+  udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array, gsoSizes?: Int32Array): number;
   /**
    * sendmmsg (MSG_DONTWAIT) of bufs[i][offset, offset + sizes[i]) for i < count (≤ 256) to addr:port; with
    * `gso`, runs of equal-sized datagrams go as one UDP_SEGMENT message. With a pool of descriptors, each

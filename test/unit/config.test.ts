@@ -68,7 +68,7 @@ describe('validateConfig: the example config', () => {
         },
       ],
       controlSocket: '/run/vxtun/vxtun0.sock',
-      datapath: { kind: 'auto', gso: true, tunOffload: true, workers: undefined, sourcePorts: 'fixed' },
+      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, workers: undefined, sourcePorts: 'fixed' },
     };
     expect(c).toEqual(expected);
     expect('mtu' in c.device).toBe(false); // left to the host (underlay MTU - 50)
