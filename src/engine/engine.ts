@@ -28,6 +28,7 @@ import type { Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
 import { Pipeline, HEADROOM } from './pipeline.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
+import { writeEncapTemplate, ENCAP_HEADER_LEN, type EncapBatchFn } from './encap.js';
 
 export { HEADROOM };
 /** Offset of the inner IP packet inside a VXLAN payload. */
@@ -50,6 +51,8 @@ export interface EngineOptions {
   icmpRatePerSecond?: number;
   /** Ones'-complement sum for per-packet checksum work (the addon's on the native path); TS reference by default. */
   onesSum?: OnesSumFn;
+  /** Batch encap (the addon's on the native path): one call writes every header of a batch; per-packet TS emit by default. */
+  encapBatch?: EncapBatchFn;
 }
 
 /** An ICMP error on its way back into the TUN, and what it answers. */
@@ -60,6 +63,9 @@ interface Reply {
 
 export class Engine extends Pipeline {
   private readonly sum16: OnesSumFn;
+  /** encapBatch only: per packet, the slot of its peer's header template (-1: not forwarded); the templates. */
+  private encapSlots = new Int32Array(0);
+  private encapTemplates = Buffer.alloc(0);
 
   constructor(
     tun: TunDevice,
@@ -77,6 +83,15 @@ export class Engine extends Pipeline {
     let groups: Map<Vtep, number[]> | undefined;
     let replies: Reply[] | undefined;
     const obs = this.observer;
+    const encapBatch = this.opts.encapBatch;
+    let slots: Int32Array | undefined;
+    if (encapBatch) {
+      if (this.encapSlots.length < count) {
+        this.encapSlots = new Int32Array(count);
+        this.encapTemplates = Buffer.alloc(count * ENCAP_HEADER_LEN);
+      }
+      slots = this.encapSlots.fill(-1, 0, count);
+    }
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       const size = sizes[i]!;
@@ -124,14 +139,27 @@ export class Engine extends Pipeline {
         continue;
       }
       if (obs) obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok', peer, route: routes.prefixOf(peer) });
+      groups ??= new Map();
+      let g = groups.get(peer);
+      if (g === undefined) {
+        groups.set(peer, (g = []));
+        // A peer's template lives in the slot of its first packet in the batch.
+        if (slots) writeEncapTemplate(this.encapTemplates, i, peer, this.opts.vtepMac);
+      }
+      g.push(i);
+      sizes[i] = size + HEADROOM;
+      if (slots) {
+        slots[i] = g[0]!;
+        continue;
+      }
       emitVxlan({ vni: peer.vni }, buf, 0);
       emitEthernet({ dst: peer.vtepMac, src: this.opts.vtepMac, etherType }, buf, VXLAN_HEADER_LEN);
-      sizes[i] = size + HEADROOM;
       if (obs) obs({ point: 'encap', direction: 'out', buf, offset: 0, length: size + HEADROOM, verdict: 'ok', peer });
-      groups ??= new Map();
-      const g = groups.get(peer);
-      if (g) g.push(i);
-      else groups.set(peer, [i]);
+    }
+    if (slots && groups) {
+      // One call for the batch; each packet still shows its encap point (after every classify of the batch).
+      encapBatch!(bufs, 0, count, slots, this.encapTemplates);
+      if (obs) for (const [peer, idx] of groups) for (const i of idx) obs({ point: 'encap', direction: 'out', buf: bufs[i]!, offset: 0, length: sizes[i]!, verdict: 'ok', peer });
     }
     if (groups) {
       for (const [peer, idx] of groups) {

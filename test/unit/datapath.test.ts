@@ -102,7 +102,7 @@ function makeEngine(sum: OnesSumFn | undefined): { engine: Engine; tun: Recordin
     port: 8472,
     maxInnerSize: TUN_MTU,
     tunMtu: TUN_MTU,
-    ...(sum ? { onesSum: sum } : {}),
+    ...(sum ? { onesSum: sum, encapBatch: native.encapBatch } : {}),
   });
   const cidr = parseCidr('10.244.1.0/24') as Cidr;
   engine.setRoutes(new RouteTable([{ prefix: cidr, target: { endpoint: { address: '198.18.0.1', port: 8472 }, vtepMac: macFromString(PEER_MAC), vni: 1 } }]));

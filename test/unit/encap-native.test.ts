@@ -1,0 +1,254 @@
+/**
+ * Native batch encap (native/encap.cc) against the TypeScript reference:
+ *  - the addon's encapBatch and its TS twin leave byte-identical buffers (poisoned first) and return
+ *    the same count over random batches, offsets, slots, templates and IP versions;
+ *  - the engine with the addon's encapBatch and the engine with per-packet TS emit turn random TUN
+ *    batches (IPv4 and IPv6 to several peers, no-route, too big, malformed) into byte-identical
+ *    datagrams, ICMP answers and counters, and show every packet the same observation points;
+ *  - bad arguments throw a named RangeError/TypeError and write nothing.
+ * Needs no root; a missing addon fails (requireNative), never skips.
+ */
+import { describe, expect, it } from 'vitest';
+import { requireNative } from '../../src/native/index.js';
+import { Engine, HEADROOM } from '../../src/engine/engine.js';
+import { encapBatchTs, writeEncapTemplate, ENCAP_HEADER_LEN, type EncapBatchFn } from '../../src/engine/encap.js';
+import { RouteTable, type Vtep } from '../../src/engine/routes.js';
+import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
+import { FakeNetwork } from '../../src/conn/fake.js';
+import type { TunDevice } from '../../src/tun/device.js';
+import type { Observation } from '../../src/trace/observe.js';
+import { internetChecksum } from '../../src/wire/checksum.js';
+import { macFromString } from '../../src/wire/ethernet.js';
+import { ipv4FromString } from '../../src/wire/ipv4.js';
+import { ipv6FromString } from '../../src/wire/ipv6.js';
+import { xorshift32 as rng } from './random.js';
+
+const native = requireNative();
+const POISON = 0xa5;
+const TUN_MTU = 1450;
+const MY_MAC = macFromString('0a:58:0a:f4:02:00');
+
+const cidr = (s: string): Cidr => {
+  const c = parseCidr(s);
+  if (typeof c === 'string') throw new Error(`${s}: ${c}`);
+  return c;
+};
+
+describe('encapBatch: addon vs TS twin', () => {
+  it('2000 random batches: identical buffers (poisoned first) and counts', () => {
+    const next = rng(0xe1ca);
+    let written = 0;
+    let skipped = 0;
+    for (let round = 0; round < 2000; round++) {
+      // past 256 now and then: the addon checks and writes in chunks of 256
+      const count = round % 50 === 0 ? 257 + (next() % 300) : next() % 129;
+      const offset = next() % 8;
+      const ntemplates = 1 + (next() % 8);
+      const templates = Buffer.alloc(ntemplates * ENCAP_HEADER_LEN + (next() % ENCAP_HEADER_LEN));
+      for (let k = 0; k < templates.length; k++) templates[k] = next() & 0xff;
+      const slots = new Int32Array(count + (next() % 3));
+      const a: Buffer[] = [];
+      for (let i = 0; i < count; i++) {
+        slots[i] = next() % 5 === 0 ? -1 - (next() % 3) : next() % ntemplates;
+        const b = Buffer.alloc(offset + ENCAP_HEADER_LEN + 1 + (next() % 64), POISON);
+        // mostly IPv4 / IPv6, sometimes a version the copy must leave alone
+        const version = [4, 6, 4, 6, 4, 0, 5, 15][next() % 8]!;
+        b[offset + ENCAP_HEADER_LEN] = (version << 4) | (next() & 0x0f);
+        for (let k = offset + ENCAP_HEADER_LEN + 1; k < b.length; k++) b[k] = next() & 0xff;
+        a.push(b);
+      }
+      const b = a.map((x) => Buffer.from(x));
+      const nWant = encapBatchTs(a, offset, count, slots, templates);
+      const nGot = native.encapBatch(b, offset, count, slots, templates);
+      expect(nGot).toBe(nWant);
+      for (let i = 0; i < count; i++) if (!b[i]!.equals(a[i]!)) throw new Error(`round ${round}: buffer ${i} differs: ${b[i]!.toString('hex')} vs ${a[i]!.toString('hex')}`);
+      written += nWant;
+      skipped += count - nWant;
+    }
+    expect(written).toBeGreaterThan(50_000);
+    expect(skipped).toBeGreaterThan(10_000); // slot -1 and other versions were exercised
+  });
+
+  it('writes the template with the EtherType of each packet and nothing else', () => {
+    const peer: Vtep = { endpoint: { address: '198.18.0.1', port: 8472 }, vtepMac: macFromString('0a:58:0a:f4:01:00'), vni: 0x123456 };
+    const templates = Buffer.alloc(ENCAP_HEADER_LEN);
+    writeEncapTemplate(templates, 0, peer, MY_MAC);
+    const bufs = [0x45, 0x60, 0x00].map((first) => {
+      const b = Buffer.alloc(40, POISON);
+      b[ENCAP_HEADER_LEN] = first;
+      return b;
+    });
+    expect(native.encapBatch(bufs, 0, 3, Int32Array.of(0, 0, 0), templates)).toBe(2);
+    // VXLAN: I flag, VNI 0x123456, reserved zero; Ethernet: peer MAC, our MAC, EtherType
+    expect(bufs[0]!.subarray(0, 23).toString('hex')).toBe('08000000' + '12345600' + '0a580af40100' + '0a580af40200' + '0800' + '45');
+    expect(bufs[1]!.subarray(0, 23).toString('hex')).toBe('08000000' + '12345600' + '0a580af40100' + '0a580af40200' + '86dd' + '60');
+    expect(bufs[2]!.equals(Buffer.alloc(40, POISON).fill(0, 22, 23))).toBe(true); // version 0: untouched
+    expect(bufs[0]!.subarray(23).equals(Buffer.alloc(17, POISON))).toBe(true);
+  });
+
+  describe('bad arguments throw a named error and write nothing', () => {
+    const templates = Buffer.alloc(2 * ENCAP_HEADER_LEN, 1);
+    const fresh = (): Buffer[] => [0, 1, 2].map(() => Buffer.alloc(64, POISON).fill(0x45, 22, 23));
+    const cases: Array<[string, (f: EncapBatchFn, bufs: Buffer[]) => unknown, RegExp]> = [
+      ['a slot past the templates', (f, b) => f(b, 0, 3, Int32Array.of(0, 1, 2), templates), /slots\[2\] = 2 is past the 2 templates/],
+      ['a buffer with no packet after the header', (f, b) => f([b[0]!, b[1]!, Buffer.alloc(22)], 0, 3, Int32Array.of(0, 1, 0), templates), /bufs\[2\] \(22 bytes\) has no packet/],
+      ['an offset that leaves no packet', (f, b) => f(b, 42, 3, Int32Array.of(0, 0, 0), templates), /has no packet after offset 42/],
+      ['count past the buffers', (f, b) => f(b, 0, 4, Int32Array.of(0, 0, 0, 0), templates), /count/],
+    ];
+    for (const [name, call, message] of cases) {
+      it(name, () => {
+        for (const f of [native.encapBatch, encapBatchTs]) {
+          const bufs = fresh();
+          expect(() => call(f, bufs)).toThrow(message);
+          for (const b of bufs) expect(b.equals(fresh()[0]!)).toBe(true);
+        }
+      });
+    }
+    it('slots that are not an Int32Array', () => {
+      expect(() => native.encapBatch(fresh(), 0, 1, new Float64Array(3) as unknown as Int32Array, templates)).toThrow(TypeError);
+      expect(() => native.encapBatch(fresh(), 0, 1, Int32Array.of(0), [1, 2] as unknown as Uint8Array)).toThrow(/templates must be a Buffer/);
+    });
+  });
+});
+
+// --- the engine, native batch encap vs per-packet TS emit ---
+
+/** A TUN that records what the engine writes into it (its ICMP answers). */
+class RecordingTun implements TunDevice {
+  readonly name = 'rec0';
+  readonly mtu = TUN_MTU;
+  readonly written: Buffer[] = [];
+  read(): number {
+    return 0;
+  }
+  write(bufs: Buffer[], sizes: number[], offset: number, count: number): number {
+    for (let i = 0; i < count; i++) this.written.push(Buffer.from(bufs[i]!.subarray(offset, offset + sizes[i]!)));
+    return count;
+  }
+  start(): void {}
+  close(): void {}
+}
+
+const PEER_A: Vtep = { endpoint: { address: '198.18.0.1', port: 8472 }, vtepMac: macFromString('0a:58:0a:f4:01:00'), vni: 1 };
+// one peer reached by IPv4 and IPv6: one template, two EtherTypes in one batch
+const PEER_B: Vtep = { endpoint: { address: '198.18.0.3', port: 4789 }, vtepMac: macFromString('0a:58:0a:f4:03:00'), vni: 0xabcdef };
+const PEER_C: Vtep = { endpoint: { address: '198.18.0.4', port: 8472 }, vtepMac: macFromString('0a:58:0a:f4:04:00'), vni: 1 };
+
+function makeEngine(encapBatch: EncapBatchFn | undefined): { engine: Engine; tun: RecordingTun; net: FakeNetwork; seen: string[][] } {
+  const net = new FakeNetwork();
+  const tun = new RecordingTun();
+  const engine = new Engine(tun, net.bind('198.18.0.2', 8472), {
+    vni: 1,
+    vtepMac: MY_MAC,
+    vtepIp: ipv4FromString('10.244.2.0'),
+    port: 8472,
+    maxInnerSize: TUN_MTU,
+    tunMtu: TUN_MTU,
+    icmpRatePerSecond: 1e9, // no rate limit: both engines must answer the same packets
+    batchSize: 64,
+    ...(encapBatch ? { encapBatch } : {}),
+  });
+  engine.setRoutes(
+    new RouteTable([
+      { prefix: cidr('10.244.1.0/24'), target: PEER_A },
+      { prefix: cidr('10.244.3.0/24'), target: PEER_B },
+      { prefix: cidr('fd00:244:3::/64'), target: PEER_B },
+      { prefix: cidr('fd00:244:4::/64'), target: PEER_C },
+      { prefix: cidr('10.244.4.0/24'), target: PEER_C },
+    ]),
+  );
+  return { engine, tun, net, seen: [] };
+}
+
+/** Random TUN packet: IPv4/IPv6 to a peer, to nowhere, too big, or malformed. */
+function randomTunPacket(next: () => number): Buffer {
+  const kind = next() % 20;
+  if (kind === 0) return Buffer.alloc(0);
+  if (kind === 1) return Buffer.from([[0x00, 0x50, 0xf0, 0x45][next() % 4]!, ...Array.from({ length: next() % 60 }, () => next() & 0xff)]);
+  if (kind < 8) {
+    const p = Buffer.alloc(40 + (next() % (kind === 7 ? 40 : TUN_MTU - 40)));
+    for (let k = 40; k < p.length; k++) p[k] = next() & 0xff;
+    p[0] = 0x60;
+    p.writeUInt16BE(p.length - 40, 4);
+    p[6] = 17;
+    p[7] = 64;
+    ipv6FromString('fd00:244:2::5').copy(p, 8);
+    ipv6FromString(['fd00:244:3::9', 'fd00:244:4::7', 'fd00:99::1'][next() % 3]!).copy(p, 24);
+    if (kind === 7) p.writeUInt16BE(p.length, 4); // payload length past the packet: malformed
+    return p;
+  }
+  const big = kind === 8;
+  const p = Buffer.alloc(big ? TUN_MTU + 1 + (next() % 100) : 20 + (next() % (TUN_MTU - 20)));
+  for (let k = 20; k < p.length; k++) p[k] = next() & 0xff;
+  p[0] = kind === 9 ? 0x44 : 0x45; // 9: header length 16, malformed
+  p.writeUInt16BE(p.length, 2);
+  p.writeUInt16BE(next() & 0xffff, 4);
+  p.writeUInt16BE(big || next() & 1 ? 0x4000 : 0, 6);
+  p[8] = 64;
+  p[9] = 17;
+  p.writeUInt32BE(ipv4FromString('10.244.2.5'), 12);
+  p.writeUInt32BE(ipv4FromString(['10.244.1.7', '10.244.3.8', '10.244.4.9', '10.99.0.1', '10.244.1.200'][next() % 5]!), 16);
+  p.writeUInt16BE(internetChecksum(p, 0, 20), 10);
+  return p;
+}
+
+describe('engine: native batch encap vs per-packet TS emit', () => {
+  it('300 random batches: identical datagrams, ICMP answers, counters and observation points per packet', () => {
+    const next = rng(0xbeef);
+    const ts = makeEngine(undefined);
+    const nat = makeEngine(native.encapBatch);
+    for (const e of [ts, nat]) {
+      e.engine.setObserver((o: Observation) => {
+        e.seen.push([o.point, o.verdict, o.buf.subarray(o.offset, o.offset + o.length).toString('hex'), o.peer ? `${o.peer.endpoint.address}/${o.peer.vni}` : '', o.route ?? '']);
+      });
+    }
+    const perPacket = (seen: string[][]): Map<string, string[]> => {
+      // an outbound packet's events are keyed by its inner bytes (the header comes in front of them)
+      const m = new Map<string, string[]>();
+      for (const [point, verdict, hex, peer, route] of seen) {
+        const inner = point === 'encap' || point === 'udp-send' ? hex!.slice(2 * HEADROOM) : hex!;
+        const list = m.get(inner) ?? [];
+        list.push(`${point} ${verdict} ${peer} ${route} ${point === 'encap' ? hex!.slice(0, 2 * HEADROOM) : ''}`);
+        m.set(inner, list);
+      }
+      return m;
+    };
+    let packets = 0;
+    for (let round = 0; round < 300; round++) {
+      const count = 1 + (next() % 100); // sometimes more than batchSize: the slots grow
+      const batch = Array.from({ length: count }, () => randomTunPacket(next));
+      packets += count;
+      for (const e of [ts, nat]) {
+        const bufs = batch.map((p) => {
+          const b = Buffer.alloc(HEADROOM + TUN_MTU + 200, POISON);
+          p.copy(b, HEADROOM);
+          return b;
+        });
+        e.engine.handleOutbound(bufs, batch.map((p) => p.length), count);
+      }
+    }
+    const sent = ts.net.log;
+    expect(nat.net.log.length).toBe(sent.length);
+    for (let i = 0; i < sent.length; i++) {
+      const [a, b] = [sent[i]!, nat.net.log[i]!];
+      if (!b.bytes.equals(a.bytes) || b.dst.address !== a.dst.address || b.dst.port !== a.dst.port) throw new Error(`datagram ${i} differs`);
+    }
+    expect(nat.tun.written.map((b) => b.toString('hex'))).toEqual(ts.tun.written.map((b) => b.toString('hex')));
+    expect(nat.engine.counters.snapshot()).toEqual(ts.engine.counters.snapshot());
+    // every kind of outcome happened, IPv6 frames went out with their EtherType
+    const snap = ts.engine.counters.snapshot();
+    expect(snap.tx.packets).toBeGreaterThan(packets / 2);
+    expect(Object.keys(snap.dropped)).toEqual(expect.arrayContaining(['tun-malformed']));
+    expect(Object.keys(snap.answered)).toEqual(expect.arrayContaining(['icmp-unreachable', 'icmp-too-big']));
+    expect(sent.filter((d) => d.bytes.readUInt16BE(20) === 0x86dd).length).toBeGreaterThan(1000);
+    expect(sent.filter((d) => d.bytes.readUInt16BE(20) === 0x0800).length).toBeGreaterThan(1000);
+    expect(new Set(sent.map((d) => d.bytes.readUIntBE(4, 3)))).toEqual(new Set([1, 0xabcdef]));
+    // each packet passes the same points with the same verdicts, peers, routes and headers
+    expect(nat.seen.length).toBe(ts.seen.length);
+    const want = perPacket(ts.seen);
+    const got = perPacket(nat.seen);
+    expect(got.size).toBe(want.size);
+    for (const [inner, events] of want) expect(got.get(inner), inner.slice(0, 80)).toEqual(events);
+    expect(ts.seen.filter((e) => e[0] === 'encap').length).toBe(snap.tx.packets);
+  });
+});
