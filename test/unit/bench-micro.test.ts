@@ -26,6 +26,9 @@ describe('bench:micro', () => {
     }
     expect(loadNative(), 'the native addon (built by npm ci)').toBeDefined();
     for (const n of [1, 100, 10000]) for (const fam of ['ipv4', 'ipv6']) expect(names).toContain(`route-lookup/${fam} ${n} routes`);
+    expect(names).toContain('route-lookup/ipv4 10000 routes mixed lengths');
+    for (const size of [64, 1400, 9000]) for (const v of ['native', 'ts twin', 'ts emit']) expect(names).toContain(`encap-batch/${v} ${size}B`);
+    for (const size of [64, 512, 1400, 9000]) expect(names).toContain(`encap-decap/encap native ${size}B`);
     for (const x of result.results) expect(x.nsPerPacket * x.packetsPerSecond).toBeCloseTo(1e9, -3);
   }, 120_000);
 });
