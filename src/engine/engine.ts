@@ -28,7 +28,7 @@ import type { Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
 import { Pipeline, HEADROOM } from './pipeline.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
-import { writeEncapTemplate, ENCAP_HEADER_LEN, type EncapBatchFn } from './encap.js';
+import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from './encap.js';
 
 export { HEADROOM };
 /** Offset of the inner IP packet inside a VXLAN payload. */
@@ -63,9 +63,6 @@ interface Reply {
 
 export class Engine extends Pipeline {
   private readonly sum16: OnesSumFn;
-  /** encapBatch only: per packet, the slot of its peer's header template (-1: not forwarded); the templates. */
-  private encapSlots = new Int32Array(0);
-  private encapTemplates = Buffer.alloc(0);
 
   constructor(
     tun: TunDevice,
@@ -76,6 +73,9 @@ export class Engine extends Pipeline {
     this.sum16 = opts.onesSum ?? onesSum;
   }
 
+  /** encapBatch's per-batch state; undefined on the TS path. */
+  private batchEncap: BatchEncap | undefined;
+
   /** Outbound stage for one batch read from the TUN; packets sit at HEADROOM in bufs[i]. */
   override handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
     const routes = this.routes;
@@ -83,15 +83,10 @@ export class Engine extends Pipeline {
     let groups: Map<Vtep, number[]> | undefined;
     let replies: Reply[] | undefined;
     const obs = this.observer;
-    const encapBatch = this.opts.encapBatch;
-    let slots: Int32Array | undefined;
-    if (encapBatch) {
-      if (this.encapSlots.length < count) {
-        this.encapSlots = new Int32Array(count);
-        this.encapTemplates = Buffer.alloc(count * ENCAP_HEADER_LEN);
-      }
-      slots = this.encapSlots.fill(-1, 0, count);
-    }
+    // Native path: headers are queued per packet and written by one call after the loop.
+    const batch = this.opts.encapBatch ? (this.batchEncap ??= new BatchEncap(this.opts.encapBatch)) : undefined;
+    batch?.begin(bufs[0], count);
+    let queued = 0;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       const size = sizes[i]!;
@@ -144,22 +139,26 @@ export class Engine extends Pipeline {
       if (g === undefined) {
         groups.set(peer, (g = []));
         // A peer's template lives in the slot of its first packet in the batch.
-        if (slots) writeEncapTemplate(this.encapTemplates, i, peer, this.opts.vtepMac);
+        if (batch) writeEncapTemplate(batch.templates, i, peer, this.opts.vtepMac);
       }
       g.push(i);
       sizes[i] = size + HEADROOM;
-      if (slots) {
-        slots[i] = g[0]!;
+      if (batch?.add(i, buf, g[0]!)) {
+        queued++;
         continue;
       }
       emitVxlan({ vni: peer.vni }, buf, 0);
       emitEthernet({ dst: peer.vtepMac, src: this.opts.vtepMac, etherType }, buf, VXLAN_HEADER_LEN);
       if (obs) obs({ point: 'encap', direction: 'out', buf, offset: 0, length: size + HEADROOM, verdict: 'ok', peer });
     }
-    if (slots && groups) {
+    if (batch && queued > 0) {
       // One call for the batch; each packet still shows its encap point (after every classify of the batch).
-      encapBatch!(bufs, 0, count, slots, this.encapTemplates);
-      if (obs) for (const [peer, idx] of groups) for (const i of idx) obs({ point: 'encap', direction: 'out', buf: bufs[i]!, offset: 0, length: sizes[i]!, verdict: 'ok', peer });
+      batch.run(count);
+      if (obs) {
+        for (const [peer, idx] of groups!) {
+          for (const i of idx) if (batch.slots[i]! >= 0) obs({ point: 'encap', direction: 'out', buf: bufs[i]!, offset: 0, length: sizes[i]!, verdict: 'ok', peer });
+        }
+      }
     }
     if (groups) {
       for (const [peer, idx] of groups) {

@@ -103,11 +103,11 @@ export interface NativeAddon {
   csumIncremental(oldCsum: number, oldWord: number, newWord: number): number;
   /**
    * Batch encap (native/encap.cc): for i < count with slots[i] ≥ 0, copies the 22-byte header
-   * templates[slots[i] * 22, + 22) (VXLAN + inner Ethernet) to bufs[i][offset, offset + 22) and sets its
-   * EtherType from the IP version at bufs[i][offset + 22] (4: IPv4, 6: IPv6; any other version: left
-   * untouched, not counted). Returns the headers written. Bad arguments throw before their chunk is written.
+   * templates[slots[i] * 22, + 22) (VXLAN + inner Ethernet) to arena[starts[i], + 22) and sets its
+   * EtherType from the IP version at arena[starts[i] + 22] (4: IPv4, 6: IPv6; any other version: left
+   * untouched, not counted). Returns the headers written. Bad arguments throw before anything is written.
    */
-  encapBatch(bufs: Uint8Array[], offset: number, count: number, slots: Int32Array, templates: Uint8Array): number;
+  encapBatch(arena: Uint8Array, starts: Int32Array, count: number, slots: Int32Array, templates: Uint8Array): number;
   /**
    * A non-blocking IPv4 UDP socket bound to address:port (0 = any port), SO_RCVBUF/SO_SNDBUF set
    * (forced past net.core.*mem_max when root). `gso` (default true) probes UDP_SEGMENT, `gro` (default
