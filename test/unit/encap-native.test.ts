@@ -16,7 +16,7 @@ import { encapBatchTs, writeEncapTemplate, ENCAP_HEADER_LEN, type EncapBatchFn }
 import { RouteTable, type Vtep } from '../../src/engine/routes.js';
 import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
 import { FakeNetwork } from '../../src/conn/fake.js';
-import type { TunDevice } from '../../src/tun/device.js';
+import { RecordingTun } from './recording-tun.js';
 import type { Observation } from '../../src/trace/observe.js';
 import { internetChecksum } from '../../src/wire/checksum.js';
 import { macFromString } from '../../src/wire/ethernet.js';
@@ -120,22 +120,6 @@ describe('encapBatch: addon vs TS twin', () => {
 
 // --- the engine, native batch encap vs per-packet TS emit ---
 
-/** A TUN that records what the engine writes into it (its ICMP answers). */
-class RecordingTun implements TunDevice {
-  readonly name = 'rec0';
-  readonly mtu = TUN_MTU;
-  readonly written: Buffer[] = [];
-  read(): number {
-    return 0;
-  }
-  write(bufs: Buffer[], sizes: number[], offset: number, count: number): number {
-    for (let i = 0; i < count; i++) this.written.push(Buffer.from(bufs[i]!.subarray(offset, offset + sizes[i]!)));
-    return count;
-  }
-  start(): void {}
-  close(): void {}
-}
-
 const PEER_A: Vtep = { endpoint: { address: '198.18.0.1', port: 8472 }, vtepMac: macFromString('0a:58:0a:f4:01:00'), vni: 1 };
 // one peer reached by IPv4 and IPv6: one template, two EtherTypes in one batch
 const PEER_B: Vtep = { endpoint: { address: '198.18.0.3', port: 4789 }, vtepMac: macFromString('0a:58:0a:f4:03:00'), vni: 0xabcdef };
@@ -144,7 +128,7 @@ const PEER_C: Vtep = { endpoint: { address: '198.18.0.4', port: 8472 }, vtepMac:
 function makeEngine(encapBatch: EncapBatchFn | undefined): { engine: Engine; tun: RecordingTun; net: FakeNetwork; seen: string[][]; headers: { written: number } } {
   const headers = { written: 0 };
   const net = new FakeNetwork();
-  const tun = new RecordingTun();
+  const tun = new RecordingTun(TUN_MTU);
   const engine = new Engine(tun, net.bind('198.18.0.2', 8472), {
     vni: 1,
     vtepMac: MY_MAC,
