@@ -65,12 +65,15 @@ export const encapBatchTs: EncapBatchFn = (arena, starts, count, slots, template
  * The engine's per-batch state for encapBatch: slots, starts and templates sized to the batch, and
  * the arena view of the ArrayBuffer the batch's buffers share. A packet whose buffer is not in that
  * arena (read buffers the engine did not allocate) is left to the per-packet emit: same bytes.
+ * The read buffers are the same from batch to batch, so where each one starts is remembered.
  */
 export class BatchEncap {
   slots = new Int32Array(0);
   starts = new Int32Array(0);
   templates = Buffer.alloc(0);
   arena: Uint8Array = new Uint8Array(0);
+  /** The buffer whose start starts[i] holds (undefined: none yet, or the arena changed). */
+  private known: Array<Buffer | undefined> = [];
 
   constructor(readonly encap: EncapBatchFn) {}
 
@@ -80,16 +83,23 @@ export class BatchEncap {
       this.slots = new Int32Array(count);
       this.starts = new Int32Array(count);
       this.templates = Buffer.alloc(count * ENCAP_HEADER_LEN);
+      this.known = [];
     }
     this.slots.fill(-1, 0, count);
-    if (first !== undefined && this.arena.buffer !== first.buffer) this.arena = new Uint8Array(first.buffer);
+    if (first !== undefined && this.arena.buffer !== first.buffer) {
+      this.arena = new Uint8Array(first.buffer);
+      this.known = [];
+    }
   }
 
   /** Queues packet i (its header at buf[0]) for slot `slot`; false when buf is outside the arena. */
   add(i: number, buf: Buffer, slot: number): boolean {
-    if (buf.buffer !== this.arena.buffer) return false;
+    if (buf !== this.known[i]) {
+      if (buf.buffer !== this.arena.buffer) return false;
+      this.known[i] = buf;
+      this.starts[i] = buf.byteOffset;
+    }
     this.slots[i] = slot;
-    this.starts[i] = buf.byteOffset;
     return true;
   }
 
