@@ -113,7 +113,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
       port: cfg.backend.port,
       maxInnerSize: plan.maxInnerSize,
       tunMtu: plan.deviceMtu,
-      ...(datapath.onesSum ? { onesSum: datapath.onesSum, batchSize: 128 } : {}),
+      ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}),
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
     if (workers > 1) {

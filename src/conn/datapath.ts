@@ -5,6 +5,7 @@
  */
 import { loadNative } from '../native/index.js';
 import type { OnesSumFn } from '../wire/checksum.js';
+import type { EncapBatchFn } from '../engine/encap.js';
 import type { Bind } from './bind.js';
 import { DgramBind } from './dgram.js';
 import { NativeBind, UdpCounter } from './native.js';
@@ -15,6 +16,8 @@ export interface Datapath {
   bind: Bind;
   /** The checksum the engine should use for per-packet work; undefined = the TS reference. */
   onesSum: OnesSumFn | undefined;
+  /** The addon's batch encap for the engine; undefined = per-packet TS emit. */
+  encapBatch?: EncapBatchFn;
   /** What is on, for the start-up log line and `vxtun status`. */
   features: Record<string, boolean | number | string>;
   /** The bind's own counters by name (native: read from shared memory, no call). */
@@ -70,12 +73,14 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
       kind: 'native',
       bind,
       onesSum: (buf, offset, length, initial = 0) => checksum(buf, offset, length, initial),
+      encapBatch: native.encapBatch,
       features: {
         recvmmsg: true,
         sendmmsg: true,
         udpGso: bind.features.gso,
         udpGro: bind.features.gro,
         nativeChecksum: true,
+        nativeEncap: true,
         sourcePorts: sp === 'fixed' ? 'fixed' : bind.sourcePorts.join(','),
         recvBufferSize: bind.features.recvBufferSize,
         sendBufferSize: bind.features.sendBufferSize,
@@ -89,7 +94,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
     kind: 'ts',
     bind,
     onesSum: undefined,
-    features: { recvmmsg: false, sendmmsg: false, udpGso: false, udpGro: false, nativeChecksum: false, sourcePorts: 'fixed' },
+    features: { recvmmsg: false, sendmmsg: false, udpGso: false, udpGro: false, nativeChecksum: false, nativeEncap: false, sourcePorts: 'fixed' },
     counters: () => Object.fromEntries(bind.sendErrors),
   };
 }

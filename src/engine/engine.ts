@@ -28,6 +28,7 @@ import type { Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
 import { Pipeline, HEADROOM } from './pipeline.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
+import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from './encap.js';
 
 export { HEADROOM };
 /** Offset of the inner IP packet inside a VXLAN payload. */
@@ -50,6 +51,8 @@ export interface EngineOptions {
   icmpRatePerSecond?: number;
   /** Ones'-complement sum for per-packet checksum work (the addon's on the native path); TS reference by default. */
   onesSum?: OnesSumFn;
+  /** Batch encap (the addon's on the native path): one call writes every header of a batch; per-packet TS emit by default. */
+  encapBatch?: EncapBatchFn;
 }
 
 /** An ICMP error on its way back into the TUN, and what it answers. */
@@ -70,6 +73,9 @@ export class Engine extends Pipeline {
     this.sum16 = opts.onesSum ?? onesSum;
   }
 
+  /** encapBatch's per-batch state; undefined on the TS path. */
+  private batchEncap: BatchEncap | undefined;
+
   /** Outbound stage for one batch read from the TUN; packets sit at HEADROOM in bufs[i]. */
   override handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
     const routes = this.routes;
@@ -77,6 +83,10 @@ export class Engine extends Pipeline {
     let groups: Map<Vtep, number[]> | undefined;
     let replies: Reply[] | undefined;
     const obs = this.observer;
+    // Native path: headers are queued per packet and written by one call after the loop.
+    const batch = this.opts.encapBatch ? (this.batchEncap ??= new BatchEncap(this.opts.encapBatch)) : undefined;
+    batch?.begin(bufs[0], count);
+    let queued = 0;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       const size = sizes[i]!;
@@ -124,14 +134,31 @@ export class Engine extends Pipeline {
         continue;
       }
       if (obs) obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok', peer, route: routes.prefixOf(peer) });
+      groups ??= new Map();
+      let g = groups.get(peer);
+      if (g === undefined) {
+        groups.set(peer, (g = []));
+        // A peer's template lives in the slot of its first packet in the batch.
+        if (batch) writeEncapTemplate(batch.templates, i, peer, this.opts.vtepMac);
+      }
+      g.push(i);
+      sizes[i] = size + HEADROOM;
+      if (batch?.add(i, buf, g[0]!)) {
+        queued++;
+        continue;
+      }
       emitVxlan({ vni: peer.vni }, buf, 0);
       emitEthernet({ dst: peer.vtepMac, src: this.opts.vtepMac, etherType }, buf, VXLAN_HEADER_LEN);
-      sizes[i] = size + HEADROOM;
       if (obs) obs({ point: 'encap', direction: 'out', buf, offset: 0, length: size + HEADROOM, verdict: 'ok', peer });
-      groups ??= new Map();
-      const g = groups.get(peer);
-      if (g) g.push(i);
-      else groups.set(peer, [i]);
+    }
+    if (batch && queued > 0) {
+      // One call for the batch; each packet still shows its encap point (after every classify of the batch).
+      batch.run(count);
+      if (obs) {
+        for (const [peer, idx] of groups!) {
+          for (const i of idx) if (batch.slots[i]! >= 0) obs({ point: 'encap', direction: 'out', buf: bufs[i]!, offset: 0, length: sizes[i]!, verdict: 'ok', peer });
+        }
+      }
     }
     if (groups) {
       for (const [peer, idx] of groups) {

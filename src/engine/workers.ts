@@ -114,7 +114,7 @@ function fromWire(routes: WireRoute[]): Route<Vtep>[] {
 export interface WorkerSpec {
   tun: { fd: number; name: string; mtu: number; features: { vnetHdr: boolean; offload: boolean } };
   bind: { address: string; port: number; gso: boolean; sourcePorts?: { min: number; max: number; sockets: number } };
-  engine: Omit<EngineOptions, 'vtepMac' | 'onesSum'> & { vtepMac: Uint8Array };
+  engine: Omit<EngineOptions, 'vtepMac' | 'onesSum' | 'encapBatch'> & { vtepMac: Uint8Array };
 }
 
 interface WorkerInit extends WorkerSpec {
@@ -172,6 +172,7 @@ function runWorker(init: WorkerInit): void {
     ...init.engine,
     vtepMac: Buffer.from(init.engine.vtepMac),
     onesSum: (buf, offset, length, initial = 0) => checksum(buf, offset, length, initial),
+    encapBatch: native.encapBatch,
   });
   engine.setRoutes(new RouteTable(fromWire(init.routes)));
   engine.start();

@@ -103,6 +103,13 @@ export interface NativeAddon {
   /** RFC 1624 eqn. 3: the checksum field after a 16-bit word changes, HC' = ~(~HC + ~m + m'). */
   csumIncremental(oldCsum: number, oldWord: number, newWord: number): number;
   /**
+   * Batch encap (native/encap.cc): for i < count with slots[i] ≥ 0, copies the 22-byte header
+   * templates[slots[i] * 22, + 22) (VXLAN + inner Ethernet) to arena[starts[i], + 22) and sets its
+   * EtherType from the IP version at arena[starts[i] + 22] (4: IPv4, 6: IPv6; any other version: left
+   * untouched, not counted). Returns the headers written. Bad arguments throw before anything is written.
+   */
+  encapBatch(arena: Uint8Array, starts: Int32Array, count: number, slots: Int32Array, templates: Uint8Array): number;
+  /**
    * A non-blocking IPv4 UDP socket bound to address:port (0 = any port), SO_RCVBUF/SO_SNDBUF set
    * (forced past net.core.*mem_max when root). `gso` (default true) probes UDP_SEGMENT, `gro` (default
    * false) turns on UDP_GRO; the result says what the kernel took. Bind errors throw with the errno name.
