@@ -75,8 +75,8 @@ async function clusterCase(opts: ClusterCaseOptions, say: (line: string) => void
   const datapaths: string[] = [];
   for (const n of cluster.nodes) {
     if (!n.vxtun) continue;
-    dataplane.push({ role: `vxtun node ${n.index}`, pid: n.vxtun.child.pid! });
-    datapaths.push(await reportedDatapath(n.vxtun));
+    dataplane.push({ role: `${n.kind} node ${n.index}`, pid: n.vxtun.child.pid! });
+    datapaths.push(n.kind === 'naive' ? 'naive' : await reportedDatapath(n.vxtun));
   }
   return { client: a.pod, server: b.pod, serverIp: b.podIp, scratchDir: cluster.dir, namespacePrefix: topology.prefix, dataplane, datapaths, destroy: () => cluster.destroy() };
 }
@@ -147,6 +147,14 @@ export const BENCH_CASES: BenchCase[] = [
         throw err;
       }
     },
+  },
+  {
+    id: 'naive',
+    dataplane: 'naive fs.read + dgram.send',
+    title: 'naive ↔ naive (fs.read + dgram.send)',
+    description:
+      'the naive Node design on both nodes (src/bench/naive-dataplane.ts): one blocking fs.read per packet, one dgram.send per datagram, one fs.write per received packet; same config and wire format as vxtun. The baseline of the "vxtun-ts / naive" ratio',
+    build: (say) => clusterCase({ kinds: ['naive', 'naive'] }, say),
   },
 ];
 
