@@ -5,6 +5,7 @@
  */
 import { Topology, Underlay, type Netns, waitFor } from '../lab/netns.js';
 import { Cluster, type NodeKind, type VxtunProcess } from '../lab/cluster.js';
+import { NAIVE_CASE } from './schema.js';
 
 export interface BuiltCase {
   client: Netns;
@@ -149,7 +150,7 @@ export const BENCH_CASES: BenchCase[] = [
     },
   },
   {
-    id: 'naive',
+    id: NAIVE_CASE,
     dataplane: 'naive fs.read + dgram.send',
     title: 'naive ↔ naive (fs.read + dgram.send)',
     description:

@@ -28,14 +28,13 @@ import { emitEthernet, EthernetFrame, EtherType, ETHERNET_HEADER_LEN } from '../
 import { emitVxlan, VxlanHeader, VXLAN_HEADER_LEN } from '../wire/vxlan.js';
 import { isWireError } from '../wire/error.js';
 import { repairPartialL4Checksum } from '../wire/l4checksum.js';
-import { Ipv4Packet, ipv4ToString } from '../wire/ipv4.js';
+import { Ipv4Packet, Ipv4Field, IPV4_MIN_HEADER_LEN, ipv4ToString } from '../wire/ipv4.js';
 
 /** VXLAN header, then the inner Ethernet header, then the IP packet the TUN gave us. */
 const INNER_ETH = VXLAN_HEADER_LEN;
 const INNER_IP = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
 /** fs.write calls queued in the thread pool at most; beyond that an arriving packet is dropped (counted), not queued without bound. */
 const MAX_PENDING_WRITES = 1024;
-const IPV4_DST = 16;
 
 export interface NaiveCounters {
   tunReads: number;
@@ -158,9 +157,9 @@ async function main(argv: string[]): Promise<number> {
   };
 
   const forward = (buf: Buffer, n: number): void => {
-    if (n < 20) return void drops.truncated++;
+    if (n < IPV4_MIN_HEADER_LEN) return void drops.truncated++;
     if (buf[INNER_IP]! >> 4 !== 4) return void drops.notIpv4++; // the static config's network is IPv4
-    const peer = peerFor(cfg.peers, buf.readUInt32BE(INNER_IP + IPV4_DST));
+    const peer = peerFor(cfg.peers, buf.readUInt32BE(INNER_IP + Ipv4Field.DST));
     if (!peer) return void drops.noRoute++;
     emitVxlan({ vni: peer.vni }, buf, 0);
     emitEthernet({ dst: peer.vtepMac, src: ownMac, etherType: EtherType.IPV4 }, buf, INNER_ETH);
