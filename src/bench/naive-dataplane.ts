@@ -232,6 +232,11 @@ async function main(argv: string[]): Promise<number> {
         }
         tun.close();
         resolve(0);
+        // Should the read still hang (no iproute2?), the device goes with the process anyway: do not linger.
+        setTimeout(() => {
+          log.error('TUN read did not end after the device was deleted: exiting by SIGKILL');
+          process.kill(process.pid, 'SIGKILL');
+        }, 3000).unref();
       });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
