@@ -244,4 +244,8 @@ async function main(argv: string[]): Promise<number> {
   });
 }
 
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2)).catch((err: unknown) => {
+  // Set-up failed (TUN, route, socket): one line; the device was not persistent and is gone with us.
+  process.stderr.write(`naive-dataplane: ${(err as Error).message.split('\n')[0]}\n`);
+  return 1;
+});
