@@ -154,7 +154,7 @@ describe('vxtun bench --quick', () => {
         expect(c.series.map((s) => s.name), c.chart!).toEqual(c.chart === 'versus-naive' ? measured.filter((id) => id !== 'naive' && id !== 'kernel') : measured);
         for (const s of c.series) {
           if (c.chart === 'versus-naive') {
-            expect(s.drawn, `versus-naive ${s.name}`).toBe(5); // TCP 1 and 4 streams, UDP 64 and 1350 B packets/s, 1350 B Mbit/s
+            expect(s.drawn, `versus-naive ${s.name}`).toBe(4); // TCP 1 and 4 streams, UDP 64 and 1350 B delivered
           } else if (c.chart === 'throughput' || c.chart === 'packet-rate') {
             expect(s.points, `${c.chart} ${s.name}`).toBe(3); // 64, 512, 1350-byte payloads
             expect(s.drawn).toBe(3);

@@ -135,7 +135,7 @@ describe('bench reports', () => {
     const charts = [...html.matchAll(/<svg data-chart="([^"]+)"/g)].map((m) => m[1]);
     expect(charts).toEqual(['throughput', 'packet-rate', 'tcp', 'rtt-idle', 'rtt-load', 'versus-naive']);
     expect(html.match(/<g class="missing" data-series="flannel-udp"/g)).toHaveLength(5);
-    // TCP 1, TCP 4, UDP 64 pkt/s, UDP 1350 pkt/s, 1350 Mbit/s of the userspace cases (the kernel's is in the table): vxtun-ts measured only TCP 1 here.
+    // TCP 1 and 4 streams, UDP 64 and 1350 B of the userspace cases (the kernel's is in the table): vxtun-ts measured only TCP 1 here.
     const naiveChart = /<svg data-chart="versus-naive"[\s\S]*?<\/svg>/.exec(html)![0];
     expect([...naiveChart.matchAll(/data-series="([^"]+)" data-points="(\d+)"/g)].map((m) => [m[1], m[2]])).toEqual([['vxtun-ts', '1']]);
     expect(html).toMatch(/<table class="naive"><tr><th><\/th><th>kernel<\/th><th>vxtun-ts<\/th><\/tr>\n<tr><th>TCP 1 stream <small>\(Gbit\/s\)<\/small><\/th><td>×24<\/td><td>×4\.00<\/td><\/tr>/);
