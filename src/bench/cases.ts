@@ -3,9 +3,9 @@
  * for every encapsulating case: two nodes on one underlay bridge, a pod on each, traffic pod to
  * pod) and says where the traffic goes and which processes are the dataplane.
  */
+import { NAIVE_CASE } from './schema.js';
 import { Topology, Underlay, type Netns, waitFor } from '../lab/netns.js';
 import { Cluster, type NodeKind, type VxtunProcess } from '../lab/cluster.js';
-import { NAIVE_CASE } from './schema.js';
 
 export interface BuiltCase {
   client: Netns;
@@ -125,6 +125,14 @@ export const BENCH_CASES: BenchCase[] = [
     build: (say) => clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'ts'] }, say),
   },
   {
+    id: NAIVE_CASE,
+    dataplane: 'naive fs.read + dgram.send',
+    title: 'naive ↔ naive (fs.read + dgram.send)',
+    description:
+      'the naive Node design on both nodes (src/bench/naive-dataplane.ts): one blocking fs.read per packet, one dgram.send per datagram, one fs.write per received packet; same config and wire format as vxtun. The baseline of the "vxtun-ts / naive" ratio',
+    build: (say) => clusterCase({ kinds: ['naive', 'naive'] }, say),
+  },
+  {
     id: 'mixed',
     dataplane: 'vxtun + kernel VXLAN',
     title: 'vxtun → kernel VXLAN (mixed)',
@@ -148,14 +156,6 @@ export const BENCH_CASES: BenchCase[] = [
         throw err;
       }
     },
-  },
-  {
-    id: NAIVE_CASE,
-    dataplane: 'naive fs.read + dgram.send',
-    title: 'naive ↔ naive (fs.read + dgram.send)',
-    description:
-      'the naive Node design on both nodes (src/bench/naive-dataplane.ts): one blocking fs.read per packet, one dgram.send per datagram, one fs.write per received packet; same config and wire format as vxtun. The baseline of the "vxtun-ts / naive" ratio',
-    build: (say) => clusterCase({ kinds: ['naive', 'naive'] }, say),
   },
 ];
 

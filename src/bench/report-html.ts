@@ -7,7 +7,8 @@
  */
 import { METRICS, UDP_SIZES, type BenchResult, type CaseResult, type MetricKey } from './schema.js';
 import { num, ratioText, rangeText, missingText } from './format.js';
-import { machineLine, casesVersusNaive, NAIVE_METRICS } from './report-text.js';
+import { machineLine } from './report-text.js';
+import { casesVersusNaive, NAIVE_METRICS } from './versus-naive.js';
 
 const PALETTE: Record<string, string> = {
   kernel: '#1f77b4',
@@ -228,11 +229,11 @@ Reproduce: <code>${esc(r.command)}</code></p>
 <table><tr><th></th>${head}</tr>
 ${rows}
 </table>
-${naive.table}
 <h2>Charts</h2>
 <div class="charts">
 ${charts.join('\n')}
 </div>
+${naive.table}
 <h2>Cases</h2>
 <ul>${caseList}</ul>
 ${errors.length ? `<h2>Measurement errors</h2><ul>${errors.join('')}</ul>` : ''}

@@ -1,5 +1,6 @@
 /** The terminal table of a bench result: one column per case, one row per metric. */
-import { METRICS, NAIVE_CASE, type BenchResult, type CaseResult, type MetricKey } from './schema.js';
+import { versusNaiveLines } from './versus-naive.js';
+import { METRICS, type BenchResult, type MetricKey } from './schema.js';
 import { num, ratioText, rangeText, missingText } from './format.js';
 
 const TABLE_METRICS: MetricKey[] = [
@@ -8,25 +9,6 @@ const TABLE_METRICS: MetricKey[] = [
   'rttIdleP50Ms', 'rttIdleP99Ms', 'rttLoadP50Ms', 'rttLoadP99Ms',
   'cpuSeconds', 'peakRssMiB',
 ];
-
-/** The figures compared with the naive `fs.read` + `dgram.send` design (issue 3's pure-TS target is on these). */
-export const NAIVE_METRICS: MetricKey[] = ['tcp1Gbps', 'tcp4Gbps', 'udp64Kpps', 'udp1350Kpps', 'udp1350Mbps', 'rttIdleP50Ms'];
-
-/** The cases with a ratio to the naive case (all measured ones but itself); empty when naive was not measured. */
-export function casesVersusNaive(r: BenchResult): CaseResult[] {
-  if (!r.cases.some((c) => c.id === NAIVE_CASE && c.status === 'measured')) return [];
-  return r.cases.filter((c) => c.id !== NAIVE_CASE && c.summary);
-}
-
-function versusNaive(r: BenchResult): string[] {
-  const cases = casesVersusNaive(r);
-  if (cases.length === 0) return [];
-  const rows = NAIVE_METRICS.map((k) => [`${METRICS[k].label} (${METRICS[k].unit})`, ...cases.map((c) => ratioText(c.summary![k].ratioToNaive) || 'n/a')]);
-  const head = ['', ...cases.map((c) => c.id)];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)) + (i === 0 ? 0 : 2));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[0]!) : c.padStart(widths[i]!))).join('');
-  return ['', `versus the naive design (case ${NAIVE_CASE}: one fs.read and one dgram.send per packet), ratio of medians in this run:`, line(head), ...rows.map(line)];
-}
 
 export function machineLine(r: BenchResult): string {
   const m = r.machine;
@@ -57,7 +39,6 @@ export function renderTable(r: BenchResult): string {
     lines.push(`${METRICS[k].label} (${METRICS[k].unit})`.padEnd(labelWidth) + cells[row]!.map((cell, i) => pad(cell[0]!, widths[i]!)).join(''));
     if (cells[row]!.some((cell) => cell[1])) lines.push(''.padEnd(labelWidth) + cells[row]!.map((cell, i) => pad(cell[1]!, widths[i]!)).join(''));
   });
-  lines.push(...versusNaive(r));
   const notes = r.cases.filter((c) => c.status !== 'measured' || c.runs.some((x) => x.errors.length > 0));
   if (notes.length) {
     lines.push('');
@@ -66,5 +47,6 @@ export function renderTable(r: BenchResult): string {
       for (const run of c.runs) for (const e of run.errors) lines.push(`${c.id} run ${run.run}: ${e}`);
     }
   }
+  lines.push(...versusNaiveLines(r));
   return lines.join('\n') + '\n';
 }

@@ -12,6 +12,7 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { run } from '../../src/lab/netns.js';
 import { cliPath, naiveDataplanePath } from '../../src/lab/cluster.js';
 import { BenchResultSchema, METRIC_KEYS, type BenchResult } from '../../src/bench/schema.js';
+import { BENCH_CASES } from '../../src/bench/cases.js';
 import { repoRoot, requirePrerequisites } from './support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -36,8 +37,8 @@ describe('vxtun bench --quick', () => {
     expect(out.stdout).toContain('adding case kernel');
     expect(out.stdout).toMatch(/\[1\/4\] kernel/);
     expect(out.stdout).toMatch(/\[2\/4\] vxtun-ts/);
-    expect(out.stdout).toMatch(/\[3\/4\] flannel-udp/);
-    expect(out.stdout).toMatch(/\[4\/4\] naive/);
+    expect(out.stdout).toMatch(/\[3\/4\] naive/);
+    expect(out.stdout).toMatch(/\[4\/4\] flannel-udp/);
     expect(out.stdout).toMatch(/UDP 1350 B \(Mbit\/s\)\s+\S+ ×1\.00/);
     expect(out.stdout).toMatch(/versus the naive design \(case naive[^\n]*\n\s+kernel\s+vxtun-ts/);
     expect(out.stdout).toMatch(/TCP 1 stream \(Gbit\/s\)\s+\S+ ×1\.00/); // the kernel column is its own baseline
@@ -55,7 +56,7 @@ describe('vxtun bench --quick', () => {
 
   it('writes JSON that matches the schema, with the machine, datapaths and consistent ratios', () => {
     expect(result).toBeDefined();
-    expect(result.cases.map((c) => c.id)).toEqual(['kernel', 'vxtun-ts', 'flannel-udp', 'naive']);
+    expect(result.cases.map((c) => c.id)).toEqual(['kernel', 'vxtun-ts', 'naive', 'flannel-udp']);
     expect(result.machine.cores).toBeGreaterThan(0);
     expect(result.machine.kernel).toMatch(/^\d+\.\d+/);
     expect(result.machine.node).toBe(process.version);
@@ -63,7 +64,7 @@ describe('vxtun bench --quick', () => {
 
     const kernel = result.cases[0]!;
     const ts = result.cases[1]!;
-    const naive = result.cases[3]!;
+    const naive = result.cases[2]!;
     expect(kernel.status).toBe('measured');
     expect(ts.status).toBe('measured');
     expect(naive.status).toBe('measured');
@@ -100,7 +101,7 @@ describe('vxtun bench --quick', () => {
     expect(naive.summary!.tcp1Gbps.ratioToNaive).toBe(1);
 
     // flannel's udp format: measured when this build has it, otherwise said so — never dropped, never faked.
-    const udp = result.cases[2]!;
+    const udp = result.cases[3]!;
     if (udp.status === 'unsupported') {
       expect(udp.reason).toMatch(/^not supported by this build \(vxtun up refused the udp backend: .*udp/);
       expect(udp.summary).toBeNull();
@@ -168,7 +169,7 @@ describe('vxtun bench --quick', () => {
             expect(s.pathLength).toBeGreaterThan(10);
           }
         }
-        if (result.cases[2]!.status === 'unsupported' && c.chart !== 'versus-naive') expect(c.legend).toMatch(/flannel-udp:\s*not supported by this build/);
+        if (result.cases[3]!.status === 'unsupported' && c.chart !== 'versus-naive') expect(c.legend).toMatch(/flannel-udp:\s*not supported by this build/);
       }
       const table = await page.locator('table').first().innerText();
       expect(table).toContain('TCP 1 stream');
@@ -233,7 +234,7 @@ describe('vxtun bench compare', () => {
 describe('vxtun bench arguments', () => {
   it('refuses an unknown case or a bad run count with one line and exit 2, before anything starts', async () => {
     for (const [args, line] of [
-      [['--cases', 'kernel,warp'], 'vxtun: --cases "kernel,warp": unknown case "warp" (cases: kernel, veth, vxtun-fast, vxtun-ts, mixed, flannel-udp, naive)'],
+      [['--cases', 'kernel,warp'], `vxtun: --cases "kernel,warp": unknown case "warp" (cases: ${BENCH_CASES.map((c) => c.id).join(', ')})`],
       [['--runs', '0'], 'vxtun: --runs "0" must be an integer from 1 to 50'],
       [['--seconds', '1.5'], 'vxtun: --seconds "1.5" must be an integer from 1 to 600'],
     ] as const) {
