@@ -3,6 +3,7 @@
  * for every encapsulating case: two nodes on one underlay bridge, a pod on each, traffic pod to
  * pod) and says where the traffic goes and which processes are the dataplane.
  */
+import { NAIVE_CASE } from './schema.js';
 import { Topology, Underlay, type Netns, waitFor } from '../lab/netns.js';
 import { Cluster, type NodeKind, type VxtunProcess } from '../lab/cluster.js';
 
@@ -75,8 +76,8 @@ async function clusterCase(opts: ClusterCaseOptions, say: (line: string) => void
   const datapaths: string[] = [];
   for (const n of cluster.nodes) {
     if (!n.vxtun) continue;
-    dataplane.push({ role: `vxtun node ${n.index}`, pid: n.vxtun.child.pid! });
-    datapaths.push(await reportedDatapath(n.vxtun));
+    dataplane.push({ role: `${n.kind} node ${n.index}`, pid: n.vxtun.child.pid! });
+    datapaths.push(n.kind === 'naive' ? 'naive' : await reportedDatapath(n.vxtun));
   }
   return { client: a.pod, server: b.pod, serverIp: b.podIp, scratchDir: cluster.dir, namespacePrefix: topology.prefix, dataplane, datapaths, destroy: () => cluster.destroy() };
 }
@@ -122,6 +123,14 @@ export const BENCH_CASES: BenchCase[] = [
     title: 'vxtun ↔ vxtun, TypeScript path',
     description: 'vxtun on both nodes with `--datapath ts`: the pure-TypeScript reference pipeline',
     build: (say) => clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'ts'] }, say),
+  },
+  {
+    id: NAIVE_CASE,
+    dataplane: 'naive fs.read + dgram.send',
+    title: 'naive ↔ naive (fs.read + dgram.send)',
+    description:
+      'the naive Node design on both nodes (src/bench/naive-dataplane.ts): one blocking fs.read per packet, one dgram.send per datagram, one fs.write per received packet; same config and wire format as vxtun. The baseline of the "vxtun-ts / naive" ratio',
+    build: (say) => clusterCase({ kinds: ['naive', 'naive'] }, say),
   },
   {
     id: 'mixed',

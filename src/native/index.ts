@@ -95,6 +95,8 @@ export interface NativeAddon {
   /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
   pollStop(handle: PollHandle): void;
   close(fd: number): void;
+  /** Clears (true) or sets (false) O_NONBLOCK on `fd` (fcntl F_SETFL); for one-blocking-read-per-packet designs only. */
+  setBlocking(fd: number, blocking: boolean): void;
   /**
    * RFC 1071 16-bit ones' complement sum (folded, NOT complemented) of buf[offset, offset + length) as
    * big-endian words, an odd last byte padded with zero, plus `initial` (a 32-bit partial sum, default 0).
