@@ -6,6 +6,7 @@
 import { NAIVE_CASE } from './schema.js';
 import { Topology, Underlay, type Netns, waitFor } from '../lab/netns.js';
 import { Cluster, type NodeKind, type VxtunProcess } from '../lab/cluster.js';
+import { buildUdpProxyCCase } from './udp-proxy-c.js';
 
 export interface BuiltCase {
   client: Netns;
@@ -156,6 +157,13 @@ export const BENCH_CASES: BenchCase[] = [
         throw err;
       }
     },
+  },
+  {
+    id: 'udp-proxy-c',
+    dataplane: 'C udp proxy',
+    title: "C udp proxy (flannel's udp-backend design)",
+    description: "on both nodes, a C udp proxy in flannel's udp-backend design (one read and one sendto per packet, flannel's udp wire format), written for vxtun — not flannel's code (bench/udp-proxy-c); on flannel0, pods at MTU 1472: the one-packet-per-syscall baseline",
+    build: (say) => buildUdpProxyCCase(say),
   },
 ];
 

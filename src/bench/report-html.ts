@@ -6,7 +6,7 @@
  * Every series is a <g data-series="<case id>" data-points="<n>"> so a test can check what drew.
  */
 import { METRICS, UDP_SIZES, type BenchResult, type CaseResult, type MetricKey } from './schema.js';
-import { num, ratioText, rangeText, missingText } from './format.js';
+import { num, ratioText, rangeText, missingText, versusUdpProxyC } from './format.js';
 import { machineLine } from './report-text.js';
 import { casesVersusNaive, NAIVE_METRICS } from './versus-naive.js';
 
@@ -229,6 +229,7 @@ Reproduce: <code>${esc(r.command)}</code></p>
 <table><tr><th></th>${head}</tr>
 ${rows}
 </table>
+${versusUdpProxyC(r.cases) ? `<p class="versus">${esc(versusUdpProxyC(r.cases)!)}</p>` : ''}
 <h2>Charts</h2>
 <div class="charts">
 ${charts.join('\n')}

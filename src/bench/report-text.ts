@@ -1,7 +1,7 @@
 /** The terminal table of a bench result: one column per case, one row per metric. */
 import { versusNaiveLines } from './versus-naive.js';
 import { METRICS, type BenchResult, type MetricKey } from './schema.js';
-import { num, ratioText, rangeText, missingText } from './format.js';
+import { num, ratioText, rangeText, missingText, versusUdpProxyC } from './format.js';
 
 const TABLE_METRICS: MetricKey[] = [
   'tcp1Gbps', 'tcp4Gbps',
@@ -39,6 +39,8 @@ export function renderTable(r: BenchResult): string {
     lines.push(`${METRICS[k].label} (${METRICS[k].unit})`.padEnd(labelWidth) + cells[row]!.map((cell, i) => pad(cell[0]!, widths[i]!)).join(''));
     if (cells[row]!.some((cell) => cell[1])) lines.push(''.padEnd(labelWidth) + cells[row]!.map((cell, i) => pad(cell[1]!, widths[i]!)).join(''));
   });
+  const versusUdpProxy = versusUdpProxyC(r.cases);
+  if (versusUdpProxy) lines.push('', versusUdpProxy);
   const notes = r.cases.filter((c) => c.status !== 'measured' || c.runs.some((x) => x.errors.length > 0));
   if (notes.length) {
     lines.push('');
