@@ -116,6 +116,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vxtun::InitIo(env, exports);
   vxtun::InitPoll(env, exports);
   vxtun::InitChecksum(env, exports);
+  vxtun::InitEncap(env, exports);
   vxtun::InitUdp(env, exports);
   vxtun::InitTunOffload(env, exports);
   return exports;

@@ -43,6 +43,7 @@ void InitTun(Napi::Env env, Napi::Object exports);
 void InitIo(Napi::Env env, Napi::Object exports);
 void InitPoll(Napi::Env env, Napi::Object exports);
 void InitChecksum(Napi::Env env, Napi::Object exports);
+void InitEncap(Napi::Env env, Napi::Object exports);  // encap.cc: batch VXLAN + Ethernet header copy
 void InitUdp(Napi::Env env, Napi::Object exports);
 void InitTunOffload(Napi::Env env, Napi::Object exports);
 

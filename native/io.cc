@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace vxtun {
@@ -194,12 +195,32 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setBlocking(fd, blocking): undefined. Clears or sets O_NONBLOCK on the open file (shared by its
+// duplicates). Only for designs that read with one blocking read per packet (the bench's naive
+// reference dataplane); vxtun itself reads non-blocking.
+Napi::Value SetBlocking(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0;
+  if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsBoolean()) {
+    ThrowType(env, "setBlocking: blocking must be a boolean");
+    return env.Undefined();
+  }
+  bool blocking = info[1].As<Napi::Boolean>().Value();
+  int flags = ::fcntl(static_cast<int>(fd), F_GETFL);
+  if (flags < 0 || ::fcntl(static_cast<int>(fd), F_SETFL, blocking ? (flags & ~O_NONBLOCK) : (flags | O_NONBLOCK)) < 0) {
+    ThrowErrno(env, errno, "fcntl", FdSubject(static_cast<int>(fd)));
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("readBatch", Napi::Function::New(env, ReadBatch, "readBatch"));
   exports.Set("writeBatch", Napi::Function::New(env, WriteBatch, "writeBatch"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("setBlocking", Napi::Function::New(env, SetBlocking, "setBlocking"));
 }
 
 }  // namespace vxtun

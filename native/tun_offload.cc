@@ -5,7 +5,8 @@
 //          into MTU-sized packets (sequence numbers, IPv4 ids, lengths, flags, full checksums) and
 //          finish the other, so the caller sees only plain IP packets at `offset` in its buffers.
 //          A super-packet that does not fit the buffers left is kept (state) and continued next call.
-//   write: a zero header (no GSO, checksum already valid) in front of each packet, by writev.
+//   write: a zero header (no GSO, checksum already valid) in front of each packet, by writev; or the
+//          header the caller built for a packet (a kernel peer's TCP super-packet written whole).
 // Counters (Float64Array, layout TunCounter, mirrored in src/tun/linux.ts).
 #include "checksum.h"
 #include "common.h"
@@ -29,7 +30,8 @@ enum TunCounter {
   kWrites = 5,         // packets written (a coalesced super-packet counts its segments)
   kCoalescedWrites = 6,   // super-packets written
   kCoalescedPackets = 7,  // packets carried in them
-  kTunCounterCount = 8,
+  kSuperWrites = 8,       // packets written with the caller's GSO header (super-packets passed whole)
+  kTunCounterCount = 9,
 };
 
 // struct virtio_net_hdr of <linux/virtio_net.h> (not includable from C++: a field is named `class`).
@@ -344,11 +346,14 @@ constexpr uint8_t kTcpAck = 0x10, kTcpPsh = 0x08;
 constexpr int kMaxCoalesce = 64;
 constexpr size_t kMaxSuper = 65535;
 
-// tunWriteOffload(fd, bufs, sizes: Int32Array, offset, count, counters, coalesce: boolean): number
+// tunWriteOffload(fd, bufs, sizes: Int32Array, offset, count, counters, coalesce: boolean,
+//                 headers?: Uint8Array): number
 // Writes each packet behind a virtio_net_hdr. With coalesce, consecutive segments of one TCP flow
 // (contiguous sequence numbers, equal sizes but a shorter last one, only ACK/PSH set, checksums
 // valid) go as one super-packet with gso_type TCPV4/TCPV6 and an unfinished checksum, which the
-// kernel's stack takes whole (GRO done for it). Returns how many of the `count` packets went in.
+// kernel's stack takes whole (GRO done for it). `headers` holds 10 bytes per packet: a non-zero
+// one is written as it is in front of its packet, never coalesced (a super-packet the caller
+// prepared). Returns how many of the `count` packets went in.
 Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd = 0, offset = 0, count = 0;
@@ -369,6 +374,22 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
   if (!ArgInt(info, 4, "count", 0, std::min<int64_t>(n, static_cast<int64_t>(sizesLen)), &count)) return env.Undefined();
   if (!ArgCounters(env, info[5], kTunCounterCount, &ctr)) return env.Undefined();
   bool coalesce = info.Length() > 6 && info[6].ToBoolean().Value();
+  uint8_t* given = nullptr;
+  size_t givenLen = 0;
+  if (info.Length() > 7 && !info[7].IsUndefined()) {
+    if (!ArgBytes(env, info[7], "tunWriteOffload: headers", &given, &givenLen)) return env.Undefined();
+    if (givenLen < static_cast<size_t>(count) * kVnetHdrLen) {
+      ThrowRange(env, "tunWriteOffload: headers needs 10 bytes per packet");
+      return env.Undefined();
+    }
+  }
+  auto hasGiven = [&](int64_t i) {
+    if (given == nullptr) return false;
+    const uint8_t* g = given + static_cast<size_t>(i) * kVnetHdrLen;
+    for (size_t k = 0; k < kVnetHdrLen; k++)
+      if (g[k] != 0) return true;
+    return false;
+  };
 
   std::vector<uint8_t*> data(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; i++) {
@@ -392,12 +413,15 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
     size_t total = static_cast<size_t>(sizes[i]);
     iov[1] = {data[static_cast<size_t>(i)], static_cast<size_t>(sizes[i])};
     TcpView first;
-    if (coalesce && ViewTcp(data[static_cast<size_t>(i)], total, &first) && first.payloadLen > 0 &&
+    bool super = hasGiven(i);
+    if (super) {
+      std::memcpy(&h, given + static_cast<size_t>(i) * kVnetHdrLen, kVnetHdrLen);
+    } else if (coalesce && ViewTcp(data[static_cast<size_t>(i)], total, &first) && first.payloadLen > 0 &&
         (first.flags & ~kTcpAck) == 0) {
       uint32_t nextSeq = first.seq + static_cast<uint32_t>(first.payloadLen);
       size_t mss = first.payloadLen;
       size_t lastLen = mss;
-      while (i + run < count && run < kMaxCoalesce && lastLen == mss) {
+      while (i + run < count && run < kMaxCoalesce && lastLen == mss && !hasGiven(i + run)) {
         TcpView v;
         uint8_t* q = data[static_cast<size_t>(i + run)];
         if (!ViewTcp(q, static_cast<size_t>(sizes[i + run]), &v) || v.payloadLen == 0 || v.payloadLen > mss) break;
@@ -457,6 +481,7 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
       ctr[kCoalescedWrites] += 1;
       ctr[kCoalescedPackets] += run;
     }
+    if (super) ctr[kSuperWrites] += 1;
     written += static_cast<uint32_t>(run);
     i += run;
   }

@@ -1,4 +1,5 @@
-// The underlay UDP socket of the fast path: open/bind, recvmmsg into a caller-owned arena,
+// The underlay UDP socket of the fast path: open/bind, recvmmsg into a caller-owned arena (with
+// UDP_GRO, a message may carry several datagrams: their size comes back for the caller to split),
 // sendmmsg of a batch to one destination, with UDP GSO (UDP_SEGMENT) for runs of equal-sized
 // datagrams when the kernel has it. Counters live in a Float64Array the caller owns and reads
 // without a call (layout: UdpCounter below, mirrored in src/conn/native.ts).
@@ -42,7 +43,9 @@ enum UdpCounter {
   kGsoSegments = 10,  // datagrams carried in them
   kGsoDisabled = 11,  // 1 once a GSO send failed with EIO and GSO was turned off for the socket
   kLastErrno = 12,    // errno of the last send/recv error (0 = none)
-  kCounterCount = 13,
+  kGroReceives = 13,  // messages that arrived coalesced (UDP_GRO: several datagrams of gso_size)
+  kGroSegments = 14,  // datagrams carried in them
+  kCounterCount = 15,
 };
 
 constexpr int kMaxBatch = 256;
@@ -162,10 +165,13 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
 }
 
 // udpRecvBatch(fd, arena, slotSize, maxCount, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array,
-//              counters: Float64Array): number
-// Datagram i lands at arena[i * slotSize]; its length, source address (host order) and port are
-// written to sizes[i], addrs[i], ports[i]. Returns the count (0 when nothing waits). A datagram
+//              counters: Float64Array, gsoSizes?: Int32Array): number
+// Message i lands at arena[i * slotSize]; its length, source address (host order) and port are
+// written to sizes[i], addrs[i], ports[i]. Returns the count (0 when nothing waits). A message
 // longer than a slot is dropped and counted, never handed over cut.
+// On a UDP_GRO socket a message may hold several datagrams of the sender: gsoSizes[i] is then their
+// size (the last may be shorter; 0 = one datagram), and the caller splits the message. RecvPackets
+// counts datagrams, not messages.
 Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd = 0, slotSize = 0, maxCount = 0;
@@ -184,14 +190,21 @@ Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
       !GetTyped(env, info[5], napi_uint32_array, "udpRecvBatch: addrs", &addrs, &la) ||
       !GetTyped(env, info[6], napi_uint16_array, "udpRecvBatch: ports", &ports, &lp) || !ArgCounters(env, info[7], kCounterCount, &ctr))
     return env.Undefined();
+  int32_t* gsoSizes = nullptr;
+  size_t lg = 0;
+  if (info.Length() > 8 && !info[8].IsUndefined() &&
+      !GetTyped(env, info[8], napi_int32_array, "udpRecvBatch: gsoSizes", &gsoSizes, &lg))
+    return env.Undefined();
   size_t n = static_cast<size_t>(maxCount);
-  if (ls < n || la < n || lp < n || arenaLen < n * static_cast<size_t>(slotSize)) {
+  if (ls < n || la < n || lp < n || (gsoSizes != nullptr && lg < n) || arenaLen < n * static_cast<size_t>(slotSize)) {
     ThrowRange(env, "udpRecvBatch: arena or result arrays smaller than maxCount slots");
     return env.Undefined();
   }
   mmsghdr msgs[kMaxBatch];
   iovec iovs[kMaxBatch];
   sockaddr_in srcs[kMaxBatch];
+  // UDP_GRO reports the segment size of a coalesced message as an int in a cmsg.
+  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int))];
   for (size_t i = 0; i < n; i++) {
     iovs[i].iov_base = arena + i * static_cast<size_t>(slotSize);
     iovs[i].iov_len = static_cast<size_t>(slotSize);
@@ -200,6 +213,10 @@ Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_name = &srcs[i];
     msgs[i].msg_hdr.msg_namelen = sizeof srcs[i];
+    if (gsoSizes != nullptr) {
+      msgs[i].msg_hdr.msg_control = control[i];
+      msgs[i].msg_hdr.msg_controllen = sizeof control[i];
+    }
     msgs[i].msg_len = 0;
   }
   int r;
@@ -217,20 +234,38 @@ Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   int out = 0;
+  double datagrams = 0;
   for (int i = 0; i < r; i++) {
     if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
       ctr[kRecvTruncated] += 1;
       continue;
     }
-    if (out != i) std::memmove(arena + out * slotSize, arena + i * slotSize, msgs[i].msg_len);
-    sizes[out] = static_cast<int32_t>(msgs[i].msg_len);
+    unsigned len = msgs[i].msg_len;
+    int gso = 0;
+    if (gsoSizes != nullptr) {
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) std::memcpy(&gso, CMSG_DATA(c), sizeof gso);
+      }
+      if (gso <= 0 || len <= static_cast<unsigned>(gso)) gso = 0;  // one datagram after all
+      gsoSizes[out] = gso;
+    }
+    if (out != i) std::memmove(arena + out * slotSize, arena + i * slotSize, len);
+    sizes[out] = static_cast<int32_t>(len);
     addrs[out] = ntohl(srcs[i].sin_addr.s_addr);
     ports[out] = ntohs(srcs[i].sin_port);
-    ctr[kRecvBytes] += msgs[i].msg_len;
+    ctr[kRecvBytes] += len;
+    if (gso > 0) {
+      double segs = (len + static_cast<unsigned>(gso) - 1) / static_cast<unsigned>(gso);
+      ctr[kGroReceives] += 1;
+      ctr[kGroSegments] += segs;
+      datagrams += segs;
+    } else {
+      datagrams += 1;
+    }
     out++;
   }
   ctr[kRecvCalls] += 1;
-  ctr[kRecvPackets] += out;
+  ctr[kRecvPackets] += datagrams;
   return Napi::Number::New(env, out);
 }
 

@@ -2,8 +2,8 @@
  * The engine's per-packet work, outbound (classify + encap, up to the Bind) and inbound (decap +
  * checks, up to the TUN), in batches of 64 through the real Engine with a TUN and a Bind that only
  * count: what is measured is the pipeline, not a device. Inner packets are IPv4/UDP with a valid
- * checksum, the common case. The engine has one (TypeScript) encap/decap today; a native variant
- * joins here as another `variant` when it exists.
+ * checksum, the common case. Encap runs both ways: the TypeScript path (per-packet emit) and the
+ * native hooks the datapath gives the engine (the addon's encapBatch and checksum).
  */
 import { Engine, HEADROOM } from '../../src/engine/engine.js';
 import { RouteTable } from '../../src/engine/routes.js';
@@ -14,6 +14,8 @@ import { emitIpv4, ipv4FromString, ipv4PseudoHeaderSum, IpProtocol } from '../..
 import { emitUdp } from '../../src/wire/udp.js';
 import { emitVxlan, VXLAN_HEADER_LEN } from '../../src/wire/vxlan.js';
 import { emitEthernet, EtherType, macFromString } from '../../src/wire/ethernet.js';
+import { loadNative } from '../../src/native/index.js';
+import type { EngineOptions } from '../../src/engine/engine.js';
 import type { MicroBenchmark, MicroCase } from './harness.js';
 
 const SIZES = [64, 512, 1400, 9000];
@@ -58,7 +60,15 @@ function writeInner(buf: Buffer, offset: number, size: number): void {
   emitUdp({ srcPort: 40000, dstPort: 5201, payloadLength: payload }, buf, offset + 20, ipv4PseudoHeaderSum(src, dst, IpProtocol.UDP, size - 20));
 }
 
-function engineFor(size: number): { engine: Engine; counts: { tun: number; bind: number } } {
+/** The engine hooks the native datapath supplies (src/conn/datapath.ts), or undefined without the addon. */
+function nativeHooks(): Pick<EngineOptions, 'onesSum' | 'encapBatch'> | undefined {
+  const native = loadNative();
+  if (!native) return undefined;
+  const checksum = native.checksum;
+  return { onesSum: (buf, offset, length, initial = 0) => checksum(buf, offset, length, initial), encapBatch: native.encapBatch };
+}
+
+function engineFor(size: number, hooks: Pick<EngineOptions, 'onesSum' | 'encapBatch'> = {}): { engine: Engine; counts: { tun: number; bind: number } } {
   const { tun, bind, counts } = countingEnds();
   const engine = new Engine(tun, bind, {
     vni: 1,
@@ -68,6 +78,7 @@ function engineFor(size: number): { engine: Engine; counts: { tun: number; bind:
     maxInnerSize: Math.max(size, 1450),
     tunMtu: Math.max(size, 1450),
     batchSize: BATCH,
+    ...hooks,
   });
   engine.setRoutes(new RouteTable([{ prefix: cidr('10.244.2.0/24'), target: { endpoint: PEER, vtepMac: PEER_MAC, vni: 1 } }]));
   return { engine, counts };
@@ -78,27 +89,38 @@ const benchmark: MicroBenchmark = {
   description: 'Engine outbound (classify + VXLAN/Ethernet encap) and inbound (VXLAN checks + decap) per packet, batches of 64',
   cases() {
     const cases: MicroCase[] = [];
+    const hooks = nativeHooks();
     for (const size of SIZES) {
       // Outbound: packets sit at HEADROOM as the TUN read leaves them; encap rewrites sizes[], so reset it.
-      {
-        const { engine, counts } = engineFor(size);
-        const bufs = Array.from({ length: BATCH }, () => {
-          const b = Buffer.alloc(HEADROOM + size);
+      for (const variant of hooks ? (['ts', 'native'] as const) : (['ts'] as const)) {
+        const { engine, counts } = engineFor(size, variant === 'native' ? hooks : {});
+        // Views of one arena, as the engine's own read buffers are (what lets encapBatch address them).
+        const arena = Buffer.alloc((HEADROOM + size) * BATCH);
+        const bufs = Array.from({ length: BATCH }, (_, i) => {
+          const b = arena.subarray(i * (HEADROOM + size), (i + 1) * (HEADROOM + size));
           writeInner(b, HEADROOM, size);
           return b;
         });
         const sizes = new Array<number>(BATCH).fill(size);
         cases.push({
-          name: `encap ts ${size}B`,
-          params: { direction: 'encap', variant: 'ts', size },
+          name: `encap ${variant} ${size}B`,
+          params: { direction: 'encap', variant, size },
           packetsPerOp: BATCH,
           fn: () => {
             sizes.fill(size);
             engine.handleOutbound(bufs, sizes, BATCH);
           },
         });
+        if (variant === 'native') {
+          // The native variant must really take the batch path: every header from one encapBatch call.
+          let written = 0;
+          const encap = hooks!.encapBatch!;
+          const probe = engineFor(size, { ...hooks, encapBatch: (...args) => (written = encap(...args)) });
+          probe.engine.handleOutbound(bufs, sizes.fill(size), BATCH);
+          if (written !== BATCH) throw new Error(`encap native ${size}B: encapBatch wrote ${written} of ${BATCH} headers`);
+        }
         engine.handleOutbound(bufs, sizes.fill(size), BATCH);
-        if (counts.bind !== BATCH) throw new Error(`encap ${size}B: engine sent ${counts.bind} of ${BATCH} (dropped: ${JSON.stringify(engine.counters.snapshot().dropped)})`);
+        if (counts.bind !== BATCH) throw new Error(`encap ${variant} ${size}B: engine sent ${counts.bind} of ${BATCH} (dropped: ${JSON.stringify(engine.counters.snapshot().dropped)})`);
       }
       // Inbound: VXLAN datagrams as the Bind hands them over.
       {

@@ -1,10 +1,11 @@
 /**
  * `npm run bench:micro -- [--quick] [--json FILE] [--only NAME,...]`: every micro benchmark in
- * bench/micro/, one JSON file out (default bench-results/micro.json).
+ * bench/micro/, one JSON file out (default bench-results/micro.json) and its chart next to it (.svg).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { runMicro } from './run.js';
+import { renderMicroSvg } from './chart.js';
 
 function fail(msg: string): never {
   process.stderr.write(`bench:micro: ${msg}\n`);
@@ -26,4 +27,6 @@ const result = await runMicro({ quick, only, progress: (l) => void process.stdou
 const path = resolve(json);
 mkdirSync(dirname(path), { recursive: true });
 writeFileSync(path, JSON.stringify(result, null, 2) + '\n');
-process.stdout.write(`\nwrote ${path} (${result.results.length} cases; the machine is shared and noisy: compare ratios within one file)\n`);
+const chart = path.replace(/(\.json)?$/, '.svg');
+writeFileSync(chart, renderMicroSvg(result));
+process.stdout.write(`\nwrote ${path} and ${chart} (${result.results.length} cases; the machine is shared and noisy: compare ratios within one file)\n`);

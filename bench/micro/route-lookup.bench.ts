@@ -57,6 +57,18 @@ const benchmark: MicroBenchmark = {
           for (let i = 0; i < LOOKUPS; i++) sink += t6.lookup6(dst6[i]!) ?? 0;
         },
       });
+      if (count === 10_000) {
+        // The same /24s plus a few other lengths (host routes, a /26, /20, /16, /8): the trie does not care.
+        const mixed = new RouteTable([...v4, ...['10.1.2.3/32', '10.9.9.64/26', '10.3.16.0/20', '10.244.0.0/16', '10.0.0.0/8'].map((p, k) => ({ prefix: cidr(p), target: -2 - k }))]);
+        cases.push({
+          name: `ipv4 ${count} routes mixed lengths`,
+          params: { family: 'ipv4', routes: count + 5, lengths: 6 },
+          packetsPerOp: LOOKUPS,
+          fn: () => {
+            for (let i = 0; i < LOOKUPS; i++) sink += mixed.lookup4(dst4[i]!) ?? 0;
+          },
+        });
+      }
       if (sink === Number.MIN_VALUE) console.log(sink);
     }
     return cases;

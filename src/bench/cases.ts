@@ -3,8 +3,10 @@
  * for every encapsulating case: two nodes on one underlay bridge, a pod on each, traffic pod to
  * pod) and says where the traffic goes and which processes are the dataplane.
  */
+import { NAIVE_CASE } from './schema.js';
 import { Topology, Underlay, type Netns, waitFor } from '../lab/netns.js';
 import { Cluster, type NodeKind, type VxtunProcess } from '../lab/cluster.js';
+import { buildUdpProxyCCase } from './udp-proxy-c.js';
 
 export interface BuiltCase {
   client: Netns;
@@ -75,8 +77,8 @@ async function clusterCase(opts: ClusterCaseOptions, say: (line: string) => void
   const datapaths: string[] = [];
   for (const n of cluster.nodes) {
     if (!n.vxtun) continue;
-    dataplane.push({ role: `vxtun node ${n.index}`, pid: n.vxtun.child.pid! });
-    datapaths.push(await reportedDatapath(n.vxtun));
+    dataplane.push({ role: `${n.kind} node ${n.index}`, pid: n.vxtun.child.pid! });
+    datapaths.push(n.kind === 'naive' ? 'naive' : await reportedDatapath(n.vxtun));
   }
   return { client: a.pod, server: b.pod, serverIp: b.podIp, scratchDir: cluster.dir, namespacePrefix: topology.prefix, dataplane, datapaths, destroy: () => cluster.destroy() };
 }
@@ -124,6 +126,14 @@ export const BENCH_CASES: BenchCase[] = [
     build: (say) => clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'ts'] }, say),
   },
   {
+    id: NAIVE_CASE,
+    dataplane: 'naive fs.read + dgram.send',
+    title: 'naive ↔ naive (fs.read + dgram.send)',
+    description:
+      'the naive Node design on both nodes (src/bench/naive-dataplane.ts): one blocking fs.read per packet, one dgram.send per datagram, one fs.write per received packet; same config and wire format as vxtun. The baseline of the "vxtun-ts / naive" ratio',
+    build: (say) => clusterCase({ kinds: ['naive', 'naive'] }, say),
+  },
+  {
     id: 'mixed',
     dataplane: 'vxtun + kernel VXLAN',
     title: 'vxtun → kernel VXLAN (mixed)',
@@ -147,6 +157,13 @@ export const BENCH_CASES: BenchCase[] = [
         throw err;
       }
     },
+  },
+  {
+    id: 'udp-proxy-c',
+    dataplane: 'C udp proxy',
+    title: "C udp proxy (flannel's udp-backend design)",
+    description: "on both nodes, a C udp proxy in flannel's udp-backend design (one read and one sendto per packet, flannel's udp wire format), written for vxtun — not flannel's code (bench/udp-proxy-c); on flannel0, pods at MTU 1472: the one-packet-per-syscall baseline",
+    build: (say) => buildUdpProxyCCase(say),
   },
 ];
 

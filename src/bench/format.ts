@@ -30,3 +30,21 @@ export function missingText(c: CaseResult, key: MetricKey): string {
   if ((key === 'cpuSeconds' || key === 'peakRssMiB') && c.dataplaneProcesses.length === 0) return 'n/a (kernel)';
   return 'n/a';
 }
+
+/**
+ * vxtun's fast path against the C udp proxy (case udp-proxy-c, flannel's udp-backend design, one
+ * packet per syscall), on TCP: the quotient of the medians, and in brackets the widest it could be
+ * from the two cases' min–max. Undefined unless both cases were measured in this run.
+ */
+export function versusUdpProxyC(cases: readonly CaseResult[]): string | undefined {
+  const ours = cases.find((c) => c.id === 'vxtun-fast')?.summary;
+  const theirs = cases.find((c) => c.id === 'udp-proxy-c')?.summary;
+  if (!ours || !theirs) return undefined;
+  const parts = (['tcp1Gbps', 'tcp4Gbps'] as const).flatMap((k) => {
+    const [a, b] = [ours[k], theirs[k]];
+    if (a.median === null || b.median === null || b.median === 0) return [];
+    const range = a.min !== null && a.max !== null && b.min && b.max && (a.n > 1 || b.n > 1) ? ` (${num(a.min / b.max)}–${num(a.max / b.min)})` : '';
+    return [`${k === 'tcp1Gbps' ? '1 stream' : '4 streams'} ×${num(a.median / b.median)}${range}`];
+  });
+  return parts.length ? `vxtun-fast × C udp proxy (udp-proxy-c), TCP: ${parts.join(', ')}` : undefined;
+}

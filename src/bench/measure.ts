@@ -102,12 +102,17 @@ export function cpuSeconds(pid: number): number | null {
   }
 }
 
-/** Peak resident set size (VmHWM) in MiB, or null when the process is gone. */
-export function peakRssMiB(pid: number): number | null {
+/** A memory figure from /proc/<pid>/status (VmHWM: peak RSS, VmRSS: current) in MiB, or null when the process is gone. */
+export function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number | null {
   try {
-    const m = /^VmHWM:\s*(\d+)\s*kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`^${field}:\\s*(\\d+)\\s*kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : null;
   } catch {
     return null;
   }
+}
+
+/** Peak resident set size (VmHWM) in MiB, or null when the process is gone. */
+export function peakRssMiB(pid: number): number | null {
+  return statusMiB(pid, 'VmHWM');
 }

@@ -1,12 +1,14 @@
 /**
  * The HTML report: one self-contained file (inline CSS and SVG, no script, no fetch) that opens in
  * any browser offline. Charts: UDP throughput by packet size per dataplane (Mbit/s and packets/s,
- * median with min–max whiskers), TCP by stream count, and the RTT distribution (CDF) idle and loaded.
+ * median with min–max whiskers), TCP by stream count, the RTT distribution (CDF) idle and loaded, and,
+ * when the naive case ran, each case's figures divided by the naive design's.
  * Every series is a <g data-series="<case id>" data-points="<n>"> so a test can check what drew.
  */
 import { METRICS, UDP_SIZES, type BenchResult, type CaseResult, type MetricKey } from './schema.js';
-import { num, ratioText, rangeText, missingText } from './format.js';
+import { num, ratioText, rangeText, missingText, versusUdpProxyC } from './format.js';
 import { machineLine } from './report-text.js';
+import { casesVersusNaive, NAIVE_METRICS } from './versus-naive.js';
 
 const PALETTE: Record<string, string> = {
   kernel: '#1f77b4',
@@ -15,8 +17,9 @@ const PALETTE: Record<string, string> = {
   'vxtun-ts': '#ff7f0e',
   mixed: '#2ca02c',
   'flannel-udp': '#9467bd',
+  naive: '#8c564b',
 };
-const EXTRA = ['#8c564b', '#e377c2', '#bcbd22', '#17becf'];
+const EXTRA = ['#e377c2', '#bcbd22', '#17becf', '#aec7e8'];
 
 function color(id: string, i: number): string {
   return PALETTE[id] ?? EXTRA[i % EXTRA.length]!;
@@ -152,6 +155,33 @@ function statSeries(cases: { c: CaseResult; color: string }[], keys: MetricKey[]
   }));
 }
 
+/** Tick labels that fit under a bar group. */
+const SHORT_LABELS: Partial<Record<MetricKey, string>> = { tcp1Gbps: 'TCP 1 stream', tcp4Gbps: 'TCP 4 streams', udp64Kpps: 'UDP 64 B', udp1350Kpps: 'UDP 1350 B' };
+
+/**
+ * Ratios to the naive case: a table of them all, and a bar chart of the throughput figures of the
+ * userspace dataplanes (the kernel's, tens of times the naive one's, would flatten the rest: it is
+ * in the table). Empty when naive did not run.
+ */
+function naiveSection(r: BenchResult): { chart?: string; table: string } {
+  const cases = casesVersusNaive(r);
+  if (cases.length === 0) return { table: '' };
+  // Mbit/s at one payload size has the same ratio as packets/s: one bar for both.
+  const throughput = NAIVE_METRICS.filter((k) => METRICS[k].higherIsBetter && k !== 'udp1350Mbps');
+  const series = cases.filter((c) => c.dataplaneProcesses.length > 0).map((c) => ({
+    id: c.id,
+    color: color(c.id, r.cases.indexOf(c)),
+    points: throughput.flatMap((k, i) => {
+      const q = c.summary![k].ratioToNaive;
+      return q === null ? [] : [{ x: i, y: q }];
+    }),
+  }));
+  const chart = barChart('versus-naive', 'Throughput as a multiple of the naive fs.read + dgram.send design', '× naive (ratio of medians; UDP: delivered)', throughput.map((k) => SHORT_LABELS[k] ?? k), series, []);
+  const head = cases.map((c) => `<th>${esc(c.id)}</th>`).join('');
+  const rows = NAIVE_METRICS.map((k) => `<tr><th>${esc(METRICS[k].label)} <small>(${esc(METRICS[k].unit)})</small></th>${cases.map((c) => `<td>${ratioText(c.summary![k].ratioToNaive) || 'n/a'}</td>`).join('')}</tr>`).join('\n');
+  return { chart, table: `<h2>Versus the naive design</h2>\n<p>Each case's median divided by the naive case's (one <code>fs.read</code> and one <code>dgram.send</code> per packet) in this run.</p>\n<table class="naive"><tr><th></th>${head}</tr>\n${rows}\n</table>` };
+}
+
 export function renderHtml(r: BenchResult): string {
   const measured = r.cases.map((c, i) => ({ c, color: color(c.id, i) })).filter(({ c }) => c.status === 'measured' && c.summary);
   const missing = r.cases.filter((c) => c.status !== 'measured').map((c) => ({ id: c.id, why: c.status === 'unsupported' ? 'not supported by this build' : 'failed' }));
@@ -163,6 +193,8 @@ export function renderHtml(r: BenchResult): string {
     cdfChart('rtt-idle', 'RTT distribution, idle', measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.idle })), missing),
     cdfChart('rtt-load', 'RTT distribution, during TCP 4 streams', measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.load })), missing),
   ];
+  const naive = naiveSection(r);
+  if (naive.chart) charts.push(naive.chart);
   const head = r.cases.map((c) => `<th>${esc(c.id)}<br><small>${esc(c.status === 'measured' ? (c.datapaths.length ? `datapath ${[...new Set(c.datapaths)].join('/')}` : c.dataplane) : c.status)}</small></th>`).join('');
   const rows = (Object.keys(METRICS) as MetricKey[])
     .map((k) => {
@@ -197,10 +229,12 @@ Reproduce: <code>${esc(r.command)}</code></p>
 <table><tr><th></th>${head}</tr>
 ${rows}
 </table>
+${versusUdpProxyC(r.cases) ? `<p class="versus">${esc(versusUdpProxyC(r.cases)!)}</p>` : ''}
 <h2>Charts</h2>
 <div class="charts">
 ${charts.join('\n')}
 </div>
+${naive.table}
 <h2>Cases</h2>
 <ul>${caseList}</ul>
 ${errors.length ? `<h2>Measurement errors</h2><ul>${errors.join('')}</ul>` : ''}

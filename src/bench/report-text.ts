@@ -1,10 +1,11 @@
 /** The terminal table of a bench result: one column per case, one row per metric. */
+import { versusNaiveLines } from './versus-naive.js';
 import { METRICS, type BenchResult, type MetricKey } from './schema.js';
-import { num, ratioText, rangeText, missingText } from './format.js';
+import { num, ratioText, rangeText, missingText, versusUdpProxyC } from './format.js';
 
 const TABLE_METRICS: MetricKey[] = [
   'tcp1Gbps', 'tcp4Gbps',
-  'udp64Kpps', 'udp64LossPct', 'udp512Kpps', 'udp512LossPct', 'udp1400Kpps', 'udp1400LossPct',
+  'udp64Kpps', 'udp64LossPct', 'udp512Kpps', 'udp512LossPct', 'udp1350Kpps', 'udp1350Mbps', 'udp1350LossPct',
   'rttIdleP50Ms', 'rttIdleP99Ms', 'rttLoadP50Ms', 'rttLoadP99Ms',
   'cpuSeconds', 'peakRssMiB',
 ];
@@ -38,6 +39,8 @@ export function renderTable(r: BenchResult): string {
     lines.push(`${METRICS[k].label} (${METRICS[k].unit})`.padEnd(labelWidth) + cells[row]!.map((cell, i) => pad(cell[0]!, widths[i]!)).join(''));
     if (cells[row]!.some((cell) => cell[1])) lines.push(''.padEnd(labelWidth) + cells[row]!.map((cell, i) => pad(cell[1]!, widths[i]!)).join(''));
   });
+  const versusUdpProxy = versusUdpProxyC(r.cases);
+  if (versusUdpProxy) lines.push('', versusUdpProxy);
   const notes = r.cases.filter((c) => c.status !== 'measured' || c.runs.some((x) => x.errors.length > 0));
   if (notes.length) {
     lines.push('');
@@ -46,5 +49,6 @@ export function renderTable(r: BenchResult): string {
       for (const run of c.runs) for (const e of run.errors) lines.push(`${c.id} run ${run.run}: ${e}`);
     }
   }
+  lines.push(...versusNaiveLines(r));
   return lines.join('\n') + '\n';
 }

@@ -3,7 +3,7 @@
  * down; then medians, min–max and ratios to the kernel VXLAN case of the same run.
  *
  * One run of a case: TCP 1 stream; TCP 4 streams with ping running alongside (RTT under load);
- * UDP at 64, 512, 1400-byte payloads; idle ping. CPU seconds are the dataplane processes'
+ * UDP at 64, 512, 1350-byte payloads; idle ping. CPU seconds are the dataplane processes'
  * utime+stime across the run, peak RSS their VmHWM at its end.
  */
 import { rmSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { loadavg } from 'node:os';
 import { describeMachine, cpusAllowed } from './machine.js';
 import { BENCH_CASES, UnsupportedCase, type BenchCase, type BuiltCase } from './cases.js';
 import { startIperfServer, iperfTcp, iperfUdp, pingRtts, cpuSeconds, peakRssMiB, type Measured, type Pinning } from './measure.js';
-import { METRIC_KEYS, UDP_SIZES, type BenchResult, type CaseResult, type MetricKey, type RunResult } from './schema.js';
+import { METRIC_KEYS, NAIVE_CASE, UDP_SIZES, type BenchResult, type CaseResult, type MetricKey, type RunResult } from './schema.js';
 import { quantile, summarize, ratio } from './stats.js';
 import { Progress } from './progress.js';
 
@@ -229,15 +229,19 @@ async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin:
   }
 }
 
-/** Medians and min–max per metric; ratios against the kernel case's medians. */
+/** Medians and min–max per metric; ratios against the kernel case's medians, and the naive case's when it ran. */
 export function addSummaries(results: CaseResult[]): void {
   for (const c of results) {
     if (c.status !== 'measured') continue;
-    c.summary = Object.fromEntries(METRIC_KEYS.map((k) => [k, { ...summarize(c.runs.map((r) => r.metrics[k])), ratio: null }])) as NonNullable<CaseResult['summary']>;
+    c.summary = Object.fromEntries(METRIC_KEYS.map((k) => [k, { ...summarize(c.runs.map((r) => r.metrics[k])), ratio: null, ratioToNaive: null }])) as NonNullable<CaseResult['summary']>;
   }
   const kernel = results.find((c) => c.id === 'kernel')?.summary ?? null;
+  const naive = results.find((c) => c.id === NAIVE_CASE)?.summary ?? null;
   for (const c of results) {
     if (!c.summary) continue;
-    for (const k of METRIC_KEYS) c.summary[k].ratio = kernel ? ratio(c.summary[k].median, kernel[k].median) : null;
+    for (const k of METRIC_KEYS) {
+      c.summary[k].ratio = kernel ? ratio(c.summary[k].median, kernel[k].median) : null;
+      c.summary[k].ratioToNaive = naive ? ratio(c.summary[k].median, naive[k].median) : null;
+    }
   }
 }

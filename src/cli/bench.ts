@@ -11,6 +11,7 @@ import { renderTable } from '../bench/report-text.js';
 import { renderHtml } from '../bench/report-html.js';
 import { loadResult, renderCompare, CompareError } from '../bench/compare.js';
 import { BenchResultSchema } from '../bench/schema.js';
+import { runSoak, renderSoakText, renderSoakHtml } from '../bench/soak.js';
 
 export interface BenchOptions {
   quick?: boolean;
@@ -79,15 +80,20 @@ export async function runBenchCommand(o: BenchOptions, argv: string[]): Promise<
   // What we write must read back: a malformed file is a bug here, not in compare.
   BenchResultSchema.parse(result);
   process.stdout.write('\n' + renderTable(result));
+  writeOutputs(jsonPath, result, htmlPath, renderHtml(result));
+  return result.cases.some((c) => c.status === 'failed') ? 1 : 0;
+}
+
+/** Writes the result file and its HTML report (directories made as needed) and says where. */
+function writeOutputs(jsonPath: string, result: unknown, htmlPath: string, html: string): void {
   for (const [path, text] of [
     [jsonPath, JSON.stringify(result, null, 2) + '\n'],
-    [htmlPath, renderHtml(result)],
+    [htmlPath, html],
   ] as const) {
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, text);
   }
   process.stdout.write(`\nwrote ${jsonPath}\nwrote ${htmlPath}\n`);
-  return result.cases.some((c) => c.status === 'failed') ? 1 : 0;
 }
 
 export function runBenchCompare(a: string, b: string, o: { force?: boolean }): number {
@@ -101,4 +107,40 @@ export function runBenchCompare(a: string, b: string, o: { force?: boolean }): n
     }
     throw err;
   }
+}
+
+export interface SoakOptions {
+  minutes?: string;
+  duration?: string;
+  interval?: string;
+  case?: string;
+  json?: string;
+  html?: string;
+}
+
+/** `vxtun bench soak`: exit 0 when every vxtun process stayed flat and within the RSS limit, 1 when not. */
+export async function runBenchSoak(o: SoakOptions, argv: string[]): Promise<number> {
+  const minutes = positiveInt('--minutes', o.minutes, 24 * 60);
+  const secondsOpt = positiveInt('--duration', o.duration, 24 * 3600);
+  const interval = positiveInt('--interval', o.interval, 600);
+  for (const v of [minutes, secondsOpt, interval]) if (typeof v === 'string') return usage(v);
+  const caseIds = BENCH_CASES.filter((c) => c.id !== 'kernel' && c.id !== 'veth').map((c) => c.id);
+  const caseId = o.case ?? 'vxtun-fast';
+  if (!caseIds.includes(caseId)) return usage(`--case ${JSON.stringify(caseId)}: not a case with a vxtun process (cases: ${caseIds.join(', ')})`);
+  const seconds = (secondsOpt as number | undefined) ?? ((minutes as number | undefined) ?? 10) * 60;
+  const intervalSeconds = (interval as number | undefined) ?? Math.min(10, Math.max(1, Math.floor(seconds / 10)));
+  if (intervalSeconds >= seconds) return usage(`--interval ${intervalSeconds} must be shorter than the run (${seconds} s)`);
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('vxtun: vxtun bench soak must run as root (it creates network namespaces)\n');
+    return 1;
+  }
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const jsonPath = resolve(o.json ?? `bench-results/vxtun-soak-${stamp}.json`);
+  const htmlPath = resolve(o.html ?? jsonPath.replace(/\.json$/, '') + '.html');
+  // The first 10 % (at most a minute) is warm-up: the JIT, buffer pools and socket memory settle.
+  const warmupSeconds = Math.min(60, Math.max(intervalSeconds, Math.round(seconds / 10)));
+  const result = await runSoak({ caseId, seconds, intervalSeconds, warmupSeconds, command: ['vxtun', 'bench', ...argv].join(' ') });
+  process.stdout.write('\n' + renderSoakText(result));
+  writeOutputs(jsonPath, result, htmlPath, renderSoakHtml(result));
+  return result.verdicts.every((v) => v.flat && v.underLimit) ? 0 : 1;
 }

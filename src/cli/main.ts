@@ -6,7 +6,7 @@ import { runStatus } from './status.js';
 import { runLab } from './lab.js';
 import { runTrace, type TraceCliOptions } from './trace.js';
 import { runLabUp, runLabExec, runLabTour, runLabDown, DEFAULT_LAB_DIR } from './lab-teach.js';
-import { runBenchCommand, runBenchCompare } from './bench.js';
+import { runBenchCommand, runBenchCompare, runBenchSoak } from './bench.js';
 
 function parseWorkers(v: string): number {
   const n = Number(v);
@@ -114,7 +114,7 @@ const bench = program
   .command('bench')
   .description('measure each dataplane (kernel VXLAN, veth, vxtun fast/TS, mixed, flannel udp) in namespaces; table, JSON and HTML report')
   .option('--quick', 'one short run per case (about a minute)')
-  .option('--cases <list>', 'comma-separated cases: kernel, veth, vxtun-fast, vxtun-ts, mixed, flannel-udp (kernel is always added)')
+  .option('--cases <list>', 'comma-separated cases: kernel, veth, vxtun-fast, vxtun-ts, mixed, flannel-udp, udp-proxy-c (kernel is always added)')
   .option('--runs <n>', 'measured runs per case (default 3, --quick 1)')
   .option('--seconds <n>', 'seconds per iperf3 measurement (default 5, --quick 1)')
   .option('--json <file>', 'result file (default bench-results/vxtun-bench-<time>.json)')
@@ -129,6 +129,20 @@ bench
   .option('--force', 'compare results from different machines anyway (the output says so)')
   .action((a: string, b: string, o: { force?: boolean }) => {
     process.exitCode = runBenchCompare(a, b, o);
+  });
+
+bench
+  .command('soak')
+  .description('memory under full load: one TCP stream through vxtun for minutes, RSS of every vxtun process sampled; text, JSON and HTML chart')
+  .option('--minutes <n>', 'length of the load (default 10)')
+  .option('--duration <seconds>', 'length of the load in seconds (overrides --minutes)')
+  .option('--interval <n>', 'seconds between samples (default 10)')
+  .option('--case <id>', 'which case carries the load (default vxtun-fast)')
+  .option('--json <file>', 'result file (default bench-results/vxtun-soak-<time>.json)')
+  .option('--html <file>', 'HTML chart (default: the JSON path with .html)')
+  .action(async (_o: unknown, cmd: Command) => {
+    // --json and --html are also the parent's options: commander hands them to `bench`.
+    process.exitCode = await runBenchSoak(cmd.optsWithGlobals(), process.argv.slice(3));
   });
 
 try {

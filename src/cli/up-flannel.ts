@@ -184,7 +184,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     log.info({ datapath: datapath.kind, workers, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload } }, 'datapath');
     engine =
       backend.type === 'vxlan'
-        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, batchSize: 128 } : {}) })
+        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}) })
         : new FlannelUdpEngine(tun, bind, { tunMtu: mtu });
     const eng = engine;
     eng.setRoutes(new RouteTable(manager.routes));

@@ -101,7 +101,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     tun = linuxTun;
     undo.push(() => tun.close());
     addRoute(ipv4ToString(cfg.network.addr), cfg.network.prefixLen, tun.name);
-    datapath = await openDatapath({ kind, gso: cfg.datapath.gso, sourcePorts: cfg.datapath.sourcePorts, address: cfg.publicIp, port: cfg.backend.port, reusePort: workers > 1 });
+    datapath = await openDatapath({ kind, gso: cfg.datapath.gso, gro: cfg.datapath.gro, sourcePorts: cfg.datapath.sourcePorts, address: cfg.publicIp, port: cfg.backend.port, reusePort: workers > 1 });
     datapath.features.tunOffload = linuxTun.features.offload;
     datapath.features.workers = workers;
     const bind = datapath.bind;
@@ -113,12 +113,12 @@ export async function runUp(opts: UpOptions): Promise<number> {
       port: cfg.backend.port,
       maxInnerSize: plan.maxInnerSize,
       tunMtu: plan.deviceMtu,
-      ...(datapath.onesSum ? { onesSum: datapath.onesSum, batchSize: 128 } : {}),
+      ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}),
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
     pool = await startEngineWorkers(engine, workers, {
       tun: { name: tun.name, mtu: plan.deviceMtu, offload: tunOffload },
-      bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
+      bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, gro: cfg.datapath.gro, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
       engine: { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 },
     });
     const workerPool = pool;

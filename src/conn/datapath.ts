@@ -1,10 +1,11 @@
 /**
  * Picks the packet path at start-up: the native fast path (addon-owned UDP socket with
- * recvmmsg/sendmmsg and UDP GSO, the addon's checksum) or the pure-TypeScript reference path
+ * recvmmsg/sendmmsg, UDP GSO and GRO, the addon's checksum) or the pure-TypeScript reference path
  * (Node's dgram, TS checksums). Both produce byte-identical frames (test/unit/datapath.test.ts).
  */
 import { loadNative } from '../native/index.js';
 import type { OnesSumFn } from '../wire/checksum.js';
+import type { EncapBatchFn } from '../engine/encap.js';
 import type { Bind } from './bind.js';
 import { DgramBind } from './dgram.js';
 import { NativeBind, UdpCounter } from './native.js';
@@ -15,6 +16,8 @@ export interface Datapath {
   bind: Bind;
   /** The checksum the engine should use for per-packet work; undefined = the TS reference. */
   onesSum: OnesSumFn | undefined;
+  /** The addon's batch encap for the engine; undefined = per-packet TS emit. */
+  encapBatch?: EncapBatchFn;
   /** What is on, for the start-up log line and `vxtun status`. */
   features: Record<string, boolean | number | string>;
   /** The bind's own counters by name (native: read from shared memory, no call). */
@@ -33,6 +36,8 @@ export function namedCounters(table: Record<string, number>, values: Float64Arra
 export interface DatapathRequest {
   kind: DatapathKind;
   gso: boolean;
+  /** Native path: UDP GRO on receive when the kernel has it (default true). */
+  gro?: boolean;
   /** SO_REUSEPORT (native path), so worker threads can bind the same port. */
   reusePort?: boolean;
   /** Native path only: 'fixed' sends from `port`; a range sends from a flow-hashed pool (RFC 7348 §5). */
@@ -62,17 +67,20 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
   if (useNative) {
     if (native === undefined) throw new Error('datapath native: the native addon is not available (built? VXTUN_NO_NATIVE=1?)');
     const sp = req.sourcePorts ?? 'fixed';
-    const bind = NativeBind.open(req.address, req.port, { gso: req.gso, reusePort: req.reusePort === true, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}) });
+    const bind = NativeBind.open(req.address, req.port, { gso: req.gso, gro: req.gro ?? true, reusePort: req.reusePort === true, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}) });
     const checksum = native.checksum;
     return {
       kind: 'native',
       bind,
       onesSum: (buf, offset, length, initial = 0) => checksum(buf, offset, length, initial),
+      encapBatch: native.encapBatch,
       features: {
         recvmmsg: true,
         sendmmsg: true,
         udpGso: bind.features.gso,
+        udpGro: bind.features.gro,
         nativeChecksum: true,
+        nativeEncap: true,
         sourcePorts: sp === 'fixed' ? 'fixed' : bind.sourcePorts.join(','),
         ...(sp === 'fixed' ? {} : { sourcePortRange: `${sp.min}-${sp.max}` }),
         recvBufferSize: bind.features.recvBufferSize,
@@ -87,7 +95,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
     kind: 'ts',
     bind,
     onesSum: undefined,
-    features: { recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false, sourcePorts: 'fixed' },
+    features: { recvmmsg: false, sendmmsg: false, udpGso: false, udpGro: false, nativeChecksum: false, nativeEncap: false, sourcePorts: 'fixed' },
     counters: () => Object.fromEntries(bind.sendErrors),
   };
 }

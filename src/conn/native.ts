@@ -3,12 +3,16 @@
  * large buffers); datagrams arrive by recvmmsg into one arena this object owns (slot i is a fixed
  * view, so nothing is allocated per datagram) and leave by sendmmsg straight from the caller's
  * buffers (no copy), runs of equal-sized datagrams as one UDP GSO message when the kernel has it.
+ * With UDP GRO on, a message may hold several datagrams (a peer's GSO super-datagram arrives
+ * whole): it is split into views of the arena (gro.ts), cached per offset, so the engine still
+ * sees one datagram per buffer.
  * Readiness comes from a uv poll handle on the event loop, as for the TUN. Counters live in a
  * Float64Array the addon increments and anyone may read without a call.
  */
 import { requireNative, type NativeAddon, type PollHandle } from '../native/index.js';
 import type { Bind, Endpoint, ReceiveFn } from './bind.js';
 import { innerFlowHash } from './flow-hash.js';
+import { newGroPieces, splitGro } from './gro.js';
 
 /** Index of each counter in NativeBind.counters (mirrors UdpCounter in native/udp.cc). */
 export const UdpCounter = {
@@ -25,6 +29,8 @@ export const UdpCounter = {
   GsoSegments: 10,
   GsoDisabled: 11,
   LastErrno: 12,
+  GroReceives: 13,
+  GroSegments: 14,
 } as const;
 
 export interface NativeBindOptions {
@@ -32,6 +38,8 @@ export interface NativeBindOptions {
   sendBufferSize?: number;
   /** Use UDP GSO when the kernel has it (default true; VXTUN_NO_GSO=1 also turns it off). */
   gso?: boolean;
+  /** Turn on UDP GRO when the kernel has it (default true; VXTUN_NO_UDP_GRO=1 also turns it off). */
+  gro?: boolean;
   /** Datagrams per recvmmsg (default 64, at most 256). */
   batchSize?: number;
   /**
@@ -56,12 +64,14 @@ export interface NativeBindOptions {
 const MAX_ROUNDS_PER_WAKE = 8;
 const MAX_SEND_BATCH = 256;
 const MAX_CACHED_ENDPOINTS = 4096;
+/** Views of the arena at the offsets GRO pieces start at: few distinct ones for steady flows. */
+const MAX_CACHED_VIEWS = 16384;
 
 export class NativeBind implements Bind {
   /** Shared with the addon: see UdpCounter. */
   readonly counters: Float64Array;
   /** Offloads the kernel granted at open. */
-  readonly features: { gso: boolean; recvBufferSize: number; sendBufferSize: number };
+  readonly features: { gso: boolean; gro: boolean; recvBufferSize: number; sendBufferSize: number };
   private poll: PollHandle | undefined;
   private fd: number;
   private readonly arena: Buffer;
@@ -69,8 +79,13 @@ export class NativeBind implements Bind {
   private readonly recvSizes: Int32Array;
   private readonly recvAddrs: Uint32Array;
   private readonly recvPorts: Uint16Array;
+  private readonly recvGso: Int32Array | undefined;
   private readonly sizesOut: number[];
   private readonly srcsOut: Endpoint[];
+  /** GRO only: the split of the last batch, the buffers handed over, arena views by offset. */
+  private readonly pieces = newGroPieces();
+  private readonly bufsOut: Buffer[] = [];
+  private readonly views = new Map<number, Buffer>();
   private readonly sendSizes = new Int32Array(MAX_SEND_BATCH);
   private readonly sendBufs: Buffer[] = [];
   /** Peers send from few (address, port) pairs: one Endpoint object each, reused. */
@@ -88,6 +103,7 @@ export class NativeBind implements Bind {
     fd: number,
     readonly local: Endpoint,
     gso: boolean,
+    gro: boolean,
     recvBufferSize: number,
     sendBufferSize: number,
     private readonly batchSize: number,
@@ -95,13 +111,14 @@ export class NativeBind implements Bind {
     counters?: Float64Array,
   ) {
     this.fd = fd;
-    this.features = { gso, recvBufferSize, sendBufferSize };
+    this.features = { gso, gro, recvBufferSize, sendBufferSize };
     this.counters = counters ?? new Float64Array(native.udpCounterCount);
     this.arena = Buffer.alloc(batchSize * slotSize);
     this.slots = Array.from({ length: batchSize }, (_, i) => this.arena.subarray(i * slotSize, (i + 1) * slotSize));
     this.recvSizes = new Int32Array(batchSize);
     this.recvAddrs = new Uint32Array(batchSize);
     this.recvPorts = new Uint16Array(batchSize);
+    this.recvGso = gro ? new Int32Array(batchSize) : undefined;
     this.sizesOut = new Array<number>(batchSize).fill(0);
     this.srcsOut = new Array<Endpoint>(batchSize).fill(local);
   }
@@ -110,12 +127,14 @@ export class NativeBind implements Bind {
   static open(address: string, port: number, opts: NativeBindOptions = {}): NativeBind {
     const native = requireNative();
     const gsoWanted = (opts.gso ?? true) && process.env.VXTUN_NO_GSO !== '1';
+    const groWanted = (opts.gro ?? true) && process.env.VXTUN_NO_UDP_GRO !== '1';
     let r;
     try {
       r = native.udpOpen(address, port, {
         recvBufferSize: opts.recvBufferSize ?? 8 * 1024 * 1024,
         sendBufferSize: opts.sendBufferSize ?? 8 * 1024 * 1024,
         gso: gsoWanted,
+        gro: groWanted,
         reusePort: opts.reusePort === true,
       });
     } catch (e) {
@@ -123,7 +142,7 @@ export class NativeBind implements Bind {
       throw new Error(`cannot bind UDP ${address}:${port}: ${code ?? (e as Error).message}`);
     }
     const batchSize = Math.min(Math.max(opts.batchSize ?? 64, 1), 256);
-    const bind = new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536, opts.counters);
+    const bind = new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.gro, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536, opts.counters);
     if (opts.sourcePorts !== undefined) {
       try {
         bind.openSourcePorts(address, opts.sourcePorts, gsoWanted, opts.reusePort === true);
@@ -189,18 +208,46 @@ export class NativeBind implements Bind {
     for (let round = 0; round < MAX_ROUNDS_PER_WAKE && this.fd >= 0; round++) {
       let n: number;
       try {
-        n = this.native.udpRecvBatch(this.fd, this.arena, this.slotSize, n0, this.recvSizes, this.recvAddrs, this.recvPorts, this.counters);
+        n = this.native.udpRecvBatch(this.fd, this.arena, this.slotSize, n0, this.recvSizes, this.recvAddrs, this.recvPorts, this.counters, this.recvGso);
       } catch {
         return; // a lasting socket error: counted by the addon (LastErrno); the owner sees traffic stop
       }
       if (n === 0) return;
-      for (let i = 0; i < n; i++) {
-        this.sizesOut[i] = this.recvSizes[i]!;
-        this.srcsOut[i] = this.endpoint(this.recvAddrs[i]!, this.recvPorts[i]!);
+      if (this.recvGso !== undefined) this.handOverSplit(n, onReceive);
+      else {
+        for (let i = 0; i < n; i++) {
+          this.sizesOut[i] = this.recvSizes[i]!;
+          this.srcsOut[i] = this.endpoint(this.recvAddrs[i]!, this.recvPorts[i]!);
+        }
+        onReceive(this.slots, this.sizesOut, this.srcsOut, n);
       }
-      onReceive(this.slots, this.sizesOut, this.srcsOut, n);
       if (n < n0) return;
     }
+  }
+
+  /** GRO: each datagram of the `n` messages as its own view of the arena, in one call. */
+  private handOverSplit(n: number, onReceive: ReceiveFn): void {
+    const p = this.pieces;
+    const total = splitGro(this.recvSizes, this.recvGso!, n, p);
+    const bufs = this.bufsOut;
+    for (let k = 0; k < total; k++) {
+      const m = p.message[k]!;
+      const off = p.offset[k]!;
+      bufs[k] = off === 0 ? this.slots[m]! : this.view(m * this.slotSize + off, (m + 1) * this.slotSize);
+      this.sizesOut[k] = p.length[k]!;
+      this.srcsOut[k] = this.endpoint(this.recvAddrs[m]!, this.recvPorts[m]!);
+    }
+    onReceive(bufs, this.sizesOut, this.srcsOut, total);
+  }
+
+  private view(start: number, end: number): Buffer {
+    let v = this.views.get(start);
+    if (v === undefined) {
+      if (this.views.size >= MAX_CACHED_VIEWS) this.views.clear();
+      v = this.arena.subarray(start, end);
+      this.views.set(start, v);
+    }
+    return v;
   }
 
   private endpoint(addr: number, port: number): Endpoint {

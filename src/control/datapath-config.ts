@@ -2,12 +2,14 @@
  * The `datapath` section of the node config: which packet path runs and which offloads it may use.
  * Every switch here forces a fallback a test (or an operator on a strange kernel) may need.
  *
- *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "tunOffload": true,
+ *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true,
  *                 "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
  *
  * kind: auto = the native fast path when the addon loaded, else the TypeScript reference path;
  * native = the fast path or refuse to start; ts = the TypeScript reference path (Node's dgram,
- * TS checksums). gso: use UDP GSO on send when the kernel has it (default true). tunOffload: on the
+ * TS checksums). gso: use UDP GSO on send when the kernel has it (default true). gro: on the native path,
+ * turn on UDP GRO for receive when the kernel has it (default true; VXTUN_NO_UDP_GRO=1 also forces it off;
+ * worker threads take only the environment switch). tunOffload: on the
  * native path, open the TUN with IFF_VNET_HDR + TSO/CSUM offloads when the kernel takes them (default true).
  * sourcePorts: RFC 7348 §5 outer source ports from a hash of the inner flow (native path; the ts path
  * always sends from the VXLAN port); default Linux's range 32768-60999 over 16 sockets, "fixed" = every
@@ -29,6 +31,7 @@ export const DatapathSchema = z
   .strictObject({
     kind: z.enum(DATAPATH_KINDS).optional(),
     gso: z.boolean().optional(),
+    gro: z.boolean().optional(),
     tunOffload: z.boolean().optional(),
     workers: z.number().int().min(1).max(64).optional(),
     sourcePorts: z
@@ -54,6 +57,7 @@ export const SOURCE_PORT_SOCKETS = 16;
 export interface DatapathConfig {
   kind: DatapathKind;
   gso: boolean;
+  gro: boolean;
   tunOffload: boolean;
   /** Engines (TUN queues + SO_REUSEPORT sockets), native path only; undefined = defaultWorkers(). */
   workers: number | undefined;
@@ -66,6 +70,7 @@ export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathC
   return {
     kind: raw?.kind ?? 'auto',
     gso: raw?.gso ?? true,
+    gro: raw?.gro ?? true,
     tunOffload: raw?.tunOffload ?? true,
     workers: raw?.workers,
     sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },

@@ -39,6 +39,8 @@ export type Answer = (typeof Answer)[keyof typeof Answer];
 export const Fixup = {
   ChecksumCompleted: 'checksum-completed',
   GsoSegmented: 'gso-segmented',
+  /** A kernel peer's TCP super-packet written whole, with a GSO header the TUN's kernel side cuts. */
+  GsoPassedWhole: 'gso-passed-whole',
 } as const;
 export type Fixup = (typeof Fixup)[keyof typeof Fixup];
 

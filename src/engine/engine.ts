@@ -22,12 +22,13 @@ import { Ipv6Packet } from '../wire/ipv6.js';
 import { ArpPacket, ArpOp, ARP_LEN, emitArp } from '../wire/arp.js';
 import { WireError } from '../wire/error.js';
 import { repairPartialL4Checksum } from '../wire/l4checksum.js';
-import { segmentTcp } from './gso.js';
+import { segmentTcp, tcpSegmentSize } from './gso.js';
 import { DropReason, Answer, Fixup } from './counters.js';
 import type { Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
 import { Pipeline, HEADROOM } from './pipeline.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
+import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from './encap.js';
 
 export { HEADROOM };
 /** Offset of the inner IP packet inside a VXLAN payload. */
@@ -50,6 +51,8 @@ export interface EngineOptions {
   icmpRatePerSecond?: number;
   /** Ones'-complement sum for per-packet checksum work (the addon's on the native path); TS reference by default. */
   onesSum?: OnesSumFn;
+  /** Batch encap (the addon's on the native path): one call writes every header of a batch; per-packet TS emit by default. */
+  encapBatch?: EncapBatchFn;
 }
 
 /** An ICMP error on its way back into the TUN, and what it answers. */
@@ -70,6 +73,9 @@ export class Engine extends Pipeline {
     this.sum16 = opts.onesSum ?? onesSum;
   }
 
+  /** encapBatch's per-batch state; undefined on the TS path. */
+  private batchEncap: BatchEncap | undefined;
+
   /** Outbound stage for one batch read from the TUN; packets sit at HEADROOM in bufs[i]. */
   override handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
     const routes = this.routes;
@@ -77,6 +83,10 @@ export class Engine extends Pipeline {
     let groups: Map<Vtep, number[]> | undefined;
     let replies: Reply[] | undefined;
     const obs = this.observer;
+    // Native path: headers are queued per packet and written by one call after the loop.
+    const batch = this.opts.encapBatch ? (this.batchEncap ??= new BatchEncap(this.opts.encapBatch)) : undefined;
+    batch?.begin(bufs[0], count);
+    let queued = 0;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       const size = sizes[i]!;
@@ -124,14 +134,31 @@ export class Engine extends Pipeline {
         continue;
       }
       if (obs) obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok', peer, route: routes.prefixOf(peer) });
+      groups ??= new Map();
+      let g = groups.get(peer);
+      if (g === undefined) {
+        groups.set(peer, (g = []));
+        // A peer's template lives in the slot of its first packet in the batch.
+        if (batch) writeEncapTemplate(batch.templates, i, peer, this.opts.vtepMac);
+      }
+      g.push(i);
+      sizes[i] = size + HEADROOM;
+      if (batch?.add(i, buf, g[0]!)) {
+        queued++;
+        continue;
+      }
       emitVxlan({ vni: peer.vni }, buf, 0);
       emitEthernet({ dst: peer.vtepMac, src: this.opts.vtepMac, etherType }, buf, VXLAN_HEADER_LEN);
-      sizes[i] = size + HEADROOM;
       if (obs) obs({ point: 'encap', direction: 'out', buf, offset: 0, length: size + HEADROOM, verdict: 'ok', peer });
-      groups ??= new Map();
-      const g = groups.get(peer);
-      if (g) g.push(i);
-      else groups.set(peer, [i]);
+    }
+    if (batch && queued > 0) {
+      // One call for the batch; each packet still shows its encap point (after every classify of the batch).
+      batch.run(count);
+      if (obs) {
+        for (const [peer, idx] of groups!) {
+          for (const i of idx) if (batch.slots[i]! >= 0) obs({ point: 'encap', direction: 'out', buf: bufs[i]!, offset: 0, length: sizes[i]!, verdict: 'ok', peer });
+        }
+      }
     }
     if (groups) {
       for (const [peer, idx] of groups) {
@@ -175,6 +202,10 @@ export class Engine extends Pipeline {
     const obs = this.observer;
     const outBufs: Buffer[] = [];
     const outSizes: number[] = [];
+    // Per written packet: the segment size of a super-packet the TUN takes whole, else 0.
+    const outGso: number[] = [];
+    let anyWhole = false;
+    const whole = this.tun.writesSuperPackets === true;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       const size = sizes[i]!;
@@ -228,7 +259,18 @@ export class Engine extends Pipeline {
         continue;
       }
       if (innerLength > this.opts.tunMtu) {
-        // A kernel peer's GSO super-packet (see gso.ts): segment it as the absent NIC would have.
+        // A kernel peer's GSO super-packet (see gso.ts): a TUN with virtio_net_hdr takes it whole
+        // (the kernel segments it where needed); else segment it as the absent NIC would have.
+        const mss = whole ? tcpSegmentSize(buf, INNER_IP, innerLength, this.opts.tunMtu) : undefined;
+        if (mss !== undefined) {
+          c.fix(Fixup.GsoPassedWhole);
+          if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, fixes: [Fixup.GsoPassedWhole] });
+          outBufs.push(buf);
+          outSizes.push(innerLength);
+          outGso.push(mss);
+          anyWhole = true;
+          continue;
+        }
         const segments = segmentTcp(buf, INNER_IP, innerLength, this.opts.tunMtu, HEADROOM, this.sum16);
         if (segments !== undefined) {
           c.fix(Fixup.GsoSegmented);
@@ -236,6 +278,7 @@ export class Engine extends Pipeline {
           for (const seg of segments) {
             outBufs.push(seg);
             outSizes.push(seg.length - HEADROOM);
+            outGso.push(0);
           }
           continue;
         }
@@ -247,9 +290,10 @@ export class Engine extends Pipeline {
       if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, ...(completed ? { fixes: [Fixup.ChecksumCompleted] } : {}) });
       outBufs.push(buf);
       outSizes.push(innerLength);
+      outGso.push(0);
     }
     if (outBufs.length > 0) {
-      const written = this.writeTun(outBufs, outSizes);
+      const written = this.writeTun(outBufs, outSizes, HEADROOM, anyWhole ? outGso : undefined);
       c.rxPackets += written;
       for (let k = 0; k < written; k++) c.rxBytes += outSizes[k]!;
       if (obs) {

@@ -14,14 +14,19 @@ import { Ipv4Packet, IpProtocol, Ipv4Field } from '../wire/ipv4.js';
 import { Ipv6Packet } from '../wire/ipv6.js';
 import { TcpSegment, TcpField, TcpFlags } from '../wire/tcp.js';
 import { WireError } from '../wire/error.js';
+import { VirtioNetFlag, VirtioNetGso, type VirtioNetHdrRepr } from '../wire/virtio-net.js';
 
-/**
- * Splits the TCP packet at buf[ipOffset, ipOffset + ipLength) into packets of at most `mtu`
- * bytes, each at `headroom` in a new buffer. Returns undefined when the packet is not TCP over
- * IPv4/IPv6 without options that forbid it (fragments, IPv6 extension headers) or cannot be split.
- * `sum16` sums the payloads (the addon's checksum on the fast path; same result).
- */
-export function segmentTcp(buf: Buffer, ipOffset: number, ipLength: number, mtu: number, headroom: number, sum16: OnesSumFn = onesSum): Buffer[] | undefined {
+interface TcpPacket {
+  ip4: Ipv4Packet | undefined;
+  ip6: Ipv6Packet | undefined;
+  ipHeaderLength: number;
+  tcp: TcpSegment;
+  /** IP + TCP headers. */
+  headerLength: number;
+}
+
+/** TCP over IPv4 (not a fragment) or IPv6 (no extension headers), else undefined. */
+function parseTcp(buf: Buffer, ipOffset: number, ipLength: number): TcpPacket | undefined {
   const version = buf[ipOffset]! >> 4;
   let ipHeaderLength: number;
   let ip4: Ipv4Packet | undefined;
@@ -39,10 +44,58 @@ export function segmentTcp(buf: Buffer, ipOffset: number, ipLength: number, mtu:
   } else {
     return undefined;
   }
-  const l4Offset = ipOffset + ipHeaderLength;
-  const tcp = TcpSegment.check(buf, l4Offset, ipLength - ipHeaderLength);
+  const tcp = TcpSegment.check(buf, ipOffset + ipHeaderLength, ipLength - ipHeaderLength);
   if (tcp instanceof WireError) return undefined;
-  const headerLength = ipHeaderLength + tcp.headerLength;
+  return { ip4, ip6, ipHeaderLength, tcp, headerLength: ipHeaderLength + tcp.headerLength };
+}
+
+/**
+ * The payload bytes per segment (MSS) that make each piece of the TCP packet at
+ * buf[ipOffset, ipOffset + ipLength) exactly `mtu` long, when the packet is one segmentTcp
+ * would split; else undefined. A TUN that takes super-packets whole (virtio_net_hdr) cuts there.
+ */
+export function tcpSegmentSize(buf: Buffer, ipOffset: number, ipLength: number, mtu: number): number | undefined {
+  const t = parseTcp(buf, ipOffset, ipLength);
+  if (t === undefined) return undefined;
+  const mss = mtu - t.headerLength;
+  return mss > 0 && t.tcp.payloadLength > mss ? mss : undefined;
+}
+
+/**
+ * Readies the TCP packet at buf[ipOffset, +ipLength) to be written whole into a TUN with
+ * IFF_VNET_HDR, cut by the kernel at `gsoSize` payload bytes: stores the pseudo-header sum in the
+ * TCP checksum field (CHECKSUM_PARTIAL, as the kernel's own TCP leaves it; the kernel finishes it per
+ * segment) and returns the virtio_net_hdr to put in front. Undefined, touching nothing, when the
+ * packet is not one segmentTcp would take or has no more payload than one segment.
+ */
+export function prepareTcpGso(buf: Buffer, ipOffset: number, ipLength: number, gsoSize: number): VirtioNetHdrRepr | undefined {
+  const t = gsoSize > 0 && gsoSize <= 0xffff ? parseTcp(buf, ipOffset, ipLength) : undefined;
+  if (t === undefined || t.tcp.payloadLength <= gsoSize) return undefined;
+  const l4Length = ipLength - t.ipHeaderLength;
+  const pseudo = t.ip4 ? t.ip4.pseudoHeaderSum(IpProtocol.TCP, l4Length) : t.ip6!.pseudoHeaderSum(IpProtocol.TCP, l4Length);
+  buf.writeUInt16BE(pseudo, ipOffset + t.ipHeaderLength + TcpField.CHECKSUM);
+  // A CWR the sender set belongs to the first segment only: the ECN type tells the kernel so.
+  const ecn = (t.tcp.flags & TcpFlags.CWR) !== 0 ? VirtioNetGso.ECN : 0;
+  return {
+    flags: VirtioNetFlag.NEEDS_CSUM,
+    gsoType: (t.ip4 ? VirtioNetGso.TCPV4 : VirtioNetGso.TCPV6) | ecn,
+    hdrLen: t.headerLength,
+    gsoSize,
+    csumStart: t.ipHeaderLength,
+    csumOffset: TcpField.CHECKSUM,
+  };
+}
+
+/**
+ * Splits the TCP packet at buf[ipOffset, ipOffset + ipLength) into packets of at most `mtu`
+ * bytes, each at `headroom` in a new buffer. Returns undefined when the packet is not TCP over
+ * IPv4/IPv6 without options that forbid it (fragments, IPv6 extension headers) or cannot be split.
+ * `sum16` sums the payloads (the addon's checksum on the fast path; same result).
+ */
+export function segmentTcp(buf: Buffer, ipOffset: number, ipLength: number, mtu: number, headroom: number, sum16: OnesSumFn = onesSum): Buffer[] | undefined {
+  const t = parseTcp(buf, ipOffset, ipLength);
+  if (t === undefined) return undefined;
+  const { ip4, ip6, ipHeaderLength, tcp, headerLength } = t;
   const mss = mtu - headerLength;
   const payloadLength = tcp.payloadLength;
   if (mss <= 0 || payloadLength <= mss) return undefined;

@@ -45,7 +45,9 @@ export abstract class Pipeline {
   ) {
     this.batchSize = opts.batchSize ?? 64;
     const room = HEADROOM + Math.max(opts.tunMtu, 1500) + 64;
-    this.readBufs = Array.from({ length: this.batchSize }, () => Buffer.alloc(room));
+    // Views of one arena, so a batch call (encapBatch) can address every packet with typed arrays only.
+    const arena = Buffer.alloc(room * this.batchSize);
+    this.readBufs = Array.from({ length: this.batchSize }, (_, i) => arena.subarray(i * room, (i + 1) * room));
     this.readSizes = new Array<number>(this.batchSize).fill(0);
     this.icmp = new IcmpResponder(opts.icmpRatePerSecond ?? 1000);
   }
@@ -84,11 +86,14 @@ export abstract class Pipeline {
     this.stopped = true;
   }
 
-  /** Writes packets that sit at `offset`; counts the ones the kernel refused as tun-write-failed. */
-  protected writeTun(bufs: Buffer[], sizes: number[], offset: number = HEADROOM): number {
+  /**
+   * Writes packets that sit at `offset`; counts the ones the kernel refused as tun-write-failed.
+   * `gsoSizes` marks TCP super-packets the device takes whole (only where tun.writesSuperPackets).
+   */
+  protected writeTun(bufs: Buffer[], sizes: number[], offset: number = HEADROOM, gsoSizes?: number[]): number {
     let written = 0;
     try {
-      written = this.tun.write(bufs, sizes, offset, bufs.length);
+      written = gsoSizes === undefined ? this.tun.write(bufs, sizes, offset, bufs.length) : this.tun.write(bufs, sizes, offset, bufs.length, gsoSizes);
     } catch {
       written = 0;
     }

@@ -3,9 +3,13 @@
  *
  * A RouteTable is immutable: the control side builds a new one and the engine swaps its
  * reference between batches, so a lookup never sees a half-updated table.
- * Lookup walks the distinct prefix lengths present, longest first, with one hash probe each:
- * a flannel cluster has one or two lengths (the subnet length, maybe a /32), so that is one or
- * two Map probes however many nodes there are.
+ *
+ * IPv4 (every outbound packet): a multibit trie of four 8-bit strides in one Int32Array, so a lookup
+ * is at most four array reads however many routes and prefix lengths there are. Prefixes are
+ * expanded to their stride's boundary and inserted shortest first, so a longer prefix overwrites the
+ * entries it covers. Memory: 1 KiB per 256-entry chunk, at most three chunks per route (flannel's
+ * /24s from one /16 need three chunks in all).
+ * IPv6: the distinct prefix lengths present, longest first, with one Map probe each.
  */
 import { type Cidr, ipv4Mask, maskIpv6, cidrToString } from './cidr.js';
 import { macToString, type Mac } from '../wire/ethernet.js';
@@ -25,8 +29,9 @@ export interface Route<T = Vtep> {
 }
 
 export class RouteTable<T = Vtep> {
-  private readonly v4 = new Map<number, Map<number, T>>();
-  private readonly v4Lengths: number[];
+  /** Chunks of 256 entries, chunk 0 the root; an entry is 0 (no route), k > 0 (v4Targets[k - 1]) or ~c < 0 (go to chunk c). */
+  private readonly v4Trie: Int32Array;
+  private readonly v4Targets: T[] = [];
   private readonly v6 = new Map<number, Map<string, T>>();
   private readonly v6Lengths: number[];
   readonly routes: readonly Route<T>[];
@@ -35,13 +40,12 @@ export class RouteTable<T = Vtep> {
 
   constructor(routes: Iterable<Route<T>>) {
     const list: Route<T>[] = [];
+    const v4: Array<{ addr: number; prefixLen: number; target: T }> = [];
     for (const r of routes) {
       list.push(r);
       if (!this.prefixText.has(r.target)) this.prefixText.set(r.target, cidrToString(r.prefix));
       if (r.prefix.family === 4) {
-        let m = this.v4.get(r.prefix.prefixLen);
-        if (!m) this.v4.set(r.prefix.prefixLen, (m = new Map()));
-        m.set(r.prefix.addr, r.target);
+        v4.push({ addr: r.prefix.addr, prefixLen: r.prefix.prefixLen, target: r.target });
       } else {
         let m = this.v6.get(r.prefix.prefixLen);
         if (!m) this.v6.set(r.prefix.prefixLen, (m = new Map()));
@@ -49,7 +53,9 @@ export class RouteTable<T = Vtep> {
       }
     }
     this.routes = list;
-    this.v4Lengths = [...this.v4.keys()].sort((a, b) => b - a);
+    // Shortest first (stable: of two equal prefixes the later one wins).
+    v4.sort((a, b) => a.prefixLen - b.prefixLen);
+    this.v4Trie = buildTrie4(v4, this.v4Targets);
     this.v6Lengths = [...this.v6.keys()].sort((a, b) => b - a);
   }
 
@@ -63,11 +69,16 @@ export class RouteTable<T = Vtep> {
 
   /** IPv4 destination as an unsigned 32-bit number. */
   lookup4(dst: number): T | undefined {
-    for (const len of this.v4Lengths) {
-      const hit = this.v4.get(len)!.get((dst & ipv4Mask(len)) >>> 0);
-      if (hit !== undefined) return hit;
+    const t = this.v4Trie;
+    let e = t[dst >>> 24]!;
+    if (e < 0) {
+      e = t[(~e << 8) | ((dst >>> 16) & 0xff)]!;
+      if (e < 0) {
+        e = t[(~e << 8) | ((dst >>> 8) & 0xff)]!;
+        if (e < 0) e = t[(~e << 8) | (dst & 0xff)]!;
+      }
     }
-    return undefined;
+    return e === 0 ? undefined : this.v4Targets[e - 1];
   }
 
   /** IPv6 destination as 16 bytes (any Uint8Array view). */
@@ -93,4 +104,42 @@ export class RouteTable<T = Vtep> {
   prefixOf(target: T): string | undefined {
     return this.prefixText.get(target);
   }
+}
+
+/** The IPv4 trie (see the top of this file) of `routes`, sorted shortest prefix first; fills `targets`. */
+function buildTrie4<T>(routes: ReadonlyArray<{ addr: number; prefixLen: number; target: T }>, targets: T[]): Int32Array {
+  let nodes = new Int32Array(256 * Math.min(1 + 3 * routes.length, 64));
+  let used = 1;
+  for (const r of routes) {
+    targets.push(r.target);
+    const value = targets.length;
+    const addr = (r.addr & ipv4Mask(r.prefixLen)) >>> 0;
+    let chunk = 0;
+    for (let level = 0; ; level++) {
+      const idx = (addr >>> (24 - 8 * level)) & 0xff;
+      const covered = 8 * (level + 1);
+      if (r.prefixLen <= covered) {
+        // Longer prefixes come later, so nothing here points to a chunk yet.
+        const at = chunk * 256 + idx;
+        nodes.fill(value, at, at + (1 << (covered - r.prefixLen)));
+        break;
+      }
+      const at = chunk * 256 + idx;
+      const e = nodes[at]!;
+      if (e < 0) {
+        chunk = ~e;
+        continue;
+      }
+      if ((used + 1) * 256 > nodes.length) {
+        const grown = new Int32Array(nodes.length * 2);
+        grown.set(nodes);
+        nodes = grown;
+      }
+      // A new chunk starts as what the shorter prefix above it said.
+      nodes.fill(e, used * 256, used * 256 + 256);
+      nodes[at] = ~used;
+      chunk = used++;
+    }
+  }
+  return nodes.slice(0, used * 256);
 }

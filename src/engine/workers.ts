@@ -126,8 +126,8 @@ function fromWire(routes: WireRoute[]): Route<Vtep>[] {
 
 export interface WorkerSpec {
   tun: { fd: number; name: string; mtu: number; features: { vnetHdr: boolean; offload: boolean } };
-  bind: { address: string; port: number; gso: boolean; sourcePorts?: { min: number; max: number; sockets: number } };
-  engine: Omit<EngineOptions, 'vtepMac' | 'onesSum'> & { vtepMac: Uint8Array };
+  bind: { address: string; port: number; gso: boolean; gro?: boolean; sourcePorts?: { min: number; max: number; sockets: number } };
+  engine: Omit<EngineOptions, 'vtepMac' | 'onesSum' | 'encapBatch'> & { vtepMac: Uint8Array };
 }
 
 interface WorkerInit extends WorkerSpec {
@@ -183,6 +183,7 @@ function runWorker(init: WorkerInit): void {
   const tun = adoptLinuxTun(init.tun.fd, init.tun.name, init.tun.mtu, init.tun.features, tunCounters);
   const bind = NativeBind.open(init.bind.address, init.bind.port, {
     gso: init.bind.gso,
+    ...(init.bind.gro !== undefined ? { gro: init.bind.gro } : {}),
     reusePort: true,
     counters: udpCounters,
     ...(init.bind.sourcePorts ? { sourcePorts: init.bind.sourcePorts } : {}),
@@ -212,6 +213,7 @@ function runWorker(init: WorkerInit): void {
     ...init.engine,
     vtepMac: Buffer.from(init.engine.vtepMac),
     onesSum: (buf, offset, length, initial = 0) => checksum(buf, offset, length, initial),
+    encapBatch: native.encapBatch,
   });
   engine.setRoutes(new RouteTable(fromWire(init.routes)));
   engine.start();

@@ -15,7 +15,8 @@ import { controlRequest } from '../control/socket.js';
 import type { CounterSnapshot } from '../engine/counters.js';
 import { packageRoot } from '../util/package-root.js';
 
-export type NodeKind = 'vxtun' | 'kernel';
+/** 'naive': the bench's naive reference dataplane (src/bench/naive-dataplane.ts), same config file and wire format as vxtun. */
+export type NodeKind = 'vxtun' | 'kernel' | 'naive';
 
 export interface ClusterOptions {
   /** Node kinds in order: node i is kinds[i-1]. */
@@ -46,12 +47,14 @@ export interface ClusterNode {
   vtepMac: string;
   pod: Netns;
   podIp: string;
-  /** Only for vxtun nodes. */
+  /** The userspace dataplane process: vxtun on vxtun nodes, the naive reference on naive nodes. */
   vxtun?: VxtunProcess;
 }
 
 /** The compiled CLI, also when this module runs from source under vitest. */
 export const cliPath = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
+/** The naive reference dataplane (compiled), run in place of `vxtun up` on naive nodes. */
+export const naiveDataplanePath = join(packageRoot(), 'dist', 'src', 'bench', 'naive-dataplane.js');
 
 export function nodeAddressing(i: number): { publicIp: string; subnet: string; vtepIp: string; vtepMac: string; podIp: string; gateway: string } {
   const hex = i.toString(16).padStart(2, '0');
@@ -80,12 +83,13 @@ export class VxtunProcess {
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   }
 
-  static start(ns: Netns, config: Record<string, unknown>, dir: string, logLevel = 'info', extraArgs: readonly string[] = []): VxtunProcess {
+  /** `program`: what to run with the config (default `vxtun up`; the naive dataplane on naive nodes). */
+  static start(ns: Netns, config: Record<string, unknown>, dir: string, logLevel = 'info', extraArgs: readonly string[] = [], program: readonly string[] = [cliPath, 'up']): VxtunProcess {
     const name = `${ns.name.split('-').pop()}`;
     const controlSocket = join(dir, `${name}.sock`);
     const configPath = join(dir, `${name}.json`);
     writeFileSync(configPath, JSON.stringify({ ...config, controlSocket }, null, 2));
-    const child = ns.spawn([process.execPath, cliPath, 'up', '--config', configPath, '--log-level', logLevel, ...extraArgs]);
+    const child = ns.spawn([process.execPath, ...program, '--config', configPath, '--log-level', logLevel, ...extraArgs]);
     return new VxtunProcess(child, configPath, controlSocket);
   }
 
@@ -162,14 +166,17 @@ export class Cluster {
           peers: addrs.filter((_, j) => j !== k).map((p) => ({ subnet: p.subnet, publicIp: p.publicIp, vtepMac: p.vtepMac })),
           ...opts.vxtunConfig,
         };
-        node.vxtun = VxtunProcess.start(ns, config, cluster.dir, opts.logLevel ?? 'info', opts.vxtunArgs);
+        node.vxtun =
+          kind === 'naive'
+            ? VxtunProcess.start(ns, config, cluster.dir, opts.logLevel ?? 'info', [], [naiveDataplanePath])
+            : VxtunProcess.start(ns, config, cluster.dir, opts.logLevel ?? 'info', opts.vxtunArgs);
         await node.vxtun.ready().catch(async (err: unknown) => {
           // The caller never gets this cluster: stop the nodes started so far and remove the config files.
           await Promise.all([...cluster.nodes, node].map((n) => n.vxtun?.stop()));
           rmSync(cluster.dir, { recursive: true, force: true });
           throw err;
         });
-        say(`node ${i} (${ns.name}): vxtun on TUN vxtun0, ${a.vtepIp}/32, VTEP ${a.vtepMac}, underlay ${a.publicIp}`);
+        say(`node ${i} (${ns.name}): ${kind === 'naive' ? 'naive dataplane' : 'vxtun'} on TUN vxtun0, ${a.vtepIp}/32, VTEP ${a.vtepMac}, underlay ${a.publicIp}`);
       }
       cluster.nodes.push(node);
     }

@@ -64,8 +64,9 @@ export interface NativeAddon {
   /**
    * For a TUN opened with offload: writev of a virtio_net_hdr + each packet; rules as writeBatch. With
    * `coalesce`, consecutive segments of one TCP flow (checksums verified) go as one GSO super-packet.
+   * `headers` (10 bytes per packet): a non-zero virtio_net_hdr is written as it is in front of its packet.
    */
-  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: boolean): number;
+  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: boolean, headers?: Uint8Array): number;
   readonly tunCounterCount: number;
   /** MTU, then address + netmask, then up, through ioctls on an AF_INET socket. */
   linkConfigure(name: string, opts: LinkOptions): void;
@@ -94,6 +95,8 @@ export interface NativeAddon {
   /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
   pollStop(handle: PollHandle): void;
   close(fd: number): void;
+  /** Clears (true) or sets (false) O_NONBLOCK on `fd` (fcntl F_SETFL); for one-blocking-read-per-packet designs only. */
+  setBlocking(fd: number, blocking: boolean): void;
   /**
    * RFC 1071 16-bit ones' complement sum (folded, NOT complemented) of buf[offset, offset + length) as
    * big-endian words, an odd last byte padded with zero, plus `initial` (a 32-bit partial sum, default 0).
@@ -101,6 +104,13 @@ export interface NativeAddon {
   checksum(buf: Uint8Array, offset: number, length: number, initial?: number): number;
   /** RFC 1624 eqn. 3: the checksum field after a 16-bit word changes, HC' = ~(~HC + ~m + m'). */
   csumIncremental(oldCsum: number, oldWord: number, newWord: number): number;
+  /**
+   * Batch encap (native/encap.cc): for i < count with slots[i] ≥ 0, copies the 22-byte header
+   * templates[slots[i] * 22, + 22) (VXLAN + inner Ethernet) to arena[starts[i], + 22) and sets its
+   * EtherType from the IP version at arena[starts[i] + 22] (4: IPv4, 6: IPv6; any other version: left
+   * untouched, not counted). Returns the headers written. Bad arguments throw before anything is written.
+   */
+  encapBatch(arena: Uint8Array, starts: Int32Array, count: number, slots: Int32Array, templates: Uint8Array): number;
   /**
    * A non-blocking IPv4 UDP socket bound to address:port (0 = any port), SO_RCVBUF/SO_SNDBUF set
    * (forced past net.core.*mem_max when root). `gso` (default true) probes UDP_SEGMENT, `gro` (default
@@ -110,9 +120,10 @@ export interface NativeAddon {
   /**
    * recvmmsg (MSG_DONTWAIT) of up to maxCount (≤ 256) datagrams, datagram i into arena[i * slotSize]:
    * sizes[i], addrs[i] (host order), ports[i]. Returns the count; 0 when nothing waits. Oversized
-   * datagrams are dropped and counted. Counters: see UdpCounter in src/conn/native.ts.
+   * datagrams are dropped and counted. Counters: see UdpCounter in src/conn/native.ts. With `gsoSizes`,
+   * a UDP_GRO socket's coalesced message i reports its datagram size there (0 = one datagram).
    */
-  udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array): number;
+  udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array, gsoSizes?: Int32Array): number;
   /**
    * sendmmsg (MSG_DONTWAIT) of bufs[i][offset, offset + sizes[i]) for i < count (≤ 256) to addr:port; with
    * `gso`, runs of equal-sized datagrams go as one UDP_SEGMENT message. With a pool of descriptors, each

@@ -16,8 +16,12 @@ export interface TunDevice {
   /**
    * Batched write of `count` packets, each at `offset` in bufs[i] with length sizes[i].
    * Returns how many were accepted; a packet the kernel refuses is skipped, not retried.
+   * With `gsoSizes` (only where `writesSuperPackets`), gsoSizes[i] > 0 marks packet i as a TCP
+   * packet larger than the MTU, to be cut by the kernel into segments of that many payload bytes.
    */
-  write(bufs: Buffer[], sizes: number[], offset: number, count: number): number;
+  write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[]): number;
+  /** True when write() takes TCP super-packets whole (gsoSizes); absent or false: segment them first. */
+  readonly writesSuperPackets?: boolean;
   /** Calls `onReadable` from the event loop whenever packets are waiting. Never blocks the loop. */
   start(onReadable: () => void): void;
   /** Stops readiness callbacks and closes the device (a non-persistent TUN vanishes with its routes). */

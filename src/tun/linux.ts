@@ -5,6 +5,8 @@ import { writeFileSync } from 'node:fs';
  */
 import { requireNative, type NativeAddon, type PollHandle } from '../native/index.js';
 import type { TunDevice } from './device.js';
+import { prepareTcpGso } from '../engine/gso.js';
+import { emitVirtioNetHdr, VIRTIO_NET_HDR_LEN } from '../wire/virtio-net.js';
 
 export interface LinuxTunOptions {
   /** Requested interface name ('' lets the kernel choose tunN); the device's `name` is what the kernel assigned. */
@@ -38,6 +40,8 @@ export const TunCounter = {
   Writes: 5,
   CoalescedWrites: 6,
   CoalescedPackets: 7,
+  /** Packets written with their own GSO header: TCP super-packets of kernel peers passed whole. */
+  SuperWrites: 8,
 } as const;
 
 export interface LinuxTunDevice extends TunDevice {
@@ -104,6 +108,8 @@ class LinuxTun implements LinuxTunDevice {
   private readonly scratch: Buffer | undefined;
   private readonly state = new Int32Array(2);
   private sizes32 = new Int32Array(0);
+  /** 10 bytes per packet of a write batch holding super-packets (zero = no header of its own). */
+  private vnetHdrs = Buffer.alloc(0);
   /** Coalesce TCP segments into super-packets on write (VXTUN_NO_TUN_COALESCE=1 turns it off). */
   private readonly coalesce = process.env.VXTUN_NO_TUN_COALESCE !== '1';
 
@@ -116,7 +122,7 @@ class LinuxTun implements LinuxTunDevice {
     counters?: Float64Array,
   ) {
     this.#fd = fd;
-    this.offloadCounters = counters ?? new Float64Array(native.tunCounterCount ?? 8);
+    this.offloadCounters = counters ?? new Float64Array(native.tunCounterCount ?? 9);
     this.scratch = features.vnetHdr ? Buffer.alloc(65545 + 64) : undefined;
   }
 
@@ -138,12 +144,36 @@ class LinuxTun implements LinuxTunDevice {
     return n;
   }
 
-  write(bufs: Buffer[], sizes: number[], offset: number, count: number): number {
+  get writesSuperPackets(): boolean {
+    return this.features.vnetHdr;
+  }
+
+  write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[]): number {
     if (this.#fd < 0) return 0;
     if (this.scratch === undefined) return this.native.writeBatch(this.#fd, bufs, sizes, offset, count);
     const s32 = this.int32Sizes(count);
     for (let i = 0; i < count; i++) s32[i] = sizes[i]!;
-    return this.native.tunWriteOffload(this.#fd, bufs, s32, offset, count, this.offloadCounters, this.coalesce);
+    const hdrs = gsoSizes === undefined ? undefined : this.superHeaders(bufs, sizes, offset, count, gsoSizes);
+    return this.native.tunWriteOffload(this.#fd, bufs, s32, offset, count, this.offloadCounters, this.coalesce, hdrs);
+  }
+
+  /** The virtio_net_hdr of each packet marked with a gso size (zero for the others); undefined if none. */
+  private superHeaders(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes: readonly number[]): Buffer | undefined {
+    let hdrs: Buffer | undefined;
+    for (let i = 0; i < count; i++) {
+      const gso = gsoSizes[i] ?? 0;
+      if (gso <= 0) continue;
+      // Not a TCP packet we can describe: written plain, and the kernel refuses it if it does not fit.
+      const repr = prepareTcpGso(bufs[i]!, offset, sizes[i]!, gso);
+      if (repr === undefined) continue;
+      if (hdrs === undefined) {
+        if (this.vnetHdrs.length < count * VIRTIO_NET_HDR_LEN) this.vnetHdrs = Buffer.alloc(Math.max(count, 64) * VIRTIO_NET_HDR_LEN);
+        hdrs = this.vnetHdrs;
+        hdrs.fill(0, 0, count * VIRTIO_NET_HDR_LEN);
+      }
+      emitVirtioNetHdr(repr, hdrs, i * VIRTIO_NET_HDR_LEN);
+    }
+    return hdrs;
   }
 
   start(onReadable: () => void): void {

@@ -11,3 +11,4 @@ export * from './icmpv6.js';
 export * from './udp.js';
 export * from './tcp.js';
 export * from './l4checksum.js';
+export * from './virtio-net.js';

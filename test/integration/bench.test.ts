@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { run } from '../../src/lab/netns.js';
-import { cliPath } from '../../src/lab/cluster.js';
+import { cliPath, naiveDataplanePath } from '../../src/lab/cluster.js';
 import { BenchResultSchema, METRIC_KEYS, type BenchResult } from '../../src/bench/schema.js';
+import { BENCH_CASES } from '../../src/bench/cases.js';
 import { repoRoot, requirePrerequisites } from './support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -23,10 +24,10 @@ let result: BenchResult;
 
 beforeAll(async () => {
   requirePrerequisites(['ip', 'ping', 'iperf3']);
-  const r = await run([process.execPath, cliPath, 'bench', '--quick', '--cases', 'vxtun-ts,flannel-udp', '--json', jsonPath, '--html', htmlPath], { timeoutMs: 150_000 });
+  const r = await run([process.execPath, cliPath, 'bench', '--quick', '--cases', 'vxtun-ts,flannel-udp,naive', '--json', jsonPath, '--html', htmlPath], { timeoutMs: 200_000 });
   out = { code: r.code, stdout: r.stdout, stderr: r.stderr };
   if (existsSync(jsonPath)) result = BenchResultSchema.parse(JSON.parse(readFileSync(jsonPath, 'utf8')));
-}, 160_000);
+}, 210_000);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -34,9 +35,12 @@ describe('vxtun bench --quick', () => {
   it('runs the cases in namespaces, prints the table and leaves nothing behind', async () => {
     expect(out.code, out.stdout + out.stderr).toBe(0);
     expect(out.stdout).toContain('adding case kernel');
-    expect(out.stdout).toMatch(/\[1\/3\] kernel/);
-    expect(out.stdout).toMatch(/\[2\/3\] vxtun-ts/);
-    expect(out.stdout).toMatch(/\[3\/3\] flannel-udp/);
+    expect(out.stdout).toMatch(/\[1\/4\] kernel/);
+    expect(out.stdout).toMatch(/\[2\/4\] vxtun-ts/);
+    expect(out.stdout).toMatch(/\[3\/4\] naive/);
+    expect(out.stdout).toMatch(/\[4\/4\] flannel-udp/);
+    expect(out.stdout).toMatch(/UDP 1350 B \(Mbit\/s\)\s+\S+ ×1\.00/);
+    expect(out.stdout).toMatch(/versus the naive design \(case naive[^\n]*\n\s+kernel\s+vxtun-ts/);
     expect(out.stdout).toMatch(/TCP 1 stream \(Gbit\/s\)\s+\S+ ×1\.00/); // the kernel column is its own baseline
     expect(out.stdout).toContain(`wrote ${jsonPath}`);
     expect(out.stdout).toContain(`wrote ${htmlPath}`);
@@ -46,11 +50,13 @@ describe('vxtun bench --quick', () => {
     for (const p of prefixes) expect(ns.stdout).not.toContain(p);
     const procs = await run(['pgrep', '-f', `${cliPath} up`]);
     expect(procs.stdout.trim()).toBe('');
+    const naive = await run(['pgrep', '-f', naiveDataplanePath]);
+    expect(naive.stdout.trim()).toBe('');
   });
 
   it('writes JSON that matches the schema, with the machine, datapaths and consistent ratios', () => {
     expect(result).toBeDefined();
-    expect(result.cases.map((c) => c.id)).toEqual(['kernel', 'vxtun-ts', 'flannel-udp']);
+    expect(result.cases.map((c) => c.id)).toEqual(['kernel', 'vxtun-ts', 'naive', 'flannel-udp']);
     expect(result.machine.cores).toBeGreaterThan(0);
     expect(result.machine.kernel).toMatch(/^\d+\.\d+/);
     expect(result.machine.node).toBe(process.version);
@@ -58,14 +64,18 @@ describe('vxtun bench --quick', () => {
 
     const kernel = result.cases[0]!;
     const ts = result.cases[1]!;
+    const naive = result.cases[2]!;
     expect(kernel.status).toBe('measured');
     expect(ts.status).toBe('measured');
+    expect(naive.status).toBe('measured');
     expect(kernel.datapaths).toEqual([]);
     expect(ts.datapaths).toEqual(['ts', 'ts']); // what each node's "vxtun up" line reported
-    for (const c of [kernel, ts]) {
+    expect(naive.datapaths).toEqual(['naive', 'naive']);
+    expect(naive.placement.map((p) => p.role)).toEqual(['naive node 1', 'naive node 2', 'iperf3 server', 'iperf3 client']);
+    for (const c of [kernel, ts, naive]) {
       expect(c.runs).toHaveLength(1);
       expect(c.runs[0]!.errors).toEqual([]);
-      for (const k of ['tcp1Gbps', 'tcp4Gbps', 'udp64Kpps', 'udp512Kpps', 'udp1400Kpps', 'udp1400Mbps', 'rttIdleP50Ms', 'rttLoadP99Ms'] as const) {
+      for (const k of ['tcp1Gbps', 'tcp4Gbps', 'udp64Kpps', 'udp512Kpps', 'udp1350Kpps', 'udp1350Mbps', 'rttIdleP50Ms', 'rttLoadP99Ms'] as const) {
         expect(c.summary![k].median, `${c.id} ${k}`).toBeGreaterThan(0);
       }
       expect(c.rttSamples.idle.length).toBeGreaterThanOrEqual(40); // 50 pings asked
@@ -83,10 +93,15 @@ describe('vxtun bench --quick', () => {
       if (kb.median !== null && kb.median !== 0) expect(kb.ratio).toBe(1);
       if (v.median !== null && kb.median !== null && kb.median !== 0) expect(v.ratio).toBeCloseTo(v.median / kb.median, 9);
       else expect(v.ratio).toBeNull();
+      // Issue 3's "pure-TS ≥ 5 × naive" figure: the same quotient against the naive case.
+      const nb = naive.summary![k];
+      if (v.median !== null && nb.median !== null && nb.median !== 0) expect(v.ratioToNaive).toBeCloseTo(v.median / nb.median, 9);
+      else expect(v.ratioToNaive).toBeNull();
     }
+    expect(naive.summary!.tcp1Gbps.ratioToNaive).toBe(1);
 
     // flannel's udp format: measured when this build has it, otherwise said so — never dropped, never faked.
-    const udp = result.cases[2]!;
+    const udp = result.cases[3]!;
     if (udp.status === 'unsupported') {
       expect(udp.reason).toMatch(/^not supported by this build \(vxtun up refused the udp backend: .*udp/);
       expect(udp.summary).toBeNull();
@@ -132,14 +147,17 @@ describe('vxtun bench --quick', () => {
         })),
       );
       expect(requests.filter((u) => !u.startsWith('file://'))).toEqual([]);
-      expect(charts.map((c) => c.chart)).toEqual(['throughput', 'packet-rate', 'tcp', 'rtt-idle', 'rtt-load']);
+      expect(charts.map((c) => c.chart)).toEqual(['throughput', 'packet-rate', 'tcp', 'rtt-idle', 'rtt-load', 'versus-naive']);
       const measured = result.cases.filter((c) => c.status === 'measured').map((c) => c.id);
       for (const c of charts) {
         expect(c.box.w, c.chart!).toBeGreaterThan(100);
-        expect(c.series.map((s) => s.name), c.chart!).toEqual(measured);
+        // The naive chart shows the userspace dataplanes against naive (the kernel's ratio is in the table).
+        expect(c.series.map((s) => s.name), c.chart!).toEqual(c.chart === 'versus-naive' ? measured.filter((id) => id !== 'naive' && id !== 'kernel') : measured);
         for (const s of c.series) {
-          if (c.chart === 'throughput' || c.chart === 'packet-rate') {
-            expect(s.points, `${c.chart} ${s.name}`).toBe(3); // 64, 512, 1400-byte payloads
+          if (c.chart === 'versus-naive') {
+            expect(s.drawn, `versus-naive ${s.name}`).toBe(4); // TCP 1 and 4 streams, UDP 64 and 1350 B delivered
+          } else if (c.chart === 'throughput' || c.chart === 'packet-rate') {
+            expect(s.points, `${c.chart} ${s.name}`).toBe(3); // 64, 512, 1350-byte payloads
             expect(s.drawn).toBe(3);
             expect(s.pathLength).toBeGreaterThan(10);
           } else if (c.chart === 'tcp') {
@@ -151,11 +169,12 @@ describe('vxtun bench --quick', () => {
             expect(s.pathLength).toBeGreaterThan(10);
           }
         }
-        if (result.cases[2]!.status === 'unsupported') expect(c.legend).toMatch(/flannel-udp:\s*not supported by this build/);
+        if (result.cases[3]!.status === 'unsupported' && c.chart !== 'versus-naive') expect(c.legend).toMatch(/flannel-udp:\s*not supported by this build/);
       }
-      const table = await page.locator('table').innerText();
+      const table = await page.locator('table').first().innerText();
       expect(table).toContain('TCP 1 stream');
       expect(table).toContain('×1.00');
+      expect(await page.locator('table.naive').innerText()).toMatch(/TCP 1 stream/);
       mkdirSync(join(repoRoot, 'test-artifacts'), { recursive: true });
       await page.screenshot({ path: join(repoRoot, 'test-artifacts', 'bench-report.png'), fullPage: true });
     } finally {
@@ -215,7 +234,7 @@ describe('vxtun bench compare', () => {
 describe('vxtun bench arguments', () => {
   it('refuses an unknown case or a bad run count with one line and exit 2, before anything starts', async () => {
     for (const [args, line] of [
-      [['--cases', 'kernel,warp'], 'vxtun: --cases "kernel,warp": unknown case "warp" (cases: kernel, veth, vxtun-fast, vxtun-ts, mixed, flannel-udp)'],
+      [['--cases', 'kernel,warp'], `vxtun: --cases "kernel,warp": unknown case "warp" (cases: ${BENCH_CASES.map((c) => c.id).join(', ')})`],
       [['--runs', '0'], 'vxtun: --runs "0" must be an integer from 1 to 50'],
       [['--seconds', '1.5'], 'vxtun: --seconds "1.5" must be an integer from 1 to 600'],
     ] as const) {

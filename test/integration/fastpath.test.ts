@@ -42,7 +42,7 @@ const cases: Case[] = [
     datapath: {},
     check: (i) => {
       expect(i.datapath).toBe('native');
-      expect(i.features).toMatchObject({ recvmmsg: true, sendmmsg: true, udpGso: true, tunOffload: true, nativeChecksum: true });
+      expect(i.features).toMatchObject({ recvmmsg: true, sendmmsg: true, udpGso: true, tunOffload: true, nativeChecksum: true, nativeEncap: true });
       expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and written back whole
@@ -96,7 +96,7 @@ const cases: Case[] = [
     datapath: { kind: 'ts' },
     check: (i) => {
       expect(i.datapath).toBe('ts');
-      expect(i.features).toMatchObject({ recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false, tunOffload: false });
+      expect(i.features).toMatchObject({ recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false, nativeEncap: false, tunOffload: false });
     },
   },
   {

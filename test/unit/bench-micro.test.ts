@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runMicro } from '../../bench/micro/run.js';
 import { MicroRunSchema } from '../../bench/micro/schema.js';
+import { renderMicroSvg } from '../../bench/micro/chart.js';
 import { loadNative } from '../../src/native/index.js';
 
 const microDir = fileURLToPath(new URL('../../bench/micro/', import.meta.url));
@@ -26,6 +27,16 @@ describe('bench:micro', () => {
     }
     expect(loadNative(), 'the native addon (built by npm ci)').toBeDefined();
     for (const n of [1, 100, 10000]) for (const fam of ['ipv4', 'ipv6']) expect(names).toContain(`route-lookup/${fam} ${n} routes`);
+    expect(names).toContain('route-lookup/ipv4 10000 routes mixed lengths');
+    for (const size of [64, 1400, 9000]) for (const v of ['native', 'ts twin', 'ts emit']) expect(names).toContain(`encap-batch/${v} ${size}B`);
+    for (const size of [64, 512, 1400, 9000]) expect(names).toContain(`encap-decap/encap native ${size}B`);
     for (const x of result.results) expect(x.nsPerPacket * x.packetsPerSecond).toBeCloseTo(1e9, -3);
+    // the chart draws one bar per case, its width growing with ns/packet
+    const svg = renderMicroSvg(result);
+    const bars = [...svg.matchAll(/<rect class="bar" data-case="([^"]+)" x="[\d.]+" y="[\d.]+" width="([\d.]+)"/g)].map((m) => ({ name: m[1]!.replace(/&amp;/g, '&'), width: Number(m[2]) }));
+    expect(bars.map((b) => b.name)).toEqual(names);
+    const byName = new Map(bars.map((b) => [b.name, b.width]));
+    const sorted = [...result.results].sort((a, b) => a.nsPerPacket - b.nsPerPacket);
+    expect(byName.get(`${sorted[0]!.benchmark}/${sorted[0]!.case}`)!).toBeLessThan(byName.get(`${sorted.at(-1)!.benchmark}/${sorted.at(-1)!.case}`)!);
   }, 120_000);
 });

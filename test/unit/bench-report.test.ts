@@ -43,6 +43,7 @@ function result(): BenchResult {
       dataplaneProcesses: [],
       rttSamples: { idle: [], load: [] },
     },
+    measured('naive', [{ tcp1Gbps: 0.5, udp1350Kpps: 40, rttIdleP50Ms: 0.4 }, { tcp1Gbps: 0.4, udp1350Kpps: 30, rttIdleP50Ms: 0.5 }, { tcp1Gbps: 0.6, udp1350Kpps: 50, rttIdleP50Ms: 0.6 }], ['naive node 1', 'naive node 2']),
   ];
   addSummaries(cases);
   return {
@@ -90,8 +91,10 @@ describe('bench statistics', () => {
   it('summarizes each case against the kernel medians of the same result', () => {
     const r = result();
     const [kernel, ts] = r.cases;
-    expect(kernel!.summary!.tcp1Gbps).toEqual({ median: 12, min: 10, max: 20, n: 3, ratio: 1 });
-    expect(ts!.summary!.tcp1Gbps).toEqual({ median: 2, min: 1, max: 3, n: 3, ratio: 2 / 12 });
+    expect(kernel!.summary!.tcp1Gbps).toEqual({ median: 12, min: 10, max: 20, n: 3, ratio: 1, ratioToNaive: 24 });
+    expect(ts!.summary!.tcp1Gbps).toEqual({ median: 2, min: 1, max: 3, n: 3, ratio: 2 / 12, ratioToNaive: 4 });
+    expect(r.cases[3]!.summary!.tcp1Gbps).toMatchObject({ median: 0.5, ratio: 0.5 / 12, ratioToNaive: 1 });
+    expect(ts!.summary!.rttIdleP50Ms.ratioToNaive).toBeNull(); // the vxtun-ts runs measured no RTT
     // The kernel lost nothing: a ratio to zero is undefined, not infinite.
     expect(ts!.summary!.udp64LossPct.ratio).toBeNull();
     expect(kernel!.summary!.cpuSeconds.median).toBeNull();
@@ -104,17 +107,38 @@ describe('bench reports', () => {
   it('the table shows medians with ratios and min–max, and says why a cell is empty', () => {
     const t = renderTable(result());
     expect(t).toMatch(/TCP 1 stream \(Gbit\/s\)\s+12\.0 ×1\.00\s+2\.00 ×0\.17\s+not supported/);
-    expect(t).toMatch(/\n\s+10\.0–20\.0\s+1\.00–3\.00\s*\n/);
+    expect(t).toMatch(/\n\s+10\.0–20\.0\s+1\.00–3\.00\s+0\.400–0\.600\s*\n/);
     expect(t).toMatch(/dataplane CPU \(s\)\s+n\/a \(kernel\)\s+4\.00\s+not supported/);
     expect(t).toContain('flannel-udp: not supported by this build (vxtun up refused the udp backend');
+    // Issue 3's UDP figure: delivered packets/s and Mbit/s at 1350 B, each with its ratio to kernel.
+    expect(t).toMatch(/UDP 1350 B \(kpps\)\s+n\/a\s+n\/a\s+not supported\s+40\.0\n/);
+    expect(t).toMatch(/UDP 1350 B \(Mbit\/s\)/);
+  });
+
+  it('the table divides every case by the naive design when it ran, and says nothing of it when it did not', () => {
+    const r = result();
+    const t = renderTable(r);
+    const block = t.slice(t.indexOf('versus the naive design'));
+    expect(block).toMatch(/^versus the naive design \(case naive: one fs\.read and one dgram\.send per packet\), ratio of medians in this run:\n\s+kernel\s+vxtun-ts\n/);
+    expect(block).toMatch(/\nTCP 1 stream \(Gbit\/s\)\s+×24\s+×4\.00\n/);
+    expect(block).toMatch(/\nUDP 1350 B \(kpps\)\s+n\/a\s+n\/a\n/);
+    r.cases = r.cases.filter((c) => c.id !== 'naive');
+    addSummaries(r.cases);
+    expect(r.cases[1]!.summary!.tcp1Gbps.ratioToNaive).toBeNull();
+    expect(renderTable(r)).not.toContain('naive');
+    expect(renderHtml(r)).not.toContain('versus-naive');
   });
 
   it('the HTML is self-contained and keeps unmeasured cases in every legend', () => {
     const html = renderHtml(result());
     expect(html).not.toMatch(/<script|<link|src=|url\(|https?:\/\/(?!www\.w3\.org\/2000\/svg)/);
     const charts = [...html.matchAll(/<svg data-chart="([^"]+)"/g)].map((m) => m[1]);
-    expect(charts).toEqual(['throughput', 'packet-rate', 'tcp', 'rtt-idle', 'rtt-load']);
+    expect(charts).toEqual(['throughput', 'packet-rate', 'tcp', 'rtt-idle', 'rtt-load', 'versus-naive']);
     expect(html.match(/<g class="missing" data-series="flannel-udp"/g)).toHaveLength(5);
+    // TCP 1 and 4 streams, UDP 64 and 1350 B of the userspace cases (the kernel's is in the table): vxtun-ts measured only TCP 1 here.
+    const naiveChart = /<svg data-chart="versus-naive"[\s\S]*?<\/svg>/.exec(html)![0];
+    expect([...naiveChart.matchAll(/data-series="([^"]+)" data-points="(\d+)"/g)].map((m) => [m[1], m[2]])).toEqual([['vxtun-ts', '1']]);
+    expect(html).toMatch(/<table class="naive"><tr><th><\/th><th>kernel<\/th><th>vxtun-ts<\/th><\/tr>\n<tr><th>TCP 1 stream <small>\(Gbit\/s\)<\/small><\/th><td>×24<\/td><td>×4\.00<\/td><\/tr>/);
     expect(html).toContain('<g class="series" data-series="vxtun-ts" data-points="4" data-samples="4">'); // the loaded RTT CDF
   });
 });

@@ -17,7 +17,7 @@ import { FakeNetwork } from '../../src/conn/fake.js';
 import { NativeBind, UdpCounter } from '../../src/conn/native.js';
 import { DgramBind } from '../../src/conn/dgram.js';
 import type { Endpoint } from '../../src/conn/bind.js';
-import type { TunDevice } from '../../src/tun/device.js';
+import { RecordingTun } from './recording-tun.js';
 import { internetChecksum, onesSum, type OnesSumFn } from '../../src/wire/checksum.js';
 import { setPartialL4Checksum } from '../../src/wire/l4checksum.js';
 import { macFromString } from '../../src/wire/ethernet.js';
@@ -30,22 +30,6 @@ const nativeSum: OnesSumFn = (buf, offset, length, initial = 0) => native.checks
 const MY_MAC = '0a:58:0a:f4:02:00';
 const PEER_MAC = '0a:58:0a:f4:01:00';
 const TUN_MTU = 1450;
-
-/** A TUN that records what the engine writes (copies) and hands over queued packets on read. */
-class RecordingTun implements TunDevice {
-  readonly name = 'rec0';
-  readonly mtu = TUN_MTU;
-  readonly written: Buffer[] = [];
-  read(): number {
-    return 0;
-  }
-  write(bufs: Buffer[], sizes: number[], offset: number, count: number): number {
-    for (let i = 0; i < count; i++) this.written.push(Buffer.from(bufs[i]!.subarray(offset, offset + sizes[i]!)));
-    return count;
-  }
-  start(): void {}
-  close(): void {}
-}
 
 /** A random TCP or UDP over IPv4 packet from 10.244.1.x to 10.244.2.y, checksums finished. */
 function randomIpPacket(next: () => number, payloadLength: number, tcp: boolean): Buffer {
@@ -93,7 +77,7 @@ function vxlanDatagram(inner: Buffer): Buffer {
 
 function makeEngine(sum: OnesSumFn | undefined): { engine: Engine; tun: RecordingTun; net: FakeNetwork } {
   const net = new FakeNetwork();
-  const tun = new RecordingTun();
+  const tun = new RecordingTun(TUN_MTU);
   const bind = net.bind('198.18.0.2', 8472);
   const engine = new Engine(tun, bind, {
     vni: 1,
@@ -102,7 +86,7 @@ function makeEngine(sum: OnesSumFn | undefined): { engine: Engine; tun: Recordin
     port: 8472,
     maxInnerSize: TUN_MTU,
     tunMtu: TUN_MTU,
-    ...(sum ? { onesSum: sum } : {}),
+    ...(sum ? { onesSum: sum, encapBatch: native.encapBatch } : {}),
   });
   const cidr = parseCidr('10.244.1.0/24') as Cidr;
   engine.setRoutes(new RouteTable([{ prefix: cidr, target: { endpoint: { address: '198.18.0.1', port: 8472 }, vtepMac: macFromString(PEER_MAC), vni: 1 } }]));

@@ -249,3 +249,87 @@ describe('RouteTable: 10 000 random routes against a linear scan', () => {
     expect(hits).toBeLessThan(2000);
   });
 });
+
+// --- flannel-shaped tables (the IPv4 trie's common case) against a numeric linear scan ---
+
+/** Longest match by scanning every route; masks computed here, not taken from src/. */
+function scan4<T>(routes: Route<T>[], addr: number): T | undefined {
+  let best: Route<T> | undefined;
+  for (const r of routes) {
+    if (r.prefix.family !== 4) continue;
+    const len = r.prefix.prefixLen;
+    const inside = len === 0 || (addr >>> (32 - len)) === (r.prefix.addr >>> (32 - len));
+    if (inside && (best === undefined || len >= best.prefix.prefixLen)) best = r; // >=: the later of equal prefixes wins
+  }
+  return best?.target;
+}
+
+describe('RouteTable: 10 000 flannel /24s plus other lengths against a linear scan', () => {
+  const build = (seed: number, extra: string[]): { routes: Route<number>[]; rnd: () => number } => {
+    const rnd = mulberry32(seed);
+    const seen = new Set<number>();
+    const routes: Route<number>[] = [];
+    while (routes.length < 10_000) {
+      const k = Math.floor(rnd() * 65536); // a /24 of 10.0.0.0/8
+      if (seen.has(k)) continue;
+      seen.add(k);
+      routes.push({ prefix: { family: 4, addr: ((10 << 24) | (k << 8)) >>> 0, prefixLen: 24 }, target: routes.length });
+    }
+    for (const e of extra) routes.push({ prefix: cidr(e), target: routes.length });
+    // shuffled: insertion order must not matter
+    for (let i = routes.length - 1; i > 0; i--) {
+      const j = Math.floor(rnd() * (i + 1));
+      [routes[i], routes[j]] = [routes[j]!, routes[i]!];
+    }
+    return { routes, rnd };
+  };
+  const extras: Record<string, string[]> = {
+    'only /24s': [],
+    'with host routes, a /26, /20, /16, /12 and /8': ['10.1.2.3/32', '10.200.0.77/32', '10.9.9.64/26', '10.3.16.0/20', '10.244.0.0/16', '10.16.0.0/12', '10.0.0.0/8', '192.168.7.7/32'],
+    'with a default route and a /1': ['0.0.0.0/0', '128.0.0.0/1', '10.5.5.5/32', '255.255.255.255/32'],
+  };
+  for (const [name, extra] of Object.entries(extras)) {
+    it(name, () => {
+      const { routes, rnd } = build(name.length * 7919, extra);
+      const t = new RouteTable(routes);
+      let hits = 0;
+      const wrong: string[] = [];
+      for (let i = 0; i < 8000; i++) {
+        // mostly inside 10.0.0.0/8, near an extra route now and then, anywhere sometimes
+        const pick = rnd();
+        let addr: number;
+        if (pick < 0.7) addr = ((10 << 24) | Math.floor(rnd() * 0x1000000)) >>> 0;
+        else if (pick < 0.85 && extra.length > 0) {
+          const r = cidr(extra[Math.floor(rnd() * extra.length)]!) as { addr: number };
+          addr = (r.addr + Math.floor(rnd() * 512) - 256) >>> 0;
+        } else addr = Math.floor(rnd() * 0x100000000) >>> 0;
+        const want = scan4(routes, addr);
+        if (want !== undefined) hits++;
+        const got = t.lookup4(addr);
+        if (got !== want) wrong.push(`${addr.toString(16)}: got ${got}, want ${want}`);
+      }
+      expect(wrong).toEqual([]);
+      expect(hits).toBeGreaterThan(500);
+    });
+  }
+
+  it('of two equal prefixes the later one wins; host bits in a hand-built prefix are ignored', () => {
+    const t = new RouteTable<string>([
+      { prefix: cidr('10.244.2.0/24'), target: 'first' },
+      { prefix: cidr('10.244.2.0/24'), target: 'second' },
+      { prefix: { family: 4, addr: ipv4FromString('10.244.3.9'), prefixLen: 24 }, target: 'hostbits' },
+    ]);
+    expect(t.lookup4(v4('10.244.2.1'))).toBe('second');
+    expect(t.lookup4(v4('10.244.3.200'))).toBe('hostbits');
+    expect(t.prefixOf('first')).toBe('10.244.2.0/24');
+  });
+
+  it('is immutable: changing the route list it was built from changes nothing', () => {
+    const routes: Route<string>[] = [{ prefix: cidr('10.244.2.0/24'), target: 'a' }];
+    const t = new RouteTable(routes);
+    routes.push({ prefix: cidr('10.244.2.0/25'), target: 'b' });
+    routes[0]!.target = 'changed';
+    expect(t.lookup4(v4('10.244.2.1'))).toBe('a');
+    expect(t.size).toBe(1);
+  });
+});

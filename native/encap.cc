@@ -1,0 +1,93 @@
+// Batch encap: the header copy that puts VXLAN (I flag, VNI) + inner Ethernet (dst = peer VTEP MAC,
+// src = ours, EtherType by IP version) in front of every packet of a batch, in one call.
+//
+// The TS side owns everything: the arena the packets of a batch sit in (the engine's read buffers
+// are views of one ArrayBuffer), where each packet's 22-byte header goes (its IP packet follows),
+// one header template per peer of the batch (built with the wire emitters, see src/engine/encap.ts)
+// and each packet's template slot (-1 = not forwarded, left untouched). Typed arrays only, so the
+// call costs the same for 1 packet or 256: no per-packet N-API call.
+#include "common.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace vxtun {
+namespace {
+
+constexpr size_t kHeaderLen = 22;    // VXLAN 8 + Ethernet 14
+constexpr size_t kEtherTypeAt = 20;  // inside the header
+
+bool Int32s(Napi::Env env, napi_value v, const char* name, const int32_t** out, size_t* len) {
+  bool ok = false;
+  napi_typedarray_type type;
+  void* p = nullptr;
+  if (napi_is_typedarray(env, v, &ok) != napi_ok || !ok ||
+      napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) != napi_ok || type != napi_int32_array) {
+    ThrowType(env, std::string("encapBatch: ") + name + " must be an Int32Array");
+    return false;
+  }
+  *out = static_cast<const int32_t*>(p);
+  return true;
+}
+
+// encapBatch(arena, starts, count, slots, templates): number of headers written.
+// For i < count with slots[i] >= 0: arena[starts[i], + 22) = templates[slots[i] * 22, + 22), the
+// EtherType set from the IP version nibble at arena[starts[i] + 22] (4: 0x0800, 6: 0x86DD). A packet
+// of any other version is left untouched and not counted. Bad arguments throw before anything is written.
+Napi::Value EncapBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5) {
+    ThrowType(env, "encapBatch(arena, starts, count, slots, templates): 5 arguments expected");
+    return env.Undefined();
+  }
+  uint8_t* arena;
+  size_t arenaLen;
+  uint8_t* templates;
+  size_t templatesLen;
+  const int32_t* starts;
+  const int32_t* slots;
+  size_t nstarts, nslots;
+  int64_t count = 0;
+  if (!ArgBytes(env, info[0], "encapBatch: arena", &arena, &arenaLen) ||
+      !Int32s(env, info[1], "starts", &starts, &nstarts) || !Int32s(env, info[3], "slots", &slots, &nslots) ||
+      !ArgInt(info, 2, "encapBatch: count", 0, static_cast<int64_t>(std::min(nstarts, nslots)), &count) ||
+      !ArgBytes(env, info[4], "encapBatch: templates", &templates, &templatesLen))
+    return env.Undefined();
+  const size_t ntemplates = templatesLen / kHeaderLen;
+
+  for (int64_t i = 0; i < count; i++) {
+    const int32_t slot = slots[i];
+    if (slot < 0) continue;
+    if (static_cast<size_t>(slot) >= ntemplates) {
+      ThrowRange(env, "encapBatch: slots[" + std::to_string(i) + "] = " + std::to_string(slot) + " is past the " +
+                          std::to_string(ntemplates) + " templates");
+      return env.Undefined();
+    }
+    if (starts[i] < 0 || static_cast<size_t>(starts[i]) + kHeaderLen >= arenaLen) {
+      ThrowRange(env, "encapBatch: starts[" + std::to_string(i) + "] = " + std::to_string(starts[i]) +
+                          " leaves no packet after the header in the " + std::to_string(arenaLen) + "-byte arena");
+      return env.Undefined();
+    }
+  }
+  uint32_t written = 0;
+  for (int64_t i = 0; i < count; i++) {
+    if (slots[i] < 0) continue;
+    uint8_t* h = arena + starts[i];
+    const uint8_t version = h[kHeaderLen] >> 4;
+    if (version != 4 && version != 6) continue;
+    std::memcpy(h, templates + static_cast<size_t>(slots[i]) * kHeaderLen, kHeaderLen);
+    h[kEtherTypeAt] = version == 4 ? 0x08 : 0x86;
+    h[kEtherTypeAt + 1] = version == 4 ? 0x00 : 0xdd;
+    written++;
+  }
+  return Napi::Number::New(env, written);
+}
+
+}  // namespace
+
+void InitEncap(Napi::Env env, Napi::Object exports) {
+  exports.Set("encapBatch", Napi::Function::New(env, EncapBatch, "encapBatch"));
+}
+
+}  // namespace vxtun
