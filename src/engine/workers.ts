@@ -148,8 +148,10 @@ function bracketing(tun: TunDevice, bind: Bind, before: () => void, after: () =>
     tun: {
       name: tun.name,
       mtu: tun.mtu,
+      // A worker's queue takes kernel peers' super-packets whole exactly as the main queue does.
+      ...(tun.writesSuperPackets !== undefined ? { writesSuperPackets: tun.writesSuperPackets } : {}),
       read: (b, s, o) => tun.read(b, s, o),
-      write: (b, s, o, n) => tun.write(b, s, o, n),
+      write: (b, s, o, n, g) => tun.write(b, s, o, n, g),
       start: (onReadable) =>
         tun.start(() => {
           before();
