@@ -38,19 +38,32 @@ void ThrowRange(Napi::Env env, const std::string& msg) {
   Napi::RangeError::New(env, msg).ThrowAsJavaScriptException();
 }
 
-bool ArgCounters(Napi::Env env, napi_value v, size_t minLength, double** out) {
+bool TypedArrayOf(Napi::Env env, napi_value v, napi_typedarray_type* type, void** data, size_t* len) {
   bool ok = false;
-  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
-    napi_typedarray_type type;
-    size_t length = 0;
-    void* p = nullptr;
-    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok &&
-        type == napi_float64_array && length >= minLength) {
-      *out = static_cast<double*>(p);
-      return true;
-    }
+  return napi_is_typedarray(env, v, &ok) == napi_ok && ok &&
+         napi_get_typedarray_info(env, v, type, len, data, nullptr, nullptr) == napi_ok;
+}
+
+bool ArgCounters(Napi::Env env, napi_value v, size_t minLength, double** out) {
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* p = nullptr;
+  if (TypedArrayOf(env, v, &type, &p, &length) && type == napi_float64_array && length >= minLength) {
+    *out = static_cast<double*>(p);
+    return true;
   }
   ThrowType(env, "counters must be a Float64Array of at least " + std::to_string(minLength) + " entries");
+  return false;
+}
+
+bool ArgInt32s(Napi::Env env, napi_value v, const char* name, int32_t** out, size_t* len) {
+  napi_typedarray_type type;
+  void* p = nullptr;
+  if (TypedArrayOf(env, v, &type, &p, len) && type == napi_int32_array) {
+    *out = static_cast<int32_t*>(p);
+    return true;
+  }
+  ThrowType(env, std::string(name) + " must be an Int32Array");
   return false;
 }
 
@@ -80,17 +93,12 @@ bool ArgString(const Napi::CallbackInfo& info, size_t i, const char* name, std::
 }
 
 bool ArgBytes(Napi::Env env, napi_value v, const char* name, uint8_t** data, size_t* len) {
-  bool ok = false;
-  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
-    napi_typedarray_type type;
-    size_t length = 0;
-    void* p = nullptr;
-    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok &&
-        (type == napi_uint8_array || type == napi_int8_array || type == napi_uint8_clamped_array)) {
-      *data = static_cast<uint8_t*>(p);
-      *len = length;
-      return true;
-    }
+  napi_typedarray_type type;
+  void* p = nullptr;
+  if (TypedArrayOf(env, v, &type, &p, len) &&
+      (type == napi_uint8_array || type == napi_int8_array || type == napi_uint8_clamped_array)) {
+    *data = static_cast<uint8_t*>(p);
+    return true;
   }
   ThrowType(env, std::string(name) + " must be a Buffer or Uint8Array");
   return false;

@@ -37,6 +37,10 @@ bool ArgBytes(Napi::Env env, napi_value v, const char* name, uint8_t** data, siz
 bool ArgIfName(const Napi::CallbackInfo& info, size_t i, std::string* out);
 // A counters block shared with JS: a Float64Array of at least `minLength` entries.
 bool ArgCounters(Napi::Env env, napi_value v, size_t minLength, double** out);
+// An Int32Array argument ("<name> must be an Int32Array" otherwise).
+bool ArgInt32s(Napi::Env env, napi_value v, const char* name, int32_t** out, size_t* len);
+// Whether v is a typed array, and if so its element type, data and length. Never throws.
+bool TypedArrayOf(Napi::Env env, napi_value v, napi_typedarray_type* type, void** data, size_t* len);
 
 // Registration of the parts of the addon.
 void InitTun(Napi::Env env, Napi::Object exports);

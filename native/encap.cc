@@ -18,19 +18,6 @@ namespace {
 constexpr size_t kHeaderLen = 22;    // VXLAN 8 + Ethernet 14
 constexpr size_t kEtherTypeAt = 20;  // inside the header
 
-bool Int32s(Napi::Env env, napi_value v, const char* name, const int32_t** out, size_t* len) {
-  bool ok = false;
-  napi_typedarray_type type;
-  void* p = nullptr;
-  if (napi_is_typedarray(env, v, &ok) != napi_ok || !ok ||
-      napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) != napi_ok || type != napi_int32_array) {
-    ThrowType(env, std::string("encapBatch: ") + name + " must be an Int32Array");
-    return false;
-  }
-  *out = static_cast<const int32_t*>(p);
-  return true;
-}
-
 // encapBatch(arena, starts, count, slots, templates): number of headers written.
 // For i < count with slots[i] >= 0: arena[starts[i], + 22) = templates[slots[i] * 22, + 22), the
 // EtherType set from the IP version nibble at arena[starts[i] + 22] (4: 0x0800, 6: 0x86DD). A packet
@@ -45,12 +32,12 @@ Napi::Value EncapBatch(const Napi::CallbackInfo& info) {
   size_t arenaLen;
   uint8_t* templates;
   size_t templatesLen;
-  const int32_t* starts;
-  const int32_t* slots;
+  int32_t* starts;
+  int32_t* slots;
   size_t nstarts, nslots;
   int64_t count = 0;
   if (!ArgBytes(env, info[0], "encapBatch: arena", &arena, &arenaLen) ||
-      !Int32s(env, info[1], "starts", &starts, &nstarts) || !Int32s(env, info[3], "slots", &slots, &nslots) ||
+      !ArgInt32s(env, info[1], "encapBatch: starts", &starts, &nstarts) || !ArgInt32s(env, info[3], "encapBatch: slots", &slots, &nslots) ||
       !ArgInt(info, 2, "encapBatch: count", 0, static_cast<int64_t>(std::min(nstarts, nslots)), &count) ||
       !ArgBytes(env, info[4], "encapBatch: templates", &templates, &templatesLen))
     return env.Undefined();

@@ -52,20 +52,6 @@ constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
 constexpr size_t kVnetHdrLen = sizeof(virtio_net_hdr);  // 10
 static_assert(sizeof(virtio_net_hdr) == 10, "virtio_net_hdr is 10 bytes");
 
-bool Int32s(Napi::Env env, napi_value v, const char* name, int32_t** out, size_t* len) {
-  bool ok = false;
-  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
-    napi_typedarray_type type;
-    void* p = nullptr;
-    if (napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) == napi_ok && type == napi_int32_array) {
-      *out = static_cast<int32_t*>(p);
-      return true;
-    }
-  }
-  ThrowType(env, std::string(name) + " must be an Int32Array");
-  return false;
-}
-
 inline uint16_t Get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 inline void Put16(uint8_t* p, uint32_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);
@@ -172,7 +158,7 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
   double* ctr;
   if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
   if (info.Length() < 7 || !ArgBytes(env, info[1], "tunReadOffload: scratch", &scratch, &scratchLen)) return env.Undefined();
-  if (!Int32s(env, info[2], "tunReadOffload: state", &state, &stateLen)) return env.Undefined();
+  if (!ArgInt32s(env, info[2], "tunReadOffload: state", &state, &stateLen)) return env.Undefined();
   bool isArray = false;
   if (napi_is_array(env, info[3], &isArray) != napi_ok || !isArray) {
     ThrowType(env, "tunReadOffload: bufs must be an array of Buffers");
@@ -182,7 +168,7 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
   uint32_t n = 0;
   napi_get_array_length(env, bufs, &n);
   if (!ArgInt(info, 4, "offset", 0, INT_MAX, &offset)) return env.Undefined();
-  if (!Int32s(env, info[5], "tunReadOffload: sizes", &sizes, &sizesLen) || !ArgCounters(env, info[6], kTunCounterCount, &ctr)) return env.Undefined();
+  if (!ArgInt32s(env, info[5], "tunReadOffload: sizes", &sizes, &sizesLen) || !ArgCounters(env, info[6], kTunCounterCount, &ctr)) return env.Undefined();
   if (stateLen < 2 || sizesLen < n || scratchLen < kVnetHdrLen + 65535) {
     ThrowRange(env, "tunReadOffload: state needs 2 entries, sizes one per buffer, scratch 65545 bytes");
     return env.Undefined();
@@ -369,7 +355,7 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
   int32_t* sizes;
   size_t sizesLen;
   double* ctr;
-  if (!Int32s(env, info[2], "tunWriteOffload: sizes", &sizes, &sizesLen)) return env.Undefined();
+  if (!ArgInt32s(env, info[2], "tunWriteOffload: sizes", &sizes, &sizesLen)) return env.Undefined();
   if (!ArgInt(info, 3, "offset", 0, INT_MAX, &offset)) return env.Undefined();
   if (!ArgInt(info, 4, "count", 0, std::min<int64_t>(n, static_cast<int64_t>(sizesLen)), &count)) return env.Undefined();
   if (!ArgCounters(env, info[5], kTunCounterCount, &ctr)) return env.Undefined();

@@ -56,14 +56,11 @@ constexpr size_t kMaxGsoBytes = 65507;
 
 template <typename T>
 bool GetTyped(Napi::Env env, napi_value v, napi_typedarray_type want, const char* name, T** out, size_t* len) {
-  bool ok = false;
-  if (napi_is_typedarray(env, v, &ok) == napi_ok && ok) {
-    napi_typedarray_type type;
-    void* p = nullptr;
-    if (napi_get_typedarray_info(env, v, &type, len, &p, nullptr, nullptr) == napi_ok && type == want) {
-      *out = static_cast<T*>(p);
-      return true;
-    }
+  napi_typedarray_type type;
+  void* p = nullptr;
+  if (TypedArrayOf(env, v, &type, &p, len) && type == want) {
+    *out = static_cast<T*>(p);
+    return true;
   }
   ThrowType(env, std::string(name) + " has the wrong typed-array type");
   return false;
