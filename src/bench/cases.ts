@@ -12,8 +12,6 @@ export interface BuiltCase {
   client: Netns;
   server: Netns;
   serverIp: string;
-  /** Files this case wrote (vxtun configs), removed on destroy() or on Ctrl-C. */
-  scratchDir?: string;
   /** Names of the namespaces this case made start with this (`<prefix>-*`). */
   namespacePrefix: string;
   /** vxtun processes carrying the traffic (CPU and RSS are theirs). */
@@ -80,7 +78,7 @@ async function clusterCase(opts: ClusterCaseOptions, say: (line: string) => void
     dataplane.push({ role: `${n.kind} node ${n.index}`, pid: n.vxtun.child.pid! });
     datapaths.push(n.kind === 'naive' ? 'naive' : await reportedDatapath(n.vxtun));
   }
-  return { client: a.pod, server: b.pod, serverIp: b.podIp, scratchDir: cluster.dir, namespacePrefix: topology.prefix, dataplane, datapaths, destroy: () => cluster.destroy() };
+  return { client: a.pod, server: b.pod, serverIp: b.podIp, namespacePrefix: topology.prefix, dataplane, datapaths, destroy: () => cluster.destroy() };
 }
 
 export const BENCH_CASES: BenchCase[] = [

@@ -13,6 +13,10 @@ import { Topology, Underlay, type Netns, createKernelFlannelNode, addKernelPeer,
 import { VxtunProcess } from '../lab/cluster.js';
 import { EtcdServer } from '../lab/etcd.js';
 import { cniAddPod } from '../lab/cni.js';
+import { startIperfServer, iperfTcp } from './measure.js';
+import { median as medianOrNull } from './stats.js';
+
+const median = (xs: number[]): number => medianOrNull(xs) ?? NaN;
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -21,21 +25,16 @@ function arg(name: string, dflt: string): string {
 
 const say = (s: string): void => void process.stderr.write(`${s}\n`);
 
+/** Single-stream TCP in Gbit/s through the harness's own iperf3 helpers; a failed run is an Error. */
 async function iperf(client: Netns, server: Netns, ip: string, seconds: number): Promise<number> {
-  const srv = server.spawn(['iperf3', '-s', '-1', '-B', ip]);
-  await sleep(400);
+  const srv = await startIperfServer(server, ip);
   try {
-    const r = await client.execOk(['iperf3', '-c', ip, '-t', String(seconds), '-J'], { timeoutMs: (seconds + 20) * 1000 });
-    return (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9;
+    const r = await iperfTcp(client, ip, 1, seconds);
+    if (!r.ok) throw new Error(r.error);
+    return r.value;
   } finally {
     srv.kill('SIGTERM');
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function chart(rows: Array<{ label: string; med: number; min: number; max: number }>): string {

@@ -212,6 +212,7 @@ export function renderHtml(r: BenchResult): string {
     .map((c) => `<li><b>${esc(c.id)}</b> — ${esc(c.title)}: ${esc(c.description)}${c.reason ? ` <span class="reason">[${esc(c.status)}: ${esc(c.reason)}]</span>` : ''}${c.placement.length ? `<br><small>placement: ${c.placement.map((p) => `${esc(p.role)}${p.pid ? ` (pid ${p.pid})` : ''} on CPUs ${esc(p.cpusAllowed)}`).join('; ')}</small>` : ''}</li>`)
     .join('\n');
   const errors = r.cases.flatMap((c) => c.runs.flatMap((run) => run.errors.map((e) => `<li>${esc(c.id)} run ${run.run}: ${esc(e)}</li>`)));
+  const versusLine = versusUdpProxyC(r.cases);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vxtun bench ${esc(r.date)}</title>
 <style>
@@ -229,7 +230,7 @@ Reproduce: <code>${esc(r.command)}</code></p>
 <table><tr><th></th>${head}</tr>
 ${rows}
 </table>
-${versusUdpProxyC(r.cases) ? `<p class="versus">${esc(versusUdpProxyC(r.cases)!)}</p>` : ''}
+${versusLine ? `<p class="versus">${esc(versusLine)}</p>` : ''}
 <h2>Charts</h2>
 <div class="charts">
 ${charts.join('\n')}

@@ -6,7 +6,6 @@
  * UDP at 64, 512, 1350-byte payloads; idle ping. CPU seconds are the dataplane processes'
  * utime+stime across the run, peak RSS their VmHWM at its end.
  */
-import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { describeMachine, cpusAllowed } from './machine.js';
 import { BENCH_CASES, UnsupportedCase, type BenchCase, type BuiltCase } from './cases.js';
@@ -53,13 +52,11 @@ export async function runBench(settings: BenchSettings, out: NodeJS.WriteStream 
   const loadBefore = loadavg().map((x) => Math.round(x * 100) / 100);
   const machine = await describeMachine();
   const pin = pinning(settings.pin, machine.cores);
-  let current: BuiltCase | undefined;
   const cases = settings.cases.map((id) => BENCH_CASES.find((c) => c.id === id)!);
   const progress = new Progress(out, cases.length * caseEstimate(settings), cases.length);
   const results: CaseResult[] = [];
-  // On Ctrl-C the lab's own handlers kill the processes and delete the namespaces; the files are ours to remove.
+  // On Ctrl-C the lab's own handlers kill the processes, delete the namespaces and the cluster's files.
   const onSignal = (): void => {
-    if (current?.scratchDir) rmSync(current.scratchDir, { recursive: true, force: true });
     out.write('\nvxtun bench interrupted: namespaces, processes and files removed\n');
   };
   process.once('SIGINT', onSignal);
@@ -69,7 +66,7 @@ export async function runBench(settings: BenchSettings, out: NodeJS.WriteStream 
       const bc = cases[ci]!;
       progress.setCase(ci + 1, cases.length, bc.id);
       const caseStart = Date.now();
-      results.push(await runCase(bc, settings, progress, pin, (b) => (current = b)));
+      results.push(await runCase(bc, settings, progress, pin));
       // Re-estimate what is left from what the cases so far really took.
       const spent = (Date.now() - caseStart) / 1000;
       progress.caseDone(spent, caseEstimate(settings));
@@ -119,7 +116,7 @@ function emptyCase(bc: BenchCase, status: 'unsupported' | 'failed', reason: stri
   return { id: bc.id, title: bc.title, description: bc.description, dataplane: bc.dataplane, status, reason, datapaths: [], dataplaneProcesses: [], placement: [], runs: [], summary: null, rttSamples: { idle: [], load: [] } };
 }
 
-async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin: Pinning | undefined, onBuilt: (b: BuiltCase | undefined) => void): Promise<CaseResult> {
+async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin: Pinning | undefined): Promise<CaseResult> {
   let built: BuiltCase;
   progress.step('building topology');
   try {
@@ -129,7 +126,6 @@ async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin:
     progress.note(`${bc.id}: ${err instanceof UnsupportedCase ? reason : `failed to build: ${reason}`}`);
     return emptyCase(bc, err instanceof UnsupportedCase ? 'unsupported' : 'failed', reason);
   }
-  onBuilt(built);
   progress.info(`${bc.id}: namespaces ${built.namespacePrefix}-*`);
   try {
     const server = await startIperfServer(built.server, built.serverIp, pin);
@@ -225,7 +221,6 @@ async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin:
   } finally {
     progress.step('tearing down');
     await built.destroy().catch((e: unknown) => progress.note(`${bc.id}: teardown: ${(e as Error).message}`));
-    onBuilt(undefined);
   }
 }
 

@@ -192,7 +192,6 @@ export class Cluster {
   /** Stops vxtun processes (SIGTERM, so they clean up), deletes namespaces, removes files. */
   async destroy(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.vxtun?.stop()));
-    await this.topology.destroy();
-    rmSync(this.dir, { recursive: true, force: true });
+    await this.topology.destroy(); // its atDestroy removes this.dir, also when a namespace would not go
   }
 }
