@@ -377,7 +377,11 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
     return false;
   };
 
-  std::vector<uint8_t*> data(static_cast<size_t>(count));
+  // A write batch is at most a read batch (64) in practice: no heap allocation per call for those.
+  uint8_t* stackData[256];
+  std::vector<uint8_t*> heapData;
+  if (count > 256) heapData.resize(static_cast<size_t>(count));
+  uint8_t** data = count > 256 ? heapData.data() : stackData;
   for (int64_t i = 0; i < count; i++) {
     napi_value b;
     size_t len;

@@ -62,17 +62,14 @@ export function resolveDatapathKind(kind: DatapathKind): 'native' | 'ts' {
  * or a missing build means ts); 'native' without the addon is an Error naming why.
  */
 export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
-  const native = loadNative();
-  const useNative = req.kind === 'native' || (req.kind === 'auto' && native !== undefined);
-  if (useNative) {
-    if (native === undefined) throw new Error('datapath native: the native addon is not available (built? VXTUN_NO_NATIVE=1?)');
+  if (resolveDatapathKind(req.kind) === 'native') {
+    const native = loadNative()!;
     const sp = req.sourcePorts ?? 'fixed';
     const bind = NativeBind.open(req.address, req.port, { gso: req.gso, gro: req.gro ?? true, reusePort: req.reusePort === true, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}) });
-    const checksum = native.checksum;
     return {
       kind: 'native',
       bind,
-      onesSum: (buf, offset, length, initial = 0) => checksum(buf, offset, length, initial),
+      onesSum: native.checksum, // an absent initial is 0 in the addon too: no wrapper frame per packet
       encapBatch: native.encapBatch,
       features: {
         recvmmsg: true,

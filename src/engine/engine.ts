@@ -271,7 +271,8 @@ export class Engine extends Pipeline {
           anyWhole = true;
           continue;
         }
-        const segments = segmentTcp(buf, INNER_IP, innerLength, this.opts.tunMtu, HEADROOM, this.sum16);
+        // With `whole`, tcpSegmentSize already said segmentTcp would refuse it (same parse, same test).
+        const segments = whole ? undefined : segmentTcp(buf, INNER_IP, innerLength, this.opts.tunMtu, HEADROOM, this.sum16);
         if (segments !== undefined) {
           c.fix(Fixup.GsoSegmented);
           if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, fixes: [Fixup.GsoSegmented] });

@@ -66,26 +66,31 @@ export function defaultWorkers(): number {
   return Math.max(1, Math.min(availableParallelism(), MAX_DEFAULT_WORKERS));
 }
 
+const ANSWERS = Object.values(Answer);
+const DROP_REASONS = Object.values(DropReason);
+const FIXUPS = Object.values(Fixup);
+
 /** The layout of a published engine counter block. */
 const COUNTER_KEYS: Array<{ group: 'tx' | 'rx' | 'answered' | 'dropped' | 'fixed'; name: string }> = [
   { group: 'tx', name: 'packets' },
   { group: 'tx', name: 'bytes' },
   { group: 'rx', name: 'packets' },
   { group: 'rx', name: 'bytes' },
-  ...Object.values(Answer).map((name) => ({ group: 'answered' as const, name })),
-  ...Object.values(DropReason).map((name) => ({ group: 'dropped' as const, name })),
-  ...Object.values(Fixup).map((name) => ({ group: 'fixed' as const, name })),
+  ...ANSWERS.map((name) => ({ group: 'answered' as const, name })),
+  ...DROP_REASONS.map((name) => ({ group: 'dropped' as const, name })),
+  ...FIXUPS.map((name) => ({ group: 'fixed' as const, name })),
 ];
 
+/** Runs after every worker batch: no arrays made here, the name lists are built once above. */
 function publish(c: Counters, out: Float64Array): void {
   out[0] = c.txPackets;
   out[1] = c.txBytes;
   out[2] = c.rxPackets;
   out[3] = c.rxBytes;
   let i = 4;
-  for (const a of Object.values(Answer)) out[i++] = c.answered(a);
-  for (const d of Object.values(DropReason)) out[i++] = c.dropped(d);
-  for (const f of Object.values(Fixup)) out[i++] = c.fixed(f);
+  for (const a of ANSWERS) out[i++] = c.answered(a);
+  for (const d of DROP_REASONS) out[i++] = c.dropped(d);
+  for (const f of FIXUPS) out[i++] = c.fixed(f);
 }
 
 /** Adds a published block to a snapshot (in place). */
@@ -210,11 +215,10 @@ function runWorker(init: WorkerInit): void {
     }
   };
   const p = bracketing(tun, bind, before, after);
-  const checksum = native.checksum;
   engine = new Engine(p.tun, p.bind, {
     ...init.engine,
     vtepMac: Buffer.from(init.engine.vtepMac),
-    onesSum: (buf, offset, length, initial = 0) => checksum(buf, offset, length, initial),
+    onesSum: native.checksum,
     encapBatch: native.encapBatch,
   });
   engine.setRoutes(new RouteTable(fromWire(init.routes)));
