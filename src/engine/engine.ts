@@ -26,7 +26,7 @@ import { segmentTcp, tcpSegmentSize } from './gso.js';
 import { DropReason, Answer, Fixup } from './counters.js';
 import type { Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
-import { Pipeline, HEADROOM } from './pipeline.js';
+import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from './encap.js';
 
@@ -36,6 +36,8 @@ const INNER_IP = HEADROOM;
 
 export interface EngineOptions {
   vni: number;
+  /** Run around every batch (see Pipeline); worker threads publish their counters in `after`. */
+  batchHooks?: BatchHooks;
   /** Our VTEP MAC: the inner source on send, the only unicast inner destination we accept. */
   vtepMac: Mac;
   /** Our VTEP address (the subnet's .0) as a uint32: the ARP target we answer for. */

@@ -18,9 +18,16 @@ export const HEADROOM = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
 
 const MAX_BATCHES_PER_WAKE = 8;
 
+/** Run around every batch the pipeline handles (a worker thread publishes counters and observations after it). */
+export interface BatchHooks {
+  before(): void;
+  after(): void;
+}
+
 export interface PipelineOptions {
   /** Largest packet the TUN device hands us (its MTU); sizes the read buffers. */
   tunMtu: number;
+  batchHooks?: BatchHooks;
   batchSize?: number;
   /** ICMP errors per second we generate at most (Linux rate-limits too). */
   icmpRatePerSecond?: number;
@@ -30,6 +37,7 @@ export abstract class Pipeline {
   readonly counters = new Counters();
   protected routes: RouteTable = RouteTable.empty();
   protected readonly batchSize: number;
+  private readonly batchHooks: BatchHooks | undefined;
   protected readonly readBufs: Buffer[];
   protected readonly readSizes: number[];
   protected readonly icmp: IcmpResponder;
@@ -44,6 +52,7 @@ export abstract class Pipeline {
     opts: PipelineOptions,
   ) {
     this.batchSize = opts.batchSize ?? 64;
+    this.batchHooks = opts.batchHooks;
     const room = HEADROOM + Math.max(opts.tunMtu, 1500) + 64;
     // Views of one arena, so a batch call (encapBatch) can address every packet with typed arrays only.
     const arena = Buffer.alloc(room * this.batchSize);
@@ -74,11 +83,18 @@ export abstract class Pipeline {
   start(): void {
     if (this.running) return;
     this.running = true;
+    const hooks = this.batchHooks;
     this.bind.start((bufs, sizes, srcs, count) => {
+      hooks?.before();
       // The device is going away: nothing more is written into it.
       if (!this.stopped) this.handleInbound(bufs, sizes, srcs, count);
+      hooks?.after();
     });
-    this.tun.start(() => this.pumpTun());
+    this.tun.start(() => {
+      hooks?.before();
+      this.pumpTun();
+      hooks?.after();
+    });
   }
 
   stop(): void {

@@ -18,8 +18,6 @@ import type { Route, Vtep } from './routes.js';
 import { RouteTable } from './routes.js';
 import { Engine, type EngineOptions } from './engine.js';
 import { Counters, DropReason, Answer, Fixup, type CounterSnapshot } from './counters.js';
-import type { Bind, ReceiveFn } from '../conn/bind.js';
-import type { TunDevice } from '../tun/device.js';
 import { NativeBind } from '../conn/native.js';
 import { adoptLinuxTun, openTunQueue } from '../tun/linux.js';
 import { requireNative } from '../native/index.js';
@@ -144,42 +142,6 @@ interface WorkerInit extends WorkerSpec {
   tunCounters: SharedArrayBuffer;
 }
 
-/**
- * Decorates a TUN and a Bind so that `before` runs before every batch the engine handles and
- * `after` once it returns (the engine's counters published, its observations forwarded).
- */
-function bracketing(tun: TunDevice, bind: Bind, before: () => void, after: () => void): { tun: TunDevice; bind: Bind } {
-  return {
-    tun: {
-      name: tun.name,
-      mtu: tun.mtu,
-      // A worker's queue takes kernel peers' super-packets whole exactly as the main queue does.
-      ...(tun.writesSuperPackets !== undefined ? { writesSuperPackets: tun.writesSuperPackets } : {}),
-      read: (b, s, o) => tun.read(b, s, o),
-      write: (b, s, o, n, g) => tun.write(b, s, o, n, g),
-      start: (onReadable) =>
-        tun.start(() => {
-          before();
-          onReadable();
-          after();
-        }),
-      close: () => tun.close(),
-    },
-    bind: {
-      local: bind.local,
-      ...(bind.sourceOf ? { sourceOf: bind.sourceOf.bind(bind) } : {}),
-      send: (b, s, o, n, d) => bind.send(b, s, o, n, d),
-      start: (onReceive: ReceiveFn) =>
-        bind.start((b, s, r, n) => {
-          before();
-          onReceive(b, s, r, n);
-          after();
-        }),
-      close: () => bind.close(),
-    },
-  };
-}
-
 /** Runs in a worker thread: one engine on one TUN queue and one SO_REUSEPORT socket. */
 function runWorker(init: WorkerInit): void {
   const native = requireNative();
@@ -214,8 +176,8 @@ function runWorker(init: WorkerInit): void {
       batch = [];
     }
   };
-  const p = bracketing(tun, bind, before, after);
-  engine = new Engine(p.tun, p.bind, {
+  engine = new Engine(tun, bind, {
+    batchHooks: { before, after },
     ...init.engine,
     vtepMac: Buffer.from(init.engine.vtepMac),
     onesSum: native.checksum,
