@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Netns, run } from './netns.js';
 import { readSubnetEnv } from '../control/subnet-env.js';
+import { parseCidr, cidrToString, ipv4Mask } from '../engine/cidr.js';
 
 export const CNI_PATH = ['/usr/lib/cni', '/opt/cni/bin'].find((d) => existsSync(join(d, 'bridge'))) ?? '/usr/lib/cni';
 
@@ -17,26 +18,53 @@ export interface CniPod {
   config: string;
 }
 
-/** The bridge + host-local config the flannel CNI plugin would hand to its delegate. */
-export function bridgeConfigFromSubnetEnv(subnetEnvPath: string, dataDir: string): string {
-  const env = readSubnetEnv(subnetEnvPath);
-  for (const k of ['FLANNEL_NETWORK', 'FLANNEL_SUBNET', 'FLANNEL_MTU']) if (!env[k]) throw new Error(`${subnetEnvPath}: no ${k}`);
-  // The flannel CNI plugin parses FLANNEL_SUBNET with net.ParseCIDR, which masks it: 10.244.2.1/24 -> 10.244.2.0/24.
-  const [gw, len] = env.FLANNEL_SUBNET!.split('/');
-  const o = gw!.split('.').map(Number);
-  const addr = (((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0) & (Number(len) === 0 ? 0 : (0xffffffff << (32 - Number(len))) >>> 0);
-  const subnet = `${[addr >>> 24, (addr >>> 16) & 255, (addr >>> 8) & 255, addr & 255].join('.')}/${len}`;
-  return JSON.stringify({
+export interface BridgeConfigOptions {
+  /**
+   * Follow flannel's CNI plugin: the bridge masquerades pod traffic only when flanneld does not
+   * (FLANNEL_IPMASQ != true). Default off: pod addresses cross the tunnel unchanged, which is what
+   * the tests check and what clusters running flanneld --ip-masq see.
+   */
+  ipMasqFromSubnetEnv?: boolean;
+}
+
+/**
+ * The bridge + host-local config the flannel CNI plugin would hand to its delegate, from subnet.env's
+ * values. FLANNEL_SUBNET names the gateway (10.244.2.1/24); flannel parses it with net.ParseCIDR, which
+ * masks it to the subnet host-local hands addresses from (10.244.2.0/24, 10.244.2.128/25, ...).
+ */
+export function bridgeConfig(env: Record<string, string>, dataDir: string, opts: BridgeConfigOptions = {}): Record<string, unknown> {
+  for (const k of ['FLANNEL_NETWORK', 'FLANNEL_SUBNET', 'FLANNEL_MTU']) if (!env[k]) throw new Error(`subnet.env: no ${k}`);
+  const subnet = parseCidr(env.FLANNEL_SUBNET!.replace(/^(.*)\/(\d+)$/, (_, ip: string, len: string) => `${maskedIpv4(ip, Number(len))}/${len}`));
+  if (typeof subnet === 'string' || subnet.family !== 4) throw new Error(`subnet.env: FLANNEL_SUBNET "${env.FLANNEL_SUBNET}" is not an IPv4 address/prefix`);
+  const mtu = Number(env.FLANNEL_MTU);
+  if (!Number.isInteger(mtu) || mtu <= 0) throw new Error(`subnet.env: FLANNEL_MTU "${env.FLANNEL_MTU}" is not a positive integer`);
+  return {
     cniVersion: '0.3.1',
     name: 'cbr0',
     type: 'bridge',
     bridge: 'cni0',
     isGateway: true,
-    ipMasq: false,
+    ipMasq: opts.ipMasqFromSubnetEnv === true ? env.FLANNEL_IPMASQ !== 'true' : false,
     hairpinMode: true,
-    mtu: Number(env.FLANNEL_MTU),
-    ipam: { type: 'host-local', dataDir, ranges: [[{ subnet }]], routes: [{ dst: env.FLANNEL_NETWORK }] },
-  });
+    mtu,
+    ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: cidrToString(subnet) }]], routes: [{ dst: env.FLANNEL_NETWORK }] },
+  };
+}
+
+function maskedIpv4(ip: string, prefixLen: number): string {
+  const o = ip.split('.').map(Number);
+  if (o.length !== 4 || o.some((x) => !Number.isInteger(x) || x < 0 || x > 255) || !(prefixLen >= 0 && prefixLen <= 32)) return ip; // parseCidr names the fault
+  const addr = ((((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0) & ipv4Mask(prefixLen)) >>> 0;
+  return [addr >>> 24, (addr >>> 16) & 255, (addr >>> 8) & 255, addr & 255].join('.');
+}
+
+/** bridgeConfig for the subnet.env file at `subnetEnvPath`, as the JSON the plugin reads on stdin. */
+export function bridgeConfigFromSubnetEnv(subnetEnvPath: string, dataDir: string, opts: BridgeConfigOptions = {}): string {
+  try {
+    return JSON.stringify(bridgeConfig(readSubnetEnv(subnetEnvPath), dataDir, opts));
+  } catch (e) {
+    throw new Error(`${subnetEnvPath}: ${(e as Error).message.replace(/^subnet\.env: /, '')}`);
+  }
 }
 
 async function plugin(node: Netns, command: 'ADD' | 'DEL', pod: Netns, containerId: string, config: string): Promise<string> {
@@ -54,8 +82,8 @@ async function plugin(node: Netns, command: 'ADD' | 'DEL', pod: Netns, container
 }
 
 /** CNI_COMMAND=ADD for a new pod namespace on `node`; returns the address host-local gave it. */
-export async function cniAddPod(node: Netns, pod: Netns, subnetEnvPath: string, dataDir: string): Promise<CniPod> {
-  const config = bridgeConfigFromSubnetEnv(subnetEnvPath, dataDir);
+export async function cniAddPod(node: Netns, pod: Netns, subnetEnvPath: string, dataDir: string, opts: BridgeConfigOptions = {}): Promise<CniPod> {
+  const config = bridgeConfigFromSubnetEnv(subnetEnvPath, dataDir, opts);
   const containerId = `vxtun-${pod.name}`;
   const out = JSON.parse(await plugin(node, 'ADD', pod, containerId, config)) as { ips?: Array<{ address: string }> };
   const address = out.ips?.[0]?.address;

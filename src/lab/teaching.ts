@@ -13,12 +13,12 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, r
 import { join } from 'node:path';
 import { Topology, Underlay, createKernelFlannelNode, addKernelPeer, run, waitFor, sleep, type Netns } from './netns.js';
 import { cliPath, nodeAddressing, type NodeKind } from './cluster.js';
-import { writeSubnetEnv } from '../control/subnet-env.js';
+import { writeSubnetEnv, readSubnetEnv } from '../control/subnet-env.js';
+import { CNI_PATH, cniAddPod } from './cni.js';
 import { parseCidr, type Cidr } from '../engine/cidr.js';
 import { controlRequest } from '../control/socket.js';
 
 export const DEFAULT_LAB_DIR = '/run/vxtun-lab';
-export const CNI_PATH = '/usr/lib/cni';
 const NETWORK = '10.244.0.0/16';
 const STATE_FILE = 'state.json';
 
@@ -84,42 +84,6 @@ export function resolveTarget(state: LabState, target: string): string {
   throw new LabError(`lab exec: no node or pod "${target}" in lab ${state.prefix} (try ${names}, or ul for the underlay)`);
 }
 
-/** The bridge + host-local configuration flannel's CNI plugin would delegate, built from subnet.env. */
-export function cniConfigFromSubnetEnv(env: Record<string, string>, dataDir: string): Record<string, unknown> {
-  const subnet = env.FLANNEL_SUBNET;
-  const network = env.FLANNEL_NETWORK;
-  const mtu = Number(env.FLANNEL_MTU);
-  if (!subnet || !network || !Number.isInteger(mtu)) throw new LabError(`subnet.env lacks FLANNEL_SUBNET, FLANNEL_NETWORK or FLANNEL_MTU: ${JSON.stringify(env)}`);
-  const [gw, len] = subnet.split('/');
-  const sn = asCidr(`${gw!.replace(/\.\d+$/, '.0')}/${len}`);
-  return {
-    cniVersion: '0.4.0',
-    name: 'cbr0',
-    type: 'bridge',
-    bridge: 'cni0',
-    isGateway: true,
-    ipMasq: env.FLANNEL_IPMASQ !== 'true',
-    hairpinMode: true,
-    mtu,
-    ipam: { type: 'host-local', subnet: `${gw!.replace(/\.\d+$/, '.0')}/${sn.prefixLen}`, routes: [{ dst: network }], dataDir },
-  };
-}
-
-/** Runs a CNI plugin inside the node's namespace with the standard environment; returns its JSON result. */
-async function cni(node: string, command: 'ADD' | 'DEL', podNs: string, config: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const env = {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: podNs,
-    CNI_NETNS: `/run/netns/${podNs}`,
-    CNI_IFNAME: 'eth0',
-    CNI_PATH: CNI_PATH,
-  };
-  const r = await run(['ip', 'netns', 'exec', node, join(CNI_PATH, String(config.type))], { input: JSON.stringify(config), env });
-  if (r.code !== 0) throw new LabError(`CNI ${String(config.type)} ${command} for ${podNs} failed: ${(r.stdout + r.stderr).trim()}`);
-  return r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : {};
-}
-
 export interface LabUpOptions {
   nodes: number;
   /** Node numbers (1-based) that use the kernel's VXLAN; the rest run vxtun. */
@@ -178,13 +142,14 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
       state.namespaces.push(pod.name);
       node.pod = pod.name;
       writeLabState(state);
-      const env = Object.fromEntries(readFileSync(subnetEnv, 'utf8').trim().split('\n').map((l) => l.split('=') as [string, string]));
-      const result = await cni(ns.name, 'ADD', pod.name, cniConfigFromSubnetEnv(env, join(nodeDir, 'cni')));
-      const ip = ((result.ips as Array<{ address: string }> | undefined) ?? [])[0]?.address;
-      if (!ip) throw new LabError(`CNI bridge gave pod ${pod.name} no address: ${JSON.stringify(result)}`);
-      node.podIp = ip.split('/')[0]!;
+      const env = readSubnetEnv(subnetEnv);
+      // As flannel's CNI plugin delegates: the bridge masquerades only if flanneld does not.
+      const cniPod = await cniAddPod(ns, pod, subnetEnv, join(nodeDir, 'cni'), { ipMasqFromSubnetEnv: true }).catch((e: Error) => {
+        throw new LabError(`CNI for pod ${pod.name}: ${e.message}`);
+      });
+      node.podIp = cniPod.ip;
       writeLabState(state);
-      say(`    pod ${pod.name}: ${ip} from CNI bridge + host-local (subnet.env ${env.FLANNEL_SUBNET}, MTU ${env.FLANNEL_MTU})`);
+      say(`    pod ${pod.name}: ${cniPod.ip} from CNI bridge + host-local (subnet.env ${env.FLANNEL_SUBNET}, MTU ${env.FLANNEL_MTU})`);
     }
     return state;
   } catch (err) {
