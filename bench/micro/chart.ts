@@ -3,16 +3,14 @@
  * case (log scale: cases span 10 ns to 10 µs), with benny's margin of error as a whisker. Each bar is
  * a <rect class="bar" data-case="<benchmark>/<case>"> so a test can check what drew.
  */
-import { num } from '../../src/bench/format.js';
+import { num, escapeHtml } from '../../src/bench/format.js';
 import type { MicroRun } from './schema.js';
 
 const ROW = 18;
 const LABEL = 230;
 const PLOT = 460;
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
+const esc = escapeHtml;
 
 export function renderMicroSvg(run: MicroRun): string {
   const ns = run.results.map((r) => r.nsPerPacket);

@@ -48,3 +48,8 @@ export function versusUdpProxyC(cases: readonly CaseResult[]): string | undefine
   });
   return parts.length ? `vxtun-fast × C udp proxy (udp-proxy-c), TCP: ${parts.join(', ')}` : undefined;
 }
+
+/** Text made safe inside HTML/SVG element content and double-quoted attributes. */
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+}

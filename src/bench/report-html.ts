@@ -6,7 +6,7 @@
  * Every series is a <g data-series="<case id>" data-points="<n>"> so a test can check what drew.
  */
 import { METRICS, UDP_SIZES, type BenchResult, type CaseResult, type MetricKey } from './schema.js';
-import { num, ratioText, rangeText, missingText, versusUdpProxyC } from './format.js';
+import { num, ratioText, rangeText, missingText, versusUdpProxyC, escapeHtml } from './format.js';
 import { machineLine } from './report-text.js';
 import { casesVersusNaive, NAIVE_METRICS } from './versus-naive.js';
 
@@ -25,9 +25,7 @@ function color(id: string, i: number): string {
   return PALETTE[id] ?? EXTRA[i % EXTRA.length]!;
 }
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
+const esc = escapeHtml;
 
 const W = 640;
 const H = 340;

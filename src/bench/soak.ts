@@ -14,6 +14,7 @@ import { BENCH_CASES, type BuiltCase } from './cases.js';
 import { describeMachine, type MachineDescription } from './machine.js';
 import { startIperfServer, iperfTcp, cpuSeconds, statusMiB, IPERF_PORT } from './measure.js';
 import { summarize } from './stats.js';
+import { escapeHtml } from './format.js';
 
 export const SOAK_RSS_LIMIT_MIB = 150;
 
@@ -251,7 +252,7 @@ export function renderSoakHtml(r: SoakResult): string {
   const yR = (v: number): number => T + (H - T - B) * (1 - v / rssMax);
   const yG = (v: number): number => T + (H - T - B) * (1 - v / gMax);
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
-  const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+  const esc = escapeHtml;
   const rssLines = r.processes
     .map((role, i) => {
       const pts = r.samples.filter((s) => s.rssMiB[i] != null).map((s) => `${x(s.t).toFixed(1)},${yR(s.rssMiB[i]!).toFixed(1)}`);
