@@ -32,8 +32,8 @@ export class RouteTable<T = Vtep> {
   /** Chunks of 256 entries, chunk 0 the root; an entry is 0 (no route), k > 0 (v4Targets[k - 1]) or ~c < 0 (go to chunk c). */
   private readonly v4Trie: Int32Array;
   private readonly v4Targets: T[] = [];
-  private readonly v6 = new Map<number, Map<string, T>>();
-  private readonly v6Lengths: number[];
+  /** Per prefix length (longest first): masked prefixes bucketed by hashPrefix6, so a lookup allocates nothing. */
+  private readonly v6: Array<{ prefixLen: number; buckets: Map<number, Array<{ addr: Buffer; target: T }>> }> = [];
   readonly routes: readonly Route<T>[];
   /** Prefix text by target, for traces: built once, so an attached trace costs a Map probe, not a scan. */
   private readonly prefixText = new Map<T, string>();
@@ -47,16 +47,24 @@ export class RouteTable<T = Vtep> {
       if (r.prefix.family === 4) {
         v4.push({ addr: r.prefix.addr, prefixLen: r.prefix.prefixLen, target: r.target });
       } else {
-        let m = this.v6.get(r.prefix.prefixLen);
-        if (!m) this.v6.set(r.prefix.prefixLen, (m = new Map()));
-        m.set(r.prefix.addr.toString('latin1'), r.target);
+        const len = r.prefix.prefixLen;
+        let level = this.v6.find((l) => l.prefixLen === len);
+        if (!level) this.v6.push((level = { prefixLen: len, buckets: new Map() }));
+        const addr = maskIpv6(r.prefix.addr, len);
+        const h = hashPrefix6(addr, len);
+        let bucket = level.buckets.get(h);
+        if (!bucket) level.buckets.set(h, (bucket = []));
+        // Of two equal prefixes the later one wins.
+        const same = bucket.find((e) => e.addr.equals(addr));
+        if (same) same.target = r.target;
+        else bucket.push({ addr, target: r.target });
       }
     }
     this.routes = list;
     // Shortest first (stable: of two equal prefixes the later one wins).
     v4.sort((a, b) => a.prefixLen - b.prefixLen);
     this.v4Trie = buildTrie4(v4, this.v4Targets);
-    this.v6Lengths = [...this.v6.keys()].sort((a, b) => b - a);
+    this.v6.sort((a, b) => b.prefixLen - a.prefixLen);
   }
 
   static empty<T = Vtep>(): RouteTable<T> {
@@ -83,9 +91,10 @@ export class RouteTable<T = Vtep> {
 
   /** IPv6 destination as 16 bytes (any Uint8Array view). */
   lookup6(dst: Uint8Array): T | undefined {
-    for (const len of this.v6Lengths) {
-      const hit = this.v6.get(len)!.get(maskIpv6(dst, len).toString('latin1'));
-      if (hit !== undefined) return hit;
+    for (const level of this.v6) {
+      const bucket = level.buckets.get(hashPrefix6(dst, level.prefixLen));
+      if (bucket === undefined) continue;
+      for (const e of bucket) if (prefixMatches6(e.addr, dst, level.prefixLen)) return e.target;
     }
     return undefined;
   }
@@ -104,6 +113,24 @@ export class RouteTable<T = Vtep> {
   prefixOf(target: T): string | undefined {
     return this.prefixText.get(target);
   }
+}
+
+/** FNV-1a (30 bits) over the first `prefixLen` bits of `addr` (the bits past it count as zero): no masked copy. */
+function hashPrefix6(addr: Uint8Array, prefixLen: number): number {
+  let h = 0x811c9dc5;
+  const whole = prefixLen >>> 3;
+  for (let i = 0; i < whole; i++) h = Math.imul(h ^ addr[i]!, 0x01000193);
+  const rest = prefixLen & 7;
+  if (rest !== 0) h = Math.imul(h ^ (addr[whole]! & (0xff << (8 - rest)) & 0xff), 0x01000193);
+  return h >>> 0;
+}
+
+/** Whether `addr` lies in the masked prefix `prefix`/`prefixLen`. */
+function prefixMatches6(prefix: Uint8Array, addr: Uint8Array, prefixLen: number): boolean {
+  const whole = prefixLen >>> 3;
+  for (let i = 0; i < whole; i++) if (prefix[i] !== addr[i]) return false;
+  const rest = prefixLen & 7;
+  return rest === 0 || prefix[whole] === (addr[whole]! & (0xff << (8 - rest)) & 0xff);
 }
 
 /** The IPv4 trie (see the top of this file) of `routes`, sorted shortest prefix first; fills `targets`. */
