@@ -71,7 +71,13 @@ function disableIpv6(name: string): void {
 }
 
 export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
-  const native = requireNative();
+  let native: NativeAddon;
+  try {
+    native = requireNative();
+  } catch (e) {
+    // Node has no ioctl: without the addon there is no TUN device, whatever the datapath.
+    throw new Error(`cannot open TUN ${opts.name || '(any name)'}: ${(e as Error).message}`);
+  }
   const wantOffload = opts.offload === true && process.env.VXTUN_NO_TUN_OFFLOAD !== '1';
   const { fd, name, vnetHdr, offload } =
     wantOffload || opts.multiQueue === true ? native.tunOpen(opts.name, { offload: wantOffload, multiQueue: opts.multiQueue === true }) : native.tunOpen(opts.name);

@@ -124,6 +124,13 @@ describe('vxtun up: refusals', () => {
     expect(await linkNames()).toEqual(['lo', 'ul0', 'ul1']);
   });
 
+  it('no native addon (VXTUN_NO_NATIVE=1): exit 1, one line saying the TUN needs it, nothing made', async () => {
+    const r = await up(valid, ['env', 'VXTUN_NO_NATIVE=1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('vxtun: cannot open TUN vxtun0: vxtun native addon disabled by VXTUN_NO_NATIVE=1');
+    expect(await linkNames()).toEqual(['lo', 'ul0', 'ul1']);
+  });
+
   it('no /dev/net/tun: exit 1, says so', async () => {
     const file = join(dir, 'tunless.json');
     writeFileSync(file, JSON.stringify({ ...valid, controlSocket: join(dir, 'tunless.sock') }));
