@@ -304,7 +304,7 @@ const enum Entry {
 
 /** The writing half: packets in, each behind a virtio_net_hdr, runs of one TCP flow as one super-packet. */
 export class TunOffloadWriter {
-  private outBufs: Buffer[] = [];
+  private readonly outBufs: Buffer[] = [];
   private outSizes = new Int32Array(64);
   private readonly outPackets: number[] = [];
   private readonly outKinds: Entry[] = [];
@@ -467,7 +467,7 @@ export class TunOffloadWriter {
   private stage(k: number, size: number): Buffer {
     let b = this.staged[k];
     if (b === undefined || b.length < size) {
-      b = Buffer.alloc(Math.max(size, VIRTIO_NET_HDR_LEN + MAX_PACKET + 64));
+      b = Buffer.alloc(size);
       this.staged[k] = b;
     }
     return b;
