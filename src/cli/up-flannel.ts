@@ -165,15 +165,15 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
   const maxInner = underlay.mtu - (backend.type === 'vxlan' ? VXLAN_OVERHEAD_V4 : FLANNEL_UDP_OVERHEAD);
   const mtu = cfg.device.mtu ?? maxInner;
   let engine: Engine | FlannelUdpEngine;
-  // The fast path as in static mode (issue 3): native UDP when the addon loaded, TUN offloads for VXLAN.
+  // The fast path as in static mode (issue 3): native UDP when the addon loaded, TUN offloads for VXLAN (on either path).
   const kind = resolveDatapathKind(opts.datapath ?? 'auto');
   // Several engines as in static mode, for VXLAN on the native path; flannel's udp backend keeps one.
   const workers = kind === 'native' && backend.type === 'vxlan' ? (opts.workers ?? defaultWorkers()) : 1;
   if ((opts.workers ?? 1) > workers) log.warn({ workers: opts.workers }, `workers: the ${backend.type} backend on the ${kind} path runs one engine`);
   let pool: WorkerPool | undefined;
   try {
-    const tunOffload = kind === 'native' && backend.type === 'vxlan';
-    const tun = openLinuxTun({ name: deviceName, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: tunOffload, multiQueue: workers > 1 });
+    const tunOffload = backend.type === 'vxlan';
+    const tun = openLinuxTun({ name: deviceName, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: tunOffload, offloadIn: kind, multiQueue: workers > 1 });
     undo.push(() => tun.close());
     addRoute(ipv4ToString(network.network.addr), network.network.prefixLen, tun.name);
     // vxlan: flow-hashed source ports as flannel.1 has them; udp: port 8285 both ways, as flanneld's udp backend.

@@ -96,8 +96,9 @@ export async function runUp(opts: UpOptions): Promise<number> {
     // The CLI flag wins over the config's datapath.kind unless it is left at auto.
     const kind = resolveDatapathKind(opts.datapath !== undefined && opts.datapath !== 'auto' ? opts.datapath : cfg.datapath.kind);
     const workers = kind === 'native' ? (opts.workers ?? cfg.datapath.workers ?? defaultWorkers()) : 1;
-    const tunOffload = kind === 'native' && cfg.datapath.tunOffload;
-    linuxTun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32, offload: tunOffload, multiQueue: workers > 1 });
+    // Both paths take TUN offloads; on the ts path their packet work is TypeScript too (src/tun/offload.ts).
+    const tunOffload = cfg.datapath.tunOffload;
+    linuxTun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32, offload: tunOffload, offloadIn: kind, multiQueue: workers > 1 });
     tun = linuxTun;
     undo.push(() => tun.close());
     addRoute(ipv4ToString(cfg.network.addr), cfg.network.prefixLen, tun.name);

@@ -9,8 +9,9 @@
  * native = the fast path or refuse to start; ts = the TypeScript reference path (Node's dgram,
  * TS checksums). gso: use UDP GSO on send when the kernel has it (default true). gro: on the native path,
  * turn on UDP GRO for receive when the kernel has it, on every worker's socket (default true;
- * VXTUN_NO_UDP_GRO=1 also forces it off). tunOffload: on the
- * native path, open the TUN with IFF_VNET_HDR + TSO/CSUM offloads when the kernel takes them (default true).
+ * VXTUN_NO_UDP_GRO=1 also forces it off). tunOffload: open the
+ * TUN with IFF_VNET_HDR + TSO/CSUM offloads when the kernel takes them (default true; on the ts path the
+ * segmenting and coalescing they ask for is TypeScript, src/tun/offload.ts).
  * sourcePorts: RFC 7348 §5 outer source ports from a hash of the inner flow (native path; the ts path
  * always sends from the VXLAN port); default Linux's range 32768-60999 over 16 sockets, "fixed" = every
  * datagram from the VXLAN port (what a firewall that only opens 8472 both ways may need). Peers do not

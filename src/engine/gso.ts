@@ -11,7 +11,7 @@
  */
 import { onesSum, finish, type OnesSumFn } from '../wire/checksum.js';
 import { Ipv4Packet, IpProtocol, Ipv4Field } from '../wire/ipv4.js';
-import { Ipv6Packet } from '../wire/ipv6.js';
+import { Ipv6Packet, Ipv6Field, IPV6_HEADER_LEN } from '../wire/ipv6.js';
 import { TcpSegment, TcpField, TcpFlags } from '../wire/tcp.js';
 import { WireError } from '../wire/error.js';
 import { VirtioNetFlag, VirtioNetGso, type VirtioNetHdrRepr } from '../wire/virtio-net.js';
@@ -95,43 +95,68 @@ export function prepareTcpGso(buf: Buffer, ipOffset: number, ipLength: number, g
 export function segmentTcp(buf: Buffer, ipOffset: number, ipLength: number, mtu: number, headroom: number, sum16: OnesSumFn = onesSum): Buffer[] | undefined {
   const t = parseTcp(buf, ipOffset, ipLength);
   if (t === undefined) return undefined;
-  const { ip4, ip6, ipHeaderLength, tcp, headerLength } = t;
+  const { ip4, ipHeaderLength, tcp, headerLength } = t;
   const mss = mtu - headerLength;
   const payloadLength = tcp.payloadLength;
   if (mss <= 0 || payloadLength <= mss) return undefined;
 
-  const count = Math.ceil(payloadLength / mss);
-  const out: Buffer[] = new Array(count);
-  const seq0 = tcp.seq;
-  const flags = tcp.flags;
-  const id0 = ip4 ? ip4.identification : 0;
-  for (let k = 0; k < count; k++) {
-    const chunk = Math.min(mss, payloadLength - k * mss);
-    const seg = Buffer.allocUnsafe(headroom + headerLength + chunk);
-    const o = headroom;
-    buf.copy(seg, o, ipOffset, ipOffset + headerLength);
-    buf.copy(seg, o + headerLength, tcp.payloadOffset + k * mss, tcp.payloadOffset + k * mss + chunk);
-    const t = o + ipHeaderLength;
-    seg.writeUInt32BE((seq0 + k * mss) >>> 0, t + TcpField.SEQ);
-    let f = flags;
-    if (k !== count - 1) f &= ~(TcpFlags.FIN | TcpFlags.PSH);
-    if (k !== 0) f &= ~TcpFlags.CWR;
-    seg[t + TcpField.FLAGS] = f;
-    const l4Length = tcp.headerLength + chunk;
-    let pseudo: number;
-    if (ip4) {
-      seg.writeUInt16BE(headerLength + chunk, o + Ipv4Field.TOTAL_LENGTH);
-      seg.writeUInt16BE((id0 + k) & 0xffff, o + Ipv4Field.IDENTIFICATION);
-      seg.writeUInt16BE(0, o + Ipv4Field.CHECKSUM);
-      seg.writeUInt16BE(finish(onesSum(seg, o, ipHeaderLength)), o + Ipv4Field.CHECKSUM);
-      pseudo = ip4.pseudoHeaderSum(IpProtocol.TCP, l4Length);
-    } else {
-      seg.writeUInt16BE(l4Length, o + 4);
-      pseudo = ip6!.pseudoHeaderSum(IpProtocol.TCP, l4Length);
-    }
-    seg.writeUInt16BE(0, t + TcpField.CHECKSUM);
-    seg.writeUInt16BE(finish(sum16(seg, t, l4Length, pseudo)), t + TcpField.CHECKSUM);
+  const sp: TcpSuperPacket = { ipOffset, ipHeaderLength, headerLength, payloadLength, mss, count: Math.ceil(payloadLength / mss), v6: ip4 === undefined };
+  const out: Buffer[] = new Array(sp.count);
+  for (let k = 0; k < sp.count; k++) {
+    const seg = Buffer.allocUnsafe(headroom + headerLength + Math.min(mss, payloadLength - k * mss));
+    writeTcpSegment(buf, sp, k, seg, headroom, sum16);
     out[k] = seg;
   }
   return out;
+}
+
+/** A TCP super-packet's layout, as segmentTcp or a virtio_net_hdr (src/tun/offload.ts) describes it. */
+export interface TcpSuperPacket {
+  /** Where the IP header starts in the buffer holding the super-packet. */
+  ipOffset: number;
+  /** IP header with any IPv6 extension headers: where TCP starts. */
+  ipHeaderLength: number;
+  /** IP + TCP headers, copied in front of every segment. */
+  headerLength: number;
+  payloadLength: number;
+  /** Payload bytes per segment. */
+  mss: number;
+  /** ceil(payloadLength / mss). */
+  count: number;
+  v6: boolean;
+}
+
+/**
+ * Writes segment k of the super-packet in `src` at out[o, ...): the headers with this segment's
+ * sequence number, IPv4 id (+k), length and flags (FIN/PSH on the last only, CWR on the first only),
+ * a fresh IPv4 header checksum and a full TCP checksum. Returns the segment's length.
+ */
+export function writeTcpSegment(src: Buffer, sp: TcpSuperPacket, k: number, out: Buffer, o: number, sum16: OnesSumFn = onesSum): number {
+  const { ipOffset, ipHeaderLength, headerLength } = sp;
+  const start = k * sp.mss;
+  const chunk = Math.min(sp.mss, sp.payloadLength - start);
+  src.copy(out, o, ipOffset, ipOffset + headerLength);
+  src.copy(out, o + headerLength, ipOffset + headerLength + start, ipOffset + headerLength + start + chunk);
+  const total = headerLength + chunk;
+  const l4Length = total - ipHeaderLength;
+  let pseudo: number;
+  if (!sp.v6) {
+    out.writeUInt16BE(total, o + Ipv4Field.TOTAL_LENGTH);
+    out.writeUInt16BE((src.readUInt16BE(ipOffset + Ipv4Field.IDENTIFICATION) + k) & 0xffff, o + Ipv4Field.IDENTIFICATION);
+    out.writeUInt16BE(0, o + Ipv4Field.CHECKSUM);
+    out.writeUInt16BE(finish(onesSum(out, o, ipHeaderLength)), o + Ipv4Field.CHECKSUM);
+    pseudo = onesSum(out, o + Ipv4Field.SRC, 8, IpProtocol.TCP + l4Length);
+  } else {
+    out.writeUInt16BE(total - IPV6_HEADER_LEN, o + Ipv6Field.PAYLOAD_LENGTH);
+    pseudo = onesSum(out, o + Ipv6Field.SRC, 32, IpProtocol.TCP + l4Length);
+  }
+  const t = o + ipHeaderLength;
+  out.writeUInt32BE((src.readUInt32BE(ipOffset + ipHeaderLength + TcpField.SEQ) + start) >>> 0, t + TcpField.SEQ);
+  let f = out[t + TcpField.FLAGS]!;
+  if (k !== sp.count - 1) f &= ~(TcpFlags.FIN | TcpFlags.PSH);
+  if (k !== 0) f &= ~TcpFlags.CWR;
+  out[t + TcpField.FLAGS] = f;
+  out.writeUInt16BE(0, t + TcpField.CHECKSUM);
+  out.writeUInt16BE(finish(sum16(out, t, l4Length, pseudo)), t + TcpField.CHECKSUM);
+  return total;
 }

@@ -7,6 +7,7 @@ import { requireNative, type NativeAddon, type PollHandle } from '../native/inde
 import type { TunDevice } from './device.js';
 import { prepareTcpGso } from '../engine/gso.js';
 import { emitVirtioNetHdr, VIRTIO_NET_HDR_LEN } from '../wire/virtio-net.js';
+import { TunCounter, TunOffloadReader, TunOffloadWriter, TUN_COUNTER_COUNT } from './offload.js';
 
 export interface LinuxTunOptions {
   /** Requested interface name ('' lets the kernel choose tunN); the device's `name` is what the kernel assigned. */
@@ -20,7 +21,7 @@ export interface LinuxTunOptions {
   ipv6?: boolean;
   /**
    * IFF_VNET_HDR + TUNSETOFFLOAD(CSUM|TSO4|TSO6): the kernel hands over 64 KB TCP super-packets that the
-   * addon segments (one read per window instead of one per packet). Default off; VXTUN_NO_TUN_OFFLOAD=1
+   * addon (or src/tun/offload.ts, offloadIn 'ts') segments (one read per window instead of one per packet). Default off; VXTUN_NO_TUN_OFFLOAD=1
    * forces it off. `features.offload` says whether the kernel took it.
    */
   offload?: boolean;
@@ -28,21 +29,15 @@ export interface LinuxTunOptions {
   multiQueue?: boolean;
   /** Where the offload counters live (e.g. shared with a supervising thread). */
   counters?: Float64Array;
+  /**
+   * Who does the offloads' packet work: 'native' (the addon's tunReadOffload/tunWriteOffload, default)
+   * or 'ts' (src/tun/offload.ts over plain readBatch/writeBatch: the pure-TypeScript datapath).
+   */
+  offloadIn?: 'native' | 'ts';
 }
 
-/** Index of each counter in LinuxTunDevice.offloadCounters (mirrors TunCounter in native/tun_offload.cc). */
-export const TunCounter = {
-  Reads: 0,
-  GsoPackets: 1,
-  GsoSegments: 2,
-  ChecksumCompleted: 3,
-  BadVnetHdr: 4,
-  Writes: 5,
-  CoalescedWrites: 6,
-  CoalescedPackets: 7,
-  /** Packets written with their own GSO header: TCP super-packets of kernel peers passed whole. */
-  SuperWrites: 8,
-} as const;
+/** Index of each counter in LinuxTunDevice.offloadCounters (the TypeScript and the native offloads share it). */
+export { TunCounter };
 
 export interface LinuxTunDevice extends TunDevice {
   /** The TUN descriptor (-1 once closed). */
@@ -92,7 +87,7 @@ export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
     native.close(fd);
     throw e;
   }
-  return new LinuxTun(native, fd, name, opts.mtu, { vnetHdr: vnetHdr === true, offload: offload === true }, opts.counters);
+  return new LinuxTun(native, fd, name, opts.mtu, { vnetHdr: vnetHdr === true, offload: offload === true }, opts.counters, opts.offloadIn);
 }
 
 /** One more queue of a device opened with multiQueue: the descriptor, for a worker thread to adopt. */
@@ -118,6 +113,9 @@ class LinuxTun implements LinuxTunDevice {
   private vnetHdrs = Buffer.alloc(0);
   /** Coalesce TCP segments into super-packets on write (VXTUN_NO_TUN_COALESCE=1 turns it off). */
   private readonly coalesce = process.env.VXTUN_NO_TUN_COALESCE !== '1';
+  /** Offloads done in TypeScript over plain reads and writes (offloadIn 'ts'), instead of scratch + state. */
+  private readonly tsReader: TunOffloadReader | undefined;
+  private readonly tsWriter: TunOffloadWriter | undefined;
 
   constructor(
     private readonly native: NativeAddon,
@@ -126,10 +124,16 @@ class LinuxTun implements LinuxTunDevice {
     readonly mtu: number,
     readonly features: { vnetHdr: boolean; offload: boolean },
     counters?: Float64Array,
+    offloadIn: 'native' | 'ts' = 'native',
   ) {
     this.#fd = fd;
-    this.offloadCounters = counters ?? new Float64Array(native.tunCounterCount ?? 9);
-    this.scratch = features.vnetHdr ? Buffer.alloc(65545 + 64) : undefined;
+    this.offloadCounters = counters ?? new Float64Array(native.tunCounterCount ?? TUN_COUNTER_COUNT);
+    if (features.vnetHdr && offloadIn === 'ts') {
+      this.tsReader = new TunOffloadReader((bufs, offset, sizes) => native.readBatch(this.#fd, bufs, offset, sizes), this.offloadCounters);
+      this.tsWriter = new TunOffloadWriter((bufs, sizes, offset, count) => native.writeBatch(this.#fd, bufs, sizes, offset, count), this.offloadCounters, this.coalesce);
+    } else if (features.vnetHdr) {
+      this.scratch = Buffer.alloc(65545 + 64);
+    }
   }
 
   private int32Sizes(n: number): Int32Array {
@@ -143,6 +147,7 @@ class LinuxTun implements LinuxTunDevice {
 
   read(bufs: Buffer[], sizes: number[], offset: number): number {
     if (this.#fd < 0) return 0;
+    if (this.tsReader !== undefined) return this.tsReader.read(bufs, sizes, offset);
     if (this.scratch === undefined) return this.native.readBatch(this.#fd, bufs, offset, sizes);
     const s32 = this.int32Sizes(bufs.length);
     const n = this.native.tunReadOffload(this.#fd, this.scratch, this.state, bufs, offset, s32, this.offloadCounters);
@@ -156,6 +161,7 @@ class LinuxTun implements LinuxTunDevice {
 
   write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[]): number {
     if (this.#fd < 0) return 0;
+    if (this.tsWriter !== undefined) return this.tsWriter.write(bufs, sizes, offset, count, gsoSizes);
     if (this.scratch === undefined) return this.native.writeBatch(this.#fd, bufs, sizes, offset, count);
     const s32 = this.int32Sizes(count);
     for (let i = 0; i < count; i++) s32[i] = sizes[i]!;
@@ -186,13 +192,14 @@ class LinuxTun implements LinuxTunDevice {
     if (this.#fd < 0) throw new Error(`tun ${this.name}: start after close`);
     if (this.#poll !== undefined) throw new Error(`tun ${this.name}: already started`);
     // A poll error (the handle is then stopped by libuv) is left to the next read to report.
-    // A super-packet cut short by full buffers waits in scratch: epoll will not say so (the fd may be
+    // A super-packet cut short by full buffers waits in scratch (or in the TS reader): epoll will not say so (the fd may be
     // empty), so come back on the next turn until it is handed over.
     let again = false;
     const run = (): void => {
       again = false;
       onReadable();
-      if (this.state[0] !== 0 && !again && this.#fd >= 0) {
+      const pending = this.tsReader !== undefined ? this.tsReader.pending : this.state[0] !== 0;
+      if (pending && !again && this.#fd >= 0) {
         again = true;
         setImmediate(run);
       }

@@ -2,8 +2,8 @@
  * Issue 3, done-when: every fallback of the fast path is forced and traffic still flows intact
  * (sha256 of a TCP transfer both ways), and each run proves which path actually carried it from
  * the node's own counters — the native one with its offloads, the one with UDP GSO off, the one
- * with TUN offloads off, the pure-TypeScript path — between two vxtun nodes and with the kernel's
- * VXLAN as the peer.
+ * with TUN offloads off, the pure-TypeScript path with its TypeScript TUN offloads and without — between
+ * two vxtun nodes and with the kernel's VXLAN as the peer.
  */
 import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,12 +91,27 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'pure-TypeScript path (no addon on the data path)',
+    name: 'pure-TypeScript path (no addon on the data path), TUN offloads done in TypeScript',
     kinds: ['vxtun', 'vxtun'],
     datapath: { kind: 'ts' },
     check: (i) => {
       expect(i.datapath).toBe('ts');
-      expect(i.features).toMatchObject({ recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false, nativeEncap: false, tunOffload: false });
+      expect(i.features).toMatchObject({ recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false, nativeEncap: false, tunOffload: true });
+      expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN and cut in TypeScript
+      expect(i.datapathCounters.tun.GsoSegments).toBeGreaterThan(i.datapathCounters.tun.GsoPackets);
+      expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and segments written back as super-packets
+      expect(i.datapathCounters.tun.BadVnetHdr).toBe(0);
+    },
+  },
+  {
+    name: 'pure-TypeScript path, TUN offloads forced off',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: { kind: 'ts', tunOffload: false },
+    check: (i) => {
+      expect(i.datapath).toBe('ts');
+      expect(i.features.tunOffload).toBe(false);
+      expect(i.datapathCounters.tun.Reads).toBe(0); // the plain read path ran
+      expect(i.datapathCounters.tun.Writes).toBe(0);
     },
   },
   {
@@ -120,12 +135,15 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'pure-TypeScript path, kernel VXLAN as the peer',
+    name: 'pure-TypeScript path with its TUN offloads, kernel VXLAN as the peer',
     kinds: ['vxtun', 'kernel'],
     datapath: { kind: 'ts' },
     check: (i) => {
       expect(i.datapath).toBe('ts');
-      expect(i.features.tunOffload).toBe(false);
+      expect(i.features.tunOffload).toBe(true);
+      expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0);
+      expect(i.datapathCounters.tun.SuperWrites + i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0);
+      expect(i.datapathCounters.tun.BadVnetHdr).toBe(0);
     },
   },
 ];
