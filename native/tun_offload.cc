@@ -365,6 +365,24 @@ bool HasHeader(const uint8_t* given, int64_t i) {
   return false;
 }
 
+// Turns the first packet of a coalesced run into the super-packet's header: IP lengths (and IPv4
+// header checksum) for `total` bytes, and at l4 + csumOffset the pseudo-header sum that
+// CHECKSUM_PARTIAL wants (the kernel finishes the checksum per segment).
+void WriteSuperHeaders(uint8_t* p, size_t ipHeaderLen, bool v6, size_t total, uint8_t proto, size_t csumOffset) {
+  uint32_t l4Len = static_cast<uint32_t>(total - ipHeaderLen);
+  uint32_t pseudo;
+  if (!v6) {
+    Put16(p + 2, static_cast<uint32_t>(total));
+    Put16(p + 10, 0);
+    Put16(p + 10, ~Csum16(p, ipHeaderLen, 0) & 0xffffu);
+    pseudo = Csum16(p + 12, 8, proto + l4Len);
+  } else {
+    Put16(p + 4, static_cast<uint32_t>(total - 40));
+    pseudo = Csum16(p + 8, 32, proto + l4Len);
+  }
+  Put16(p + ipHeaderLen + csumOffset, pseudo);
+}
+
 // Packets i, i+1, ... that continue one TCP flow (contiguous sequence numbers, equal sizes but a
 // shorter last one, only ACK/PSH set, checksums valid) as one super-packet: iov[1..] and h filled,
 // the first packet's headers rewritten. Returns the run's length; 1 means nothing was coalesced.
@@ -393,22 +411,8 @@ int CoalesceTcp(uint8_t* const* data, const int32_t* sizes, int64_t i, int64_t c
     }
   }
   if (run == 1) return 1;
-  uint8_t* p = first.p;
-  size_t l4Len = total - first.ipHeaderLen;
-  uint32_t pseudo;
-  if (!first.v6) {
-    Put16(p + 2, static_cast<uint32_t>(total));
-    Put16(p + 10, 0);
-    Put16(p + 10, ~Csum16(p, first.ipHeaderLen, 0) & 0xffffu);
-    pseudo = Csum16(p + 12, 8, kProtoTcp + static_cast<uint32_t>(l4Len));
-    h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
-  } else {
-    Put16(p + 4, static_cast<uint32_t>(total - 40));
-    pseudo = Csum16(p + 8, 32, kProtoTcp + static_cast<uint32_t>(l4Len));
-    h->gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
-  }
-  // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the kernel finishes it per segment.
-  Put16(p + first.ipHeaderLen + 16, pseudo);
+  WriteSuperHeaders(first.p, first.ipHeaderLen, first.v6, total, kProtoTcp, 16);
+  h->gso_type = first.v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
   h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
   h->hdr_len = static_cast<uint16_t>(first.headerLen);
   h->gso_size = static_cast<uint16_t>(mss);
@@ -490,21 +494,9 @@ int CoalesceUdp(uint8_t* const* data, const int32_t* sizes, int64_t i, int64_t c
     run++;
   }
   if (run == 1) return 1;
-  uint8_t* p = first.p;
-  size_t udpLen = total - first.ipHeaderLen;
-  uint32_t pseudo;
-  if (!first.v6) {
-    Put16(p + 2, static_cast<uint32_t>(total));
-    Put16(p + 10, 0);
-    Put16(p + 10, ~Csum16(p, 20, 0) & 0xffffu);
-    pseudo = Csum16(p + 12, 8, kProtoUdp + static_cast<uint32_t>(udpLen));
-  } else {
-    Put16(p + 4, static_cast<uint32_t>(total - 40));
-    pseudo = Csum16(p + 8, 32, kProtoUdp + static_cast<uint32_t>(udpLen));
-  }
-  // The split derives each datagram's length and checksum from these two (CHECKSUM_PARTIAL).
-  Put16(p + first.ipHeaderLen + 4, static_cast<uint32_t>(udpLen));
-  Put16(p + first.ipHeaderLen + 6, pseudo);
+  // The split derives each datagram's length and checksum from these two.
+  Put16(first.p + first.ipHeaderLen + 4, static_cast<uint32_t>(total - first.ipHeaderLen));
+  WriteSuperHeaders(first.p, first.ipHeaderLen, first.v6, total, kProtoUdp, 6);
   h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
   h->gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
   h->hdr_len = static_cast<uint16_t>(first.ipHeaderLen + 8);

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Topology, waitFor } from '../../src/lab/netns.js';
 import { Cluster, type ClusterNode, type NodeKind } from '../../src/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { requirePrerequisites, toolsDir } from './support.js';
+import { requirePrerequisites, toolsDir, withEnv } from './support.js';
 
 interface NodeInfo {
   features: Record<string, boolean | number | string>;
@@ -121,17 +121,7 @@ for (const c of cases) {
     let cluster: Cluster;
     beforeAll(async () => {
       requirePrerequisites(['ip', 'bridge', 'ping']);
-      // vxtun nodes inherit the environment when they start
-      const saved = { ...process.env };
-      Object.assign(process.env, c.env ?? {});
-      try {
-        cluster = await Cluster.build(topology, { kinds: c.kinds, vxtunConfig: { datapath: { kind: 'native', ...c.datapath } } });
-      } finally {
-        for (const k of Object.keys(c.env ?? {})) {
-          if (saved[k] === undefined) delete process.env[k];
-          else process.env[k] = saved[k];
-        }
-      }
+      cluster = await withEnv(c.env, () => Cluster.build(topology, { kinds: c.kinds, vxtunConfig: { datapath: { kind: 'native', ...c.datapath } } }));
     });
     afterAll(async () => {
       await cluster?.destroy();
