@@ -565,7 +565,8 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
 
   uint32_t written = 0;
   iovec iov[kMaxCoalesce + 1];
-  // The first packet's headers as they were before coalescing rewrote them (IP and TCP at most 120).
+  // The first packet's headers as they were before coalescing rewrote them (IP and TCP at most 120),
+  // put back after the write.
   uint8_t saved[120];
   for (int64_t i = 0; i < count;) {
     virtio_net_hdr h = {};
@@ -585,12 +586,13 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
     do {
       r = ::writev(static_cast<int>(fd), iov, run + 1);
     } while (r < 0 && errno == EINTR);
+    int err = r < 0 ? errno : 0;
+    // The caller's packet as it was (a trace shows it after the write), whatever became of the write.
+    if (run > 1) std::memcpy(data[i], saved, savedLen);
     if (r < 0) {
-      int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;
       if (err == EINVAL && run > 1) {
         // A kernel that refuses our super-packet: the rest of the batch goes packet by packet.
-        std::memcpy(data[i], saved, savedLen);
         coalesce = 0;
         continue;
       }
