@@ -298,7 +298,7 @@ struct TcpView {
 };
 
 // A plain TCP packet (IPv4 without options-free restriction but no fragments, IPv6 without
-// extension headers) whose checksum verifies: the only kind we hand the kernel coalesced, since it
+// extension headers) whose checksums verify: the only kind we hand the kernel coalesced, since it
 // will trust the checksum of the super-packet.
 bool ViewTcp(uint8_t* p, size_t len, TcpView* v) {
   if (len < 40) return false;
@@ -308,6 +308,7 @@ bool ViewTcp(uint8_t* p, size_t len, TcpView* v) {
   if ((p[0] >> 4) == 4) {
     size_t ihl = static_cast<size_t>(p[0] & 0x0f) * 4;
     if (ihl < 20 || p[9] != 6 || Get16(p + 2) != len || (Get16(p + 6) & 0x3fff) != 0) return false;  // fragments
+    if (ihl > len || Csum16(p, ihl, 0) != 0xffff) return false;
     v->v6 = false;
     v->ipHeaderLen = ihl;
     pseudo = Csum16(p + 12, 8, 6 + static_cast<uint32_t>(len - ihl));
@@ -429,14 +430,15 @@ struct UdpView {
 };
 
 // A UDP datagram that the kernel's USO split gives back byte for byte once coalesced: IPv4 without
-// options and not a fragment, IPv6 without extension headers, some payload, and a checksum that is
-// not zero and verifies (the split computes a fresh one per datagram: a zero checksum would come
+// options and not a fragment, with a good header checksum, IPv6 without extension headers, some
+// payload, and a UDP checksum that is not zero and verifies (the split computes a fresh one per datagram: a zero checksum would come
 // out non-zero, a wrong one right).
 bool ViewUdp(uint8_t* p, size_t len, UdpView* v) {
   if (len < 29) return false;
   uint32_t pseudo;
   if (p[0] == 0x45) {
     if (p[9] != kProtoUdp || Get16(p + 2) != len || (Get16(p + 6) & 0x3fff) != 0) return false;  // MF, offset
+    if (Csum16(p, 20, 0) != 0xffff) return false;  // the split writes a good header checksum
     v->v6 = false;
     v->ipHeaderLen = 20;
     pseudo = Csum16(p + 12, 8, kProtoUdp + static_cast<uint32_t>(len - 20));

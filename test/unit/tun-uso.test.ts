@@ -71,6 +71,11 @@ function udp6(seed: number, size: number): Buffer {
   return b;
 }
 
+function badHeader(p: Buffer): Buffer {
+  p.writeUInt16BE(p.readUInt16BE(10) ^ 0x0100, 10);
+  return p;
+}
+
 /** A run of datagrams with consecutive ids: sizes[k] payload bytes each. */
 const run4 = (firstId: number, sizes: number[], o: Partial<Udp4> = {}): Buffer[] => sizes.map((size, k) => udp4({ ...o, id: (firstId + k) & 0xffff, size }));
 
@@ -192,6 +197,7 @@ describe('tunWriteOffload with USO: runs of one UDP flow as one UDP_L4 super-pac
     ['a size change mid-run: the shorter one ends it, a longer one never joins', run4(1, [500, 500, 400, 500, 600]), [3, 1, 1]],
     ['a zero checksum (the split would compute one)', [udp4({ id: 1, size: 500 }), udp4({ id: 2, size: 500, checksum: 'zero' }), udp4({ id: 3, size: 500, checksum: 'zero' })], [1, 1, 1]],
     ['a wrong checksum (the split would make it right)', [udp4({ id: 1, size: 500, checksum: 'bad' }), udp4({ id: 2, size: 500 }), udp4({ id: 3, size: 500 })], [1, 2]],
+    ['a wrong IPv4 header checksum (the split would make it right)', [udp4({ id: 1, size: 500 }), badHeader(udp4({ id: 2, size: 500 })), udp4({ id: 3, size: 500 })], [1, 1, 1]],
     ['fragments', [udp4({ id: 1, size: 500, fragment: 0x2000 }), udp4({ id: 2, size: 500, fragment: 0x2000 })], [1, 1]],
     ['IPv4 options', [udp4({ id: 1, size: 500, options: true }), udp4({ id: 2, size: 500, options: true })], [1, 1]],
     ['different TOS', [udp4({ id: 1, size: 500 }), udp4({ id: 2, size: 500, tos: 0x10 })], [1, 1]],
