@@ -34,6 +34,10 @@ struct FdGuard {
   }
 };
 
+// <linux/if_tun.h> of Linux 6.2; the build host's headers may be older than the kernel we run on.
+constexpr unsigned int kTunUso4 = 0x20;
+constexpr unsigned int kTunUso6 = 0x40;
+
 int ControlSocket() { return ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); }
 
 bool ParseIPv4(Napi::Env env, const std::string& s, const char* name, in_addr* out) {
@@ -63,17 +67,23 @@ void CopyName(ifreq* ifr, const std::string& name) {
   std::memcpy(ifr->ifr_name, name.data(), name.size());  // size < IFNAMSIZ checked by ArgIfName
 }
 
-// tunOpen(name: string, { offload?: boolean }?): { fd: number, name: string, vnetHdr: boolean, offload: boolean }
+// tunOpen(name: string, { offload?: boolean, uso?: boolean, multiQueue?: boolean }?):
+//   { fd: number, name: string, vnetHdr: boolean, offload: boolean, uso: boolean }
 // With offload, the device carries a virtio_net_hdr on every packet (IFF_VNET_HDR) and takes
 // TUNSETOFFLOAD(CSUM|TSO4|TSO6): the kernel may then hand us TCP super-packets and unfinished
 // checksums (tun_offload.cc finishes both). A kernel refusing TUNSETOFFLOAD leaves offload false.
+// With uso too, USO4|USO6 are asked for first (Linux >= 6.2; older kernels refuse unknown flags with
+// EINVAL, and we ask again without): the kernel may then hand us UDP super-packets as well, and takes
+// ours (tun_offload.cc coalesces runs of UDP datagrams). The offload flags belong to the device, so
+// every queue of a multi-queue device must ask for the same ones.
 Napi::Value TunOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
   if (!ArgIfName(info, 0, &name)) return env.Undefined();
-  bool wantOffload = false, multiQueue = false;
+  bool wantOffload = false, wantUso = false, multiQueue = false;
   if (info.Length() > 1 && info[1].IsObject()) {
     wantOffload = info[1].As<Napi::Object>().Get("offload").ToBoolean().Value();
+    wantUso = wantOffload && info[1].As<Napi::Object>().Get("uso").ToBoolean().Value();
     // IFF_MULTI_QUEUE: every open of the same name attaches one more queue (one per worker thread).
     multiQueue = info[1].As<Napi::Object>().Get("multiQueue").ToBoolean().Value();
   }
@@ -103,16 +113,18 @@ Napi::Value TunOpen(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
 
-  bool offload = false;
+  bool offload = false, uso = false;
   if (wantOffload) {
     unsigned int features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
-    offload = ::ioctl(fd.fd, TUNSETOFFLOAD, features) == 0;
+    uso = wantUso && ::ioctl(fd.fd, TUNSETOFFLOAD, features | kTunUso4 | kTunUso6) == 0;
+    offload = uso || ::ioctl(fd.fd, TUNSETOFFLOAD, features) == 0;
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("fd", Napi::Number::New(env, fd.release()));
   out.Set("name", Napi::String::New(env, std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ))));
   out.Set("vnetHdr", Napi::Boolean::New(env, wantOffload));
   out.Set("offload", Napi::Boolean::New(env, offload));
+  out.Set("uso", Napi::Boolean::New(env, uso));
   return out;
 }
 

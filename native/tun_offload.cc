@@ -1,12 +1,15 @@
-// Batched I/O on a TUN device opened with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM|TSO4|TSO6), in the
-// manner of wireguard-go's tun/offload_linux.go. Every packet carries a 10-byte virtio_net_hdr.
-//   read:  the kernel may hand us a TCP super-packet of up to 64 KB (gso_type TCPV4/TCPV6) or a
-//          packet whose TCP/UDP checksum is unfinished (NEEDS_CSUM). We segment the one at gso_size
-//          into MTU-sized packets (sequence numbers, IPv4 ids, lengths, flags, full checksums) and
-//          finish the other, so the caller sees only plain IP packets at `offset` in its buffers.
+// Batched I/O on a TUN device opened with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM|TSO4|TSO6[|USO4|USO6]),
+// in the manner of wireguard-go's tun/offload_linux.go. Every packet carries a 10-byte virtio_net_hdr.
+//   read:  the kernel may hand us a TCP super-packet of up to 64 KB (gso_type TCPV4/TCPV6), with USO
+//          a UDP one (gso_type UDP_L4, from a local UDP_SEGMENT sender), or a packet whose TCP/UDP
+//          checksum is unfinished (NEEDS_CSUM). We segment super-packets at gso_size into MTU-sized
+//          packets (TCP: sequence numbers, flags; UDP: lengths; both: IPv4 ids and lengths, full
+//          checksums) and finish the other, so the caller sees only plain IP packets at `offset`.
 //          A super-packet that does not fit the buffers left is kept (state) and continued next call.
-//   write: a zero header (no GSO, checksum already valid) in front of each packet, by writev; or the
-//          header the caller built for a packet (a kernel peer's TCP super-packet written whole).
+//   write: a zero header (no GSO, checksum already valid) in front of each packet, by writev; runs of
+//          one TCP flow's segments, or with USO of one UDP flow's datagrams, as one super-packet the
+//          kernel splits back into the same packets; or the header the caller built for a packet (a
+//          kernel peer's TCP super-packet written whole).
 // Counters (Float64Array, layout TunCounter, mirrored in src/tun/linux.ts).
 #include "checksum.h"
 #include "common.h"
@@ -31,7 +34,10 @@ enum TunCounter {
   kCoalescedWrites = 6,   // super-packets written
   kCoalescedPackets = 7,  // packets carried in them
   kSuperWrites = 8,       // packets written with the caller's GSO header (super-packets passed whole)
-  kTunCounterCount = 9,
+  kUdpCoalescedWrites = 9,    // UDP super-packets written (USO)
+  kUdpCoalescedPackets = 10,  // datagrams carried in them
+  kUdpGsoPackets = 11,        // UDP super-packets read and segmented (also counted in kGsoPackets)
+  kTunCounterCount = 12,
 };
 
 // struct virtio_net_hdr of <linux/virtio_net.h> (not includable from C++: a field is named `class`).
@@ -48,6 +54,8 @@ constexpr uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 constexpr uint8_t VIRTIO_NET_HDR_GSO_NONE = 0;
 constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_UDP_L4 = 5;  // Linux 6.2: IPv4 and IPv6 alike
+constexpr uint8_t kProtoTcp = 6, kProtoUdp = 17;
 constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
 constexpr size_t kVnetHdrLen = sizeof(virtio_net_hdr);  // 10
 static_assert(sizeof(virtio_net_hdr) == 10, "virtio_net_hdr is 10 bytes");
@@ -79,32 +87,37 @@ bool FinishChecksum(uint8_t* p, size_t len, size_t start, size_t offset) {
   return true;
 }
 
-// Where a TCP super-packet's pieces are; filled by ParseGso.
+// Where a TCP or UDP super-packet's pieces are; filled by ParseGso.
 struct Gso {
-  size_t ipHeaderLen;  // == csum_start: start of TCP
-  size_t headerLen;    // IP + TCP headers
+  size_t ipHeaderLen;  // == csum_start: start of TCP/UDP
+  size_t headerLen;    // IP + TCP/UDP headers
   size_t payloadLen;
   size_t mss;
   bool v6;
+  bool udp;
   uint32_t segments;
 };
 
 bool ParseGso(const uint8_t* p, size_t len, const virtio_net_hdr& h, Gso* g) {
   uint8_t type = h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
-  if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6) return false;
+  if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6 && type != VIRTIO_NET_HDR_GSO_UDP_L4) return false;
   if (len < 20) return false;
   g->v6 = (p[0] >> 4) == 6;
-  if (g->v6 != (type == VIRTIO_NET_HDR_GSO_TCPV6)) return false;
-  // The kernel points csum_start at the TCP header (extension headers included); without
-  // NEEDS_CSUM it may be unset, and the IP header says where TCP starts.
+  g->udp = type == VIRTIO_NET_HDR_GSO_UDP_L4;
+  if (!g->udp && g->v6 != (type == VIRTIO_NET_HDR_GSO_TCPV6)) return false;
+  if (!g->v6 && (p[0] >> 4) != 4) return false;
+  // The kernel points csum_start at the L4 header (extension headers included); without
+  // NEEDS_CSUM it may be unset, and the IP header says where TCP starts (UDP GSO always sets it).
+  if (g->udp && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) == 0) return false;
   g->ipHeaderLen = (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 ? h.csum_start
                    : g->v6                                      ? 40u
                                                                 : static_cast<size_t>(p[0] & 0x0f) * 4;
-  if (!g->v6 ? p[9] != 6 : (g->ipHeaderLen == 40 && p[6] != 6)) return false;  // TCP only
-  if (g->ipHeaderLen < (g->v6 ? 40u : 20u) || g->ipHeaderLen + 20 > len) return false;
-  size_t tcpLen = static_cast<size_t>(p[g->ipHeaderLen + 12] >> 4) * 4;
-  if (tcpLen < 20) return false;
-  g->headerLen = g->ipHeaderLen + tcpLen;
+  uint8_t proto = g->udp ? kProtoUdp : kProtoTcp;
+  if (!g->v6 ? p[9] != proto : (g->ipHeaderLen == 40 && p[6] != proto)) return false;
+  if (g->ipHeaderLen < (g->v6 ? 40u : 20u) || g->ipHeaderLen + (g->udp ? 8u : 20u) > len) return false;
+  size_t l4HeaderLen = g->udp ? 8u : static_cast<size_t>(p[g->ipHeaderLen + 12] >> 4) * 4;
+  if (l4HeaderLen < 8 || (!g->udp && l4HeaderLen < 20)) return false;
+  g->headerLen = g->ipHeaderLen + l4HeaderLen;
   if (g->headerLen > len) return false;
   g->payloadLen = len - g->headerLen;
   g->mss = h.gso_size;
@@ -121,8 +134,9 @@ size_t MakeSegment(const uint8_t* p, const Gso& g, uint32_t k, uint8_t* out) {
   std::memcpy(out, p, g.headerLen);
   std::memcpy(out + g.headerLen, p + g.headerLen + start, chunk);
   size_t total = g.headerLen + chunk;
-  uint8_t* tcp = out + g.ipHeaderLen;
+  uint8_t* l4 = out + g.ipHeaderLen;
   size_t l4Len = total - g.ipHeaderLen;
+  uint8_t proto = g.udp ? kProtoUdp : kProtoTcp;
   uint32_t pseudo;
   if (!g.v6) {
     size_t ihl = static_cast<size_t>(out[0] & 0x0f) * 4;
@@ -130,18 +144,25 @@ size_t MakeSegment(const uint8_t* p, const Gso& g, uint32_t k, uint8_t* out) {
     Put16(out + 4, (Get16(p + 4) + k) & 0xffffu);
     Put16(out + 10, 0);
     Put16(out + 10, ~Csum16(out, ihl, 0) & 0xffffu);
-    pseudo = Csum16(out + 12, 8, 6 + static_cast<uint32_t>(l4Len));
+    pseudo = Csum16(out + 12, 8, proto + static_cast<uint32_t>(l4Len));
   } else {
     Put16(out + 4, static_cast<uint32_t>(total - 40));
-    pseudo = Csum16(out + 8, 32, 6 + static_cast<uint32_t>(l4Len));
+    pseudo = Csum16(out + 8, 32, proto + static_cast<uint32_t>(l4Len));
   }
-  Put32(tcp + 4, Get32(p + g.ipHeaderLen + 4) + static_cast<uint32_t>(start));
-  uint8_t flags = tcp[13];
+  if (g.udp) {
+    Put16(l4 + 4, static_cast<uint32_t>(l4Len));
+    Put16(l4 + 6, 0);
+    uint32_t c = ~Csum16(l4, l4Len, pseudo) & 0xffffu;
+    Put16(l4 + 6, c == 0 ? 0xffff : c);  // a computed 0 is sent as all ones (RFC 768)
+    return total;
+  }
+  Put32(l4 + 4, Get32(p + g.ipHeaderLen + 4) + static_cast<uint32_t>(start));
+  uint8_t flags = l4[13];
   if (k + 1 != g.segments) flags &= static_cast<uint8_t>(~(0x01 | 0x08));  // FIN, PSH only on the last
   if (k != 0) flags &= static_cast<uint8_t>(~0x80);                          // CWR only on the first
-  tcp[13] = flags;
-  Put16(tcp + 16, 0);
-  Put16(tcp + 16, ~Csum16(tcp, l4Len, pseudo) & 0xffffu);
+  l4[13] = flags;
+  Put16(l4 + 16, 0);
+  Put16(l4 + 16, ~Csum16(l4, l4Len, pseudo) & 0xffffu);
   return total;
 }
 
@@ -233,6 +254,7 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
         continue;
       }
       ctr[kGsoPackets] += 1;
+      if (g.udp) ctr[kUdpGsoPackets] += 1;
       state[0] = static_cast<int32_t>(r);
       state[1] = 0;
     }
@@ -276,7 +298,7 @@ struct TcpView {
 };
 
 // A plain TCP packet (IPv4 without options-free restriction but no fragments, IPv6 without
-// extension headers) whose checksum verifies: the only kind we hand the kernel coalesced, since it
+// extension headers) whose checksums verify: the only kind we hand the kernel coalesced, since it
 // will trust the checksum of the super-packet.
 bool ViewTcp(uint8_t* p, size_t len, TcpView* v) {
   if (len < 40) return false;
@@ -286,6 +308,7 @@ bool ViewTcp(uint8_t* p, size_t len, TcpView* v) {
   if ((p[0] >> 4) == 4) {
     size_t ihl = static_cast<size_t>(p[0] & 0x0f) * 4;
     if (ihl < 20 || p[9] != 6 || Get16(p + 2) != len || (Get16(p + 6) & 0x3fff) != 0) return false;  // fragments
+    if (ihl > len || Csum16(p, ihl, 0) != 0xffff) return false;
     v->v6 = false;
     v->ipHeaderLen = ihl;
     pseudo = Csum16(p + 12, 8, 6 + static_cast<uint32_t>(len - ihl));
@@ -329,17 +352,171 @@ bool Continues(const TcpView& a, const TcpView& b, uint32_t expectedSeq) {
 }
 
 constexpr uint8_t kTcpAck = 0x10, kTcpPsh = 0x08;
-constexpr int kMaxCoalesce = 64;
+constexpr int kMaxCoalesce = 64;  // the kernel takes up to 128 UDP segments (UDP_MAX_SEGMENTS), any number of TCP ones
 constexpr size_t kMaxSuper = 65535;
+// tunWriteOffload's `coalesce` bits.
+constexpr int32_t kCoalesceTcp = 1, kCoalesceUdp = 2;
 
-// tunWriteOffload(fd, bufs, sizes: Int32Array, offset, count, counters, coalesce: boolean,
+// Whether the caller gave packet i a GSO header of its own (10 bytes, not all zero).
+bool HasHeader(const uint8_t* given, int64_t i) {
+  if (given == nullptr) return false;
+  const uint8_t* g = given + static_cast<size_t>(i) * kVnetHdrLen;
+  for (size_t k = 0; k < kVnetHdrLen; k++)
+    if (g[k] != 0) return true;
+  return false;
+}
+
+// Turns the first packet of a coalesced run into the super-packet's header: IP lengths (and IPv4
+// header checksum) for `total` bytes, and at l4 + csumOffset the pseudo-header sum that
+// CHECKSUM_PARTIAL wants (the kernel finishes the checksum per segment).
+void WriteSuperHeaders(uint8_t* p, size_t ipHeaderLen, bool v6, size_t total, uint8_t proto, size_t csumOffset) {
+  uint32_t l4Len = static_cast<uint32_t>(total - ipHeaderLen);
+  uint32_t pseudo;
+  if (!v6) {
+    Put16(p + 2, static_cast<uint32_t>(total));
+    Put16(p + 10, 0);
+    Put16(p + 10, ~Csum16(p, ipHeaderLen, 0) & 0xffffu);
+    pseudo = Csum16(p + 12, 8, proto + l4Len);
+  } else {
+    Put16(p + 4, static_cast<uint32_t>(total - 40));
+    pseudo = Csum16(p + 8, 32, proto + l4Len);
+  }
+  Put16(p + ipHeaderLen + csumOffset, pseudo);
+}
+
+// Packets i, i+1, ... that continue one TCP flow (contiguous sequence numbers, equal sizes but a
+// shorter last one, only ACK/PSH set, checksums valid) as one super-packet: iov[1..] and h filled,
+// the first packet's headers rewritten. Returns the run's length; 1 means nothing was coalesced.
+int CoalesceTcp(uint8_t* const* data, const int32_t* sizes, int64_t i, int64_t count, const uint8_t* given, iovec* iov, virtio_net_hdr* h) {
+  TcpView first;
+  size_t total = static_cast<size_t>(sizes[i]);
+  if (!ViewTcp(data[i], total, &first) || first.payloadLen == 0 || (first.flags & ~kTcpAck) != 0) return 1;
+  uint32_t nextSeq = first.seq + static_cast<uint32_t>(first.payloadLen);
+  size_t mss = first.payloadLen;
+  size_t lastLen = mss;
+  int run = 1;
+  while (i + run < count && run < kMaxCoalesce && lastLen == mss && !HasHeader(given, i + run)) {
+    TcpView v;
+    uint8_t* q = data[i + run];
+    if (!ViewTcp(q, static_cast<size_t>(sizes[i + run]), &v) || v.payloadLen == 0 || v.payloadLen > mss) break;
+    if ((v.flags & ~(kTcpAck | kTcpPsh)) != 0 || !(v.flags & kTcpAck)) break;
+    if (!Continues(first, v, nextSeq) || total + v.payloadLen > kMaxSuper) break;
+    iov[1 + run] = {q + v.headerLen, v.payloadLen};
+    total += v.payloadLen;
+    nextSeq += static_cast<uint32_t>(v.payloadLen);
+    lastLen = v.payloadLen;
+    run++;
+    if (v.flags & kTcpPsh) {
+      first.p[first.ipHeaderLen + 13] |= kTcpPsh;  // the super-packet ends where the sender pushed
+      break;
+    }
+  }
+  if (run == 1) return 1;
+  WriteSuperHeaders(first.p, first.ipHeaderLen, first.v6, total, kProtoTcp, 16);
+  h->gso_type = first.v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+  h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h->hdr_len = static_cast<uint16_t>(first.headerLen);
+  h->gso_size = static_cast<uint16_t>(mss);
+  h->csum_start = static_cast<uint16_t>(first.ipHeaderLen);
+  h->csum_offset = 16;
+  return run;
+}
+
+struct UdpView {
+  uint8_t* p;
+  bool v6;
+  size_t ipHeaderLen;  // 20 or 40: no IPv4 options, no IPv6 extension headers
+  size_t payloadLen;
+};
+
+// A UDP datagram that the kernel's USO split gives back byte for byte once coalesced: IPv4 without
+// options and not a fragment, with a good header checksum, IPv6 without extension headers, some
+// payload, and a UDP checksum that is not zero and verifies (the split computes a fresh one per datagram: a zero checksum would come
+// out non-zero, a wrong one right).
+bool ViewUdp(uint8_t* p, size_t len, UdpView* v) {
+  if (len < 29) return false;
+  uint32_t pseudo;
+  if (p[0] == 0x45) {
+    if (p[9] != kProtoUdp || Get16(p + 2) != len || (Get16(p + 6) & 0x3fff) != 0) return false;  // MF, offset
+    if (Csum16(p, 20, 0) != 0xffff) return false;  // the split writes a good header checksum
+    v->v6 = false;
+    v->ipHeaderLen = 20;
+    pseudo = Csum16(p + 12, 8, kProtoUdp + static_cast<uint32_t>(len - 20));
+  } else if ((p[0] >> 4) == 6) {
+    if (len < 49 || p[6] != kProtoUdp || Get16(p + 4) + 40u != len) return false;
+    v->v6 = true;
+    v->ipHeaderLen = 40;
+    pseudo = Csum16(p + 8, 32, kProtoUdp + static_cast<uint32_t>(len - 40));
+  } else {
+    return false;
+  }
+  const uint8_t* u = p + v->ipHeaderLen;
+  size_t udpLen = len - v->ipHeaderLen;
+  if (Get16(u + 4) != udpLen || Get16(u + 6) == 0) return false;
+  if (Csum16(u, udpLen, pseudo) != 0xffff) return false;
+  v->p = p;
+  v->payloadLen = udpLen - 8;
+  return true;
+}
+
+// Whether b is datagram k (k >= 1) of the run that a starts: the fields the kernel copies from the
+// super-packet's header into every datagram are equal, and b's IPv4 id is the one it would assign.
+bool UdpContinues(const UdpView& a, const UdpView& b, uint32_t k) {
+  if (a.v6 != b.v6) return false;
+  const uint8_t* x = a.p;
+  const uint8_t* y = b.p;
+  if (!a.v6) {
+    // tos, DF, ttl, addresses (version/ihl, protocol, no fragment: ViewUdp); the split numbers ids on
+    if (x[1] != y[1] || x[6] != y[6] || x[8] != y[8] || std::memcmp(x + 12, y + 12, 8) != 0) return false;
+    if (Get16(y + 4) != ((Get16(x + 4) + k) & 0xffffu)) return false;
+  } else {
+    // version, traffic class, flow label, next header, hop limit, addresses
+    if (std::memcmp(x, y, 4) != 0 || x[6] != y[6] || x[7] != y[7] || std::memcmp(x + 8, y + 8, 32) != 0) return false;
+  }
+  return std::memcmp(x + a.ipHeaderLen, y + b.ipHeaderLen, 4) == 0;  // ports
+}
+
+// Packets i, i+1, ... that continue one UDP flow (UdpContinues; equal payload sizes but a shorter
+// last one) as one super-packet with gso_type UDP_L4 (USO): iov[1..] and h filled, the first packet's
+// headers rewritten. Returns the run's length; 1 means nothing was coalesced.
+int CoalesceUdp(uint8_t* const* data, const int32_t* sizes, int64_t i, int64_t count, const uint8_t* given, iovec* iov, virtio_net_hdr* h) {
+  UdpView first;
+  size_t total = static_cast<size_t>(sizes[i]);
+  if (!ViewUdp(data[i], total, &first)) return 1;
+  size_t mss = first.payloadLen;
+  size_t lastLen = mss;
+  int run = 1;
+  while (i + run < count && run < kMaxCoalesce && lastLen == mss && !HasHeader(given, i + run)) {
+    UdpView v;
+    if (!ViewUdp(data[i + run], static_cast<size_t>(sizes[i + run]), &v) || v.payloadLen > mss) break;
+    if (!UdpContinues(first, v, static_cast<uint32_t>(run)) || total + v.payloadLen > kMaxSuper) break;
+    iov[1 + run] = {v.p + v.ipHeaderLen + 8, v.payloadLen};
+    total += v.payloadLen;
+    lastLen = v.payloadLen;
+    run++;
+  }
+  if (run == 1) return 1;
+  // The split derives each datagram's length and checksum from these two.
+  Put16(first.p + first.ipHeaderLen + 4, static_cast<uint32_t>(total - first.ipHeaderLen));
+  WriteSuperHeaders(first.p, first.ipHeaderLen, first.v6, total, kProtoUdp, 6);
+  h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h->gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
+  h->hdr_len = static_cast<uint16_t>(first.ipHeaderLen + 8);
+  h->gso_size = static_cast<uint16_t>(mss);
+  h->csum_start = static_cast<uint16_t>(first.ipHeaderLen);
+  h->csum_offset = 6;
+  return run;
+}
+
+// tunWriteOffload(fd, bufs, sizes: Int32Array, offset, count, counters, coalesce: number,
 //                 headers?: Uint8Array): number
-// Writes each packet behind a virtio_net_hdr. With coalesce, consecutive segments of one TCP flow
-// (contiguous sequence numbers, equal sizes but a shorter last one, only ACK/PSH set, checksums
-// valid) go as one super-packet with gso_type TCPV4/TCPV6 and an unfinished checksum, which the
-// kernel's stack takes whole (GRO done for it). `headers` holds 10 bytes per packet: a non-zero
-// one is written as it is in front of its packet, never coalesced (a super-packet the caller
-// prepared). Returns how many of the `count` packets went in.
+// Writes each packet behind a virtio_net_hdr. `coalesce` bit 1 (kCoalesceTcp): consecutive segments
+// of one TCP flow go as one super-packet with gso_type TCPV4/TCPV6 (CoalesceTcp), which the kernel's
+// stack takes whole (GRO done for it); bit 2 (kCoalesceUdp, only on a device that took USO):
+// consecutive datagrams of one UDP flow go as one UDP_L4 super-packet (CoalesceUdp), which the kernel
+// splits back into the same datagrams where it must (at the receiving socket at the latest).
+// `headers` holds 10 bytes per packet: a non-zero one is written as it is in front of its packet,
+// never coalesced (a super-packet the caller prepared). Returns how many of the `count` packets went in.
 Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd = 0, offset = 0, count = 0;
@@ -359,7 +536,7 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
   if (!ArgInt(info, 3, "offset", 0, INT_MAX, &offset)) return env.Undefined();
   if (!ArgInt(info, 4, "count", 0, std::min<int64_t>(n, static_cast<int64_t>(sizesLen)), &count)) return env.Undefined();
   if (!ArgCounters(env, info[5], kTunCounterCount, &ctr)) return env.Undefined();
-  bool coalesce = info.Length() > 6 && info[6].ToBoolean().Value();
+  int32_t coalesce = info.Length() > 6 && info[6].IsNumber() ? info[6].As<Napi::Number>().Int32Value() : 0;
   uint8_t* given = nullptr;
   size_t givenLen = 0;
   if (info.Length() > 7 && !info[7].IsUndefined()) {
@@ -369,13 +546,6 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
       return env.Undefined();
     }
   }
-  auto hasGiven = [&](int64_t i) {
-    if (given == nullptr) return false;
-    const uint8_t* g = given + static_cast<size_t>(i) * kVnetHdrLen;
-    for (size_t k = 0; k < kVnetHdrLen; k++)
-      if (g[k] != 0) return true;
-    return false;
-  };
 
   // A write batch is at most a read batch (64) in practice: no heap allocation per call for those.
   uint8_t* stackData[256];
@@ -397,68 +567,37 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
 
   uint32_t written = 0;
   iovec iov[kMaxCoalesce + 1];
+  // The first packet's headers as they were before coalescing rewrote them (IP and TCP at most 120),
+  // put back after the write.
+  uint8_t saved[120];
   for (int64_t i = 0; i < count;) {
     virtio_net_hdr h = {};
+    iov[1] = {data[i], static_cast<size_t>(sizes[i])};
+    bool super = HasHeader(given, i);
     int run = 1;
-    size_t total = static_cast<size_t>(sizes[i]);
-    iov[1] = {data[static_cast<size_t>(i)], static_cast<size_t>(sizes[i])};
-    TcpView first;
-    bool super = hasGiven(i);
+    size_t savedLen = std::min(sizeof saved, static_cast<size_t>(sizes[i]));
     if (super) {
       std::memcpy(&h, given + static_cast<size_t>(i) * kVnetHdrLen, kVnetHdrLen);
-    } else if (coalesce && ViewTcp(data[static_cast<size_t>(i)], total, &first) && first.payloadLen > 0 &&
-        (first.flags & ~kTcpAck) == 0) {
-      uint32_t nextSeq = first.seq + static_cast<uint32_t>(first.payloadLen);
-      size_t mss = first.payloadLen;
-      size_t lastLen = mss;
-      while (i + run < count && run < kMaxCoalesce && lastLen == mss && !hasGiven(i + run)) {
-        TcpView v;
-        uint8_t* q = data[static_cast<size_t>(i + run)];
-        if (!ViewTcp(q, static_cast<size_t>(sizes[i + run]), &v) || v.payloadLen == 0 || v.payloadLen > mss) break;
-        if ((v.flags & ~(kTcpAck | kTcpPsh)) != 0 || !(v.flags & kTcpAck)) break;
-        if (!Continues(first, v, nextSeq) || total + v.payloadLen > kMaxSuper) break;
-        iov[1 + run] = {q + v.headerLen, v.payloadLen};
-        total += v.payloadLen;
-        nextSeq += static_cast<uint32_t>(v.payloadLen);
-        lastLen = v.payloadLen;
-        run++;
-        if (v.flags & kTcpPsh) {
-          first.p[first.ipHeaderLen + 13] |= kTcpPsh;  // the super-packet ends where the sender pushed
-          break;
-        }
-      }
-      if (run > 1) {
-        uint8_t* p = first.p;
-        size_t l4Len = total - first.ipHeaderLen;
-        uint32_t pseudo;
-        if (!first.v6) {
-          Put16(p + 2, static_cast<uint32_t>(total));
-          Put16(p + 10, 0);
-          Put16(p + 10, ~Csum16(p, first.ipHeaderLen, 0) & 0xffffu);
-          pseudo = Csum16(p + 12, 8, 6 + static_cast<uint32_t>(l4Len));
-          h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
-        } else {
-          Put16(p + 4, static_cast<uint32_t>(total - 40));
-          pseudo = Csum16(p + 8, 32, 6 + static_cast<uint32_t>(l4Len));
-          h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
-        }
-        // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the kernel finishes it per segment.
-        Put16(p + first.ipHeaderLen + 16, pseudo);
-        h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-        h.hdr_len = static_cast<uint16_t>(first.headerLen);
-        h.gso_size = static_cast<uint16_t>(mss);
-        h.csum_start = static_cast<uint16_t>(first.ipHeaderLen);
-        h.csum_offset = 16;
-      }
+    } else if (coalesce != 0) {
+      std::memcpy(saved, data[i], savedLen);
+      if (coalesce & kCoalesceTcp) run = CoalesceTcp(data, sizes, i, count, given, iov, &h);
+      if (run == 1 && (coalesce & kCoalesceUdp)) run = CoalesceUdp(data, sizes, i, count, given, iov, &h);
     }
     iov[0] = {&h, kVnetHdrLen};
     ssize_t r;
     do {
       r = ::writev(static_cast<int>(fd), iov, run + 1);
     } while (r < 0 && errno == EINTR);
+    int err = r < 0 ? errno : 0;
+    // The caller's packet as it was (a trace shows it after the write), whatever became of the write.
+    if (run > 1) std::memcpy(data[i], saved, savedLen);
     if (r < 0) {
-      int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;
+      if (err == EINVAL && run > 1) {
+        // A kernel that refuses our super-packet: the rest of the batch goes packet by packet.
+        coalesce = 0;
+        continue;
+      }
       if (err == EINVAL || err == EIO || err == EMSGSIZE) {
         i += run;
         continue;
@@ -467,7 +606,10 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
       ThrowErrno(env, err, "writev", "fd " + std::to_string(fd));
       return env.Undefined();
     }
-    if (run > 1) {
+    if (run > 1 && h.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4) {
+      ctr[kUdpCoalescedWrites] += 1;
+      ctr[kUdpCoalescedPackets] += run;
+    } else if (run > 1) {
       ctr[kCoalescedWrites] += 1;
       ctr[kCoalescedPackets] += run;
     }

@@ -3,6 +3,17 @@ import { controlRequest } from '../control/socket.js';
 import type { CounterSnapshot } from '../engine/counters.js';
 import { describeSourcePorts } from '../conn/datapath.js';
 
+/** The offloads a node runs with, from its `info.features`: "udp-gso udp-gro tun-tso tun-uso", or "-". */
+export function describeOffloads(features: Record<string, unknown>): string {
+  const names: Array<[string, string]> = [
+    ['udpGso', 'udp-gso'],
+    ['udpGro', 'udp-gro'],
+    ['tunOffload', 'tun-tso'],
+    ['tunUso', 'tun-uso'],
+  ];
+  return names.filter(([key]) => features[key] === true).map(([, name]) => name).join(' ') || '-';
+}
+
 export async function runStatus(o: { device: string; controlSocket?: string; json?: boolean }): Promise<number> {
   const path = o.controlSocket ?? `/run/vxtun/${o.device}.sock`;
   try {
@@ -16,7 +27,10 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
     const lines: string[] = [];
     lines.push(`${String(info.device)}  subnet ${String(info.subnet)}  vtep ${String(info.vtepMac)}  vni ${String(info.vni)}  udp ${String(info.publicIp)}:${String(info.port)}  mtu ${String(info.mtu)}`);
     const features = (info.features ?? {}) as Record<string, unknown>;
-    if (info.datapath !== undefined) lines.push(`datapath ${String(info.datapath)}  workers ${String(features.workers ?? 1)}  source ports ${describeSourcePorts(features, Number(info.port))}`);
+    if (info.datapath !== undefined) {
+      lines.push(`datapath ${String(info.datapath)}  workers ${String(features.workers ?? 1)}  source ports ${describeSourcePorts(features, Number(info.port))}`);
+      lines.push(`offloads ${describeOffloads(features)}`);
+    }
     lines.push(`tx ${counters.tx.packets} packets ${counters.tx.bytes} bytes   rx ${counters.rx.packets} packets ${counters.rx.bytes} bytes`);
     const nonzero = (r: Record<string, number>): string =>
       Object.entries(r)

@@ -181,7 +181,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     const datapath = await openDatapath({ kind, gso: true, sourcePorts, address: cfg.publicIp, port: backend.port, reusePort: workers > 1 });
     const bind = datapath.bind;
     undo.push(() => bind.close());
-    log.info({ datapath: datapath.kind, workers, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload } }, 'datapath');
+    log.info({ datapath: datapath.kind, workers, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso } }, 'datapath');
     engine =
       backend.type === 'vxlan'
         ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}) })
@@ -249,7 +249,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
             lease: manager.stats,
             pid: process.pid,
             datapath: datapath.kind,
-            features: { ...datapath.features, tunOffload: tun.features.offload, workers },
+            features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, workers },
             engines: pool ? pool.perEngine(eng.counters) : [{ txPackets: eng.counters.txPackets, rxPackets: eng.counters.rxPackets }],
           };
         default:

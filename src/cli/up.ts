@@ -97,13 +97,16 @@ export async function runUp(opts: UpOptions): Promise<number> {
     const kind = resolveDatapathKind(opts.datapath !== undefined && opts.datapath !== 'auto' ? opts.datapath : cfg.datapath.kind);
     const workers = kind === 'native' ? (opts.workers ?? cfg.datapath.workers ?? defaultWorkers()) : 1;
     // Both paths take TUN offloads; on the ts path their packet work is TypeScript too (src/tun/offload.ts).
+    // USO only where the addon splits UDP super-packets on read (the TS reader knows TCP ones only).
     const tunOffload = cfg.datapath.tunOffload;
-    linuxTun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32, offload: tunOffload, offloadIn: kind, multiQueue: workers > 1 });
+    const tunUso = kind === 'native' && cfg.datapath.tunUso;
+    linuxTun = openLinuxTun({ name: cfg.device.name, mtu: plan.deviceMtu, ipv4: plan.vtepAddress, prefixLen: 32, offload: tunOffload, offloadIn: kind, uso: tunUso, multiQueue: workers > 1 });
     tun = linuxTun;
     undo.push(() => tun.close());
     addRoute(ipv4ToString(cfg.network.addr), cfg.network.prefixLen, tun.name);
     datapath = await openDatapath({ kind, gso: cfg.datapath.gso, gro: cfg.datapath.gro, sourcePorts: cfg.datapath.sourcePorts, address: cfg.publicIp, port: cfg.backend.port, reusePort: workers > 1 });
     datapath.features.tunOffload = linuxTun.features.offload;
+    datapath.features.tunUso = linuxTun.features.uso;
     datapath.features.workers = workers;
     const bind = datapath.bind;
     undo.push(() => bind.close());
@@ -118,7 +121,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
     pool = await startEngineWorkers(engine, workers, {
-      tun: { name: tun.name, mtu: plan.deviceMtu, offload: tunOffload },
+      tun: { name: tun.name, mtu: plan.deviceMtu, offload: tunOffload, uso: tunUso },
       bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, gro: cfg.datapath.gro, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
       engine: { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 },
     });

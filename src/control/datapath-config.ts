@@ -2,7 +2,7 @@
  * The `datapath` section of the node config: which packet path runs and which offloads it may use.
  * Every switch here forces a fallback a test (or an operator on a strange kernel) may need.
  *
- *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true,
+ *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true, "tunUso": true,
  *                 "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
  *
  * kind: auto = the native fast path when the addon loaded, else the TypeScript reference path;
@@ -12,6 +12,8 @@
  * VXTUN_NO_UDP_GRO=1 also forces it off). tunOffload: open the
  * TUN with IFF_VNET_HDR + TSO/CSUM offloads when the kernel takes them (default true; on the ts path the
  * segmenting and coalescing they ask for is TypeScript, src/tun/offload.ts).
+ * tunUso: with tunOffload, on the native path, ask for UDP segmentation offload too (Linux 6.2+), so runs
+ * of one UDP flow's datagrams go into the TUN as one write (default true; VXTUN_NO_TUN_USO=1 also forces it off).
  * sourcePorts: RFC 7348 §5 outer source ports from a hash of the inner flow (native path; the ts path
  * always sends from the VXLAN port); default Linux's range 32768-60999 over 16 sockets, "fixed" = every
  * datagram from the VXLAN port (what a firewall that only opens 8472 both ways may need). Peers do not
@@ -34,6 +36,7 @@ export const DatapathSchema = z
     gso: z.boolean().optional(),
     gro: z.boolean().optional(),
     tunOffload: z.boolean().optional(),
+    tunUso: z.boolean().optional(),
     workers: z.number().int().min(1).max(64).optional(),
     sourcePorts: z
       .union([
@@ -60,6 +63,8 @@ export interface DatapathConfig {
   gso: boolean;
   gro: boolean;
   tunOffload: boolean;
+  /** With tunOffload: USO on the TUN when the kernel takes it. */
+  tunUso: boolean;
   /** Engines (TUN queues + SO_REUSEPORT sockets), native path only; undefined = defaultWorkers(). */
   workers: number | undefined;
   /** 'fixed': send from the VXLAN port; else a pool of `sockets` source ports spread over [min, max]. */
@@ -73,6 +78,7 @@ export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathC
     gso: raw?.gso ?? true,
     gro: raw?.gro ?? true,
     tunOffload: raw?.tunOffload ?? true,
+    tunUso: raw?.tunUso ?? true,
     workers: raw?.workers,
     sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },
   };

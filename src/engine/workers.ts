@@ -19,7 +19,7 @@ import { RouteTable } from './routes.js';
 import { Engine, type EngineOptions } from './engine.js';
 import { Counters, DropReason, Answer, Fixup, type CounterSnapshot } from './counters.js';
 import { NativeBind } from '../conn/native.js';
-import { adoptLinuxTun, openTunQueue } from '../tun/linux.js';
+import { adoptLinuxTun, openTunQueue, type TunFeatures } from '../tun/linux.js';
 import { requireNative } from '../native/index.js';
 import type { Observation, Observer } from '../trace/observe.js';
 
@@ -128,7 +128,7 @@ function fromWire(routes: WireRoute[]): Route<Vtep>[] {
 }
 
 export interface WorkerSpec {
-  tun: { fd: number; name: string; mtu: number; features: { vnetHdr: boolean; offload: boolean } };
+  tun: { fd: number; name: string; mtu: number; features: TunFeatures };
   bind: { address: string; port: number; gso: boolean; gro?: boolean; sourcePorts?: { min: number; max: number; sockets: number } };
   engine: Omit<EngineOptions, 'vtepMac' | 'onesSum' | 'encapBatch'> & { vtepMac: Uint8Array };
 }
@@ -211,14 +211,14 @@ if (!isMainThread && (workerData as { vxtunWorker?: boolean } | null)?.vxtunWork
 export async function startEngineWorkers(
   main: { setRoutes(table: RouteTable<Vtep>): void; readonly routeTable: RouteTable<Vtep> },
   count: number,
-  req: { tun: { name: string; mtu: number; offload: boolean }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine'] },
+  req: { tun: { name: string; mtu: number; offload: boolean; uso?: boolean }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine'] },
 ): Promise<WorkerPool | undefined> {
   if (count <= 1) return undefined;
   const specs: WorkerSpec[] = [];
   try {
     for (let k = 1; k < count; k++) {
-      const q = openTunQueue(req.tun.name, req.tun.offload);
-      specs.push({ tun: { fd: q.fd, name: req.tun.name, mtu: req.tun.mtu, features: { vnetHdr: q.vnetHdr, offload: q.offload } }, bind: req.bind, engine: req.engine });
+      const { fd, ...features } = openTunQueue(req.tun.name, req.tun.offload, req.tun.uso);
+      specs.push({ tun: { fd, name: req.tun.name, mtu: req.tun.mtu, features }, bind: req.bind, engine: req.engine });
     }
   } catch (e) {
     for (const spec of specs) requireNative().close(spec.tun.fd);

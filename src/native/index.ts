@@ -52,21 +52,25 @@ export interface UdpOpenResult {
 }
 
 export interface NativeAddon {
-  /** Opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches IFF_TUN|IFF_NO_PI `name` ('' lets the kernel pick). */
-  tunOpen(name: string, opts?: { offload?: boolean; multiQueue?: boolean }): { fd: number; name: string; vnetHdr?: boolean; offload?: boolean };
+  /**
+   * Opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches IFF_TUN|IFF_NO_PI `name` ('' lets the kernel pick).
+   * offload: IFF_VNET_HDR + TUNSETOFFLOAD(CSUM|TSO4|TSO6); uso: USO4|USO6 as well when the kernel takes them (6.2+).
+   */
+  tunOpen(name: string, opts?: { offload?: boolean; uso?: boolean; multiQueue?: boolean }): { fd: number; name: string; vnetHdr?: boolean; offload?: boolean; uso?: boolean };
   /**
    * For a TUN opened with offload (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
-   * plain IP packets at `offset` — TCP super-packets segmented at gso_size, unfinished checksums finished.
+   * plain IP packets at `offset` — TCP and UDP (USO) super-packets segmented at gso_size, unfinished checksums finished.
    * scratch ≥ 65545 bytes and state (Int32Array(2)) keep a super-packet that did not fit for the next call.
    * Counters: see TunCounter in src/tun/linux.ts.
    */
   tunReadOffload(fd: number, scratch: Uint8Array, state: Int32Array, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;
   /**
-   * For a TUN opened with offload: writev of a virtio_net_hdr + each packet; rules as writeBatch. With
-   * `coalesce`, consecutive segments of one TCP flow (checksums verified) go as one GSO super-packet.
+   * For a TUN opened with offload: writev of a virtio_net_hdr + each packet; rules as writeBatch. `coalesce`
+   * (TunCoalesce bits): consecutive segments of one TCP flow (Tcp), datagrams of one UDP flow (Udp, needs
+   * USO), checksums verified, go as one GSO super-packet the kernel splits back into the same packets.
    * `headers` (10 bytes per packet): a non-zero virtio_net_hdr is written as it is in front of its packet.
    */
-  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: boolean, headers?: Uint8Array): number;
+  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: number, headers?: Uint8Array): number;
   readonly tunCounterCount: number;
   /** MTU, then address + netmask, then up, through ioctls on an AF_INET socket. */
   linkConfigure(name: string, opts: LinkOptions): void;

@@ -25,6 +25,12 @@ export interface LinuxTunOptions {
    * forces it off. `features.offload` says whether the kernel took it.
    */
   offload?: boolean;
+  /**
+   * With offload, also USO (TUNSETOFFLOAD USO4|USO6, Linux 6.2+): runs of one UDP flow's datagrams are
+   * written as one super-packet, and UDP super-packets of local UDP_SEGMENT senders are read and split.
+   * Default on; VXTUN_NO_TUN_USO=1 forces it off. `features.uso` says whether the kernel took it.
+   */
+  uso?: boolean;
   /** IFF_MULTI_QUEUE, so openTunQueue can attach more queues (one per worker thread). */
   multiQueue?: boolean;
   /** Where the offload counters live (e.g. shared with a supervising thread). */
@@ -39,11 +45,26 @@ export interface LinuxTunOptions {
 /** Index of each counter in LinuxTunDevice.offloadCounters (the TypeScript and the native offloads share it). */
 export { TunCounter };
 
+/** tunWriteOffload's `coalesce` bits (kCoalesceTcp / kCoalesceUdp in native/tun_offload.cc). */
+export const TunCoalesce = { Tcp: 1, Udp: 2 } as const;
+
+/** What a TUN queue runs with: vnetHdr: packets carry a virtio_net_hdr; offload: the kernel took TSO/CSUM; uso: and USO. */
+export interface TunFeatures {
+  vnetHdr: boolean;
+  offload: boolean;
+  uso: boolean;
+}
+
+/** Whether to ask for USO: with offloads, unless the config or VXTUN_NO_TUN_USO=1 says no. */
+function wantUso(offload: boolean, uso: boolean | undefined, offloadIn: 'native' | 'ts' | undefined): boolean {
+  // The TypeScript reader splits TCP super-packets only: a UDP one (a local UDP_SEGMENT sender) would be lost.
+  return offload && uso !== false && offloadIn !== 'ts' && process.env.VXTUN_NO_TUN_USO !== '1';
+}
+
 export interface LinuxTunDevice extends TunDevice {
   /** The TUN descriptor (-1 once closed). */
   readonly fd: number;
-  /** vnetHdr: packets carry a virtio_net_hdr; offload: the kernel accepted TSO/CSUM offloads. */
-  readonly features: { vnetHdr: boolean; offload: boolean };
+  readonly features: TunFeatures;
   /** Shared with the addon when vnetHdr (see TunCounter); all zero otherwise. */
   readonly offloadCounters: Float64Array;
 }
@@ -74,8 +95,10 @@ export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
     throw new Error(`cannot open TUN ${opts.name || '(any name)'}: ${(e as Error).message}`);
   }
   const wantOffload = opts.offload === true && process.env.VXTUN_NO_TUN_OFFLOAD !== '1';
-  const { fd, name, vnetHdr, offload } =
-    wantOffload || opts.multiQueue === true ? native.tunOpen(opts.name, { offload: wantOffload, multiQueue: opts.multiQueue === true }) : native.tunOpen(opts.name);
+  const { fd, name, vnetHdr, offload, uso } =
+    wantOffload || opts.multiQueue === true
+      ? native.tunOpen(opts.name, { offload: wantOffload, uso: wantUso(wantOffload, opts.uso, opts.offloadIn), multiQueue: opts.multiQueue === true })
+      : native.tunOpen(opts.name);
   try {
     if (opts.ipv6 !== true) disableIpv6(name);
     native.linkConfigure(name, {
@@ -87,17 +110,20 @@ export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
     native.close(fd);
     throw e;
   }
-  return new LinuxTun(native, fd, name, opts.mtu, { vnetHdr: vnetHdr === true, offload: offload === true }, opts.counters, opts.offloadIn);
+  return new LinuxTun(native, fd, name, opts.mtu, { vnetHdr: vnetHdr === true, offload: offload === true, uso: uso === true }, opts.counters, opts.offloadIn);
 }
 
-/** One more queue of a device opened with multiQueue: the descriptor, for a worker thread to adopt. */
-export function openTunQueue(name: string, offload: boolean): { fd: number; vnetHdr: boolean; offload: boolean } {
-  const r = requireNative().tunOpen(name, { offload, multiQueue: true });
-  return { fd: r.fd, vnetHdr: r.vnetHdr === true, offload: r.offload === true };
+/**
+ * One more queue of a device opened with multiQueue: the descriptor, for a worker thread to adopt.
+ * The offload flags belong to the device: ask for what the first queue asked for (same `uso`).
+ */
+export function openTunQueue(name: string, offload: boolean, uso?: boolean): { fd: number } & TunFeatures {
+  const r = requireNative().tunOpen(name, { offload, uso: wantUso(offload, uso, 'native'), multiQueue: true });
+  return { fd: r.fd, vnetHdr: r.vnetHdr === true, offload: r.offload === true, uso: r.uso === true };
 }
 
 /** Wraps a TUN queue descriptor opened elsewhere in this process (a worker thread's queue). */
-export function adoptLinuxTun(fd: number, name: string, mtu: number, features: { vnetHdr: boolean; offload: boolean }, counters?: Float64Array): LinuxTunDevice {
+export function adoptLinuxTun(fd: number, name: string, mtu: number, features: TunFeatures, counters?: Float64Array): LinuxTunDevice {
   return new LinuxTun(requireNative(), fd, name, mtu, features, counters);
 }
 
@@ -111,8 +137,11 @@ class LinuxTun implements LinuxTunDevice {
   private sizes32 = new Int32Array(0);
   /** 10 bytes per packet of a write batch holding super-packets (zero = no header of its own). */
   private vnetHdrs = Buffer.alloc(0);
-  /** Coalesce TCP segments into super-packets on write (VXTUN_NO_TUN_COALESCE=1 turns it off). */
-  private readonly coalesce = process.env.VXTUN_NO_TUN_COALESCE !== '1';
+  /**
+   * TunCoalesce bits for native writes: TCP segments into super-packets, and with USO UDP datagrams too
+   * (VXTUN_NO_TUN_COALESCE=1 turns both off).
+   */
+  private readonly coalesce: number;
   /** Offloads done in TypeScript over plain reads and writes (offloadIn 'ts'), instead of scratch + state. */
   private readonly tsReader: TunOffloadReader | undefined;
   private readonly tsWriter: TunOffloadWriter | undefined;
@@ -122,15 +151,16 @@ class LinuxTun implements LinuxTunDevice {
     fd: number,
     readonly name: string,
     readonly mtu: number,
-    readonly features: { vnetHdr: boolean; offload: boolean },
+    readonly features: TunFeatures,
     counters?: Float64Array,
     offloadIn: 'native' | 'ts' = 'native',
   ) {
     this.#fd = fd;
+    this.coalesce = process.env.VXTUN_NO_TUN_COALESCE === '1' ? 0 : TunCoalesce.Tcp | (features.uso ? TunCoalesce.Udp : 0);
     this.offloadCounters = counters ?? new Float64Array(native.tunCounterCount ?? TUN_COUNTER_COUNT);
     if (features.vnetHdr && offloadIn === 'ts') {
       this.tsReader = new TunOffloadReader((bufs, offset, sizes) => native.readBatch(this.#fd, bufs, offset, sizes), this.offloadCounters);
-      this.tsWriter = new TunOffloadWriter((bufs, sizes, offset, count) => native.writeBatch(this.#fd, bufs, sizes, offset, count), this.offloadCounters, this.coalesce);
+      this.tsWriter = new TunOffloadWriter((bufs, sizes, offset, count) => native.writeBatch(this.#fd, bufs, sizes, offset, count), this.offloadCounters, this.coalesce !== 0);
     } else if (features.vnetHdr) {
       this.scratch = Buffer.alloc(65545 + 64);
     }

@@ -38,8 +38,13 @@ export const TunCounter = {
   CoalescedPackets: 7,
   /** Packets written with their own GSO header: TCP super-packets of kernel peers passed whole. */
   SuperWrites: 8,
+  /** UDP super-packets written (USO, native path only), and the datagrams they carried. */
+  UdpCoalescedWrites: 9,
+  UdpCoalescedPackets: 10,
+  /** UDP super-packets read (from local UDP_SEGMENT senders) and split; also counted in GsoPackets. */
+  UdpGsoPackets: 11,
 } as const;
-export const TUN_COUNTER_COUNT = 9;
+export const TUN_COUNTER_COUNT = 12;
 
 /** The largest packet behind a virtio_net_hdr (an IPv4 total length). */
 const MAX_PACKET = 0xffff;
@@ -225,7 +230,7 @@ function newView(): TcpView {
 
 /**
  * Fills `v` for a plain TCP packet (IPv4 not a fragment, IPv6 without extension headers, lengths as
- * the IP header says) whose checksum verifies: the only kind handed to the kernel coalesced, since
+ * the IP header says) whose IPv4 header and TCP checksums verify: the only kind handed to the kernel coalesced, since
  * it trusts a super-packet's checksum.
  */
 function viewTcp(p: Buffer, o: number, length: number, sum16: OnesSumFn, v: TcpView): boolean {
@@ -236,6 +241,8 @@ function viewTcp(p: Buffer, o: number, length: number, sum16: OnesSumFn, v: TcpV
     const ihl = (p[o]! & 0x0f) * 4;
     if (ihl < 20 || p[o + Ipv4Field.PROTOCOL] !== IpProtocol.TCP || p.readUInt16BE(o + Ipv4Field.TOTAL_LENGTH) !== length) return false;
     if ((p.readUInt16BE(o + Ipv4Field.FLAGS_FRAGMENT) & 0x3fff) !== 0) return false; // MF or an offset: a fragment
+    // The kernel writes fresh header checksums into the segments: a corrupt header must not come out repaired.
+    if (ihl > length || onesSum(p, o, ihl) !== 0xffff) return false;
     v.v6 = false;
     v.ipHeaderLength = ihl;
     pseudo = onesSum(p, o + Ipv4Field.SRC, 8, IpProtocol.TCP + length - ihl);

@@ -13,7 +13,7 @@ import { Topology } from '../../src/lab/netns.js';
 import { Cluster, type ClusterNode } from '../../src/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
 import type { CounterSnapshot } from '../../src/engine/counters.js';
-import { requirePrerequisites, tcpTransfer } from './support.js';
+import { requirePrerequisites, tcpTransfer, withEnv } from './support.js';
 
 const MB = 1024 * 1024;
 
@@ -105,17 +105,7 @@ for (const c of cases) {
     let cluster: Cluster;
     beforeAll(async () => {
       requirePrerequisites(['ip', 'bridge', 'ping', 'ethtool']);
-      // vxtun nodes inherit the environment when they start
-      const saved = { ...process.env };
-      Object.assign(process.env, c.env ?? {});
-      try {
-        cluster = await Cluster.build(topology, { kinds: [c.sender, 'vxtun'], vxtunConfig: { datapath: { kind: 'native', ...c.datapath } } });
-      } finally {
-        for (const k of Object.keys(c.env ?? {})) {
-          if (saved[k] === undefined) delete process.env[k];
-          else process.env[k] = saved[k];
-        }
-      }
+      cluster = await withEnv(c.env, () => Cluster.build(topology, { kinds: [c.sender, 'vxtun'], vxtunConfig: { datapath: { kind: 'native', ...c.datapath } } }));
     });
     afterAll(async () => {
       await cluster?.destroy();

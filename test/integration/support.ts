@@ -24,6 +24,20 @@ export function requirePrerequisites(commands: string[] = ['ip', 'bridge', 'ping
   if (!existsSync(`${repoRoot}dist/src/cli/main.js`)) throw new Error('dist/ is missing: run npm run build first');
 }
 
+/** Runs fn with `env` added to this process's environment (vxtun nodes it starts inherit it), then puts it back. */
+export async function withEnv<T>(env: Record<string, string> | undefined, fn: () => Promise<T>): Promise<T> {
+  const saved = { ...process.env };
+  Object.assign(process.env, env ?? {});
+  try {
+    return await fn();
+  } finally {
+    for (const k of Object.keys(env ?? {})) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  }
+}
+
 export interface TransferResult {
   sent: { bytes: number; sha256: string };
   received: { bytes: number; sha256: string };

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireNative } from '../../src/native/index.js';
 import { TunCounter, TunOffloadReader, TunOffloadWriter, TUN_COUNTER_COUNT, type RawRead, type RawWrite } from '../../src/tun/offload.js';
+import { TunCoalesce } from '../../src/tun/linux.js';
 import { prepareTcpGso, segmentTcp } from '../../src/engine/gso.js';
 import { emitVirtioNetHdr, VirtioNetFlag, VirtioNetGso, VIRTIO_NET_HDR_LEN, type VirtioNetHdrRepr } from '../../src/wire/virtio-net.js';
 import { onesSum, finish } from '../../src/wire/checksum.js';
@@ -160,7 +161,7 @@ describe('TunOffloadReader', () => {
     expect(sizesOf(4)).toEqual([152, plain.length]);
     expect(reader.pending).toBe(false);
     expect(sizesOf(4)).toEqual([]);
-    expect([...c]).toEqual([2, 1, 5, 0, 0, 0, 0, 0, 0]);
+    expect([...c]).toEqual([2, 1, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   });
 
   it('finishes NEEDS_CSUM packets (TCP; UDP stores a computed 0 as 0xffff) and copies plain ones as they are', () => {
@@ -287,7 +288,7 @@ describe('TunOffloadWriter', () => {
     expect(p[20 + 13]).toBe(ACK | PSH);
     expect(p.readUInt16BE(20 + 16)).toBe(pseudo(p, 4, p.length - 20));
     expect(p.subarray(hdrLen).equals(Buffer.concat(segs.map((s) => s.subarray(hdrLen))))).toBe(true);
-    expect([...c]).toEqual([0, 0, 0, 0, 0, 4, 1, 4, 0]);
+    expect([...c]).toEqual([0, 0, 0, 0, 0, 4, 1, 4, 0, 0, 0, 0]);
     for (let i = 0; i < 4; i++) expect(bufs[i]!.subarray(HEADROOM, HEADROOM + segs[i]!.length).equals(segs[i]!)).toBe(true); // the caller's packets untouched
   });
 
@@ -302,7 +303,7 @@ describe('TunOffloadWriter', () => {
     const one = tcp({ payload: payloadOf(100) });
     const { out, c } = coalesced([one]);
     expect(out.map((b) => b.toString('hex'))).toEqual(['00'.repeat(10) + one.toString('hex')]);
-    expect([...c]).toEqual([0, 0, 0, 0, 0, 1, 0, 0, 0]);
+    expect([...c]).toEqual([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
   });
 
   const runs = (pkts: Buffer[]): number[] => {
@@ -316,6 +317,8 @@ describe('TunOffloadWriter', () => {
       const pkts = base.map((p) => Buffer.from(p));
       f(pkts[k]!);
       if (fixSum) {
+        pkts[k]!.writeUInt16BE(0, 10);
+        pkts[k]!.writeUInt16BE(finish(onesSum(pkts[k]!, 0, 20)), 10);
         pkts[k]!.writeUInt16BE(0, 36);
         pkts[k]!.writeUInt16BE(finish(onesSum(pkts[k]!, 20, pkts[k]!.length - 20, pseudo(pkts[k]!, 4, pkts[k]!.length - 20))), 36);
       }
@@ -336,7 +339,7 @@ describe('TunOffloadWriter', () => {
     expect(runs(alter(2, (p) => (p[20 + 32 - 1] ^= 1)))).toEqual([2, 1]); // other TCP options
     // what a segmenting kernel changes anyway: IP id and checksum, urgent pointer (URG unset)
     expect(runs(alter(1, (p) => p.writeUInt16BE(0x7777, 4)))).toEqual([3]);
-    expect(runs(alter(1, (p) => p.writeUInt16BE(0x1234, 10)))).toEqual([3]);
+    expect(runs(alter(1, (p) => p.writeUInt16BE(0x1234, 10), false))).toEqual([1, 1, 1]); // a corrupt IPv4 header checksum: never repaired by coalescing
     expect(runs(alter(1, (p) => p.writeUInt16BE(9, 38)))).toEqual([3]);
     expect(runs(alter(1, (p) => p.writeUInt16BE(0x2000, 6)))).toEqual([1, 1, 1]); // a fragment (MF)
     expect(runs([base[0]!, base[1]!, tcp({ payload: payloadOf(1001), seq: 3000 })])).toEqual([2, 1]); // larger than the first
@@ -355,7 +358,7 @@ describe('TunOffloadWriter', () => {
     expect(out).toHaveLength(2);
     expect(out[0]!.subarray(0, 10).toString('hex')).toBe('01' + '01' + '3400' + '7605' + '1400' + '1000');
     expect(out[1]!.subarray(0, 10).every((x) => x === 0)).toBe(true);
-    expect([...c]).toEqual([0, 0, 0, 0, 0, 2, 0, 0, 1]);
+    expect([...c]).toEqual([0, 0, 0, 0, 0, 2, 0, 0, 1, 0, 0, 0]);
   });
 
   it('without headroom for the header the packets are copied: same bytes', () => {
@@ -497,7 +500,7 @@ describe('side by side with the addon (tunReadOffload / tunWriteOffload on a FIF
       const nc = counters();
       const tc = counters();
       const n = atHeadroom(pkts);
-      const nativeWritten = native.tunWriteOffload(fd, n.bufs, Int32Array.from(n.sizes), HEADROOM, pkts.length, nc, true);
+      const nativeWritten = native.tunWriteOffload(fd, n.bufs, Int32Array.from(n.sizes), HEADROOM, pkts.length, nc, TunCoalesce.Tcp);
       const nat = split(drain());
       const ts: Buffer[] = [];
       const t = atHeadroom(pkts);
@@ -517,7 +520,7 @@ describe('side by side with the addon (tunReadOffload / tunWriteOffload on a FIF
     const n = atHeadroom(pkts);
     const headers = Buffer.alloc(pkts.length * 10);
     emitVirtioNetHdr(prepareTcpGso(n.bufs[3]!, HEADROOM, n.sizes[3]!, 1398)!, headers, 30);
-    native.tunWriteOffload(fd, n.bufs, Int32Array.from(n.sizes), HEADROOM, pkts.length, nc, true, headers);
+    native.tunWriteOffload(fd, n.bufs, Int32Array.from(n.sizes), HEADROOM, pkts.length, nc, TunCoalesce.Tcp, headers);
     const nat = split(drain());
     const ts: Buffer[] = [];
     const t = atHeadroom(pkts);
