@@ -113,6 +113,16 @@ Napi::Value TunOpen(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
 
+  // A later queue of a multi-queue device keeps the device's flags whatever it asked for: a queue
+  // that disagrees about the virtio header would misread every packet, so it is refused here.
+  ifreq got;
+  std::memset(&got, 0, sizeof got);
+  if (::ioctl(fd.fd, TUNGETIFF, &got) == 0 && ((got.ifr_flags & IFF_VNET_HDR) != 0) != wantOffload) {
+    ThrowErrno(env, EINVAL, "TUNSETIFF", std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)),
+               "the device's virtio header setting differs from this queue's (open every queue with the same offload)");
+    return env.Undefined();
+  }
+
   bool offload = false, uso = false;
   if (wantOffload) {
     unsigned int features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;

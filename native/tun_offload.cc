@@ -190,8 +190,9 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
   napi_get_array_length(env, bufs, &n);
   if (!ArgInt(info, 4, "offset", 0, INT_MAX, &offset)) return env.Undefined();
   if (!ArgInt32s(env, info[5], "tunReadOffload: sizes", &sizes, &sizesLen) || !ArgCounters(env, info[6], kTunCounterCount, &ctr)) return env.Undefined();
-  if (stateLen < 2 || sizesLen < n || scratchLen < kVnetHdrLen + 65535) {
-    ThrowRange(env, "tunReadOffload: state needs 2 entries, sizes one per buffer, scratch 65545 bytes");
+  // The largest packet the kernel hands over: an IPv6 header and a 65535-byte payload (USO).
+  if (stateLen < 2 || sizesLen < n || scratchLen < kVnetHdrLen + 40 + 65535) {
+    ThrowRange(env, "tunReadOffload: state needs 2 entries, sizes one per buffer, scratch 65585 bytes");
     return env.Undefined();
   }
 
@@ -224,7 +225,8 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
       }
       if (r == 0) break;
       ctr[kReads] += 1;
-      if (static_cast<size_t>(r) <= kVnetHdrLen) {
+      // read() reports the packet's whole length even when it did not fit: never parse past scratch.
+      if (static_cast<size_t>(r) <= kVnetHdrLen || static_cast<size_t>(r) > scratchLen) {
         ctr[kBadVnetHdr] += 1;
         continue;
       }
@@ -308,7 +310,8 @@ bool ViewTcp(uint8_t* p, size_t len, TcpView* v) {
   if ((p[0] >> 4) == 4) {
     size_t ihl = static_cast<size_t>(p[0] & 0x0f) * 4;
     if (ihl < 20 || p[9] != 6 || Get16(p + 2) != len || (Get16(p + 6) & 0x3fff) != 0) return false;  // fragments
-    if (ihl > len || Csum16(p, ihl, 0) != 0xffff) return false;
+    // Room for the TCP header's fixed part before data offset is read from it.
+    if (ihl + 20 > len || Csum16(p, ihl, 0) != 0xffff) return false;
     v->v6 = false;
     v->ipHeaderLen = ihl;
     pseudo = Csum16(p + 12, 8, 6 + static_cast<uint32_t>(len - ihl));

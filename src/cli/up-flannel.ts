@@ -190,7 +190,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     eng.setRoutes(new RouteTable(manager.routes));
     if (engine instanceof Engine) {
       pool = await startEngineWorkers(engine, workers, {
-        tun: { name: tun.name, mtu, offload: tunOffload },
+        tun: { name: tun.name, mtu, features: tun.features },
         bind: { address: cfg.publicIp, port: backend.port, gso: true, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
         engine: { vni: backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
       });

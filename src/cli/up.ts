@@ -121,7 +121,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
     pool = await startEngineWorkers(engine, workers, {
-      tun: { name: tun.name, mtu: plan.deviceMtu, offload: tunOffload, uso: tunUso },
+      tun: { name: tun.name, mtu: plan.deviceMtu, features: linuxTun.features },
       bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, gro: cfg.datapath.gro, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
       engine: { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 },
     });

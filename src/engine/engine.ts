@@ -24,7 +24,7 @@ import { WireError } from '../wire/error.js';
 import { repairPartialL4Checksum } from '../wire/l4checksum.js';
 import { segmentTcp, tcpSegmentSize } from './gso.js';
 import { DropReason, Answer, Fixup } from './counters.js';
-import type { Vtep } from './routes.js';
+import type { RouteTable, Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
 import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
@@ -75,6 +75,10 @@ export class Engine extends Pipeline {
     this.sum16 = opts.onesSum ?? onesSum;
   }
 
+  private readonly groups = new Map<Vtep, number[]>();
+  /** The table `groups` was keyed by: a new one may have dropped peers, whose groups then go. */
+  private groupsTable: RouteTable | undefined;
+
   /** encapBatch's per-batch state; undefined on the TS path. */
   private batchEncap: BatchEncap | undefined;
 
@@ -82,7 +86,16 @@ export class Engine extends Pipeline {
   override handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
     const routes = this.routes;
     const c = this.counters;
-    let groups: Map<Vtep, number[]> | undefined;
+    // Packet indices per peer, reused from batch to batch (emptied here; see setRoutes).
+    // (Not cleared in setRoutes: a swap may come while a batch is being sent.)
+    const groups = this.groups;
+    if (this.groupsTable !== routes) {
+      groups.clear();
+      this.groupsTable = routes;
+    } else {
+      for (const g of groups.values()) g.length = 0;
+    }
+    let forwarded = 0;
     let replies: Reply[] | undefined;
     const obs = this.observer;
     // Native path: headers are queued per packet and written by one call after the loop.
@@ -136,14 +149,12 @@ export class Engine extends Pipeline {
         continue;
       }
       if (obs) obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok', peer, route: routes.prefixOf(peer) });
-      groups ??= new Map();
       let g = groups.get(peer);
-      if (g === undefined) {
-        groups.set(peer, (g = []));
-        // A peer's template lives in the slot of its first packet in the batch.
-        if (batch) writeEncapTemplate(batch.templates, i, peer, this.opts.vtepMac);
-      }
+      if (g === undefined) groups.set(peer, (g = []));
+      // A peer's template lives in the slot of its first packet in the batch.
+      if (g.length === 0 && batch) writeEncapTemplate(batch.templates, i, peer, this.opts.vtepMac);
       g.push(i);
+      forwarded++;
       sizes[i] = size + HEADROOM;
       if (batch?.add(i, buf, g[0]!)) {
         queued++;
@@ -157,13 +168,14 @@ export class Engine extends Pipeline {
       // One call for the batch; each packet still shows its encap point (after every classify of the batch).
       batch.run(count);
       if (obs) {
-        for (const [peer, idx] of groups!) {
+        for (const [peer, idx] of groups) {
           for (const i of idx) if (batch.slots[i]! >= 0) obs({ point: 'encap', direction: 'out', buf: bufs[i]!, offset: 0, length: sizes[i]!, verdict: 'ok', peer });
         }
       }
     }
-    if (groups) {
+    if (forwarded > 0) {
       for (const [peer, idx] of groups) {
+        if (idx.length === 0) continue;
         const { bufs: gb, sizes: gs, sent } = this.sendToPeer(peer, idx, bufs, sizes, 0, HEADROOM);
         if (obs) {
           for (let k = 0; k < idx.length; k++) {
@@ -202,10 +214,12 @@ export class Engine extends Pipeline {
   override handleInbound(bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number): void {
     const c = this.counters;
     const obs = this.observer;
-    const outBufs: Buffer[] = [];
-    const outSizes: number[] = [];
+    // Reused from batch to batch (the TUN write and the observer are done with them before the next).
+    const outBufs = this.outBufs;
+    const outSizes = this.outSizes;
     // Per written packet: the segment size of a super-packet the TUN takes whole, else 0.
-    const outGso: number[] = [];
+    const outGso = this.outGso;
+    outBufs.length = outSizes.length = outGso.length = 0;
     let anyWhole = false;
     const whole = this.tun.writesSuperPackets === true;
     for (let i = 0; i < count; i++) {
@@ -306,6 +320,10 @@ export class Engine extends Pipeline {
       }
     }
   }
+
+  private readonly outBufs: Buffer[] = [];
+  private readonly outSizes: number[] = [];
+  private readonly outGso: number[] = [];
 
   private dropIn(reason: DropReason, buf: Buffer, size: number, src: Endpoint): void {
     this.counters.drop(reason);

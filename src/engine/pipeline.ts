@@ -18,6 +18,13 @@ export const HEADROOM = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
 
 const MAX_BATCHES_PER_WAKE = 8;
 
+/** What sendToPeer handed the Bind for one peer, and how many it took; valid until the next call. */
+export interface SentGroup {
+  bufs: Buffer[];
+  sizes: number[];
+  sent: number;
+}
+
 /** Run around every batch the pipeline handles (a worker thread publishes counters and observations after it). */
 export interface BatchHooks {
   before(): void;
@@ -121,16 +128,25 @@ export abstract class Pipeline {
    * Sends the packets bufs[idx[k]] (each at `offset`, sizes[idx[k]] bytes) to one peer in one call and
    * counts them: tx counts the inner packet, so `headerLength` (what encap put in front) is left out.
    */
-  protected sendToPeer(peer: Vtep, idx: number[], bufs: Buffer[], sizes: number[], offset: number, headerLength: number): { bufs: Buffer[]; sizes: number[]; sent: number } {
-    const gb = idx.map((i) => bufs[i]!);
-    const gs = idx.map((i) => sizes[i]!);
+  protected sendToPeer(peer: Vtep, idx: number[], bufs: Buffer[], sizes: number[], offset: number, headerLength: number): SentGroup {
+    // One result, reused: the caller reads it before the next call (no arrays per peer per batch).
+    const r = this.sentGroup;
+    const gb = r.bufs;
+    const gs = r.sizes;
+    gb.length = gs.length = idx.length;
+    for (let k = 0; k < idx.length; k++) {
+      gb[k] = bufs[idx[k]!]!;
+      gs[k] = sizes[idx[k]!]!;
+    }
     const sent = this.bind.send(gb, gs, offset, idx.length, peer.endpoint);
     const c = this.counters;
     c.txPackets += sent;
     for (let k = 0; k < sent; k++) c.txBytes += gs[k]! - headerLength;
     if (sent < idx.length) c.drop(DropReason.SendFailed, idx.length - sent);
-    return { bufs: gb, sizes: gs, sent };
+    r.sent = sent;
+    return r;
   }
+  private readonly sentGroup: SentGroup = { bufs: [], sizes: [], sent: 0 };
 
   /** Our end of a datagram we send (for traces): the bound endpoint, or the flow-hashed source port it leaves from. */
   protected sentFrom(buf: Buffer, offset: number, length: number): Endpoint {

@@ -122,7 +122,8 @@ function hashPrefix6(addr: Uint8Array, prefixLen: number): number {
   for (let i = 0; i < whole; i++) h = Math.imul(h ^ addr[i]!, 0x01000193);
   const rest = prefixLen & 7;
   if (rest !== 0) h = Math.imul(h ^ (addr[whole]! & (0xff << (8 - rest)) & 0xff), 0x01000193);
-  return h >>> 0;
+  // Kept within V8's small integers, so the Map key needs no heap number.
+  return h & 0x3fffffff;
 }
 
 /** Whether `addr` lies in the masked prefix `prefix`/`prefixLen`. */

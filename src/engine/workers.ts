@@ -205,19 +205,19 @@ if (!isMainThread && (workerData as { vxtunWorker?: boolean } | null)?.vxtunWork
 
 /**
  * Starts engines 1..count-1 of a node beside the caller's engine 0, each on a new queue of the
- * multi-queue TUN `tun.name` and its own SO_REUSEPORT socket, and makes them follow `main`: a route
+ * multi-queue TUN `tun.name` (opened like the first queue: `tun.features` are what that one got) and its own SO_REUSEPORT socket, and makes them follow `main`: a route
  * table swapped into it (reload, registry watch) reaches every worker too. Undefined when count is 1.
  */
 export async function startEngineWorkers(
   main: { setRoutes(table: RouteTable<Vtep>): void; readonly routeTable: RouteTable<Vtep> },
   count: number,
-  req: { tun: { name: string; mtu: number; offload: boolean; uso?: boolean }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine'] },
+  req: { tun: { name: string; mtu: number; features: TunFeatures }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine'] },
 ): Promise<WorkerPool | undefined> {
   if (count <= 1) return undefined;
   const specs: WorkerSpec[] = [];
   try {
     for (let k = 1; k < count; k++) {
-      const { fd, ...features } = openTunQueue(req.tun.name, req.tun.offload, req.tun.uso);
+      const { fd, ...features } = openTunQueue(req.tun.name, req.tun.features);
       specs.push({ tun: { fd, name: req.tun.name, mtu: req.tun.mtu, features }, bind: req.bind, engine: req.engine });
     }
   } catch (e) {

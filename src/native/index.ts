@@ -60,7 +60,7 @@ export interface NativeAddon {
   /**
    * For a TUN opened with offload (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
    * plain IP packets at `offset` — TCP and UDP (USO) super-packets segmented at gso_size, unfinished checksums finished.
-   * scratch ≥ 65545 bytes and state (Int32Array(2)) keep a super-packet that did not fit for the next call.
+   * scratch ≥ 65585 bytes (a virtio header, an IPv6 header and a 65535-byte payload) and state (Int32Array(2)) keep a super-packet that did not fit for the next call.
    * Counters: see TunCounter in src/tun/linux.ts.
    */
   tunReadOffload(fd: number, scratch: Uint8Array, state: Int32Array, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;

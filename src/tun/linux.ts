@@ -115,10 +115,12 @@ export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
 
 /**
  * One more queue of a device opened with multiQueue: the descriptor, for a worker thread to adopt.
- * The offload flags belong to the device: ask for what the first queue asked for (same `uso`).
+ * The virtio header and the offloads belong to the device, so the queue asks for what the first
+ * queue got (`first`, its features) — not for what the config said, which an environment switch may
+ * have overruled there (the addon refuses a queue that disagrees about the header).
  */
-export function openTunQueue(name: string, offload: boolean, uso?: boolean): { fd: number } & TunFeatures {
-  const r = requireNative().tunOpen(name, { offload, uso: wantUso(offload, uso, 'native'), multiQueue: true });
+export function openTunQueue(name: string, first: TunFeatures): { fd: number } & TunFeatures {
+  const r = requireNative().tunOpen(name, { offload: first.vnetHdr, uso: first.uso, multiQueue: true });
   return { fd: r.fd, vnetHdr: r.vnetHdr === true, offload: r.offload === true, uso: r.uso === true };
 }
 

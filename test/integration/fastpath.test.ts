@@ -11,7 +11,7 @@ import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '..
 import { MAX_DEFAULT_WORKERS } from '../../src/engine/workers.js';
 import { Cluster, cliPath, type ClusterNode } from '../../src/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { requirePrerequisites, tcpTransfer, toolsDir } from './support.js';
+import { requirePrerequisites, tcpTransfer, toolsDir, withEnv } from './support.js';
 
 const MB = 1024 * 1024;
 
@@ -33,6 +33,8 @@ interface Case {
   wireSourcePorts?: 'pool' | 'fixed';
   /** Extra `vxtun up` arguments. */
   args?: string[];
+  /** Environment of the vxtun processes (forcing switches). */
+  env?: Record<string, string>;
 }
 
 const cases: Case[] = [
@@ -91,7 +93,22 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'pure-TypeScript path (no addon on the data path), TUN offloads done in TypeScript',
+    // Every worker queue must follow the first queue: the switch turns the virtio header off for the device.
+    name: 'native path, TUN offloads forced off by VXTUN_NO_TUN_OFFLOAD=1, with the default workers',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: {},
+    env: { VXTUN_NO_TUN_OFFLOAD: '1' },
+    check: (i) => {
+      expect(i.datapath).toBe('native');
+      expect(i.features.tunOffload).toBe(false);
+      expect(i.features.workers).toBe(Math.min(availableParallelism(), MAX_DEFAULT_WORKERS));
+      expect(i.datapathCounters.tun.Reads).toBe(0);
+      expect(i.datapathCounters.tun.BadVnetHdr).toBe(0);
+      expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
+    },
+  },
+  {
+    name: 'pure-TypeScript path (the addon only for TUN syscalls), TUN offloads done in TypeScript',
     kinds: ['vxtun', 'vxtun'],
     datapath: { kind: 'ts' },
     check: (i) => {
@@ -180,7 +197,7 @@ for (const c of cases) {
     let cluster: Cluster;
     beforeAll(async () => {
       requirePrerequisites();
-      cluster = await Cluster.build(topology, { kinds: c.kinds, vxtunConfig: { datapath: c.datapath }, ...(c.args ? { vxtunArgs: c.args } : {}) });
+      cluster = await withEnv(c.env, () => Cluster.build(topology, { kinds: c.kinds, vxtunConfig: { datapath: c.datapath }, ...(c.args ? { vxtunArgs: c.args } : {}) }));
     });
     afterAll(async () => {
       await cluster?.destroy();

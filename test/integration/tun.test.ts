@@ -75,6 +75,13 @@ try { addRoute('10.244.9.0', 24, dev.name); } catch (e) { errors.eexist = err(e)
 try { delRoute('10.244.8.0', 24, dev.name); } catch (e) { errors.esrch = err(e); }
 try { native.tunOpen('vxt0'); } catch (e) { errors.ebusy = err(e); }
 try { native.tunOpen('bad/name'); } catch (e) { errors.einval = err(e); }
+// A second queue of a multi-queue device that disagrees about the virtio header is refused.
+const q1 = native.tunOpen('vxtmq', { offload: true, multiQueue: true });
+try { native.tunOpen('vxtmq', { offload: false, multiQueue: true }); } catch (e) { errors.queueMismatch = err(e); }
+const q2 = native.tunOpen('vxtmq', { offload: true, multiQueue: true });
+errors.queueAlike = { vnetHdr: q2.vnetHdr, offload: q2.offload };
+native.close(q2.fd);
+native.close(q1.fd);
 addRoute('10.244.10.0', 24, dev.name);
 delRoute('10.244.10.0', 24, dev.name);
 
@@ -247,6 +254,13 @@ describe('Linux TUN device in a network namespace', () => {
     expect(errors.esrch).toMatchObject({ code: 'ESRCH', syscall: 'SIOCDELRT' });
     expect(errors.ebusy!.message).toMatch(/^TUNSETIFF vxt0: EBUSY \(Device or resource busy\)/);
     expect(errors.einval!.message).toMatch(/^TUNSETIFF bad\/name: EINVAL \(Invalid argument\)/);
+  });
+
+  it('refuses a second queue that disagrees with the device about the virtio header; takes one that agrees', () => {
+    const { errors } = find<{ errors: Record<string, { message: string; code: string; syscall: string; vnetHdr?: boolean; offload?: boolean }> }>('ready')!;
+    expect(errors.queueMismatch).toMatchObject({ code: 'EINVAL', syscall: 'TUNSETIFF' });
+    expect(errors.queueMismatch!.message).toMatch(/^TUNSETIFF vxtmq: EINVAL \(Invalid argument\); the device's virtio header setting differs from this queue's/);
+    expect(errors.queueAlike).toEqual({ vnetHdr: true, offload: true });
   });
 
   it('reads a burst of kernel-routed packets in one batch, then EAGAIN → 0', () => {
