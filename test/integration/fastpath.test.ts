@@ -108,6 +108,29 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'native path, UDP GSO forced off by VXTUN_NO_GSO=1',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: {},
+    env: { VXTUN_NO_GSO: '1' },
+    check: (i) => {
+      expect(i.features.udpGso).toBe(false);
+      expect(i.datapathCounters.udp.GsoSends).toBe(0);
+      expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
+    },
+  },
+  {
+    name: 'native path, TUN write coalescing forced off by VXTUN_NO_TUN_COALESCE=1',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: {},
+    env: { VXTUN_NO_TUN_COALESCE: '1' },
+    check: (i) => {
+      expect(i.features.tunOffload).toBe(true);
+      expect(i.datapathCounters.tun.Writes).toBeGreaterThan(1000);
+      expect(i.datapathCounters.tun.CoalescedWrites).toBe(0);
+      expect(i.datapathCounters.tun.UdpCoalescedWrites).toBe(0);
+    },
+  },
+  {
     name: 'pure-TypeScript path (the addon only for TUN syscalls), TUN offloads done in TypeScript',
     kinds: ['vxtun', 'vxtun'],
     datapath: { kind: 'ts' },
