@@ -81,8 +81,10 @@ function finishPartialChecksum(p: Buffer, o: number, length: number, start: numb
 function parseSuperPacket(h: VirtioNetHdr, p: Buffer, o: number, length: number): TcpSuperPacket | undefined {
   const type = h.gsoType & ~VirtioNetGso.ECN;
   if ((type !== VirtioNetGso.TCPV4 && type !== VirtioNetGso.TCPV6) || length < 20) return undefined;
-  const v6 = p[o]! >> 4 === 6;
-  if (v6 !== (type === VirtioNetGso.TCPV6)) return undefined;
+  const version = p[o]! >> 4;
+  // The type must match the packet's IP version (as native/tun_offload.cc).
+  if (version !== (type === VirtioNetGso.TCPV6 ? 6 : 4)) return undefined;
+  const v6 = version === 6;
   const ihl = (p[o]! & 0x0f) * 4;
   const ipHeaderLength = (h.flags & VirtioNetFlag.NEEDS_CSUM) !== 0 ? h.csumStart : v6 ? IPV6_HEADER_LEN : ihl;
   if (v6 ? ipHeaderLength === IPV6_HEADER_LEN && p[o + Ipv6Field.NEXT_HEADER] !== IpProtocol.TCP : p[o + Ipv4Field.PROTOCOL] !== IpProtocol.TCP) return undefined;

@@ -454,8 +454,10 @@ describe('side by side with the addon (tunReadOffload / tunWriteOffload on a FIF
 
   it('reader: malformed headers are dropped and counted alike', () => {
     const sp = tcp({ payload: payloadOf(3000), flags: ACK });
-    const cases = [Buffer.alloc(10), superRead(sp, 1000), superRead(sp, 1600)];
+    const cases = [Buffer.alloc(10), superRead(sp, 1000), superRead(sp, 1600), superRead(sp, 1000), superRead(sp, 1000)];
     cases[1]![1] = VirtioNetGso.UDP;
+    cases[3]![VIRTIO_NET_HDR_LEN] = 0x55; // TCPV4 on a packet whose version nibble says 5
+    cases[4]!.writeUInt16LE(24, 6); // IPv4 csum_start past the 20-byte header it has
     for (const raw of cases) {
       const r = readBoth(raw, 8);
       expect(r.ts).toEqual(r.native);
