@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Netns, run } from './netns.js';
 import { readSubnetEnv } from '../control/subnet-env.js';
-import { parseCidr, cidrToString, ipv4Mask } from '../engine/cidr.js';
+import { ipv4Mask } from '../engine/cidr.js';
+import { isIpv4String, ipv4FromString, ipv4ToString } from '../wire/ipv4.js';
 
 export const CNI_PATH = ['/usr/lib/cni', '/opt/cni/bin'].find((d) => existsSync(join(d, 'bridge'))) ?? '/usr/lib/cni';
 
@@ -34,8 +35,12 @@ export interface BridgeConfigOptions {
  */
 export function bridgeConfig(env: Record<string, string>, dataDir: string, opts: BridgeConfigOptions = {}): Record<string, unknown> {
   for (const k of ['FLANNEL_NETWORK', 'FLANNEL_SUBNET', 'FLANNEL_MTU']) if (!env[k]) throw new Error(`subnet.env: no ${k}`);
-  const subnet = parseCidr(env.FLANNEL_SUBNET!.replace(/^(.*)\/(\d+)$/, (_, ip: string, len: string) => `${maskedIpv4(ip, Number(len))}/${len}`));
-  if (typeof subnet === 'string' || subnet.family !== 4) throw new Error(`subnet.env: FLANNEL_SUBNET "${env.FLANNEL_SUBNET}" is not an IPv4 address/prefix`);
+  const [gateway, len] = env.FLANNEL_SUBNET!.split('/');
+  const prefixLen = Number(len);
+  if (gateway === undefined || !isIpv4String(gateway) || !/^\d{1,2}$/.test(len ?? '') || prefixLen > 32) {
+    throw new Error(`subnet.env: FLANNEL_SUBNET "${env.FLANNEL_SUBNET}" is not an IPv4 address/prefix`);
+  }
+  const subnet = `${ipv4ToString((ipv4FromString(gateway) & ipv4Mask(prefixLen)) >>> 0)}/${prefixLen}`;
   const mtu = Number(env.FLANNEL_MTU);
   if (!Number.isInteger(mtu) || mtu <= 0) throw new Error(`subnet.env: FLANNEL_MTU "${env.FLANNEL_MTU}" is not a positive integer`);
   return {
@@ -47,15 +52,8 @@ export function bridgeConfig(env: Record<string, string>, dataDir: string, opts:
     ipMasq: opts.ipMasqFromSubnetEnv === true ? env.FLANNEL_IPMASQ !== 'true' : false,
     hairpinMode: true,
     mtu,
-    ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: cidrToString(subnet) }]], routes: [{ dst: env.FLANNEL_NETWORK }] },
+    ipam: { type: 'host-local', dataDir, ranges: [[{ subnet }]], routes: [{ dst: env.FLANNEL_NETWORK }] },
   };
-}
-
-function maskedIpv4(ip: string, prefixLen: number): string {
-  const o = ip.split('.').map(Number);
-  if (o.length !== 4 || o.some((x) => !Number.isInteger(x) || x < 0 || x > 255) || !(prefixLen >= 0 && prefixLen <= 32)) return ip; // parseCidr names the fault
-  const addr = ((((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0) & ipv4Mask(prefixLen)) >>> 0;
-  return [addr >>> 24, (addr >>> 16) & 255, (addr >>> 8) & 255, addr & 255].join('.');
 }
 
 /** bridgeConfig for the subnet.env file at `subnetEnvPath`, as the JSON the plugin reads on stdin. */
