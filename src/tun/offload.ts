@@ -322,7 +322,6 @@ export class TunOffloadWriter {
   private readonly superHeaders: Array<VirtioNetHdrRepr | undefined> = [];
   private readonly first = newView();
   private readonly view = newView();
-  private readonly hdr: VirtioNetHdrRepr = { flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 };
 
   constructor(
     private readonly writeRaw: RawWrite,
@@ -432,7 +431,7 @@ export class TunOffloadWriter {
   /**
    * Copies bufs[i, i + run) into `entry` as one super-packet behind its GSO header (at `at`): the
    * first packet's headers with the total length (and IPv4 checksum) of the whole, PSH if the last
-   * had it, and the pseudo-header sum in the TCP checksum field (CHECKSUM_PARTIAL: the kernel
+   * had it, then prepareTcpGso's header and pseudo-header sum (CHECKSUM_PARTIAL: the kernel
    * finishes it per segment).
    */
   private emitCoalesced(bufs: Buffer[], sizes: number[] | Int32Array, offset: number, i: number, run: number, entry: Buffer, at: number): void {
@@ -449,26 +448,15 @@ export class TunOffloadWriter {
     const total = end - o;
     const t = o + first.ipHeaderLength;
     if ((lastFlags & TcpFlags.PSH) !== 0) entry[t + TcpField.FLAGS]! |= TcpFlags.PSH; // the super-packet ends where the sender pushed
-    const l4Length = total - first.ipHeaderLength;
-    let pseudo: number;
     if (!first.v6) {
       entry.writeUInt16BE(total, o + Ipv4Field.TOTAL_LENGTH);
       entry.writeUInt16BE(0, o + Ipv4Field.CHECKSUM);
       entry.writeUInt16BE(finish(onesSum(entry, o, first.ipHeaderLength)), o + Ipv4Field.CHECKSUM);
-      pseudo = onesSum(entry, o + Ipv4Field.SRC, 8, IpProtocol.TCP + l4Length);
     } else {
-      entry.writeUInt16BE(l4Length, o + Ipv6Field.PAYLOAD_LENGTH);
-      pseudo = onesSum(entry, o + Ipv6Field.SRC, 32, IpProtocol.TCP + l4Length);
+      entry.writeUInt16BE(total - IPV6_HEADER_LEN, o + Ipv6Field.PAYLOAD_LENGTH);
     }
-    entry.writeUInt16BE(pseudo, t + TcpField.CHECKSUM);
-    const h = this.hdr;
-    h.flags = VirtioNetFlag.NEEDS_CSUM;
-    h.gsoType = first.v6 ? VirtioNetGso.TCPV6 : VirtioNetGso.TCPV4;
-    h.hdrLen = first.headerLength;
-    h.gsoSize = first.payloadLength;
-    h.csumStart = first.ipHeaderLength;
-    h.csumOffset = TcpField.CHECKSUM;
-    emitVirtioNetHdr(h, entry, at);
+    // From here it is a super-packet like any written whole: viewTcp vouched for the run's headers.
+    emitVirtioNetHdr(prepareTcpGso(entry, o, total, first.payloadLength)!, entry, at);
     this.outSizes[this.outBufs.length] = VIRTIO_NET_HDR_LEN + total;
   }
 
