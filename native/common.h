@@ -50,5 +50,11 @@ void InitChecksum(Napi::Env env, Napi::Object exports);
 void InitEncap(Napi::Env env, Napi::Object exports);  // encap.cc: batch VXLAN + Ethernet header copy
 void InitUdp(Napi::Env env, Napi::Object exports);
 void InitTunOffload(Napi::Env env, Napi::Object exports);
+void InitExpress(Napi::Env env, Napi::Object exports);
+
+// The express path (express.cc), as poll.cc drives it: whether v is an expressOpen handle, and one
+// readiness of `side` (0: TUN, 1: UDP) — -1 when JS need not run, else what to tell it (see there).
+bool ExpressTag(napi_env env, napi_value v);
+int ExpressOnReadable(void* express, int side);
 
 }  // namespace vxtun

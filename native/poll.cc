@@ -20,6 +20,10 @@ struct Poll {
   bool active = false;    // started and not yet stopped
   bool jsAlive = true;    // the JS handle object has not been collected
   bool uvClosed = false;  // uv_close's callback has run
+  // The express path (express.cc) this descriptor feeds, or none; `side` 0: TUN, 1: UDP.
+  void* express = nullptr;
+  napi_ref expressRef = nullptr;  // keeps it alive while this poll may call it
+  int side = 0;
 };
 
 // Tags the JS handle so pollStop can tell it from any other External.
@@ -46,6 +50,11 @@ void Stop(Poll* p) {
   p->active = false;
   uv_poll_stop(&p->handle);
   p->cb.Reset();
+  p->express = nullptr;
+  if (p->expressRef != nullptr) {
+    napi_delete_reference(p->env, p->expressRef);
+    p->expressRef = nullptr;
+  }
   if (p->actx != nullptr) {
     napi_async_destroy(p->env, p->actx);
     p->actx = nullptr;
@@ -60,10 +69,22 @@ void AsyncCleanup(napi_async_cleanup_hook_handle /*handle*/, void* arg) { Stop(s
 void OnPoll(uv_poll_t* h, int status, int /*events*/) {
   Poll* p = static_cast<Poll*>(h->data);
   if (!p->active) return;
+  int pre = 0;
+  if (p->express != nullptr && status >= 0) {
+    // A lone packet forwarded without JS (or nothing there after all): JS need not run.
+    pre = ExpressOnReadable(p->express, p->side);
+    if (pre < 0) return;
+  }
   Napi::Env env(p->env);
   Napi::HandleScope scope(env);
-  napi_value argv[1];
+  napi_value argv[2];
   size_t argc = 0;
+  if (pre > 0) {
+    // Messages the express path read for the JS pipeline: (err = undefined, count).
+    argv[0] = env.Undefined();
+    argv[1] = Napi::Number::New(env, pre);
+    argc = 2;
+  }
   if (status < 0) {
     // libuv has stopped the handle (POLLERR); tell the reader, whose next read shows the cause.
     Napi::Error e = Napi::Error::New(env, std::string("poll fd ") + std::to_string(p->fd) + ": " +
@@ -89,7 +110,9 @@ void Finalize(Napi::Env /*env*/, Poll* p) {
   MaybeFree(p);  // a poll still running stays alive until pollStop / the cleanup hook closes it
 }
 
-// pollStart(fd, cb): handle
+// pollStart(fd, cb, express?, side?): handle. With `express` (expressOpen's handle), each readiness
+// goes to the express path first (`side` 0: the TUN, 1: the UDP socket), and cb runs only when it
+// hands over: cb(undefined, count) when it already read `count` messages for the JS pipeline.
 Napi::Value PollStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd = 0;
@@ -103,6 +126,13 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
     ThrowType(env, "pollStart: no uv event loop");
     return env.Undefined();
   }
+  bool withExpress = info.Length() > 2 && !info[2].IsUndefined();
+  if (withExpress && !ExpressTag(env, info[2])) {
+    ThrowType(env, "pollStart: express must come from expressOpen");
+    return env.Undefined();
+  }
+  int64_t side = 0;
+  if (withExpress && !ArgInt(info, 3, "side", 0, 1, &side)) return env.Undefined();
   Poll* p = new Poll();
   p->env = env;
   p->fd = static_cast<int>(fd);
@@ -122,6 +152,11 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   p->cb = Napi::Persistent(info[1].As<Napi::Function>());
+  if (withExpress) {
+    napi_create_reference(env, info[2], 1, &p->expressRef);
+    napi_get_value_external(env, info[2], &p->express);
+    p->side = static_cast<int>(side);
+  }
   napi_async_init(env, Napi::Object::New(env), Napi::String::New(env, "vxtun.poll"), &p->actx);
   p->active = true;
   napi_add_async_cleanup_hook(env, AsyncCleanup, p, &p->cleanup);

@@ -13,6 +13,7 @@
 // Counters (Float64Array, layout TunCounter, mirrored in src/tun/linux.ts).
 #include "checksum.h"
 #include "common.h"
+#include "datapath.h"
 
 #include <cerrno>
 #include <climits>
@@ -24,41 +25,7 @@
 namespace vxtun {
 namespace {
 
-enum TunCounter {
-  kReads = 0,          // packets read from the device (super-packets count once)
-  kGsoPackets = 1,     // super-packets segmented
-  kGsoSegments = 2,    // packets made from them
-  kCsumCompleted = 3,  // NEEDS_CSUM packets finished
-  kBadVnetHdr = 4,     // packets whose header or GSO fields we cannot honour: dropped
-  kWrites = 5,         // packets written (a coalesced super-packet counts its segments)
-  kCoalescedWrites = 6,   // super-packets written
-  kCoalescedPackets = 7,  // packets carried in them
-  kSuperWrites = 8,       // packets written with the caller's GSO header (super-packets passed whole)
-  kUdpCoalescedWrites = 9,    // UDP super-packets written (USO)
-  kUdpCoalescedPackets = 10,  // datagrams carried in them
-  kUdpGsoPackets = 11,        // UDP super-packets read and segmented (also counted in kGsoPackets)
-  kTunCounterCount = 12,
-};
-
-// struct virtio_net_hdr of <linux/virtio_net.h> (not includable from C++: a field is named `class`).
-// Fields are in native byte order on a legacy (TUNSETVNETLE unset) little-endian host.
-struct virtio_net_hdr {
-  uint8_t flags;
-  uint8_t gso_type;
-  uint16_t hdr_len;
-  uint16_t gso_size;
-  uint16_t csum_start;
-  uint16_t csum_offset;
-};
-constexpr uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
-constexpr uint8_t VIRTIO_NET_HDR_GSO_NONE = 0;
-constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV4 = 1;
-constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV6 = 4;
-constexpr uint8_t VIRTIO_NET_HDR_GSO_UDP_L4 = 5;  // Linux 6.2: IPv4 and IPv6 alike
 constexpr uint8_t kProtoTcp = 6, kProtoUdp = 17;
-constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
-constexpr size_t kVnetHdrLen = sizeof(virtio_net_hdr);  // 10
-static_assert(sizeof(virtio_net_hdr) == 10, "virtio_net_hdr is 10 bytes");
 
 inline uint16_t Get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 inline void Put16(uint8_t* p, uint32_t v) {
@@ -75,8 +42,8 @@ inline void Put32(uint8_t* p, uint32_t v) {
   p[3] = static_cast<uint8_t>(v);
 }
 
-// Finishes a CHECKSUM_PARTIAL packet: the field at start + offset holds the pseudo-header sum,
-// the checksum covers [start, len). Returns false if the fields point outside the packet.
+}  // namespace
+
 bool FinishChecksum(uint8_t* p, size_t len, size_t start, size_t offset) {
   if (start + offset + 2 > len) return false;
   uint32_t sum = Csum16(p + start, len - start, 0);
@@ -86,6 +53,8 @@ bool FinishChecksum(uint8_t* p, size_t len, size_t start, size_t offset) {
   Put16(p + start + offset, c);
   return true;
 }
+
+namespace {
 
 // Where a TCP or UDP super-packet's pieces are; filled by ParseGso.
 struct Gso {
@@ -214,11 +183,19 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
   };
 
   while (count < n) {
-    if (state[0] == 0) {
+    if (state[0] == 0 || state[1] == kStateRawRead) {
       ssize_t r;
-      do {
-        r = ::read(static_cast<int>(fd), scratch, scratchLen);
-      } while (r < 0 && errno == EINTR);
+      if (state[1] == kStateRawRead) {
+        // Read by the express path (already counted in kReads), handed over as it came.
+        r = state[0];
+        state[0] = 0;
+        state[1] = 0;
+      } else {
+        do {
+          r = ::read(static_cast<int>(fd), scratch, scratchLen);
+        } while (r < 0 && errno == EINTR);
+        if (r > 0) ctr[kReads] += 1;
+      }
       if (r < 0) {
         int err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK) break;
@@ -227,7 +204,6 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
         return env.Undefined();
       }
       if (r == 0) break;
-      ctr[kReads] += 1;
       // read() reports the packet's whole length even when it did not fit: never parse past scratch.
       if (static_cast<size_t>(r) <= kVnetHdrLen || static_cast<size_t>(r) > scratchLen) {
         ctr[kBadVnetHdr] += 1;
@@ -282,7 +258,7 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
         break;
       }
       sizes[count++] = static_cast<int32_t>(MakeSegment(p, g, k, out));
-      ctr[kGsoSegments] += 1;
+      ctr[kTunGsoSegments] += 1;
       state[1] = static_cast<int32_t>(k + 1);
     }
     if (static_cast<uint32_t>(state[1]) >= g.segments) state[0] = 0;

@@ -4,6 +4,7 @@
 // datagrams when the kernel has it. Counters live in a Float64Array the caller owns and reads
 // without a call (layout: UdpCounter below, mirrored in src/conn/native.ts).
 #include "common.h"
+#include "datapath.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -27,26 +28,6 @@
 
 namespace vxtun {
 namespace {
-
-// Index of each counter in the caller's Float64Array.
-enum UdpCounter {
-  kRecvCalls = 0,     // recvmmsg calls that returned datagrams
-  kRecvPackets = 1,   // datagrams received
-  kRecvBytes = 2,     // their bytes
-  kRecvTruncated = 3, // datagrams longer than a slot (MSG_TRUNC): dropped here
-  kSendCalls = 4,     // sendmmsg / sendmsg calls
-  kSendPackets = 5,   // datagrams handed to the kernel
-  kSendBytes = 6,
-  kSendAgain = 7,     // datagrams not sent because the socket buffer was full (EAGAIN/ENOBUFS)
-  kSendErrors = 8,    // datagrams refused with any other error
-  kGsoSends = 9,      // messages sent as one UDP_SEGMENT super-datagram
-  kGsoSegments = 10,  // datagrams carried in them
-  kGsoDisabled = 11,  // 1 once a GSO send failed with EIO and GSO was turned off for the socket
-  kLastErrno = 12,    // errno of the last send/recv error (0 = none)
-  kGroReceives = 13,  // messages that arrived coalesced (UDP_GRO: several datagrams of gso_size)
-  kGroSegments = 14,  // datagrams carried in them
-  kCounterCount = 15,
-};
 
 constexpr int kMaxBatch = 256;
 // UDP_MAX_SEGMENTS is 64 before Linux 5.x raised it to 128: stay with what every kernel takes.
@@ -161,6 +142,81 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   return out;
 }
 
+}  // namespace
+
+// The core of udpRecvBatch (see datapath.h).
+int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* sizes, uint32_t* addrs,
+                 uint16_t* ports, int32_t* gsoSizes, double* ctr) {
+  mmsghdr msgs[kMaxBatch];
+  iovec iovs[kMaxBatch];
+  sockaddr_in srcs[kMaxBatch];
+  // UDP_GRO reports the segment size of a coalesced message as an int in a cmsg.
+  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int))];
+  for (size_t i = 0; i < n; i++) {
+    iovs[i].iov_base = arena + i * slotSize;
+    iovs[i].iov_len = slotSize;
+    std::memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+    msgs[i].msg_hdr.msg_iov = &iovs[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &srcs[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof srcs[i];
+    if (gsoSizes != nullptr) {
+      msgs[i].msg_hdr.msg_control = control[i];
+      msgs[i].msg_hdr.msg_controllen = sizeof control[i];
+    }
+    msgs[i].msg_len = 0;
+  }
+  int r;
+  do {
+    r = ::recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) return 0;
+    // ICMP errors queued on the socket (ECONNREFUSED from a peer's port unreachable) surface here:
+    // count and carry on, the next call reads the datagrams behind them.
+    ctr[kLastErrno] = err;
+    if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) return 0;
+    return -err;
+  }
+  int out = 0;
+  double datagrams = 0;
+  for (int i = 0; i < r; i++) {
+    if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      ctr[kRecvTruncated] += 1;
+      continue;
+    }
+    unsigned len = msgs[i].msg_len;
+    int gso = 0;
+    if (gsoSizes != nullptr) {
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) std::memcpy(&gso, CMSG_DATA(c), sizeof gso);
+      }
+      if (gso <= 0 || len <= static_cast<unsigned>(gso)) gso = 0;  // one datagram after all
+      gsoSizes[out] = gso;
+    }
+    if (out != i) std::memmove(arena + static_cast<size_t>(out) * slotSize, arena + static_cast<size_t>(i) * slotSize, len);
+    sizes[out] = static_cast<int32_t>(len);
+    addrs[out] = ntohl(srcs[i].sin_addr.s_addr);
+    ports[out] = ntohs(srcs[i].sin_port);
+    ctr[kRecvBytes] += len;
+    if (gso > 0) {
+      double segs = (len + static_cast<unsigned>(gso) - 1) / static_cast<unsigned>(gso);
+      ctr[kGroReceives] += 1;
+      ctr[kGroSegments] += segs;
+      datagrams += segs;
+    } else {
+      datagrams += 1;
+    }
+    out++;
+  }
+  ctr[kRecvCalls] += 1;
+  ctr[kRecvPackets] += datagrams;
+  return out;
+}
+
+namespace {
+
 // udpRecvBatch(fd, arena, slotSize, maxCount, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array,
 //              counters: Float64Array, gsoSizes?: Int32Array): number
 // Message i lands at arena[i * slotSize]; its length, source address (host order) and port are
@@ -185,7 +241,7 @@ Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
   size_t ls, la, lp;
   if (!GetTyped(env, info[4], napi_int32_array, "udpRecvBatch: sizes", &sizes, &ls) ||
       !GetTyped(env, info[5], napi_uint32_array, "udpRecvBatch: addrs", &addrs, &la) ||
-      !GetTyped(env, info[6], napi_uint16_array, "udpRecvBatch: ports", &ports, &lp) || !ArgCounters(env, info[7], kCounterCount, &ctr))
+      !GetTyped(env, info[6], napi_uint16_array, "udpRecvBatch: ports", &ports, &lp) || !ArgCounters(env, info[7], kUdpCounterCount, &ctr))
     return env.Undefined();
   int32_t* gsoSizes = nullptr;
   size_t lg = 0;
@@ -197,73 +253,12 @@ Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
     ThrowRange(env, "udpRecvBatch: arena or result arrays smaller than maxCount slots");
     return env.Undefined();
   }
-  mmsghdr msgs[kMaxBatch];
-  iovec iovs[kMaxBatch];
-  sockaddr_in srcs[kMaxBatch];
-  // UDP_GRO reports the segment size of a coalesced message as an int in a cmsg.
-  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int))];
-  for (size_t i = 0; i < n; i++) {
-    iovs[i].iov_base = arena + i * static_cast<size_t>(slotSize);
-    iovs[i].iov_len = static_cast<size_t>(slotSize);
-    std::memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-    msgs[i].msg_hdr.msg_iov = &iovs[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-    msgs[i].msg_hdr.msg_name = &srcs[i];
-    msgs[i].msg_hdr.msg_namelen = sizeof srcs[i];
-    if (gsoSizes != nullptr) {
-      msgs[i].msg_hdr.msg_control = control[i];
-      msgs[i].msg_hdr.msg_controllen = sizeof control[i];
-    }
-    msgs[i].msg_len = 0;
-  }
-  int r;
-  do {
-    r = ::recvmmsg(static_cast<int>(fd), msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
-  } while (r < 0 && errno == EINTR);
-  if (r < 0) {
-    int err = errno;
-    if (err == EAGAIN || err == EWOULDBLOCK) return Napi::Number::New(env, 0);
-    // ICMP errors queued on the socket (ECONNREFUSED from a peer's port unreachable) surface here:
-    // count and carry on, the next call reads the datagrams behind them.
-    ctr[kLastErrno] = err;
-    if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) return Napi::Number::New(env, 0);
-    ThrowErrno(env, err, "recvmmsg", "fd " + std::to_string(fd));
+  int got = RecvMessages(static_cast<int>(fd), arena, static_cast<size_t>(slotSize), n, sizes, addrs, ports, gsoSizes, ctr);
+  if (got < 0) {
+    ThrowErrno(env, -got, "recvmmsg", "fd " + std::to_string(fd));
     return env.Undefined();
   }
-  int out = 0;
-  double datagrams = 0;
-  for (int i = 0; i < r; i++) {
-    if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-      ctr[kRecvTruncated] += 1;
-      continue;
-    }
-    unsigned len = msgs[i].msg_len;
-    int gso = 0;
-    if (gsoSizes != nullptr) {
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) std::memcpy(&gso, CMSG_DATA(c), sizeof gso);
-      }
-      if (gso <= 0 || len <= static_cast<unsigned>(gso)) gso = 0;  // one datagram after all
-      gsoSizes[out] = gso;
-    }
-    if (out != i) std::memmove(arena + out * slotSize, arena + i * slotSize, len);
-    sizes[out] = static_cast<int32_t>(len);
-    addrs[out] = ntohl(srcs[i].sin_addr.s_addr);
-    ports[out] = ntohs(srcs[i].sin_port);
-    ctr[kRecvBytes] += len;
-    if (gso > 0) {
-      double segs = (len + static_cast<unsigned>(gso) - 1) / static_cast<unsigned>(gso);
-      ctr[kGroReceives] += 1;
-      ctr[kGroSegments] += segs;
-      datagrams += segs;
-    } else {
-      datagrams += 1;
-    }
-    out++;
-  }
-  ctr[kRecvCalls] += 1;
-  ctr[kRecvPackets] += datagrams;
-  return Napi::Number::New(env, out);
+  return Napi::Number::New(env, got);
 }
 
 // One message of a send batch: a run of iovecs, with a GSO segment size when more than one, on
@@ -290,15 +285,12 @@ inline uint32_t Load32(const uint8_t* p) {
   return v;
 }
 
-// RFC 7348 §5: a hash of the inner frame's flow (addresses, protocol, ports), so that one flow
-// keeps one outer source port (no reordering) and different flows spread over ECMP paths.
-// `d` is a VXLAN datagram: 8 VXLAN + 14 Ethernet + the inner IP packet.
-uint32_t InnerFlowHash(const uint8_t* d, size_t len) {
+}  // namespace
+
+// RFC 7348 §5 (see datapath.h): the same hash whether the packet is behind VXLAN + Ethernet or bare.
+uint32_t InnerIpFlowHash(uint16_t etherType, const uint8_t* ip, size_t ipLen) {
   uint32_t h = 0x7348;
-  if (len < 22 + 20) return h;
-  uint16_t etherType = static_cast<uint16_t>((d[20] << 8) | d[21]);
-  const uint8_t* ip = d + 22;
-  size_t ipLen = len - 22;
+  if (ipLen < 20) return h;
   uint8_t proto;
   size_t l4;
   if (etherType == 0x0800 && (ip[0] >> 4) == 4) {
@@ -319,6 +311,39 @@ uint32_t InnerFlowHash(const uint8_t* d, size_t len) {
   h *= 0x85ebca6bu;
   h ^= h >> 13;
   return h;
+}
+
+bool SendDatagram(int fd, const iovec* iov, int iovcnt, size_t bytes, const sockaddr_in& dst, double* ctr) {
+  msghdr h;
+  std::memset(&h, 0, sizeof h);
+  h.msg_name = const_cast<sockaddr_in*>(&dst);
+  h.msg_namelen = sizeof dst;
+  h.msg_iov = const_cast<iovec*>(iov);
+  h.msg_iovlen = static_cast<size_t>(iovcnt);
+  ssize_t r;
+  do {
+    r = ::sendmsg(fd, &h, MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  ctr[kSendCalls] += 1;
+  if (r >= 0) {
+    ctr[kSendPackets] += 1;
+    ctr[kSendBytes] += static_cast<double>(bytes);
+    return true;
+  }
+  int err = errno;
+  ctr[kLastErrno] = err;
+  ctr[(err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) ? kSendAgain : kSendErrors] += 1;
+  return false;
+}
+
+namespace {
+
+// RFC 7348 §5: a hash of the inner frame's flow (addresses, protocol, ports), so that one flow
+// keeps one outer source port (no reordering) and different flows spread over ECMP paths.
+// `d` is a VXLAN datagram: 8 VXLAN + 14 Ethernet + the inner IP packet.
+uint32_t InnerFlowHash(const uint8_t* d, size_t len) {
+  if (len < 22 + 20) return 0x7348;
+  return InnerIpFlowHash(static_cast<uint16_t>((d[20] << 8) | d[21]), d + 22, len - 22);
 }
 
 // udpSendBatch(fd | fds: Int32Array, bufs, sizes: Int32Array, offset, count, addr (host order), port,
@@ -369,7 +394,7 @@ Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
   if (!ArgInt(info, 6, "port", 1, 65535, &port)) return env.Undefined();
   bool gso = info[7].ToBoolean().Value();
   double* ctr;
-  if (!ArgCounters(env, info[8], kCounterCount, &ctr)) return env.Undefined();
+  if (!ArgCounters(env, info[8], kUdpCounterCount, &ctr)) return env.Undefined();
   if (ctr[kGsoDisabled] != 0) gso = false;
 
   iovec iovs[kMaxBatch];
@@ -506,7 +531,7 @@ void InitUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen, "udpOpen"));
   exports.Set("udpRecvBatch", Napi::Function::New(env, UdpRecvBatch, "udpRecvBatch"));
   exports.Set("udpSendBatch", Napi::Function::New(env, UdpSendBatch, "udpSendBatch"));
-  exports.Set("udpCounterCount", Napi::Number::New(env, kCounterCount));
+  exports.Set("udpCounterCount", Napi::Number::New(env, kUdpCounterCount));
 }
 
 }  // namespace vxtun

@@ -30,6 +30,13 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
     if (info.datapath !== undefined) {
       lines.push(`datapath ${String(info.datapath)}  workers ${String(features.workers ?? 1)}  source ports ${describeSourcePorts(features, Number(info.port))}`);
       lines.push(`offloads ${describeOffloads(features)}`);
+      const x = ((info.datapathCounters ?? {}) as { express?: Record<string, number> }).express;
+      // Lone packets the addon forwarded without JS (idle traffic), and the wake-ups it handed to the pipeline.
+      if (features.express === true && x !== undefined) {
+        lines.push(`express tx ${x.TxPackets ?? 0} rx ${x.RxPackets ?? 0} packets   handed over ${x.OutHandedOver ?? 0} out ${x.InHandedOver ?? 0} in`);
+      } else {
+        lines.push('express off');
+      }
     }
     lines.push(`tx ${counters.tx.packets} packets ${counters.tx.bytes} bytes   rx ${counters.rx.packets} packets ${counters.rx.bytes} bytes`);
     const nonzero = (r: Record<string, number>): string =>

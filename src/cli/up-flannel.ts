@@ -30,6 +30,8 @@ import { cidrToString } from '../engine/cidr.js';
 import { openDatapath, resolveDatapathKind, describeSourcePorts } from '../conn/datapath.js';
 import { datapathDefaults } from '../control/datapath-config.js';
 import { startEngineWorkers, defaultWorkers, type WorkerPool } from '../engine/workers.js';
+import { requireNative } from '../native/index.js';
+import { expressWanted } from '../engine/express.js';
 import { openLinuxTun, addRoute } from '../tun/linux.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
@@ -181,10 +183,12 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     const datapath = await openDatapath({ kind, gso: true, sourcePorts, address: cfg.publicIp, port: backend.port, reusePort: workers > 1 });
     const bind = datapath.bind;
     undo.push(() => bind.close());
-    log.info({ datapath: datapath.kind, workers, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso } }, 'datapath');
+    // Lone packets forwarded by the addon, as in static mode.
+    const express = backend.type === 'vxlan' && kind === 'native' && expressWanted(true) && tun.features.vnetHdr;
+    log.info({ datapath: datapath.kind, workers, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, express } }, 'datapath');
     engine =
       backend.type === 'vxlan'
-        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}) })
+        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}), ...(express ? { express: { native: requireNative() } } : {}) })
         : new FlannelUdpEngine(tun, bind, { tunMtu: mtu });
     const eng = engine;
     eng.setRoutes(new RouteTable(manager.routes));
@@ -193,6 +197,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
         tun: { name: tun.name, mtu, features: tun.features },
         bind: { address: cfg.publicIp, port: backend.port, gso: true, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
         engine: { vni: backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
+        express,
       });
       const workerPool = pool;
       if (workerPool) undo.push(() => workerPool.stop());
@@ -249,8 +254,8 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
             lease: manager.stats,
             pid: process.pid,
             datapath: datapath.kind,
-            features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, workers },
-            engines: pool ? pool.perEngine(eng.counters) : [{ txPackets: eng.counters.txPackets, rxPackets: eng.counters.rxPackets }],
+            features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, express, workers },
+            engines: pool ? pool.perEngine(eng.counters) : [{ txPackets: eng.counters.snapshot().tx.packets, rxPackets: eng.counters.snapshot().rx.packets }],
           };
         default:
           return { error: `unknown command ${JSON.stringify(req.cmd)}` };

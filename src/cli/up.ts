@@ -14,6 +14,8 @@ import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts, 
 import { openLinuxTun, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
 import { startEngineWorkers, defaultWorkers, type WorkerPool } from '../engine/workers.js';
 import { UdpCounter } from '../conn/native.js';
+import { requireNative } from '../native/index.js';
+import { expressWanted, ExpressCounter, sumExpress } from '../engine/express.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
 import type { TunDevice } from '../tun/device.js';
@@ -110,6 +112,9 @@ export async function runUp(opts: UpOptions): Promise<number> {
     datapath.features.workers = workers;
     const bind = datapath.bind;
     undo.push(() => bind.close());
+    // Lone packets forwarded by the addon (native path, where the TUN has the offload reader it hands over to).
+    const express = kind === 'native' && expressWanted(cfg.datapath.express) && linuxTun.features.vnetHdr;
+    datapath.features.express = express;
     engine = new Engine(tun, bind, {
       vni: cfg.backend.vni,
       vtepMac: cfg.backend.vtepMac,
@@ -118,12 +123,14 @@ export async function runUp(opts: UpOptions): Promise<number> {
       maxInnerSize: plan.maxInnerSize,
       tunMtu: plan.deviceMtu,
       ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}),
+      ...(express ? { express: { native: requireNative() } } : {}),
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
     pool = await startEngineWorkers(engine, workers, {
       tun: { name: tun.name, mtu: plan.deviceMtu, features: linuxTun.features },
       bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, gro: cfg.datapath.gro, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
       engine: { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 },
+      express,
     });
     const workerPool = pool;
     if (workerPool) undo.push(() => workerPool.stop());
@@ -158,10 +165,11 @@ export async function runUp(opts: UpOptions): Promise<number> {
             pid: process.pid,
             datapath: datapath.kind,
             features: datapath.features,
-            engines: pool ? pool.perEngine(engine.counters) : [{ txPackets: engine.counters.txPackets, rxPackets: engine.counters.rxPackets }],
+            engines: pool ? pool.perEngine(engine.counters) : [{ txPackets: engine.counters.snapshot().tx.packets, rxPackets: engine.counters.snapshot().rx.packets }],
             datapathCounters: {
               udp: pool && datapath.rawCounters ? namedCounters(UdpCounter, pool.addNative('udp', datapath.rawCounters)) : datapath.counters(),
               tun: namedCounters(TunCounter, pool ? pool.addNative('tun', linuxTun.offloadCounters) : linuxTun.offloadCounters),
+              express: namedCounters(ExpressCounter, sumExpress(engine.counters.express, pool?.expressTotals())),
             },
           };
         case 'trace':

@@ -9,7 +9,7 @@
  * Readiness comes from a uv poll handle on the event loop, as for the TUN. Counters live in a
  * Float64Array the addon increments and anyone may read without a call.
  */
-import { requireNative, type NativeAddon, type PollHandle } from '../native/index.js';
+import { requireNative, type NativeAddon, type PollHandle, type ExpressHandle, type ExpressUdpSide } from '../native/index.js';
 import type { Bind, Endpoint, ReceiveFn } from './bind.js';
 import { innerFlowHash } from './flow-hash.js';
 import { newGroPieces, splitGro } from './gro.js';
@@ -197,18 +197,40 @@ export class NativeBind implements Bind {
     return this.features.gso && this.counters[UdpCounter.GsoDisabled] === 0;
   }
 
-  start(onReceive: ReceiveFn): void {
-    if (this.fd < 0) throw new Error('native bind: start after close');
-    if (this.poll !== undefined) throw new Error('native bind: already started');
-    this.poll = this.native.pollStart(this.fd, () => this.drain(onReceive));
+  /** The socket, the send pool and the receive arena with its result arrays, which the express path fills as drain would. */
+  expressSide(): ExpressUdpSide | undefined {
+    if (this.fd < 0) return undefined;
+    return {
+      udpFd: this.fd,
+      sendFds: this.sendFds,
+      arena: this.arena,
+      slotSize: this.slotSize,
+      batch: this.batchSize,
+      sizes: this.recvSizes,
+      addrs: this.recvAddrs,
+      ports: this.recvPorts,
+      ...(this.recvGso ? { gsoSizes: this.recvGso } : {}),
+      udpCounters: this.counters,
+    };
   }
 
-  private drain(onReceive: ReceiveFn): void {
+  start(onReceive: ReceiveFn, express?: ExpressHandle): void {
+    if (this.fd < 0) throw new Error('native bind: start after close');
+    if (this.poll !== undefined) throw new Error('native bind: already started');
+    this.express = express;
+    this.poll = express
+      ? this.native.pollStart(this.fd, (_err, preRead) => this.drain(onReceive, preRead ?? 0), express, 1)
+      : this.native.pollStart(this.fd, () => this.drain(onReceive, 0));
+  }
+  private express: ExpressHandle | undefined;
+
+  /** `preRead`: messages the express path already read into the arena (the first round's). */
+  private drain(onReceive: ReceiveFn, preRead: number): void {
     const n0 = this.batchSize;
     for (let round = 0; round < MAX_ROUNDS_PER_WAKE && this.fd >= 0; round++) {
       let n: number;
       try {
-        n = this.native.udpRecvBatch(this.fd, this.arena, this.slotSize, n0, this.recvSizes, this.recvAddrs, this.recvPorts, this.counters, this.recvGso);
+        n = round === 0 && preRead > 0 ? preRead : this.native.udpRecvBatch(this.fd, this.arena, this.slotSize, n0, this.recvSizes, this.recvAddrs, this.recvPorts, this.counters, this.recvGso);
       } catch {
         return; // a lasting socket error: counted by the addon (LastErrno); the owner sees traffic stop
       }
@@ -293,6 +315,8 @@ export class NativeBind implements Bind {
   }
 
   async close(): Promise<void> {
+    // The express path must not send on descriptors that are about to close (and may be reused).
+    if (this.express !== undefined) this.native.expressStop(this.express);
     if (this.poll !== undefined) {
       this.native.pollStop(this.poll);
       this.poll = undefined;

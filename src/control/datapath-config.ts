@@ -2,7 +2,7 @@
  * The `datapath` section of the node config: which packet path runs and which offloads it may use.
  * Every switch here forces a fallback a test (or an operator on a strange kernel) may need.
  *
- *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true, "tunUso": true,
+ *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true, "tunUso": true, "express": true,
  *                 "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
  *
  * kind: auto = the native fast path when the addon loaded, else the TypeScript reference path;
@@ -14,6 +14,10 @@
  * segmenting and coalescing they ask for is TypeScript, src/tun/offload.ts).
  * tunUso: with tunOffload, on the native path, ask for UDP segmentation offload too (Linux 6.2+), so runs
  * of one UDP flow's datagrams go into the TUN as one write (default true; VXTUN_NO_TUN_USO=1 also forces it off).
+ * express: on the native path with tunOffload, a lone packet (idle traffic: a ping, a handshake, a
+ * request) is forwarded by the addon inside its poll callback without running JavaScript, which cuts
+ * the round trip at idle by more than half (src/engine/express.ts); anything else, and any packet while
+ * a trace watches, takes the JS pipeline as before (default true; VXTUN_NO_EXPRESS=1 also forces it off).
  * sourcePorts: RFC 7348 §5 outer source ports from a hash of the inner flow (native path; the ts path
  * always sends from the VXLAN port); default Linux's range 32768-60999 over 16 sockets, "fixed" = every
  * datagram from the VXLAN port (what a firewall that only opens 8472 both ways may need). Peers do not
@@ -37,6 +41,7 @@ export const DatapathSchema = z
     gro: z.boolean().optional(),
     tunOffload: z.boolean().optional(),
     tunUso: z.boolean().optional(),
+    express: z.boolean().optional(),
     workers: z.number().int().min(1).max(64).optional(),
     sourcePorts: z
       .union([
@@ -65,6 +70,8 @@ export interface DatapathConfig {
   tunOffload: boolean;
   /** With tunOffload: USO on the TUN when the kernel takes it. */
   tunUso: boolean;
+  /** The addon forwards lone packets itself (native path). */
+  express: boolean;
   /** Engines (TUN queues + SO_REUSEPORT sockets), native path only; undefined = defaultWorkers(). */
   workers: number | undefined;
   /** 'fixed': send from the VXLAN port; else a pool of `sockets` source ports spread over [min, max]. */
@@ -79,6 +86,7 @@ export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathC
     gro: raw?.gro ?? true,
     tunOffload: raw?.tunOffload ?? true,
     tunUso: raw?.tunUso ?? true,
+    express: raw?.express ?? true,
     workers: raw?.workers,
     sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },
   };

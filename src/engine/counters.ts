@@ -3,6 +3,7 @@
  * reason — and each place has a counter. The names are the contract `vxtun status` and the
  * tests read; add a reason here, never invent one at a call site.
  */
+import { addExpressCounters } from './express.js';
 export const DropReason = {
   // outbound: TUN -> underlay
   TunMalformed: 'tun-malformed',
@@ -53,6 +54,8 @@ export interface CounterSnapshot {
 }
 
 export class Counters {
+  /** What the addon's express path counted for this engine (src/engine/express.ts), folded into snapshot(). */
+  express: Float64Array | undefined;
   txPackets = 0;
   txBytes = 0;
   rxPackets = 0;
@@ -86,12 +89,13 @@ export class Counters {
   }
 
   snapshot(): CounterSnapshot {
-    return {
+    const s: CounterSnapshot = {
       tx: { packets: this.txPackets, bytes: this.txBytes },
       rx: { packets: this.rxPackets, bytes: this.rxBytes },
       answered: Object.fromEntries(this.answers),
       dropped: Object.fromEntries(this.drops),
       fixed: Object.fromEntries(this.fixups),
     };
+    return this.express ? addExpressCounters(s, this.express) : s;
   }
 }

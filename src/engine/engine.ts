@@ -29,6 +29,9 @@ import { IcmpResponder } from './icmp-errors.js';
 import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from './encap.js';
+import { compileExpressRoutes, EXPRESS_COUNTER_COUNT } from './express.js';
+import type { NativeAddon } from '../native/index.js';
+import type { Observer } from '../trace/observe.js';
 
 export { HEADROOM };
 /** Offset of the inner IP packet inside a VXLAN payload. */
@@ -55,6 +58,13 @@ export interface EngineOptions {
   onesSum?: OnesSumFn;
   /** Batch encap (the addon's on the native path): one call writes every header of a batch; per-packet TS emit by default. */
   encapBatch?: EncapBatchFn;
+  /**
+   * The addon's express path for lone packets (src/engine/express.ts), opened at start when the TUN
+   * device and the bind both take part. `counters`: where it counts (a worker's is shared with the
+   * main thread); `gate`: a flag someone else sets while a trace watches (a worker's is the pool's),
+   * else the engine keeps its own, set by setObserver.
+   */
+  express?: { native: Pick<NativeAddon, 'expressOpen' | 'expressRoutes' | 'expressStop'>; counters?: Float64Array; gate?: Int32Array };
 }
 
 /** An ICMP error on its way back into the TUN, and what it answers. */
@@ -73,6 +83,60 @@ export class Engine extends Pipeline {
   ) {
     super(tun, bind, opts);
     this.sum16 = opts.onesSum ?? onesSum;
+    this.expressGate = opts.express?.gate ?? new Int32Array(1);
+  }
+
+  /** gate[0] != 0 keeps the express path out (a trace watches); set here unless the caller owns it (a worker's pool). */
+  private readonly expressGate: Int32Array;
+
+  /** Whether the addon's express path runs for this engine (see EngineOptions.express). */
+  get expressActive(): boolean {
+    return this.expressHandle !== undefined && !this.stopped;
+  }
+
+  override start(): void {
+    const x = this.opts.express;
+    if (x !== undefined && this.expressHandle === undefined && !this.running) {
+      const tunSide = this.tun.expressSide?.();
+      const udpSide = this.bind.expressSide?.();
+      if (tunSide !== undefined && udpSide !== undefined) {
+        const counters = x.counters ?? new Float64Array(EXPRESS_COUNTER_COUNT);
+        this.expressHandle = x.native.expressOpen({
+          ...tunSide,
+          ...udpSide,
+          vni: this.opts.vni,
+          vtepMac: Uint8Array.from(this.opts.vtepMac),
+          maxInnerSize: this.opts.maxInnerSize,
+          tunMtu: this.opts.tunMtu,
+          counters,
+          gate: this.expressGate,
+        });
+        this.counters.express = counters;
+        this.compileExpress();
+      }
+    }
+    super.start();
+  }
+
+  override stop(): void {
+    super.stop();
+    if (this.expressHandle !== undefined) this.opts.express!.native.expressStop(this.expressHandle);
+  }
+
+  override setRoutes(table: RouteTable): void {
+    super.setRoutes(table);
+    if (this.expressHandle !== undefined) this.compileExpress();
+  }
+
+  override setObserver(observer: Observer | undefined): void {
+    super.setObserver(observer);
+    // Before the next wake-up the addon sees it: from then on every packet reaches the observer.
+    if (this.opts.express?.gate === undefined) this.expressGate[0] = observer !== undefined ? 1 : 0;
+  }
+
+  private compileExpress(): void {
+    const { trie, peers } = compileExpressRoutes(this.routes, this.opts.vtepMac);
+    this.opts.express!.native.expressRoutes(this.expressHandle!, trie, peers);
   }
 
   private readonly groups = new Map<Vtep, number[]>();

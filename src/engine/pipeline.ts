@@ -7,6 +7,7 @@
 import type { Bind, Endpoint } from '../conn/bind.js';
 import type { TunDevice } from '../tun/device.js';
 import type { Observer } from '../trace/observe.js';
+import type { ExpressHandle } from '../native/index.js';
 import { VXLAN_HEADER_LEN } from '../wire/vxlan.js';
 import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { Counters, DropReason } from './counters.js';
@@ -50,6 +51,8 @@ export abstract class Pipeline {
   protected readonly icmp: IcmpResponder;
   protected running = false;
   protected stopped = false;
+  /** The addon's express path for lone packets, when the backend opened one before start (Engine). */
+  protected expressHandle: ExpressHandle | undefined;
   /** Attached only while someone watches (vxtun trace, pcap): every call site checks for undefined first. */
   protected observer: Observer | undefined;
 
@@ -96,12 +99,12 @@ export abstract class Pipeline {
       // The device is going away: nothing more is written into it.
       if (!this.stopped) this.handleInbound(bufs, sizes, srcs, count);
       hooks?.after();
-    });
+    }, this.expressHandle);
     this.tun.start(() => {
       hooks?.before();
       this.pumpTun();
       hooks?.after();
-    });
+    }, this.expressHandle);
   }
 
   stop(): void {

@@ -89,6 +89,14 @@ export class RouteTable<T = Vtep> {
     return e === 0 ? undefined : this.v4Targets[e - 1];
   }
 
+  /**
+   * The IPv4 trie and its targets as they are (entry k > 0 is targets[k - 1]), for the addon's express
+   * path to run the same lookup (src/engine/express.ts). Read-only: the table is immutable.
+   */
+  compiled4(): { trie: Int32Array; targets: readonly T[] } {
+    return { trie: this.v4Trie, targets: this.v4Targets };
+  }
+
   /** IPv6 destination as 16 bytes (any Uint8Array view). */
   lookup6(dst: Uint8Array): T | undefined {
     for (const level of this.v6) {

@@ -22,6 +22,7 @@ import { NativeBind } from '../conn/native.js';
 import { adoptLinuxTun, openTunQueue, type TunFeatures } from '../tun/linux.js';
 import { requireNative } from '../native/index.js';
 import type { Observation, Observer } from '../trace/observe.js';
+import { addExpressCounters, EXPRESS_COUNTER_COUNT } from './express.js';
 
 /** An Observation as it crosses threads: the bytes copied out, the peer's MAC as plain bytes. */
 interface WireObservation extends Omit<Observation, 'buf' | 'offset' | 'peer'> {
@@ -130,7 +131,9 @@ function fromWire(routes: WireRoute[]): Route<Vtep>[] {
 export interface WorkerSpec {
   tun: { fd: number; name: string; mtu: number; features: TunFeatures };
   bind: { address: string; port: number; gso: boolean; gro?: boolean; sourcePorts?: { min: number; max: number; sockets: number } };
-  engine: Omit<EngineOptions, 'vtepMac' | 'onesSum' | 'encapBatch'> & { vtepMac: Uint8Array };
+  engine: Omit<EngineOptions, 'vtepMac' | 'onesSum' | 'encapBatch' | 'express'> & { vtepMac: Uint8Array };
+  /** The addon's express path for lone packets in this worker too (src/engine/express.ts). */
+  express?: boolean;
 }
 
 interface WorkerInit extends WorkerSpec {
@@ -138,6 +141,8 @@ interface WorkerInit extends WorkerSpec {
   /** Int32Array(1): 1 while a trace watches (read by every worker before each batch). */
   observing: SharedArrayBuffer;
   engineCounters: SharedArrayBuffer;
+  /** The worker's express path counts here (the main thread reads it directly: lone packets run no JS batch that could publish). */
+  expressCounters: SharedArrayBuffer;
   udpCounters: SharedArrayBuffer;
   tunCounters: SharedArrayBuffer;
 }
@@ -182,6 +187,8 @@ function runWorker(init: WorkerInit): void {
     vtepMac: Buffer.from(init.engine.vtepMac),
     onesSum: native.checksum,
     encapBatch: native.encapBatch,
+    // The pool's flag is the gate: the addon checks it before every packet, so a trace misses none.
+    ...(init.express === true ? { express: { native, counters: new Float64Array(init.expressCounters), gate: observing } } : {}),
   });
   engine.setRoutes(new RouteTable(fromWire(init.routes)));
   engine.start();
@@ -211,14 +218,14 @@ if (!isMainThread && (workerData as { vxtunWorker?: boolean } | null)?.vxtunWork
 export async function startEngineWorkers(
   main: { setRoutes(table: RouteTable<Vtep>): void; readonly routeTable: RouteTable<Vtep> },
   count: number,
-  req: { tun: { name: string; mtu: number; features: TunFeatures }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine'] },
+  req: { tun: { name: string; mtu: number; features: TunFeatures }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine']; express?: boolean },
 ): Promise<WorkerPool | undefined> {
   if (count <= 1) return undefined;
   const specs: WorkerSpec[] = [];
   try {
     for (let k = 1; k < count; k++) {
       const { fd, ...features } = openTunQueue(req.tun.name, req.tun.features);
-      specs.push({ tun: { fd, name: req.tun.name, mtu: req.tun.mtu, features }, bind: req.bind, engine: req.engine });
+      specs.push({ tun: { fd, name: req.tun.name, mtu: req.tun.mtu, features }, bind: req.bind, engine: req.engine, ...(req.express === true ? { express: true } : {}) });
     }
   } catch (e) {
     for (const spec of specs) requireNative().close(spec.tun.fd);
@@ -240,6 +247,7 @@ export class WorkerPool {
   private constructor(
     private readonly workers: Worker[],
     private readonly engineBlocks: Float64Array[],
+    private readonly expressBlocks: Float64Array[],
     private readonly udpBlocks: Float64Array[],
     private readonly tunBlocks: Float64Array[],
     private readonly observing: Int32Array,
@@ -273,18 +281,21 @@ export class WorkerPool {
     const native = requireNative();
     const workers: Worker[] = [];
     const engineBlocks: Float64Array[] = [];
+    const expressBlocks: Float64Array[] = [];
     const udpBlocks: Float64Array[] = [];
     const tunBlocks: Float64Array[] = [];
     const started: Array<Promise<void>> = [];
     const observing = new SharedArrayBuffer(4);
     for (const spec of specs) {
       const engineCounters = new SharedArrayBuffer(COUNTER_KEYS.length * 8);
+      const expressCounters = new SharedArrayBuffer(EXPRESS_COUNTER_COUNT * 8);
+      expressBlocks.push(new Float64Array(expressCounters));
       const udpCounters = new SharedArrayBuffer(native.udpCounterCount * 8);
       const tunCounters = new SharedArrayBuffer(native.tunCounterCount * 8);
       engineBlocks.push(new Float64Array(engineCounters));
       udpBlocks.push(new Float64Array(udpCounters));
       tunBlocks.push(new Float64Array(tunCounters));
-      const init: WorkerInit & { vxtunWorker: true } = { ...spec, routes: toWire(routes), observing, engineCounters, udpCounters, tunCounters, vxtunWorker: true };
+      const init: WorkerInit & { vxtunWorker: true } = { ...spec, routes: toWire(routes), observing, engineCounters, expressCounters, udpCounters, tunCounters, vxtunWorker: true };
       const w = new Worker(new URL(import.meta.url), { workerData: init });
       workers.push(w);
       started.push(
@@ -295,7 +306,7 @@ export class WorkerPool {
         }),
       );
     }
-    const pool = new WorkerPool(workers, engineBlocks, udpBlocks, tunBlocks, new Int32Array(observing));
+    const pool = new WorkerPool(workers, engineBlocks, expressBlocks, udpBlocks, tunBlocks, new Int32Array(observing));
     try {
       await Promise.all(started);
     } catch (e) {
@@ -318,12 +329,24 @@ export class WorkerPool {
   /** `base` (the main thread's snapshot) plus every worker's published counters. */
   addCounters(base: CounterSnapshot): CounterSnapshot {
     for (const b of this.engineBlocks) addInto(base, b);
+    for (const b of this.expressBlocks) addExpressCounters(base, b);
     return base;
   }
 
   /** Packets each engine carried, the main thread's first: whether flows really spread over the workers. */
   perEngine(main: Counters): Array<{ txPackets: number; rxPackets: number }> {
-    return [{ txPackets: main.txPackets, rxPackets: main.rxPackets }, ...this.engineBlocks.map((b) => ({ txPackets: b[0] ?? 0, rxPackets: b[2] ?? 0 }))];
+    const m = main.snapshot();
+    return [
+      { txPackets: m.tx.packets, rxPackets: m.rx.packets },
+      ...this.engineBlocks.map((b, k) => ({ txPackets: (b[0] ?? 0) + this.expressBlocks[k]![0]!, rxPackets: (b[2] ?? 0) + this.expressBlocks[k]![2]! })),
+    ];
+  }
+
+  /** Sums of the workers' express counter blocks (layout ExpressCounter). */
+  expressTotals(): Float64Array {
+    const out = new Float64Array(EXPRESS_COUNTER_COUNT);
+    for (const b of this.expressBlocks) for (let i = 0; i < out.length; i++) out[i]! += b[i]!;
+    return out;
   }
 
   /** Sums of the workers' native counters, added to the main thread's (same layout). */

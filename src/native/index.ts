@@ -16,6 +16,45 @@ declare const pollHandleBrand: unique symbol;
 export interface PollHandle {
   readonly [pollHandleBrand]: true;
 }
+declare const expressHandleBrand: unique symbol;
+/** Opaque handle returned by expressOpen (native/express.cc). */
+export interface ExpressHandle {
+  readonly [expressHandleBrand]: true;
+}
+
+/** The TUN queue's part of ExpressOptions (LinuxTunDevice.expressSide). */
+export type ExpressTunSide = Pick<ExpressOptions, 'tunFd' | 'vnetHdr' | 'scratch' | 'state' | 'tunCounters'>;
+/** The bind's part of ExpressOptions (NativeBind.expressSide). */
+export type ExpressUdpSide = Pick<ExpressOptions, 'udpFd' | 'sendFds' | 'arena' | 'slotSize' | 'batch' | 'sizes' | 'addrs' | 'ports' | 'gsoSizes' | 'udpCounters'>;
+
+/** What expressOpen takes: the TUN queue's and the bind's descriptors and buffers, and the engine's parameters. */
+export interface ExpressOptions {
+  tunFd: number;
+  vnetHdr: boolean;
+  /** The offload reader's scratch and state (outbound express needs them: a packet not for it is handed over there). */
+  scratch?: Uint8Array;
+  state?: Int32Array;
+  tunCounters: Float64Array;
+  udpFd: number;
+  /** The flow-hashed source-port pool (empty: send from udpFd). */
+  sendFds: Int32Array;
+  arena: Uint8Array;
+  slotSize: number;
+  batch: number;
+  sizes: Int32Array;
+  addrs: Uint32Array;
+  ports: Uint16Array;
+  gsoSizes?: Int32Array;
+  udpCounters: Float64Array;
+  vni: number;
+  vtepMac: Uint8Array;
+  maxInnerSize: number;
+  tunMtu: number;
+  /** Layout ExpressCounter (src/engine/express.ts). */
+  counters: Float64Array;
+  /** gate[0] != 0: someone watches, everything goes to the JS pipeline. */
+  gate: Int32Array;
+}
 
 export interface LinkOptions {
   /** SIOCSIFMTU, 68..65535. */
@@ -93,9 +132,21 @@ export interface NativeAddon {
   /**
    * Calls `cb` from the event loop while `fd` is readable (level-triggered: drain it, or be called again
    * next turn). On a poll error (POLLERR) the watch ends and `cb` gets that error once. An active poll
-   * keeps the process alive, like a listening socket.
+   * keeps the process alive, like a listening socket. With `express`, the express path sees each
+   * readiness first and `cb` runs only when it hands over (with `preRead`: UDP messages it already
+   * read into the bind's arena).
    */
-  pollStart(fd: number, cb: (err?: NativeErrnoError) => void): PollHandle;
+  pollStart(fd: number, cb: (err?: NativeErrnoError, preRead?: number) => void, express?: ExpressHandle, side?: 0 | 1): PollHandle;
+  /**
+   * The express path (native/express.cc): a lone packet forwarded from the poll callback without JS.
+   * Polls started with the handle (side 0: the TUN queue, 1: the UDP socket) offer it each readiness first.
+   */
+  expressOpen(opts: ExpressOptions): ExpressHandle;
+  /** The engine's IPv4 trie (copied) and 28 bytes per target: 22-byte header template, IPv4 address, port (0: not served). */
+  expressRoutes(handle: ExpressHandle, trie: Int32Array, peers: Uint8Array): void;
+  /** From now on everything goes to the JS pipeline. Idempotent. */
+  expressStop(handle: ExpressHandle): void;
+  readonly expressCounterCount: number;
   /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
   pollStop(handle: PollHandle): void;
   close(fd: number): void;

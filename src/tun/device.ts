@@ -3,6 +3,8 @@
  * the caller owns the buffers; every packet sits at `offset` in its buffer so the
  * engine can write Ethernet + VXLAN into the headroom in front of it without a copy.
  */
+import type { ExpressHandle, ExpressTunSide } from '../native/index.js';
+
 export interface TunDevice {
   readonly name: string;
   readonly mtu: number;
@@ -22,8 +24,13 @@ export interface TunDevice {
   write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[]): number;
   /** True when write() takes TCP super-packets whole (gsoSizes); absent or false: segment them first. */
   readonly writesSuperPackets?: boolean;
-  /** Calls `onReadable` from the event loop whenever packets are waiting. Never blocks the loop. */
-  start(onReadable: () => void): void;
+  /**
+   * Calls `onReadable` from the event loop whenever packets are waiting. Never blocks the loop.
+   * With `express` (a device that has expressSide), the addon's express path sees each wake-up first.
+   */
+  start(onReadable: () => void, express?: ExpressHandle): void;
+  /** What the addon's express path needs of this device; absent or undefined: it has no part in it. */
+  expressSide?(): ExpressTunSide | undefined;
   /** Stops readiness callbacks and closes the device (a non-persistent TUN vanishes with its routes). */
   close(): void;
 }

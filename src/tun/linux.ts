@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
  * The Linux TUN device (IFF_TUN | IFF_NO_PI, non-blocking) through the native addon: batched reads and
  * writes, readiness from a uv poll handle on the Node event loop.
  */
-import { requireNative, type NativeAddon, type PollHandle } from '../native/index.js';
+import { requireNative, type NativeAddon, type PollHandle, type ExpressHandle, type ExpressTunSide } from '../native/index.js';
 import type { TunDevice } from './device.js';
 import { prepareTcpGso } from '../engine/gso.js';
 import { emitVirtioNetHdr, VIRTIO_NET_HDR_LEN } from '../wire/virtio-net.js';
@@ -132,6 +132,7 @@ export function adoptLinuxTun(fd: number, name: string, mtu: number, features: T
 class LinuxTun implements LinuxTunDevice {
   #fd: number;
   #poll: PollHandle | undefined;
+  #express: ExpressHandle | undefined;
   readonly offloadCounters: Float64Array;
   // Offload path only: a 64 KB super-packet lands in scratch and leaves in MTU-sized pieces.
   private readonly scratch: Buffer | undefined;
@@ -220,7 +221,13 @@ class LinuxTun implements LinuxTunDevice {
     return hdrs;
   }
 
-  start(onReadable: () => void): void {
+  /** Outbound express needs the addon's offload reader (scratch + state); inbound only the descriptor. */
+  expressSide(): ExpressTunSide | undefined {
+    if (this.#fd < 0 || this.tsReader !== undefined) return undefined;
+    return { tunFd: this.#fd, vnetHdr: this.features.vnetHdr, tunCounters: this.offloadCounters, ...(this.scratch ? { scratch: this.scratch, state: this.state } : {}) };
+  }
+
+  start(onReadable: () => void, express?: ExpressHandle): void {
     if (this.#fd < 0) throw new Error(`tun ${this.name}: start after close`);
     if (this.#poll !== undefined) throw new Error(`tun ${this.name}: already started`);
     // A poll error (the handle is then stopped by libuv) is left to the next read to report.
@@ -236,10 +243,13 @@ class LinuxTun implements LinuxTunDevice {
         setImmediate(run);
       }
     };
-    this.#poll = this.native.pollStart(this.#fd, run);
+    this.#express = express;
+    this.#poll = express ? this.native.pollStart(this.#fd, run, express, 0) : this.native.pollStart(this.#fd, run);
   }
 
   close(): void {
+    // The express path must not touch a descriptor that is about to close (and may be reused).
+    if (this.#express !== undefined) this.native.expressStop(this.#express);
     if (this.#poll !== undefined) {
       this.native.pollStop(this.#poll);
       this.#poll = undefined;

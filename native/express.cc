@@ -1,0 +1,448 @@
+// The express path: a lone packet forwarded by the addon inside its poll callback, no JavaScript run.
+//
+// Why: at idle every packet wakes a cold CPU, and one pass through the JS pipeline then costs
+// 20-75 µs of cache and JIT misses — four passes per ping round trip put vxtun's RTT at 4-5x the
+// kernel's. Forwarding a lone packet here costs a few µs. Busy traffic comes in batches and keeps
+// the JS pipeline (GSO, coalescing, grouping per peer): the express path only takes what it can
+// prove the JS pipeline would have done the same way, byte for byte, and hands everything else over.
+// The JS engine stays the authority: it compiles its route table into this one (expressRoutes),
+// turns the path off while a trace watches (`gate`), and reads the counters below from shared memory.
+//
+//  outbound  TUN readable -> read one packet into the TUN's scratch (where tunReadOffload reads)
+//            -> nobody watching; virtio header without GSO (NEEDS_CSUM finished here, as that read would);
+//               IPv4 with a valid header; a route (LPM over the engine's own trie); not larger than the tunnel carries
+//            -> the peer's 22-byte header (built by the engine's emitters) + sendmsg on the flow's socket
+//            -> read again: EAGAIN and JS never runs; another packet is left in scratch (state "raw read")
+//               for tunReadOffload, and JS runs its batch from there.
+//  inbound   UDP readable -> recvmmsg of a whole batch into the bind's arena (as udpRecvBatch would)
+//            -> exactly one datagram, not GRO-coalesced, nobody watching; VXLAN flags, reserved bits, VNI;
+//               inner Ethernet to our VTEP MAC, IPv4 with a valid header, not longer than the TUN's MTU;
+//               a TCP/UDP checksum that verifies (partial or bad ones are the JS pipeline's to judge)
+//            -> writev(zero virtio header, inner packet) -> counted
+//            -> anything else: JS runs with the batch already read (its count passed to the callback).
+// Counters: Float64Array, layout ExpressCounter (mirrored in src/engine/express.ts).
+#include "common.h"
+#include "datapath.h"
+#include "checksum.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
+
+namespace vxtun {
+
+namespace {
+
+enum ExpressCounter {
+  kTxPackets = 0,      // inner packets sent by the express path
+  kTxBytes = 1,        // their inner bytes (as the engine counts tx)
+  kRxPackets = 2,      // inner packets written into the TUN by it
+  kRxBytes = 3,
+  kSendFailed = 4,     // a send the kernel refused (the engine's send-failed drop)
+  kTunWriteFailed = 5, // a TUN write the kernel refused (the engine's tun-write-failed drop)
+  kOutHandedOver = 6,  // TUN reads handed to the JS pipeline (not lone, or not for this path)
+  kInHandedOver = 7,   // UDP batches handed to the JS pipeline
+  kExpressCounterCount = 8,
+};
+
+constexpr size_t kHeaderLen = 22;  // VXLAN 8 + inner Ethernet 14
+constexpr size_t kPeerRecord = kHeaderLen + 4 + 2;  // header template, IPv4 address, port (0: not for us)
+
+struct Peer {
+  uint8_t header[kHeaderLen];
+  sockaddr_in dst;
+  bool ok;
+};
+
+struct Express {
+  // TUN side (a queue opened with IFF_VNET_HDR, read as tunReadOffload reads it).
+  int tunFd = -1;
+  uint8_t* scratch = nullptr;
+  size_t scratchLen = 0;
+  int32_t* state = nullptr;
+  double* tunCtr = nullptr;
+  bool vnetHdr = false;
+  bool outbound = false;
+  // UDP side (the bind's socket, arena and result arrays, as udpRecvBatch fills them).
+  int udpFd = -1;
+  std::vector<int> sendFds;
+  uint8_t* arena = nullptr;
+  size_t slotSize = 0;
+  size_t batch = 0;
+  int32_t* sizes = nullptr;
+  uint32_t* addrs = nullptr;
+  uint16_t* ports = nullptr;
+  int32_t* gsoSizes = nullptr;
+  double* udpCtr = nullptr;
+  // The engine's parameters and state.
+  uint32_t vni = 0;
+  uint8_t mac[6] = {};
+  size_t maxInner = 0;
+  size_t tunMtu = 0;
+  double* ctr = nullptr;
+  const int32_t* gate = nullptr;  // non-zero while a trace watches (may be shared between threads)
+  bool enabled = true;
+  std::vector<int32_t> trie;  // the engine's IPv4 trie (routes.ts): 0 none, k > 0 peer k - 1, ~c chunk c
+  std::vector<Peer> peers;
+};
+
+const napi_type_tag kExpressTag = {0x76787475'6e657870ULL, 0x3b5e'91c4'27d8'0f16ULL};
+
+inline uint16_t Get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+inline bool Watched(const Express* x) { return __atomic_load_n(x->gate, __ATOMIC_RELAXED) != 0; }
+
+// The IPv4 header checks of Ipv4Packet.check (src/wire/ipv4.ts) on `len` bytes; the header length.
+inline size_t CheckIpv4(const uint8_t* p, size_t len) {
+  if (len < 20 || (p[0] >> 4) != 4) return 0;
+  size_t ihl = static_cast<size_t>(p[0] & 0x0f) * 4;
+  if (ihl < 20 || ihl > len) return 0;
+  size_t total = Get16(p + 2);
+  if (total < ihl || total > len) return 0;
+  return ihl;
+}
+
+const Peer* Lookup(const Express* x, uint32_t dst) {
+  const std::vector<int32_t>& t = x->trie;
+  if (t.size() < 256) return nullptr;
+  int32_t e = t[dst >> 24];
+  for (int shift = 16; e < 0 && shift >= 0; shift -= 8) {
+    size_t at = (static_cast<size_t>(~e) << 8) | ((dst >> shift) & 0xff);
+    if (at >= t.size()) return nullptr;
+    e = t[at];
+  }
+  if (e <= 0 || static_cast<size_t>(e) > x->peers.size()) return nullptr;
+  return &x->peers[static_cast<size_t>(e) - 1];
+}
+
+// The peer the JS pipeline would send the plain IPv4 packet p[0, len) to unchanged, or nullptr when
+// the packet is the JS pipeline's to handle (malformed, no route: ICMP unreachable, too big: ICMP
+// frag-needed, a target the express path does not serve).
+const Peer* ForwardTarget(const Express* x, const uint8_t* p, size_t len) {
+  if (CheckIpv4(p, len) == 0 || len > x->maxInner) return nullptr;
+  const Peer* peer = Lookup(x, (static_cast<uint32_t>(p[16]) << 24) | (p[17] << 16) | (p[18] << 8) | p[19]);
+  return peer != nullptr && peer->ok ? peer : nullptr;
+}
+
+// Sends p[0, len) behind the peer's header on the socket its flow hashes to, counted as the engine would.
+void SendOut(Express* x, const Peer* peer, const uint8_t* p, size_t len) {
+  iovec iov[2] = {{const_cast<uint8_t*>(peer->header), kHeaderLen}, {const_cast<uint8_t*>(p), len}};
+  int fd = x->sendFds.size() > 1 ? x->sendFds[InnerIpFlowHash(0x0800, p, len) % x->sendFds.size()] : x->sendFds[0];
+  if (SendDatagram(fd, iov, 2, kHeaderLen + len, peer->dst, x->udpCtr)) {
+    x->ctr[kTxPackets] += 1;
+    x->ctr[kTxBytes] += static_cast<double>(len);
+  } else {
+    x->ctr[kSendFailed] += 1;
+  }
+}
+
+// TUN readable. Returns true when JS need not run (nothing left for it), false to run the JS
+// pipeline (a packet may wait in scratch as a raw read for tunReadOffload).
+bool OnTunReadable(Express* x) {
+  if (!x->enabled || !x->outbound || x->state[0] != 0) return false;
+  // The first packet may go here; a second one means traffic, which the batch pipeline does better.
+  for (int k = 0; k < 2; k++) {
+    if (Watched(x)) return false;
+    ssize_t r;
+    do {
+      r = ::read(x->tunFd, x->scratch, x->scratchLen);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return errno == EAGAIN || errno == EWOULDBLOCK;  // other errors: JS's next read reports them
+    if (r == 0) return true;
+    x->tunCtr[kReads] += 1;
+    bool sent = false;
+    if (k == 0 && static_cast<size_t>(r) > kVnetHdrLen && static_cast<size_t>(r) <= x->scratchLen) {
+      virtio_net_hdr h;
+      std::memcpy(&h, x->scratch, kVnetHdrLen);
+      uint8_t* p = x->scratch + kVnetHdrLen;
+      size_t len = static_cast<size_t>(r) - kVnetHdrLen;
+      const Peer* peer = h.gso_type == VIRTIO_NET_HDR_GSO_NONE && (h.flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM) == 0 ? ForwardTarget(x, p, len) : nullptr;
+      // As tunReadOffload: an unfinished checksum is finished (and counted) before anyone sees the
+      // packet; a header pointing outside it leaves it untouched for that reader to drop and count.
+      if (peer != nullptr && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0) {
+        if (FinishChecksum(p, len, h.csum_start, h.csum_offset)) {
+          x->tunCtr[kCsumCompleted] += 1;
+        } else {
+          peer = nullptr;
+        }
+      }
+      if (peer != nullptr) {
+        SendOut(x, peer, p, len);
+        sent = true;
+      }
+    }
+    if (!sent) {
+      // Over to tunReadOffload, which takes it from scratch before it reads anything new.
+      x->state[0] = static_cast<int32_t>(r);
+      x->state[1] = kStateRawRead;
+      x->ctr[kOutHandedOver] += 1;
+      return false;
+    }
+  }
+  return false;
+}
+
+// Whether the TCP/UDP checksum of the IPv4 packet ip (header ihl, total bytes) is complete and
+// valid, or absent (IPv4 UDP): what the engine writes unchanged. Partial or bad ones are its to judge.
+bool L4ChecksumFinal(const uint8_t* ip, size_t ihl, size_t total) {
+  uint8_t proto = ip[9];
+  if ((Get16(ip + 6) & 0x3fff) != 0 || (proto != 6 && proto != 17)) return true;  // not checksummed by l4checksum.ts
+  size_t l4Len = total - ihl;
+  const uint8_t* l4 = ip + ihl;
+  if (proto == 6) {
+    if (l4Len < 20 || (l4[12] >> 4) * 4u < 20 || (l4[12] >> 4) * 4u > l4Len) return false;
+  } else {
+    if (l4Len < 8) return false;
+    size_t udpLen = Get16(l4 + 4);
+    if (udpLen < 8 || udpLen > l4Len) return false;
+    l4Len = udpLen;  // what the checksum covers (as l4checksum.ts)
+    if (Get16(l4 + 6) == 0) return true;
+  }
+  uint32_t pseudo = Csum16(ip + 12, 8, proto + static_cast<uint32_t>(l4Len));
+  return Csum16(l4, l4Len, pseudo) == 0xffff;
+}
+
+// The inbound checks of Engine.handleInbound on one datagram, strict: true if it was written (or
+// refused by the TUN, counted as the engine would), false if the JS pipeline must judge it.
+bool ForwardIn(Express* x, uint8_t* d, size_t len) {
+  if (len < kHeaderLen + 20) return false;
+  if (d[0] != 0x08 || d[1] != 0 || d[2] != 0 || d[3] != 0 || d[7] != 0) return false;  // flags, reserved bits
+  if (((static_cast<uint32_t>(d[4]) << 16) | (d[5] << 8) | d[6]) != x->vni) return false;
+  if (std::memcmp(d + 8, x->mac, 6) != 0) return false;  // broadcast ARP and the like: the engine's
+  if (Get16(d + 20) != 0x0800) return false;
+  uint8_t* ip = d + kHeaderLen;
+  size_t ihl = CheckIpv4(ip, len - kHeaderLen);
+  if (ihl == 0) return false;
+  size_t total = Get16(ip + 2);
+  if (total > x->tunMtu) return false;  // a peer's super-packet: segmenting or passing it whole is the engine's
+  if (!L4ChecksumFinal(ip, ihl, total)) return false;
+  static const uint8_t zeroHdr[kVnetHdrLen] = {};
+  iovec iov[2] = {{const_cast<uint8_t*>(zeroHdr), kVnetHdrLen}, {ip, total}};
+  ssize_t r;
+  do {
+    r = x->vnetHdr ? ::writev(x->tunFd, iov, 2) : ::write(x->tunFd, ip, total);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    x->ctr[kTunWriteFailed] += 1;
+    return true;
+  }
+  if (x->vnetHdr) x->tunCtr[kWrites] += 1;
+  x->ctr[kRxPackets] += 1;
+  x->ctr[kRxBytes] += static_cast<double>(total);
+  return true;
+}
+
+// UDP readable. Returns -1 when JS need not run, else the number of messages already read into the
+// bind's arena for the JS pipeline (0: read nothing, JS reads as usual).
+int OnUdpReadable(Express* x) {
+  if (!x->enabled || Watched(x)) return 0;
+  int got = RecvMessages(x->udpFd, x->arena, x->slotSize, x->batch, x->sizes, x->addrs, x->ports, x->gsoSizes, x->udpCtr);
+  if (got < 0) return 0;  // a lasting error: JS's own read reports it
+  if (got == 0) return -1;
+  if (got == 1 && (x->gsoSizes == nullptr || x->gsoSizes[0] == 0) && ForwardIn(x, x->arena, static_cast<size_t>(x->sizes[0]))) return -1;
+  x->ctr[kInHandedOver] += 1;
+  return got;
+}
+
+void Finalize(Napi::Env /*env*/, Express* x) { delete x; }
+
+Express* Unwrap(Napi::Env env, napi_value v, const char* fn) {
+  bool tagged = false;
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_check_object_type_tag(env, v, &kExpressTag, &tagged) != napi_ok || !tagged) {
+    ThrowType(env, std::string(fn) + ": handle must come from expressOpen");
+    return nullptr;
+  }
+  return Napi::External<Express>(env, v).Data();
+}
+
+template <typename T>
+bool Typed(Napi::Env env, Napi::Object o, const char* key, napi_typedarray_type want, T** out, size_t* len, bool optional = false) {
+  Napi::Value v = o.Get(key);
+  if (optional && v.IsUndefined()) {
+    *out = nullptr;
+    *len = 0;
+    return true;
+  }
+  napi_typedarray_type type;
+  void* p = nullptr;
+  if (TypedArrayOf(env, v, &type, &p, len) && type == want) {
+    *out = static_cast<T*>(p);
+    return true;
+  }
+  ThrowType(env, std::string("expressOpen: ") + key + " has the wrong type");
+  return false;
+}
+
+bool Int(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi, int64_t* out) {
+  Napi::Value v = o.Get(key);
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    ThrowRange(env, std::string("expressOpen: ") + key + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return false;
+  }
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+// expressOpen({ tunFd, vnetHdr, scratch?, state?, tunCounters, udpFd, sendFds: Int32Array, arena, slotSize,
+//               batch, sizes, addrs, ports, gsoSizes?, udpCounters, vni, vtepMac, maxInnerSize, tunMtu,
+//               counters, gate: Int32Array }): handle
+// The buffers stay owned by JS (the TUN device and the bind), which keep them for as long as their
+// polls run; the express path is only ever entered from those polls (pollStart's `express`).
+Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    ThrowType(env, "expressOpen: options must be an object");
+    return env.Undefined();
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto x = std::make_unique<Express>();
+  int64_t v = 0;
+  size_t len = 0;
+  if (!Int(env, o, "tunFd", 0, INT_MAX, &v)) return env.Undefined();
+  x->tunFd = static_cast<int>(v);
+  x->vnetHdr = o.Get("vnetHdr").ToBoolean().Value();
+  if (!Typed(env, o, "scratch", napi_uint8_array, &x->scratch, &x->scratchLen, true)) return env.Undefined();
+  int32_t* state;
+  if (!Typed(env, o, "state", napi_int32_array, &state, &len, true)) return env.Undefined();
+  x->state = state;
+  if (state != nullptr && len < 2) {
+    ThrowRange(env, "expressOpen: state needs 2 entries");
+    return env.Undefined();
+  }
+  // Outbound needs the offload reader's scratch: that is where a packet not for us is handed over.
+  x->outbound = x->vnetHdr && x->scratch != nullptr && x->state != nullptr && x->scratchLen >= kVnetHdrLen + 40 + 65535;
+  if (!Typed(env, o, "tunCounters", napi_float64_array, &x->tunCtr, &len)) return env.Undefined();
+  if (len < kTunCounterCount) {
+    ThrowRange(env, "expressOpen: tunCounters too short");
+    return env.Undefined();
+  }
+  if (!Int(env, o, "udpFd", 0, INT_MAX, &v)) return env.Undefined();
+  x->udpFd = static_cast<int>(v);
+  int32_t* fds;
+  size_t nfds = 0;
+  if (!Typed(env, o, "sendFds", napi_int32_array, &fds, &nfds)) return env.Undefined();
+  if (nfds == 0) x->sendFds.push_back(x->udpFd);
+  for (size_t i = 0; i < nfds; i++) x->sendFds.push_back(fds[i]);
+  size_t arenaLen = 0;
+  if (!Typed(env, o, "arena", napi_uint8_array, &x->arena, &arenaLen)) return env.Undefined();
+  if (!Int(env, o, "slotSize", 1, INT_MAX, &v)) return env.Undefined();
+  x->slotSize = static_cast<size_t>(v);
+  if (!Int(env, o, "batch", 1, 256, &v)) return env.Undefined();
+  x->batch = static_cast<size_t>(v);
+  size_t ls, la, lp, lg;
+  if (!Typed(env, o, "sizes", napi_int32_array, &x->sizes, &ls) || !Typed(env, o, "addrs", napi_uint32_array, &x->addrs, &la) ||
+      !Typed(env, o, "ports", napi_uint16_array, &x->ports, &lp) || !Typed(env, o, "gsoSizes", napi_int32_array, &x->gsoSizes, &lg, true))
+    return env.Undefined();
+  if (arenaLen < x->batch * x->slotSize || ls < x->batch || la < x->batch || lp < x->batch || (x->gsoSizes != nullptr && lg < x->batch)) {
+    ThrowRange(env, "expressOpen: arena or result arrays smaller than batch slots");
+    return env.Undefined();
+  }
+  if (!Typed(env, o, "udpCounters", napi_float64_array, &x->udpCtr, &len)) return env.Undefined();
+  if (len < kUdpCounterCount) {
+    ThrowRange(env, "expressOpen: udpCounters too short");
+    return env.Undefined();
+  }
+  if (!Int(env, o, "vni", 0, 0xffffff, &v)) return env.Undefined();
+  x->vni = static_cast<uint32_t>(v);
+  uint8_t* mac;
+  if (!Typed(env, o, "vtepMac", napi_uint8_array, &mac, &len)) return env.Undefined();
+  if (len != 6) {
+    ThrowRange(env, "expressOpen: vtepMac must be 6 bytes");
+    return env.Undefined();
+  }
+  std::memcpy(x->mac, mac, 6);
+  if (!Int(env, o, "maxInnerSize", 0, 65535, &v)) return env.Undefined();
+  x->maxInner = static_cast<size_t>(v);
+  if (!Int(env, o, "tunMtu", 68, 65535, &v)) return env.Undefined();
+  x->tunMtu = static_cast<size_t>(v);
+  if (!Typed(env, o, "counters", napi_float64_array, &x->ctr, &len)) return env.Undefined();
+  if (len < kExpressCounterCount) {
+    ThrowRange(env, "expressOpen: counters needs " + std::to_string(kExpressCounterCount) + " entries");
+    return env.Undefined();
+  }
+  int32_t* gate;
+  if (!Typed(env, o, "gate", napi_int32_array, &gate, &len)) return env.Undefined();
+  if (len < 1) {
+    ThrowRange(env, "expressOpen: gate needs 1 entry");
+    return env.Undefined();
+  }
+  x->gate = gate;
+  Napi::External<Express> handle = Napi::External<Express>::New(env, x.release(), Finalize);
+  napi_type_tag_object(env, handle, &kExpressTag);
+  return handle;
+}
+
+// expressRoutes(handle, trie: Int32Array, peers: Uint8Array): the engine's IPv4 trie (copied) and one
+// 28-byte record per target: header template (22), IPv4 address (4, big-endian), port (2; 0 = a
+// target the express path leaves to the engine).
+Napi::Value ExpressRoutes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3) {
+    ThrowType(env, "expressRoutes(handle, trie, peers)");
+    return env.Undefined();
+  }
+  Express* x = Unwrap(env, info[0], "expressRoutes");
+  if (x == nullptr) return env.Undefined();
+  int32_t* trie;
+  size_t trieLen;
+  if (!ArgInt32s(env, info[1], "expressRoutes: trie", &trie, &trieLen)) return env.Undefined();
+  uint8_t* rec;
+  size_t recLen;
+  if (!ArgBytes(env, info[2], "expressRoutes: peers", &rec, &recLen)) return env.Undefined();
+  if (recLen % kPeerRecord != 0 || trieLen % 256 != 0) {
+    ThrowRange(env, "expressRoutes: trie must hold whole 256-entry chunks, peers whole 28-byte records");
+    return env.Undefined();
+  }
+  std::vector<Peer> peers(recLen / kPeerRecord);
+  for (size_t i = 0; i < peers.size(); i++) {
+    const uint8_t* r = rec + i * kPeerRecord;
+    Peer& p = peers[i];
+    std::memcpy(p.header, r, kHeaderLen);
+    std::memset(&p.dst, 0, sizeof p.dst);
+    p.dst.sin_family = AF_INET;
+    std::memcpy(&p.dst.sin_addr.s_addr, r + kHeaderLen, 4);  // already network order
+    std::memcpy(&p.dst.sin_port, r + kHeaderLen + 4, 2);
+    p.ok = p.dst.sin_port != 0;
+  }
+  x->trie.assign(trie, trie + trieLen);
+  x->peers.swap(peers);
+  return env.Undefined();
+}
+
+// expressStop(handle): the express path hands everything to JS from now on (the engine stopped, or
+// its sockets are about to close). Idempotent.
+Napi::Value ExpressStop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Express* x = info.Length() > 0 ? Unwrap(env, info[0], "expressStop") : nullptr;
+  if (x != nullptr) x->enabled = false;
+  return env.Undefined();
+}
+
+}  // namespace
+
+bool ExpressTag(napi_env env, napi_value v) {
+  bool tagged = false;
+  napi_valuetype t;
+  return napi_typeof(env, v, &t) == napi_ok && t == napi_external && napi_check_object_type_tag(env, v, &kExpressTag, &tagged) == napi_ok && tagged;
+}
+
+int ExpressOnReadable(void* express, int side) {
+  Express* x = static_cast<Express*>(express);
+  if (side == 0) return OnTunReadable(x) ? -1 : 0;
+  return OnUdpReadable(x);
+}
+
+void InitExpress(Napi::Env env, Napi::Object exports) {
+  exports.Set("expressOpen", Napi::Function::New(env, ExpressOpen, "expressOpen"));
+  exports.Set("expressRoutes", Napi::Function::New(env, ExpressRoutes, "expressRoutes"));
+  exports.Set("expressStop", Napi::Function::New(env, ExpressStop, "expressStop"));
+  exports.Set("expressCounterCount", Napi::Number::New(env, kExpressCounterCount));
+}
+
+}  // namespace vxtun

@@ -1,0 +1,77 @@
+/**
+ * The express path (native/express.cc): at idle, a lone packet is forwarded by the addon inside its
+ * poll callback, so no JavaScript runs for it. Every pass through the JS pipeline on a cold CPU costs
+ * tens of µs (four passes per ping round trip); the addon's pass costs a few. The engine stays the
+ * authority: it compiles its route table (the same IPv4 trie, one header template per target made by
+ * the wire emitters) into the addon, closes the gate while a trace watches, and counts what the
+ * express path did from shared memory. The addon takes only what it can prove the pipeline would have
+ * done byte for byte (IPv4, a route, within the MTU, a plain virtio header, a final checksum) and hands
+ * everything else — and any second packet of a wake-up — to the pipeline, already read.
+ */
+import { isIpv4String, ipv4FromString } from '../wire/ipv4.js';
+import type { Mac } from '../wire/ethernet.js';
+import { ENCAP_HEADER_LEN, writeEncapTemplate } from './encap.js';
+import type { RouteTable, Vtep } from './routes.js';
+import { DropReason, type CounterSnapshot } from './counters.js';
+
+/** Index of each counter in an express counter block (mirrors ExpressCounter in native/express.cc). */
+export const ExpressCounter = {
+  TxPackets: 0,
+  TxBytes: 1,
+  RxPackets: 2,
+  RxBytes: 3,
+  /** A send the kernel refused: the engine's send-failed drop. */
+  SendFailed: 4,
+  /** A TUN write the kernel refused: the engine's tun-write-failed drop. */
+  TunWriteFailed: 5,
+  /** TUN wake-ups handed to the JS pipeline (a second packet, or one that is not the express path's). */
+  OutHandedOver: 6,
+  /** UDP batches handed to the JS pipeline. */
+  InHandedOver: 7,
+} as const;
+export const EXPRESS_COUNTER_COUNT = 8;
+
+/** Bytes per target record: header template, IPv4 address, port. */
+const PEER_RECORD = ENCAP_HEADER_LEN + 4 + 2;
+
+/**
+ * The table as the addon's express path reads it: the IPv4 trie itself and one record per target.
+ * A target the bind cannot reach over IPv4 gets port 0, which the addon leaves to the engine.
+ */
+export function compileExpressRoutes(table: RouteTable<Vtep>, ourMac: Mac): { trie: Int32Array; peers: Uint8Array } {
+  const { trie, targets } = table.compiled4();
+  const peers = Buffer.alloc(targets.length * PEER_RECORD);
+  const headers = Buffer.alloc(ENCAP_HEADER_LEN);
+  targets.forEach((peer, k) => {
+    const at = k * PEER_RECORD;
+    writeEncapTemplate(headers, 0, peer, ourMac);
+    headers.copy(peers, at);
+    if (!isIpv4String(peer.endpoint.address)) return;
+    peers.writeUInt32BE(ipv4FromString(peer.endpoint.address), at + ENCAP_HEADER_LEN);
+    peers.writeUInt16BE(peer.endpoint.port, at + ENCAP_HEADER_LEN + 4);
+  });
+  return { trie, peers };
+}
+
+/** Adds an express counter block to a snapshot (in place): packets it forwarded, and its drops. */
+export function addExpressCounters(s: CounterSnapshot, block: Float64Array): CounterSnapshot {
+  s.tx.packets += block[ExpressCounter.TxPackets]!;
+  s.tx.bytes += block[ExpressCounter.TxBytes]!;
+  s.rx.packets += block[ExpressCounter.RxPackets]!;
+  s.rx.bytes += block[ExpressCounter.RxBytes]!;
+  s.dropped[DropReason.SendFailed] = (s.dropped[DropReason.SendFailed] ?? 0) + block[ExpressCounter.SendFailed]!;
+  s.dropped[DropReason.TunWriteFailed] = (s.dropped[DropReason.TunWriteFailed] ?? 0) + block[ExpressCounter.TunWriteFailed]!;
+  return s;
+}
+
+/** Whether the express path may run: asked for (datapath.express) and not forced off by VXTUN_NO_EXPRESS=1. */
+export function expressWanted(requested: boolean): boolean {
+  return requested && process.env.VXTUN_NO_EXPRESS !== '1';
+}
+
+/** One engine's express counters plus the workers' sums (either may be absent): zeros when the path is off. */
+export function sumExpress(main: Float64Array | undefined, workers: Float64Array | undefined): Float64Array {
+  const out = new Float64Array(EXPRESS_COUNTER_COUNT);
+  for (const b of [main, workers]) if (b) for (let i = 0; i < out.length; i++) out[i]! += b[i] ?? 0;
+  return out;
+}
