@@ -304,19 +304,15 @@ function continues(a: TcpView, b: TcpView, expectedSeq: number): boolean {
   );
 }
 
-/** What an entry of a raw write batch carries, for the counters. */
-const enum Entry {
-  Plain,
-  Coalesced,
-  Super,
-}
-
-/** The writing half: packets in, each behind a virtio_net_hdr, runs of one TCP flow as one super-packet. */
+/**
+ * The writing half: packets in, each behind a virtio_net_hdr, runs of one TCP flow as one super-packet.
+ * Plain packets go in batches; a super-packet goes alone, so that whether it went is known (writeBatch
+ * skips a packet the kernel refuses and goes on: its count says how many went, not which).
+ */
 export class TunOffloadWriter {
+  /** Entries of the raw write under way: plain packets (or the one super-packet) behind their header. */
   private readonly outBufs: Buffer[] = [];
   private outSizes = new Int32Array(64);
-  private readonly outPackets: number[] = [];
-  private readonly outKinds: Entry[] = [];
   /** Buffers for coalesced super-packets and for packets without room for a header in front. */
   private readonly staged: Buffer[] = [];
   private readonly superHeaders: Array<VirtioNetHdrRepr | undefined> = [];
@@ -334,7 +330,10 @@ export class TunOffloadWriter {
   /**
    * Writes `count` packets at `offset` in bufs; gsoSizes[i] > 0 marks a TCP packet larger than the MTU
    * to be written whole, cut by the kernel at that many payload bytes. Returns how many packets the
-   * device took (the segments of a coalesced super-packet count one each).
+   * device took (the segments of a coalesced super-packet count one each). Same rules as native
+   * tunWriteOffload: a packet the kernel refuses is skipped, a refused coalesced super-packet is
+   * rewritten packet by packet with coalescing off for the rest of the batch, and an error after some
+   * packets went ends the batch (it recurs on the next call).
    */
   write(bufs: Buffer[], sizes: number[] | Int32Array, offset: number, count: number, gsoSizes?: readonly number[]): number {
     // The header goes into the headroom in front of each packet; without headroom, packets are copied.
@@ -347,59 +346,83 @@ export class TunOffloadWriter {
     }
     const out = this.outBufs;
     out.length = 0;
-    this.outPackets.length = 0;
-    this.outKinds.length = 0;
     if (this.outSizes.length < count) this.outSizes = new Int32Array(Math.max(count, 2 * this.outSizes.length));
-    let staged = 0;
-    const first = this.first;
-    for (let i = 0; i < count; ) {
-      const buf = bufs[i]!;
-      const size = sizes[i]!;
-      const given = supers[i];
-      let run = 1;
-      if (given === undefined && this.coalesce && viewTcp(buf, offset, size, this.sum16, first) && first.payloadLength > 0 && (first.flags & ~TcpFlags.ACK) === 0) {
-        run = this.extendRun(bufs, sizes, offset, count, i);
-      }
-      let entry: Buffer;
-      let kind = Entry.Plain;
-      if (run > 1) {
-        entry = this.stage(staged++, at + VIRTIO_NET_HDR_LEN + MAX_PACKET);
-        this.emitCoalesced(bufs, sizes, offset, i, run, entry, at);
-        kind = Entry.Coalesced;
-      } else {
-        if (inPlace) entry = buf;
-        else {
-          entry = this.stage(staged++, VIRTIO_NET_HDR_LEN + size);
-          buf.copy(entry, VIRTIO_NET_HDR_LEN, offset, offset + size);
-        }
-        if (given !== undefined) {
-          emitVirtioNetHdr(given, entry, at);
-          kind = Entry.Super;
-        } else {
-          entry.fill(0, at, at + VIRTIO_NET_HDR_LEN);
-        }
-        this.outSizes[out.length] = VIRTIO_NET_HDR_LEN + size;
-      }
-      out.push(entry);
-      this.outPackets.push(run);
-      this.outKinds.push(kind);
-      i += run;
-    }
-    const taken = out.length === 0 ? 0 : this.writeRaw(out, this.outSizes, at, out.length);
-    // The device takes a prefix of the batch (EAGAIN ends it); what it refused is not counted.
     const c = this.counters;
+    const first = this.first;
+    let coalesce = this.coalesce;
+    let staged = 0;
     let written = 0;
-    for (let k = 0; k < taken; k++) {
-      written += this.outPackets[k]!;
-      if (this.outKinds[k] === Entry.Coalesced) {
-        c[TunCounter.CoalescedWrites]! += 1;
-        c[TunCounter.CoalescedPackets]! += this.outPackets[k]!;
-      } else if (this.outKinds[k] === Entry.Super) {
-        c[TunCounter.SuperWrites]! += 1;
+    try {
+      for (let i = 0; i < count; ) {
+        const buf = bufs[i]!;
+        const size = sizes[i]!;
+        const given = supers[i];
+        let run = 1;
+        if (given === undefined && coalesce && viewTcp(buf, offset, size, this.sum16, first) && first.payloadLength > 0 && (first.flags & ~TcpFlags.ACK) === 0) {
+          run = this.extendRun(bufs, sizes, offset, count, i);
+        }
+        if (run === 1 && given === undefined) {
+          // A plain packet waits for the next super-packet or the end of the batch.
+          let entry = buf;
+          if (!inPlace) {
+            entry = this.stage(staged++, VIRTIO_NET_HDR_LEN + size);
+            buf.copy(entry, VIRTIO_NET_HDR_LEN, offset, offset + size);
+          }
+          entry.fill(0, at, at + VIRTIO_NET_HDR_LEN);
+          this.outSizes[out.length] = VIRTIO_NET_HDR_LEN + size;
+          out.push(entry);
+          i++;
+          continue;
+        }
+        written += this.flush(at);
+        staged = 0;
+        let entry: Buffer;
+        if (run > 1) {
+          entry = this.stage(staged, at + VIRTIO_NET_HDR_LEN + MAX_PACKET);
+          this.emitCoalesced(bufs, sizes, offset, i, run, entry, at);
+        } else {
+          entry = buf;
+          if (!inPlace) {
+            entry = this.stage(staged, VIRTIO_NET_HDR_LEN + size);
+            buf.copy(entry, VIRTIO_NET_HDR_LEN, offset, offset + size);
+          }
+          emitVirtioNetHdr(given!, entry, at);
+          this.outSizes[0] = VIRTIO_NET_HDR_LEN + size;
+        }
+        out.push(entry);
+        if (this.flush(at) === 0) {
+          // Refused or the device full (writeBatch does not say which): native rewrites a refused
+          // coalesced run packet by packet; on a full device those writes fail too, and nothing is counted.
+          if (run > 1) coalesce = false;
+          else i++;
+          continue;
+        }
+        if (run > 1) {
+          c[TunCounter.CoalescedWrites]! += 1;
+          c[TunCounter.CoalescedPackets]! += run;
+        } else {
+          c[TunCounter.SuperWrites]! += 1;
+        }
+        written += run;
+        i += run;
       }
+      written += this.flush(at);
+    } catch (e) {
+      if (written === 0) throw e;
     }
     c[TunCounter.Writes]! += written;
     return written;
+  }
+
+  /** Writes the entries in outBufs (all plain, or one super-packet) and empties it; returns how many went. */
+  private flush(at: number): number {
+    const out = this.outBufs;
+    if (out.length === 0) return 0;
+    try {
+      return this.writeRaw(out, this.outSizes, at, out.length);
+    } finally {
+      out.length = 0;
+    }
   }
 
   /**

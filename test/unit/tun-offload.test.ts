@@ -78,11 +78,22 @@ function counters(): Float64Array {
   return new Float64Array(TUN_COUNTER_COUNT);
 }
 
-/** A raw write sink keeping copies of what was written (header + packet). */
-function rawSink(into: Buffer[], accept = Infinity): RawWrite {
+/**
+ * A raw write sink keeping copies of what was written (header + packet), by writeBatch's rules: an
+ * entry `refuse` picks is skipped as the kernel's EINVAL would have it, and once `accept` entries
+ * went the device is full (EAGAIN: the rest of every call is left).
+ */
+function rawSink(into: Buffer[], accept = Infinity, refuse: (entry: Buffer) => boolean = () => false): RawWrite {
+  let room = accept;
   return (bufs, sizes, offset, count) => {
-    const n = Math.min(count, accept);
-    for (let i = 0; i < n; i++) into.push(Buffer.from(bufs[i]!.subarray(offset, offset + sizes[i]!)));
+    let n = 0;
+    for (let i = 0; i < count && room > 0; i++) {
+      const entry = bufs[i]!.subarray(offset, offset + sizes[i]!);
+      if (refuse(entry)) continue;
+      into.push(Buffer.from(entry));
+      room--;
+      n++;
+    }
     return n;
   };
 }
@@ -263,11 +274,14 @@ describe('TunOffloadReader', () => {
 });
 
 describe('TunOffloadWriter', () => {
-  const coalesced = (pkts: Buffer[], o: { offset?: number; gsoSizes?: number[]; accept?: number; coalesce?: boolean } = {}): { out: Buffer[]; written: number; c: Float64Array; bufs: Buffer[] } => {
+  const coalesced = (
+    pkts: Buffer[],
+    o: { offset?: number; gsoSizes?: number[]; accept?: number; refuse?: (entry: Buffer) => boolean; coalesce?: boolean } = {},
+  ): { out: Buffer[]; written: number; c: Float64Array; bufs: Buffer[] } => {
     const out: Buffer[] = [];
     const c = counters();
     const { bufs, sizes } = atHeadroom(pkts, o.offset);
-    const written = new TunOffloadWriter(rawSink(out, o.accept), c, o.coalesce ?? true).write(bufs, sizes, o.offset ?? HEADROOM, bufs.length, o.gsoSizes);
+    const written = new TunOffloadWriter(rawSink(out, o.accept, o.refuse), c, o.coalesce ?? true).write(bufs, sizes, o.offset ?? HEADROOM, bufs.length, o.gsoSizes);
     return { out, written, c, bufs };
   };
 
@@ -371,6 +385,65 @@ describe('TunOffloadWriter', () => {
     expect(coalesced(pkts, { accept: 2 }).written).toBe(4);
     expect(coalesced(pkts, { accept: 0 }).written).toBe(0);
     expect(coalesced(pkts, { coalesce: false }).out).toHaveLength(5);
+  });
+
+  /** Whether a raw entry carries a GSO header (a super-packet, coalesced or given). */
+  const isSuper = (entry: Buffer): boolean => entry[1] !== VirtioNetGso.NONE;
+  const plainEntry = (p: Buffer): string => '00'.repeat(10) + p.toString('hex');
+
+  it('a refused coalesced super-packet is rewritten packet by packet, coalescing off for the rest of the batch (as native)', () => {
+    const a = flow(3, 1000);
+    const big = tcp({ payload: payloadOf(4000), seq: 9000, flags: ACK });
+    const b = flow(2, 1000, { seq: 20_000 });
+    const pkts = [...a, big, ...b];
+    const gsoSizes = [0, 0, 0, 1398, 0, 0];
+    let refusals = 0;
+    const { out, written, c } = coalesced(pkts, { gsoSizes, refuse: (e) => isSuper(e) && refusals++ === 0 });
+    expect(refusals).toBe(2); // the first super-packet refused, the given one after it taken
+    expect(out.map((e) => (isSuper(e) ? 'super' : e.toString('hex')))).toEqual([...a.map(plainEntry), 'super', ...b.map(plainEntry)]);
+    expect(written).toBe(6);
+    expect([...c]).toEqual([0, 0, 0, 0, 0, 6, 0, 0, 1, 0, 0, 0]);
+    // A kernel refusing every super-packet: the given one is skipped (nothing to cut it into), the runs go plain.
+    const none = coalesced(pkts, { gsoSizes, refuse: isSuper });
+    expect(none.out.map((e) => e.toString('hex'))).toEqual([...a, ...b].map(plainEntry));
+    expect(none.written).toBe(5);
+    expect([...none.c]).toEqual([0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('a refused packet is left out of the count without shifting the entries after it onto the counters', () => {
+    const refused = tcp({ payload: payloadOf(10), seq: 1, flags: ACK | SYN });
+    const pkts = [...flow(2, 1000, { seq: 20_000 }), refused, tcp({ payload: payloadOf(4000), seq: 9000, flags: ACK }), ...flow(3, 1000)];
+    const gsoSizes = [0, 0, 0, 1398, 0, 0, 0];
+    const { out, written, c } = coalesced(pkts, { gsoSizes, refuse: (e) => e.subarray(10).equals(refused) });
+    const all = coalesced(pkts, { gsoSizes }).out.map((e) => e.toString('hex'));
+    expect(out.map((e) => e.toString('hex'))).toEqual(all.filter((e) => e !== plainEntry(refused)));
+    expect(written).toBe(6);
+    expect([...c]).toEqual([0, 0, 0, 0, 0, 6, 2, 5, 1, 0, 0, 0]);
+  });
+
+  it('an error after packets went ends the batch with those counted; before any went it is thrown', () => {
+    const bad = tcp({ payload: payloadOf(10), seq: 1, flags: ACK | SYN });
+    const pkts = [...flow(3, 1000), bad, tcp({ payload: payloadOf(10), seq: 2, flags: ACK | SYN })];
+    const failOn = (into: Buffer[]): RawWrite => (bufs, sizes, offset, count) => {
+      // as writeBatch: an error on the first entry of a call is thrown, a later one ends the call
+      for (let i = 0; i < count; i++) {
+        const entry = bufs[i]!.subarray(offset, offset + sizes[i]!);
+        if (entry.subarray(10).equals(bad)) {
+          if (i === 0) throw new Error('write fd 9: EBADFD');
+          return i;
+        }
+        into.push(Buffer.from(entry));
+      }
+      return count;
+    };
+    const c = counters();
+    const out: Buffer[] = [];
+    const after = atHeadroom(pkts);
+    expect(new TunOffloadWriter(failOn(out), c, true).write(after.bufs, after.sizes, HEADROOM, pkts.length)).toBe(3);
+    expect(out).toHaveLength(1);
+    expect([...c]).toEqual([0, 0, 0, 0, 0, 3, 1, 3, 0, 0, 0, 0]);
+    const before = atHeadroom([bad, ...flow(3, 1000)]);
+    expect(() => new TunOffloadWriter(failOn([]), counters(), true).write(before.bufs, before.sizes, HEADROOM, 4)).toThrow('EBADFD');
   });
 });
 
