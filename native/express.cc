@@ -82,6 +82,7 @@ struct Express {
   uint32_t vni = 0;
   uint8_t mac[6] = {};
   size_t maxInner = 0;
+  size_t readRoom = 0;  // what the pipeline's read buffers take (a longer read is cut there, then dropped)
   size_t tunMtu = 0;
   double* ctr = nullptr;
   const int32_t* gate = nullptr;  // non-zero while a trace watches (may be shared between threads)
@@ -123,7 +124,7 @@ const Peer* Lookup(const Express* x, uint32_t dst) {
 // the packet is the JS pipeline's to handle (malformed, no route: ICMP unreachable, too big: ICMP
 // frag-needed, a target the express path does not serve).
 const Peer* ForwardTarget(const Express* x, const uint8_t* p, size_t len) {
-  if (CheckIpv4(p, len) == 0 || len > x->maxInner) return nullptr;
+  if (CheckIpv4(p, len) == 0 || len > x->maxInner || len > x->readRoom) return nullptr;
   const Peer* peer = Lookup(x, (static_cast<uint32_t>(p[16]) << 24) | (p[17] << 16) | (p[18] << 8) | p[19]);
   return peer != nullptr && peer->ok ? peer : nullptr;
 }
@@ -143,7 +144,9 @@ void SendOut(Express* x, const Peer* peer, const uint8_t* p, size_t len) {
 // TUN readable. Returns true when JS need not run (nothing left for it), false to run the JS
 // pipeline (a packet may wait in scratch as a raw read for tunReadOffload).
 bool OnTunReadable(Express* x) {
-  if (!x->enabled || !x->outbound || x->state[0] != 0) return false;
+  // state[2] (set by the TUN device's reads): the last batch held more than one packet — traffic,
+  // which the pipeline batches (UDP GSO runs); a lone first packet sent apart would only cost.
+  if (!x->enabled || !x->outbound || x->state[0] != 0 || x->state[2] != 0) return false;
   // The first packet may go here; a second one means traffic, which the batch pipeline does better.
   for (int k = 0; k < 2; k++) {
     if (Watched(x)) return false;
@@ -160,9 +163,13 @@ bool OnTunReadable(Express* x) {
       std::memcpy(&h, x->scratch, kVnetHdrLen);
       uint8_t* p = x->scratch + kVnetHdrLen;
       size_t len = static_cast<size_t>(r) - kVnetHdrLen;
-      const Peer* peer = h.gso_type == VIRTIO_NET_HDR_GSO_NONE && (h.flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM) == 0 ? ForwardTarget(x, p, len) : nullptr;
+      // DATA_VALID (forwarded traffic a NIC verified) means nothing to the offload reader either.
+      const Peer* peer = h.gso_type == VIRTIO_NET_HDR_GSO_NONE && (h.flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) == 0 ? ForwardTarget(x, p, len) : nullptr;
       // As tunReadOffload: an unfinished checksum is finished (and counted) before anyone sees the
       // packet; a header pointing outside it leaves it untouched for that reader to drop and count.
+      // The pipeline checks the IP header after that write: a checksum field inside the header
+      // could change what it sees, so such a packet is the pipeline's.
+      if (peer != nullptr && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && h.csum_start < static_cast<size_t>(p[0] & 0x0f) * 4) peer = nullptr;
       if (peer != nullptr && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0) {
         if (FinishChecksum(p, len, h.csum_start, h.csum_offset)) {
           x->tunCtr[kCsumCompleted] += 1;
@@ -290,7 +297,7 @@ bool Int(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi,
 }
 
 // expressOpen({ tunFd, vnetHdr, scratch?, state?, tunCounters, udpFd, sendFds: Int32Array, arena, slotSize,
-//               batch, sizes, addrs, ports, gsoSizes?, udpCounters, vni, vtepMac, maxInnerSize, tunMtu,
+//               batch, sizes, addrs, ports, gsoSizes?, udpCounters, vni, vtepMac, maxInnerSize, readRoom, tunMtu,
 //               counters, gate: Int32Array }): handle
 // The buffers stay owned by JS (the TUN device and the bind), which keep them for as long as their
 // polls run; the express path is only ever entered from those polls (pollStart's `express`).
@@ -311,8 +318,8 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   int32_t* state;
   if (!Typed(env, o, "state", napi_int32_array, &state, &len, true)) return env.Undefined();
   x->state = state;
-  if (state != nullptr && len < 2) {
-    ThrowRange(env, "expressOpen: state needs 2 entries");
+  if (state != nullptr && len < 3) {
+    ThrowRange(env, "expressOpen: state needs 3 entries (the offload reader's two and the busy hint)");
     return env.Undefined();
   }
   // Outbound needs the offload reader's scratch: that is where a packet not for us is handed over.
@@ -359,6 +366,8 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   std::memcpy(x->mac, mac, 6);
   if (!Int(env, o, "maxInnerSize", 0, 65535, &v)) return env.Undefined();
   x->maxInner = static_cast<size_t>(v);
+  if (!Int(env, o, "readRoom", 0, INT_MAX, &v)) return env.Undefined();
+  x->readRoom = static_cast<size_t>(v);
   if (!Int(env, o, "tunMtu", 68, 65535, &v)) return env.Undefined();
   x->tunMtu = static_cast<size_t>(v);
   if (!Typed(env, o, "counters", napi_float64_array, &x->ctr, &len)) return env.Undefined();

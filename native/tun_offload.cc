@@ -187,6 +187,10 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
       ssize_t r;
       if (state[1] == kStateRawRead) {
         // Read by the express path (already counted in kReads), handed over as it came.
+        if (state[0] <= 0) {
+          state[0] = state[1] = 0;
+          continue;
+        }
         r = state[0];
         state[0] = 0;
         state[1] = 0;

@@ -27,11 +27,11 @@ import { Engine } from '../engine/engine.js';
 import { FlannelUdpEngine, FLANNEL_UDP_OVERHEAD } from '../engine/flannel-udp.js';
 import { RouteTable } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
-import { openDatapath, resolveDatapathKind, describeSourcePorts } from '../conn/datapath.js';
+import { openDatapath, resolveDatapathKind, describeSourcePorts, namedCounters } from '../conn/datapath.js';
 import { datapathDefaults } from '../control/datapath-config.js';
 import { startEngineWorkers, defaultWorkers, type WorkerPool } from '../engine/workers.js';
 import { requireNative } from '../native/index.js';
-import { expressWanted } from '../engine/express.js';
+import { expressWanted, ExpressCounter, sumExpress } from '../engine/express.js';
 import { openLinuxTun, addRoute } from '../tun/linux.js';
 import { macToString } from '../wire/ethernet.js';
 import { ipv4ToString } from '../wire/ipv4.js';
@@ -254,7 +254,8 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
             lease: manager.stats,
             pid: process.pid,
             datapath: datapath.kind,
-            features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, express, workers },
+            features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, express: eng instanceof Engine && eng.expressActive, workers },
+            datapathCounters: { express: namedCounters(ExpressCounter, sumExpress(eng instanceof Engine ? eng.counters.express : undefined, pool?.expressTotals())) },
             engines: pool ? pool.perEngine(eng.counters) : [{ txPackets: eng.counters.snapshot().tx.packets, rxPackets: eng.counters.snapshot().rx.packets }],
           };
         default:

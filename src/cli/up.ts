@@ -181,6 +181,8 @@ export async function runUp(opts: UpOptions): Promise<number> {
     undo.push(() => control.close());
     engine.start();
     undo.push(() => engine.stop());
+    // What runs, not what was asked for (the addon may have refused the parameters).
+    datapath.features.express = engine.expressActive;
   } catch (err) {
     await teardown();
     process.stderr.write(`vxtun: ${(err as Error).message}\n`);

@@ -3,7 +3,6 @@
  * reason — and each place has a counter. The names are the contract `vxtun status` and the
  * tests read; add a reason here, never invent one at a call site.
  */
-import { addExpressCounters } from './express.js';
 export const DropReason = {
   // outbound: TUN -> underlay
   TunMalformed: 'tun-malformed',
@@ -98,4 +97,32 @@ export class Counters {
     };
     return this.express ? addExpressCounters(s, this.express) : s;
   }
+}
+
+/** Index of each counter in an express counter block (the addon's express path, src/engine/express.ts; mirrors ExpressCounter in native/express.cc). */
+export const ExpressCounter = {
+  TxPackets: 0,
+  TxBytes: 1,
+  RxPackets: 2,
+  RxBytes: 3,
+  /** A send the kernel refused: the engine's send-failed drop. */
+  SendFailed: 4,
+  /** A TUN write the kernel refused: the engine's tun-write-failed drop. */
+  TunWriteFailed: 5,
+  /** TUN wake-ups handed to the JS pipeline (a second packet, or one that is not the express path's). */
+  OutHandedOver: 6,
+  /** UDP batches handed to the JS pipeline. */
+  InHandedOver: 7,
+} as const;
+export const EXPRESS_COUNTER_COUNT = 8;
+
+/** Adds an express counter block to a snapshot (in place): packets it forwarded, and its drops. */
+export function addExpressCounters(s: CounterSnapshot, block: Float64Array): CounterSnapshot {
+  s.tx.packets += block[ExpressCounter.TxPackets]!;
+  s.tx.bytes += block[ExpressCounter.TxBytes]!;
+  s.rx.packets += block[ExpressCounter.RxPackets]!;
+  s.rx.bytes += block[ExpressCounter.RxBytes]!;
+  s.dropped[DropReason.SendFailed] = (s.dropped[DropReason.SendFailed] ?? 0) + block[ExpressCounter.SendFailed]!;
+  s.dropped[DropReason.TunWriteFailed] = (s.dropped[DropReason.TunWriteFailed] ?? 0) + block[ExpressCounter.TunWriteFailed]!;
+  return s;
 }

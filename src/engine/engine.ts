@@ -101,18 +101,25 @@ export class Engine extends Pipeline {
       const udpSide = this.bind.expressSide?.();
       if (tunSide !== undefined && udpSide !== undefined) {
         const counters = x.counters ?? new Float64Array(EXPRESS_COUNTER_COUNT);
-        this.expressHandle = x.native.expressOpen({
-          ...tunSide,
-          ...udpSide,
-          vni: this.opts.vni,
-          vtepMac: Uint8Array.from(this.opts.vtepMac),
-          maxInnerSize: this.opts.maxInnerSize,
-          tunMtu: this.opts.tunMtu,
-          counters,
-          gate: this.expressGate,
-        });
-        this.counters.express = counters;
-        this.compileExpress();
+        try {
+          this.expressHandle = x.native.expressOpen({
+            ...tunSide,
+            ...udpSide,
+            vni: this.opts.vni,
+            vtepMac: Uint8Array.from(this.opts.vtepMac),
+            maxInnerSize: this.opts.maxInnerSize,
+            readRoom: this.readRoom,
+            tunMtu: this.opts.tunMtu,
+            counters,
+            gate: this.expressGate,
+          });
+          this.compileExpress();
+          this.counters.express = counters;
+        } catch {
+          // Parameters outside what the addon takes (e.g. an MTU past 65535): everything takes the
+          // pipeline, as with express off; expressActive says so.
+          this.expressHandle = undefined;
+        }
       }
     }
     super.start();

@@ -12,24 +12,10 @@ import { isIpv4String, ipv4FromString } from '../wire/ipv4.js';
 import type { Mac } from '../wire/ethernet.js';
 import { ENCAP_HEADER_LEN, writeEncapTemplate } from './encap.js';
 import type { RouteTable, Vtep } from './routes.js';
-import { DropReason, type CounterSnapshot } from './counters.js';
+import { EXPRESS_COUNTER_COUNT } from './counters.js';
 
-/** Index of each counter in an express counter block (mirrors ExpressCounter in native/express.cc). */
-export const ExpressCounter = {
-  TxPackets: 0,
-  TxBytes: 1,
-  RxPackets: 2,
-  RxBytes: 3,
-  /** A send the kernel refused: the engine's send-failed drop. */
-  SendFailed: 4,
-  /** A TUN write the kernel refused: the engine's tun-write-failed drop. */
-  TunWriteFailed: 5,
-  /** TUN wake-ups handed to the JS pipeline (a second packet, or one that is not the express path's). */
-  OutHandedOver: 6,
-  /** UDP batches handed to the JS pipeline. */
-  InHandedOver: 7,
-} as const;
-export const EXPRESS_COUNTER_COUNT = 8;
+// The counter layout lives with every other counter (counters.ts); re-exported for the express path's users.
+export { ExpressCounter, EXPRESS_COUNTER_COUNT, addExpressCounters } from './counters.js';
 
 /** Bytes per target record: header template, IPv4 address, port. */
 const PEER_RECORD = ENCAP_HEADER_LEN + 4 + 2;
@@ -51,17 +37,6 @@ export function compileExpressRoutes(table: RouteTable<Vtep>, ourMac: Mac): { tr
     peers.writeUInt16BE(peer.endpoint.port, at + ENCAP_HEADER_LEN + 4);
   });
   return { trie, peers };
-}
-
-/** Adds an express counter block to a snapshot (in place): packets it forwarded, and its drops. */
-export function addExpressCounters(s: CounterSnapshot, block: Float64Array): CounterSnapshot {
-  s.tx.packets += block[ExpressCounter.TxPackets]!;
-  s.tx.bytes += block[ExpressCounter.TxBytes]!;
-  s.rx.packets += block[ExpressCounter.RxPackets]!;
-  s.rx.bytes += block[ExpressCounter.RxBytes]!;
-  s.dropped[DropReason.SendFailed] = (s.dropped[DropReason.SendFailed] ?? 0) + block[ExpressCounter.SendFailed]!;
-  s.dropped[DropReason.TunWriteFailed] = (s.dropped[DropReason.TunWriteFailed] ?? 0) + block[ExpressCounter.TunWriteFailed]!;
-  return s;
 }
 
 /** Whether the express path may run: asked for (datapath.express) and not forced off by VXTUN_NO_EXPRESS=1. */

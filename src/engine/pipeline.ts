@@ -47,6 +47,8 @@ export abstract class Pipeline {
   protected readonly batchSize: number;
   private readonly batchHooks: BatchHooks | undefined;
   protected readonly readBufs: Buffer[];
+  /** Room for a packet in each read buffer, after the headroom. */
+  protected readonly readRoom: number;
   protected readonly readSizes: number[];
   protected readonly icmp: IcmpResponder;
   protected running = false;
@@ -63,7 +65,8 @@ export abstract class Pipeline {
   ) {
     this.batchSize = opts.batchSize ?? 64;
     this.batchHooks = opts.batchHooks;
-    const room = HEADROOM + Math.max(opts.tunMtu, 1500) + 64;
+    this.readRoom = Math.max(opts.tunMtu, 1500) + 64;
+    const room = HEADROOM + this.readRoom;
     // Views of one arena, so a batch call (encapBatch) can address every packet with typed arrays only.
     const arena = Buffer.alloc(room * this.batchSize);
     this.readBufs = Array.from({ length: this.batchSize }, (_, i) => arena.subarray(i * room, (i + 1) * room));

@@ -49,6 +49,8 @@ export interface ExpressOptions {
   vni: number;
   vtepMac: Uint8Array;
   maxInnerSize: number;
+  /** Bytes a read buffer of the pipeline takes after the headroom: a longer packet is cut there (and then dropped). */
+  readRoom: number;
   tunMtu: number;
   /** Layout ExpressCounter (src/engine/express.ts). */
   counters: Float64Array;

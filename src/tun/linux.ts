@@ -136,7 +136,8 @@ class LinuxTun implements LinuxTunDevice {
   readonly offloadCounters: Float64Array;
   // Offload path only: a 64 KB super-packet lands in scratch and leaves in MTU-sized pieces.
   private readonly scratch: Buffer | undefined;
-  private readonly state = new Int32Array(2);
+  /** [super-packet kept in scratch, next segment] for tunReadOffload, then the express path's busy hint (see read). */
+  private readonly state = new Int32Array(3);
   private sizes32 = new Int32Array(0);
   /** 10 bytes per packet of a write batch holding super-packets (zero = no header of its own). */
   private vnetHdrs = Buffer.alloc(0);
@@ -184,6 +185,9 @@ class LinuxTun implements LinuxTunDevice {
     if (this.scratch === undefined) return this.native.readBatch(this.#fd, bufs, offset, sizes);
     const s32 = this.int32Sizes(bufs.length);
     const n = this.native.tunReadOffload(this.#fd, this.scratch, this.state, bufs, offset, s32, this.offloadCounters);
+    // The express path's hint: while reads come back with more than one packet, a wake-up is traffic
+    // and all of it is the pipeline's (native/express.cc); a read of one clears it.
+    if (n !== 0) this.state[2] = n > 1 ? 1 : 0;
     for (let i = 0; i < n; i++) sizes[i] = s32[i]!;
     return n;
   }
