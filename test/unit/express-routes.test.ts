@@ -1,0 +1,135 @@
+// compileExpressRoutes: what the engine hands the addon's express path. The trie must be the table's
+// own (so the addon's lookup is the engine's), and each 28-byte record the header the JS path writes
+// (writeEncapTemplate) followed by the peer's IPv4 address and port, big-endian; a peer the express
+// path must leave to the engine (an IPv6 endpoint) gets port 0. The record bytes are spelled out by
+// hand here (RFC 7348 VXLAN header, Ethernet II), not with the emitters under test.
+import { describe, expect, it } from 'vitest';
+import { compileExpressRoutes, addExpressCounters, sumExpress, ExpressCounter, EXPRESS_COUNTER_COUNT, expressWanted } from '../../src/engine/express.js';
+import { writeEncapTemplate, ENCAP_HEADER_LEN } from '../../src/engine/encap.js';
+import { RouteTable, type Route, type Vtep } from '../../src/engine/routes.js';
+import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
+import { ipv4FromString } from '../../src/wire/ipv4.js';
+import { mulberry32 } from './random.js';
+
+const cidr = (s: string): Cidr => {
+  const c = parseCidr(s);
+  if (typeof c === 'string') throw new Error(`${s}: ${c}`);
+  return c;
+};
+const mac = (s: string): Buffer => Buffer.from(s.replace(/:/g, ''), 'hex');
+const ours = mac('0a:58:0a:f4:01:00');
+const vtep = (address: string, port: number, m: string, vni: number): Vtep => ({ endpoint: { address, port }, vtepMac: mac(m), vni });
+
+const p2 = vtep('198.18.0.2', 8472, '0a:58:0a:f4:02:00', 1);
+const p3 = vtep('198.18.0.3', 4789, '0a:58:0a:f4:03:00', 0x123456);
+const p6 = vtep('2001:db8::4', 8472, '0a:58:0a:f4:04:00', 1);
+const routes: Route<Vtep>[] = [
+  { prefix: cidr('10.244.2.0/24'), target: p2 },
+  { prefix: cidr('10.244.3.0/24'), target: p3 },
+  { prefix: cidr('10.244.3.128/25'), target: p2 },
+  { prefix: cidr('10.244.4.0/24'), target: p6 },
+  { prefix: cidr('fd00:4::/64'), target: p6 },
+];
+
+/** The addon's Lookup (native/express.cc) in TypeScript: the entry for dst, then the record it names. */
+function walk(trie: Int32Array, dst: number): number {
+  let e = trie[dst >>> 24]!;
+  for (let shift = 16; e < 0 && shift >= 0; shift -= 8) e = trie[(~e << 8) | ((dst >>> shift) & 0xff)]!;
+  return e;
+}
+
+describe('compileExpressRoutes', () => {
+  const table = new RouteTable(routes);
+  const { trie, peers } = compileExpressRoutes(table, ours);
+  const { targets } = table.compiled4();
+
+  it('hands over the table trie itself, whole 256-entry chunks', () => {
+    expect(trie).toBe(table.compiled4().trie);
+    expect(trie.length % 256).toBe(0);
+  });
+
+  it('writes one 28-byte record per target: the JS header template, address and port big-endian', () => {
+    expect(peers.length).toBe(targets.length * 28);
+    expect(new Set(targets)).toEqual(new Set([p2, p3, p6])); // p6 from its IPv4 route
+    targets.forEach((peer, k) => {
+      const rec = Buffer.from(peers.buffer, peers.byteOffset + k * 28, 28);
+      const tpl = Buffer.alloc(ENCAP_HEADER_LEN);
+      writeEncapTemplate(tpl, 0, peer, ours);
+      expect(rec.subarray(0, 22).equals(tpl)).toBe(true);
+      // by hand: VXLAN flags I, reserved, VNI, reserved; inner Ethernet dst = peer, src = ours, IPv4
+      const vni = peer.vni;
+      const hand = Buffer.concat([Buffer.from([0x08, 0, 0, 0, (vni >> 16) & 0xff, (vni >> 8) & 0xff, vni & 0xff, 0]), peer.vtepMac, ours, Buffer.from([0x08, 0x00])]);
+      expect(rec.subarray(0, 22).toString('hex')).toBe(hand.toString('hex'));
+      if (peer === p6) {
+        expect(rec.subarray(22).toString('hex')).toBe('000000000000'); // port 0: the engine's
+      } else {
+        expect(rec.readUInt32BE(22)).toBe(ipv4FromString(peer.endpoint.address));
+        expect(rec.readUInt16BE(26)).toBe(peer.endpoint.port);
+      }
+    });
+    const rec3 = Buffer.from(peers.buffer, peers.byteOffset + targets.indexOf(p3) * 28, 28);
+    expect(rec3.subarray(4, 7).toString('hex')).toBe('123456');
+    expect(rec3.subarray(22).toString('hex')).toBe('c6120003' + '12b5');
+  });
+
+  it("the addon's walk over it names the record of the peer the engine's lookup4 picks, for every address", () => {
+    const rnd = mulberry32(7348);
+    const probes = ['10.244.2.1', '10.244.3.1', '10.244.3.200', '10.244.4.9', '10.244.5.1', '10.245.2.1', '0.0.0.0', '255.255.255.255'].map(ipv4FromString);
+    for (let i = 0; i < 5000; i++) probes.push((0x0af40000 | Math.floor(rnd() * 0x10000)) >>> 0);
+    for (const dst of probes) {
+      const e = walk(trie, dst);
+      const want = table.lookup4(dst);
+      if (want === undefined) expect(e).toBe(0);
+      else expect(targets[e - 1]).toBe(want);
+    }
+  });
+
+  it('compiles an empty table to a root chunk of zeros and no records', () => {
+    const empty = compileExpressRoutes(RouteTable.empty<Vtep>(), ours);
+    expect(empty.peers.length).toBe(0);
+    expect(empty.trie.length).toBe(256);
+    expect(empty.trie.every((e) => e === 0)).toBe(true);
+  });
+});
+
+describe('express counters', () => {
+  it('fold into a snapshot: tx/rx packets and bytes, send-failed and tun-write-failed drops', () => {
+    const b = new Float64Array(EXPRESS_COUNTER_COUNT);
+    b[ExpressCounter.TxPackets] = 3;
+    b[ExpressCounter.TxBytes] = 300;
+    b[ExpressCounter.RxPackets] = 5;
+    b[ExpressCounter.RxBytes] = 500;
+    b[ExpressCounter.SendFailed] = 1;
+    b[ExpressCounter.TunWriteFailed] = 2;
+    b[ExpressCounter.OutHandedOver] = 7;
+    b[ExpressCounter.InHandedOver] = 9;
+    const s = addExpressCounters({ tx: { packets: 10, bytes: 1000 }, rx: { packets: 20, bytes: 2000 }, answered: {}, dropped: { 'send-failed': 4 }, fixed: {} }, b);
+    expect(s.tx).toEqual({ packets: 13, bytes: 1300 });
+    expect(s.rx).toEqual({ packets: 25, bytes: 2500 });
+    expect(s.dropped['send-failed']).toBe(5);
+    expect(s.dropped['tun-write-failed']).toBe(2);
+    expect(Object.values(s.answered)).toEqual([]); // hand-overs are not answers or drops
+  });
+
+  it('sum over the main engine and the workers, zeros when off', () => {
+    expect([...sumExpress(undefined, undefined)]).toEqual(Array(EXPRESS_COUNTER_COUNT).fill(0));
+    const m = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
+    const w = Float64Array.from([10, 20, 30, 40, 50, 60, 70, 80]);
+    expect([...sumExpress(m, w)]).toEqual([11, 22, 33, 44, 55, 66, 77, 88]);
+    expect([...sumExpress(m, undefined)]).toEqual([...m]);
+  });
+
+  it('VXTUN_NO_EXPRESS=1 forces the path off, config false keeps it off', () => {
+    const saved = process.env.VXTUN_NO_EXPRESS;
+    try {
+      delete process.env.VXTUN_NO_EXPRESS;
+      expect(expressWanted(true)).toBe(true);
+      expect(expressWanted(false)).toBe(false);
+      process.env.VXTUN_NO_EXPRESS = '1';
+      expect(expressWanted(true)).toBe(false);
+    } finally {
+      if (saved === undefined) delete process.env.VXTUN_NO_EXPRESS;
+      else process.env.VXTUN_NO_EXPRESS = saved;
+    }
+  });
+});
