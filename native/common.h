@@ -51,6 +51,7 @@ void InitEncap(Napi::Env env, Napi::Object exports);  // encap.cc: batch VXLAN +
 void InitUdp(Napi::Env env, Napi::Object exports);
 void InitTunOffload(Napi::Env env, Napi::Object exports);
 void InitExpress(Napi::Env env, Napi::Object exports);
+void InitSched(Napi::Env env, Napi::Object exports);  // sched.cc: SCHED_BATCH for the data path
 
 // The express path (express.cc), as poll.cc drives it: whether v is an expressOpen handle, and one
 // readiness of `side` (0: TUN, 1: UDP) — -1 when JS need not run, else what to tell it (see there).

@@ -29,7 +29,7 @@ import { RouteTable } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
 import { openDatapath, resolveDatapathKind, describeSourcePorts, namedCounters } from '../conn/datapath.js';
 import { datapathDefaults } from '../control/datapath-config.js';
-import { startEngineWorkers, defaultWorkers, type WorkerPool } from '../engine/workers.js';
+import { startEngineWorkers, defaultWorkers, applyBatchScheduling, type WorkerPool } from '../engine/workers.js';
 import { requireNative } from '../native/index.js';
 import { expressWanted, ExpressCounter, sumExpress } from '../engine/express.js';
 import { openLinuxTun, addRoute } from '../tun/linux.js';
@@ -192,6 +192,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
         : new FlannelUdpEngine(tun, bind, { tunMtu: mtu });
     const eng = engine;
     eng.setRoutes(new RouteTable(manager.routes));
+    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(true);
     if (engine instanceof Engine) {
       pool = await startEngineWorkers(engine, workers, {
         tun: { name: tun.name, mtu, features: tun.features },

@@ -12,7 +12,7 @@ import { RouteTable, type Route } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
 import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts, type Datapath } from '../conn/datapath.js';
 import { openLinuxTun, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
-import { startEngineWorkers, defaultWorkers, type WorkerPool } from '../engine/workers.js';
+import { startEngineWorkers, defaultWorkers, applyBatchScheduling, type WorkerPool } from '../engine/workers.js';
 import { UdpCounter } from '../conn/native.js';
 import { requireNative } from '../native/index.js';
 import { expressWanted, ExpressCounter, sumExpress } from '../engine/express.js';
@@ -126,6 +126,8 @@ export async function runUp(opts: UpOptions): Promise<number> {
       ...(express ? { express: { native: requireNative() } } : {}),
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
+    // Before the workers start: they inherit it.
+    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(cfg.datapath.batchScheduling);
     pool = await startEngineWorkers(engine, workers, {
       tun: { name: tun.name, mtu: plan.deviceMtu, features: linuxTun.features },
       bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, gro: cfg.datapath.gro, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },

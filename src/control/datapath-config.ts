@@ -2,7 +2,7 @@
  * The `datapath` section of the node config: which packet path runs and which offloads it may use.
  * Every switch here forces a fallback a test (or an operator on a strange kernel) may need.
  *
- *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true, "tunUso": true, "express": true,
+ *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true, "tunUso": true, "express": true, "batchScheduling": true,
  *                 "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
  *
  * kind: auto = the native fast path when the addon loaded, else the TypeScript reference path;
@@ -18,6 +18,9 @@
  * request) is forwarded by the addon inside its poll callback without running JavaScript, which cuts
  * the round trip at idle by more than half (src/engine/express.ts); anything else, and any packet while
  * a trace watches, takes the JS pipeline as before (default true; VXTUN_NO_EXPRESS=1 also forces it off).
+ * batchScheduling: the process's threads run SCHED_BATCH, so a wake-up does not preempt the task that
+ * caused it and a packet's trip through the pod, vxtun and the peer's vxtun stays on one CPU at idle
+ * (native/sched.cc; default true; VXTUN_NO_SCHED_BATCH=1 also forces it off).
  * sourcePorts: RFC 7348 §5 outer source ports from a hash of the inner flow (native path; the ts path
  * always sends from the VXLAN port); default Linux's range 32768-60999 over 16 sockets, "fixed" = every
  * datagram from the VXLAN port (what a firewall that only opens 8472 both ways may need). Peers do not
@@ -42,6 +45,7 @@ export const DatapathSchema = z
     tunOffload: z.boolean().optional(),
     tunUso: z.boolean().optional(),
     express: z.boolean().optional(),
+    batchScheduling: z.boolean().optional(),
     workers: z.number().int().min(1).max(64).optional(),
     sourcePorts: z
       .union([
@@ -72,6 +76,8 @@ export interface DatapathConfig {
   tunUso: boolean;
   /** The addon forwards lone packets itself (native path). */
   express: boolean;
+  /** SCHED_BATCH for the process's threads (native path). */
+  batchScheduling: boolean;
   /** Engines (TUN queues + SO_REUSEPORT sockets), native path only; undefined = defaultWorkers(). */
   workers: number | undefined;
   /** 'fixed': send from the VXLAN port; else a pool of `sockets` source ports spread over [min, max]. */
@@ -87,6 +93,7 @@ export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathC
     tunOffload: raw?.tunOffload ?? true,
     tunUso: raw?.tunUso ?? true,
     express: raw?.express ?? true,
+    batchScheduling: raw?.batchScheduling ?? true,
     workers: raw?.workers,
     sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },
   };

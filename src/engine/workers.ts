@@ -60,6 +60,19 @@ function observationFromWire(w: WireObservation): Observation {
  */
 export const MAX_DEFAULT_WORKERS = 4;
 
+/**
+ * SCHED_BATCH for every thread of the process (see native/sched.cc), unless not wanted or
+ * VXTUN_NO_SCHED_BATCH=1; called before the workers start, which inherit it. Whether it is on.
+ */
+export function applyBatchScheduling(wanted: boolean): boolean {
+  if (!wanted || process.env.VXTUN_NO_SCHED_BATCH === '1') return false;
+  try {
+    return requireNative().setThreadsPolicy(true) > 0;
+  } catch {
+    return false; // a kernel without SCHED_BATCH (or a seccomp filter): the default policy stays
+  }
+}
+
 /** One engine per core the process may use (os.availableParallelism), at most MAX_DEFAULT_WORKERS. */
 export function defaultWorkers(): number {
   return Math.max(1, Math.min(availableParallelism(), MAX_DEFAULT_WORKERS));

@@ -149,6 +149,11 @@ export interface NativeAddon {
   /** From now on everything goes to the JS pipeline. Idempotent. */
   expressStop(handle: ExpressHandle): void;
   readonly expressCounterCount: number;
+  /**
+   * SCHED_BATCH (true) or SCHED_OTHER (false), priority 0, for every thread of the process
+   * (/proc/self/task; threads created later inherit it). Returns how many were set. See native/sched.cc.
+   */
+  setThreadsPolicy(batch: boolean): number;
   /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
   pollStop(handle: PollHandle): void;
   close(fd: number): void;
