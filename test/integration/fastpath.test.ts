@@ -6,6 +6,7 @@
  * two vxtun nodes and with the kernel's VXLAN as the peer.
  */
 import { availableParallelism } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/lab/netns.js';
 import { MAX_DEFAULT_WORKERS } from '../../src/engine/workers.js';
@@ -20,7 +21,18 @@ interface NodeInfo {
   features: Record<string, boolean | number>;
   datapathCounters: { udp: Record<string, number>; tun: Record<string, number> };
   engines: Array<{ txPackets: number; rxPackets: number }>;
+  pid: number;
 }
+
+/** The scheduling policy of every thread of a process (field 41 of /proc/<pid>/task/<tid>/stat: 0 SCHED_OTHER, 3 SCHED_BATCH). */
+function threadPolicies(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+  });
+}
+const SCHED_OTHER = 0;
+const SCHED_BATCH = 3;
 
 const info = (n: ClusterNode): Promise<NodeInfo> => controlRequest(n.vxtun!.controlSocket, { cmd: 'info' }) as Promise<NodeInfo>;
 
@@ -49,6 +61,10 @@ const cases: Case[] = [
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and written back whole
       expect(i.features.workers).toBe(Math.min(availableParallelism(), MAX_DEFAULT_WORKERS)); // one engine per core
+      expect(i.features.batchScheduling).toBe(true);
+      const policies = threadPolicies(i.pid);
+      expect(policies.length).toBeGreaterThan(2); // main, worker, V8 and libuv threads
+      expect(new Set(policies)).toEqual(new Set([SCHED_BATCH])); // every thread, the worker's too (inherited)
       const ports = String(i.features.sourcePorts).split(',').map(Number);
       expect(ports.length).toBe(16);
       for (const p of ports) expect(p >= 32768 && p <= 60999).toBe(true);
@@ -115,6 +131,17 @@ const cases: Case[] = [
     check: (i) => {
       expect(i.features.udpGso).toBe(false);
       expect(i.datapathCounters.udp.GsoSends).toBe(0);
+      expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
+    },
+  },
+  {
+    name: 'native path, SCHED_BATCH forced off by VXTUN_NO_SCHED_BATCH=1',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: {},
+    env: { VXTUN_NO_SCHED_BATCH: '1' },
+    check: (i) => {
+      expect(i.features.batchScheduling).toBe(false);
+      expect(new Set(threadPolicies(i.pid))).toEqual(new Set([SCHED_OTHER]));
       expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
     },
   },
