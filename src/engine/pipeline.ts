@@ -113,6 +113,8 @@ export abstract class Pipeline {
   stop(): void {
     this.running = false;
     this.stopped = true;
+    // pumpTun reads nothing from now on, and a level-triggered readiness left on would call it every turn.
+    this.tun.stopReading?.();
   }
 
   /**

@@ -31,6 +31,11 @@ export interface TunDevice {
   start(onReadable: () => void, express?: ExpressHandle): void;
   /** What the addon's express path needs of this device; absent or undefined: it has no part in it. */
   expressSide?(): ExpressTunSide | undefined;
+  /**
+   * Stops readiness callbacks, the device staying open (the pipeline stopped: readiness it would not
+   * act on must not spin the event loop until close). Absent: nothing to stop.
+   */
+  stopReading?(): void;
   /** Stops readiness callbacks and closes the device (a non-persistent TUN vanishes with its routes). */
   close(): void;
 }

@@ -251,6 +251,14 @@ class LinuxTun implements LinuxTunDevice {
     this.#poll = express ? this.native.pollStart(this.#fd, run, express, 0) : this.native.pollStart(this.#fd, run);
   }
 
+  stopReading(): void {
+    if (this.#express !== undefined) this.native.expressStop(this.#express);
+    if (this.#poll !== undefined) {
+      this.native.pollStop(this.#poll);
+      this.#poll = undefined;
+    }
+  }
+
   close(): void {
     // The express path must not touch a descriptor that is about to close (and may be reused).
     if (this.#express !== undefined) this.native.expressStop(this.#express);
