@@ -1,13 +1,13 @@
 // Scheduling policy of the process's threads: SCHED_BATCH for the data path.
 //
-// Why: at idle a packet crosses three processes (sender, vxtun, vxtun on the peer node) by wake-ups.
-// A normal (SCHED_OTHER) thread that is woken preempts its waker, so the waker (the pod's sender,
-// still runnable) keeps its CPU busy and the scheduler puts the next wake-up on another, idle CPU:
-// on a VM that means an IPI and a halted vCPU to wake, 50-100 µs each. A SCHED_BATCH thread never
-// preempts on wake-up: the waker runs on until it sleeps, and a sync wake-up (sockets, TUN) then
-// keeps the wakee on the same, now idle CPU — the whole round trip stays on one CPU, as the kernel's
-// own VXLAN does in softirq. Under load the policy changes nothing but wake-up preemption (same
-// weight, same fair share). Threads created afterwards (worker threads) inherit it.
+// Why (measured, see README "Scheduling"): at idle a packet crosses three processes (the pod's
+// sender, vxtun, the peer's vxtun) by wake-ups. A ftrace of one ping showed a woken SCHED_OTHER
+// vxtun thread preempting its still-runnable waker (ping), and the next hop's thread then woken on
+// the other, halted vCPU: an IPI, 50-100 µs. With SCHED_BATCH (no wake-up preemption) the same
+// trace had every hop of the round trip on one CPU, and idle RTT p50 fell ~15 %. The cost: when
+// every CPU is busy, a woken vxtun thread waits for the running task's slice to end instead of
+// preempting it. Only threads still at SCHED_OTHER are changed (an operator's chrt stays); threads
+// created afterwards (worker threads) inherit the policy.
 #include "common.h"
 
 #include <cerrno>
@@ -19,7 +19,8 @@ namespace vxtun {
 namespace {
 
 // setThreadsPolicy(batch: boolean): number of threads set. Every thread of the process (all of
-// /proc/self/task), SCHED_BATCH or back to SCHED_OTHER, priority 0 (no privilege needed for either).
+// /proc/self/task) that runs SCHED_OTHER or SCHED_BATCH, to SCHED_BATCH or back to SCHED_OTHER,
+// priority 0 (no privilege needed for either).
 Napi::Value SetThreadsPolicy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsBoolean()) {
@@ -39,6 +40,9 @@ Napi::Value SetThreadsPolicy(const Napi::CallbackInfo& info) {
   while (dirent* e = ::readdir(d)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
+    // Leave a policy someone chose (chrt -f, -i) alone; undo only our own.
+    int current = ::sched_getscheduler(tid);
+    if (current != SCHED_OTHER && current != SCHED_BATCH) continue;
     if (::sched_setscheduler(tid, policy, &param) == 0) {
       set++;
     } else if (errno != ESRCH && firstErr == 0) {

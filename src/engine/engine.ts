@@ -89,6 +89,9 @@ export class Engine extends Pipeline {
   /** gate[0] != 0 keeps the express path out (a trace watches); set here unless the caller owns it (a worker's pool). */
   private readonly expressGate: Int32Array;
 
+  /** Why the express path was asked for but does not run (expressOpen refused), if so. */
+  expressError: string | undefined;
+
   /** Whether the addon's express path runs for this engine (see EngineOptions.express). */
   get expressActive(): boolean {
     return this.expressHandle !== undefined && !this.stopped;
@@ -115,10 +118,11 @@ export class Engine extends Pipeline {
           });
           this.compileExpress();
           this.counters.express = counters;
-        } catch {
+        } catch (e) {
           // Parameters outside what the addon takes (e.g. an MTU past 65535): everything takes the
-          // pipeline, as with express off; expressActive says so.
+          // pipeline, as with express off; expressActive says so, expressError why (logged by up).
           this.expressHandle = undefined;
+          this.expressError = (e as Error).message;
         }
       }
     }

@@ -101,7 +101,8 @@ export interface NativeAddon {
   /**
    * For a TUN opened with offload (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
    * plain IP packets at `offset` — TCP and UDP (USO) super-packets segmented at gso_size, unfinished checksums finished.
-   * scratch ≥ 65585 bytes (a virtio header, an IPv6 header and a 65535-byte payload) and state (Int32Array(2)) keep a super-packet that did not fit for the next call.
+   * scratch ≥ 65585 bytes (a virtio header, an IPv6 header and a 65535-byte payload) and state (Int32Array(2) at least: [length, next segment]) keep a super-packet that did not fit for the next call;
+   * state [length, -1] is a raw read the express path left in scratch (LinuxTun's state has a third entry, the express path's busy hint).
    * Counters: see TunCounter in src/tun/linux.ts.
    */
   tunReadOffload(fd: number, scratch: Uint8Array, state: Int32Array, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;
@@ -150,8 +151,8 @@ export interface NativeAddon {
   expressStop(handle: ExpressHandle): void;
   readonly expressCounterCount: number;
   /**
-   * SCHED_BATCH (true) or SCHED_OTHER (false), priority 0, for every thread of the process
-   * (/proc/self/task; threads created later inherit it). Returns how many were set. See native/sched.cc.
+   * SCHED_BATCH (true) or SCHED_OTHER (false), priority 0, for every thread of the process that runs
+   * either (/proc/self/task; threads created later inherit it). Returns how many were set. See native/sched.cc.
    */
   setThreadsPolicy(batch: boolean): number;
   /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */

@@ -242,7 +242,8 @@ class LinuxTun implements LinuxTunDevice {
       again = false;
       onReadable();
       const pending = this.tsReader !== undefined ? this.tsReader.pending : this.state[0] !== 0;
-      if (pending && !again && this.#fd >= 0) {
+      // Not once reading stopped (stopReading, close): a stopped pipeline leaves the pending part unread.
+      if (pending && !again && this.#fd >= 0 && this.#poll !== undefined) {
         again = true;
         setImmediate(run);
       }

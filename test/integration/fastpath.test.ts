@@ -26,9 +26,14 @@ interface NodeInfo {
 
 /** The scheduling policy of every thread of a process (field 41 of /proc/<pid>/task/<tid>/stat: 0 SCHED_OTHER, 3 SCHED_BATCH). */
 function threadPolicies(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).map((tid) => {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      return []; // a thread that exited since the listing
+    }
+    return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3])];
   });
 }
 const SCHED_OTHER = 0;
