@@ -67,6 +67,22 @@ constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
 constexpr size_t kVnetHdrLen = sizeof(virtio_net_hdr);  // 10
 static_assert(sizeof(virtio_net_hdr) == 10, "virtio_net_hdr is 10 bytes");
 
+// Big-endian fields of packet headers.
+inline uint16_t Get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+inline void Put16(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+inline uint32_t Get32(const uint8_t* p) {
+  return (static_cast<uint32_t>(p[0]) << 24) | (static_cast<uint32_t>(p[1]) << 16) | (static_cast<uint32_t>(p[2]) << 8) | p[3];
+}
+inline void Put32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
 // tunReadOffload's state[1] when state[0] holds the length of a raw read (header and packet in
 // scratch, not looked at yet) that the express path made and handed over (express.cc).
 constexpr int32_t kStateRawRead = -1;

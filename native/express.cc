@@ -93,8 +93,6 @@ struct Express {
 
 const napi_type_tag kExpressTag = {0x76787475'6e657870ULL, 0x3b5e'91c4'27d8'0f16ULL};
 
-inline uint16_t Get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-
 inline bool Watched(const Express* x) { return __atomic_load_n(x->gate, __ATOMIC_RELAXED) != 0; }
 
 // The IPv4 header checks of Ipv4Packet.check (src/wire/ipv4.ts) on `len` bytes; the header length.
@@ -141,55 +139,59 @@ void SendOut(Express* x, const Peer* peer, const uint8_t* p, size_t len) {
   }
 }
 
+// One non-blocking read from the TUN into scratch (virtio header and packet), counted as the offload
+// reader counts it: the length, or 0 for none waiting (EAGAIN, end of file), -1 for another error.
+ssize_t ReadTun(Express* x) {
+  ssize_t r;
+  do {
+    r = ::read(x->tunFd, x->scratch, x->scratchLen);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+  if (r > 0) x->tunCtr[kReads] += 1;
+  return r;
+}
+
+// Sends the read of r bytes in scratch if the pipeline would have sent it unchanged; false if not.
+bool SendRead(Express* x, ssize_t r) {
+  if (static_cast<size_t>(r) <= kVnetHdrLen || static_cast<size_t>(r) > x->scratchLen) return false;
+  virtio_net_hdr h;
+  std::memcpy(&h, x->scratch, kVnetHdrLen);
+  uint8_t* p = x->scratch + kVnetHdrLen;
+  size_t len = static_cast<size_t>(r) - kVnetHdrLen;
+  // DATA_VALID (forwarded traffic a NIC verified) means nothing to the offload reader either.
+  if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE || (h.flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) != 0) return false;
+  const Peer* peer = ForwardTarget(x, p, len);
+  if (peer == nullptr) return false;
+  if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0) {
+    // As tunReadOffload: an unfinished checksum is finished (and counted) before anyone sees the
+    // packet; a header pointing outside it leaves it untouched for that reader to drop and count.
+    // The pipeline checks the IP header after that write: a checksum field inside the header
+    // could change what it sees, so such a packet is the pipeline's.
+    if (h.csum_start < static_cast<size_t>(p[0] & 0x0f) * 4 || !FinishChecksum(p, len, h.csum_start, h.csum_offset)) return false;
+    x->tunCtr[kCsumCompleted] += 1;
+  }
+  SendOut(x, peer, p, len);
+  return true;
+}
+
 // TUN readable. Returns true when JS need not run (nothing left for it), false to run the JS
 // pipeline (a packet may wait in scratch as a raw read for tunReadOffload).
 bool OnTunReadable(Express* x) {
   // state[2] (set by the TUN device's reads): the last batch held more than one packet — traffic,
   // which the pipeline batches (UDP GSO runs); a lone first packet sent apart would only cost.
-  if (!x->enabled || !x->outbound || x->state[0] != 0 || x->state[2] != 0) return false;
+  if (!x->enabled || !x->outbound || x->state[0] != 0 || x->state[2] != 0 || Watched(x)) return false;
+  ssize_t r = ReadTun(x);
+  if (r <= 0) return r == 0;  // other errors: JS's next read reports them
   // The first packet may go here; a second one means traffic, which the batch pipeline does better.
-  for (int k = 0; k < 2; k++) {
+  if (SendRead(x, r)) {
     if (Watched(x)) return false;
-    ssize_t r;
-    do {
-      r = ::read(x->tunFd, x->scratch, x->scratchLen);
-    } while (r < 0 && errno == EINTR);
-    if (r < 0) return errno == EAGAIN || errno == EWOULDBLOCK;  // other errors: JS's next read reports them
-    if (r == 0) return true;
-    x->tunCtr[kReads] += 1;
-    bool sent = false;
-    if (k == 0 && static_cast<size_t>(r) > kVnetHdrLen && static_cast<size_t>(r) <= x->scratchLen) {
-      virtio_net_hdr h;
-      std::memcpy(&h, x->scratch, kVnetHdrLen);
-      uint8_t* p = x->scratch + kVnetHdrLen;
-      size_t len = static_cast<size_t>(r) - kVnetHdrLen;
-      // DATA_VALID (forwarded traffic a NIC verified) means nothing to the offload reader either.
-      const Peer* peer = h.gso_type == VIRTIO_NET_HDR_GSO_NONE && (h.flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) == 0 ? ForwardTarget(x, p, len) : nullptr;
-      // As tunReadOffload: an unfinished checksum is finished (and counted) before anyone sees the
-      // packet; a header pointing outside it leaves it untouched for that reader to drop and count.
-      // The pipeline checks the IP header after that write: a checksum field inside the header
-      // could change what it sees, so such a packet is the pipeline's.
-      if (peer != nullptr && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0 && h.csum_start < static_cast<size_t>(p[0] & 0x0f) * 4) peer = nullptr;
-      if (peer != nullptr && (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0) {
-        if (FinishChecksum(p, len, h.csum_start, h.csum_offset)) {
-          x->tunCtr[kCsumCompleted] += 1;
-        } else {
-          peer = nullptr;
-        }
-      }
-      if (peer != nullptr) {
-        SendOut(x, peer, p, len);
-        sent = true;
-      }
-    }
-    if (!sent) {
-      // Over to tunReadOffload, which takes it from scratch before it reads anything new.
-      x->state[0] = static_cast<int32_t>(r);
-      x->state[1] = kStateRawRead;
-      x->ctr[kOutHandedOver] += 1;
-      return false;
-    }
+    r = ReadTun(x);
+    if (r <= 0) return r == 0;
   }
+  // Over to tunReadOffload, which takes it from scratch before it reads anything new.
+  x->state[0] = static_cast<int32_t>(r);
+  x->state[1] = kStateRawRead;
+  x->ctr[kOutHandedOver] += 1;
   return false;
 }
 
@@ -258,9 +260,7 @@ int OnUdpReadable(Express* x) {
 void Finalize(Napi::Env /*env*/, Express* x) { delete x; }
 
 Express* Unwrap(Napi::Env env, napi_value v, const char* fn) {
-  bool tagged = false;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_check_object_type_tag(env, v, &kExpressTag, &tagged) != napi_ok || !tagged) {
+  if (!ExpressTag(env, v)) {
     ThrowType(env, std::string(fn) + ": handle must come from expressOpen");
     return nullptr;
   }

@@ -218,9 +218,7 @@ export class NativeBind implements Bind {
     if (this.fd < 0) throw new Error('native bind: start after close');
     if (this.poll !== undefined) throw new Error('native bind: already started');
     this.express = express;
-    this.poll = express
-      ? this.native.pollStart(this.fd, (_err, preRead) => this.drain(onReceive, preRead ?? 0), express, 1)
-      : this.native.pollStart(this.fd, () => this.drain(onReceive, 0));
+    this.poll = this.native.pollStart(this.fd, (_err, preRead) => this.drain(onReceive, preRead ?? 0), express, 1);
   }
   private express: ExpressHandle | undefined;
 

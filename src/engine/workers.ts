@@ -357,15 +357,14 @@ export class WorkerPool {
 
   /** Sums of the workers' express counter blocks (layout ExpressCounter). */
   expressTotals(): Float64Array {
-    const out = new Float64Array(EXPRESS_COUNTER_COUNT);
-    for (const b of this.expressBlocks) for (let i = 0; i < out.length; i++) out[i]! += b[i]!;
-    return out;
+    return this.addNative('express', new Float64Array(EXPRESS_COUNTER_COUNT));
   }
 
   /** Sums of the workers' native counters, added to the main thread's (same layout). */
-  addNative(kind: 'udp' | 'tun', base: Float64Array): Float64Array {
+  addNative(kind: 'udp' | 'tun' | 'express', base: Float64Array): Float64Array {
     const out = Float64Array.from(base);
-    for (const b of kind === 'udp' ? this.udpBlocks : this.tunBlocks) for (let i = 0; i < out.length; i++) out[i]! += b[i] ?? 0;
+    const blocks = kind === 'udp' ? this.udpBlocks : kind === 'tun' ? this.tunBlocks : this.expressBlocks;
+    for (const b of blocks) for (let i = 0; i < out.length; i++) out[i]! += b[i] ?? 0;
     return out;
   }
 

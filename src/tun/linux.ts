@@ -249,7 +249,7 @@ class LinuxTun implements LinuxTunDevice {
       }
     };
     this.#express = express;
-    this.#poll = express ? this.native.pollStart(this.#fd, run, express, 0) : this.native.pollStart(this.#fd, run);
+    this.#poll = this.native.pollStart(this.#fd, run, express, 0);
   }
 
   stopReading(): void {
@@ -262,11 +262,7 @@ class LinuxTun implements LinuxTunDevice {
 
   close(): void {
     // The express path must not touch a descriptor that is about to close (and may be reused).
-    if (this.#express !== undefined) this.native.expressStop(this.#express);
-    if (this.#poll !== undefined) {
-      this.native.pollStop(this.#poll);
-      this.#poll = undefined;
-    }
+    this.stopReading();
     if (this.#fd >= 0) {
       const fd = this.#fd;
       this.#fd = -1;

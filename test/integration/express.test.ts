@@ -5,7 +5,6 @@
  * engine; closed while a trace watches (with the default workers); off when switched off.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/lab/netns.js';
 import { Cluster, cliPath, type ClusterNode, type ClusterOptions } from '../../src/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
@@ -13,7 +12,7 @@ import { innerFlowHash } from '../../src/conn/flow-hash.js';
 import { writeEncapTemplate } from '../../src/engine/encap.js';
 import type { CounterSnapshot } from '../../src/engine/counters.js';
 import type { Journey } from '../../src/trace/journey.js';
-import { requirePrerequisites, tcpTransfer, toolsDir, withEnv } from './support.js';
+import { requirePrerequisites, startTrace, tcpTransfer, toolsDir, withEnv } from './support.js';
 
 type Express = Record<'TxPackets' | 'TxBytes' | 'RxPackets' | 'RxBytes' | 'SendFailed' | 'TunWriteFailed' | 'OutHandedOver' | 'InHandedOver', number>;
 interface NodeInfo {
@@ -292,22 +291,6 @@ describe('express path with a kernel VXLAN peer', () => {
   });
 });
 
-interface TraceProc {
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exited: Promise<number | null>;
-}
-
-function startTrace(args: string[]): TraceProc {
-  const child = spawn(process.execPath, [cliPath, 'trace', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-  return { child, out: () => out, err: () => err, exited };
-}
 
 /** Whether the UDP checksum of the IPv4 packet p (header length ihl) verifies, computed here from RFC 768. */
 function udpChecksumOk(p: Buffer, ihl: number): boolean {

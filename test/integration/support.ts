@@ -1,9 +1,10 @@
 /** Shared pieces of the integration tests: prerequisites, transfers, captures. */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Netns } from '../../src/lab/netns.js';
 import { waitFor } from '../../src/lab/netns.js';
+import { cliPath } from '../../src/lab/cluster.js';
 
 export const toolsDir = fileURLToPath(new URL('../tools/', import.meta.url));
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -63,4 +64,23 @@ export async function tcpTransfer(from: Netns, to: Netns, toIp: string, bytes: n
 export async function ping(ns: Netns, ip: string, extra: string[] = []): Promise<{ code: number | null; out: string }> {
   const r = await ns.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', ...extra, ip]);
   return { code: r.code, out: r.stdout + r.stderr };
+}
+
+/** A `vxtun trace` process with its output so far. */
+export interface TraceProc {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `vxtun trace <args>`, collecting stdout and stderr. */
+export function startTrace(args: string[]): TraceProc {
+  const child = spawn(process.execPath, [cliPath, 'trace', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  return { child, out: () => out, err: () => err, exited };
 }

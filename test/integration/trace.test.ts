@@ -5,31 +5,14 @@
  * (VNI and inner addresses read from tshark's own output).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Topology, run, waitFor } from '../../src/lab/netns.js';
 import { Cluster, cliPath } from '../../src/lab/cluster.js';
-import { requirePrerequisites, toolsDir } from './support.js';
+import { requirePrerequisites, startTrace, toolsDir, type TraceProc } from './support.js';
 import type { Journey } from '../../src/trace/journey.js';
 
-interface TraceProc {
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exited: Promise<number | null>;
-}
-
-function startTrace(args: string[]): TraceProc {
-  const child = spawn(process.execPath, [cliPath, 'trace', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-  return { child, out: () => out, err: () => err, exited };
-}
 
 async function attached(t: TraceProc): Promise<void> {
   await waitFor(() => t.err().includes('attached to') || t.child.exitCode !== null, { timeoutMs: 10_000, what: 'trace attached' });
