@@ -271,6 +271,19 @@ export class NativeBind implements Bind {
   }
 
   private endpoint(addr: number, port: number): Endpoint {
+    // The last sender first: a batch mostly comes from one peer, and the map's key (a double
+    // past 2^31) would be boxed, 16 bytes per datagram, on every lookup.
+    const last = this.lastEndpoint;
+    if (addr === this.lastAddr && port === last.port) return last;
+    const e = this.cachedEndpoint(addr, port);
+    this.lastAddr = addr;
+    this.lastEndpoint = e;
+    return e;
+  }
+  private lastAddr = -1;
+  private lastEndpoint: Endpoint = { address: '', port: -1 };
+
+  private cachedEndpoint(addr: number, port: number): Endpoint {
     const key = addr * 65536 + port;
     let e = this.endpoints.get(key);
     if (e === undefined) {

@@ -15,7 +15,7 @@
  */
 import type { Bind, Endpoint } from '../conn/bind.js';
 import type { TunDevice } from '../tun/device.js';
-import { EthernetFrame, EtherType, ETHERNET_HEADER_LEN, emitEthernet, type Mac } from '../wire/ethernet.js';
+import { EthernetFrame, EtherType, ETHERNET_HEADER_LEN, emitEthernet, type EthernetRepr, type Mac } from '../wire/ethernet.js';
 import { VxlanHeader, VXLAN_HEADER_LEN, emitVxlan } from '../wire/vxlan.js';
 import { Ipv4Packet } from '../wire/ipv4.js';
 import { Ipv6Packet } from '../wire/ipv6.js';
@@ -84,6 +84,7 @@ export class Engine extends Pipeline {
     super(tun, bind, opts);
     this.sum16 = opts.onesSum ?? onesSum;
     this.expressGate = opts.express?.gate ?? new Int32Array(1);
+    this.ethernetRepr = { dst: opts.vtepMac, src: opts.vtepMac, etherType: 0 };
   }
 
   /** gate[0] != 0 keeps the express path out (a trace watches); set here unless the caller owns it (a worker's pool). */
@@ -150,9 +151,20 @@ export class Engine extends Pipeline {
     this.opts.express!.native.expressRoutes(this.expressHandle!, trie, peers);
   }
 
-  private readonly groups = new Map<Vtep, number[]>();
+  /**
+   * Per peer: the indices of its packets in the batch, idx[0..count). Per-batch arrays here keep
+   * their length and carry a count: `length = 0` drops V8's backing store, and refilling it
+   * reallocated ~1 KiB per 64-packet batch (most of what the data path left for the GC).
+   */
+  private readonly groups = new Map<Vtep, { idx: number[]; count: number }>();
   /** The table `groups` was keyed by: a new one may have dropped peers, whose groups then go. */
   private groupsTable: RouteTable | undefined;
+
+  /** The TS path's per-packet Ethernet header, filled in place (dst and type change per packet). */
+  private readonly ethernetRepr: EthernetRepr;
+
+  /** One view per protocol, re-pointed for every packet instead of allocated (see wire/view.ts). */
+  private readonly views = { vxlan: VxlanHeader.scratch(), ethernet: EthernetFrame.scratch(), ipv4: Ipv4Packet.scratch(), ipv6: Ipv6Packet.scratch() };
 
   /** encapBatch's per-batch state; undefined on the TS path. */
   private batchEncap: BatchEncap | undefined;
@@ -168,7 +180,7 @@ export class Engine extends Pipeline {
       groups.clear();
       this.groupsTable = routes;
     } else {
-      for (const g of groups.values()) g.length = 0;
+      for (const g of groups.values()) g.count = 0;
     }
     let forwarded = 0;
     let replies: Reply[] | undefined;
@@ -185,7 +197,7 @@ export class Engine extends Pipeline {
       let peer: Vtep | undefined;
       let etherType: number;
       if (version === 4) {
-        const ip = Ipv4Packet.check(buf, HEADROOM, size);
+        const ip = Ipv4Packet.check(buf, HEADROOM, size, this.views.ipv4);
         if (ip instanceof WireError) {
           this.dropOut(DropReason.TunMalformed, buf, size);
           continue;
@@ -204,7 +216,7 @@ export class Engine extends Pipeline {
         }
         etherType = EtherType.IPV4;
       } else if (version === 6) {
-        const ip = Ipv6Packet.check(buf, HEADROOM, size);
+        const ip = Ipv6Packet.check(buf, HEADROOM, size, this.views.ipv6);
         if (ip instanceof WireError) {
           this.dropOut(DropReason.TunMalformed, buf, size);
           continue;
@@ -225,35 +237,42 @@ export class Engine extends Pipeline {
       }
       if (obs) obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok', peer, route: routes.prefixOf(peer) });
       let g = groups.get(peer);
-      if (g === undefined) groups.set(peer, (g = []));
+      if (g === undefined) groups.set(peer, (g = { idx: [], count: 0 }));
       // A peer's template lives in the slot of its first packet in the batch.
-      if (g.length === 0 && batch) writeEncapTemplate(batch.templates, i, peer, this.opts.vtepMac);
-      g.push(i);
+      if (g.count === 0 && batch) writeEncapTemplate(batch.templates, i, peer, this.opts.vtepMac);
+      g.idx[g.count++] = i;
       forwarded++;
       sizes[i] = size + HEADROOM;
-      if (batch?.add(i, buf, g[0]!)) {
+      if (batch?.add(i, buf, g.idx[0]!)) {
         queued++;
         continue;
       }
-      emitVxlan({ vni: peer.vni }, buf, 0);
-      emitEthernet({ dst: peer.vtepMac, src: this.opts.vtepMac, etherType }, buf, VXLAN_HEADER_LEN);
+      // Reprs reused, not allocated per packet (a Vtep is a VxlanRepr: it has the vni).
+      const eth = this.ethernetRepr;
+      eth.dst = peer.vtepMac;
+      eth.etherType = etherType;
+      emitVxlan(peer, buf, 0);
+      emitEthernet(eth, buf, VXLAN_HEADER_LEN);
       if (obs) obs({ point: 'encap', direction: 'out', buf, offset: 0, length: size + HEADROOM, verdict: 'ok', peer });
     }
     if (batch && queued > 0) {
       // One call for the batch; each packet still shows its encap point (after every classify of the batch).
       batch.run(count);
       if (obs) {
-        for (const [peer, idx] of groups) {
-          for (const i of idx) if (batch.slots[i]! >= 0) obs({ point: 'encap', direction: 'out', buf: bufs[i]!, offset: 0, length: sizes[i]!, verdict: 'ok', peer });
+        for (const [peer, { idx, count: n }] of groups) {
+          for (let k = 0; k < n; k++) {
+            const i = idx[k]!;
+            if (batch.slots[i]! >= 0) obs({ point: 'encap', direction: 'out', buf: bufs[i]!, offset: 0, length: sizes[i]!, verdict: 'ok', peer });
+          }
         }
       }
     }
     if (forwarded > 0) {
-      for (const [peer, idx] of groups) {
-        if (idx.length === 0) continue;
-        const { bufs: gb, sizes: gs, sent } = this.sendToPeer(peer, idx, bufs, sizes, 0, HEADROOM);
+      for (const [peer, { idx, count: n }] of groups) {
+        if (n === 0) continue;
+        const { bufs: gb, sizes: gs, sent } = this.sendToPeer(peer, idx, bufs, sizes, 0, HEADROOM, n);
         if (obs) {
-          for (let k = 0; k < idx.length; k++) {
+          for (let k = 0; k < n; k++) {
             obs({ point: 'udp-send', direction: 'out', buf: gb[k]!, offset: 0, length: gs[k]!, verdict: k < sent ? 'sent' : DropReason.SendFailed, peer, local: this.sentFrom(gb[k]!, 0, gs[k]!), remote: peer.endpoint });
           }
         }
@@ -294,7 +313,8 @@ export class Engine extends Pipeline {
     const outSizes = this.outSizes;
     // Per written packet: the segment size of a super-packet the TUN takes whole, else 0.
     const outGso = this.outGso;
-    outBufs.length = outSizes.length = outGso.length = 0;
+    // outBufs[0..n): the arrays keep their length from batch to batch (see `groups`).
+    let n = 0;
     let anyWhole = false;
     const whole = this.tun.writesSuperPackets === true;
     for (let i = 0; i < count; i++) {
@@ -302,7 +322,7 @@ export class Engine extends Pipeline {
       const size = sizes[i]!;
       const src = srcs[i]!;
       if (obs) obs({ point: 'udp-recv', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', local: this.bind.local, remote: src });
-      const vx = VxlanHeader.check(buf, 0, size);
+      const vx = VxlanHeader.check(buf, 0, size, this.views.vxlan);
       if (vx instanceof WireError) {
         this.dropIn(DropReason.ShortDatagram, buf, size, src);
         continue;
@@ -316,7 +336,7 @@ export class Engine extends Pipeline {
         this.dropIn(DropReason.WrongVni, buf, size, src);
         continue;
       }
-      const eth = EthernetFrame.check(buf, VXLAN_HEADER_LEN, size - VXLAN_HEADER_LEN);
+      const eth = EthernetFrame.check(buf, VXLAN_HEADER_LEN, size - VXLAN_HEADER_LEN, this.views.ethernet);
       if (eth instanceof WireError) {
         this.dropIn(DropReason.TruncatedInner, buf, size, src);
         continue;
@@ -332,14 +352,14 @@ export class Engine extends Pipeline {
       }
       let innerLength: number;
       if (etherType === EtherType.IPV4) {
-        const ip = Ipv4Packet.check(buf, INNER_IP, size - INNER_IP);
+        const ip = Ipv4Packet.check(buf, INNER_IP, size - INNER_IP, this.views.ipv4);
         if (ip instanceof WireError) {
           this.dropIn(DropReason.MalformedInnerIpv4, buf, size, src);
           continue;
         }
         innerLength = ip.totalLength; // Ethernet padding past it is not part of the packet
       } else if (etherType === EtherType.IPV6) {
-        const ip = Ipv6Packet.check(buf, INNER_IP, size - INNER_IP);
+        const ip = Ipv6Packet.check(buf, INNER_IP, size - INNER_IP, this.views.ipv6);
         if (ip instanceof WireError) {
           this.dropIn(DropReason.MalformedInnerIpv6, buf, size, src);
           continue;
@@ -356,9 +376,9 @@ export class Engine extends Pipeline {
         if (mss !== undefined) {
           c.fix(Fixup.GsoPassedWhole);
           if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, fixes: [Fixup.GsoPassedWhole] });
-          outBufs.push(buf);
-          outSizes.push(innerLength);
-          outGso.push(mss);
+          outBufs[n] = buf;
+          outSizes[n] = innerLength;
+          outGso[n++] = mss;
           anyWhole = true;
           continue;
         }
@@ -368,9 +388,9 @@ export class Engine extends Pipeline {
           c.fix(Fixup.GsoSegmented);
           if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, fixes: [Fixup.GsoSegmented] });
           for (const seg of segments) {
-            outBufs.push(seg);
-            outSizes.push(seg.length - HEADROOM);
-            outGso.push(0);
+            outBufs[n] = seg;
+            outSizes[n] = seg.length - HEADROOM;
+            outGso[n++] = 0;
           }
           continue;
         }
@@ -380,16 +400,16 @@ export class Engine extends Pipeline {
       const completed = repairPartialL4Checksum(buf, INNER_IP, innerLength, this.sum16) === 'partial';
       if (completed) c.fix(Fixup.ChecksumCompleted);
       if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, ...(completed ? { fixes: [Fixup.ChecksumCompleted] } : {}) });
-      outBufs.push(buf);
-      outSizes.push(innerLength);
-      outGso.push(0);
+      outBufs[n] = buf;
+      outSizes[n] = innerLength;
+      outGso[n++] = 0;
     }
-    if (outBufs.length > 0) {
-      const written = this.writeTun(outBufs, outSizes, HEADROOM, anyWhole ? outGso : undefined);
+    if (n > 0) {
+      const written = this.writeTun(outBufs, outSizes, HEADROOM, anyWhole ? outGso : undefined, n);
       c.rxPackets += written;
       for (let k = 0; k < written; k++) c.rxBytes += outSizes[k]!;
       if (obs) {
-        for (let k = 0; k < outBufs.length; k++) {
+        for (let k = 0; k < n; k++) {
           obs({ point: 'tun-write', direction: 'in', buf: outBufs[k]!, offset: HEADROOM, length: outSizes[k]!, verdict: k < written ? 'forwarded' : DropReason.TunWriteFailed });
         }
       }

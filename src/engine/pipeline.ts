@@ -21,8 +21,10 @@ const MAX_BATCHES_PER_WAKE = 8;
 
 /** What sendToPeer handed the Bind for one peer, and how many it took; valid until the next call. */
 export interface SentGroup {
+  /** bufs[0..count) and sizes[0..count) went to the Bind (the arrays may be longer). */
   bufs: Buffer[];
   sizes: number[];
+  count: number;
   sent: number;
 }
 
@@ -121,14 +123,14 @@ export abstract class Pipeline {
    * Writes packets that sit at `offset`; counts the ones the kernel refused as tun-write-failed.
    * `gsoSizes` marks TCP super-packets the device takes whole (only where tun.writesSuperPackets).
    */
-  protected writeTun(bufs: Buffer[], sizes: number[], offset: number = HEADROOM, gsoSizes?: number[]): number {
+  protected writeTun(bufs: Buffer[], sizes: number[], offset: number = HEADROOM, gsoSizes?: number[], count: number = bufs.length): number {
     let written = 0;
     try {
-      written = gsoSizes === undefined ? this.tun.write(bufs, sizes, offset, bufs.length) : this.tun.write(bufs, sizes, offset, bufs.length, gsoSizes);
+      written = gsoSizes === undefined ? this.tun.write(bufs, sizes, offset, count) : this.tun.write(bufs, sizes, offset, count, gsoSizes);
     } catch {
       written = 0;
     }
-    if (written < bufs.length) this.counters.drop(DropReason.TunWriteFailed, bufs.length - written);
+    if (written < count) this.counters.drop(DropReason.TunWriteFailed, count - written);
     return written;
   }
 
@@ -136,25 +138,26 @@ export abstract class Pipeline {
    * Sends the packets bufs[idx[k]] (each at `offset`, sizes[idx[k]] bytes) to one peer in one call and
    * counts them: tx counts the inner packet, so `headerLength` (what encap put in front) is left out.
    */
-  protected sendToPeer(peer: Vtep, idx: number[], bufs: Buffer[], sizes: number[], offset: number, headerLength: number): SentGroup {
+  protected sendToPeer(peer: Vtep, idx: number[], bufs: Buffer[], sizes: number[], offset: number, headerLength: number, count: number = idx.length): SentGroup {
     // One result, reused: the caller reads it before the next call (no arrays per peer per batch).
+    // Its arrays keep their length (see Engine's `groups`): the first `count` entries are this call's.
     const r = this.sentGroup;
     const gb = r.bufs;
     const gs = r.sizes;
-    gb.length = gs.length = idx.length;
-    for (let k = 0; k < idx.length; k++) {
+    for (let k = 0; k < count; k++) {
       gb[k] = bufs[idx[k]!]!;
       gs[k] = sizes[idx[k]!]!;
     }
-    const sent = this.bind.send(gb, gs, offset, idx.length, peer.endpoint);
+    const sent = this.bind.send(gb, gs, offset, count, peer.endpoint);
     const c = this.counters;
     c.txPackets += sent;
     for (let k = 0; k < sent; k++) c.txBytes += gs[k]! - headerLength;
-    if (sent < idx.length) c.drop(DropReason.SendFailed, idx.length - sent);
+    if (sent < count) c.drop(DropReason.SendFailed, count - sent);
+    r.count = count;
     r.sent = sent;
     return r;
   }
-  private readonly sentGroup: SentGroup = { bufs: [], sizes: [], sent: 0 };
+  private readonly sentGroup: SentGroup = { bufs: [], sizes: [], count: 0, sent: 0 };
 
   /** Our end of a datagram we send (for traces): the bound endpoint, or the flow-hashed source port it leaves from. */
   protected sentFrom(buf: Buffer, offset: number, length: number): Endpoint {

@@ -9,6 +9,7 @@
  */
 import { checksumUpdate, fold, internetChecksum, onesSum } from './checksum.js';
 import { WireError } from './error.js';
+import { NO_BYTES, repoint } from './view.js';
 
 /** Field offsets, in one table. */
 export const Ipv4Field = {
@@ -53,7 +54,7 @@ export class Ipv4Packet {
   ) {}
 
   /** The only way to get a view: refuses bytes whose version or lengths do not hold together. */
-  static check(buf: Buffer, offset = 0, length = buf.length - offset): Ipv4Packet | WireError {
+  static check(buf: Buffer, offset = 0, length = buf.length - offset, reuse?: Ipv4Packet): Ipv4Packet | WireError {
     if (offset < 0 || length < IPV4_MIN_HEADER_LEN || offset + length > buf.length) return WireError.Truncated;
     const verIhl = buf[offset]!;
     if (verIhl >> 4 !== 4) return WireError.BadVersion;
@@ -61,7 +62,12 @@ export class Ipv4Packet {
     if (headerLength < IPV4_MIN_HEADER_LEN || headerLength > length) return WireError.BadHeaderLength;
     const totalLength = buf.readUInt16BE(offset + Ipv4Field.TOTAL_LENGTH);
     if (totalLength < headerLength || totalLength > length) return WireError.BadTotalLength;
-    return new Ipv4Packet(buf, offset, length);
+    return reuse ? repoint(reuse, buf, offset, length) : new Ipv4Packet(buf, offset, length);
+  }
+
+  /** A view for check(…, reuse) to re-point (see view.ts); nothing may be read through it before a check succeeds. */
+  static scratch(): Ipv4Packet {
+    return new Ipv4Packet(NO_BYTES, 0, 0);
   }
 
   get version(): number {

@@ -9,6 +9,7 @@
 import { fold, onesSum } from './checksum.js';
 import { WireError } from './error.js';
 import { ipv4ToString, isIpv4String, ipv4FromString } from './ipv4.js';
+import { NO_BYTES, repoint } from './view.js';
 
 /** Field offsets, in one table. */
 export const Ipv6Field = {
@@ -41,11 +42,16 @@ export class Ipv6Packet {
   ) {}
 
   /** The only way to get a view: refuses bytes too short for the header or the stated payload. */
-  static check(buf: Buffer, offset = 0, length = buf.length - offset): Ipv6Packet | WireError {
+  static check(buf: Buffer, offset = 0, length = buf.length - offset, reuse?: Ipv6Packet): Ipv6Packet | WireError {
     if (offset < 0 || length < IPV6_HEADER_LEN || offset + length > buf.length) return WireError.Truncated;
     if (buf[offset]! >> 4 !== 6) return WireError.BadVersion;
     if (IPV6_HEADER_LEN + buf.readUInt16BE(offset + Ipv6Field.PAYLOAD_LENGTH) > length) return WireError.BadTotalLength;
-    return new Ipv6Packet(buf, offset, length);
+    return reuse ? repoint(reuse, buf, offset, length) : new Ipv6Packet(buf, offset, length);
+  }
+
+  /** A view for check(…, reuse) to re-point (see view.ts); nothing may be read through it before a check succeeds. */
+  static scratch(): Ipv6Packet {
+    return new Ipv6Packet(NO_BYTES, 0, 0);
   }
 
   get version(): number {

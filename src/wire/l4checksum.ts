@@ -43,6 +43,8 @@ interface L4Location {
   pseudo: number;
 }
 const loc: L4Location = { protocol: 0, ipv6: false, l4Offset: 0, l4Length: 0, checksumOffset: 0, pseudo: 0 };
+// The views locate() re-points for every packet (decap calls it per packet; see view.ts).
+const views = { ipv4: Ipv4Packet.scratch(), ipv6: Ipv6Packet.scratch(), tcp: TcpSegment.scratch(), udp: UdpDatagram.scratch() };
 
 /** Finds the TCP/UDP checksum of the IP packet at buf[ipOffset, ipOffset+ipLength); false if none. */
 function locate(buf: Buffer, ipOffset: number, ipLength: number): boolean {
@@ -53,14 +55,14 @@ function locate(buf: Buffer, ipOffset: number, ipLength: number): boolean {
   let payloadLength: number;
   let ip: Ipv4Packet | Ipv6Packet;
   if (version === 4) {
-    const p = Ipv4Packet.check(buf, ipOffset, ipLength);
+    const p = Ipv4Packet.check(buf, ipOffset, ipLength, views.ipv4);
     if (isWireError(p) || p.isFragment) return false;
     ip = p;
     protocol = p.protocol;
     payloadOffset = p.payloadOffset;
     payloadLength = p.payloadLength;
   } else if (version === 6) {
-    const p = Ipv6Packet.check(buf, ipOffset, ipLength);
+    const p = Ipv6Packet.check(buf, ipOffset, ipLength, views.ipv6);
     if (isWireError(p)) return false;
     ip = p;
     protocol = p.nextHeader;
@@ -72,11 +74,11 @@ function locate(buf: Buffer, ipOffset: number, ipLength: number): boolean {
   let l4Length: number;
   let checksumOffset: number;
   if (protocol === IpProtocol.TCP) {
-    if (isWireError(TcpSegment.check(buf, payloadOffset, payloadLength))) return false;
+    if (isWireError(TcpSegment.check(buf, payloadOffset, payloadLength, views.tcp))) return false;
     l4Length = payloadLength;
     checksumOffset = payloadOffset + TcpField.CHECKSUM;
   } else if (protocol === IpProtocol.UDP) {
-    const u = UdpDatagram.check(buf, payloadOffset, payloadLength);
+    const u = UdpDatagram.check(buf, payloadOffset, payloadLength, views.udp);
     if (isWireError(u)) return false;
     l4Length = u.length; // what the checksum and the pseudo-header cover (udp_rcv trims the rest)
     checksumOffset = payloadOffset + UdpField.CHECKSUM;

@@ -5,6 +5,7 @@
  */
 import { onesSum } from './checksum.js';
 import { WireError } from './error.js';
+import { NO_BYTES, repoint } from './view.js';
 
 /** Field offsets, in one table. */
 export const TcpField = {
@@ -41,11 +42,16 @@ export class TcpSegment {
   ) {}
 
   /** The only way to get a view: refuses a short header or a data offset outside the segment. */
-  static check(buf: Buffer, offset = 0, length = buf.length - offset): TcpSegment | WireError {
+  static check(buf: Buffer, offset = 0, length = buf.length - offset, reuse?: TcpSegment): TcpSegment | WireError {
     if (offset < 0 || length < TCP_MIN_HEADER_LEN || offset + length > buf.length) return WireError.Truncated;
     const headerLength = (buf[offset + TcpField.DATA_OFFSET]! >> 4) * 4;
     if (headerLength < TCP_MIN_HEADER_LEN || headerLength > length) return WireError.BadHeaderLength;
-    return new TcpSegment(buf, offset, length);
+    return reuse ? repoint(reuse, buf, offset, length) : new TcpSegment(buf, offset, length);
+  }
+
+  /** A view for check(…, reuse) to re-point (see view.ts); nothing may be read through it before a check succeeds. */
+  static scratch(): TcpSegment {
+    return new TcpSegment(NO_BYTES, 0, 0);
   }
 
   get srcPort(): number {

@@ -5,6 +5,7 @@
  */
 import { internetChecksum, onesSum } from './checksum.js';
 import { WireError } from './error.js';
+import { NO_BYTES } from './view.js';
 
 /** Field offsets, in one table. */
 export const UdpField = { SRC_PORT: 0, DST_PORT: 2, LENGTH: 4, CHECKSUM: 6 } as const;
@@ -25,11 +26,22 @@ export class UdpDatagram {
   ) {}
 
   /** The only way to get a view: refuses a short header or a length field that does not fit. */
-  static check(buf: Buffer, offset = 0, length = buf.length - offset): UdpDatagram | WireError {
+  static check(buf: Buffer, offset = 0, length = buf.length - offset, reuse?: UdpDatagram): UdpDatagram | WireError {
     if (offset < 0 || length < UDP_HEADER_LEN || offset + length > buf.length) return WireError.Truncated;
     const udpLength = buf.readUInt16BE(offset + UdpField.LENGTH);
     if (udpLength < UDP_HEADER_LEN || udpLength > length) return WireError.BadTotalLength;
-    return new UdpDatagram(buf, offset, length);
+    if (reuse === undefined) return new UdpDatagram(buf, offset, length);
+    // As repoint (view.ts) does for the views whose third field is `length`.
+    const v = reuse as unknown as { buf: Buffer; offset: number; available: number };
+    v.buf = buf;
+    v.offset = offset;
+    v.available = length;
+    return reuse;
+  }
+
+  /** A view for check(…, reuse) to re-point (see view.ts); nothing may be read through it before a check succeeds. */
+  static scratch(): UdpDatagram {
+    return new UdpDatagram(NO_BYTES, 0, 0);
   }
 
   get srcPort(): number {

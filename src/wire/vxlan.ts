@@ -5,6 +5,7 @@
  * are configured; so do we, and we send reserved bits as zero.
  */
 import { WireError } from './error.js';
+import { NO_BYTES, repoint } from './view.js';
 
 export const VxlanField = { FLAGS: 0, RESERVED1: 1, VNI: 4, RESERVED2: 7 } as const;
 export const VXLAN_HEADER_LEN = 8;
@@ -26,9 +27,14 @@ export class VxlanHeader {
   ) {}
 
   /** Checks the length only; flag and reserved-bit policy is validate()'s, so decap can count each apart. */
-  static check(buf: Buffer, offset = 0, length = buf.length - offset): VxlanHeader | WireError {
+  static check(buf: Buffer, offset = 0, length = buf.length - offset, reuse?: VxlanHeader): VxlanHeader | WireError {
     if (length < VXLAN_HEADER_LEN || offset + length > buf.length) return WireError.Truncated;
-    return new VxlanHeader(buf, offset, length);
+    return reuse ? repoint(reuse, buf, offset, length) : new VxlanHeader(buf, offset, length);
+  }
+
+  /** A view for check(…, reuse) to re-point (see view.ts); nothing may be read through it before a check succeeds. */
+  static scratch(): VxlanHeader {
+    return new VxlanHeader(NO_BYTES, 0, 0);
   }
 
   get flags(): number {
