@@ -4,9 +4,20 @@
  * the datagram, because libuv keeps a queued buffer until its callback runs.
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
+import { isIPv4 } from 'node:net';
 import type { Bind, Endpoint, ReceiveFn } from './bind.js';
 
 const MAX_BATCH = 128;
+
+/**
+ * dgram resolves every send's address, through dns.lookup and a nextTick even for an IP literal,
+ * which was a third of this path's garbage. Peers are IPv4 literals: answer those at once.
+ */
+function literalLookup(address: string, family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
+  if (isIPv4(address)) callback(null, address, 4);
+  else dns.lookup(address, family as dns.LookupOneOptions, callback as never);
+}
 
 export class DgramBind implements Bind {
   private onReceive: ReceiveFn | undefined;
@@ -14,6 +25,8 @@ export class DgramBind implements Bind {
   private readonly sizes: number[] = [];
   private readonly srcs: Endpoint[] = [];
   private flushScheduled = false;
+  /** The sender of the datagram before, whose Endpoint the next one from there shares. */
+  private lastSrc: Endpoint = { address: '', port: -1 };
   private closed = false;
   /** Send failures by errno code (EAGAIN when the socket buffer is full, EHOSTUNREACH, ...). */
   readonly sendErrors = new Map<string, number>();
@@ -28,7 +41,7 @@ export class DgramBind implements Bind {
 
   /** Binds address:port; rejects with the errno code (EADDRINUSE, EADDRNOTAVAIL) in the message. */
   static async open(address: string, port: number, opts: { recvBufferSize?: number; sendBufferSize?: number } = {}): Promise<DgramBind> {
-    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: false, lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
         socket.close();
@@ -60,9 +73,7 @@ export class DgramBind implements Bind {
     let sent = 0;
     for (let i = 0; i < count; i++) {
       const copy = Buffer.from(bufs[i]!.subarray(offset, offset + sizes[i]!));
-      this.socket.send(copy, dst.port, dst.address, (err) => {
-        if (err) this.countError(err);
-      });
+      this.socket.send(copy, dst.port, dst.address, this.onSent);
       sent++;
     }
     return sent;
@@ -71,7 +82,8 @@ export class DgramBind implements Bind {
   private queue(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     this.bufs.push(msg);
     this.sizes.push(msg.length);
-    this.srcs.push({ address: rinfo.address, port: rinfo.port });
+    const last = this.lastSrc;
+    this.srcs.push(last.port === rinfo.port && last.address === rinfo.address ? last : (this.lastSrc = { address: rinfo.address, port: rinfo.port }));
     if (this.bufs.length >= MAX_BATCH) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -91,6 +103,10 @@ export class DgramBind implements Bind {
     const srcs = this.srcs.splice(0, n);
     this.onReceive(bufs, sizes, srcs, n);
   }
+
+  private readonly onSent = (err: Error | null): void => {
+    if (err) this.countError(err);
+  };
 
   private countError(err: Error): void {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';

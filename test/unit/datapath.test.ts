@@ -8,7 +8,8 @@
  * Needs no root; a missing addon fails (requireNative), never skips.
  */
 import dgram from 'node:dgram';
-import { afterEach, describe, expect, it } from 'vitest';
+import dns from 'node:dns';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { requireNative } from '../../src/native/index.js';
 import { Engine, HEADROOM } from '../../src/engine/engine.js';
 import { RouteTable } from '../../src/engine/routes.js';
@@ -217,6 +218,23 @@ describe('NativeBind on loopback (recvmmsg/sendmmsg, UDP GSO)', () => {
       }
     });
   }
+
+  it('DgramBind sends to an IPv4 peer without a DNS lookup per datagram (and the bytes still arrive)', async () => {
+    // dgram's default resolves every send's address (dns.lookup and a nextTick, even for a literal).
+    const rx = await receiver();
+    const lookup = vi.spyOn(dns, 'lookup');
+    try {
+      const db = await DgramBind.open('127.0.0.1', 0);
+      open.push(db);
+      const { bufs, sizes } = batch(rng(11));
+      expect(db.send(bufs, sizes, 4, 10, { address: '127.0.0.1', port: rx.port })).toBe(10);
+      await rx.until(10);
+      expect(rx.got.map((b) => b.toString('hex'))).toEqual(bufs.slice(0, 10).map((b, i) => b.subarray(4, 4 + sizes[i]!).toString('hex')));
+      expect(lookup).not.toHaveBeenCalled();
+    } finally {
+      lookup.mockRestore();
+    }
+  });
 
   it('hands over exactly what a socket sent, with its source, in batches', async () => {
     const nb = NativeBind.open('127.0.0.1', 0);
