@@ -14,9 +14,11 @@ const MAX_BATCH = 128;
  * dgram resolves every send's address, through dns.lookup and a nextTick even for an IP literal,
  * which was a third of this path's garbage. Peers are IPv4 literals: answer those at once.
  */
-function literalLookup(address: string, family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
+function literalLookup(address: string, family: dns.LookupOneOptions, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  // dgram calls lookup(address, 4, callback) for bind and send alike (lib/internal/dgram.js):
+  // @types/node calls that 4 options; dns.lookup takes either.
   if (isIPv4(address)) callback(null, address, 4);
-  else dns.lookup(address, family as dns.LookupOneOptions, callback as never);
+  else dns.lookup(address, family, callback);
 }
 
 export class DgramBind implements Bind {

@@ -90,6 +90,9 @@ export class NativeBind implements Bind {
   private readonly sendBufs: Buffer[] = [];
   /** Peers send from few (address, port) pairs: one Endpoint object each, reused. */
   private readonly endpoints = new Map<number, Endpoint>();
+  /** The sender of the datagram before (see endpoint). */
+  private lastAddr = -1;
+  private lastEndpoint: Endpoint = { address: '', port: -1 };
   private readonly addrCache = new Map<string, number>();
   /** Send sockets of the source-port pool (empty: send from the bound socket). */
   private sendFds = new Int32Array(0);
@@ -280,8 +283,6 @@ export class NativeBind implements Bind {
     this.lastEndpoint = e;
     return e;
   }
-  private lastAddr = -1;
-  private lastEndpoint: Endpoint = { address: '', port: -1 };
 
   private cachedEndpoint(addr: number, port: number): Endpoint {
     const key = addr * 65536 + port;
@@ -314,8 +315,8 @@ export class NativeBind implements Bind {
       const n = Math.min(MAX_SEND_BATCH, count - start);
       let batch = bufs;
       if (start !== 0) {
-        this.sendBufs.length = 0;
-        for (let i = 0; i < n; i++) this.sendBufs.push(bufs[start + i]!);
+        // Written by index: `length = 0` would give up the array's room every call (the count says how many).
+        for (let i = 0; i < n; i++) this.sendBufs[i] = bufs[start + i]!;
         batch = this.sendBufs;
       }
       for (let i = 0; i < n; i++) this.sendSizes[i] = sizes[start + i]!;

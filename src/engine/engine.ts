@@ -17,6 +17,7 @@ import type { Bind, Endpoint } from '../conn/bind.js';
 import type { TunDevice } from '../tun/device.js';
 import { EthernetFrame, EtherType, ETHERNET_HEADER_LEN, emitEthernet, type EthernetRepr, type Mac } from '../wire/ethernet.js';
 import { VxlanHeader, VXLAN_HEADER_LEN, emitVxlan } from '../wire/vxlan.js';
+import { NO_BYTES } from '../wire/view.js';
 import { Ipv4Packet } from '../wire/ipv4.js';
 import { Ipv6Packet } from '../wire/ipv6.js';
 import { ArpPacket, ArpOp, ARP_LEN, emitArp } from '../wire/arp.js';
@@ -414,6 +415,9 @@ export class Engine extends Pipeline {
         }
       }
     }
+    // Let this batch's buffers go (segments of a super-packet, a dgram message) without giving up
+    // the array's room: a slot past a later, smaller batch's count would keep them alive.
+    outBufs.fill(NO_BYTES, 0, n);
   }
 
   private readonly outBufs: Buffer[] = [];

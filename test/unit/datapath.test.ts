@@ -165,17 +165,7 @@ describe('NativeBind on loopback (recvmmsg/sendmmsg, UDP GSO)', () => {
     for (const o of open.splice(0)) await o.close();
   });
 
-  async function receiver(): Promise<{ sock: dgram.Socket; port: number; got: Buffer[]; until: (n: number) => Promise<void> }> {
-    const sock = dgram.createSocket('udp4');
-    const got: Buffer[] = [];
-    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-    sock.on('message', (m) => got.push(m));
-    open.push({ close: () => new Promise<void>((r) => sock.close(() => r())) });
-    const until = async (n: number): Promise<void> => {
-      for (let i = 0; i < 400 && got.length < n; i++) await new Promise((r) => setTimeout(r, 5));
-    };
-    return { sock, port: sock.address().port, got, until };
-  }
+  const receiver = (): Promise<Receiver> => loopbackReceiver(open);
 
   /** A batch as the engine makes one: runs of equal-sized datagrams with a short one between. */
   function batch(next: () => number): { bufs: Buffer[]; sizes: number[] } {
@@ -219,23 +209,6 @@ describe('NativeBind on loopback (recvmmsg/sendmmsg, UDP GSO)', () => {
     });
   }
 
-  it('DgramBind sends to an IPv4 peer without a DNS lookup per datagram (and the bytes still arrive)', async () => {
-    // dgram's default resolves every send's address (dns.lookup and a nextTick, even for a literal).
-    const rx = await receiver();
-    const lookup = vi.spyOn(dns, 'lookup');
-    try {
-      const db = await DgramBind.open('127.0.0.1', 0);
-      open.push(db);
-      const { bufs, sizes } = batch(rng(11));
-      expect(db.send(bufs, sizes, 4, 10, { address: '127.0.0.1', port: rx.port })).toBe(10);
-      await rx.until(10);
-      expect(rx.got.map((b) => b.toString('hex'))).toEqual(bufs.slice(0, 10).map((b, i) => b.subarray(4, 4 + sizes[i]!).toString('hex')));
-      expect(lookup).not.toHaveBeenCalled();
-    } finally {
-      lookup.mockRestore();
-    }
-  });
-
   it('hands over exactly what a socket sent, with its source, in batches', async () => {
     const nb = NativeBind.open('127.0.0.1', 0);
     open.push(nb);
@@ -261,6 +234,36 @@ describe('NativeBind on loopback (recvmmsg/sendmmsg, UDP GSO)', () => {
     for (const g of got) expect(g.src).toEqual({ address: '127.0.0.1', port: sender.address().port });
     expect(nb.counters[UdpCounter.RecvPackets]).toBe(300);
     expect(batches).toBeLessThan(300);
+  });
+
+  it('sends more datagrams than one sendmmsg takes (256) in order, the later calls from its own array', async () => {
+    const rx = await receiver();
+    rx.sock.setRecvBufferSize(400 * 1024); // 600 small datagrams at once
+    const nb = NativeBind.open('127.0.0.1', 0, { gso: false });
+    open.push(nb);
+    const next = rng(21);
+    const send = (n: number): string[] => {
+      const bufs = Array.from({ length: n }, () => Buffer.from(Array.from({ length: 4 + 1 + (next() % 40) }, () => next() & 0xff)));
+      expect(nb.send(bufs, bufs.map((b) => b.length - 4), 4, n, { address: '127.0.0.1', port: rx.port })).toBe(n);
+      return bufs.map((b) => b.subarray(4).toString('hex'));
+    };
+    // A long call, then a shorter one that still needs a second sendmmsg: nothing of the first may come back.
+    const sent = [...send(520), ...send(270)];
+    await rx.until(sent.length);
+    expect(rx.got.map((b) => b.toString('hex'))).toEqual(sent);
+  });
+
+  it('names each datagram’s own sender when senders alternate (two ports, two addresses)', async () => {
+    const nb = NativeBind.open('127.0.0.1', 0);
+    open.push(nb);
+    const got: Endpoint[] = [];
+    nb.start((_bufs, _sizes, srcs, count) => {
+      for (let i = 0; i < count; i++) got.push({ ...srcs[i]! });
+    });
+    const senders = await alternatingSenders(open);
+    const expected = sendAlternating(senders, nb.local.port, 90);
+    for (let i = 0; i < 400 && got.length < 90; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(got).toEqual(expected);
   });
 
   it('flow-hashed source ports (RFC 7348 §5): one port per inner flow, flows spread over the pool, order kept', async () => {
@@ -305,5 +308,109 @@ describe('NativeBind on loopback (recvmmsg/sendmmsg, UDP GSO)', () => {
     const a = NativeBind.open('127.0.0.1', 0);
     open.push(a);
     expect(() => NativeBind.open('127.0.0.1', a.local.port)).toThrow(`cannot bind UDP 127.0.0.1:${a.local.port}: EADDRINUSE`);
+  });
+});
+
+/** A plain UDP socket on 127.0.0.1 that keeps what arrives; `until(n)` waits (up to 2 s) for n datagrams. */
+interface Receiver {
+  sock: dgram.Socket;
+  port: number;
+  got: Buffer[];
+  until: (n: number) => Promise<void>;
+}
+async function loopbackReceiver(open: Array<{ close(): unknown }>): Promise<Receiver> {
+  const sock = dgram.createSocket('udp4');
+  const got: Buffer[] = [];
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  sock.on('message', (m) => got.push(m));
+  open.push({ close: () => new Promise<void>((r) => sock.close(() => r())) });
+  const until = async (n: number): Promise<void> => {
+    for (let i = 0; i < 400 && got.length < n; i++) await new Promise((r) => setTimeout(r, 5));
+  };
+  return { sock, port: sock.address().port, got, until };
+}
+
+/** Three UDP senders on loopback: two ports on 127.0.0.1, one on 127.0.0.2. */
+async function alternatingSenders(open: Array<{ close(): unknown }>): Promise<dgram.Socket[]> {
+  const senders: dgram.Socket[] = [];
+  for (const address of ['127.0.0.1', '127.0.0.1', '127.0.0.2']) {
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, address, () => r()));
+    open.push({ close: () => new Promise<void>((r) => s.close(() => r())) });
+    senders.push(s);
+  }
+  return senders;
+}
+
+/** `n` one-byte datagrams to `port`, from the senders in turn (two from one, then one from the next, …); who sent each, in order. */
+function sendAlternating(senders: dgram.Socket[], port: number, n: number): Endpoint[] {
+  const from: Endpoint[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = senders[Math.floor(i / 2) % senders.length]!;
+    s.send(Buffer.from([i]), port, '127.0.0.1');
+    const a = s.address();
+    from.push({ address: a.address, port: a.port });
+  }
+  return from;
+}
+
+describe('DgramBind on loopback (the ts path’s Bind)', () => {
+  const open: Array<{ close(): unknown }> = [];
+  afterEach(async () => {
+    for (const o of open.splice(0)) await o.close();
+  });
+
+  const receiver = (): Promise<Receiver> => loopbackReceiver(open);
+
+  /** Ten datagrams of 1 to 1000 random bytes, each at offset 4 of its buffer. */
+  function batch(next: () => number): { bufs: Buffer[]; sizes: number[] } {
+    const sizes = Array.from({ length: 10 }, () => 1 + (next() % 1000));
+    const bufs = sizes.map((size) => {
+      const b = Buffer.alloc(size + 8, 0xa5);
+      for (let k = 4; k < 4 + size; k++) b[k] = next() & 0xff;
+      return b;
+    });
+    return { bufs, sizes };
+  }
+  const payloads = (bufs: Buffer[], sizes: number[]): string[] => bufs.map((b, i) => b.subarray(4, 4 + sizes[i]!).toString('hex'));
+
+  it('DgramBind sends to an IPv4 peer without a DNS lookup per datagram (and the bytes still arrive)', async () => {
+    // dgram's default resolves every send's address (dns.lookup and a nextTick, even for a literal).
+    const rx = await receiver();
+    const lookup = vi.spyOn(dns, 'lookup');
+    try {
+      const db = await DgramBind.open('127.0.0.1', 0);
+      open.push(db);
+      const { bufs, sizes } = batch(rng(11));
+      expect(db.send(bufs, sizes, 4, 10, { address: '127.0.0.1', port: rx.port })).toBe(10);
+      await rx.until(10);
+      expect(rx.got.map((b) => b.toString('hex'))).toEqual(payloads(bufs, sizes));
+      expect(lookup).not.toHaveBeenCalled();
+    } finally {
+      lookup.mockRestore();
+    }
+  });
+
+  it('still resolves a peer given by name (localhost), as dgram would', async () => {
+    const rx = await receiver();
+    const db = await DgramBind.open('127.0.0.1', 0);
+    open.push(db);
+    const { bufs, sizes } = batch(rng(12));
+    expect(db.send(bufs, sizes, 4, 10, { address: 'localhost', port: rx.port })).toBe(10);
+    await rx.until(10);
+    // Each send resolves the name on its own, and the answers may come back in any order.
+    expect(rx.got.map((b) => b.toString('hex')).sort()).toEqual(payloads(bufs, sizes).sort());
+  });
+
+  it('names each datagram’s own sender when senders alternate (two ports, two addresses)', async () => {
+    const db = await DgramBind.open('127.0.0.1', 0);
+    open.push(db);
+    const got: Endpoint[] = [];
+    db.start((_bufs, _sizes, srcs, count) => {
+      for (let i = 0; i < count; i++) got.push({ ...srcs[i]! });
+    });
+    const expected = sendAlternating(await alternatingSenders(open), db.local.port, 90);
+    for (let i = 0; i < 400 && got.length < 90; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(got).toEqual(expected);
   });
 });

@@ -5,7 +5,10 @@
 // grew with that garbage, and the RSS with it).
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { requireNative } from '../../src/native/index.js';
+import type { Observation } from '../../src/trace/observe.js';
 import { Engine, HEADROOM } from '../../src/engine/engine.js';
 import { RouteTable, type Vtep } from '../../src/engine/routes.js';
 import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
@@ -53,16 +56,21 @@ function recordingEnds(): { tun: TunDevice; bind: Bind; sent: { to: string; ids:
   return { tun, bind, sent, written };
 }
 
-function engine(): { engine: Engine } & ReturnType<typeof recordingEnds> {
+/** The engine on the TS encap, or with the addon's batch encap as the native datapath gives it. */
+function engine(encap: 'ts' | 'native' = 'ts'): { engine: Engine; points: Map<string, number> } & ReturnType<typeof recordingEnds> {
   const ends = recordingEnds();
-  const e = new Engine(ends.tun, ends.bind, { vni: 1, vtepMac: OUR_MAC, vtepIp: ipv4FromString('10.244.1.0'), port: 8472, maxInnerSize: 1450, tunMtu: 1450, batchSize: 64 });
+  const native = encap === 'native' ? { encapBatch: requireNative().encapBatch } : {};
+  const e = new Engine(ends.tun, ends.bind, { vni: 1, vtepMac: OUR_MAC, vtepIp: ipv4FromString('10.244.1.0'), port: 8472, maxInnerSize: 1450, tunMtu: 1450, batchSize: 64, ...native });
+  // Observation points counted, as a trace would see them (emptied by the test after each batch).
+  const points = new Map<string, number>();
+  e.setObserver((o: Observation) => points.set(`${o.point} ${o.verdict}`, (points.get(`${o.point} ${o.verdict}`) ?? 0) + 1));
   e.setRoutes(
     new RouteTable([
       { prefix: cidr('10.244.2.0/24'), target: PEER2 },
       { prefix: cidr('10.244.3.0/24'), target: PEER3 },
     ]),
   );
-  return { engine: e, ...ends };
+  return { engine: e, points, ...ends };
 }
 
 /** An IPv4/UDP packet to 10.244.<node>.2 with identification `id`, at `offset`. */
@@ -74,8 +82,15 @@ function inner(buf: Buffer, offset: number, node: number, id: number): number {
 }
 
 describe('batches smaller than the one before', () => {
-  it('outbound: each peer gets exactly this batch’s packets, in order', () => {
-    const { engine: e, sent } = engine();
+  for (const encap of ['ts', 'native'] as const) {
+  it(`outbound (${encap} encap): each peer gets exactly this batch’s packets, in order, and a trace sees each once`, () => {
+    const { engine: e, sent, points } = engine(encap);
+    const seen = (): Record<string, number> => {
+      const r = Object.fromEntries(points);
+      points.clear();
+      return r;
+    };
+    const each = (n: number): Record<string, number> => ({ 'tun-read ok': n, 'classify ok': n, 'encap ok': n, 'udp-send sent': n });
     const batch = (nodes: number[], firstId: number): void => {
       const bufs = nodes.map(() => Buffer.alloc(HEADROOM + 64));
       const sizes = nodes.map((n, i) => inner(bufs[i]!, HEADROOM, n, firstId + i));
@@ -88,18 +103,23 @@ describe('batches smaller than the one before', () => {
       { to: '198.18.0.2', ids: [100, 102, 103, 105, 106] },
       { to: '198.18.0.3', ids: [101, 104, 107] },
     ]);
+    expect(seen()).toEqual(each(8));
     batch([3, 2], 200);
     expect(sends()).toEqual([
       { to: '198.18.0.2', ids: [201] },
       { to: '198.18.0.3', ids: [200] },
     ]);
+    expect(seen()).toEqual(each(2));
     batch([2], 300);
     expect(sends()).toEqual([{ to: '198.18.0.2', ids: [300] }]);
+    expect(seen()).toEqual(each(1));
     expect(e.counters.snapshot().tx.packets).toBe(11);
   });
+  }
 
   it('inbound: the TUN write gets exactly this batch’s packets', () => {
-    const { engine: e, written } = engine();
+    const { engine: e, written, points } = engine();
+    const traced: Record<string, number>[] = [];
     const batch = (ids: number[]): void => {
       const bufs = ids.map(() => Buffer.alloc(HEADROOM + 64));
       const sizes = ids.map((id, i) => {
@@ -108,11 +128,15 @@ describe('batches smaller than the one before', () => {
         return HEADROOM + inner(bufs[i]!, HEADROOM, 1, id);
       });
       e.handleInbound(bufs, sizes, ids.map(() => PEER2.endpoint), ids.length);
+      traced.push(Object.fromEntries(points));
+      points.clear();
     };
     batch([1, 2, 3, 4, 5, 6]);
     batch([7, 8]);
     batch([9]);
     expect(written).toEqual([[1, 2, 3, 4, 5, 6], [7, 8], [9]]);
+    const each = (n: number): Record<string, number> => ({ 'udp-recv ok': n, 'decap ok': n, 'tun-write forwarded': n });
+    expect(traced).toEqual([each(6), each(2), each(1)]);
     expect(e.counters.snapshot().rx.packets).toBe(9);
   });
 });
@@ -121,6 +145,11 @@ describe('garbage per packet', () => {
   it('encap (TS and native) and decap of 1400-byte packets allocate under 16 heap bytes per packet', () => {
     // In a child with a young generation that cannot fill during a measuring window (see the tool).
     const tool = fileURLToPath(new URL('../tools/engine-alloc.mjs', import.meta.url));
+    // The tool runs the compiled engine: refuse to judge a build older than the source.
+    const root = fileURLToPath(new URL('../../', import.meta.url));
+    const built = statSync(`${root}dist/src/engine/engine.js`, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+    const sources = ['src/engine/engine.ts', 'src/engine/pipeline.ts', 'bench/micro/encap-decap.bench.ts', ...readdirSync(`${root}src/wire`).map((f) => `src/wire/${f}`)];
+    for (const f of sources) if (statSync(`${root}${f}`).mtimeMs > built) throw new Error(`dist/ is older than ${f} (or missing): run npm run build first`);
     const out = execFileSync(process.execPath, ['--expose-gc', '--min-semi-space-size=64', '--max-semi-space-size=64', tool], { encoding: 'utf8', timeout: 60_000 });
     const perPacket = JSON.parse(out) as Record<string, number>;
     // Before the views were reused and the batch arrays kept: 186, 74 and 302 bytes.

@@ -102,7 +102,7 @@ class SuperTun implements TunDevice {
     return 0;
   }
   write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[]): number {
-    this.writes.push({ packets: bufs.slice(0, count).map((b, i) => Buffer.from(b.subarray(offset, offset + sizes[i]!))), gso: gsoSizes ? [...gsoSizes] : undefined });
+    this.writes.push({ packets: bufs.slice(0, count).map((b, i) => Buffer.from(b.subarray(offset, offset + sizes[i]!))), gso: gsoSizes ? gsoSizes.slice(0, count) : undefined });
     return count;
   }
   start(): void {}
