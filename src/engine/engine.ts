@@ -22,7 +22,7 @@ import { Ipv4Packet } from '../wire/ipv4.js';
 import { Ipv6Packet } from '../wire/ipv6.js';
 import { ArpPacket, ArpOp, ARP_LEN, emitArp } from '../wire/arp.js';
 import { WireError } from '../wire/error.js';
-import { repairPartialL4Checksum } from '../wire/l4checksum.js';
+import { completePartialL4Checksum } from '../wire/l4checksum.js';
 import { segmentTcp, tcpSegmentSize } from './gso.js';
 import { DropReason, Answer, Fixup } from './counters.js';
 import type { RouteTable, Vtep } from './routes.js';
@@ -398,7 +398,7 @@ export class Engine extends Pipeline {
       }
       // A kernel peer on a virtual link may leave TCP/UDP checksums for hardware that is not
       // there (CHECKSUM_PARTIAL); our TUN write would be dropped by the receiving stack.
-      const completed = repairPartialL4Checksum(buf, INNER_IP, innerLength, this.sum16) === 'partial';
+      const completed = completePartialL4Checksum(buf, INNER_IP, innerLength, this.sum16);
       if (completed) c.fix(Fixup.ChecksumCompleted);
       if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, ...(completed ? { fixes: [Fixup.ChecksumCompleted] } : {}) });
       outBufs[n] = buf;

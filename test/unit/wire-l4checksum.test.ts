@@ -4,12 +4,14 @@ import { IpProtocol, Ipv4Field, emitIpv4 } from '../../src/wire/ipv4.js';
 import { Ipv6Field, Ipv6Packet, emitIpv6, ipv6FromString } from '../../src/wire/ipv6.js';
 import {
   completeL4Checksum,
+  completePartialL4Checksum,
   l4ChecksumState,
   repairPartialL4Checksum,
   setPartialL4Checksum,
   type L4ChecksumState,
 } from '../../src/wire/l4checksum.js';
 import { TcpField } from '../../src/wire/tcp.js';
+import { onesSum } from '../../src/wire/checksum.js';
 import { UdpField, emitUdp } from '../../src/wire/udp.js';
 import { fixtureNote, listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, hex, ok, randomBytes, rng } from './wire-support.js';
@@ -327,6 +329,33 @@ describe('partial checksums built as the kernel builds them', () => {
     }
   });
 
+  it('completePartialL4Checksum sums a segment only when its field could be partial', () => {
+    const r = rng(0x5a);
+    let sums = 0;
+    const counting = (b: Uint8Array, o: number, l: number, init?: number): number => (sums++, onesSum(b, o, l, init));
+    let skipped = 0;
+    for (let i = 0; i < 2000; i++) {
+      const v6 = i % 2 === 1;
+      const { buf, ip, len } = validPacket(r, v6, i % 4 < 2 ? IpProtocol.TCP : IpProtocol.UDP, Math.floor(r() * 5));
+      const original = Buffer.from(buf);
+      const partial = kernelPartialField(buf, ip);
+      // A complete checksum: left alone, and (unless it happens to equal the partial field) never summed.
+      sums = 0;
+      expect(completePartialL4Checksum(buf, ip, len, counting)).toBe(false);
+      expect(buf).toEqual(original);
+      const chance = partial === csumField(original, ip);
+      expect(sums).toBe(chance ? 1 : 0);
+      if (!chance) skipped++;
+      // The kernel's partial field: one sum, and the original bytes back.
+      buf.writeUInt16BE(partial, referenceSum(buf, ip).csumOff);
+      sums = 0;
+      expect(completePartialL4Checksum(buf, ip, len, counting)).toBe(!chance);
+      expect(sums).toBe(1);
+      expect(buf).toEqual(original);
+    }
+    expect(skipped).toBeGreaterThan(1900);
+  });
+
   /** Changes one byte of the segment (or of an address, which the pseudo-header covers); skips length fields. */
   function corruptOneByte(r: () => number, buf: Buffer, ip: number, len: number, v6: boolean, proto: number, where: 'any' | 'pseudo-or-field'): void {
     const l4 = ip + (v6 ? 40 : 20);
@@ -535,6 +564,10 @@ describe('l4checksum fuzz', () => {
       const copy = Buffer.from(buf);
       expect(repairPartialL4Checksum(copy, ip, len)).toBe(state);
       if (state !== 'partial') expect(copy).toEqual(buf);
+      // The decap path's cheaper form: the same bytes, and true exactly for 'partial'.
+      const again = Buffer.from(buf);
+      expect(completePartialL4Checksum(again, ip, len)).toBe(state === 'partial');
+      expect(again).toEqual(copy);
       const completed = completeL4Checksum(buf, ip, len);
       expect(completed).toBe(state !== 'not-applicable');
       if (completed) expect(l4ChecksumState(buf, ip, len)).toBe('valid');
