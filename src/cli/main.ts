@@ -29,7 +29,9 @@ program
   .addOption(new Option('--datapath <kind>', 'packet path: the best available, the native fast path, or the pure-TypeScript reference').choices(['auto', 'native', 'ts']).default('auto'))
   .addOption(new Option('--workers <n>', 'engines on their own threads and TUN queues (native path; default one per core, at most 4)').argParser(parseWorkers))
   .option('--ip-masq', "install flannel's masquerade rules for pod traffic leaving the network (removed on exit)")
-  .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number; ipMasq?: boolean }) => {
+  .option('--no-express', 'no express path: every packet through the JavaScript pipeline (native path; overrides datapath.express)')
+  .option('--no-batch-scheduling', 'leave the threads at SCHED_OTHER (native path; overrides datapath.batchScheduling)')
+  .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number; ipMasq?: boolean; express: boolean; batchScheduling: boolean }) => {
     process.exitCode = await runUp(o);
   });
 

@@ -43,6 +43,10 @@ export interface FlannelUpOptions {
   datapath?: 'auto' | 'native' | 'ts';
   /** `vxtun up --workers`: engines on their own threads and TUN queues (vxlan backend, native path); default one per core, capped. */
   workers?: number;
+  /** `vxtun up --no-express` gives false: no express path (default on, as in static mode). */
+  express?: boolean;
+  /** `vxtun up --no-batch-scheduling` gives false: threads stay at SCHED_OTHER. */
+  batchScheduling?: boolean;
 }
 
 class Aborted extends Error {}
@@ -184,7 +188,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     const bind = datapath.bind;
     undo.push(() => bind.close());
     // Lone packets forwarded by the addon, as in static mode.
-    const express = backend.type === 'vxlan' && kind === 'native' && expressWanted(true) && tun.features.vnetHdr;
+    const express = backend.type === 'vxlan' && kind === 'native' && expressWanted(opts.express !== false) && tun.features.vnetHdr;
     log.info({ datapath: datapath.kind, workers, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, express } }, 'datapath');
     engine =
       backend.type === 'vxlan'
@@ -192,7 +196,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
         : new FlannelUdpEngine(tun, bind, { tunMtu: mtu });
     const eng = engine;
     eng.setRoutes(new RouteTable(manager.routes));
-    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(true);
+    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(opts.batchScheduling !== false);
     if (engine instanceof Engine) {
       pool = await startEngineWorkers(engine, workers, {
         tun: { name: tun.name, mtu, features: tun.features },

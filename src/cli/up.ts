@@ -32,6 +32,10 @@ export interface UpOptions {
   workers?: number;
   /** flanneld's --ip-masq: masquerade pod traffic leaving the network (rules removed on exit). */
   ipMasq?: boolean;
+  /** `--no-express`: false turns the express path off, whatever datapath.express says. */
+  express?: boolean;
+  /** `--no-batch-scheduling`: false leaves the threads at SCHED_OTHER, whatever datapath.batchScheduling says. */
+  batchScheduling?: boolean;
 }
 
 export function peerRoutes(cfg: NodeConfig): Route[] {
@@ -69,7 +73,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
   try {
     // A node joining a flannel network (registry, udp backend, subnet.env, --ip-masq): up-flannel.ts.
     const flannel = loadFlannelNodeConfig(opts.config, { ipMasq: opts.ipMasq ?? false });
-    if (flannel) return await runFlannelUp(flannel, { logLevel: opts.logLevel, ...(opts.datapath !== undefined ? { datapath: opts.datapath } : {}), ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+    if (flannel) return await runFlannelUp(flannel, { logLevel: opts.logLevel, ...(opts.datapath !== undefined ? { datapath: opts.datapath } : {}), ...(opts.workers !== undefined ? { workers: opts.workers } : {}), express: opts.express !== false, batchScheduling: opts.batchScheduling !== false });
     requireRoot();
     cfg = loadConfig(opts.config);
     plan = preflight(cfg);
@@ -113,7 +117,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     const bind = datapath.bind;
     undo.push(() => bind.close());
     // Lone packets forwarded by the addon (native path, where the TUN has the offload reader it hands over to).
-    const express = kind === 'native' && expressWanted(cfg.datapath.express) && linuxTun.features.vnetHdr;
+    const express = kind === 'native' && expressWanted(cfg.datapath.express && opts.express !== false) && linuxTun.features.vnetHdr;
     datapath.features.express = express;
     engine = new Engine(tun, bind, {
       vni: cfg.backend.vni,
@@ -127,7 +131,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
     // Before the workers start: they inherit it.
-    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(cfg.datapath.batchScheduling);
+    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(cfg.datapath.batchScheduling && opts.batchScheduling !== false);
     pool = await startEngineWorkers(engine, workers, {
       tun: { name: tun.name, mtu: plan.deviceMtu, features: linuxTun.features },
       bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, gro: cfg.datapath.gro, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },

@@ -229,6 +229,7 @@ describe('express path switched off', () => {
   const cases: Array<{ name: string; opts: Partial<ClusterOptions>; env?: Record<string, string> }> = [
     { name: 'by config datapath.express: false', opts: { vxtunConfig: { datapath: { express: false } } } },
     { name: 'by VXTUN_NO_EXPRESS=1', opts: {}, env: { VXTUN_NO_EXPRESS: '1' } },
+    { name: 'by vxtun up --no-express', opts: { vxtunArgs: ['--no-express'] } },
     // outbound express needs the offload reader to hand over to; up.ts turns it off without the virtio header
     { name: 'with TUN offloads forced off (VXTUN_NO_TUN_OFFLOAD=1)', opts: {}, env: { VXTUN_NO_TUN_OFFLOAD: '1' } },
   ];

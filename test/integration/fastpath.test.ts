@@ -151,6 +151,18 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'native path, SCHED_BATCH switched off by vxtun up --no-batch-scheduling',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: {},
+    args: ['--no-batch-scheduling'],
+    check: (i) => {
+      expect(i.features.batchScheduling).toBe(false);
+      expect(new Set(threadPolicies(i.pid))).toEqual(new Set([SCHED_OTHER]));
+      expect(i.features.express).toBe(true); // only what was asked for is off
+      expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
+    },
+  },
+  {
     name: 'native path, TUN write coalescing forced off by VXTUN_NO_TUN_COALESCE=1',
     kinds: ['vxtun', 'vxtun'],
     datapath: {},

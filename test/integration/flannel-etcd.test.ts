@@ -32,7 +32,8 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
     requirePrerequisites(['ip', 'bridge', 'ping', 'etcd', 'etcdctl', 'openssl', `${CNI_PATH}/bridge`, `${CNI_PATH}/host-local`]);
     await lab.init();
     await lab.putNetworkConfig(NETWORK, api);
-    for (let i = 1; i <= 3; i++) nodes.push(await lab.startNode(i, api));
+    // Node 3 with the native path's two scheduling switches off (registry mode has no datapath config).
+    for (let i = 1; i <= 3; i++) nodes.push(await lab.startNode(i, api, {}, i === 3 ? ['--no-express', '--no-batch-scheduling'] : []));
     await Promise.all(nodes.map((n) => n.vxtun.ready(60_000)));
     for (const n of nodes) subnets.push((await lab.info(n)).subnet);
   }, 120_000);
@@ -83,6 +84,10 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
     // a vxlan-backend node hashes its source ports as flannel.1 does, with one engine per core as in static mode
     const status = await nodes[0]!.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', nodes[0]!.vxtun.controlSocket]);
     expect(status.stdout.split('\n')[1]).toBe(`datapath native  workers ${defaultWorkers()}  source ports flow-hashed over 32768-60999 (16 ports)`);
+    // vxtun up --no-express --no-batch-scheduling on node 3 (the pings above crossed it both ways)
+    const features = async (n: LabNode): Promise<Record<string, unknown>> => (await lab.info(n)).features as Record<string, unknown>;
+    expect(await features(nodes[0]!)).toMatchObject({ express: true, batchScheduling: true });
+    expect(await features(nodes[2]!)).toMatchObject({ express: false, batchScheduling: false });
   });
 
   it('vxtun trace attaches to a node that joined through the registry and names the leased route', async () => {

@@ -76,13 +76,13 @@ export class FlannelLab {
     };
   }
 
-  /** Starts `vxtun up` on node i with only the registry config (plus `extra`); does not wait. */
-  async startNode(i: number, api: 'v3' | 'v2', extra: Record<string, unknown> = {}): Promise<LabNode> {
+  /** Starts `vxtun up` on node i with only the registry config (plus `extra`, and `args` on the command line); does not wait. */
+  async startNode(i: number, api: 'v3' | 'v2', extra: Record<string, unknown> = {}, args: string[] = []): Promise<LabNode> {
     const ns = await this.nodeNamespace(i);
     const publicIp = `198.18.0.${i}`;
     const subnetEnv = join(this.dir, `n${i}`, 'subnet.env');
     const config = { publicIp, registry: this.registryConfig(api), subnetEnv, ...extra };
-    const vxtun = VxtunProcess.start(ns, config, this.dir, 'info');
+    const vxtun = VxtunProcess.start(ns, config, this.dir, 'info', args);
     return { index: i, ns, publicIp, subnetEnv, vxtun, config };
   }
 
