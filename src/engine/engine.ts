@@ -74,6 +74,13 @@ interface Reply {
   answer: Answer;
 }
 
+/** One peer's packets in the batch being handled: their indices, idx[0..count). */
+interface PeerGroup {
+  readonly peer: Vtep;
+  readonly idx: number[];
+  count: number;
+}
+
 export class Engine extends Pipeline {
   private readonly sum16: OnesSumFn;
 
@@ -157,9 +164,15 @@ export class Engine extends Pipeline {
    * their length and carry a count: `length = 0` drops V8's backing store, and refilling it
    * reallocated ~1 KiB per 64-packet batch (most of what the data path left for the GC).
    */
-  private readonly groups = new Map<Vtep, { idx: number[]; count: number }>();
+  private readonly groups = new Map<Vtep, PeerGroup>();
   /** The table `groups` was keyed by: a new one may have dropped peers, whose groups then go. */
   private groupsTable: RouteTable | undefined;
+  /**
+   * The groups with packets in this batch, [0..batchGroupCount), in order of first packet: the
+   * batch's loops (and the next batch's reset) visit these, not every peer the node ever sent to.
+   */
+  private readonly batchGroups: PeerGroup[] = [];
+  private batchGroupCount = 0;
 
   /** The TS path's per-packet Ethernet header, filled in place (dst and type change per packet). */
   private readonly ethernetRepr: EthernetRepr;
@@ -177,11 +190,13 @@ export class Engine extends Pipeline {
     // Packet indices per peer, reused from batch to batch (emptied here; see setRoutes).
     // (Not cleared in setRoutes: a swap may come while a batch is being sent.)
     const groups = this.groups;
+    const batchGroups = this.batchGroups;
+    for (let p = 0; p < this.batchGroupCount; p++) batchGroups[p]!.count = 0;
+    this.batchGroupCount = 0;
+    let groupCount = 0;
     if (this.groupsTable !== routes) {
       groups.clear();
       this.groupsTable = routes;
-    } else {
-      for (const g of groups.values()) g.count = 0;
     }
     let forwarded = 0;
     let replies: Reply[] | undefined;
@@ -238,9 +253,13 @@ export class Engine extends Pipeline {
       }
       if (obs) obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok', peer, route: routes.prefixOf(peer) });
       let g = groups.get(peer);
-      if (g === undefined) groups.set(peer, (g = { idx: [], count: 0 }));
-      // A peer's template lives in the slot of its first packet in the batch.
-      if (g.count === 0 && batch) writeEncapTemplate(batch.templates, i, peer, this.opts.vtepMac);
+      if (g === undefined) groups.set(peer, (g = { peer, idx: [], count: 0 }));
+      if (g.count === 0) {
+        batchGroups[groupCount++] = g;
+        this.batchGroupCount = groupCount;
+        // A peer's template lives in the slot of its first packet in the batch.
+        if (batch) writeEncapTemplate(batch.templates, i, peer, this.opts.vtepMac);
+      }
       g.idx[g.count++] = i;
       forwarded++;
       sizes[i] = size + HEADROOM;
@@ -260,7 +279,8 @@ export class Engine extends Pipeline {
       // One call for the batch; each packet still shows its encap point (after every classify of the batch).
       batch.run(count);
       if (obs) {
-        for (const [peer, { idx, count: n }] of groups) {
+        for (let p = 0; p < groupCount; p++) {
+          const { peer, idx, count: n } = batchGroups[p]!;
           for (let k = 0; k < n; k++) {
             const i = idx[k]!;
             if (batch.slots[i]! >= 0) obs({ point: 'encap', direction: 'out', buf: bufs[i]!, offset: 0, length: sizes[i]!, verdict: 'ok', peer });
@@ -269,8 +289,8 @@ export class Engine extends Pipeline {
       }
     }
     if (forwarded > 0) {
-      for (const [peer, { idx, count: n }] of groups) {
-        if (n === 0) continue;
+      for (let p = 0; p < groupCount; p++) {
+        const { peer, idx, count: n } = batchGroups[p]!;
         const { bufs: gb, sizes: gs, sent } = this.sendToPeer(peer, idx, bufs, sizes, 0, HEADROOM, n);
         if (obs) {
           for (let k = 0; k < n; k++) {

@@ -113,7 +113,17 @@ describe('batches smaller than the one before', () => {
     batch([2], 300);
     expect(sends()).toEqual([{ to: '198.18.0.2', ids: [300] }]);
     expect(seen()).toEqual(each(1));
-    expect(e.counters.snapshot().tx.packets).toBe(11);
+    // A peer absent from the batch before, then the same routes as a new table (groups start over).
+    batch([3, 3], 400);
+    expect(sends()).toEqual([{ to: '198.18.0.3', ids: [400, 401] }]);
+    e.setRoutes(new RouteTable([{ prefix: cidr('10.244.2.0/24'), target: PEER2 }, { prefix: cidr('10.244.3.0/24'), target: PEER3 }]));
+    batch([2, 3, 2], 500);
+    expect(sends()).toEqual([
+      { to: '198.18.0.2', ids: [500, 502] },
+      { to: '198.18.0.3', ids: [501] },
+    ]);
+    expect(seen()).toEqual({ 'tun-read ok': 5, 'classify ok': 5, 'encap ok': 5, 'udp-send sent': 5 });
+    expect(e.counters.snapshot().tx.packets).toBe(16);
   });
   }
 
