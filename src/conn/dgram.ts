@@ -6,6 +6,7 @@
 import dgram from 'node:dgram';
 import dns from 'node:dns';
 import { isIPv4 } from 'node:net';
+import { NO_BYTES } from '../wire/view.js';
 import type { Bind, Endpoint, ReceiveFn } from './bind.js';
 
 const MAX_BATCH = 128;
@@ -27,6 +28,8 @@ export class DgramBind implements Bind {
   private readonly sizes: number[] = [];
   private readonly srcs: Endpoint[] = [];
   private flushScheduled = false;
+  /** Datagrams queued for the next flush: bufs[0..pending). */
+  private pending = 0;
   /** The sender of the datagram before, whose Endpoint the next one from there shares. */
   private lastSrc: Endpoint = { address: '', port: -1 };
   private closed = false;
@@ -82,28 +85,28 @@ export class DgramBind implements Bind {
   }
 
   private queue(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    this.bufs.push(msg);
-    this.sizes.push(msg.length);
+    const n = this.pending++;
+    this.bufs[n] = msg;
+    this.sizes[n] = msg.length;
     const last = this.lastSrc;
-    this.srcs.push(last.port === rinfo.port && last.address === rinfo.address ? last : (this.lastSrc = { address: rinfo.address, port: rinfo.port }));
-    if (this.bufs.length >= MAX_BATCH) this.flush();
+    this.srcs[n] = last.port === rinfo.port && last.address === rinfo.address ? last : (this.lastSrc = { address: rinfo.address, port: rinfo.port });
+    if (this.pending >= MAX_BATCH) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      setImmediate(this.flushLater);
     }
   }
 
+  private readonly flushLater = (): void => this.flush();
+
+  /** Hands the datagrams queued so far to the receiver: bufs[0..n) (the arrays keep their length). */
   private flush(): void {
     this.flushScheduled = false;
-    const n = this.bufs.length;
-    if (n === 0 || !this.onReceive) {
-      this.bufs.length = this.sizes.length = this.srcs.length = 0;
-      return;
-    }
-    const bufs = this.bufs.splice(0, n);
-    const sizes = this.sizes.splice(0, n);
-    const srcs = this.srcs.splice(0, n);
-    this.onReceive(bufs, sizes, srcs, n);
+    const n = this.pending;
+    this.pending = 0;
+    if (n > 0 && this.onReceive) this.onReceive(this.bufs, this.sizes, this.srcs, n);
+    // Let the messages go without giving up the arrays' room.
+    this.bufs.fill(NO_BYTES, 0, n);
   }
 
   private readonly onSent = (err: Error | null): void => {
