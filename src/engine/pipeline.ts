@@ -21,10 +21,9 @@ const MAX_BATCHES_PER_WAKE = 8;
 
 /** What sendToPeer handed the Bind for one peer, and how many it took; valid until the next call. */
 export interface SentGroup {
-  /** bufs[0..count) and sizes[0..count) went to the Bind (the arrays may be longer). */
+  /** The first `count` entries (sendToPeer's) went to the Bind; the arrays may be longer. */
   bufs: Buffer[];
   sizes: number[];
-  count: number;
   sent: number;
 }
 
@@ -153,11 +152,10 @@ export abstract class Pipeline {
     c.txPackets += sent;
     for (let k = 0; k < sent; k++) c.txBytes += gs[k]! - headerLength;
     if (sent < count) c.drop(DropReason.SendFailed, count - sent);
-    r.count = count;
     r.sent = sent;
     return r;
   }
-  private readonly sentGroup: SentGroup = { bufs: [], sizes: [], count: 0, sent: 0 };
+  private readonly sentGroup: SentGroup = { bufs: [], sizes: [], sent: 0 };
 
   /** Our end of a datagram we send (for traces): the bound endpoint, or the flow-hashed source port it leaves from. */
   protected sentFrom(buf: Buffer, offset: number, length: number): Endpoint {

@@ -145,6 +145,11 @@ export function repairPartialL4Checksum(buf: Buffer, ipOffset: number, ipLength:
   if (!locate(buf, ipOffset, ipLength)) return 'not-applicable';
   const field = buf.readUInt16BE(loc.checksumOffset);
   if (loc.protocol === IpProtocol.UDP && field === 0) return loc.ipv6 ? 'invalid' : 'none';
+  return repairLocated(buf, field, sum16);
+}
+
+/** Sums the located segment, classifies it, and completes the field in place when 'partial'. */
+function repairLocated(buf: Buffer, field: number, sum16: OnesSumFn): L4ChecksumState {
   const sum = sum16(buf, loc.l4Offset, loc.l4Length, loc.pseudo);
   const state = classify(field, sum);
   if (state === 'partial') buf.writeUInt16BE(completedChecksum(field, sum), loc.checksumOffset);
@@ -164,10 +169,7 @@ export function completePartialL4Checksum(buf: Buffer, ipOffset: number, ipLengt
   const field = buf.readUInt16BE(loc.checksumOffset);
   if (loc.protocol === IpProtocol.UDP && field === 0) return false;
   if (field !== loc.pseudo && !(field === 0 && loc.pseudo === 0xffff)) return false;
-  const sum = sum16(buf, loc.l4Offset, loc.l4Length, loc.pseudo);
-  if (classify(field, sum) !== 'partial') return false;
-  buf.writeUInt16BE(completedChecksum(field, sum), loc.checksumOffset);
-  return true;
+  return repairLocated(buf, field, sum16) === 'partial';
 }
 
 /**
