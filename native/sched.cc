@@ -57,10 +57,33 @@ Napi::Value SetThreadsPolicy(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, set);
 }
 
+// setThreadPolicy(batch: boolean): boolean. The calling thread only (an engine switching itself as
+// its load changes, see src/engine/inbound-scheduling.ts): SCHED_BATCH or SCHED_OTHER, priority 0.
+// False, and nothing changed, when the thread runs a policy someone else chose (chrt); errno names
+// in the error otherwise.
+Napi::Value SetThreadPolicy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) {
+    ThrowType(env, "setThreadPolicy: batch must be a boolean");
+    return env.Undefined();
+  }
+  bool batch = info[0].As<Napi::Boolean>().Value();
+  int current = ::sched_getscheduler(0);
+  if (current != SCHED_OTHER && current != SCHED_BATCH) return Napi::Boolean::New(env, false);
+  sched_param param{};
+  param.sched_priority = 0;
+  if (::sched_setscheduler(0, batch ? SCHED_BATCH : SCHED_OTHER, &param) != 0) {
+    ThrowErrno(env, errno, "sched_setscheduler", batch ? "SCHED_BATCH" : "SCHED_OTHER");
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 }  // namespace
 
 void InitSched(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreadsPolicy", Napi::Function::New(env, SetThreadsPolicy, "setThreadsPolicy"));
+  exports.Set("setThreadPolicy", Napi::Function::New(env, SetThreadPolicy, "setThreadPolicy"));
 }
 
 }  // namespace vxtun

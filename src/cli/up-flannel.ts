@@ -29,7 +29,7 @@ import { RouteTable } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
 import { openDatapath, resolveDatapathKind, describeSourcePorts, namedCounters } from '../conn/datapath.js';
 import { datapathDefaults } from '../control/datapath-config.js';
-import { startEngineWorkers, defaultWorkers, applyBatchScheduling, type WorkerPool } from '../engine/workers.js';
+import { startEngineWorkers, defaultWorkers, applyBatchScheduling, inboundSchedulingFor, type WorkerPool } from '../engine/workers.js';
 import { requireNative } from '../native/index.js';
 import { expressWanted, ExpressCounter, sumExpress } from '../engine/express.js';
 import { openLinuxTun, addRoute } from '../tun/linux.js';
@@ -190,19 +190,24 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     // Lone packets forwarded by the addon, as in static mode.
     const express = backend.type === 'vxlan' && kind === 'native' && expressWanted(opts.express !== false) && tun.features.vnetHdr;
     log.info({ datapath: datapath.kind, workers, sourcePorts: describeSourcePorts(datapath.features, backend.port), features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, express } }, 'datapath');
+    // Before the workers start: they inherit it.
+    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(opts.batchScheduling !== false);
+    const inboundScheduling = inboundSchedulingFor(datapath.features.batchScheduling);
+    datapath.features.inboundScheduling = inboundScheduling !== undefined;
+    const followLoad = inboundScheduling ? { inboundScheduling } : {};
     engine =
       backend.type === 'vxlan'
-        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}), ...(express ? { express: { native: requireNative() } } : {}) })
-        : new FlannelUdpEngine(tun, bind, { tunMtu: mtu });
+        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}), ...(express ? { express: { native: requireNative() } } : {}), ...followLoad })
+        : new FlannelUdpEngine(tun, bind, { tunMtu: mtu, ...followLoad });
     const eng = engine;
     eng.setRoutes(new RouteTable(manager.routes));
-    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(opts.batchScheduling !== false);
     if (engine instanceof Engine) {
       pool = await startEngineWorkers(engine, workers, {
         tun: { name: tun.name, mtu, features: tun.features },
         bind: { address: cfg.publicIp, port: backend.port, gso: true, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
         engine: { vni: backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
         express,
+        inboundScheduling: inboundScheduling !== undefined,
       });
       const workerPool = pool;
       if (workerPool) undo.push(() => workerPool.stop());

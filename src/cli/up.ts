@@ -12,7 +12,7 @@ import { RouteTable, type Route } from '../engine/routes.js';
 import { cidrToString } from '../engine/cidr.js';
 import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts, type Datapath } from '../conn/datapath.js';
 import { openLinuxTun, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
-import { startEngineWorkers, defaultWorkers, applyBatchScheduling, type WorkerPool } from '../engine/workers.js';
+import { startEngineWorkers, defaultWorkers, applyBatchScheduling, inboundSchedulingFor, type WorkerPool } from '../engine/workers.js';
 import { UdpCounter } from '../conn/native.js';
 import { requireNative } from '../native/index.js';
 import { expressWanted, ExpressCounter, sumExpress } from '../engine/express.js';
@@ -119,6 +119,10 @@ export async function runUp(opts: UpOptions): Promise<number> {
     // Lone packets forwarded by the addon (native path, where the TUN has the offload reader it hands over to).
     const express = kind === 'native' && expressWanted(cfg.datapath.express && opts.express !== false) && linuxTun.features.vnetHdr;
     datapath.features.express = express;
+    // Before the workers start: they inherit it.
+    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(cfg.datapath.batchScheduling && opts.batchScheduling !== false);
+    const inboundScheduling = inboundSchedulingFor(datapath.features.batchScheduling);
+    datapath.features.inboundScheduling = inboundScheduling !== undefined;
     engine = new Engine(tun, bind, {
       vni: cfg.backend.vni,
       vtepMac: cfg.backend.vtepMac,
@@ -128,15 +132,15 @@ export async function runUp(opts: UpOptions): Promise<number> {
       tunMtu: plan.deviceMtu,
       ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}),
       ...(express ? { express: { native: requireNative() } } : {}),
+      ...(inboundScheduling ? { inboundScheduling } : {}),
     });
     engine.setRoutes(new RouteTable(peerRoutes(cfg)));
-    // Before the workers start: they inherit it.
-    datapath.features.batchScheduling = kind === 'native' && applyBatchScheduling(cfg.datapath.batchScheduling && opts.batchScheduling !== false);
     pool = await startEngineWorkers(engine, workers, {
       tun: { name: tun.name, mtu: plan.deviceMtu, features: linuxTun.features },
       bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, gro: cfg.datapath.gro, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
       engine: { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 },
       express,
+      inboundScheduling: inboundScheduling !== undefined,
     });
     const workerPool = pool;
     if (workerPool) undo.push(() => workerPool.stop());

@@ -28,6 +28,7 @@ import { DropReason, Answer, Fixup } from './counters.js';
 import type { RouteTable, Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
 import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
+import type { InboundScheduling } from './inbound-scheduling.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from './encap.js';
 import { compileExpressRoutes, EXPRESS_COUNTER_COUNT } from './express.js';
@@ -42,6 +43,8 @@ export interface EngineOptions {
   vni: number;
   /** Run around every batch (see Pipeline); worker threads publish their counters in `after`. */
   batchHooks?: BatchHooks;
+  /** This thread's scheduling policy follows the inbound load (see Pipeline, inbound-scheduling.ts). */
+  inboundScheduling?: InboundScheduling;
   /** Our VTEP MAC: the inner source on send, the only unicast inner destination we accept. */
   vtepMac: Mac;
   /** Our VTEP address (the subnet's .0) as a uint32: the ARP target we answer for. */

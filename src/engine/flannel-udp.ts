@@ -17,17 +17,13 @@ import { WireError } from '../wire/error.js';
 import { DropReason, Answer } from './counters.js';
 import type { Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
-import { Pipeline, HEADROOM } from './pipeline.js';
+import { Pipeline, HEADROOM, type PipelineOptions } from './pipeline.js';
 
 /** IPv4 20 + UDP 8: what flannel0's MTU leaves for the underlay. */
 export const FLANNEL_UDP_OVERHEAD = 28;
 export const FLANNEL_UDP_PORT = 8285;
 
-export interface FlannelUdpOptions {
-  tunMtu: number;
-  batchSize?: number;
-  icmpRatePerSecond?: number;
-}
+export type FlannelUdpOptions = Pick<PipelineOptions, 'tunMtu' | 'batchSize' | 'icmpRatePerSecond' | 'inboundScheduling'>;
 
 export class FlannelUdpEngine extends Pipeline {
   constructor(tun: TunDevice, bind: Bind, opts: FlannelUdpOptions) {

@@ -13,6 +13,7 @@ import { ETHERNET_HEADER_LEN } from '../wire/ethernet.js';
 import { Counters, DropReason } from './counters.js';
 import { RouteTable, type Vtep } from './routes.js';
 import { IcmpResponder } from './icmp-errors.js';
+import type { InboundScheduling } from './inbound-scheduling.js';
 
 /** Room in front of every packet read from the TUN for the headers encap writes. */
 export const HEADROOM = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
@@ -40,6 +41,8 @@ export interface PipelineOptions {
   batchSize?: number;
   /** ICMP errors per second we generate at most (Linux rate-limits too). */
   icmpRatePerSecond?: number;
+  /** This thread's scheduling policy follows the inbound load (see inbound-scheduling.ts); only with SCHED_BATCH on. */
+  inboundScheduling?: InboundScheduling;
 }
 
 export abstract class Pipeline {
@@ -47,6 +50,7 @@ export abstract class Pipeline {
   protected routes: RouteTable = RouteTable.empty();
   protected readonly batchSize: number;
   private readonly batchHooks: BatchHooks | undefined;
+  private readonly inboundScheduling: InboundScheduling | undefined;
   protected readonly readBufs: Buffer[];
   /** Room for a packet in each read buffer, after the headroom. */
   protected readonly readRoom: number;
@@ -66,6 +70,7 @@ export abstract class Pipeline {
   ) {
     this.batchSize = opts.batchSize ?? 64;
     this.batchHooks = opts.batchHooks;
+    this.inboundScheduling = opts.inboundScheduling;
     this.readRoom = Math.max(opts.tunMtu, 1500) + 64;
     const room = HEADROOM + this.readRoom;
     // Views of one arena, so a batch call (encapBatch) can address every packet with typed arrays only.
@@ -98,10 +103,12 @@ export abstract class Pipeline {
     if (this.running) return;
     this.running = true;
     const hooks = this.batchHooks;
+    const sched = this.inboundScheduling;
     this.bind.start((bufs, sizes, srcs, count) => {
       hooks?.before();
       // The device is going away: nothing more is written into it.
       if (!this.stopped) this.handleInbound(bufs, sizes, srcs, count);
+      sched?.noteInbound(sizes, count);
       hooks?.after();
     }, this.expressHandle);
     this.tun.start(() => {
@@ -114,6 +121,7 @@ export abstract class Pipeline {
   stop(): void {
     this.running = false;
     this.stopped = true;
+    this.inboundScheduling?.stop();
     // pumpTun reads nothing from now on, and a level-triggered readiness left on would call it every turn.
     this.tun.stopReading?.();
   }

@@ -23,6 +23,7 @@ import { adoptLinuxTun, openTunQueue, type TunFeatures } from '../tun/linux.js';
 import { requireNative } from '../native/index.js';
 import type { Observation, Observer } from '../trace/observe.js';
 import { addExpressCounters, EXPRESS_COUNTER_COUNT } from './express.js';
+import { InboundScheduling } from './inbound-scheduling.js';
 
 /** An Observation as it crosses threads: the bytes copied out, the peer's MAC as plain bytes. */
 interface WireObservation extends Omit<Observation, 'buf' | 'offset' | 'peer'> {
@@ -71,6 +72,16 @@ export function applyBatchScheduling(wanted: boolean): boolean {
   } catch {
     return false; // a kernel without SCHED_BATCH (or a seccomp filter): the default policy stays
   }
+}
+
+/**
+ * The main thread's policy follower when SCHED_BATCH is on and VXTUN_NO_INBOUND_SCHED is not 1
+ * (workers get theirs from `WorkerSpec.inboundScheduling`); undefined otherwise.
+ */
+export function inboundSchedulingFor(batchScheduling: boolean): InboundScheduling | undefined {
+  if (!batchScheduling || process.env.VXTUN_NO_INBOUND_SCHED === '1') return undefined;
+  const native = requireNative();
+  return new InboundScheduling({ setBatch: (b) => native.setThreadPolicy(b) });
 }
 
 /** One engine per core the process may use (os.availableParallelism), at most MAX_DEFAULT_WORKERS. */
@@ -147,6 +158,8 @@ export interface WorkerSpec {
   engine: Omit<EngineOptions, 'vtepMac' | 'onesSum' | 'encapBatch' | 'express'> & { vtepMac: Uint8Array };
   /** The addon's express path for lone packets in this worker too (src/engine/express.ts). */
   express?: boolean;
+  /** The worker's thread leaves SCHED_BATCH under inbound load (src/engine/inbound-scheduling.ts). */
+  inboundScheduling?: boolean;
 }
 
 interface WorkerInit extends WorkerSpec {
@@ -196,6 +209,7 @@ function runWorker(init: WorkerInit): void {
   };
   engine = new Engine(tun, bind, {
     batchHooks: { before, after },
+    ...(init.inboundScheduling === true ? { inboundScheduling: new InboundScheduling({ setBatch: (b) => native.setThreadPolicy(b) }) } : {}),
     ...init.engine,
     vtepMac: Buffer.from(init.engine.vtepMac),
     onesSum: native.checksum,
@@ -231,14 +245,14 @@ if (!isMainThread && (workerData as { vxtunWorker?: boolean } | null)?.vxtunWork
 export async function startEngineWorkers(
   main: { setRoutes(table: RouteTable<Vtep>): void; readonly routeTable: RouteTable<Vtep> },
   count: number,
-  req: { tun: { name: string; mtu: number; features: TunFeatures }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine']; express?: boolean },
+  req: { tun: { name: string; mtu: number; features: TunFeatures }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine']; express?: boolean; inboundScheduling?: boolean },
 ): Promise<WorkerPool | undefined> {
   if (count <= 1) return undefined;
   const specs: WorkerSpec[] = [];
   try {
     for (let k = 1; k < count; k++) {
       const { fd, ...features } = openTunQueue(req.tun.name, req.tun.features);
-      specs.push({ tun: { fd, name: req.tun.name, mtu: req.tun.mtu, features }, bind: req.bind, engine: req.engine, ...(req.express === true ? { express: true } : {}) });
+      specs.push({ tun: { fd, name: req.tun.name, mtu: req.tun.mtu, features }, bind: req.bind, engine: req.engine, ...(req.express === true ? { express: true } : {}), ...(req.inboundScheduling === true ? { inboundScheduling: true } : {}) });
     }
   } catch (e) {
     for (const spec of specs) requireNative().close(spec.tun.fd);

@@ -155,6 +155,11 @@ export interface NativeAddon {
    * either (/proc/self/task; threads created later inherit it). Returns how many were set. See native/sched.cc.
    */
   setThreadsPolicy(batch: boolean): number;
+  /**
+   * The calling thread only: SCHED_BATCH (true) or SCHED_OTHER (false), priority 0. False, with nothing
+   * changed, when the thread runs another policy (an operator's chrt). See native/sched.cc.
+   */
+  setThreadPolicy(batch: boolean): boolean;
   /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
   pollStop(handle: PollHandle): void;
   close(fd: number): void;

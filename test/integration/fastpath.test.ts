@@ -6,13 +6,12 @@
  * two vxtun nodes and with the kernel's VXLAN as the peer.
  */
 import { availableParallelism } from 'node:os';
-import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/lab/netns.js';
 import { MAX_DEFAULT_WORKERS } from '../../src/engine/workers.js';
 import { Cluster, cliPath, type ClusterNode } from '../../src/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { requirePrerequisites, tcpTransfer, toolsDir, withEnv } from './support.js';
+import { requirePrerequisites, tcpTransfer, toolsDir, withEnv, threadPolicies, SCHED_OTHER, SCHED_BATCH } from './support.js';
 
 const MB = 1024 * 1024;
 
@@ -24,20 +23,6 @@ interface NodeInfo {
   pid: number;
 }
 
-/** The scheduling policy of every thread of a process (field 41 of /proc/<pid>/task/<tid>/stat: 0 SCHED_OTHER, 3 SCHED_BATCH). */
-function threadPolicies(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    } catch {
-      return []; // a thread that exited since the listing
-    }
-    return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3])];
-  });
-}
-const SCHED_OTHER = 0;
-const SCHED_BATCH = 3;
 
 const info = (n: ClusterNode): Promise<NodeInfo> => controlRequest(n.vxtun!.controlSocket, { cmd: 'info' }) as Promise<NodeInfo>;
 
@@ -45,7 +30,7 @@ interface Case {
   name: string;
   kinds: Array<'vxtun' | 'kernel'>;
   datapath: Record<string, unknown>;
-  check: (i: NodeInfo) => void;
+  check: (i: NodeInfo) => void | Promise<void>;
   /** Also check the outer source ports node 1 sends from, on the wire: its pool, or the VXLAN port. */
   wireSourcePorts?: 'pool' | 'fixed';
   /** Extra `vxtun up` arguments. */
@@ -59,7 +44,7 @@ const cases: Case[] = [
     name: 'defaults: native path, UDP GSO and TUN offloads on, one worker per core, flow-hashed source ports',
     kinds: ['vxtun', 'vxtun'],
     datapath: {},
-    check: (i) => {
+    check: async (i) => {
       expect(i.datapath).toBe('native');
       expect(i.features).toMatchObject({ recvmmsg: true, sendmmsg: true, udpGso: true, tunOffload: true, nativeChecksum: true, nativeEncap: true });
       expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
@@ -67,9 +52,12 @@ const cases: Case[] = [
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and written back whole
       expect(i.features.workers).toBe(Math.min(availableParallelism(), MAX_DEFAULT_WORKERS)); // one engine per core
       expect(i.features.batchScheduling).toBe(true);
-      const policies = threadPolicies(i.pid);
-      expect(policies.length).toBeGreaterThan(2); // main, worker, V8 and libuv threads
-      expect(new Set(policies)).toEqual(new Set([SCHED_BATCH])); // every thread, the worker's too (inherited)
+      expect(i.features.inboundScheduling).toBe(true);
+      expect(threadPolicies(i.pid).length).toBeGreaterThan(2); // main, worker, V8 and libuv threads
+      // Every thread, the worker's too (inherited). An engine thread the transfers above flooded runs
+      // SCHED_OTHER for a while (inbound-scheduling.ts) and is back at SCHED_BATCH once quiet.
+      const allBatch = (): boolean => threadPolicies(i.pid).every((p) => p === SCHED_BATCH);
+      await waitFor(allBatch, { timeoutMs: 3000, what: 'every thread at SCHED_BATCH' });
       const ports = String(i.features.sourcePorts).split(',').map(Number);
       expect(ports.length).toBe(16);
       for (const p of ports) expect(p >= 32768 && p <= 60999).toBe(true);
@@ -146,6 +134,7 @@ const cases: Case[] = [
     env: { VXTUN_NO_SCHED_BATCH: '1' },
     check: (i) => {
       expect(i.features.batchScheduling).toBe(false);
+      expect(i.features.inboundScheduling).toBe(false); // nothing to leave
       expect(new Set(threadPolicies(i.pid))).toEqual(new Set([SCHED_OTHER]));
       expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
     },
@@ -157,6 +146,7 @@ const cases: Case[] = [
     args: ['--no-batch-scheduling'],
     check: (i) => {
       expect(i.features.batchScheduling).toBe(false);
+      expect(i.features.inboundScheduling).toBe(false); // nothing to leave
       expect(new Set(threadPolicies(i.pid))).toEqual(new Set([SCHED_OTHER]));
       expect(i.features.express).toBe(true); // only what was asked for is off
       expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
@@ -333,7 +323,7 @@ for (const c of cases) {
       }
       for (const n of cluster.nodes) {
         if (!n.vxtun) continue;
-        c.check(await info(n));
+        await c.check(await info(n));
         const counters = await n.vxtun.counters();
         expect(counters.tx.bytes).toBeGreaterThan(30 * MB);
         expect(counters.rx.bytes).toBeGreaterThan(30 * MB);

@@ -1,6 +1,6 @@
 /** Shared pieces of the integration tests: prerequisites, transfers, captures. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Netns } from '../../src/lab/netns.js';
 import { waitFor } from '../../src/lab/netns.js';
@@ -84,3 +84,18 @@ export function startTrace(args: string[]): TraceProc {
   const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   return { child, out: () => out, err: () => err, exited };
 }
+
+/** The scheduling policy of every thread of a process (field 41 of /proc/<pid>/task/<tid>/stat: 0 SCHED_OTHER, 3 SCHED_BATCH). */
+export function threadPolicies(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      return []; // a thread that exited since the listing
+    }
+    return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3])];
+  });
+}
+export const SCHED_OTHER = 0;
+export const SCHED_BATCH = 3;
