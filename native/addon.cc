@@ -106,6 +106,18 @@ bool ArgBytes(Napi::Env env, napi_value v, const char* name, uint8_t** data, siz
   return false;
 }
 
+bool ArgRefused(const Napi::CallbackInfo& info, size_t i, int64_t count, const char* name, uint8_t** out) {
+  *out = nullptr;
+  if (info.Length() <= i || info[i].IsUndefined()) return true;
+  size_t len = 0;
+  if (!ArgBytes(info.Env(), info[i], name, out, &len)) return false;
+  if (len < static_cast<size_t>(count)) {
+    ThrowRange(info.Env(), std::string(name) + " has " + std::to_string(len) + " bytes for " + std::to_string(count) + " packets");
+    return false;
+  }
+  return true;
+}
+
 bool ArgIfName(const Napi::CallbackInfo& info, size_t i, std::string* out) {
   if (!ArgString(info, i, "interface name", out)) return false;
   if (out->size() >= IFNAMSIZ) {

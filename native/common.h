@@ -35,6 +35,10 @@ bool ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t 
 bool ArgString(const Napi::CallbackInfo& info, size_t i, const char* name, std::string* out);
 bool ArgBytes(Napi::Env env, napi_value v, const char* name, uint8_t** data, size_t* len);
 bool ArgIfName(const Napi::CallbackInfo& info, size_t i, std::string* out);
+// An optional `refused` Uint8Array argument of a batched write (info[i], absent or undefined: none):
+// one byte per packet, which the write sets to 1 for each packet that did not go in. At least
+// `count` bytes; *out stays nullptr without one.
+bool ArgRefused(const Napi::CallbackInfo& info, size_t i, int64_t count, const char* name, uint8_t** out);
 // A counters block shared with JS: a Float64Array of at least `minLength` entries.
 bool ArgCounters(Napi::Env env, napi_value v, size_t minLength, double** out);
 // An Int32Array argument ("<name> must be an Int32Array" otherwise).

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -138,8 +139,9 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, count);
 }
 
-// writeBatch(fd, bufs, sizes, offset, count): number of packets accepted.
+// writeBatch(fd, bufs, sizes, offset, count, refused?: Uint8Array): number of packets accepted.
 // EAGAIN/ENOBUFS stop the batch; EINVAL/EIO/EMSGSIZE (a packet the kernel refuses) skip that packet.
+// refused[i] is set to 1 for each packet that did not go in (skipped or not tried); others untouched.
 Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd = 0, offset = 0, count = 0;
@@ -152,9 +154,12 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
   if (!ArgInt(info, 3, "offset", 0, INT_MAX, &offset)) return env.Undefined();
   if (!ArgInt(info, 4, "count", 0, n, &count)) return env.Undefined();
   if (!sizes.Check(static_cast<size_t>(count), "writeBatch")) return env.Undefined();
+  uint8_t* refused;
+  if (!ArgRefused(info, 5, count, "writeBatch: refused", &refused)) return env.Undefined();
 
   uint32_t written = 0;
-  for (uint32_t i = 0; i < count; i++) {
+  uint32_t i = 0;
+  for (; i < count; i++) {
     uint8_t* data;
     size_t len;
     int64_t size;
@@ -173,13 +178,17 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     if (r < 0) {
       int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;
-      if (err == EINVAL || err == EIO || err == EMSGSIZE) continue;  // refused packet: skip it
+      if (err == EINVAL || err == EIO || err == EMSGSIZE) {  // refused packet: skip it
+        if (refused != nullptr) refused[i] = 1;
+        continue;
+      }
       if (i > 0) break;  // report what went; a lasting error shows up on the next call
       ThrowErrno(env, err, "write", FdSubject(static_cast<int>(fd)));
       return env.Undefined();
     }
     written++;
   }
+  if (refused != nullptr && i < count) std::memset(refused + i, 1, count - i);  // not tried
   return Napi::Number::New(env, written);
 }
 

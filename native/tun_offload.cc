@@ -487,7 +487,8 @@ int CoalesceUdp(uint8_t* const* data, const int32_t* sizes, int64_t i, int64_t c
 // consecutive datagrams of one UDP flow go as one UDP_L4 super-packet (CoalesceUdp), which the kernel
 // splits back into the same datagrams where it must (at the receiving socket at the latest).
 // `headers` holds 10 bytes per packet: a non-zero one is written as it is in front of its packet,
-// never coalesced (a super-packet the caller prepared). Returns how many of the `count` packets went in.
+// never coalesced (a super-packet the caller prepared). Returns how many of the `count` packets went in;
+// `refused` (optional Uint8Array, a byte per packet) gets 1 for each packet that did not.
 Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd = 0, offset = 0, count = 0;
@@ -518,6 +519,9 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
     }
   }
 
+  uint8_t* refused;
+  if (!ArgRefused(info, 8, count, "tunWriteOffload: refused", &refused)) return env.Undefined();
+
   // A write batch is at most a read batch (64) in practice: no heap allocation per call for those.
   uint8_t* stackData[256];
   std::vector<uint8_t*> heapData;
@@ -537,11 +541,12 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
   }
 
   uint32_t written = 0;
+  int64_t i = 0;
   iovec iov[kMaxCoalesce + 1];
   // The first packet's headers as they were before coalescing rewrote them (IP and TCP at most 120),
   // put back after the write.
   uint8_t saved[120];
-  for (int64_t i = 0; i < count;) {
+  while (i < count) {
     virtio_net_hdr h = {};
     iov[1] = {data[i], static_cast<size_t>(sizes[i])};
     bool super = HasHeader(given, i);
@@ -570,6 +575,7 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
         continue;
       }
       if (err == EINVAL || err == EIO || err == EMSGSIZE) {
+        if (refused != nullptr) std::memset(refused + i, 1, static_cast<size_t>(run));
         i += run;
         continue;
       }
@@ -588,6 +594,7 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
     written += static_cast<uint32_t>(run);
     i += run;
   }
+  if (refused != nullptr && i < count) std::memset(refused + i, 1, static_cast<size_t>(count - i));  // not tried
   ctr[kWrites] += written;
   return Napi::Number::New(env, written);
 }

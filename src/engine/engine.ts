@@ -304,8 +304,9 @@ export class Engine extends Pipeline {
     }
     if (replies && replies.length > 0) {
       // Counted as answered only once the TUN took them: a refused reply is a tun-write-failed drop.
-      const written = this.writeTun(replies.map((r) => r.buf), replies.map((r) => r.buf.length - HEADROOM));
-      for (let k = 0; k < written; k++) c.answer(replies[k]!.answer);
+      this.writeTun(replies.map((r) => r.buf), replies.map((r) => r.buf.length - HEADROOM));
+      const refused = this.tunRefused;
+      for (let k = 0; k < replies.length; k++) if (refused[k] === 0) c.answer(replies[k]!.answer);
     }
   }
 
@@ -430,11 +431,12 @@ export class Engine extends Pipeline {
     }
     if (n > 0) {
       const written = this.writeTun(outBufs, outSizes, HEADROOM, anyWhole ? outGso : undefined, n);
+      const refused = this.tunRefused;
       c.rxPackets += written;
-      for (let k = 0; k < written; k++) c.rxBytes += outSizes[k]!;
+      for (let k = 0; k < n; k++) if (refused[k] === 0) c.rxBytes += outSizes[k]!;
       if (obs) {
         for (let k = 0; k < n; k++) {
-          obs({ point: 'tun-write', direction: 'in', buf: outBufs[k]!, offset: HEADROOM, length: outSizes[k]!, verdict: k < written ? 'forwarded' : DropReason.TunWriteFailed });
+          obs({ point: 'tun-write', direction: 'in', buf: outBufs[k]!, offset: HEADROOM, length: outSizes[k]!, verdict: refused[k] === 0 ? 'forwarded' : DropReason.TunWriteFailed });
         }
       }
     }

@@ -67,8 +67,8 @@ export class FlannelUdpEngine extends Pipeline {
     }
     if (replies) {
       // Counted as answered only once the TUN took them (a refused one is tun-write-failed).
-      const written = this.writeTun(replies, replies.map((r) => r.length - HEADROOM));
-      for (let k = 0; k < written; k++) c.answer(Answer.IcmpUnreachable);
+      this.writeTun(replies, replies.map((r) => r.length - HEADROOM));
+      for (let k = 0; k < replies.length; k++) if (this.tunRefused[k] === 0) c.answer(Answer.IcmpUnreachable);
     }
   }
 
@@ -95,7 +95,7 @@ export class FlannelUdpEngine extends Pipeline {
     if (outBufs.length > 0) {
       const written = this.writeTun(outBufs, outSizes, 0);
       c.rxPackets += written;
-      for (let k = 0; k < written; k++) c.rxBytes += outSizes[k]!;
+      for (let k = 0; k < outBufs.length; k++) if (this.tunRefused[k] === 0) c.rxBytes += outSizes[k]!;
     }
   }
 }

@@ -129,17 +129,30 @@ export abstract class Pipeline {
   /**
    * Writes packets that sit at `offset`; counts the ones the kernel refused as tun-write-failed.
    * `gsoSizes` marks TCP super-packets the device takes whole (only where tun.writesSuperPackets).
+   * Afterwards `tunRefused[k]` (k < count) is 1 for each packet that did not go in: the device skips a
+   * refused packet and goes on, so which ones failed is not "all after the written count".
    */
   protected writeTun(bufs: Buffer[], sizes: number[], offset: number = HEADROOM, gsoSizes?: number[], count: number = bufs.length): number {
+    if (this.tunRefused.length < count) this.tunRefused = new Uint8Array(Math.max(count, 2 * this.tunRefused.length));
+    const refused = this.tunRefused;
+    refused.fill(0, 0, count);
     let written = 0;
     try {
-      written = gsoSizes === undefined ? this.tun.write(bufs, sizes, offset, count) : this.tun.write(bufs, sizes, offset, count, gsoSizes);
+      written = this.tun.write(bufs, sizes, offset, count, gsoSizes, refused);
     } catch {
       written = 0;
     }
-    if (written < count) this.counters.drop(DropReason.TunWriteFailed, count - written);
+    if (written < count) {
+      this.counters.drop(DropReason.TunWriteFailed, count - written);
+      // A device that does not mark (or threw): the first `written` went, as its count says.
+      let marked = 0;
+      for (let k = 0; k < count; k++) marked += refused[k]!;
+      if (marked !== count - written) for (let k = 0; k < count; k++) refused[k] = k < written ? 0 : 1;
+    }
     return written;
   }
+  /** Per packet of the last writeTun: 1 if it did not go in (see writeTun). */
+  protected tunRefused = new Uint8Array(64);
 
   /**
    * Sends the packets bufs[idx[k]] (each at `offset`, sizes[idx[k]] bytes) to one peer in one call and

@@ -111,8 +111,9 @@ export interface NativeAddon {
    * (TunCoalesce bits): consecutive segments of one TCP flow (Tcp), datagrams of one UDP flow (Udp, needs
    * USO), checksums verified, go as one GSO super-packet the kernel splits back into the same packets.
    * `headers` (10 bytes per packet): a non-zero virtio_net_hdr is written as it is in front of its packet.
+   * `refused` (a byte per packet): set to 1 for each packet that did not go in, as in writeBatch.
    */
-  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: number, headers?: Uint8Array): number;
+  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: number, headers?: Uint8Array, refused?: Uint8Array): number;
   readonly tunCounterCount: number;
   /** MTU, then address + netmask, then up, through ioctls on an AF_INET socket. */
   linkConfigure(name: string, opts: LinkOptions): void;
@@ -129,9 +130,11 @@ export interface NativeAddon {
   /**
    * Writes bufs[i][offset, offset + sizes[i]) for i < count; returns how many were accepted.
    * EAGAIN/ENOBUFS stop the batch; a packet refused with EINVAL/EIO/EMSGSIZE is skipped (not counted).
-   * Any other error throws if it hits the first packet, else ends the batch.
+   * Any other error throws if it hits the first packet, else ends the batch. `refused` (a byte per
+   * packet, at least `count`): set to 1 for each packet that did not go in (skipped or not tried), the
+   * others left as they were — so a caller that zeroes it first knows which packets went, not only how many.
    */
-  writeBatch(fd: number, bufs: Uint8Array[], sizes: Int32Array | readonly number[], offset: number, count: number): number;
+  writeBatch(fd: number, bufs: Uint8Array[], sizes: Int32Array | readonly number[], offset: number, count: number, refused?: Uint8Array): number;
   /**
    * Calls `cb` from the event loop while `fd` is readable (level-triggered: drain it, or be called again
    * next turn). On a poll error (POLLERR) the watch ends and `cb` gets that error once. An active poll

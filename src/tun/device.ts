@@ -20,8 +20,11 @@ export interface TunDevice {
    * Returns how many were accepted; a packet the kernel refuses is skipped, not retried.
    * With `gsoSizes` (only where `writesSuperPackets`), gsoSizes[i] > 0 marks packet i as a TCP
    * packet larger than the MTU, to be cut by the kernel into segments of that many payload bytes.
+   * With `refused` (a byte per packet, zeroed by the caller), a device that can tell sets refused[i] = 1
+   * for each packet that did not go in; one that refuses nothing may leave it alone. The caller checks
+   * that the marks add up to count - returned, and otherwise takes the first `returned` as the ones that went.
    */
-  write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[]): number;
+  write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[], refused?: Uint8Array): number;
   /** True when write() takes TCP super-packets whole (gsoSizes); absent or false: segment them first. */
   readonly writesSuperPackets?: boolean;
   /**

@@ -59,8 +59,11 @@ export function createFakeTun(name = 'fake0', mtu = 1450): FakeTun {
       }
       return n;
     },
-    write(bufs, sizes, offset, count) {
-      if (closed) return 0;
+    write(bufs, sizes, offset, count, _gsoSizes, refused) {
+      if (closed) {
+        refused?.fill(1, 0, count);
+        return 0;
+      }
       if (count > bufs.length) throw new RangeError(`fake tun write: count ${count} > ${bufs.length} buffers`);
       let accepted = 0;
       for (let i = 0; i < count; i++) {
@@ -71,6 +74,7 @@ export function createFakeTun(name = 'fake0', mtu = 1450): FakeTun {
         const version = size > 0 ? copy[0]! >> 4 : 0;
         if (version !== 4 && version !== 6) {
           fake.refused.push(copy);
+          if (refused !== undefined) refused[i] = 1;
           continue;
         }
         fake.written.push(copy);

@@ -164,7 +164,7 @@ class LinuxTun implements LinuxTunDevice {
     this.offloadCounters = counters ?? new Float64Array(native.tunCounterCount ?? TUN_COUNTER_COUNT);
     if (features.vnetHdr && offloadIn === 'ts') {
       this.tsReader = new TunOffloadReader((bufs, offset, sizes) => native.readBatch(this.#fd, bufs, offset, sizes), this.offloadCounters);
-      this.tsWriter = new TunOffloadWriter((bufs, sizes, offset, count) => native.writeBatch(this.#fd, bufs, sizes, offset, count), this.offloadCounters, this.coalesce !== 0);
+      this.tsWriter = new TunOffloadWriter((bufs, sizes, offset, count, refused) => native.writeBatch(this.#fd, bufs, sizes, offset, count, refused), this.offloadCounters, this.coalesce !== 0);
     } else if (features.vnetHdr) {
       this.scratch = Buffer.alloc(65545 + 64);
     }
@@ -196,14 +196,17 @@ class LinuxTun implements LinuxTunDevice {
     return this.features.vnetHdr;
   }
 
-  write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[]): number {
-    if (this.#fd < 0) return 0;
-    if (this.tsWriter !== undefined) return this.tsWriter.write(bufs, sizes, offset, count, gsoSizes);
-    if (this.scratch === undefined) return this.native.writeBatch(this.#fd, bufs, sizes, offset, count);
+  write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[], refused?: Uint8Array): number {
+    if (this.#fd < 0) {
+      refused?.fill(1, 0, count);
+      return 0;
+    }
+    if (this.tsWriter !== undefined) return this.tsWriter.write(bufs, sizes, offset, count, gsoSizes, refused);
+    if (this.scratch === undefined) return this.native.writeBatch(this.#fd, bufs, sizes, offset, count, refused);
     const s32 = this.int32Sizes(count);
     for (let i = 0; i < count; i++) s32[i] = sizes[i]!;
     const hdrs = gsoSizes === undefined ? undefined : this.superHeaders(bufs, sizes, offset, count, gsoSizes);
-    return this.native.tunWriteOffload(this.#fd, bufs, s32, offset, count, this.offloadCounters, this.coalesce, hdrs);
+    return this.native.tunWriteOffload(this.#fd, bufs, s32, offset, count, this.offloadCounters, this.coalesce, hdrs, refused);
   }
 
   /** The virtio_net_hdr of each packet marked with a gso size (zero for the others); undefined if none. */

@@ -57,8 +57,12 @@ const MAX_COALESCE = 64;
 
 /** Reads packets into bufs[i] from `offset` (one each, room = length - offset); sets sizes[i]; returns how many. */
 export type RawRead = (bufs: Buffer[], offset: number, sizes: Int32Array) => number;
-/** Writes bufs[i][offset, offset + sizes[i]) for i < count; returns how many were taken. */
-export type RawWrite = (bufs: Buffer[], sizes: Int32Array, offset: number, count: number) => number;
+/**
+ * Writes bufs[i][offset, offset + sizes[i]) for i < count; returns how many were taken. With `refused`,
+ * may set refused[i] = 1 for each one not taken (native writeBatch does); one that does not is read as
+ * "the first ones went".
+ */
+export type RawWrite = (bufs: Buffer[], sizes: Int32Array, offset: number, count: number, refused?: Uint8Array) => number;
 
 /**
  * Finishes a CHECKSUM_PARTIAL packet: the field at start + field holds the pseudo-header sum, the
@@ -313,6 +317,9 @@ export class TunOffloadWriter {
   /** Entries of the raw write under way: plain packets (or the one super-packet) behind their header. */
   private readonly outBufs: Buffer[] = [];
   private outSizes = new Int32Array(64);
+  /** The caller's index of each plain entry in outBufs, and what the raw write refused of them. */
+  private outIdx = new Int32Array(64);
+  private outRefused = new Uint8Array(64);
   /** Buffers for coalesced super-packets and for packets without room for a header in front. */
   private readonly staged: Buffer[] = [];
   private readonly superHeaders: Array<VirtioNetHdrRepr | undefined> = [];
@@ -333,9 +340,10 @@ export class TunOffloadWriter {
    * device took (the segments of a coalesced super-packet count one each). Same rules as native
    * tunWriteOffload: a packet the kernel refuses is skipped, a refused coalesced super-packet is
    * rewritten packet by packet with coalescing off for the rest of the batch, and an error after some
-   * packets went ends the batch (it recurs on the next call).
+   * packets went ends the batch (it recurs on the next call). `refused` (zeroed by the caller): set to 1
+   * for each packet that did not go in.
    */
-  write(bufs: Buffer[], sizes: number[] | Int32Array, offset: number, count: number, gsoSizes?: readonly number[]): number {
+  write(bufs: Buffer[], sizes: number[] | Int32Array, offset: number, count: number, gsoSizes?: readonly number[], refused?: Uint8Array): number {
     // The header goes into the headroom in front of each packet; without headroom, packets are copied.
     const at = offset >= VIRTIO_NET_HDR_LEN ? offset - VIRTIO_NET_HDR_LEN : 0;
     const inPlace = offset >= VIRTIO_NET_HDR_LEN;
@@ -346,12 +354,19 @@ export class TunOffloadWriter {
     }
     const out = this.outBufs;
     out.length = 0;
-    if (this.outSizes.length < count) this.outSizes = new Int32Array(Math.max(count, 2 * this.outSizes.length));
+    if (this.outSizes.length < count) {
+      const room = Math.max(count, 2 * this.outSizes.length);
+      this.outSizes = new Int32Array(room);
+      this.outIdx = new Int32Array(room);
+      this.outRefused = new Uint8Array(room);
+    }
     const c = this.counters;
     const first = this.first;
     let coalesce = this.coalesce;
     let staged = 0;
     let written = 0;
+    // The first packet whose fate is not known yet (staged, or not reached): refused if an error ends the batch.
+    let pending = 0;
     try {
       for (let i = 0; i < count; ) {
         const buf = bufs[i]!;
@@ -370,11 +385,13 @@ export class TunOffloadWriter {
           }
           entry.fill(0, at, at + VIRTIO_NET_HDR_LEN);
           this.outSizes[out.length] = VIRTIO_NET_HDR_LEN + size;
+          this.outIdx[out.length] = i;
           out.push(entry);
           i++;
           continue;
         }
-        written += this.flush(at);
+        written += this.flushPlain(at, refused);
+        pending = i;
         staged = 0;
         let entry: Buffer;
         if (run > 1) {
@@ -394,7 +411,11 @@ export class TunOffloadWriter {
           // Refused or the device full (writeBatch does not say which): native rewrites a refused
           // coalesced run packet by packet; on a full device those writes fail too, and nothing is counted.
           if (run > 1) coalesce = false;
-          else i++;
+          else {
+            if (refused !== undefined) refused[i] = 1;
+            i++;
+            pending = i;
+          }
           continue;
         }
         if (run > 1) {
@@ -405,21 +426,41 @@ export class TunOffloadWriter {
         }
         written += run;
         i += run;
+        pending = i;
       }
-      written += this.flush(at);
+      written += this.flushPlain(at, refused);
+      pending = count;
     } catch (e) {
       if (written === 0) throw e;
+      refused?.fill(1, pending, count);
     }
     c[TunCounter.Writes]! += written;
     return written;
   }
 
+  /**
+   * flush for plain entries: marks refused[idx] for each one the raw write did not take (by its marks,
+   * or the last ones when it gives none).
+   */
+  private flushPlain(at: number, refused: Uint8Array | undefined): number {
+    const n = this.outBufs.length;
+    if (refused === undefined || n === 0) return this.flush(at);
+    const marks = this.outRefused;
+    marks.fill(0, 0, n);
+    const took = this.flush(at, marks);
+    let marked = 0;
+    for (let k = 0; k < n; k++) marked += marks[k]!;
+    if (marked !== n - took) for (let k = 0; k < n; k++) marks[k] = k < took ? 0 : 1;
+    for (let k = 0; k < n; k++) if (marks[k] === 1) refused[this.outIdx[k]!] = 1;
+    return took;
+  }
+
   /** Writes the entries in outBufs (all plain, or one super-packet) and empties it; returns how many went. */
-  private flush(at: number): number {
+  private flush(at: number, refused?: Uint8Array): number {
     const out = this.outBufs;
     if (out.length === 0) return 0;
     try {
-      return this.writeRaw(out, this.outSizes, at, out.length);
+      return refused === undefined ? this.writeRaw(out, this.outSizes, at, out.length) : this.writeRaw(out, this.outSizes, at, out.length, refused);
     } finally {
       out.length = 0;
     }

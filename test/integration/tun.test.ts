@@ -85,6 +85,24 @@ native.close(q1.fd);
 addRoute('10.244.10.0', 24, dev.name);
 delRoute('10.244.10.0', 24, dev.name);
 
+// Which packets of a write batch the kernel refused, through each writer of an offload device (the
+// addon's and the TypeScript one): junk (no IP version) between IPv4 headers the device takes
+// (with a wrong header checksum, so the stack drops them quietly after the device took them).
+const refusals = {};
+for (const [name, offloadIn, addr] of [['vxtoffn', 'native', '10.244.12.0'], ['vxtofft', 'ts', '10.244.13.0']]) {
+  const d = openLinuxTun({ name, mtu: 1400, ipv4: addr, prefixLen: 32, offload: true, offloadIn });
+  const pk = Array.from({ length: 5 }, (_, i) => {
+    const b = Buffer.alloc(HEAD + 20);
+    if (i % 2 === 1) b.write('4500001400000000400100000af4090a0af4090b', HEAD, 'hex'); // checksum 0: wrong
+    return b;
+  });
+  const refused = new Uint8Array(5);
+  const written = d.write(pk, [20, 20, 20, 20, 20], HEAD, 5, undefined, refused);
+  refusals[name] = { vnetHdr: d.features.vnetHdr, written, refused: [...refused] };
+  d.close();
+}
+errors.refusals = refusals;
+
 const bufs = Array.from({ length: 8 }, () => Buffer.alloc(HEAD + 1400));
 const sizes = new Array(8).fill(0);
 
@@ -129,8 +147,9 @@ function serve() {
         const full = ~native.checksum(q, ihl, q.length - ihl) & 0xffff;
         q.writeUInt16BE(incr, ihl + 2);
         reply[0].fill(0); // not IPv4/IPv6: the kernel refuses it with EINVAL, the batch goes on
-        const written = dev.write(reply, [20, q.length], HEAD, 2);
-        out({ type: 'replied', written, incr, full, hex: q.toString('hex') });
+        const refused = new Uint8Array(2);
+        const written = dev.write(reply, [20, q.length], HEAD, 2, undefined, refused);
+        out({ type: 'replied', written, refused: [...refused], incr, full, hex: q.toString('hex') });
       }
     }
   });
@@ -263,6 +282,14 @@ describe('Linux TUN device in a network namespace', () => {
     expect(errors.queueAlike).toEqual({ vnetHdr: true, offload: true });
   });
 
+  it('says which packets of a write batch the kernel refused, through the addon\'s offload writer and the TypeScript one', () => {
+    const { errors } = find<{ errors: { refusals: Record<string, { vnetHdr: boolean; written: number; refused: number[] }> } }>('ready')!;
+    for (const name of ['vxtoffn', 'vxtofft']) {
+      // junk, IPv4, junk, IPv4, junk: the three without an IP version refused (EINVAL), the others taken
+      expect(errors.refusals[name]).toEqual({ vnetHdr: true, written: 2, refused: [1, 0, 1, 0, 1] });
+    }
+  });
+
   it('reads a burst of kernel-routed packets in one batch, then EAGAIN → 0', () => {
     const { burst } = find<{ burst: { n: number; pkts: string[]; again: number } }>('ready')!;
     const udp = burst.pkts.map(hex).filter((p) => p[0]! >> 4 === 4 && p[9] === 17);
@@ -292,8 +319,9 @@ describe('Linux TUN device in a network namespace', () => {
     expect(p[21]).toBe(0);
     expect(sum16(p, 20, p.length - 20)).toBe(0xffff); // ICMP checksum valid
 
-    const replied = find<{ written: number; incr: number; full: number; hex: string }>('replied')!;
+    const replied = find<{ written: number; refused: number[]; incr: number; full: number; hex: string }>('replied')!;
     expect(replied.written).toBe(1); // the junk packet refused (EINVAL) and skipped, the reply accepted
+    expect(replied.refused).toEqual([1, 0]); // and the write says which
     expect(replied.incr).toBe(replied.full); // RFC 1624 update == recomputation on a kernel-made packet
     const r = hex(replied.hex);
     expect(r.subarray(12, 16).join('.')).toBe('10.244.9.5');

@@ -81,6 +81,17 @@ function inner(buf: Buffer, offset: number, node: number, id: number): number {
   return 48;
 }
 
+/** VXLAN datagrams from node 2 carrying IPv4/UDP packets to 10.244.1.2 with these identifications. */
+function datagrams(ids: number[]): { bufs: Buffer[]; sizes: number[] } {
+  const bufs = ids.map(() => Buffer.alloc(HEADROOM + 64));
+  const sizes = ids.map((id, i) => {
+    emitVxlan({ vni: 1 }, bufs[i]!, 0);
+    emitEthernet({ dst: OUR_MAC, src: PEER2.vtepMac, etherType: EtherType.IPV4 }, bufs[i]!, VXLAN_HEADER_LEN);
+    return HEADROOM + inner(bufs[i]!, HEADROOM, 1, id);
+  });
+  return { bufs, sizes };
+}
+
 describe('batches smaller than the one before', () => {
   for (const encap of ['ts', 'native'] as const) {
   it(`outbound (${encap} encap): each peer gets exactly this batch’s packets, in order, and a trace sees each once`, () => {
@@ -131,12 +142,7 @@ describe('batches smaller than the one before', () => {
     const { engine: e, written, points } = engine();
     const traced: Record<string, number>[] = [];
     const batch = (ids: number[]): void => {
-      const bufs = ids.map(() => Buffer.alloc(HEADROOM + 64));
-      const sizes = ids.map((id, i) => {
-        emitVxlan({ vni: 1 }, bufs[i]!, 0);
-        emitEthernet({ dst: OUR_MAC, src: PEER2.vtepMac, etherType: EtherType.IPV4 }, bufs[i]!, VXLAN_HEADER_LEN);
-        return HEADROOM + inner(bufs[i]!, HEADROOM, 1, id);
-      });
+      const { bufs, sizes } = datagrams(ids);
       e.handleInbound(bufs, sizes, ids.map(() => PEER2.endpoint), ids.length);
       traced.push(Object.fromEntries(points));
       points.clear();
@@ -148,6 +154,36 @@ describe('batches smaller than the one before', () => {
     const each = (n: number): Record<string, number> => ({ 'udp-recv ok': n, 'decap ok': n, 'tun-write forwarded': n });
     expect(traced).toEqual([each(6), each(2), each(1)]);
     expect(e.counters.snapshot().rx.packets).toBe(9);
+  });
+
+  it('inbound: the packet the TUN refuses mid-batch is the one a trace marks refused (the device says which), not the last', () => {
+    for (const marks of [true, false]) {
+      const { engine: e, tun } = engine();
+      // The device skips the packet with identification 2 and goes on, as the kernel's EINVAL has it.
+      tun.write = (bufs, _sizes, offset, count, _gso, refused) => {
+        let n = 0;
+        for (let k = 0; k < count; k++) {
+          if (bufs[k]!.readUInt16BE(offset + 4) === 2) {
+            if (marks && refused) refused[k] = 1;
+            continue;
+          }
+          n++;
+        }
+        return n;
+      };
+      const verdicts: Array<[number, string]> = [];
+      e.setObserver((o) => {
+        if (o.point === 'tun-write') verdicts.push([o.buf.readUInt16BE(o.offset + 4), o.verdict]);
+      });
+      const ids = [1, 2, 3];
+      const { bufs, sizes } = datagrams(ids);
+      e.handleInbound(bufs, sizes, ids.map(() => PEER2.endpoint), ids.length);
+      // A device that only counts is read the old way: the first ones went (what the count alone says).
+      expect({ marks, verdicts }).toEqual({ marks, verdicts: [[1, 'forwarded'], [2, marks ? 'tun-write-failed' : 'forwarded'], [3, marks ? 'forwarded' : 'tun-write-failed']] });
+      const snap = e.counters.snapshot();
+      expect(snap.rx.packets).toBe(2);
+      expect(snap.dropped['tun-write-failed']).toBe(1);
+    }
   });
 });
 

@@ -83,17 +83,23 @@ function counters(): Float64Array {
  * entry `refuse` picks is skipped as the kernel's EINVAL would have it, and once `accept` entries
  * went the device is full (EAGAIN: the rest of every call is left).
  */
-function rawSink(into: Buffer[], accept = Infinity, refuse: (entry: Buffer) => boolean = () => false): RawWrite {
+function rawSink(into: Buffer[], accept = Infinity, refuse: (entry: Buffer) => boolean = () => false, marks = true): RawWrite {
   let room = accept;
-  return (bufs, sizes, offset, count) => {
+  return (bufs, sizes, offset, count, refused) => {
     let n = 0;
-    for (let i = 0; i < count && room > 0; i++) {
+    let i = 0;
+    for (; i < count && room > 0; i++) {
       const entry = bufs[i]!.subarray(offset, offset + sizes[i]!);
-      if (refuse(entry)) continue;
+      if (refuse(entry)) {
+        if (marks && refused) refused[i] = 1;
+        continue;
+      }
       into.push(Buffer.from(entry));
       room--;
       n++;
     }
+    // Marks, as writeBatch sets them (or none: a raw write that only counts).
+    if (marks && refused) refused.fill(1, i, count);
     return n;
   };
 }
@@ -276,13 +282,16 @@ describe('TunOffloadReader', () => {
 describe('TunOffloadWriter', () => {
   const coalesced = (
     pkts: Buffer[],
-    o: { offset?: number; gsoSizes?: number[]; accept?: number; refuse?: (entry: Buffer) => boolean; coalesce?: boolean } = {},
-  ): { out: Buffer[]; written: number; c: Float64Array; bufs: Buffer[] } => {
+    o: { offset?: number; gsoSizes?: number[]; accept?: number; refuse?: (entry: Buffer) => boolean; coalesce?: boolean; rawMarks?: boolean } = {},
+  ): { out: Buffer[]; written: number; c: Float64Array; bufs: Buffer[]; refused: number[] } => {
     const out: Buffer[] = [];
     const c = counters();
     const { bufs, sizes } = atHeadroom(pkts, o.offset);
-    const written = new TunOffloadWriter(rawSink(out, o.accept, o.refuse), c, o.coalesce ?? true).write(bufs, sizes, o.offset ?? HEADROOM, bufs.length, o.gsoSizes);
-    return { out, written, c, bufs };
+    // Poisoned past the batch: the writer must touch none of it.
+    const refused = new Uint8Array(bufs.length + 4).fill(7, bufs.length).fill(0, 0, bufs.length);
+    const written = new TunOffloadWriter(rawSink(out, o.accept, o.refuse, o.rawMarks ?? true), c, o.coalesce ?? true).write(bufs, sizes, o.offset ?? HEADROOM, bufs.length, o.gsoSizes, refused);
+    expect([...refused.subarray(bufs.length)]).toEqual([7, 7, 7, 7]);
+    return { out, written, c, bufs, refused: [...refused.subarray(0, bufs.length)] };
   };
 
   it('one flow of ACK segments, PSH on the last: one super-packet with a GSO header (golden header, lengths, partial checksum)', () => {
@@ -407,6 +416,7 @@ describe('TunOffloadWriter', () => {
     const none = coalesced(pkts, { gsoSizes, refuse: isSuper });
     expect(none.out.map((e) => e.toString('hex'))).toEqual([...a, ...b].map(plainEntry));
     expect(none.written).toBe(5);
+    expect(none.refused).toEqual([0, 0, 0, 1, 0, 0]); // which one, not only how many
     expect([...none.c]).toEqual([0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0]);
   });
 
@@ -414,11 +424,28 @@ describe('TunOffloadWriter', () => {
     const refused = tcp({ payload: payloadOf(10), seq: 1, flags: ACK | SYN });
     const pkts = [...flow(2, 1000, { seq: 20_000 }), refused, tcp({ payload: payloadOf(4000), seq: 9000, flags: ACK }), ...flow(3, 1000)];
     const gsoSizes = [0, 0, 0, 1398, 0, 0, 0];
-    const { out, written, c } = coalesced(pkts, { gsoSizes, refuse: (e) => e.subarray(10).equals(refused) });
-    const all = coalesced(pkts, { gsoSizes }).out.map((e) => e.toString('hex'));
-    expect(out.map((e) => e.toString('hex'))).toEqual(all.filter((e) => e !== plainEntry(refused)));
-    expect(written).toBe(6);
-    expect([...c]).toEqual([0, 0, 0, 0, 0, 6, 2, 5, 1, 0, 0, 0]);
+    const r = coalesced(pkts, { gsoSizes, refuse: (e) => e.subarray(10).equals(refused) });
+    const all = coalesced(pkts, { gsoSizes });
+    expect(all.refused).toEqual([0, 0, 0, 0, 0, 0, 0]);
+    expect(r.out.map((e) => e.toString('hex'))).toEqual(all.out.map((e) => e.toString('hex')).filter((e) => e !== plainEntry(refused)));
+    expect(r.written).toBe(6);
+    expect([...r.c]).toEqual([0, 0, 0, 0, 0, 6, 2, 5, 1, 0, 0, 0]);
+    // The refused packet is the third, between a coalesced run and a given super-packet.
+    expect(r.refused).toEqual([0, 0, 1, 0, 0, 0, 0]);
+  });
+
+  it('marks which packets did not go: refused plain ones among plain ones, and what a full device left', () => {
+    const bad = tcp({ payload: payloadOf(10), seq: 1, flags: ACK | SYN });
+    const syn = (seq: number): Buffer => tcp({ payload: payloadOf(10), seq, flags: ACK | SYN }); // never coalesced
+    const pkts = [syn(100), bad, syn(200), syn(300)];
+    expect(coalesced(pkts, { refuse: (e) => e.subarray(10).equals(bad) }).refused).toEqual([0, 1, 0, 0]);
+    // Full after two entries: the last two did not go.
+    const full = coalesced(pkts, { accept: 2 });
+    expect(full.written).toBe(2);
+    expect(full.refused).toEqual([0, 0, 1, 1]);
+    // A raw write that only counts (no marks): the writer takes the first ones as those that went.
+    const counted = coalesced(pkts, { accept: 3, rawMarks: false });
+    expect(counted.refused).toEqual([0, 0, 0, 1]);
   });
 
   it('an error after packets went ends the batch with those counted; before any went it is thrown', () => {
@@ -439,8 +466,10 @@ describe('TunOffloadWriter', () => {
     const c = counters();
     const out: Buffer[] = [];
     const after = atHeadroom(pkts);
-    expect(new TunOffloadWriter(failOn(out), c, true).write(after.bufs, after.sizes, HEADROOM, pkts.length)).toBe(3);
+    const refused = new Uint8Array(pkts.length);
+    expect(new TunOffloadWriter(failOn(out), c, true).write(after.bufs, after.sizes, HEADROOM, pkts.length, undefined, refused)).toBe(3);
     expect(out).toHaveLength(1);
+    expect([...refused]).toEqual([0, 0, 0, 1, 1]); // the error ended the batch at the fourth
     expect([...c]).toEqual([0, 0, 0, 0, 0, 3, 1, 3, 0, 0, 0, 0]);
     const before = atHeadroom([bad, ...flow(3, 1000)]);
     expect(() => new TunOffloadWriter(failOn([]), counters(), true).write(before.bufs, before.sizes, HEADROOM, 4)).toThrow('EBADFD');
