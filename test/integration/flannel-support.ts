@@ -101,11 +101,18 @@ export class FlannelLab {
   }
 
   async waitRoute(n: LabNode, subnet: string, present: boolean, timeoutMs = 5000): Promise<void> {
-    await waitFor(async () => (await this.routes(n)).some((r) => r.subnet === subnet) === present, {
-      timeoutMs,
-      intervalMs: 100,
-      what: `${subnet} ${present ? 'in' : 'gone from'} node ${n.index}'s routes`,
-    });
+    try {
+      await waitFor(async () => (await this.routes(n)).some((r) => r.subnet === subnet) === present, {
+        timeoutMs,
+        intervalMs: 100,
+        what: `${subnet} ${present ? 'in' : 'gone from'} node ${n.index}'s routes`,
+      });
+    } catch (e) {
+      // Seen once in CI and never since: say what the node's lease manager went through, and its last log lines.
+      const lease = await controlRequest(n.vxtun.controlSocket, { cmd: 'info' }).then((i) => JSON.stringify((i as { lease?: unknown }).lease), (err: Error) => err.message);
+      const log = n.vxtun.output.join('').split('\n').slice(-8).join('\n');
+      throw new Error(`${(e as Error).message}\nnode ${n.index} lease manager: ${lease}\nits last log lines:\n${log}`);
+    }
   }
 
   /** A pod on node `n` made by the CNI bridge + host-local plugins from n's subnet.env. */
