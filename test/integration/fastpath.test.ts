@@ -172,7 +172,7 @@ const cases: Case[] = [
       expect(i.datapath).toBe('ts');
       expect(i.features).toMatchObject({ recvmmsg: false, sendmmsg: false, udpGso: false, nativeChecksum: false, nativeEncap: false, tunOffload: true });
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN and cut in TypeScript
-      expect(i.datapathCounters.tun.GsoSegments).toBeGreaterThan(i.datapathCounters.tun.GsoPackets);
+      expect(i.datapathCounters.tun.GsoSegments).toBeGreaterThan(i.datapathCounters.tun.GsoPackets!);
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and segments written back as super-packets
       expect(i.datapathCounters.tun.BadVnetHdr).toBe(0);
     },
@@ -216,7 +216,7 @@ const cases: Case[] = [
       expect(i.datapath).toBe('ts');
       expect(i.features.tunOffload).toBe(true);
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0);
-      expect(i.datapathCounters.tun.SuperWrites + i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0);
+      expect(i.datapathCounters.tun.SuperWrites! + i.datapathCounters.tun.CoalescedWrites!).toBeGreaterThan(0);
       expect(i.datapathCounters.tun.BadVnetHdr).toBe(0);
     },
   },

@@ -25,6 +25,7 @@ export interface NodeInfo {
   mtu: number;
   device: string;
   backend: string;
+  features: Record<string, unknown>;
 }
 
 export class FlannelLab {

@@ -105,9 +105,9 @@ describe('engine: native checksum vs TS reference', () => {
       const payload = kind === 4 ? 1500 + (next() % 60000) : next() % (TUN_MTU - 40 + 1);
       const inner = randomIpPacket(next, payload, tcp);
       if (kind === 2 || kind === 4) setPartialL4Checksum(inner, 0, inner.length);
-      if (kind === 3) inner[20 + (next() % (inner.length - 20))] ^= 0xff; // a wrong checksum: left to the receiver
+      if (kind === 3) inner[20 + (next() % (inner.length - 20))]! ^= 0xff; // a wrong checksum: left to the receiver
       const d = vxlanDatagram(inner);
-      if (kind === 5 && next() % 4 === 0) d[next() % d.length] ^= 1 << (next() % 8); // header damage
+      if (kind === 5 && next() % 4 === 0) d[next() % d.length]! ^= 1 << (next() % 8); // header damage
       datagrams.push(d);
     }
     const ts = makeEngine(undefined);

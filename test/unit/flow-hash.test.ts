@@ -33,7 +33,7 @@ function datagram(next: () => number, kind: (typeof KINDS)[number]): Buffer {
     const ihl = kind === 'options4' ? 5 + (next() % 11) : 5;
     inner = bytes(ihl * 4 + 8 + (next() % 100));
     inner[0] = 0x40 | ihl;
-    inner[9] = { tcp4: 6, udp4: 17, sctp4: 132, icmp4: 1, options4: [6, 17][next() % 2]!, fragment4: 6 }[kind];
+    inner[9] = ({ tcp4: 6, udp4: 17, sctp4: 132, icmp4: 1, options4: [6, 17][next() % 2]!, fragment4: 6 } as Record<string, number>)[kind]!;
     inner.writeUInt16BE(kind === 'fragment4' ? 1 + (next() % 0x1fff) : next() & 0x4000, 6); // offset or DF only
   }
   const type = Buffer.alloc(2);

@@ -86,7 +86,7 @@ describe('prepareTcpGso: the virtio_net_hdr of a super-packet', () => {
     const b = Buffer.alloc(12);
     expect(emitVirtioNetHdr(repr, b, 2)).toBe(10);
     const h = VirtioNetHdr.check(b, 2);
-    if (isWireError(h)) throw new Error(h);
+    if (isWireError(h)) throw new Error(String(h));
     expect(h.parse()).toEqual(repr);
     expect(isWireError(VirtioNetHdr.check(b, 3))).toBe(true);
   });

@@ -53,7 +53,7 @@ describe('LinuxTun.stopReading', () => {
     const whileReading = calls;
     expect(whileReading).toBeGreaterThan(2); // the pending part brings the reader back, turn after turn
     reading = false; // Pipeline.stop: reads nothing more ...
-    tun.stopReading(); // ... and stops the device's readiness
+    tun.stopReading!(); // ... and stops the device's readiness
     const atStop = calls;
     await tick(50);
     expect(calls - atStop).toBeLessThanOrEqual(1); // at most the turn already scheduled

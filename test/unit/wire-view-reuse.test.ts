@@ -27,7 +27,7 @@ const kinds: ViewKind<never>[] = [
     check: VxlanHeader.check,
     scratch: VxlanHeader.scratch,
     read: (v: VxlanHeader) => [v.offset, v.length, v.flags, v.vni, v.validate()?.reason, v.payloadOffset, v.payloadLength],
-    plausible: (b, o) => void (b[o] = 0x08),
+    plausible: (b: Buffer, o: number) => void (b[o] = 0x08),
   },
   {
     name: 'EthernetFrame',
@@ -41,7 +41,7 @@ const kinds: ViewKind<never>[] = [
     check: Ipv4Packet.check,
     scratch: Ipv4Packet.scratch,
     read: (v: Ipv4Packet) => [v.offset, v.length, v.version, v.headerLength, v.totalLength, v.identification, v.dontFragment, v.isFragment, v.ttl, v.protocol, v.src, v.dst, v.payloadOffset, v.payloadLength],
-    plausible: (b, o) => {
+    plausible: (b: Buffer, o: number) => {
       b[o] = 0x45;
       b.writeUInt16BE(20 + (b[o + 3]! % 40), o + 2);
     },
@@ -51,7 +51,7 @@ const kinds: ViewKind<never>[] = [
     check: Ipv6Packet.check,
     scratch: Ipv6Packet.scratch,
     read: (v: Ipv6Packet) => [v.offset, v.length, v.payloadLength, v.nextHeader, v.hopLimit, v.src.toString('hex'), v.dst.toString('hex'), v.payloadOffset],
-    plausible: (b, o) => {
+    plausible: (b: Buffer, o: number) => {
       b[o] = 0x60;
       b.writeUInt16BE(b[o + 5]! % 24, o + 4);
     },
@@ -61,14 +61,14 @@ const kinds: ViewKind<never>[] = [
     check: TcpSegment.check,
     scratch: TcpSegment.scratch,
     read: (v: TcpSegment) => [v.offset, v.length, v.srcPort, v.dstPort, v.seq, v.ack, v.headerLength, v.flags, v.window, v.checksum, v.payloadOffset, v.payloadLength],
-    plausible: (b, o) => void (b[o + 12] = 0x50),
+    plausible: (b: Buffer, o: number) => void (b[o + 12] = 0x50),
   },
   {
     name: 'UdpDatagram',
     check: UdpDatagram.check,
     scratch: UdpDatagram.scratch,
     read: (v: UdpDatagram) => [v.offset, v.available, v.srcPort, v.dstPort, v.length, v.checksum, v.payloadOffset, v.payloadLength],
-    plausible: (b, o) => b.writeUInt16BE(8 + (b[o + 5]! % 24), o + 4),
+    plausible: (b: Buffer, o: number) => b.writeUInt16BE(8 + (b[o + 5]! % 24), o + 4),
   },
 ] as unknown as ViewKind<never>[];
 
