@@ -6,6 +6,7 @@
  * sending node (which receives next to nothing) never switches, and VXTUN_NO_INBOUND_SCHED=1 keeps
  * every thread at SCHED_BATCH. What it buys is measured by the benchmark, not here.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Topology, waitFor, waitForOutput } from '../../src/lab/netns.js';
 import { Cluster, type ClusterNode } from '../../src/lab/cluster.js';
@@ -14,26 +15,48 @@ import { requirePrerequisites, withEnv, threadPolicies, SCHED_BATCH, SCHED_OTHER
 
 const features = async (n: ClusterNode): Promise<Record<string, unknown>> => ((await controlRequest(n.vxtun!.controlSocket, { cmd: 'info' })) as { features: Record<string, unknown> }).features;
 
-/** Runs a 3 s UDP flood of 1350-byte datagrams from node 1's pod to node 2's, sampling both nodes' thread policies every 25 ms. */
-async function floodAndSample(cluster: Cluster, port: number): Promise<{ receiver: Set<number>[]; sender: Set<number>[]; delivered: number }> {
+/** The policy of each thread of a process, by thread id. */
+function policiesByTid(pid: number): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      m.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]));
+    } catch {
+      // a thread that exited since the listing
+    }
+  }
+  return m;
+}
+
+/**
+ * Runs a UDP flood of 1350-byte datagrams from node 1's pod to node 2's (3 s, from an ephemeral
+ * port unless `cport`), sampling both nodes' thread policies every 25 ms; `switched` collects the
+ * receiving node's threads seen at SCHED_OTHER.
+ */
+async function floodAndSample(cluster: Cluster, port: number, opts: { seconds?: number; cport?: number } = {}): Promise<{ receiver: Set<number>[]; sender: Set<number>[]; delivered: number; switched: Set<number> }> {
   const [a, b] = [cluster.node(1), cluster.node(2)];
   const server = b.pod.spawn(['iperf3', '-s', '-1', '--forceflush', '-B', b.podIp, '-p', String(port)]);
   await waitForOutput(server, /listening/, { timeoutMs: 10_000 });
   const receiver: Set<number>[] = [];
   const sender: Set<number>[] = [];
+  const switched = new Set<number>();
   let flooding = true;
   const sampling = (async () => {
     while (flooding) {
-      receiver.push(new Set(threadPolicies(b.vxtun!.child.pid!)));
+      const byTid = policiesByTid(b.vxtun!.child.pid!);
+      receiver.push(new Set(byTid.values()));
+      for (const [tid, p] of byTid) if (p === SCHED_OTHER) switched.add(tid);
       sender.push(new Set(threadPolicies(a.vxtun!.child.pid!)));
       await new Promise((r) => setTimeout(r, 25));
     }
   })();
-  const client = await a.pod.execOk(['iperf3', '-c', b.podIp, '-p', String(port), '-u', '-b', '0', '-l', '1350', '-t', '3', '-J'], { timeoutMs: 30_000 });
+  const cport = opts.cport !== undefined ? ['--cport', String(opts.cport)] : [];
+  const client = await a.pod.execOk(['iperf3', '-c', b.podIp, '-p', String(port), ...cport, '-u', '-b', '0', '-l', '1350', '-t', String(opts.seconds ?? 3), '-J'], { timeoutMs: 30_000 });
   flooding = false;
   await sampling;
   const sum = (JSON.parse(client.stdout) as { end: { sum: { packets: number; lost_packets: number } } }).end.sum;
-  return { receiver, sender, delivered: sum.packets - sum.lost_packets };
+  return { receiver, sender, delivered: sum.packets - sum.lost_packets, switched };
 }
 
 const allBatch = (pid: number): boolean => threadPolicies(pid).every((p) => p === SCHED_BATCH);
@@ -43,7 +66,8 @@ describe('an engine thread follows its inbound load (default)', () => {
   let cluster: Cluster;
   beforeAll(async () => {
     requirePrerequisites(['ip', 'iperf3']);
-    cluster = await Cluster.build(topology, { kinds: ['vxtun', 'vxtun'] });
+    // Two engines per node: the main thread's and a worker's, each on its own TUN queue and socket.
+    cluster = await Cluster.build(topology, { kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--workers', '2'] });
   });
   afterAll(async () => {
     await cluster?.destroy();
@@ -65,6 +89,25 @@ describe('an engine thread follows its inbound load (default)', () => {
     // and idle traffic afterwards does not switch it again
     await a.pod.execOk(['ping', '-c', '5', '-i', '0.05', b.podIp]);
     expect(allBatch(b.vxtun!.child.pid!)).toBe(true);
+  });
+
+  it('each engine thread switches for itself: the main thread and the worker, whichever the flood reaches', async () => {
+    const b = cluster.node(2);
+    const pid = b.vxtun!.child.pid!;
+    // Which engine a flow reaches is the receiving socket's SO_REUSEPORT hash of the outer ports,
+    // which follow the inner flow: new client ports until both engines were flooded (each flood
+    // misses one of two engines with p = 1/2: twelve floods miss one of them with p = 2^-11).
+    const seen = new Set<number>();
+    for (let k = 0; k < 12 && !(seen.has(pid) && [...seen].some((t) => t !== pid)); k++) {
+      const r = await floodAndSample(cluster, 5903 + k, { seconds: 1, cport: 41000 + k });
+      expect(r.delivered).toBeGreaterThan(1000);
+      // one engine carries one flow: never both at once
+      expect(r.switched.size).toBe(1);
+      for (const t of r.switched) seen.add(t);
+      await waitFor(() => allBatch(pid), { timeoutMs: 2000, what: "node 2's threads back at SCHED_BATCH" });
+    }
+    expect(seen.has(pid)).toBe(true); // the main thread's engine
+    expect([...seen].filter((t) => t !== pid)).toHaveLength(1); // and the worker's
   });
 });
 
