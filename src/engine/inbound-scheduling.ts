@@ -32,7 +32,7 @@ export class InboundScheduling {
   private lastBusy = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
   private disabled = false;
-  /** Policy changes made, for status and tests. */
+  /** Policy changes made (tests read it). */
   switches = 0;
 
   constructor(opts: InboundSchedulingOptions) {

@@ -5,7 +5,7 @@
  * its turn. A backend is the two stages: handleOutbound (TUN batch) and handleInbound (UDP batch).
  */
 import type { Bind, Endpoint } from '../conn/bind.js';
-import type { TunDevice } from '../tun/device.js';
+import { settleRefused, type TunDevice } from '../tun/device.js';
 import type { Observer } from '../trace/observe.js';
 import type { ExpressHandle } from '../native/index.js';
 import { VXLAN_HEADER_LEN } from '../wire/vxlan.js';
@@ -144,10 +144,7 @@ export abstract class Pipeline {
     }
     if (written < count) {
       this.counters.drop(DropReason.TunWriteFailed, count - written);
-      // A device that does not mark (or threw): the first `written` went, as its count says.
-      let marked = 0;
-      for (let k = 0; k < count; k++) marked += refused[k]!;
-      if (marked !== count - written) for (let k = 0; k < count; k++) refused[k] = k < written ? 0 : 1;
+      settleRefused(refused, count, written);
     }
     return written;
   }

@@ -75,8 +75,8 @@ export function applyBatchScheduling(wanted: boolean): boolean {
 }
 
 /**
- * The main thread's policy follower when SCHED_BATCH is on and VXTUN_NO_INBOUND_SCHED is not 1
- * (workers get theirs from `WorkerSpec.inboundScheduling`); undefined otherwise.
+ * The calling thread's policy follower when SCHED_BATCH is on and VXTUN_NO_INBOUND_SCHED is not 1
+ * (a worker makes its own when `WorkerSpec.inboundScheduling` says so); undefined otherwise.
  */
 export function inboundSchedulingFor(batchScheduling: boolean): InboundScheduling | undefined {
   if (!batchScheduling || process.env.VXTUN_NO_INBOUND_SCHED === '1') return undefined;
@@ -209,7 +209,7 @@ function runWorker(init: WorkerInit): void {
   };
   engine = new Engine(tun, bind, {
     batchHooks: { before, after },
-    ...(init.inboundScheduling === true ? { inboundScheduling: new InboundScheduling({ setBatch: (b) => native.setThreadPolicy(b) }) } : {}),
+    inboundScheduling: inboundSchedulingFor(init.inboundScheduling === true),
     ...init.engine,
     vtepMac: Buffer.from(init.engine.vtepMac),
     onesSum: native.checksum,

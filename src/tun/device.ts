@@ -5,6 +5,18 @@
  */
 import type { ExpressHandle, ExpressTunSide } from '../native/index.js';
 
+/**
+ * The caller's side of write's `refused` contract: after a write of `count` packets that took `took`,
+ * keeps the device's marks when they add up to count - took, and otherwise (a device that only counts,
+ * or one that threw) marks the last count - took, as the count alone says.
+ */
+export function settleRefused(refused: Uint8Array, count: number, took: number): void {
+  if (took >= count) return;
+  let marked = 0;
+  for (let k = 0; k < count; k++) marked += refused[k]!;
+  if (marked !== count - took) for (let k = 0; k < count; k++) refused[k] = k < took ? 0 : 1;
+}
+
 export interface TunDevice {
   readonly name: string;
   readonly mtu: number;

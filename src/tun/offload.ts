@@ -19,6 +19,7 @@ import { UdpField } from '../wire/udp.js';
 import { VirtioNetHdr, VirtioNetFlag, VirtioNetGso, VIRTIO_NET_HDR_LEN, emitVirtioNetHdr, type VirtioNetHdrRepr } from '../wire/virtio-net.js';
 import { prepareTcpGso, writeTcpSegment, type TcpSuperPacket } from '../engine/gso.js';
 import { WireError } from '../wire/error.js';
+import { settleRefused } from './device.js';
 
 /** Index of each counter (mirrors TunCounter in native/tun_offload.cc). */
 export const TunCounter = {
@@ -448,9 +449,7 @@ export class TunOffloadWriter {
     const marks = this.outRefused;
     marks.fill(0, 0, n);
     const took = this.flush(at, marks);
-    let marked = 0;
-    for (let k = 0; k < n; k++) marked += marks[k]!;
-    if (marked !== n - took) for (let k = 0; k < n; k++) marks[k] = k < took ? 0 : 1;
+    settleRefused(marks, n, took);
     for (let k = 0; k < n; k++) if (marks[k] === 1) refused[this.outIdx[k]!] = 1;
     return took;
   }
@@ -460,7 +459,7 @@ export class TunOffloadWriter {
     const out = this.outBufs;
     if (out.length === 0) return 0;
     try {
-      return refused === undefined ? this.writeRaw(out, this.outSizes, at, out.length) : this.writeRaw(out, this.outSizes, at, out.length, refused);
+      return this.writeRaw(out, this.outSizes, at, out.length, refused);
     } finally {
       out.length = 0;
     }
