@@ -61,5 +61,9 @@ void InitSched(Napi::Env env, Napi::Object exports);  // sched.cc: SCHED_BATCH f
 // readiness of `side` (0: TUN, 1: UDP) — -1 when JS need not run, else what to tell it (see there).
 bool ExpressTag(napi_env env, napi_value v);
 int ExpressOnReadable(void* express, int side);
+// Whether its polls should use the express thread (expressOpen's `thread`), and that thread's counters.
+bool ExpressWantsThread(void* express);
+enum class ExpressThreadEvent { kPass, kToLoop, kBack };
+void ExpressCountThread(void* express, ExpressThreadEvent e);
 
 }  // namespace vxtun

@@ -28,6 +28,7 @@
 #include <arpa/inet.h>
 #include <cerrno>
 #include <climits>
+#include <mutex>
 #include <cstring>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -46,7 +47,10 @@ enum ExpressCounter {
   kTunWriteFailed = 5, // a TUN write the kernel refused (the engine's tun-write-failed drop)
   kOutHandedOver = 6,  // TUN reads handed to the JS pipeline (not lone, or not for this path)
   kInHandedOver = 7,   // UDP batches handed to the JS pipeline
-  kExpressCounterCount = 8,
+  kThreadPasses = 8,   // wake-ups served on the express thread (poll.cc), the event loop left asleep
+  kLoopHandovers = 9,  // times that thread handed both descriptors to the event loop
+  kThreadResumes = 10, // times the event loop handed them back (a quiet pass on each side)
+  kExpressCounterCount = 11,
 };
 
 constexpr size_t kHeaderLen = 22;  // VXLAN 8 + inner Ethernet 14
@@ -87,6 +91,10 @@ struct Express {
   double* ctr = nullptr;
   const int32_t* gate = nullptr;  // non-zero while a trace watches (may be shared between threads)
   bool enabled = true;
+  bool thread = false;  // serve idle wake-ups on a thread of its own (poll.cc), off the event loop
+  // Held through a pass and by route swaps and stop: with the express thread, a pass and the event
+  // loop's expressRoutes can run at once (the descriptors themselves have one owner at a time).
+  std::mutex mu;
   std::vector<int32_t> trie;  // the engine's IPv4 trie (routes.ts): 0 none, k > 0 peer k - 1, ~c chunk c
   std::vector<Peer> peers;
 };
@@ -298,7 +306,8 @@ bool Int(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi,
 
 // expressOpen({ tunFd, vnetHdr, scratch?, state?, tunCounters, udpFd, sendFds: Int32Array, arena, slotSize,
 //               batch, sizes, addrs, ports, gsoSizes?, udpCounters, vni, vtepMac, maxInnerSize, readRoom, tunMtu,
-//               counters, gate: Int32Array }): handle
+//               counters, gate: Int32Array, thread? }): handle
+// `thread`: the polls fed by this path wait on a thread of their own while traffic is idle (poll.cc).
 // The buffers stay owned by JS (the TUN device and the bind), which keep them for as long as their
 // polls run; the express path is only ever entered from those polls (pollStart's `express`).
 Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
@@ -382,6 +391,7 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   x->gate = gate;
+  x->thread = o.Get("thread").ToBoolean().Value();
   Napi::External<Express> handle = Napi::External<Express>::New(env, x.release(), Finalize);
   napi_type_tag_object(env, handle, &kExpressTag);
   return handle;
@@ -419,6 +429,7 @@ Napi::Value ExpressRoutes(const Napi::CallbackInfo& info) {
     std::memcpy(&p.dst.sin_port, r + kHeaderLen + 4, 2);
     p.ok = p.dst.sin_port != 0;
   }
+  std::lock_guard<std::mutex> hold(x->mu);
   x->trie.assign(trie, trie + trieLen);
   x->peers.swap(peers);
   return env.Undefined();
@@ -429,7 +440,10 @@ Napi::Value ExpressRoutes(const Napi::CallbackInfo& info) {
 Napi::Value ExpressStop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Express* x = info.Length() > 0 ? Unwrap(env, info[0], "expressStop") : nullptr;
-  if (x != nullptr) x->enabled = false;
+  if (x != nullptr) {
+    std::lock_guard<std::mutex> hold(x->mu);
+    x->enabled = false;
+  }
   return env.Undefined();
 }
 
@@ -443,8 +457,17 @@ bool ExpressTag(napi_env env, napi_value v) {
 
 int ExpressOnReadable(void* express, int side) {
   Express* x = static_cast<Express*>(express);
+  std::lock_guard<std::mutex> hold(x->mu);
   if (side == 0) return OnTunReadable(x) ? -1 : 0;
   return OnUdpReadable(x);
+}
+
+bool ExpressWantsThread(void* express) { return static_cast<Express*>(express)->thread; }
+
+void ExpressCountThread(void* express, ExpressThreadEvent e) {
+  // Each slot has one writer (passes and hand-overs: the thread; hand-backs: the event loop).
+  Express* x = static_cast<Express*>(express);
+  x->ctr[e == ExpressThreadEvent::kPass ? kThreadPasses : e == ExpressThreadEvent::kToLoop ? kLoopHandovers : kThreadResumes] += 1;
 }
 
 void InitExpress(Napi::Env env, Napi::Object exports) {

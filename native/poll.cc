@@ -2,13 +2,54 @@
 // The callback runs on the main thread through napi_make_callback (so microtasks run after it and
 // an exception it throws reaches 'uncaughtException'). epoll is level-triggered here: a callback that
 // leaves packets unread is called again on the next loop turn, one that drains them is not.
+//
+// The express thread (an express path opened with `thread`): one thread per express path waits on
+// both its descriptors, the TUN and the UDP socket, while traffic is idle, so a lone packet is
+// forwarded without waking the event loop at all. Why: after every poll callback the loop runs a
+// turn of its own (check and timer phases, a second epoll_pwait for its idle-time metric), 10-25 µs
+// per wake-up on this VM, and a ping round trip wakes vxtun three or four times.
+// Ownership: the thread owns both descriptors or neither. A wake-up the express path does not serve
+// (a batch, anything it hands over) hands both to the loop: the thread stops waiting on them and
+// wakes the poll whose side woke (uv_async), which starts both uv polls, as without the thread, and
+// runs the JS callback with what the express path read. The loop hands them back once its last pass
+// on each side was quiet (a lone packet forwarded, or nothing there). So the thread and the JS
+// pipeline never use one descriptor, buffer or counter block at once; a route swap, which can,
+// takes the express path's lock.
 #include "common.h"
 
+#include <atomic>
+#include <cerrno>
 #include <climits>
+#include <map>
+#include <mutex>
+#include <pthread.h>
+#include <csignal>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <uv.h>
 
 namespace vxtun {
 namespace {
+
+struct Poll;
+
+struct ExpressThread {
+  void* express = nullptr;
+  int epfd = -1;
+  int stopfd = -1;  // eventfd: stop waiting and return
+  pthread_t th;
+  std::mutex mu;  // the fields below; held by the thread through a pass
+  Poll* polls[2] = {nullptr, nullptr};  // by side: 0 TUN, 1 UDP
+  bool owned = true;                    // the thread waits on both; false: the loop's uv polls do
+  bool quiet[2] = {false, false};       // the loop's last pass on that side needed no JS
+};
+
+constexpr uint32_t kStopKey = 2;  // epoll data for stopfd (0 and 1 are the sides)
+
+// One per express path, found by the polls of both sides (process-wide: worker threads have their own paths).
+std::mutex gThreadsMu;
+std::map<void*, ExpressThread*> gThreads;
 
 struct Poll {
   uv_poll_t handle;  // handle.data points back to this Poll
@@ -24,10 +65,18 @@ struct Poll {
   void* express = nullptr;
   napi_ref expressRef = nullptr;  // keeps it alive while this poll may call it
   int side = 0;
+  // With the express thread: it, the loop's wake-up from it, and whether this uv poll is started.
+  ExpressThread* xt = nullptr;
+  uv_async_t async;
+  std::atomic<int> handed{INT_MIN};  // what the thread's pass read for JS, until OnAsync takes it
+  bool polling = false;
+  int openHandles = 1;  // uv handles to close before the memory may go (the poll, and async if any)
 };
 
 // Tags the JS handle so pollStop can tell it from any other External.
 const napi_type_tag kPollTag = {0x76787475'6e706f6cULL, 0x9d1c'4b2e'0a51'3f07ULL};
+
+void LeaveThread(Poll* p);
 
 void MaybeFree(Poll* p) {
   if (!p->jsAlive && p->uvClosed) delete p;
@@ -35,6 +84,7 @@ void MaybeFree(Poll* p) {
 
 void OnClose(uv_handle_t* h) {
   Poll* p = static_cast<Poll*>(h->data);
+  if (--p->openHandles > 0) return;
   p->uvClosed = true;
   // Only now may the environment (and, in a worker, this very library) go away.
   if (p->cleanup != nullptr) {
@@ -44,11 +94,175 @@ void OnClose(uv_handle_t* h) {
   MaybeFree(p);
 }
 
+void OnPoll(uv_poll_t* h, int status, int events);
+
+// epoll interest in side's descriptor for the thread: one readiness (then it is off until armed again), or none.
+void Interest(ExpressThread* xt, int side, bool armed) {
+  epoll_event ev{};
+  ev.events = armed ? (EPOLLIN | EPOLLONESHOT) : EPOLLONESHOT;  // no event bits: disabled
+  ev.data.u32 = static_cast<uint32_t>(side);
+  epoll_ctl(xt->epfd, EPOLL_CTL_MOD, xt->polls[side]->fd, &ev);
+}
+
+void StartUvPoll(Poll* q) {
+  if (q->polling) return;
+  q->polling = true;
+  uv_poll_start(&q->handle, UV_READABLE, OnPoll);
+}
+
+void StopUvPoll(Poll* q) {
+  if (!q->polling) return;
+  q->polling = false;
+  uv_poll_stop(&q->handle);
+}
+
+// The thread: wait, serve a wake-up, or hand both descriptors to the loop.
+void* ThreadMain(void* arg) {
+  ExpressThread* xt = static_cast<ExpressThread*>(arg);
+  pthread_setname_np(pthread_self(), "vxtun-express");
+  epoll_event ev[3];
+  for (;;) {
+    int n = epoll_wait(xt->epfd, ev, 3, -1);
+    if (n < 0 && errno != EINTR) return nullptr;
+    for (int i = 0; i < n; i++) {
+      uint32_t side = ev[i].data.u32;
+      if (side == kStopKey) return nullptr;
+      std::lock_guard<std::mutex> hold(xt->mu);
+      Poll* p = xt->polls[side];
+      if (!xt->owned || p == nullptr) continue;
+      int pre = ExpressOnReadable(xt->express, static_cast<int>(side));
+      if (pre < 0) {
+        ExpressCountThread(xt->express, ExpressThreadEvent::kPass);
+        Interest(xt, static_cast<int>(side), true);
+        continue;
+      }
+      xt->owned = false;
+      if (xt->polls[1 - side] != nullptr) Interest(xt, static_cast<int>(1 - side), false);
+      p->handed.store(pre);
+      ExpressCountThread(xt->express, ExpressThreadEvent::kToLoop);
+      uv_async_send(&p->async);
+    }
+  }
+}
+
+// On the loop: the thread handed both descriptors over through p. Start both uv polls, run JS.
+void CallJs(Poll* p, int status, int pre);
+void OnAsync(uv_async_t* a) {
+  Poll* p = static_cast<Poll*>(a->data);
+  int pre = p->handed.exchange(INT_MIN);
+  if (!p->active || pre == INT_MIN) return;
+  {
+    std::lock_guard<std::mutex> hold(p->xt->mu);
+    for (Poll* q : p->xt->polls) {
+      if (q == nullptr) continue;
+      StartUvPoll(q);
+      p->xt->quiet[q->side] = false;
+    }
+  }
+  CallJs(p, 0, pre);
+}
+
+// On the loop: a pass on p's side needed JS (quiet = false) or not; hand both back when both are quiet.
+void NoteLoopPass(Poll* p, bool quiet) {
+  ExpressThread* xt = p->xt;
+  std::lock_guard<std::mutex> hold(xt->mu);
+  xt->quiet[p->side] = quiet;
+  if (xt->owned || !xt->quiet[0] || !xt->quiet[1] || xt->polls[0] == nullptr || xt->polls[1] == nullptr) return;
+  for (Poll* q : xt->polls) {
+    StopUvPoll(q);
+    Interest(xt, q->side, true);
+  }
+  xt->owned = true;
+  ExpressCountThread(xt->express, ExpressThreadEvent::kBack);
+}
+
+// On the loop, at pollStart: join (or start) the express path's thread. False when it cannot be had
+// (no descriptors left for its epoll, no thread): the poll then runs on the loop, as without it.
+bool JoinThread(Poll* p, uv_loop_t* loop) {
+  ExpressThread* xt = nullptr;
+  {
+    std::lock_guard<std::mutex> g(gThreadsMu);
+    auto it = gThreads.find(p->express);
+    if (it != gThreads.end()) {
+      xt = it->second;
+    } else {
+      xt = new ExpressThread();
+      xt->express = p->express;
+      xt->epfd = epoll_create1(EPOLL_CLOEXEC);
+      xt->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u32 = kStopKey;
+      bool ok = xt->epfd >= 0 && xt->stopfd >= 0 && epoll_ctl(xt->epfd, EPOLL_CTL_ADD, xt->stopfd, &ev) == 0;
+      if (ok) {
+        // Signals stay with Node's threads (SIGTERM, SIGHUP reach the handlers of the loop they belong to).
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        ok = pthread_create(&xt->th, nullptr, ThreadMain, xt) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      }
+      if (!ok) {
+        if (xt->epfd >= 0) ::close(xt->epfd);
+        if (xt->stopfd >= 0) ::close(xt->stopfd);
+        delete xt;
+        return false;
+      }
+      gThreads[p->express] = xt;
+    }
+  }
+  uv_async_init(loop, &p->async, OnAsync);
+  p->async.data = p;
+  p->openHandles = 2;
+  p->xt = xt;
+  std::lock_guard<std::mutex> hold(xt->mu);
+  xt->polls[p->side] = p;
+  epoll_event ev{};
+  ev.events = xt->owned ? (EPOLLIN | EPOLLONESHOT) : EPOLLONESHOT;
+  ev.data.u32 = static_cast<uint32_t>(p->side);
+  epoll_ctl(xt->epfd, EPOLL_CTL_ADD, p->fd, &ev);
+  if (!xt->owned) StartUvPoll(p);
+  return true;
+}
+
+// On the loop, at Stop: leave the thread. The other side (if still there) stays with the loop for
+// good; the last one out stops the thread.
+void LeaveThread(Poll* p) {
+  ExpressThread* xt = p->xt;
+  bool last;
+  {
+    std::lock_guard<std::mutex> hold(xt->mu);
+    epoll_ctl(xt->epfd, EPOLL_CTL_DEL, p->fd, nullptr);
+    xt->polls[p->side] = nullptr;
+    Poll* q = xt->polls[1 - p->side];
+    if (q != nullptr) {
+      xt->owned = false;
+      Interest(xt, q->side, false);
+      StartUvPoll(q);
+    }
+    last = q == nullptr;
+  }
+  p->xt = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->async), OnClose);
+  if (!last) return;
+  {
+    std::lock_guard<std::mutex> g(gThreadsMu);
+    gThreads.erase(xt->express);
+  }
+  uint64_t one = 1;
+  (void)!::write(xt->stopfd, &one, sizeof one);
+  pthread_join(xt->th, nullptr);
+  ::close(xt->epfd);
+  ::close(xt->stopfd);
+  delete xt;
+}
+
 // Stops callbacks at once and closes the uv handle; memory goes when both sides are done with it.
 void Stop(Poll* p) {
   if (!p->active) return;
   p->active = false;
   uv_poll_stop(&p->handle);
+  if (p->xt != nullptr) LeaveThread(p);
   p->cb.Reset();
   p->express = nullptr;
   if (p->expressRef != nullptr) {
@@ -73,8 +287,13 @@ void OnPoll(uv_poll_t* h, int status, int /*events*/) {
   if (p->express != nullptr && status >= 0) {
     // A lone packet forwarded without JS (or nothing there after all): JS need not run.
     pre = ExpressOnReadable(p->express, p->side);
+    if (p->xt != nullptr) NoteLoopPass(p, pre < 0);
     if (pre < 0) return;
   }
+  CallJs(p, status, pre);
+}
+
+void CallJs(Poll* p, int status, int pre) {
   Napi::Env env(p->env);
   Napi::HandleScope scope(env);
   napi_value argv[2];
@@ -144,7 +363,11 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
     ThrowErrno(env, -r, "uv_poll_init", subject);
     return env.Undefined();
   }
-  r = uv_poll_start(&p->handle, UV_READABLE, OnPoll);
+  void* expressPath = nullptr;
+  if (withExpress) napi_get_value_external(env, info[2], &expressPath);
+  bool threaded = expressPath != nullptr && ExpressWantsThread(expressPath);
+  r = threaded ? 0 : uv_poll_start(&p->handle, UV_READABLE, OnPoll);
+  p->polling = !threaded;
   if (r < 0) {
     p->jsAlive = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&p->handle), OnClose);
@@ -159,6 +382,7 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
   }
   napi_async_init(env, Napi::Object::New(env), Napi::String::New(env, "vxtun.poll"), &p->actx);
   p->active = true;
+  if (threaded && !JoinThread(p, loop)) StartUvPoll(p);
   napi_add_async_cleanup_hook(env, AsyncCleanup, p, &p->cleanup);
   Napi::External<Poll> handle = Napi::External<Poll>::New(env, p, Finalize);
   napi_type_tag_object(env, handle, &kPollTag);

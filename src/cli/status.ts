@@ -34,6 +34,8 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
       // Lone packets the addon forwarded without JS (idle traffic), and the wake-ups it handed to the pipeline.
       if (features.express === true && x !== undefined) {
         lines.push(`express tx ${x.TxPackets ?? 0} rx ${x.RxPackets ?? 0} packets   handed over ${x.OutHandedOver ?? 0} out ${x.InHandedOver ?? 0} in`);
+        // Idle wake-ups served on the express thread, and the descriptors' trips to the event loop and back.
+        lines.push(features.expressThread === true ? `express thread ${x.ThreadPasses ?? 0} wake-ups   to the event loop ${x.LoopHandovers ?? 0}   back ${x.ThreadResumes ?? 0}` : 'express thread off');
       } else {
         lines.push('express off');
       }

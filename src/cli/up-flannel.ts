@@ -264,7 +264,7 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
             lease: manager.stats,
             pid: process.pid,
             datapath: datapath.kind,
-            features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, express: eng instanceof Engine && eng.expressActive, workers },
+            features: { ...datapath.features, tunOffload: tun.features.offload, tunUso: tun.features.uso, express: eng instanceof Engine && eng.expressActive, expressThread: eng instanceof Engine && eng.expressActive && eng.expressThread, workers },
             datapathCounters: { express: namedCounters(ExpressCounter, sumExpress(eng instanceof Engine ? eng.counters.express : undefined, pool?.expressTotals())) },
             engines: pool ? pool.perEngine(eng.counters) : [{ txPackets: eng.counters.snapshot().tx.packets, rxPackets: eng.counters.snapshot().rx.packets }],
           };

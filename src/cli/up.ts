@@ -193,6 +193,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     undo.push(() => engine.stop());
     // What runs, not what was asked for (the addon may have refused the parameters).
     datapath.features.express = engine.expressActive;
+    datapath.features.expressThread = engine.expressActive && engine.expressThread;
     if (engine.expressError !== undefined) log.warn({ err: engine.expressError }, 'express path off');
   } catch (err) {
     await teardown();

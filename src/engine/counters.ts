@@ -113,8 +113,14 @@ export const ExpressCounter = {
   OutHandedOver: 6,
   /** UDP batches handed to the JS pipeline. */
   InHandedOver: 7,
+  /** Wake-ups the express thread served itself, the event loop left asleep (native/poll.cc). */
+  ThreadPasses: 8,
+  /** Times the express thread handed both descriptors to the event loop (traffic, or anything it does not take). */
+  LoopHandovers: 9,
+  /** Times the event loop handed them back (its last pass on each side needed no JS). */
+  ThreadResumes: 10,
 } as const;
-export const EXPRESS_COUNTER_COUNT = 8;
+export const EXPRESS_COUNTER_COUNT = 11;
 
 /** Adds an express counter block to a snapshot (in place): packets it forwarded, and its drops. */
 export function addExpressCounters(s: CounterSnapshot, block: Float64Array): CounterSnapshot {

@@ -31,7 +31,7 @@ import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
 import type { InboundScheduling } from './inbound-scheduling.js';
 import { onesSum, type OnesSumFn } from '../wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from './encap.js';
-import { compileExpressRoutes, EXPRESS_COUNTER_COUNT } from './express.js';
+import { compileExpressRoutes, EXPRESS_COUNTER_COUNT, expressThreadWanted } from './express.js';
 import type { NativeAddon } from '../native/index.js';
 import type { Observer } from '../trace/observe.js';
 
@@ -66,9 +66,10 @@ export interface EngineOptions {
    * The addon's express path for lone packets (src/engine/express.ts), opened at start when the TUN
    * device and the bind both take part. `counters`: where it counts (a worker's is shared with the
    * main thread); `gate`: a flag someone else sets while a trace watches (a worker's is the pool's),
-   * else the engine keeps its own, set by setObserver.
+   * else the engine keeps its own, set by setObserver. `thread`: wait on a thread of the addon's own
+   * while idle (default: expressThreadWanted()).
    */
-  express?: { native: Pick<NativeAddon, 'expressOpen' | 'expressRoutes' | 'expressStop'>; counters?: Float64Array; gate?: Int32Array };
+  express?: { native: Pick<NativeAddon, 'expressOpen' | 'expressRoutes' | 'expressStop'>; counters?: Float64Array; gate?: Int32Array; thread?: boolean };
 }
 
 /** An ICMP error on its way back into the TUN, and what it answers. */
@@ -104,6 +105,11 @@ export class Engine extends Pipeline {
   /** Why the express path was asked for but does not run (expressOpen refused), if so. */
   expressError: string | undefined;
 
+  /** Whether the express path, when it runs, waits on its own thread while idle (EngineOptions.express.thread). */
+  get expressThread(): boolean {
+    return this.opts.express?.thread ?? expressThreadWanted();
+  }
+
   /** Whether the addon's express path runs for this engine (see EngineOptions.express). */
   get expressActive(): boolean {
     return this.expressHandle !== undefined && !this.stopped;
@@ -127,6 +133,7 @@ export class Engine extends Pipeline {
             tunMtu: this.opts.tunMtu,
             counters,
             gate: this.expressGate,
+            thread: this.expressThread,
           });
           this.compileExpress();
           this.counters.express = counters;

@@ -44,6 +44,14 @@ export function expressWanted(requested: boolean): boolean {
   return requested && process.env.VXTUN_NO_EXPRESS !== '1';
 }
 
+/**
+ * Whether the express path waits on a thread of its own while traffic is idle (native/poll.cc), so a
+ * lone packet does not wake the Node event loop; VXTUN_NO_EXPRESS_THREAD=1 keeps it on the loop.
+ */
+export function expressThreadWanted(): boolean {
+  return process.env.VXTUN_NO_EXPRESS_THREAD !== '1';
+}
+
 /** One engine's express counters plus the workers' sums (either may be absent): zeros when the path is off. */
 export function sumExpress(main: Float64Array | undefined, workers: Float64Array | undefined): Float64Array {
   const out = new Float64Array(EXPRESS_COUNTER_COUNT);

@@ -56,6 +56,8 @@ export interface ExpressOptions {
   counters: Float64Array;
   /** gate[0] != 0: someone watches, everything goes to the JS pipeline. */
   gate: Int32Array;
+  /** Serve idle wake-ups on a thread of the addon's own, off the event loop (native/poll.cc). */
+  thread?: boolean;
 }
 
 export interface LinkOptions {

@@ -4,6 +4,7 @@
  * everything it must not take (no route, too big, a kernel peer's partial checksums) handed to the
  * engine; closed while a trace watches (with the default workers); off when switched off.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/lab/netns.js';
 import { Cluster, cliPath, type ClusterNode, type ClusterOptions } from '../../src/lab/cluster.js';
@@ -14,7 +15,7 @@ import type { CounterSnapshot } from '../../src/engine/counters.js';
 import type { Journey } from '../../src/trace/journey.js';
 import { requirePrerequisites, startTrace, tcpTransfer, toolsDir, withEnv } from './support.js';
 
-type Express = Record<'TxPackets' | 'TxBytes' | 'RxPackets' | 'RxBytes' | 'SendFailed' | 'TunWriteFailed' | 'OutHandedOver' | 'InHandedOver', number>;
+type Express = Record<'TxPackets' | 'TxBytes' | 'RxPackets' | 'RxBytes' | 'SendFailed' | 'TunWriteFailed' | 'OutHandedOver' | 'InHandedOver' | 'ThreadPasses' | 'LoopHandovers' | 'ThreadResumes', number>;
 interface NodeInfo {
   datapath: string;
   features: Record<string, unknown>;
@@ -39,7 +40,13 @@ async function pingOk(from: ClusterNode, to: ClusterNode, count: number, extra: 
   expect(r.stdout).toContain(`${count} packets transmitted, ${count} received`);
 }
 
-const ZERO: Express = { TxPackets: 0, TxBytes: 0, RxPackets: 0, RxBytes: 0, SendFailed: 0, TunWriteFailed: 0, OutHandedOver: 0, InHandedOver: 0 };
+const ZERO: Express = { TxPackets: 0, TxBytes: 0, RxPackets: 0, RxBytes: 0, SendFailed: 0, TunWriteFailed: 0, OutHandedOver: 0, InHandedOver: 0, ThreadPasses: 0, LoopHandovers: 0, ThreadResumes: 0 };
+
+/** The names of the vxtun process's threads (the express thread calls itself vxtun-express). */
+function threadNames(n: ClusterNode): string[] {
+  const pid = n.vxtun!.child.pid!;
+  return readdirSync(`/proc/${pid}/task`).map((tid) => readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim());
+}
 
 function build(topology: Topology, opts: ClusterOptions, env?: Record<string, string>): Promise<Cluster> {
   requirePrerequisites();
@@ -86,6 +93,27 @@ describe('express path, two vxtun nodes with defaults', () => {
     const x = await express(a);
     expect(st).toContain(`express tx ${x.TxPackets} rx ${x.RxPackets} packets   handed over ${x.OutHandedOver} out ${x.InHandedOver} in`);
     expect((await info(a)).features.express).toBe(true);
+  });
+
+  it('serves idle wake-ups on a thread of its own per engine (vxtun-express), and status says so', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const N = 10;
+    for (const n of [a, b]) {
+      const i = await info(n);
+      expect(i.features.expressThread).toBe(true);
+      expect(threadNames(n).filter((t) => t === 'vxtun-express')).toHaveLength(Number(i.features.workers));
+    }
+    await pingOk(a, b, 2); // gives the descriptors back to the thread if an earlier test left them with the loop
+    const [xa0, xb0] = [await express(a), await express(b)];
+    await pingOk(a, b, N);
+    // a: each request out and each reply in wakes its thread; b: each request in and each reply out
+    for (const d of [delta(await express(a), xa0), delta(await express(b), xb0)]) {
+      expect(d.ThreadPasses, JSON.stringify(d)).toBeGreaterThanOrEqual(2 * N);
+      expect(d.TxPackets).toBeGreaterThanOrEqual(N);
+      expect(d.RxPackets).toBeGreaterThanOrEqual(N);
+    }
+    const x = await express(a);
+    expect(await statusLines(a)).toContain(`express thread ${x.ThreadPasses} wake-ups   to the event loop ${x.LoopHandovers}   back ${x.ThreadResumes}`);
   });
 
   it('sends exactly the JS header template + the inner packet read from the TUN, from the flow-hashed pool port', async () => {
@@ -192,9 +220,11 @@ describe('express path, two vxtun nodes with defaults', () => {
       const udp = () => stories().filter((s) => s.sender?.inner?.protocol === 'udp' && s.sender.inner.dport === 9);
       await waitFor(() => pings().length >= 2 * K && udp().length >= FLOWS, { timeoutMs: 5000, what: `${2 * K} ping and ${FLOWS} UDP stories in:\n${t.out()}` });
       const [xa1, xb1, ea1] = [await express(a), await express(b), (await info(a)).engines];
-      // nothing went past the trace
-      expect(delta(xa1, xa0)).toEqual(ZERO);
-      expect(delta(xb1, xb0)).toEqual(ZERO);
+      // nothing went past the trace: each engine's express thread handed its wake-ups to the loop (at most once) and stayed out
+      for (const d of [delta(xa1, xa0), delta(xb1, xb0)]) {
+        expect(d.LoopHandovers).toBeLessThanOrEqual(workers);
+        expect({ ...d, LoopHandovers: 0 }).toEqual(ZERO);
+      }
       expect(ea1).toHaveLength(workers);
       expect(workers).toBeGreaterThanOrEqual(2);
       for (let e = 0; e < workers; e++) expect(ea1[e]!.txPackets - ea0[e]!.txPackets, `engine ${e}`).toBeGreaterThan(0);
@@ -222,6 +252,71 @@ describe('express path, two vxtun nodes with defaults', () => {
     await pingOk(a, b, K);
     expect(delta(await express(a), xa2).TxPackets).toBeGreaterThanOrEqual(K);
     expect(delta(await express(b), xb2).RxPackets).toBeGreaterThanOrEqual(K);
+  });
+});
+
+describe('express thread, one worker', () => {
+  const topology = new Topology();
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await build(topology, { kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--workers', '1'] });
+  });
+  afterAll(async () => {
+    await cluster?.destroy();
+    await topology.destroy();
+  });
+
+  it('hands both descriptors to the event loop for a TCP transfer (sha256 intact) and takes them back once idle', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    for (const n of [a, b]) expect(threadNames(n).filter((t) => t === 'vxtun-express')).toHaveLength(1);
+    const [xa0, xb0] = [await express(a), await express(b)];
+    const r = await tcpTransfer(a.pod, b.pod, b.podIp, 8 * 1024 * 1024);
+    expect(r.received.sha256).toBe(r.sent.sha256);
+    const [xa1, xb1] = [await express(a), await express(b)];
+    for (const d of [delta(xa1, xa0), delta(xb1, xb0)]) {
+      expect(d.LoopHandovers, JSON.stringify(d)).toBeGreaterThanOrEqual(1);
+      expect(d.ThreadResumes).toBeLessThanOrEqual(d.LoopHandovers);
+    }
+    // idle again: a ping finds each side quiet on the loop, which hands the descriptors back
+    await pingOk(a, b, 3);
+    const [xa2, xb2] = [await express(a), await express(b)];
+    for (const x of [xa2, xb2]) expect(x.ThreadResumes, JSON.stringify(x)).toBe(x.LoopHandovers);
+    await pingOk(a, b, 5);
+    for (const [x, x0] of [[await express(a), xa2], [await express(b), xb2]] as const) {
+      const d = delta(x, x0);
+      expect(d.ThreadPasses, JSON.stringify(d)).toBeGreaterThanOrEqual(10);
+      expect(d.LoopHandovers).toBe(0);
+    }
+  });
+});
+
+describe('express thread switched off (VXTUN_NO_EXPRESS_THREAD=1)', () => {
+  const topology = new Topology();
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await build(topology, { kinds: ['vxtun', 'vxtun'] }, { VXTUN_NO_EXPRESS_THREAD: '1' });
+  });
+  afterAll(async () => {
+    await cluster?.destroy();
+    await topology.destroy();
+  });
+
+  it('the express path forwards lone pings on the event loop: no vxtun-express thread, thread counters 0, status says so', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const x0 = await express(a);
+    await pingOk(a, b, 5);
+    const d = delta(await express(a), x0);
+    expect(d.TxPackets).toBeGreaterThanOrEqual(5);
+    expect(d.RxPackets).toBeGreaterThanOrEqual(5);
+    for (const n of [a, b]) {
+      const i = await info(n);
+      expect(i.features.express).toBe(true);
+      expect(i.features.expressThread).toBe(false);
+      expect(threadNames(n)).not.toContain('vxtun-express');
+      const x = i.datapathCounters.express;
+      expect([x.ThreadPasses, x.LoopHandovers, x.ThreadResumes]).toEqual([0, 0, 0]);
+      expect(await statusLines(n)).toContain('express thread off');
+    }
   });
 });
 

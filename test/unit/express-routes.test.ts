@@ -103,19 +103,24 @@ describe('express counters', () => {
     b[ExpressCounter.TunWriteFailed] = 2;
     b[ExpressCounter.OutHandedOver] = 7;
     b[ExpressCounter.InHandedOver] = 9;
+    b[ExpressCounter.ThreadPasses] = 11;
+    b[ExpressCounter.LoopHandovers] = 12;
+    b[ExpressCounter.ThreadResumes] = 13;
     const s = addExpressCounters({ tx: { packets: 10, bytes: 1000 }, rx: { packets: 20, bytes: 2000 }, answered: {}, dropped: { 'send-failed': 4 }, fixed: {} }, b);
     expect(s.tx).toEqual({ packets: 13, bytes: 1300 });
     expect(s.rx).toEqual({ packets: 25, bytes: 2500 });
     expect(s.dropped['send-failed']).toBe(5);
     expect(s.dropped['tun-write-failed']).toBe(2);
-    expect(Object.values(s.answered)).toEqual([]); // hand-overs are not answers or drops
+    expect(Object.values(s.answered)).toEqual([]); // hand-overs and the thread's passes are not answers or drops
+    expect(Object.keys(s.dropped).sort()).toEqual(['send-failed', 'tun-write-failed']);
   });
 
   it('sum over the main engine and the workers, zeros when off', () => {
     expect([...sumExpress(undefined, undefined)]).toEqual(Array(EXPRESS_COUNTER_COUNT).fill(0));
-    const m = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8]);
-    const w = Float64Array.from([10, 20, 30, 40, 50, 60, 70, 80]);
-    expect([...sumExpress(m, w)]).toEqual([11, 22, 33, 44, 55, 66, 77, 88]);
+    const m = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    const w = Float64Array.from([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]);
+    expect(m).toHaveLength(EXPRESS_COUNTER_COUNT);
+    expect([...sumExpress(m, w)]).toEqual([11, 22, 33, 44, 55, 66, 77, 88, 99, 110, 121]);
     expect([...sumExpress(m, undefined)]).toEqual([...m]);
   });
 
