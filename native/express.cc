@@ -28,8 +28,8 @@
 #include <arpa/inet.h>
 #include <cerrno>
 #include <climits>
-#include <mutex>
 #include <cstring>
+#include <mutex>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <vector>

@@ -6,7 +6,7 @@
 // The express thread (an express path opened with `thread`): one thread per express path waits on
 // both its descriptors, the TUN and the UDP socket, while traffic is idle, so a lone packet is
 // forwarded without waking the event loop at all. Why: after every poll callback the loop runs a
-// turn of its own (check and timer phases, a second epoll_pwait for its idle-time metric), 10-25 µs
+// turn of its own (check and timer phases, a second epoll_pwait for its idle-time metric), 10-27 µs
 // per wake-up on this VM, and a ping round trip wakes vxtun three or four times.
 // Ownership: the thread owns both descriptors or neither. A wake-up the express path does not serve
 // (a batch, anything it hands over) hands both to the loop: the thread stops waiting on them and
@@ -22,8 +22,8 @@
 #include <climits>
 #include <map>
 #include <mutex>
-#include <pthread.h>
 #include <csignal>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -95,13 +95,14 @@ void OnClose(uv_handle_t* h) {
 }
 
 void OnPoll(uv_poll_t* h, int status, int events);
+void CallJs(Poll* p, int status, int pre);
 
 // epoll interest in side's descriptor for the thread: one readiness (then it is off until armed again), or none.
-void Interest(ExpressThread* xt, int side, bool armed) {
+void Interest(ExpressThread* xt, int side, bool armed, int op = EPOLL_CTL_MOD) {
   epoll_event ev{};
   ev.events = armed ? (EPOLLIN | EPOLLONESHOT) : EPOLLONESHOT;  // no event bits: disabled
   ev.data.u32 = static_cast<uint32_t>(side);
-  epoll_ctl(xt->epfd, EPOLL_CTL_MOD, xt->polls[side]->fd, &ev);
+  epoll_ctl(xt->epfd, op, xt->polls[side]->fd, &ev);
 }
 
 void StartUvPoll(Poll* q) {
@@ -146,7 +147,6 @@ void* ThreadMain(void* arg) {
 }
 
 // On the loop: the thread handed both descriptors over through p. Start both uv polls, run JS.
-void CallJs(Poll* p, int status, int pre);
 void OnAsync(uv_async_t* a) {
   Poll* p = static_cast<Poll*>(a->data);
   int pre = p->handed.exchange(INT_MIN);
@@ -217,10 +217,7 @@ bool JoinThread(Poll* p, uv_loop_t* loop) {
   p->xt = xt;
   std::lock_guard<std::mutex> hold(xt->mu);
   xt->polls[p->side] = p;
-  epoll_event ev{};
-  ev.events = xt->owned ? (EPOLLIN | EPOLLONESHOT) : EPOLLONESHOT;
-  ev.data.u32 = static_cast<uint32_t>(p->side);
-  epoll_ctl(xt->epfd, EPOLL_CTL_ADD, p->fd, &ev);
+  Interest(xt, p->side, xt->owned, EPOLL_CTL_ADD);
   if (!xt->owned) StartUvPoll(p);
   return true;
 }
@@ -377,7 +374,7 @@ Napi::Value PollStart(const Napi::CallbackInfo& info) {
   p->cb = Napi::Persistent(info[1].As<Napi::Function>());
   if (withExpress) {
     napi_create_reference(env, info[2], 1, &p->expressRef);
-    napi_get_value_external(env, info[2], &p->express);
+    p->express = expressPath;
     p->side = static_cast<int>(side);
   }
   napi_async_init(env, Napi::Object::New(env), Napi::String::New(env, "vxtun.poll"), &p->actx);
