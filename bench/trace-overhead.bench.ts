@@ -17,14 +17,14 @@
  *   npm run build && node dist/bench/trace-overhead.bench.js [--rounds 5] [--time 1]
  */
 import { add, complete, cycle, suite } from 'benny';
-import { Engine, HEADROOM } from '../src/engine/engine.js';
-import { RouteTable } from '../src/engine/routes.js';
-import { parseCidr, type Cidr } from '../src/engine/cidr.js';
-import type { Bind, Endpoint } from '../src/conn/bind.js';
-import type { TunDevice } from '../src/tun/device.js';
-import { emitIpv4, ipv4FromString } from '../src/wire/ipv4.js';
-import { emitVxlan } from '../src/wire/vxlan.js';
-import { emitEthernet, macFromString, EtherType } from '../src/wire/ethernet.js';
+import { Engine, HEADROOM } from '../src/datapath/engine.js';
+import { RouteTable } from '../src/packet/routes.js';
+import { parseCidr, type Cidr } from '../src/packet/cidr.js';
+import type { Bind, Endpoint } from '../src/io/bind.js';
+import type { TunDevice } from '../src/io/tun-device.js';
+import { emitIpv4, ipv4FromString } from '../src/packet/wire/ipv4.js';
+import { emitVxlan } from '../src/packet/wire/vxlan.js';
+import { emitEthernet, macFromString, EtherType } from '../src/packet/wire/ethernet.js';
 import { TraceHub } from '../src/trace/server.js';
 import { JourneyCollector } from '../src/trace/journey.js';
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 
 // The baseline: the built engine with its observation points compiled out (same directory, so
 // its relative imports resolve). Every `if (obs)` / `if (this.observer)` becomes `if (false)`.
-const engineJs = fileURLToPath(new URL('../src/engine/engine.js', import.meta.url));
+const engineJs = fileURLToPath(new URL('../src/datapath/engine.js', import.meta.url));
 const strippedJs = engineJs.replace(/engine\.js$/, 'engine.unobserved-bench.js');
 let stripped = 0;
 const source = readFileSync(engineJs, 'utf8')

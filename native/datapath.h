@@ -10,7 +10,7 @@
 
 namespace vxtun {
 
-// Index of each UDP counter in the caller's Float64Array (mirrored by UdpCounter in src/conn/native.ts).
+// Index of each UDP counter in the caller's Float64Array (mirrored by UdpCounter in src/io/bind-native.ts).
 enum UdpCounter {
   kRecvCalls = 0,     // recvmmsg calls that returned datagrams
   kRecvPackets = 1,   // datagrams received
@@ -30,7 +30,7 @@ enum UdpCounter {
   kUdpCounterCount = 15,
 };
 
-// Index of each TUN offload counter (mirrored by TunCounter in src/tun/offload.ts).
+// Index of each TUN offload counter (mirrored by TunCounter in src/io/tun-offload.ts).
 enum TunCounter {
   kReads = 0,          // packets read from the device (super-packets count once)
   kGsoPackets = 1,     // super-packets segmented

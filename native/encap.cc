@@ -3,7 +3,7 @@
 //
 // The TS side owns everything: the arena the packets of a batch sit in (the engine's read buffers
 // are views of one ArrayBuffer), where each packet's 22-byte header goes (its IP packet follows),
-// one header template per peer of the batch (built with the wire emitters, see src/engine/encap.ts)
+// one header template per peer of the batch (built with the wire emitters, see src/packet/encap.ts)
 // and each packet's template slot (-1 = not forwarded, left untouched). Typed arrays only, so the
 // call costs the same for 1 packet or 256: no per-packet N-API call.
 #include "common.h"

@@ -20,7 +20,7 @@
 //               a TCP/UDP checksum that verifies (partial or bad ones are the JS pipeline's to judge)
 //            -> writev(zero virtio header, inner packet) -> counted
 //            -> anything else: JS runs with the batch already read (its count passed to the callback).
-// Counters: Float64Array, layout ExpressCounter (mirrored in src/engine/express.ts).
+// Counters: Float64Array, layout ExpressCounter (mirrored in src/datapath/express.ts).
 #include "common.h"
 #include "datapath.h"
 #include "checksum.h"
@@ -103,7 +103,7 @@ const napi_type_tag kExpressTag = {0x76787475'6e657870ULL, 0x3b5e'91c4'27d8'0f16
 
 inline bool Watched(const Express* x) { return __atomic_load_n(x->gate, __ATOMIC_RELAXED) != 0; }
 
-// The IPv4 header checks of Ipv4Packet.check (src/wire/ipv4.ts) on `len` bytes; the header length.
+// The IPv4 header checks of Ipv4Packet.check (src/packet/wire/ipv4.ts) on `len` bytes; the header length.
 inline size_t CheckIpv4(const uint8_t* p, size_t len) {
   if (len < 20 || (p[0] >> 4) != 4) return 0;
   size_t ihl = static_cast<size_t>(p[0] & 0x0f) * 4;

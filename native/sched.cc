@@ -58,7 +58,7 @@ Napi::Value SetThreadsPolicy(const Napi::CallbackInfo& info) {
 }
 
 // setThreadPolicy(batch: boolean): boolean. The calling thread only (an engine switching itself as
-// its load changes, see src/engine/inbound-scheduling.ts): SCHED_BATCH or SCHED_OTHER, priority 0.
+// its load changes, see src/datapath/inbound-scheduling.ts): SCHED_BATCH or SCHED_OTHER, priority 0.
 // False, and nothing changed, when the thread runs a policy someone else chose (chrt); errno names
 // in the error otherwise.
 Napi::Value SetThreadPolicy(const Napi::CallbackInfo& info) {

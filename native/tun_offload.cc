@@ -10,7 +10,7 @@
 //          one TCP flow's segments, or with USO of one UDP flow's datagrams, as one super-packet the
 //          kernel splits back into the same packets; or the header the caller built for a packet (a
 //          kernel peer's TCP super-packet written whole).
-// Counters (Float64Array, layout TunCounter, mirrored in src/tun/linux.ts).
+// Counters (Float64Array, layout TunCounter, mirrored in src/io/tun-linux.ts).
 #include "checksum.h"
 #include "common.h"
 #include "datapath.h"
@@ -69,7 +69,7 @@ bool ParseGso(const uint8_t* p, size_t len, const virtio_net_hdr& h, Gso* g) {
   uint8_t proto = g->udp ? kProtoUdp : kProtoTcp;
   if (!g->v6 ? p[9] != proto : (g->ipHeaderLen == 40 && p[6] != proto)) return false;
   // IPv4 has no extension headers: the L4 header starts right behind the IP header (whose checksum
-  // each segment gets over ihl bytes), whatever csum_start says (as src/tun/offload.ts).
+  // each segment gets over ihl bytes), whatever csum_start says (as src/io/tun-offload.ts).
   if (!g->v6 && g->ipHeaderLen != static_cast<size_t>(p[0] & 0x0f) * 4) return false;
   if (g->ipHeaderLen < (g->v6 ? 40u : 20u) || g->ipHeaderLen + (g->udp ? 8u : 20u) > len) return false;
   size_t l4HeaderLen = g->udp ? 8u : static_cast<size_t>(p[g->ipHeaderLen + 12] >> 4) * 4;

@@ -2,7 +2,7 @@
 // UDP_GRO, a message may carry several datagrams: their size comes back for the caller to split),
 // sendmmsg of a batch to one destination, with UDP GSO (UDP_SEGMENT) for runs of equal-sized
 // datagrams when the kernel has it. Counters live in a Float64Array the caller owns and reads
-// without a call (layout: UdpCounter below, mirrored in src/conn/native.ts).
+// without a call (layout: UdpCounter below, mirrored in src/io/bind-native.ts).
 #include "common.h"
 #include "datapath.h"
 

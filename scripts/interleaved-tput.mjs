@@ -7,9 +7,9 @@
 //   ts: --datapath ts (TUN offloads in TypeScript); ts-off: the same with tunOffload false;
 //   native: the defaults; naive: the naive fs.read + dgram.send design; kernel: Linux's VXLAN.
 import { readFileSync } from 'node:fs';
-import { Topology, waitForOutput } from '../dist/src/lab/netns.js';
-import { Cluster } from '../dist/src/lab/cluster.js';
-import { summarize } from '../dist/src/bench/stats.js';
+import { Topology, waitForOutput } from '../dist/src/tools/lab/netns.js';
+import { Cluster } from '../dist/src/tools/lab/cluster.js';
+import { summarize } from '../dist/src/tools/bench/stats.js';
 
 const [rounds, seconds, streams] = [2, 3, 4].map((i, k) => Number(process.argv[i] ?? [5, 5, 1][k]));
 const names = (process.argv[5] ?? 'ts-off,ts,naive,kernel').split(',');

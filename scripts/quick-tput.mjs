@@ -8,8 +8,8 @@
 //   pairs: kk kernel<->kernel, nn vxtun(native)<->vxtun(native), tt vxtun(ts)<->vxtun(ts), nk vxtun(native)->kernel,
 //          kn kernel->vxtun, ng native without UDP GSO, n1/n2 native with one/two workers, nh hashed source ports,
 //          nf native with the fixed source port (nn: the defaults, one worker per core and hashed ports)
-import { Topology, waitForOutput } from '../dist/src/lab/netns.js';
-import { Cluster } from '../dist/src/lab/cluster.js';
+import { Topology, waitForOutput } from '../dist/src/tools/lab/netns.js';
+import { Cluster } from '../dist/src/tools/lab/cluster.js';
 
 const runs = Number(process.argv[2] ?? 3);
 const seconds = Number(process.argv[3] ?? 5);

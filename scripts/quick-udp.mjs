@@ -7,10 +7,10 @@
 // receiving vxtun's CPU time per packet it wrote into its TUN.
 // Usage (root, after npm run build): node scripts/quick-udp.mjs [rounds=4] [seconds=5] [length=1350]
 import { readFileSync } from 'node:fs';
-import { Topology, waitForOutput } from '../dist/src/lab/netns.js';
-import { Cluster } from '../dist/src/lab/cluster.js';
+import { Topology, waitForOutput } from '../dist/src/tools/lab/netns.js';
+import { Cluster } from '../dist/src/tools/lab/cluster.js';
 import { controlRequest } from '../dist/src/control/socket.js';
-import { median } from '../dist/src/bench/stats.js';
+import { median } from '../dist/src/tools/bench/stats.js';
 
 const rounds = Number(process.argv[2] ?? 4);
 const seconds = Number(process.argv[3] ?? 5);

@@ -3,7 +3,7 @@
  * case (log scale: cases span 10 ns to 10 µs), with benny's margin of error as a whisker. Each bar is
  * a <rect class="bar" data-case="<benchmark>/<case>"> so a test can check what drew.
  */
-import { num, escapeHtml } from '../../src/bench/format.js';
+import { num, escapeHtml } from '../../src/tools/bench/format.js';
 import type { MicroRun } from './schema.js';
 
 const ROW = 18;

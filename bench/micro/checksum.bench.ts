@@ -1,6 +1,6 @@
 /** RFC 1071 sum over a packet: the native addon against the pure-TS reference. */
-import { onesSum } from '../../src/wire/checksum.js';
-import { loadNative } from '../../src/native/index.js';
+import { onesSum } from '../../src/packet/wire/checksum.js';
+import { loadNative } from '../../src/io/addon.js';
 import type { MicroBenchmark, MicroCase } from './harness.js';
 
 const SIZES = [64, 512, 1400, 9000];

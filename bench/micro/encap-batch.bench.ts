@@ -4,11 +4,11 @@
  * TS emit (emitVxlan + emitEthernet). Packets go to 4 peers, IPv4 and IPv6 mixed, in one arena as
  * the engine's read buffers are; the templates are built once per batch as the engine does.
  */
-import { encapBatchTs, writeEncapTemplate, ENCAP_HEADER_LEN } from '../../src/engine/encap.js';
-import type { Vtep } from '../../src/engine/routes.js';
-import { loadNative } from '../../src/native/index.js';
-import { emitVxlan, VXLAN_HEADER_LEN } from '../../src/wire/vxlan.js';
-import { emitEthernet, EtherType, macFromString } from '../../src/wire/ethernet.js';
+import { encapBatchTs, writeEncapTemplate, ENCAP_HEADER_LEN } from '../../src/packet/encap.js';
+import type { Vtep } from '../../src/packet/routes.js';
+import { loadNative } from '../../src/io/addon.js';
+import { emitVxlan, VXLAN_HEADER_LEN } from '../../src/packet/wire/vxlan.js';
+import { emitEthernet, EtherType, macFromString } from '../../src/packet/wire/ethernet.js';
 import type { MicroBenchmark, MicroCase } from './harness.js';
 
 const BATCH = 64;

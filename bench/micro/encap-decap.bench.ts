@@ -5,17 +5,17 @@
  * checksum, the common case. Encap runs both ways: the TypeScript path (per-packet emit) and the
  * native hooks the datapath gives the engine (the addon's encapBatch and checksum).
  */
-import { Engine, HEADROOM } from '../../src/engine/engine.js';
-import { RouteTable } from '../../src/engine/routes.js';
-import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
-import type { TunDevice } from '../../src/tun/device.js';
-import type { Bind, Endpoint } from '../../src/conn/bind.js';
-import { emitIpv4, ipv4FromString, ipv4PseudoHeaderSum, IpProtocol } from '../../src/wire/ipv4.js';
-import { emitUdp } from '../../src/wire/udp.js';
-import { emitVxlan, VXLAN_HEADER_LEN } from '../../src/wire/vxlan.js';
-import { emitEthernet, EtherType, macFromString } from '../../src/wire/ethernet.js';
-import { loadNative } from '../../src/native/index.js';
-import type { EngineOptions } from '../../src/engine/engine.js';
+import { Engine, HEADROOM } from '../../src/datapath/engine.js';
+import { RouteTable } from '../../src/packet/routes.js';
+import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import type { TunDevice } from '../../src/io/tun-device.js';
+import type { Bind, Endpoint } from '../../src/io/bind.js';
+import { emitIpv4, ipv4FromString, ipv4PseudoHeaderSum, IpProtocol } from '../../src/packet/wire/ipv4.js';
+import { emitUdp } from '../../src/packet/wire/udp.js';
+import { emitVxlan, VXLAN_HEADER_LEN } from '../../src/packet/wire/vxlan.js';
+import { emitEthernet, EtherType, macFromString } from '../../src/packet/wire/ethernet.js';
+import { loadNative } from '../../src/io/addon.js';
+import type { EngineOptions } from '../../src/datapath/engine.js';
 import type { MicroBenchmark, MicroCase } from './harness.js';
 
 const SIZES = [64, 512, 1400, 9000];
@@ -60,7 +60,7 @@ function writeInner(buf: Buffer, offset: number, size: number): void {
   emitUdp({ srcPort: 40000, dstPort: 5201, payloadLength: payload }, buf, offset + 20, ipv4PseudoHeaderSum(src, dst, IpProtocol.UDP, size - 20));
 }
 
-/** The engine hooks the native datapath supplies (src/conn/datapath.ts), or undefined without the addon. */
+/** The engine hooks the native datapath supplies (src/datapath/select.ts), or undefined without the addon. */
 function nativeHooks(): Pick<EngineOptions, 'onesSum' | 'encapBatch'> | undefined {
   const native = loadNative();
   if (!native) return undefined;

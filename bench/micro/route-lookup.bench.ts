@@ -1,7 +1,7 @@
 /** Longest-prefix match of an inner destination, as the engine does per packet (1, 100, 10 000 routes). */
-import { RouteTable, type Route } from '../../src/engine/routes.js';
-import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
-import { ipv6FromString } from '../../src/wire/ipv6.js';
+import { RouteTable, type Route } from '../../src/packet/routes.js';
+import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import { ipv6FromString } from '../../src/packet/wire/ipv6.js';
 import type { MicroBenchmark, MicroCase } from './harness.js';
 
 const COUNTS = [1, 100, 10_000];

@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import b from 'benny';
-import { describeMachine } from '../../src/bench/machine.js';
+import { describeMachine } from '../../src/tools/bench/machine.js';
 import type { MicroBenchmark, MicroResult } from './harness.js';
 import type { MicroRun } from './schema.js';
 

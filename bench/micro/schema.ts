@@ -1,6 +1,6 @@
 /** The JSON `npm run bench:micro` writes (zod: the test checks what the runner wrote). */
 import { z } from 'zod';
-import { MachineSchema } from '../../src/bench/schema.js';
+import { MachineSchema } from '../../src/tools/bench/schema.js';
 
 export const MicroResultSchema = z.object({
   benchmark: z.string(),

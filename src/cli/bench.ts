@@ -5,13 +5,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { BENCH_CASES } from '../bench/cases.js';
-import { runBench, defaultSettings } from '../bench/runner.js';
-import { renderTable } from '../bench/report-text.js';
-import { renderHtml } from '../bench/report-html.js';
-import { loadResult, renderCompare, CompareError } from '../bench/compare.js';
-import { BenchResultSchema } from '../bench/schema.js';
-import { runSoak, renderSoakText, renderSoakHtml } from '../bench/soak.js';
+import { BENCH_CASES } from '../tools/bench/cases.js';
+import { runBench, defaultSettings } from '../tools/bench/runner.js';
+import { renderTable } from '../tools/bench/report-text.js';
+import { renderHtml } from '../tools/bench/report-html.js';
+import { loadResult, renderCompare, CompareError } from '../tools/bench/compare.js';
+import { BenchResultSchema } from '../tools/bench/schema.js';
+import { runSoak, renderSoakText, renderSoakHtml } from '../tools/bench/soak.js';
 
 export interface BenchOptions {
   quick?: boolean;

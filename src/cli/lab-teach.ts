@@ -1,7 +1,7 @@
 /** `vxtun lab up | exec | tour | down`: the teaching lab that stays up between commands. */
 import { spawn } from 'node:child_process';
-import { labUp, labDown, readLabState, resolveTarget, LabError, DEFAULT_LAB_DIR } from '../lab/teaching.js';
-import { labTour } from '../lab/tour.js';
+import { labUp, labDown, readLabState, resolveTarget, LabError, DEFAULT_LAB_DIR } from '../tools/lab/teaching.js';
+import { labTour } from '../tools/lab/tour.js';
 
 function requireRootOr(cmd: string): number | undefined {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {

@@ -3,8 +3,8 @@
  * runs vxtun, node 2 the kernel's VXLAN set up as flanneld sets up flannel.1 — a pod on each,
  * a ping across both ways, then everything torn down.
  */
-import { Topology } from '../lab/netns.js';
-import { Cluster } from '../lab/cluster.js';
+import { Topology } from '../tools/lab/netns.js';
+import { Cluster } from '../tools/lab/cluster.js';
 
 export async function runLab(o: { keep?: boolean }): Promise<number> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {

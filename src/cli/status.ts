@@ -1,7 +1,7 @@
 /** `vxtun status`: a running node's counters and route table, read over its control socket. */
 import { controlRequest } from '../control/socket.js';
-import type { CounterSnapshot } from '../engine/counters.js';
-import { describeSourcePorts } from '../conn/datapath.js';
+import type { CounterSnapshot } from '../packet/counters.js';
+import { describeSourcePorts } from '../datapath/select.js';
 
 /** The offloads a node runs with, from its `info.features`: "udp-gso udp-gro tun-tso tun-uso", or "-". */
 export function describeOffloads(features: Record<string, unknown>): string {

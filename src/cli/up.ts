@@ -7,18 +7,18 @@ import pino from 'pino';
 import { loadConfig, ConfigError, type NodeConfig } from '../control/config.js';
 import { preflight, requireRoot, HostError, type Plan } from '../control/host.js';
 import { ControlServer } from '../control/socket.js';
-import { Engine } from '../engine/engine.js';
-import { RouteTable, type Route } from '../engine/routes.js';
-import { cidrToString } from '../engine/cidr.js';
-import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts, type Datapath } from '../conn/datapath.js';
-import { openLinuxTun, addRoute, TunCounter, type LinuxTunDevice } from '../tun/linux.js';
-import { startEngineWorkers, defaultWorkers, applyBatchScheduling, inboundSchedulingFor, type WorkerPool } from '../engine/workers.js';
-import { UdpCounter } from '../conn/native.js';
-import { requireNative } from '../native/index.js';
-import { expressWanted, ExpressCounter, sumExpress } from '../engine/express.js';
-import { macToString } from '../wire/ethernet.js';
-import { ipv4ToString } from '../wire/ipv4.js';
-import type { TunDevice } from '../tun/device.js';
+import { Engine } from '../datapath/engine.js';
+import { RouteTable, type Route } from '../packet/routes.js';
+import { cidrToString } from '../packet/cidr.js';
+import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts, type Datapath } from '../datapath/select.js';
+import { openLinuxTun, addRoute, TunCounter, type LinuxTunDevice } from '../io/tun-linux.js';
+import { startEngineWorkers, defaultWorkers, applyBatchScheduling, inboundSchedulingFor, type WorkerPool } from '../datapath/workers.js';
+import { UdpCounter } from '../io/bind-native.js';
+import { requireNative } from '../io/addon.js';
+import { expressWanted, ExpressCounter, sumExpress } from '../datapath/express.js';
+import { macToString } from '../packet/wire/ethernet.js';
+import { ipv4ToString } from '../packet/wire/ipv4.js';
+import type { TunDevice } from '../io/tun-device.js';
 import { TraceHub } from '../trace/server.js';
 import { loadFlannelNodeConfig } from '../control/flannel-node-config.js';
 import { runFlannelUp } from './up-flannel.js';
@@ -102,7 +102,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     // The CLI flag wins over the config's datapath.kind unless it is left at auto.
     const kind = resolveDatapathKind(opts.datapath !== undefined && opts.datapath !== 'auto' ? opts.datapath : cfg.datapath.kind);
     const workers = kind === 'native' ? (opts.workers ?? cfg.datapath.workers ?? defaultWorkers()) : 1;
-    // Both paths take TUN offloads; on the ts path their packet work is TypeScript too (src/tun/offload.ts).
+    // Both paths take TUN offloads; on the ts path their packet work is TypeScript too (src/io/tun-offload.ts).
     // USO only where the addon splits UDP super-packets on read (the TS reader knows TCP ones only).
     const tunOffload = cfg.datapath.tunOffload;
     const tunUso = kind === 'native' && cfg.datapath.tunUso;

@@ -6,11 +6,11 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { type Cidr, parseCidr, cidrContains, cidrOverlaps, cidrToString } from '../engine/cidr.js';
-import { isIpv4String, ipv4ToString } from '../wire/ipv4.js';
-import { isMacString, macFromString, type Mac } from '../wire/ethernet.js';
-import { VXLAN_PORT_LINUX, VXLAN_VNI_MAX } from '../wire/vxlan.js';
-import { DatapathSchema, datapathDefaults, type DatapathConfig } from './datapath-config.js';
+import { type Cidr, parseCidr, cidrContains, cidrOverlaps, cidrToString } from '../packet/cidr.js';
+import { isIpv4String, ipv4ToString } from '../packet/wire/ipv4.js';
+import { isMacString, macFromString, type Mac } from '../packet/wire/ethernet.js';
+import { VXLAN_PORT_LINUX, VXLAN_VNI_MAX } from '../packet/wire/vxlan.js';
+import { DatapathSchema, datapathDefaults, type DatapathConfig } from '../datapath/config.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';

@@ -6,10 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { parseCidr, cidrContains, cidrToString } from '../engine/cidr.js';
-import { isIpv4String } from '../wire/ipv4.js';
-import { isMacString, macFromString, type Mac } from '../wire/ethernet.js';
-import { VXLAN_VNI_MAX } from '../wire/vxlan.js';
+import { parseCidr, cidrContains, cidrToString } from '../packet/cidr.js';
+import { isIpv4String } from '../packet/wire/ipv4.js';
+import { isMacString, macFromString, type Mac } from '../packet/wire/ethernet.js';
+import { VXLAN_VNI_MAX } from '../packet/wire/vxlan.js';
 import { ConfigError, configErrorFrom, deriveVtepMac, describeValue } from './config.js';
 import { DEFAULT_SUBNET_ENV } from './subnet-env.js';
 import { DEFAULT_PREFIX, DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT, type BackendType, type Cidr4 } from './flannel.js';

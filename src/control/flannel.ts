@@ -6,11 +6,11 @@
  *  - leases `<prefix>/subnets/10.244.2.0-24` -> {"PublicIP", "PublicIPv6": null, "BackendType", "BackendData"}.
  * Every refusal is one line naming the key and the value.
  */
-import { type Cidr, parseCidr, cidrToString, cidrContains, ipv4Mask } from '../engine/cidr.js';
-import { ipv4FromString, ipv4ToString, isIpv4String } from '../wire/ipv4.js';
-import { isMacString, macFromString, macToString, type Mac } from '../wire/ethernet.js';
-import { VXLAN_VNI_MAX } from '../wire/vxlan.js';
-import type { Route, Vtep } from '../engine/routes.js';
+import { type Cidr, parseCidr, cidrToString, cidrContains, ipv4Mask } from '../packet/cidr.js';
+import { ipv4FromString, ipv4ToString, isIpv4String } from '../packet/wire/ipv4.js';
+import { isMacString, macFromString, macToString, type Mac } from '../packet/wire/ethernet.js';
+import { VXLAN_VNI_MAX } from '../packet/wire/vxlan.js';
+import type { Route, Vtep } from '../packet/routes.js';
 
 export type Cidr4 = Cidr & { family: 4 };
 export type BackendType = 'vxlan' | 'udp';

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { NodeConfig } from './config.js';
 import { VXLAN_OVERHEAD_V4 } from './config.js';
-import { ipv4ToString } from '../wire/ipv4.js';
+import { ipv4ToString } from '../packet/wire/ipv4.js';
 
 /** A failure that is the operator's to fix (exit 2 when it is about the config, 1 otherwise). */
 export class HostError extends Error {

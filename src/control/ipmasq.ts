@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { type Cidr4 } from './flannel.js';
-import { cidrToString } from '../engine/cidr.js';
+import { cidrToString } from '../packet/cidr.js';
 
 export const MASQ_CHAIN = 'FLANNEL-POSTRTG';
 const COMMENT = ['-m', 'comment', '--comment', 'flanneld masq'];

@@ -9,8 +9,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { Route, Vtep } from '../engine/routes.js';
-import { cidrToString } from '../engine/cidr.js';
+import type { Route, Vtep } from '../packet/routes.js';
+import { cidrToString } from '../packet/cidr.js';
 import { RegistryError, type SubnetRegistry, type LeaseWatch } from './registry/registry.js';
 import {
   type Cidr4,

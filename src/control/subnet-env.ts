@@ -8,8 +8,8 @@
  */
 import { mkdirSync, renameSync, writeFileSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { type Cidr, cidrToString } from '../engine/cidr.js';
-import { ipv4ToString } from '../wire/ipv4.js';
+import { type Cidr, cidrToString } from '../packet/cidr.js';
+import { ipv4ToString } from '../packet/wire/ipv4.js';
 
 export const DEFAULT_SUBNET_ENV = '/run/flannel/subnet.env';
 

@@ -3,9 +3,9 @@
  * can highlight exactly the bytes a field occupies. Reads untrusted bytes defensively: a layer
  * that does not fit ends the dissection (the rest shows as "payload").
  */
-import { ipv4ToString } from '../wire/ipv4.js';
-import { ipv6ToString } from '../wire/ipv6.js';
-import { macToString } from '../wire/ethernet.js';
+import { ipv4ToString } from '../packet/wire/ipv4.js';
+import { ipv6ToString } from '../packet/wire/ipv6.js';
+import { macToString } from '../packet/wire/ethernet.js';
 import { protocolName } from './packet.js';
 
 export interface Field {

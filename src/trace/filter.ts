@@ -4,13 +4,13 @@
  * trace that filters most traffic out stays cheap; peer and verdict are judged on the assembled
  * journey (a packet's peer is known only from the classify step on, its verdict only at the end).
  */
-import { parseCidr, ipv4Mask, maskIpv6, type Cidr } from '../engine/cidr.js';
-import { ipv4FromString, isIpv4String } from '../wire/ipv4.js';
-import { ipv6FromString, isIpv6String } from '../wire/ipv6.js';
-import { isMacString } from '../wire/ethernet.js';
-import { DropReason, Answer } from '../engine/counters.js';
+import { parseCidr, ipv4Mask, maskIpv6, type Cidr } from '../packet/cidr.js';
+import { ipv4FromString, isIpv4String } from '../packet/wire/ipv4.js';
+import { ipv6FromString, isIpv6String } from '../packet/wire/ipv6.js';
+import { isMacString } from '../packet/wire/ethernet.js';
+import { DropReason, Answer } from '../packet/counters.js';
 import { locateInner, observationStartsWithVxlan } from './packet.js';
-import type { Observation } from './observe.js';
+import type { Observation } from '../datapath/observe.js';
 
 export interface TraceFilter {
   /** Inner source or destination address. */

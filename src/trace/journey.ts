@@ -7,9 +7,9 @@
  * crosses the control socket as one line.
  */
 import { createHash } from 'node:crypto';
-import type { Observation, ObservationPoint, Observer } from './observe.js';
-import type { Endpoint } from '../conn/bind.js';
-import { macToString } from '../wire/ethernet.js';
+import type { Observation, ObservationPoint, Observer } from '../datapath/observe.js';
+import type { Endpoint } from '../packet/endpoint.js';
+import { macToString } from '../packet/wire/ethernet.js';
 import { innerFingerprint, observationStartsWithVxlan, summarizeInner, vxlanFields, type InnerSummary } from './packet.js';
 import { compileInnerFilter, isDropVerdict, journeyMatches, type TraceFilter } from './filter.js';
 

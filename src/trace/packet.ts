@@ -4,10 +4,10 @@
  * ports, and a fingerprint that stays the same at every point of one node's handling of it.
  * Nothing here throws on malformed input: an unreadable packet has no inner summary.
  */
-import type { Observation, ObservationPoint } from './observe.js';
-import { ipv4ToString } from '../wire/ipv4.js';
-import { ipv6ToString } from '../wire/ipv6.js';
-import { macToString } from '../wire/ethernet.js';
+import type { Observation, ObservationPoint } from '../datapath/observe.js';
+import { ipv4ToString } from '../packet/wire/ipv4.js';
+import { ipv6ToString } from '../packet/wire/ipv6.js';
+import { macToString } from '../packet/wire/ethernet.js';
 
 /** Offsets inside a VXLAN payload: VXLAN (8) + inner Ethernet (14), then the inner packet. */
 export const VXLAN_LEN = 8;

@@ -15,8 +15,8 @@
  * Little-endian throughout; timestamps in microseconds (the default if_tsresol).
  */
 import { openSync, writeSync, closeSync } from 'node:fs';
-import { internetChecksum } from '../wire/checksum.js';
-import { ipv4FromString, isIpv4String } from '../wire/ipv4.js';
+import { internetChecksum } from '../packet/wire/checksum.js';
+import { ipv4FromString, isIpv4String } from '../packet/wire/ipv4.js';
 import type { Journey, TraceEvent } from './journey.js';
 import type { TraceItem } from './printer.js';
 

@@ -5,7 +5,7 @@
  * listens and detached when the last one leaves, so an idle node pays nothing.
  */
 import { StreamReply } from '../control/socket.js';
-import { ObserverSet, type Observer } from './observe.js';
+import { ObserverSet, type Observer } from '../datapath/observe.js';
 import { JourneyCollector, DEFAULT_MAX_JOURNEYS_PER_SECOND, type Journey, type NodeInfo } from './journey.js';
 import { validateFilter, FilterError, type TraceFilter } from './filter.js';
 

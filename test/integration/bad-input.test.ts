@@ -4,12 +4,12 @@
  * reason, and the node keeps forwarding. A real process on the underlay sends the garbage.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology } from '../../src/lab/netns.js';
-import { Cluster } from '../../src/lab/cluster.js';
-import { emitVxlan } from '../../src/wire/vxlan.js';
-import { emitEthernet, macFromString, EtherType } from '../../src/wire/ethernet.js';
-import { emitIpv4, IpProtocol, ipv4FromString } from '../../src/wire/ipv4.js';
-import { emitArp, ArpOp } from '../../src/wire/arp.js';
+import { Topology } from '../../src/tools/lab/netns.js';
+import { Cluster } from '../../src/tools/lab/cluster.js';
+import { emitVxlan } from '../../src/packet/wire/vxlan.js';
+import { emitEthernet, macFromString, EtherType } from '../../src/packet/wire/ethernet.js';
+import { emitIpv4, IpProtocol, ipv4FromString } from '../../src/packet/wire/ipv4.js';
+import { emitArp, ArpOp } from '../../src/packet/wire/arp.js';
 import { requirePrerequisites, toolsDir, ping } from './support.js';
 
 /** A VXLAN datagram: header with `vni` and flags, inner Ethernet, then `inner`. */

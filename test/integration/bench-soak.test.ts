@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../../src/lab/netns.js';
-import { cliPath } from '../../src/lab/cluster.js';
-import type { SoakResult } from '../../src/bench/soak.js';
+import { run } from '../../src/tools/lab/netns.js';
+import { cliPath } from '../../src/tools/lab/cluster.js';
+import type { SoakResult } from '../../src/tools/bench/soak.js';
 import { requirePrerequisites } from './support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vxtun-soak-test-'));

@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Topology, type Netns } from '../../src/lab/netns.js';
-import { cliPath } from '../../src/lab/cluster.js';
+import { Topology, type Netns } from '../../src/tools/lab/netns.js';
+import { cliPath } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites } from './support.js';
 
 const valid = {

@@ -1,17 +1,17 @@
 /**
- * The express path (native/express.cc, src/engine/express.ts) against the real thing: lone packets
+ * The express path (native/express.cc, src/datapath/express.ts) against the real thing: lone packets
  * forwarded by the addon without JavaScript, counted, byte for byte what the JS pipeline would send;
  * everything it must not take (no route, too big, a kernel peer's partial checksums) handed to the
  * engine; closed while a trace watches (with the default workers); off when switched off.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/lab/netns.js';
-import { Cluster, cliPath, type ClusterNode, type ClusterOptions } from '../../src/lab/cluster.js';
+import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/tools/lab/netns.js';
+import { Cluster, cliPath, type ClusterNode, type ClusterOptions } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { innerFlowHash } from '../../src/conn/flow-hash.js';
-import { writeEncapTemplate } from '../../src/engine/encap.js';
-import type { CounterSnapshot } from '../../src/engine/counters.js';
+import { innerFlowHash } from '../../src/packet/flow-hash.js';
+import { writeEncapTemplate } from '../../src/packet/encap.js';
+import type { CounterSnapshot } from '../../src/packet/counters.js';
 import type { Journey } from '../../src/trace/journey.js';
 import { requirePrerequisites, startTrace, tcpTransfer, toolsDir, withEnv } from './support.js';
 

@@ -7,9 +7,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/lab/netns.js';
-import { MAX_DEFAULT_WORKERS } from '../../src/engine/workers.js';
-import { Cluster, cliPath, type ClusterNode } from '../../src/lab/cluster.js';
+import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/tools/lab/netns.js';
+import { MAX_DEFAULT_WORKERS } from '../../src/datapath/workers.js';
+import { Cluster, cliPath, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { requirePrerequisites, tcpTransfer, toolsDir, withEnv, threadPolicies, SCHED_OTHER, SCHED_BATCH } from './support.js';
 

@@ -8,10 +8,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { cliPath } from '../../src/lab/cluster.js';
-import { defaultWorkers } from '../../src/engine/workers.js';
-import { createKernelFlannelNode, addKernelPeer, addPod, waitFor } from '../../src/lab/netns.js';
-import { cniDelPod, CNI_PATH, type CniPod } from '../../src/lab/cni.js';
+import { cliPath } from '../../src/tools/lab/cluster.js';
+import { defaultWorkers } from '../../src/datapath/workers.js';
+import { createKernelFlannelNode, addKernelPeer, addPod, waitFor } from '../../src/tools/lab/netns.js';
+import { cniDelPod, CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
 import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
 import { requirePrerequisites, ping, tcpTransfer } from './support.js';

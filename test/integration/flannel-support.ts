@@ -2,10 +2,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Topology, Underlay, type Netns, waitFor } from '../../src/lab/netns.js';
-import { VxtunProcess } from '../../src/lab/cluster.js';
-import { EtcdServer, makeEtcdCertificates, type EtcdTls } from '../../src/lab/etcd.js';
-import { cniAddPod, type CniPod } from '../../src/lab/cni.js';
+import { Topology, Underlay, type Netns, waitFor } from '../../src/tools/lab/netns.js';
+import { VxtunProcess } from '../../src/tools/lab/cluster.js';
+import { EtcdServer, makeEtcdCertificates, type EtcdTls } from '../../src/tools/lab/etcd.js';
+import { cniAddPod, type CniPod } from '../../src/tools/lab/cni.js';
 import { controlRequest } from '../../src/control/socket.js';
 
 export const ETCD_IP = '198.18.0.250';

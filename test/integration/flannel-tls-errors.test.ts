@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliPath } from '../../src/lab/cluster.js';
+import { cliPath } from '../../src/tools/lab/cluster.js';
 import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
 import { requirePrerequisites } from './support.js';
 import { writeFileSync } from 'node:fs';
@@ -90,7 +90,7 @@ describe('flannel over etcd with TLS client certificates', () => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    const { waitFor } = await import('../../src/lab/netns.js');
+    const { waitFor } = await import('../../src/tools/lab/netns.js');
     await waitFor(() => out.includes('registry unreachable, retrying'), { timeoutMs: 15_000, what: 'a retry log line' });
     child.kill('SIGTERM');
     expect(await exited).toBe(0);

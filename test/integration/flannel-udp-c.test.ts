@@ -1,7 +1,7 @@
 /**
  * vxtun's udp backend against a second implementation of flannel's udp wire format: a C udp proxy in
  * flannel's udp-backend design (one read and one sendto per packet), written for vxtun — not
- * flannel's code (bench/udp-proxy-c, src/lab/udp-proxy-c.ts). Node 1 runs vxtun (static peers,
+ * flannel's code (bench/udp-proxy-c, src/tools/lab/udp-proxy-c.ts). Node 1 runs vxtun (static peers,
  * backend udp), nodes 2 and 3 run the C proxy; the wire is checked byte by byte, pods ping and move
  * TCP data (sha256 compared) vxtun ↔ C both ways and C ↔ C (the bench's `udp-proxy-c` case), and the
  * proxy's drops are counted by reason.
@@ -10,11 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Topology, Underlay, addPod, capture, parseTcpdump, processOutput, waitFor, type Netns } from '../../src/lab/netns.js';
-import { VxtunProcess } from '../../src/lab/cluster.js';
-import { UdpProxyCNode, buildUdpProxyC, parseUdpProxyCCounters } from '../../src/lab/udp-proxy-c.js';
-import { emitIpv4, ipv4FromString } from '../../src/wire/ipv4.js';
-import { internetChecksum } from '../../src/wire/checksum.js';
+import { Topology, Underlay, addPod, capture, parseTcpdump, processOutput, waitFor, type Netns } from '../../src/tools/lab/netns.js';
+import { VxtunProcess } from '../../src/tools/lab/cluster.js';
+import { UdpProxyCNode, buildUdpProxyC, parseUdpProxyCCounters } from '../../src/tools/lab/udp-proxy-c.js';
+import { emitIpv4, ipv4FromString } from '../../src/packet/wire/ipv4.js';
+import { internetChecksum } from '../../src/packet/wire/checksum.js';
 import { requirePrerequisites, ping, tcpTransfer, toolsDir } from './support.js';
 
 const NETWORK = '10.244.0.0/16';

@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { VxtunProcess, cliPath } from '../../src/lab/cluster.js';
-import { capture, parseTcpdump } from '../../src/lab/netns.js';
-import { CNI_PATH, type CniPod } from '../../src/lab/cni.js';
+import { VxtunProcess, cliPath } from '../../src/tools/lab/cluster.js';
+import { capture, parseTcpdump } from '../../src/tools/lab/netns.js';
+import { CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
-import { internetChecksum } from '../../src/wire/checksum.js';
+import { internetChecksum } from '../../src/packet/wire/checksum.js';
 import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
 import { requirePrerequisites, ping, tcpTransfer } from './support.js';
 

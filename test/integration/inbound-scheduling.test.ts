@@ -1,15 +1,15 @@
 /**
  * Issue 3, UDP flood target: an engine thread runs SCHED_BATCH (idle round trips stay on one CPU)
  * except while the underlay floods it, when it runs SCHED_OTHER so it is scheduled as soon as woken
- * and hands the pod small bursts its socket can take (src/engine/inbound-scheduling.ts). Checked on
+ * and hands the pod small bursts its socket can take (src/datapath/inbound-scheduling.ts). Checked on
  * real nodes under an iperf3 UDP flood: the receiving node's thread switches and comes back, the
  * sending node (which receives next to nothing) never switches, and VXTUN_NO_INBOUND_SCHED=1 keeps
  * every thread at SCHED_BATCH. What it buys is measured by the benchmark, not here.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology, waitFor, waitForOutput } from '../../src/lab/netns.js';
-import { Cluster, type ClusterNode } from '../../src/lab/cluster.js';
+import { Topology, waitFor, waitForOutput } from '../../src/tools/lab/netns.js';
+import { Cluster, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { requirePrerequisites, withEnv, threadPolicies, SCHED_BATCH, SCHED_OTHER } from './support.js';
 

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Topology, capture, run } from '../../src/lab/netns.js';
-import { Cluster } from '../../src/lab/cluster.js';
+import { Topology, capture, run } from '../../src/tools/lab/netns.js';
+import { Cluster } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites, tcpTransfer, ping } from './support.js';
 
 const MB = 1024 * 1024;

@@ -8,9 +8,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../../src/lab/netns.js';
-import { cliPath } from '../../src/lab/cluster.js';
-import { labDown, type LabState } from '../../src/lab/teaching.js';
+import { run } from '../../src/tools/lab/netns.js';
+import { cliPath } from '../../src/tools/lab/cluster.js';
+import { labDown, type LabState } from '../../src/tools/lab/teaching.js';
 import { requirePrerequisites } from './support.js';
 
 const vxtun = (args: string[], timeoutMs = 60_000) => run([process.execPath, cliPath, ...args], { timeoutMs });

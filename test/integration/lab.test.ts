@@ -3,8 +3,8 @@
  * in namespaces it creates, a ping across printed, everything torn down after.
  */
 import { describe, expect, it } from 'vitest';
-import { run } from '../../src/lab/netns.js';
-import { cliPath } from '../../src/lab/cluster.js';
+import { run } from '../../src/tools/lab/netns.js';
+import { cliPath } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites } from './support.js';
 
 describe('vxtun lab', () => {

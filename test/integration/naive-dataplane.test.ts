@@ -1,13 +1,13 @@
 /**
- * Issue 3, the bench's naive baseline (`fs.read` + `dgram.send`, src/bench/naive-dataplane.ts) is
+ * Issue 3, the bench's naive baseline (`fs.read` + `dgram.send`, src/tools/bench/naive-dataplane.ts) is
  * a real dataplane: TCP through naive ↔ naive and naive ↔ kernel VXLAN (same wire format,
  * flannel.1 as flanneld programs it) arrives with the sha256 it left with; what arrives off the
  * wire malformed is dropped under its reason and traffic goes on; SIGTERM leaves no device behind.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology, type Netns } from '../../src/lab/netns.js';
-import { Cluster, type ClusterNode } from '../../src/lab/cluster.js';
-import type { NaiveCounters } from '../../src/bench/naive-dataplane.js';
+import { Topology, type Netns } from '../../src/tools/lab/netns.js';
+import { Cluster, type ClusterNode } from '../../src/tools/lab/cluster.js';
+import type { NaiveCounters } from '../../src/tools/bench/naive-dataplane.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { requirePrerequisites, tcpTransfer, ping } from './support.js';
 

@@ -13,7 +13,7 @@ import {
   setOffloads,
   waitForOutput,
   type Netns,
-} from '../../src/lab/netns.js';
+} from '../../src/tools/lab/netns.js';
 
 const isRoot = process.getuid?.() === 0;
 

@@ -9,10 +9,10 @@
  * Every case moves 20 MB of TCP into the vxtun node's pod and compares sha256 at both ends.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology } from '../../src/lab/netns.js';
-import { Cluster, type ClusterNode } from '../../src/lab/cluster.js';
+import { Topology } from '../../src/tools/lab/netns.js';
+import { Cluster, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import type { CounterSnapshot } from '../../src/engine/counters.js';
+import type { CounterSnapshot } from '../../src/packet/counters.js';
 import { requirePrerequisites, tcpTransfer, withEnv } from './support.js';
 
 const MB = 1024 * 1024;

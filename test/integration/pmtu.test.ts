@@ -4,8 +4,8 @@
  * answer fragmentation-needed with the tunnel MTU (1450); pods have 1500-byte links.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology } from '../../src/lab/netns.js';
-import { Cluster } from '../../src/lab/cluster.js';
+import { Topology } from '../../src/tools/lab/netns.js';
+import { Cluster } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites, tcpTransfer } from './support.js';
 
 const MB = 1024 * 1024;

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Topology, run, waitFor } from '../../src/lab/netns.js';
-import { Cluster, cliPath } from '../../src/lab/cluster.js';
+import { Topology, run, waitFor } from '../../src/tools/lab/netns.js';
+import { Cluster, cliPath } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites, startTrace, toolsDir, type TraceProc } from './support.js';
 import type { Journey } from '../../src/trace/journey.js';
 

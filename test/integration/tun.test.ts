@@ -18,8 +18,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const DIST_LINUX = join(ROOT, 'dist/src/tun/linux.js');
-const DIST_NATIVE = join(ROOT, 'dist/src/native/index.js');
+const DIST_LINUX = join(ROOT, 'dist/src/io/tun-linux.js');
+const DIST_NATIVE = join(ROOT, 'dist/src/io/addon.js');
 const NS = `vxt-tun-${process.pid}-${randomBytes(3).toString('hex')}`;
 const HEAD = 64; // headroom the child reads into
 
@@ -197,8 +197,8 @@ describe('Linux TUN device in a network namespace', () => {
     for (const f of [DIST_LINUX, DIST_NATIVE]) {
       if (!existsSync(f)) throw new Error(`${f} is missing: run npm run build first`);
     }
-    if (statSync(join(ROOT, 'src/tun/linux.ts')).mtimeMs > statSync(DIST_LINUX).mtimeMs)
-      throw new Error('dist/ is older than src/tun/linux.ts: run npm run build first');
+    if (statSync(join(ROOT, 'src/io/tun-linux.ts')).mtimeMs > statSync(DIST_LINUX).mtimeMs)
+      throw new Error('dist/ is older than src/io/tun-linux.ts: run npm run build first');
     if (!existsSync(join(ROOT, 'build/Release/vxtun_native.node')))
       throw new Error('vxtun native addon not built: run npm install (node-gyp)');
 

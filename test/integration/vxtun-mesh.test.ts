@@ -3,11 +3,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Topology, waitFor } from '../../src/lab/netns.js';
+import { Topology, waitFor } from '../../src/tools/lab/netns.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { Cluster, cliPath } from '../../src/lab/cluster.js';
+import { Cluster, cliPath } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites, tcpTransfer, ping } from './support.js';
-import { defaultWorkers } from '../../src/engine/workers.js';
+import { defaultWorkers } from '../../src/datapath/workers.js';
 
 const MB = 1024 * 1024;
 

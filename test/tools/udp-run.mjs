@@ -69,7 +69,7 @@ if (mode === 'recv') {
     return run;
   };
   if (how === 'gso') {
-    const { NativeBind } = await import('../../dist/src/conn/native.js');
+    const { NativeBind } = await import('../../dist/src/io/bind-native.js');
     const bind = NativeBind.open(srcIp, 0, { gso: true, gro: false });
     if (!bind.features.gso) throw new Error('UDP GSO not available');
     for (let r = 0; r < runs; r++) {

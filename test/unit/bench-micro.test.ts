@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { runMicro } from '../../bench/micro/run.js';
 import { MicroRunSchema } from '../../bench/micro/schema.js';
 import { renderMicroSvg } from '../../bench/micro/chart.js';
-import { loadNative } from '../../src/native/index.js';
+import { loadNative } from '../../src/io/addon.js';
 
 const microDir = fileURLToPath(new URL('../../bench/micro/', import.meta.url));
 

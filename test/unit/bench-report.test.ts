@@ -4,12 +4,12 @@
  * on a hand-built result (the end-to-end run is test/integration/bench.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { quantile, median, summarize, ratio } from '../../src/bench/stats.js';
-import { addSummaries } from '../../src/bench/runner.js';
-import { renderTable } from '../../src/bench/report-text.js';
-import { renderHtml } from '../../src/bench/report-html.js';
-import { renderCompare, machineDifferences, CompareError } from '../../src/bench/compare.js';
-import { BenchResultSchema, METRIC_KEYS, type BenchResult, type CaseResult, type MetricKey } from '../../src/bench/schema.js';
+import { quantile, median, summarize, ratio } from '../../src/tools/bench/stats.js';
+import { addSummaries } from '../../src/tools/bench/runner.js';
+import { renderTable } from '../../src/tools/bench/report-text.js';
+import { renderHtml } from '../../src/tools/bench/report-html.js';
+import { renderCompare, machineDifferences, CompareError } from '../../src/tools/bench/compare.js';
+import { BenchResultSchema, METRIC_KEYS, type BenchResult, type CaseResult, type MetricKey } from '../../src/tools/bench/schema.js';
 
 function metrics(over: Partial<Record<MetricKey, number | null>>): Record<MetricKey, number | null> {
   return { ...(Object.fromEntries(METRIC_KEYS.map((k) => [k, null])) as Record<MetricKey, number | null>), ...over };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseIperfInterval, slope, verdictFor, renderSoakHtml, renderSoakText, type SoakResult } from '../../src/bench/soak.js';
+import { parseIperfInterval, slope, verdictFor, renderSoakHtml, renderSoakText, type SoakResult } from '../../src/tools/bench/soak.js';
 
 describe('soak analysis', () => {
   it('slope is the least-squares fit', () => {

@@ -4,9 +4,9 @@
  * min–max, and absent unless both were measured.
  */
 import { describe, expect, it } from 'vitest';
-import { addSummaries } from '../../src/bench/runner.js';
-import { versusUdpProxyC } from '../../src/bench/format.js';
-import { METRIC_KEYS, type CaseResult, type MetricKey } from '../../src/bench/schema.js';
+import { addSummaries } from '../../src/tools/bench/runner.js';
+import { versusUdpProxyC } from '../../src/tools/bench/format.js';
+import { METRIC_KEYS, type CaseResult, type MetricKey } from '../../src/tools/bench/schema.js';
 
 function measured(id: string, tcp: Array<[number, number]>): CaseResult {
   const metrics = (t1: number, t4: number) => ({ ...(Object.fromEntries(METRIC_KEYS.map((k) => [k, null])) as Record<MetricKey, number | null>), tcp1Gbps: t1, tcp4Gbps: t4 });

@@ -1,6 +1,6 @@
 // parseCidr / cidrToString / masks / containment and overlap: the prefixes config and routes rely on.
 import { describe, expect, it } from 'vitest';
-import { parseCidr, cidrToString, cidrContains, cidrOverlaps, ipv4Mask, maskIpv6, type Cidr } from '../../src/engine/cidr.js';
+import { parseCidr, cidrToString, cidrContains, cidrOverlaps, ipv4Mask, maskIpv6, type Cidr } from '../../src/packet/cidr.js';
 
 const cidr = (s: string): Cidr => {
   const c = parseCidr(s);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bridgeConfig } from '../../src/lab/cni.js';
+import { bridgeConfig } from '../../src/tools/lab/cni.js';
 
 const env = (subnet: string, ipMasq = 'true'): Record<string, string> => ({
   FLANNEL_NETWORK: '10.244.0.0/16',

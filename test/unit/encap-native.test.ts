@@ -10,18 +10,18 @@
  * Needs no root; a missing addon fails (requireNative), never skips.
  */
 import { describe, expect, it } from 'vitest';
-import { requireNative } from '../../src/native/index.js';
-import { Engine, HEADROOM } from '../../src/engine/engine.js';
-import { encapBatchTs, writeEncapTemplate, ENCAP_HEADER_LEN, type EncapBatchFn } from '../../src/engine/encap.js';
-import { RouteTable, type Vtep } from '../../src/engine/routes.js';
-import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
-import { FakeNetwork } from '../../src/conn/fake.js';
+import { requireNative } from '../../src/io/addon.js';
+import { Engine, HEADROOM } from '../../src/datapath/engine.js';
+import { encapBatchTs, writeEncapTemplate, ENCAP_HEADER_LEN, type EncapBatchFn } from '../../src/packet/encap.js';
+import { RouteTable, type Vtep } from '../../src/packet/routes.js';
+import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import { FakeNetwork } from '../../src/io/bind-fake.js';
 import { RecordingTun } from './recording-tun.js';
-import type { Observation } from '../../src/trace/observe.js';
-import { internetChecksum } from '../../src/wire/checksum.js';
-import { macFromString } from '../../src/wire/ethernet.js';
-import { ipv4FromString } from '../../src/wire/ipv4.js';
-import { ipv6FromString } from '../../src/wire/ipv6.js';
+import type { Observation } from '../../src/datapath/observe.js';
+import { internetChecksum } from '../../src/packet/wire/checksum.js';
+import { macFromString } from '../../src/packet/wire/ethernet.js';
+import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
+import { ipv6FromString } from '../../src/packet/wire/ipv6.js';
 import { xorshift32 as rng } from './random.js';
 
 const native = requireNative();

@@ -7,16 +7,16 @@ import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { requireNative } from '../../src/native/index.js';
-import type { Observation } from '../../src/trace/observe.js';
-import { Engine, HEADROOM } from '../../src/engine/engine.js';
-import { RouteTable, type Vtep } from '../../src/engine/routes.js';
-import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
-import type { TunDevice } from '../../src/tun/device.js';
-import type { Bind, Endpoint } from '../../src/conn/bind.js';
-import { emitIpv4, ipv4FromString, IpProtocol } from '../../src/wire/ipv4.js';
-import { emitVxlan, VXLAN_HEADER_LEN } from '../../src/wire/vxlan.js';
-import { emitEthernet, EtherType, macFromString } from '../../src/wire/ethernet.js';
+import { requireNative } from '../../src/io/addon.js';
+import type { Observation } from '../../src/datapath/observe.js';
+import { Engine, HEADROOM } from '../../src/datapath/engine.js';
+import { RouteTable, type Vtep } from '../../src/packet/routes.js';
+import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import type { TunDevice } from '../../src/io/tun-device.js';
+import type { Bind, Endpoint } from '../../src/io/bind.js';
+import { emitIpv4, ipv4FromString, IpProtocol } from '../../src/packet/wire/ipv4.js';
+import { emitVxlan, VXLAN_HEADER_LEN } from '../../src/packet/wire/vxlan.js';
+import { emitEthernet, EtherType, macFromString } from '../../src/packet/wire/ethernet.js';
 
 const OUR_MAC = macFromString('0a:58:0a:f4:01:00');
 const cidr = (s: string): Cidr => {
@@ -193,8 +193,8 @@ describe('garbage per packet', () => {
     const tool = fileURLToPath(new URL('../tools/engine-alloc.mjs', import.meta.url));
     // The tool runs the compiled engine: refuse to judge a build older than the source.
     const root = fileURLToPath(new URL('../../', import.meta.url));
-    const built = statSync(`${root}dist/src/engine/engine.js`, { throwIfNoEntry: false })?.mtimeMs ?? 0;
-    const sources = ['src/engine/engine.ts', 'src/engine/pipeline.ts', 'bench/micro/encap-decap.bench.ts', ...readdirSync(`${root}src/wire`).map((f) => `src/wire/${f}`)];
+    const built = statSync(`${root}dist/src/datapath/engine.js`, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+    const sources = ['src/datapath/engine.ts', 'src/datapath/pipeline.ts', 'bench/micro/encap-decap.bench.ts', ...readdirSync(`${root}src/packet/wire`).map((f) => `src/packet/wire/${f}`)];
     for (const f of sources) if (statSync(`${root}${f}`).mtimeMs > built) throw new Error(`dist/ is older than ${f} (or missing): run npm run build first`);
     const out = execFileSync(process.execPath, ['--expose-gc', '--min-semi-space-size=64', '--max-semi-space-size=64', tool], { encoding: 'utf8', timeout: 60_000 });
     const perPacket = JSON.parse(out) as Record<string, number>;

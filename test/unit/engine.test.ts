@@ -4,20 +4,20 @@
 // test asserts bytes and the exact counter that moved (a whole-snapshot delta, so a packet counted
 // twice or in the wrong place fails).
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Engine, HEADROOM, type EngineOptions } from '../../src/engine/engine.js';
-import type { CounterSnapshot } from '../../src/engine/counters.js';
-import { RouteTable, type Route, type Vtep } from '../../src/engine/routes.js';
-import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
-import { createFakeTun, type FakeTun } from '../../src/tun/fake.js';
-import { FakeNetwork, type FakeBind, type FakeDatagram } from '../../src/conn/fake.js';
-import type { Endpoint } from '../../src/conn/bind.js';
-import { onesSum } from '../../src/wire/checksum.js';
-import { emitIpv4, ipv4FromString, ipv4ToString } from '../../src/wire/ipv4.js';
-import { emitIpv6, ipv6FromString } from '../../src/wire/ipv6.js';
-import { emitIcmpv4 } from '../../src/wire/icmpv4.js';
-import { emitIcmpv6 } from '../../src/wire/icmpv6.js';
-import { emitArp } from '../../src/wire/arp.js';
-import { macFromString } from '../../src/wire/ethernet.js';
+import { Engine, HEADROOM, type EngineOptions } from '../../src/datapath/engine.js';
+import type { CounterSnapshot } from '../../src/packet/counters.js';
+import { RouteTable, type Route, type Vtep } from '../../src/packet/routes.js';
+import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import { createFakeTun, type FakeTun } from '../../src/io/tun-fake.js';
+import { FakeNetwork, type FakeBind, type FakeDatagram } from '../../src/io/bind-fake.js';
+import type { Endpoint } from '../../src/io/bind.js';
+import { onesSum } from '../../src/packet/wire/checksum.js';
+import { emitIpv4, ipv4FromString, ipv4ToString } from '../../src/packet/wire/ipv4.js';
+import { emitIpv6, ipv6FromString } from '../../src/packet/wire/ipv6.js';
+import { emitIcmpv4 } from '../../src/packet/wire/icmpv4.js';
+import { emitIcmpv6 } from '../../src/packet/wire/icmpv6.js';
+import { emitArp } from '../../src/packet/wire/arp.js';
+import { macFromString } from '../../src/packet/wire/ethernet.js';
 import { loadTcpdumpHex, type TcpdumpFixture } from '../fixtures/load.js';
 import { mulberry32 } from './random.js';
 
@@ -170,7 +170,7 @@ function arpPacket(op: number, senderMac: string, senderIp: string, targetMac: s
   return buf;
 }
 
-// --- independent checks (src/wire/checksum.ts is the reference; pseudo-headers by hand) ---
+// --- independent checks (src/packet/wire/checksum.ts is the reference; pseudo-headers by hand) ---
 
 const ipv4HeaderOk = (p: Buffer): boolean => onesSum(p, 0, (p[0]! & 0x0f) * 4) === 0xffff;
 function l4ChecksumOk(p: Buffer): boolean {

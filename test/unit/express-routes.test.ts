@@ -4,11 +4,11 @@
 // path must leave to the engine (an IPv6 endpoint) gets port 0. The record bytes are spelled out by
 // hand here (RFC 7348 VXLAN header, Ethernet II), not with the emitters under test.
 import { describe, expect, it } from 'vitest';
-import { compileExpressRoutes, addExpressCounters, sumExpress, ExpressCounter, EXPRESS_COUNTER_COUNT, expressWanted } from '../../src/engine/express.js';
-import { writeEncapTemplate, ENCAP_HEADER_LEN } from '../../src/engine/encap.js';
-import { RouteTable, type Route, type Vtep } from '../../src/engine/routes.js';
-import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
-import { ipv4FromString } from '../../src/wire/ipv4.js';
+import { compileExpressRoutes, addExpressCounters, sumExpress, ExpressCounter, EXPRESS_COUNTER_COUNT, expressWanted } from '../../src/datapath/express.js';
+import { writeEncapTemplate, ENCAP_HEADER_LEN } from '../../src/packet/encap.js';
+import { RouteTable, type Route, type Vtep } from '../../src/packet/routes.js';
+import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { mulberry32 } from './random.js';
 
 const cidr = (s: string): Cidr => {

@@ -1,13 +1,13 @@
 /**
- * RFC 7348 §5 source ports: the TypeScript flow hash (src/conn/flow-hash.ts, which a trace uses to
+ * RFC 7348 §5 source ports: the TypeScript flow hash (src/packet/flow-hash.ts, which a trace uses to
  * name the port a datagram left from) against the addon's, judged by the ports random datagrams
  * really arrive from on a loopback socket: IPv4 TCP/UDP/SCTP/ICMP, with IP options, later fragments,
  * IPv6, ARP, frames too short to hash. Needs no root; a missing addon fails, never skips.
  */
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
-import { NativeBind } from '../../src/conn/native.js';
-import { innerFlowHash } from '../../src/conn/flow-hash.js';
+import { NativeBind } from '../../src/io/bind-native.js';
+import { innerFlowHash } from '../../src/packet/flow-hash.js';
 import { xorshift32 as rng } from './random.js';
 
 const KINDS = ['tcp4', 'udp4', 'sctp4', 'icmp4', 'options4', 'fragment4', 'tcp6', 'udp6', 'arp', 'short', 'garbage'] as const;

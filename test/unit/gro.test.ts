@@ -6,10 +6,10 @@
  * one message per datagram. Needs no root; a missing addon fails (requireNative), never skips.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { newGroPieces, splitGro } from '../../src/conn/gro.js';
-import { NativeBind, UdpCounter, type NativeBindOptions } from '../../src/conn/native.js';
-import type { Endpoint } from '../../src/conn/bind.js';
-import { requireNative } from '../../src/native/index.js';
+import { newGroPieces, splitGro } from '../../src/packet/gro.js';
+import { NativeBind, UdpCounter, type NativeBindOptions } from '../../src/io/bind-native.js';
+import type { Endpoint } from '../../src/io/bind.js';
+import { requireNative } from '../../src/io/addon.js';
 import { xorshift32 as rng } from './random.js';
 
 const pieces = (sizes: number[], gso: number[]): Array<[number, number, number]> => {

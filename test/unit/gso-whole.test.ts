@@ -6,17 +6,17 @@
  * that does not), in batch order.
  */
 import { describe, expect, it } from 'vitest';
-import { prepareTcpGso, tcpSegmentSize } from '../../src/engine/gso.js';
-import { Engine, HEADROOM } from '../../src/engine/engine.js';
-import { RouteTable } from '../../src/engine/routes.js';
-import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
-import { FakeNetwork } from '../../src/conn/fake.js';
-import type { TunDevice } from '../../src/tun/device.js';
-import { VirtioNetHdr, emitVirtioNetHdr, VIRTIO_NET_HDR_LEN } from '../../src/wire/virtio-net.js';
-import { isWireError } from '../../src/wire/error.js';
-import { emitIpv6, ipv6FromString } from '../../src/wire/ipv6.js';
-import { macFromString } from '../../src/wire/ethernet.js';
-import { ipv4FromString } from '../../src/wire/ipv4.js';
+import { prepareTcpGso, tcpSegmentSize } from '../../src/packet/gso.js';
+import { Engine, HEADROOM } from '../../src/datapath/engine.js';
+import { RouteTable } from '../../src/packet/routes.js';
+import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import { FakeNetwork } from '../../src/io/bind-fake.js';
+import type { TunDevice } from '../../src/io/tun-device.js';
+import { VirtioNetHdr, emitVirtioNetHdr, VIRTIO_NET_HDR_LEN } from '../../src/packet/wire/virtio-net.js';
+import { isWireError } from '../../src/packet/wire/error.js';
+import { emitIpv6, ipv6FromString } from '../../src/packet/wire/ipv6.js';
+import { macFromString } from '../../src/packet/wire/ethernet.js';
+import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 
 /** The kernel's super-packet: inner IPv4 4052 bytes (20 IP + 32 TCP with timestamps + 4000), TCP checksum partial. */

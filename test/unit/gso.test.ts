@@ -1,9 +1,9 @@
 // segmentTcp: software TSO for the TCP super-packets kernel peers send whole. Packets are built by
-// hand here (headers byte by byte, checksums with the reference in src/wire/checksum.ts) and every
+// hand here (headers byte by byte, checksums with the reference in src/packet/wire/checksum.ts) and every
 // segment is checked field by field against the original.
 import { describe, expect, it } from 'vitest';
-import { segmentTcp } from '../../src/engine/gso.js';
-import { onesSum, finish } from '../../src/wire/checksum.js';
+import { segmentTcp } from '../../src/packet/gso.js';
+import { onesSum, finish } from '../../src/packet/wire/checksum.js';
 import { POISON, FIN, PSH, ACK, ECE, CWR, SRC4, DST4, SRC6, DST6, TS_OPTIONS, type Built, payloadOf, type TcpOpts, build, pseudo } from './tcp-packets.js';
 
 /** Runs segmentTcp and checks every invariant of every segment; returns the IP packets. */

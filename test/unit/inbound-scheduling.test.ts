@@ -1,16 +1,16 @@
 // An engine thread leaves SCHED_BATCH while the underlay floods it and goes back once quiet
-// (src/engine/inbound-scheduling.ts): the switching rule with a test clock, the pipeline feeding it
+// (src/datapath/inbound-scheduling.ts): the switching rule with a test clock, the pipeline feeding it
 // every inbound batch, and the addon's per-thread call against /proc/thread-self.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { InboundScheduling } from '../../src/engine/inbound-scheduling.js';
-import { Engine } from '../../src/engine/engine.js';
-import { requireNative } from '../../src/native/index.js';
-import { ipv4FromString } from '../../src/wire/ipv4.js';
-import { macFromString } from '../../src/wire/ethernet.js';
-import type { TunDevice } from '../../src/tun/device.js';
-import type { Bind, Endpoint, ReceiveFn } from '../../src/conn/bind.js';
+import { InboundScheduling } from '../../src/datapath/inbound-scheduling.js';
+import { Engine } from '../../src/datapath/engine.js';
+import { requireNative } from '../../src/io/addon.js';
+import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
+import { macFromString } from '../../src/packet/wire/ethernet.js';
+import type { TunDevice } from '../../src/io/tun-device.js';
+import type { Bind, Endpoint, ReceiveFn } from '../../src/io/bind.js';
 
 /** A policy setter that records its calls, answering `ok`. */
 function recorder(ok: () => boolean = () => true): { calls: boolean[]; setBatch: (b: boolean) => boolean } {

@@ -7,7 +7,7 @@ import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { requireNative, type NativeErrnoError } from '../../src/native/index.js';
+import { requireNative, type NativeErrnoError } from '../../src/io/addon.js';
 
 const native = requireNative();
 

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadNative, requireNative, type NativeErrnoError } from '../../src/native/index.js';
-import { onesSum, checksumUpdate } from '../../src/wire/checksum.js';
+import { loadNative, requireNative, type NativeErrnoError } from '../../src/io/addon.js';
+import { onesSum, checksumUpdate } from '../../src/packet/wire/checksum.js';
 import { xorshift32 as rng } from './random.js';
 
 const native = requireNative();

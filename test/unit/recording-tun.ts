@@ -2,7 +2,7 @@
  * A TUN for engine tests: records copies of what the engine writes into it (decapsulated packets,
  * ICMP answers); reads hand over nothing.
  */
-import type { TunDevice } from '../../src/tun/device.js';
+import type { TunDevice } from '../../src/io/tun-device.js';
 
 export class RecordingTun implements TunDevice {
   readonly name = 'rec0';

@@ -1,10 +1,10 @@
 // RouteTable: longest-prefix match for IPv4 and IPv6, checked against hand-picked cases and against
 // a naive linear scan over bit strings (no masks from src/ involved).
 import { describe, expect, it } from 'vitest';
-import { RouteTable, type Route } from '../../src/engine/routes.js';
-import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
-import { ipv4FromString } from '../../src/wire/ipv4.js';
-import { ipv6FromString } from '../../src/wire/ipv6.js';
+import { RouteTable, type Route } from '../../src/packet/routes.js';
+import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
+import { ipv6FromString } from '../../src/packet/wire/ipv6.js';
 import { mulberry32 } from './random.js';
 
 const cidr = (s: string): Cidr => {

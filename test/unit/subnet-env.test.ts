@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatSubnetEnv, parseSubnetEnv, writeSubnetEnv } from '../../src/control/subnet-env.js';
-import { parseCidr, type Cidr } from '../../src/engine/cidr.js';
+import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
 
 const v4 = (s: string) => parseCidr(s) as Cidr & { family: 4 };
 

@@ -1,8 +1,8 @@
 /**
  * TCP packets built by hand (headers byte by byte, checksums with the reference in
- * src/wire/checksum.ts) for the segmentation and coalescing tests.
+ * src/packet/wire/checksum.ts) for the segmentation and coalescing tests.
  */
-import { onesSum, finish } from '../../src/wire/checksum.js';
+import { onesSum, finish } from '../../src/packet/wire/checksum.js';
 
 export const POISON = 0xa5;
 export const FIN = 0x01;

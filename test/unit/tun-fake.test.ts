@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createFakeTun } from '../../src/tun/fake.js';
+import { createFakeTun } from '../../src/io/tun-fake.js';
 
 const turn = () => new Promise<void>((r) => setImmediate(r));
 const turns = async (n: number) => {

@@ -1,4 +1,4 @@
-// TUN offloads in TypeScript (src/tun/offload.ts): the reader cuts the kernel's TCP super-packets and
+// TUN offloads in TypeScript (src/io/tun-offload.ts): the reader cuts the kernel's TCP super-packets and
 // finishes unfinished checksums, the writer puts a virtio_net_hdr in front of every packet and
 // coalesces runs of one TCP flow. Checked on raw bytes (golden), by their rules one by one, against
 // malformed headers (counted, never thrown), and side by side with the addon's tunReadOffload /
@@ -8,12 +8,12 @@ import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync, writeSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requireNative } from '../../src/native/index.js';
-import { TunCounter, TunOffloadReader, TunOffloadWriter, TUN_COUNTER_COUNT, type RawRead, type RawWrite } from '../../src/tun/offload.js';
-import { TunCoalesce } from '../../src/tun/linux.js';
-import { prepareTcpGso, segmentTcp } from '../../src/engine/gso.js';
-import { emitVirtioNetHdr, VirtioNetFlag, VirtioNetGso, VIRTIO_NET_HDR_LEN, type VirtioNetHdrRepr } from '../../src/wire/virtio-net.js';
-import { onesSum, finish } from '../../src/wire/checksum.js';
+import { requireNative } from '../../src/io/addon.js';
+import { TunCounter, TunOffloadReader, TunOffloadWriter, TUN_COUNTER_COUNT, type RawRead, type RawWrite } from '../../src/io/tun-offload.js';
+import { TunCoalesce } from '../../src/io/tun-linux.js';
+import { prepareTcpGso, segmentTcp } from '../../src/packet/gso.js';
+import { emitVirtioNetHdr, VirtioNetFlag, VirtioNetGso, VIRTIO_NET_HDR_LEN, type VirtioNetHdrRepr } from '../../src/packet/wire/virtio-net.js';
+import { onesSum, finish } from '../../src/packet/wire/checksum.js';
 import { ACK, CWR, FIN, PSH, build, payloadOf, pseudo, type TcpOpts } from './tcp-packets.js';
 import { mulberry32 } from './random.js';
 

@@ -5,8 +5,8 @@
  * The addon's poll and offload read are replaced by stand-ins (restored after); no device is opened.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { requireNative, type NativeAddon } from '../../src/native/index.js';
-import { adoptLinuxTun } from '../../src/tun/linux.js';
+import { requireNative, type NativeAddon } from '../../src/io/addon.js';
+import { adoptLinuxTun } from '../../src/io/tun-linux.js';
 
 const native = requireNative() as NativeAddon & Record<string, unknown>;
 const saved: Record<string, unknown> = {};

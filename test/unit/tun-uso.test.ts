@@ -10,13 +10,13 @@ import { closeSync, constants, mkdtempSync, openSync, rmSync, writeSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requireNative } from '../../src/native/index.js';
-import { TunCoalesce, TunCounter } from '../../src/tun/linux.js';
-import { emitIpv4, ipv4FromString, ipv4PseudoHeaderSum } from '../../src/wire/ipv4.js';
-import { emitIpv6, ipv6FromString, ipv6PseudoHeaderSum } from '../../src/wire/ipv6.js';
-import { emitUdp } from '../../src/wire/udp.js';
-import { internetChecksum } from '../../src/wire/checksum.js';
-import { VirtioNetHdr, VirtioNetFlag, VirtioNetGso, VIRTIO_NET_HDR_LEN, emitVirtioNetHdr, type VirtioNetHdrRepr } from '../../src/wire/virtio-net.js';
+import { requireNative } from '../../src/io/addon.js';
+import { TunCoalesce, TunCounter } from '../../src/io/tun-linux.js';
+import { emitIpv4, ipv4FromString, ipv4PseudoHeaderSum } from '../../src/packet/wire/ipv4.js';
+import { emitIpv6, ipv6FromString, ipv6PseudoHeaderSum } from '../../src/packet/wire/ipv6.js';
+import { emitUdp } from '../../src/packet/wire/udp.js';
+import { internetChecksum } from '../../src/packet/wire/checksum.js';
+import { VirtioNetHdr, VirtioNetFlag, VirtioNetGso, VIRTIO_NET_HDR_LEN, emitVirtioNetHdr, type VirtioNetHdrRepr } from '../../src/packet/wire/virtio-net.js';
 
 const native = requireNative();
 const SRC4 = ipv4FromString('10.244.1.2');

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
-import { ARP_LEN, ArpField, ArpOp, ArpPacket, emitArp, type ArpRepr } from '../../src/wire/arp.js';
-import { WireError } from '../../src/wire/error.js';
-import { BROADCAST_MAC, EthernetFrame, EtherType, macFromString, macToString } from '../../src/wire/ethernet.js';
-import { ipv4FromString, ipv4ToString } from '../../src/wire/ipv4.js';
+import { ARP_LEN, ArpField, ArpOp, ArpPacket, emitArp, type ArpRepr } from '../../src/packet/wire/arp.js';
+import { WireError } from '../../src/packet/wire/error.js';
+import { BROADCAST_MAC, EthernetFrame, EtherType, macFromString, macToString } from '../../src/packet/wire/ethernet.js';
+import { ipv4FromString, ipv4ToString } from '../../src/packet/wire/ipv4.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 

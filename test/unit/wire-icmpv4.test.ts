@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { WireError } from '../../src/wire/error.js';
-import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
+import { WireError } from '../../src/packet/wire/error.js';
+import { EthernetFrame, EtherType } from '../../src/packet/wire/ethernet.js';
 import {
   ICMPV4_ERROR_MAX_INVOKING,
   ICMPV4_HEADER_LEN,
@@ -13,9 +13,9 @@ import {
   icmpv4ErrorLength,
   icmpv4Length,
   type Icmpv4Repr,
-} from '../../src/wire/icmpv4.js';
-import { IpProtocol, Ipv4Field, Ipv4Packet, emitIpv4, ipv4ToString } from '../../src/wire/ipv4.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
+} from '../../src/packet/wire/icmpv4.js';
+import { IpProtocol, Ipv4Field, Ipv4Packet, emitIpv4, ipv4ToString } from '../../src/packet/wire/ipv4.js';
+import { UdpDatagram } from '../../src/packet/wire/udp.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 import { ICMP_PORT_UNREACHABLE } from './kernel-frames.js';

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { WireError } from '../../src/wire/error.js';
-import { EtherType } from '../../src/wire/ethernet.js';
+import { WireError } from '../../src/packet/wire/error.js';
+import { EtherType } from '../../src/packet/wire/ethernet.js';
 import {
   ICMPV6_ERROR_MAX_INVOKING,
   ICMPV6_HEADER_LEN,
@@ -11,9 +11,9 @@ import {
   emitIcmpv6,
   icmpv6Length,
   type Icmpv6Repr,
-} from '../../src/wire/icmpv6.js';
-import { IpProtocol } from '../../src/wire/ipv4.js';
-import { Ipv6Packet, emitIpv6, ipv6FromString, ipv6ToString } from '../../src/wire/ipv6.js';
+} from '../../src/packet/wire/icmpv6.js';
+import { IpProtocol } from '../../src/packet/wire/ipv4.js';
+import { Ipv6Packet, emitIpv6, ipv6FromString, ipv6ToString } from '../../src/packet/wire/ipv6.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 import { ICMPV6_ECHO_REQUEST, NEIGHBOR_SOLICIT_DAD } from './kernel-frames.js';

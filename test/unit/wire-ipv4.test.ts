@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
-import { onesSum } from '../../src/wire/checksum.js';
-import { WireError } from '../../src/wire/error.js';
-import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
+import { onesSum } from '../../src/packet/wire/checksum.js';
+import { WireError } from '../../src/packet/wire/error.js';
+import { EthernetFrame, EtherType } from '../../src/packet/wire/ethernet.js';
 import {
   IPV4_MIN_HEADER_LEN,
   IpProtocol,
@@ -13,9 +13,9 @@ import {
   ipv4PseudoHeaderSum,
   ipv4ToString,
   isIpv4String,
-} from '../../src/wire/ipv4.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+} from '../../src/packet/wire/ipv4.js';
+import { UdpDatagram } from '../../src/packet/wire/udp.js';
+import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/packet/wire/vxlan.js';
 import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 import { decapWithOuter, exercise, hex, ok, rng } from './wire-support.js';
 import { ICMP_PORT_UNREACHABLE, TCP_SYN } from './kernel-frames.js';

@@ -1,8 +1,8 @@
 import { isIPv6 } from 'node:net';
 import { describe, it, expect } from 'vitest';
-import { WireError } from '../../src/wire/error.js';
-import { EtherType } from '../../src/wire/ethernet.js';
-import { IpProtocol } from '../../src/wire/ipv4.js';
+import { WireError } from '../../src/packet/wire/error.js';
+import { EtherType } from '../../src/packet/wire/ethernet.js';
+import { IpProtocol } from '../../src/packet/wire/ipv4.js';
 import {
   IPV6_HEADER_LEN,
   Ipv6Field,
@@ -12,7 +12,7 @@ import {
   ipv6PseudoHeaderSum,
   ipv6ToString,
   isIpv6String,
-} from '../../src/wire/ipv6.js';
+} from '../../src/packet/wire/ipv6.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, ok, randomBytes, rng } from './wire-support.js';
 import { ICMPV6_ECHO_REQUEST, MLD_REPORT_HOP_BY_HOP, NEIGHBOR_SOLICIT_DAD, TCP6_SYN } from './kernel-frames.js';

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
-import { EthernetFrame } from '../../src/wire/ethernet.js';
-import { IpProtocol, Ipv4Field, emitIpv4 } from '../../src/wire/ipv4.js';
-import { Ipv6Field, Ipv6Packet, emitIpv6, ipv6FromString } from '../../src/wire/ipv6.js';
+import { EthernetFrame } from '../../src/packet/wire/ethernet.js';
+import { IpProtocol, Ipv4Field, emitIpv4 } from '../../src/packet/wire/ipv4.js';
+import { Ipv6Field, Ipv6Packet, emitIpv6, ipv6FromString } from '../../src/packet/wire/ipv6.js';
 import {
   completeL4Checksum,
   completePartialL4Checksum,
@@ -9,10 +9,10 @@ import {
   repairPartialL4Checksum,
   setPartialL4Checksum,
   type L4ChecksumState,
-} from '../../src/wire/l4checksum.js';
-import { TcpField } from '../../src/wire/tcp.js';
-import { onesSum } from '../../src/wire/checksum.js';
-import { UdpField, emitUdp } from '../../src/wire/udp.js';
+} from '../../src/packet/wire/l4checksum.js';
+import { TcpField } from '../../src/packet/wire/tcp.js';
+import { onesSum } from '../../src/packet/wire/checksum.js';
+import { UdpField, emitUdp } from '../../src/packet/wire/udp.js';
 import { fixtureNote, listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, hex, ok, randomBytes, rng } from './wire-support.js';
 import { MLD_REPORT_HOP_BY_HOP, UDP6_TO_CLOSED_PORT } from './kernel-frames.js';

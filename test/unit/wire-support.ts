@@ -1,11 +1,11 @@
 // Helpers shared by the test/unit/wire-*.test.ts suites: decoding the kernel-captured golden
 // vectors, and the seeded fuzzing that runs every view over random bytes.
 import { expect } from 'vitest';
-import { WireError } from '../../src/wire/error.js';
-import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
-import { Ipv4Packet } from '../../src/wire/ipv4.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/wire/vxlan.js';
+import { WireError } from '../../src/packet/wire/error.js';
+import { EthernetFrame, EtherType } from '../../src/packet/wire/ethernet.js';
+import { Ipv4Packet } from '../../src/packet/wire/ipv4.js';
+import { UdpDatagram } from '../../src/packet/wire/udp.js';
+import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/packet/wire/vxlan.js';
 
 /** The bytes of a hex dump such as `tcpdump -xx` prints; white space and line breaks are ignored. */
 export const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');

@@ -1,9 +1,9 @@
 import { describe, it, expect } from 'vitest';
-import { WireError } from '../../src/wire/error.js';
-import { EtherType } from '../../src/wire/ethernet.js';
-import { IpProtocol, Ipv4Packet } from '../../src/wire/ipv4.js';
-import { Ipv6Packet } from '../../src/wire/ipv6.js';
-import { TCP_MIN_HEADER_LEN, TcpField, TcpFlags, TcpSegment, tcpFlagsToString } from '../../src/wire/tcp.js';
+import { WireError } from '../../src/packet/wire/error.js';
+import { EtherType } from '../../src/packet/wire/ethernet.js';
+import { IpProtocol, Ipv4Packet } from '../../src/packet/wire/ipv4.js';
+import { Ipv6Packet } from '../../src/packet/wire/ipv6.js';
+import { TCP_MIN_HEADER_LEN, TcpField, TcpFlags, TcpSegment, tcpFlagsToString } from '../../src/packet/wire/tcp.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 import { TCP6_SYN, TCP_SYN } from './kernel-frames.js';

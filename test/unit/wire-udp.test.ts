@@ -1,11 +1,11 @@
 import { describe, it, expect } from 'vitest';
-import { onesSum } from '../../src/wire/checksum.js';
-import { WireError } from '../../src/wire/error.js';
-import { EthernetFrame, EtherType } from '../../src/wire/ethernet.js';
-import { IpProtocol, Ipv4Packet, ipv4PseudoHeaderSum } from '../../src/wire/ipv4.js';
-import { Ipv6Packet } from '../../src/wire/ipv6.js';
-import { UDP_HEADER_LEN, UdpDatagram, UdpField, emitUdp } from '../../src/wire/udp.js';
-import { VXLAN_PORT_LINUX } from '../../src/wire/vxlan.js';
+import { onesSum } from '../../src/packet/wire/checksum.js';
+import { WireError } from '../../src/packet/wire/error.js';
+import { EthernetFrame, EtherType } from '../../src/packet/wire/ethernet.js';
+import { IpProtocol, Ipv4Packet, ipv4PseudoHeaderSum } from '../../src/packet/wire/ipv4.js';
+import { Ipv6Packet } from '../../src/packet/wire/ipv6.js';
+import { UDP_HEADER_LEN, UdpDatagram, UdpField, emitUdp } from '../../src/packet/wire/udp.js';
+import { VXLAN_PORT_LINUX } from '../../src/packet/wire/vxlan.js';
 import { loadTcpdumpHex } from '../fixtures/load.js';
 import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
 import { UDP6_TO_CLOSED_PORT } from './kernel-frames.js';

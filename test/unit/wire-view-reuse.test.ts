@@ -1,14 +1,14 @@
 // check(…, reuse): a hot path re-points one view per protocol instead of allocating one per
-// packet (src/wire/view.ts). A re-pointed view must read exactly what a fresh view of the same
+// packet (src/packet/wire/view.ts). A re-pointed view must read exactly what a fresh view of the same
 // bytes reads, refuse exactly what check refuses, and be the very object it was given.
 import { describe, expect, it } from 'vitest';
-import { WireError } from '../../src/wire/error.js';
-import { VxlanHeader } from '../../src/wire/vxlan.js';
-import { EthernetFrame } from '../../src/wire/ethernet.js';
-import { Ipv4Packet, emitIpv4, ipv4FromString, ipv4ToString } from '../../src/wire/ipv4.js';
-import { Ipv6Packet } from '../../src/wire/ipv6.js';
-import { TcpSegment } from '../../src/wire/tcp.js';
-import { UdpDatagram } from '../../src/wire/udp.js';
+import { WireError } from '../../src/packet/wire/error.js';
+import { VxlanHeader } from '../../src/packet/wire/vxlan.js';
+import { EthernetFrame } from '../../src/packet/wire/ethernet.js';
+import { Ipv4Packet, emitIpv4, ipv4FromString, ipv4ToString } from '../../src/packet/wire/ipv4.js';
+import { Ipv6Packet } from '../../src/packet/wire/ipv6.js';
+import { TcpSegment } from '../../src/packet/wire/tcp.js';
+import { UdpDatagram } from '../../src/packet/wire/udp.js';
 import { mulberry32 } from './random.js';
 
 interface ViewKind<V> {

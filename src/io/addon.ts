@@ -1,0 +1,260 @@
+/**
+ * Typed loader of the native addon (build/Release/vxtun_native.node, built by node-gyp from native/).
+ *
+ * Conventions of the addon: JS owns every buffer and native code fills or reads it; one call per batch;
+ * a failed system call throws an Error whose message reads "<syscall> <subject>: <ERRNO> (<strerror>)"
+ * — e.g. "TUNSETIFF vxtun0: EPERM (Operation not permitted); needs root or CAP_NET_ADMIN ..." — with
+ * Node's fields `code` ('EPERM'), `errno` (negative) and `syscall`. Bad arguments throw TypeError/RangeError.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+declare const pollHandleBrand: unique symbol;
+/** Opaque handle returned by pollStart. */
+export interface PollHandle {
+  readonly [pollHandleBrand]: true;
+}
+declare const expressHandleBrand: unique symbol;
+/** Opaque handle returned by expressOpen (native/express.cc). */
+export interface ExpressHandle {
+  readonly [expressHandleBrand]: true;
+}
+
+/** The TUN queue's part of ExpressOptions (LinuxTunDevice.expressSide). */
+export type ExpressTunSide = Pick<ExpressOptions, 'tunFd' | 'vnetHdr' | 'scratch' | 'state' | 'tunCounters'>;
+/** The bind's part of ExpressOptions (NativeBind.expressSide). */
+export type ExpressUdpSide = Pick<ExpressOptions, 'udpFd' | 'sendFds' | 'arena' | 'slotSize' | 'batch' | 'sizes' | 'addrs' | 'ports' | 'gsoSizes' | 'udpCounters'>;
+
+/** What expressOpen takes: the TUN queue's and the bind's descriptors and buffers, and the engine's parameters. */
+export interface ExpressOptions {
+  tunFd: number;
+  vnetHdr: boolean;
+  /** The offload reader's scratch and state (outbound express needs them: a packet not for it is handed over there). */
+  scratch?: Uint8Array;
+  state?: Int32Array;
+  tunCounters: Float64Array;
+  udpFd: number;
+  /** The flow-hashed source-port pool (empty: send from udpFd). */
+  sendFds: Int32Array;
+  arena: Uint8Array;
+  slotSize: number;
+  batch: number;
+  sizes: Int32Array;
+  addrs: Uint32Array;
+  ports: Uint16Array;
+  gsoSizes?: Int32Array;
+  udpCounters: Float64Array;
+  vni: number;
+  vtepMac: Uint8Array;
+  maxInnerSize: number;
+  /** Bytes a read buffer of the pipeline takes after the headroom: a longer packet is cut there (and then dropped). */
+  readRoom: number;
+  tunMtu: number;
+  /** Layout ExpressCounter (src/datapath/express.ts). */
+  counters: Float64Array;
+  /** gate[0] != 0: someone watches, everything goes to the JS pipeline. */
+  gate: Int32Array;
+  /** Serve idle wake-ups on a thread of the addon's own, off the event loop (native/poll.cc). */
+  thread?: boolean;
+}
+
+export interface LinkOptions {
+  /** SIOCSIFMTU, 68..65535. */
+  mtu?: number;
+  /** SIOCSIFADDR (applied before the link is brought up). */
+  ipv4?: string;
+  /** SIOCSIFNETMASK; needs ipv4; default 32. */
+  prefixLen?: number;
+  /** SIOCSIFFLAGS |= IFF_UP | IFF_RUNNING, other flags kept. */
+  up?: boolean;
+}
+
+/** The error the addon throws when a system call fails. */
+export interface NativeErrnoError extends Error {
+  /** Symbolic errno, e.g. 'EEXIST'. */
+  code: string;
+  /** Negative errno value, as in Node's own system errors. */
+  errno: number;
+  /** The failing call, e.g. 'TUNSETIFF', 'SIOCADDRT', 'read'. */
+  syscall: string;
+}
+
+export interface UdpOpenResult {
+  fd: number;
+  /** The port actually bound. */
+  port: number;
+  /** Socket buffer sizes the kernel granted (doubled, as getsockopt reports them). */
+  recvBufferSize: number;
+  sendBufferSize: number;
+  /** UDP_SEGMENT available (send offload). */
+  gso: boolean;
+  /** UDP_GRO turned on (receive offload). */
+  gro: boolean;
+}
+
+export interface NativeAddon {
+  /**
+   * Opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches IFF_TUN|IFF_NO_PI `name` ('' lets the kernel pick).
+   * offload: IFF_VNET_HDR + TUNSETOFFLOAD(CSUM|TSO4|TSO6); uso: USO4|USO6 as well when the kernel takes them (6.2+).
+   */
+  tunOpen(name: string, opts?: { offload?: boolean; uso?: boolean; multiQueue?: boolean }): { fd: number; name: string; vnetHdr?: boolean; offload?: boolean; uso?: boolean };
+  /**
+   * For a TUN opened with offload (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
+   * plain IP packets at `offset` — TCP and UDP (USO) super-packets segmented at gso_size, unfinished checksums finished.
+   * scratch ≥ 65585 bytes (a virtio header, an IPv6 header and a 65535-byte payload) and state (Int32Array(2) at least: [length, next segment]) keep a super-packet that did not fit for the next call;
+   * state [length, -1] is a raw read the express path left in scratch (LinuxTun's state has a third entry, the express path's busy hint).
+   * Counters: see TunCounter in src/io/tun-linux.ts.
+   */
+  tunReadOffload(fd: number, scratch: Uint8Array, state: Int32Array, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;
+  /**
+   * For a TUN opened with offload: writev of a virtio_net_hdr + each packet; rules as writeBatch. `coalesce`
+   * (TunCoalesce bits): consecutive segments of one TCP flow (Tcp), datagrams of one UDP flow (Udp, needs
+   * USO), checksums verified, go as one GSO super-packet the kernel splits back into the same packets.
+   * `headers` (10 bytes per packet): a non-zero virtio_net_hdr is written as it is in front of its packet.
+   * `refused` (a byte per packet): set to 1 for each packet that did not go in, as in writeBatch.
+   */
+  tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: number, headers?: Uint8Array, refused?: Uint8Array): number;
+  readonly tunCounterCount: number;
+  /** MTU, then address + netmask, then up, through ioctls on an AF_INET socket. */
+  linkConfigure(name: string, opts: LinkOptions): void;
+  /** IPv4 route `dst/prefixLen dev <dev>` (SIOCADDRT, RTF_UP, no gateway). Throws code 'EEXIST' if present. */
+  routeAdd(dst: string, prefixLen: number, dev: string): void;
+  /** Deletes that route (SIOCDELRT). Throws code 'ESRCH' if absent. */
+  routeDel(dst: string, prefixLen: number, dev: string): void;
+  /**
+   * Non-blocking reads, one packet into each bufs[i] at `offset` (room = length - offset), until EAGAIN
+   * or every buffer is used; sets sizes[i]; returns the count (0 if nothing was waiting). EINTR is retried.
+   * An error on the first read throws; an error after some packets returns those (it recurs on the next call).
+   */
+  readBatch(fd: number, bufs: Uint8Array[], offset: number, sizes: Int32Array | number[]): number;
+  /**
+   * Writes bufs[i][offset, offset + sizes[i]) for i < count; returns how many were accepted.
+   * EAGAIN/ENOBUFS stop the batch; a packet refused with EINVAL/EIO/EMSGSIZE is skipped (not counted).
+   * Any other error throws if it hits the first packet, else ends the batch. `refused` (a byte per
+   * packet, at least `count`): set to 1 for each packet that did not go in (skipped or not tried), the
+   * others left as they were — so a caller that zeroes it first knows which packets went, not only how many.
+   */
+  writeBatch(fd: number, bufs: Uint8Array[], sizes: Int32Array | readonly number[], offset: number, count: number, refused?: Uint8Array): number;
+  /**
+   * Calls `cb` from the event loop while `fd` is readable (level-triggered: drain it, or be called again
+   * next turn). On a poll error (POLLERR) the watch ends and `cb` gets that error once. An active poll
+   * keeps the process alive, like a listening socket. With `express`, the express path sees each
+   * readiness first and `cb` runs only when it hands over (with `preRead`: UDP messages it already
+   * read into the bind's arena).
+   */
+  pollStart(fd: number, cb: (err?: NativeErrnoError, preRead?: number) => void, express?: ExpressHandle, side?: 0 | 1): PollHandle;
+  /**
+   * The express path (native/express.cc): a lone packet forwarded from the poll callback without JS.
+   * Polls started with the handle (side 0: the TUN queue, 1: the UDP socket) offer it each readiness first.
+   */
+  expressOpen(opts: ExpressOptions): ExpressHandle;
+  /** The engine's IPv4 trie (copied) and 28 bytes per target: 22-byte header template, IPv4 address, port (0: not served). */
+  expressRoutes(handle: ExpressHandle, trie: Int32Array, peers: Uint8Array): void;
+  /** From now on everything goes to the JS pipeline. Idempotent. */
+  expressStop(handle: ExpressHandle): void;
+  readonly expressCounterCount: number;
+  /**
+   * SCHED_BATCH (true) or SCHED_OTHER (false), priority 0, for every thread of the process that runs
+   * either (/proc/self/task; threads created later inherit it). Returns how many were set. See native/sched.cc.
+   */
+  setThreadsPolicy(batch: boolean): number;
+  /**
+   * The calling thread only: SCHED_BATCH (true) or SCHED_OTHER (false), priority 0. False, with nothing
+   * changed, when the thread runs another policy (an operator's chrt). See native/sched.cc.
+   */
+  setThreadPolicy(batch: boolean): boolean;
+  /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
+  pollStop(handle: PollHandle): void;
+  close(fd: number): void;
+  /** Clears (true) or sets (false) O_NONBLOCK on `fd` (fcntl F_SETFL); for one-blocking-read-per-packet designs only. */
+  setBlocking(fd: number, blocking: boolean): void;
+  /**
+   * RFC 1071 16-bit ones' complement sum (folded, NOT complemented) of buf[offset, offset + length) as
+   * big-endian words, an odd last byte padded with zero, plus `initial` (a 32-bit partial sum, default 0).
+   */
+  checksum(buf: Uint8Array, offset: number, length: number, initial?: number): number;
+  /** RFC 1624 eqn. 3: the checksum field after a 16-bit word changes, HC' = ~(~HC + ~m + m'). */
+  csumIncremental(oldCsum: number, oldWord: number, newWord: number): number;
+  /**
+   * Batch encap (native/encap.cc): for i < count with slots[i] ≥ 0, copies the 22-byte header
+   * templates[slots[i] * 22, + 22) (VXLAN + inner Ethernet) to arena[starts[i], + 22) and sets its
+   * EtherType from the IP version at arena[starts[i] + 22] (4: IPv4, 6: IPv6; any other version: left
+   * untouched, not counted). Returns the headers written. Bad arguments throw before anything is written.
+   */
+  encapBatch(arena: Uint8Array, starts: Int32Array, count: number, slots: Int32Array, templates: Uint8Array): number;
+  /**
+   * A non-blocking IPv4 UDP socket bound to address:port (0 = any port), SO_RCVBUF/SO_SNDBUF set
+   * (forced past net.core.*mem_max when root). `gso` (default true) probes UDP_SEGMENT, `gro` (default
+   * false) turns on UDP_GRO; the result says what the kernel took. Bind errors throw with the errno name.
+   */
+  udpOpen(address: string, port: number, opts?: { recvBufferSize?: number; sendBufferSize?: number; gso?: boolean; gro?: boolean; reusePort?: boolean }): UdpOpenResult;
+  /**
+   * recvmmsg (MSG_DONTWAIT) of up to maxCount (≤ 256) datagrams, datagram i into arena[i * slotSize]:
+   * sizes[i], addrs[i] (host order), ports[i]. Returns the count; 0 when nothing waits. Oversized
+   * datagrams are dropped and counted. Counters: see UdpCounter in src/io/bind-native.ts. With `gsoSizes`,
+   * a UDP_GRO socket's coalesced message i reports its datagram size there (0 = one datagram).
+   */
+  udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array, gsoSizes?: Int32Array): number;
+  /**
+   * sendmmsg (MSG_DONTWAIT) of bufs[i][offset, offset + sizes[i]) for i < count (≤ 256) to addr:port; with
+   * `gso`, runs of equal-sized datagrams go as one UDP_SEGMENT message. With a pool of descriptors, each
+   * datagram leaves on fds[hash(inner flow) % length] (RFC 7348 §5 source ports). Returns datagrams taken; never throws
+   * on a send error (counted instead).
+   */
+  udpSendBatch(fd: number | Int32Array, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, addr: number, port: number, gso: boolean, counters: Float64Array): number;
+  /** Length the counters Float64Array must have at least. */
+  readonly udpCounterCount: number;
+}
+
+const ADDON_RELATIVE = join('build', 'Release', 'vxtun_native.node');
+
+let cached: { addon?: NativeAddon; error?: string } | undefined;
+
+/** The package root: the nearest directory above this module holding package.json (works from src/ and dist/src/). */
+function packageRoot(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+function load(): { addon?: NativeAddon; error?: string } {
+  if (cached) return cached;
+  const root = packageRoot();
+  const path = root === undefined ? undefined : join(root, ADDON_RELATIVE);
+  if (path === undefined || !existsSync(path)) {
+    cached = { error: 'vxtun native addon not built: run npm install (node-gyp)' };
+    return cached;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    cached = { addon: require(path) as NativeAddon };
+  } catch (e) {
+    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+    cached = { error: `vxtun native addon failed to load (${path}): ${msg}; rebuild with npm install (node-gyp)` };
+  }
+  return cached;
+}
+
+function disabled(): boolean {
+  return process.env.VXTUN_NO_NATIVE === '1';
+}
+
+/** The addon, or undefined when it is not built, fails to load, or VXTUN_NO_NATIVE=1 asks for the fallback. */
+export function loadNative(): NativeAddon | undefined {
+  if (disabled()) return undefined;
+  return load().addon;
+}
+
+/** The addon, or a one-line Error saying why it is unavailable. */
+export function requireNative(): NativeAddon {
+  if (disabled()) throw new Error('vxtun native addon disabled by VXTUN_NO_NATIVE=1');
+  const r = load();
+  if (!r.addon) throw new Error(r.error);
+  return r.addon;
+}
