@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
-import { run } from '../../src/tools/lab/netns.js';
+import { run } from '../../src/tools/lab/exec.js';
 import { cliPath, naiveDataplanePath } from '../../src/tools/lab/cluster.js';
 import { BenchResultSchema, METRIC_KEYS, type BenchResult } from '../../src/tools/bench/schema.js';
 import { BENCH_CASES } from '../../src/tools/bench/cases.js';

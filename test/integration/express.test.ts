@@ -6,7 +6,9 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/tools/lab/netns.js';
+import { Topology } from '../../src/tools/lab/netns.js';
+import { capture, parseTcpdump, type TcpdumpPacket } from '../support/capture.js';
+import { waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, cliPath, type ClusterNode, type ClusterOptions } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { innerFlowHash } from '../../src/packet/flow-hash.js';

@@ -7,7 +7,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology, capture, parseTcpdump, waitFor, type TcpdumpPacket } from '../../src/tools/lab/netns.js';
+import { Topology } from '../../src/tools/lab/netns.js';
+import { capture, parseTcpdump, type TcpdumpPacket } from '../support/capture.js';
+import { waitFor } from '../../src/tools/lab/exec.js';
 import { MAX_DEFAULT_WORKERS } from '../../src/datapath/workers.js';
 import { Cluster, cliPath, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';

@@ -5,7 +5,7 @@
  * meanwhile becomes reachable.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sleep } from '../../src/tools/lab/netns.js';
+import { sleep } from '../../src/tools/lab/exec.js';
 import { CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
 import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
 import { requirePrerequisites, ping } from './support.js';

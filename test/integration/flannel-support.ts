@@ -2,7 +2,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Topology, Underlay, type Netns, waitFor } from '../../src/tools/lab/netns.js';
+import { Topology, type Netns } from '../../src/tools/lab/netns.js';
+import { Underlay } from '../../src/tools/lab/underlay.js';
+import { waitFor } from '../../src/tools/lab/exec.js';
 import { VxtunProcess } from '../../src/tools/lab/cluster.js';
 import { EtcdServer, makeEtcdCertificates, type EtcdTls } from '../../src/tools/lab/etcd.js';
 import { cniAddPod, type CniPod } from '../../src/tools/lab/cni.js';

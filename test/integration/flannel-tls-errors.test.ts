@@ -90,7 +90,7 @@ describe('flannel over etcd with TLS client certificates', () => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    const { waitFor } = await import('../../src/tools/lab/netns.js');
+    const { waitFor } = await import('../../src/tools/lab/exec.js');
     await waitFor(() => out.includes('registry unreachable, retrying'), { timeoutMs: 15_000, what: 'a retry log line' });
     child.kill('SIGTERM');
     expect(await exited).toBe(0);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VxtunProcess, cliPath } from '../../src/tools/lab/cluster.js';
-import { capture, parseTcpdump } from '../../src/tools/lab/netns.js';
+import { capture, parseTcpdump } from '../support/capture.js';
 import { CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
 import { internetChecksum } from '../../src/packet/wire/checksum.js';

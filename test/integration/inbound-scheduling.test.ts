@@ -8,7 +8,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology, waitFor, waitForOutput } from '../../src/tools/lab/netns.js';
+import { Topology, waitForOutput } from '../../src/tools/lab/netns.js';
+import { waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { requirePrerequisites, withEnv, threadPolicies, SCHED_BATCH, SCHED_OTHER } from './support.js';

@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Topology, capture, run } from '../../src/tools/lab/netns.js';
+import { Topology } from '../../src/tools/lab/netns.js';
+import { capture } from '../support/capture.js';
+import { run } from '../../src/tools/lab/exec.js';
 import { Cluster } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites, tcpTransfer, ping } from './support.js';
 

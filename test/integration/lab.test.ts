@@ -3,7 +3,7 @@
  * in namespaces it creates, a ping across printed, everything torn down after.
  */
 import { describe, expect, it } from 'vitest';
-import { run } from '../../src/tools/lab/netns.js';
+import { run } from '../../src/tools/lab/exec.js';
 import { cliPath } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites } from './support.js';
 

@@ -1,19 +1,11 @@
 // The lab library against the real kernel: two flannel-style kernel VXLAN nodes, one pod each.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Topology,
-  Underlay,
-  addKernelPeer,
-  addPod,
-  capture,
-  createKernelFlannelNode,
-  parseTcpdump,
-  processOutput,
-  run,
-  setOffloads,
-  waitForOutput,
-  type Netns,
-} from '../../src/tools/lab/netns.js';
+import { Topology, processOutput, waitForOutput, type Netns } from '../../src/tools/lab/netns.js';
+import { Underlay } from '../../src/tools/lab/underlay.js';
+import { addKernelPeer, createKernelFlannelNode, setOffloads } from '../../src/tools/lab/kernel-flannel.js';
+import { addPod } from '../../src/tools/lab/pods.js';
+import { capture, parseTcpdump } from '../support/capture.js';
+import { run } from '../../src/tools/lab/exec.js';
 
 const isRoot = process.getuid?.() === 0;
 

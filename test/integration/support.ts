@@ -3,7 +3,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Netns } from '../../src/tools/lab/netns.js';
-import { waitFor } from '../../src/tools/lab/netns.js';
+import { waitFor } from '../../src/tools/lab/exec.js';
 import { cliPath } from '../../src/tools/lab/cluster.js';
 
 export const toolsDir = fileURLToPath(new URL('../tools/', import.meta.url));

@@ -9,7 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { Topology, waitFor } from '../../src/tools/lab/netns.js';
+import { Topology } from '../../src/tools/lab/netns.js';
+import { waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, cliPath } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites, repoRoot, toolsDir } from './support.js';
 

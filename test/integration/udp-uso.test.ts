@@ -11,7 +11,8 @@
  * order, with what was sent.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Topology, waitFor } from '../../src/tools/lab/netns.js';
+import { Topology } from '../../src/tools/lab/netns.js';
+import { waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, type ClusterNode, type NodeKind } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { requirePrerequisites, toolsDir, withEnv } from './support.js';

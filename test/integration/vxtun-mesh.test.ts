@@ -3,7 +3,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Topology, waitFor } from '../../src/tools/lab/netns.js';
+import { Topology } from '../../src/tools/lab/netns.js';
+import { waitFor } from '../../src/tools/lab/exec.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { Cluster, cliPath } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites, tcpTransfer, ping } from './support.js';

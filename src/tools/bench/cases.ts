@@ -4,7 +4,9 @@
  * pod) and says where the traffic goes and which processes are the dataplane.
  */
 import { NAIVE_CASE } from './schema.js';
-import { Topology, Underlay, waitFor } from '../lab/netns.js';
+import { Topology } from '../lab/netns.js';
+import { Underlay } from '../lab/underlay.js';
+import { waitFor } from '../lab/exec.js';
 import type { BuiltCase } from './built-case.js';
 import { Cluster, type NodeKind, type VxtunProcess } from '../lab/cluster.js';
 import { buildUdpProxyCCase } from './udp-proxy-c.js';

@@ -9,7 +9,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { Topology, Underlay, type Netns, createKernelFlannelNode, addKernelPeer, addPod, sleep } from '../lab/netns.js';
+import { Topology, type Netns } from '../lab/netns.js';
+import { Underlay } from '../lab/underlay.js';
+import { createKernelFlannelNode, addKernelPeer } from '../lab/kernel-flannel.js';
+import { addPod } from '../lab/pods.js';
+import { sleep } from '../lab/exec.js';
 import { VxtunProcess } from '../lab/cluster.js';
 import { EtcdServer } from '../lab/etcd.js';
 import { cniAddPod } from '../lab/cni.js';

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../lab/netns.js';
+import { run } from '../lab/exec.js';
 import { loadNative } from '../../io/addon.js';
 import { packageRoot } from '../../util/package-root.js';
 

@@ -5,7 +5,9 @@
  * against. Same shape as the other cases: two nodes on one underlay bridge, a pod on each (MTU 1472,
  * the MTU a flannel udp network gives pods on a 1500-byte underlay).
  */
-import { Topology, Underlay, addPod } from '../lab/netns.js';
+import { Topology } from '../lab/netns.js';
+import { Underlay } from '../lab/underlay.js';
+import { addPod } from '../lab/pods.js';
 import { nodeAddressing } from '../lab/cluster.js';
 import { UdpProxyCNode, buildUdpProxyC } from '../lab/udp-proxy-c.js';
 import type { BuiltCase } from './built-case.js';

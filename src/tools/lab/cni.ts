@@ -5,7 +5,8 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Netns, run } from './netns.js';
+import { type Netns } from './netns.js';
+import { run } from './exec.js';
 import { readSubnetEnv } from '../../control/subnet-env.js';
 import { ipv4Mask } from '../../packet/cidr.js';
 import { isIpv4String, ipv4FromString, ipv4ToString } from '../../packet/wire/ipv4.js';

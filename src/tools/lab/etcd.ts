@@ -6,7 +6,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { type Netns, runOk, waitFor, processOutput } from './netns.js';
+import { type Netns, processOutput } from './netns.js';
+import { runOk, waitFor } from './exec.js';
 
 export interface EtcdTls {
   ca: string;

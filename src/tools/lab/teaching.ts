@@ -11,7 +11,10 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Topology, Underlay, createKernelFlannelNode, addKernelPeer, run, waitFor, sleep, type Netns } from './netns.js';
+import { Topology, type Netns } from './netns.js';
+import { Underlay } from './underlay.js';
+import { createKernelFlannelNode, addKernelPeer } from './kernel-flannel.js';
+import { run, waitFor, sleep } from './exec.js';
 import { cliPath, nodeAddressing, type NodeKind } from './cluster.js';
 import { writeSubnetEnv, readSubnetEnv } from '../../control/subnet-env.js';
 import { CNI_PATH, cniAddPod } from './cni.js';

@@ -6,7 +6,7 @@
  * then the live trace of that very ping, each observation point explained with its real numbers.
  */
 import { readFileSync } from 'node:fs';
-import { run } from './netns.js';
+import { run } from './exec.js';
 import type { LabNodeState, LabState } from './teaching.js';
 import { controlRequest } from '../../control/socket.js';
 import { TraceSession } from '../../trace/client.js';

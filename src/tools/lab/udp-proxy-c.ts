@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { run, waitForOutput, type Netns } from './netns.js';
+import { run } from './exec.js';
+import { waitForOutput, type Netns } from './netns.js';
 import { packageRoot } from '../../util/package-root.js';
 
 const SOURCE = join('bench', 'udp-proxy-c', 'udp_proxy.c');
