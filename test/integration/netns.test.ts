@@ -6,8 +6,7 @@ import { addKernelPeer, createKernelFlannelNode, setOffloads } from '../../src/t
 import { addPod } from '../../src/tools/lab/pods.js';
 import { capture, parseTcpdump } from '../support/capture.js';
 import { run } from '../../src/tools/lab/exec.js';
-
-const isRoot = process.getuid?.() === 0;
+import { requirePrerequisites } from './support.js';
 
 /** 'complete' | 'partial' (pseudo-header sum only) | 'bad' for the inner IPv4 TCP of a captured VXLAN frame. */
 function innerTcpChecksumState(b: Buffer): string {
@@ -45,7 +44,7 @@ async function rootLinks(): Promise<string[]> {
     .sort();
 }
 
-describe.skipIf(!isRoot)('lab: kernel flannel nodes in namespaces', () => {
+describe('lab: kernel flannel nodes in namespaces', () => {
   const topo = new Topology();
   let linksBefore: string[];
   let n1: Netns;
@@ -55,6 +54,8 @@ describe.skipIf(!isRoot)('lab: kernel flannel nodes in namespaces', () => {
   let sleeper: number | undefined;
 
   beforeAll(async () => {
+    // Root and the tools are prerequisites: missing, the suite fails (never skips).
+    requirePrerequisites(['ip', 'bridge', 'ping', 'tcpdump', 'ethtool']);
     linksBefore = await rootLinks();
     const ul = await Underlay.create(topo);
     n1 = await topo.netns('n1');
