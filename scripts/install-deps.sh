@@ -19,6 +19,7 @@ packages=(
   etcd-client       # etcdctl: tests read and change leases as an operator would
   iptables          # --ip-masq: flannel's masquerade rules
   openssl           # test certificates for etcd over TLS
+  man-db            # man: the generated manual page is rendered in a test
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-/** The vxtun command line. Usage errors exit 2 with one line; runtime failures exit 1. */
+/**
+ * The vxtun command line. Usage errors exit 2 with one line (commander's suggestion kept);
+ * runtime failures exit 1. Each subcommand's module is imported when that subcommand runs, so
+ * `--help`, `--version` and `status` load neither the dataplane nor a registry client.
+ */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { runUp } from './up.js';
-import { runStatus } from './status.js';
-import { runLab } from './lab.js';
-import { runTrace, type TraceCliOptions } from './trace.js';
-import { runLabUp, runLabExec, runLabTour, runLabDown, DEFAULT_LAB_DIR } from './lab-teach.js';
-import { runBenchCommand, runBenchCompare, runBenchSoak } from './bench.js';
+import type { TraceCliOptions } from './trace.js';
+import type { runBenchCommand } from './bench.js';
+import { versionText } from './version.js';
+import { DEFAULT_LAB_DIR } from '../tools/lab/state-dir.js';
 
 function parseWorkers(v: string): number {
   const n = Number(v);
@@ -18,21 +20,32 @@ const program = new Command();
 program
   .name('vxtun')
   .description('A userspace VXLAN dataplane on a TUN device, wire-compatible with the Linux kernel and flannel')
+  .version(versionText(), '-V, --version', 'version, commit and addon')
   .exitOverride()
-  .configureOutput({ outputError: (str, write) => write(str.split('\n')[0]! + '\n') });
+  .showSuggestionAfterError()
+  // One line per error: commander's message with its "(Did you mean …?)" joined on.
+  .configureOutput({ outputError: (str, write) => write(oneLine(str)) });
+
+/** `error: unknown command 'stauts'\n(Did you mean status?)\n` -> one line. */
+function oneLine(text: string): string {
+  return `${text.split('\n').map((l) => l.trim()).filter(Boolean).join(' ')}\n`;
+}
 
 program
   .command('up')
   .description('run a node: TUN device, pod-network route, VXLAN over UDP')
-  .requiredOption('-c, --config <file>', 'node config (JSON)')
+  // Checked in the action, after commander has named any unknown flag (a typo is the likelier mistake).
+  .option('-c, --config <file>', 'node config (JSON) (required)')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .addOption(new Option('--datapath <kind>', 'packet path: the best available, the native fast path, or the pure-TypeScript reference').choices(['auto', 'native', 'ts']).default('auto'))
   .addOption(new Option('--workers <n>', 'engines on their own threads and TUN queues (native path; default one per core, at most 4)').argParser(parseWorkers))
   .option('--ip-masq', "install flannel's masquerade rules for pod traffic leaving the network (removed on exit)")
   .option('--no-express', 'no express path: every packet through the JavaScript pipeline (native path; overrides datapath.express)')
   .option('--no-batch-scheduling', 'leave the threads at SCHED_OTHER (native path; overrides datapath.batchScheduling)')
-  .action(async (o: { config: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number; ipMasq?: boolean; express: boolean; batchScheduling: boolean }) => {
-    process.exitCode = await runUp(o);
+  .action(async (o: { config?: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number; ipMasq?: boolean; express: boolean; batchScheduling: boolean }, cmd: Command) => {
+    if (o.config === undefined) cmd.error("error: required option '-c, --config <file>' not specified", { exitCode: 2 });
+    const { runUp } = await import('./up.js');
+    process.exitCode = await runUp({ ...o, config: o.config! });
   });
 
 program
@@ -42,6 +55,7 @@ program
   .option('-s, --control-socket <path>', 'control socket (default /run/vxtun/<device>.sock)')
   .option('--json', 'print JSON')
   .action(async (o: { device: string; controlSocket?: string; json?: boolean }) => {
+    const { runStatus } = await import('./status.js');
     process.exitCode = await runStatus(o);
   });
 
@@ -67,16 +81,28 @@ program
   .option('--duration <seconds>', 'stop after this long')
   .option('--max-rate <n>', 'journeys per second each node sends at most; past it whole batches go untraced (counted) so the dataplane keeps its speed (default 2000)')
   .action(async (o: TraceCliOptions) => {
+    const { runTrace } = await import('./trace.js');
     process.exitCode = await runTrace(o);
   });
 
 const lab = program.command('lab').description('network-namespace labs: a quick two-node check (default), or a teaching lab (up, exec, tour, down)');
+const labRun = async (o: { keep?: boolean }): Promise<void> => {
+  const { runLab } = await import('./lab.js');
+  process.exitCode = await runLab(o);
+};
 lab
-  .command('run', { isDefault: true })
-  .description('build a two-node cluster in network namespaces (one vxtun, one kernel VXLAN), ping across, tear down')
+  .command('run')
+  .description('build a two-node cluster in network namespaces (one vxtun, one kernel VXLAN), ping across, tear down (the default)')
   .option('--keep', 'leave the lab running until Ctrl-C')
-  .action(async (o: { keep?: boolean }) => {
-    process.exitCode = await runLab(o);
+  .action(labRun);
+// `vxtun lab` alone runs the quick check; any other word is an unknown lab command, named as such.
+lab
+  .usage('[options] [command]')
+  .argument('[command]')
+  .option('--keep', 'with no command: leave the lab running until Ctrl-C')
+  .action(async (word: string | undefined, o: { keep?: boolean }, cmd: Command) => {
+    if (word !== undefined) cmd.error(unknownSubcommand(cmd, word), { exitCode: 2, code: 'commander.unknownCommand' });
+    await labRun(o);
   });
 const stateDir = (): Option => new Option('--state-dir <dir>', 'where the lab keeps its state').default(DEFAULT_LAB_DIR);
 lab
@@ -86,6 +112,7 @@ lab
   .option('-k, --kernel <list>', 'node numbers on the kernel VXLAN, e.g. 1 or 1,3, or none (default: the last node)')
   .addOption(stateDir())
   .action(async (o: { nodes: string; kernel?: string; stateDir: string }) => {
+    const { runLabUp } = await import('./lab-teach.js');
     process.exitCode = await runLabUp(o);
   });
 lab
@@ -93,6 +120,7 @@ lab
   .description('run a command in a node (n1, n2, ...) or pod (pod1, pod2, ...) of the lab: vxtun lab exec pod1 -- ping 10.244.2.2')
   .addOption(stateDir())
   .action(async (target: string, command: string[], o: { stateDir: string }) => {
+    const { runLabExec } = await import('./lab-teach.js');
     process.exitCode = await runLabExec(target, command, o);
   });
 lab
@@ -102,6 +130,7 @@ lab
   .option('--color <when>', 'auto, always or never', 'auto')
   .addOption(stateDir())
   .action(async (o: { stateDir: string; lang: string; color: string }) => {
+    const { runLabTour } = await import('./lab-teach.js');
     process.exitCode = await runLabTour(o);
   });
 lab
@@ -109,6 +138,7 @@ lab
   .description('stop the lab: daemons, namespaces (and their links), state; nothing left behind')
   .addOption(stateDir())
   .action(async (o: { stateDir: string }) => {
+    const { runLabDown } = await import('./lab-teach.js');
     process.exitCode = await runLabDown(o);
   });
 
@@ -123,13 +153,15 @@ const bench = program
   .option('--html <file>', 'HTML report (default: the JSON path with .html)')
   .option('--pin', 'pin the iperf3 client and server to different CPUs (taskset)')
   .action(async (o: Parameters<typeof runBenchCommand>[0]) => {
+    const { runBenchCommand } = await import('./bench.js');
     process.exitCode = await runBenchCommand(o, process.argv.slice(3));
   });
 bench
   .command('compare <a> <b>')
   .description('show the change between two bench result files (refuses different machines unless --force)')
   .option('--force', 'compare results from different machines anyway (the output says so)')
-  .action((a: string, b: string, o: { force?: boolean }) => {
+  .action(async (a: string, b: string, o: { force?: boolean }) => {
+    const { runBenchCompare } = await import('./bench.js');
     process.exitCode = runBenchCompare(a, b, o);
   });
 
@@ -144,8 +176,50 @@ bench
   .option('--html <file>', 'HTML chart (default: the JSON path with .html)')
   .action(async (_o: unknown, cmd: Command) => {
     // --json and --html are also the parent's options: commander hands them to `bench`.
+    const { runBenchSoak } = await import('./bench.js');
     process.exitCode = await runBenchSoak(cmd.optsWithGlobals(), process.argv.slice(3));
   });
+
+program
+  .command('completion')
+  .description('print a shell completion script: eval "$(vxtun completion bash)", or zsh')
+  .argument('<shell>', 'bash or zsh')
+  .action(async (shell: string, _o: unknown, cmd: Command) => {
+    const { completionScript } = await import('./completion.js');
+    const script = completionScript(program, shell);
+    if (script === undefined) cmd.error(`error: completion: shell ${JSON.stringify(shell)} is not bash or zsh`, { exitCode: 2 });
+    process.stdout.write(script!);
+  });
+
+program
+  .command('man')
+  .description('print the manual page (roff), made from these command definitions: vxtun man | man -l -')
+  .action(async () => {
+    const { manPage } = await import('./manpage.js');
+    process.stdout.write(manPage(program));
+  });
+
+/** "error: unknown command 'tuor' for 'vxtun lab' (Did you mean tour?)": commander's wording and its suggestion. */
+function unknownSubcommand(parent: Command, word: string): string {
+  const names = parent.commands.flatMap((c) => [c.name(), ...c.aliases()]);
+  const near = names.filter((n) => editDistance(n, word) <= Math.max(1, Math.floor(n.length / 3)));
+  const hint = near.length > 0 ? ` (Did you mean ${near.join(', ')}?)` : ` (commands: ${names.join(', ')})`;
+  return `error: unknown command '${word}' for 'vxtun ${parent.name()}'${hint}`;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours cost 1. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = best;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
 
 try {
   await program.parseAsync(process.argv);

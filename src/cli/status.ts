@@ -54,7 +54,16 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
     process.stdout.write(`${lines.join('\n')}\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`vxtun: ${(err as Error).message}\n`);
+    process.stderr.write(`vxtun: ${noNodeHint(err as NodeJS.ErrnoException, path)}\n`);
     return 1;
   }
+}
+
+/** What to say when the control socket does not answer: which socket was tried, and how to name another. */
+export function noNodeHint(err: NodeJS.ErrnoException, path: string): string {
+  const other = 'name another with --device NAME (its socket /run/vxtun/NAME.sock) or --control-socket PATH';
+  if (err.code === 'ENOENT') return `no node is running with control socket ${path} (no such socket); is vxtun up running? ${other}`;
+  if (err.code === 'ECONNREFUSED') return `no node answers on control socket ${path} (a stale socket: the node that made it has stopped); ${other}`;
+  if (err.code === 'EACCES') return `control socket ${path}: permission denied (run as root)`;
+  return err.message;
 }

@@ -122,9 +122,10 @@ export function controlRequest(path: string, request: { cmd: string }, timeoutMs
         }
       }
     });
-    c.on('error', (err) => {
+    c.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new Error(`control socket ${path}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      // The code travels on, so a caller can say what it means (`vxtun status` with no node running).
+      reject(Object.assign(new Error(`control socket ${path}: ${err.code ?? err.message}`), { code: err.code }));
     });
   });
 }

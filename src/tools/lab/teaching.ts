@@ -20,8 +20,9 @@ import { writeSubnetEnv, readSubnetEnv } from '../../control/subnet-env.js';
 import { CNI_PATH, cniAddPod } from './cni.js';
 import { parseCidr, type Cidr } from '../../packet/cidr.js';
 import { controlRequest } from '../../control/socket.js';
+import { DEFAULT_LAB_DIR } from './state-dir.js';
 
-export const DEFAULT_LAB_DIR = '/run/vxtun-lab';
+export { DEFAULT_LAB_DIR };
 const NETWORK = '10.244.0.0/16';
 const STATE_FILE = 'state.json';
 

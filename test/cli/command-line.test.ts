@@ -1,0 +1,113 @@
+/**
+ * The command line as people meet it: --version, one-line errors that keep commander's suggestion,
+ * an unknown flag named before a missing required one, unknown lab commands named as such, status
+ * with no node, completion scripts bash really loads, a man page man really renders, and an entry
+ * point that runs through a PATH symlink (what `npm link` / `npm install -g .` make). No root needed.
+ */
+import { describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, symlinkSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const cli = join(root, 'dist/src/cli/main.js');
+
+function vxtun(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('vxtun command line', () => {
+  it('--version names the version, the commit, node and the addon', () => {
+    const r = vxtun(['--version']);
+    expect(r.code).toBe(0);
+    const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe(`vxtun ${version}`);
+    const head = execFileSync('git', ['-C', root, 'rev-parse', '--short=12', 'HEAD'], { encoding: 'utf8' }).trim();
+    expect(lines[1]).toMatch(new RegExp(`^commit ${head}( \\(modified\\))?$`));
+    expect(lines[2]).toBe(`node ${process.version}`);
+    expect(lines[3]).toMatch(/^addon (built|not built)/);
+  });
+
+  it('a mistyped command is one line with the suggestion, exit 2', () => {
+    const r = vxtun(['stauts']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("error: unknown command 'stauts' (Did you mean status?)\n");
+  });
+
+  it('an unknown flag is named before a missing required option', () => {
+    const r = vxtun(['up', '--no-such-flag=x']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("error: unknown option '--no-such-flag=x'\n");
+    const missing = vxtun(['up']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe("error: required option '-c, --config <file>' not specified\n");
+  });
+
+  it('an unknown lab command is named as such, with the nearest one', () => {
+    const r = vxtun(['lab', 'tuor']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("error: unknown command 'tuor' for 'vxtun lab' (Did you mean tour?)\n");
+    const far = vxtun(['lab', 'xyzzy']);
+    expect(far.stderr).toBe("error: unknown command 'xyzzy' for 'vxtun lab' (commands: run, up, exec, tour, down)\n");
+  });
+
+  it('status with no node says which socket it tried and how to name another', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vxtun-cli-'));
+    try {
+      const sock = join(dir, 'none.sock');
+      const r = vxtun(['status', '--control-socket', sock]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `vxtun: no node is running with control socket ${sock} (no such socket); is vxtun up running? name another with --device NAME (its socket /run/vxtun/NAME.sock) or --control-socket PATH\n`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('bash completion loads in bash and completes subcommands and flags from the definitions', () => {
+    const script = vxtun(['completion', 'bash']).stdout;
+    const complete = (line: string): string[] => {
+      const words = line.split(' ');
+      const out = execFileSync(
+        'bash',
+        ['-c', `${script}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _vxtun_complete; printf '%s\\n' "\${COMPREPLY[@]}"`],
+        { encoding: 'utf8' },
+      );
+      return out.split('\n').filter(Boolean).sort();
+    };
+    expect(complete('vxtun st')).toEqual(['status']);
+    expect(complete('vxtun lab t')).toEqual(['tour']);
+    expect(complete('vxtun trace --pc')).toEqual(['--pcap']);
+    expect(complete('vxtun bench compare --f')).toEqual(['--force']);
+    expect(vxtun(['completion', 'zsh']).stdout).toMatch(/^#compdef vxtun\n/);
+    const bad = vxtun(['completion', 'fish']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('error: completion: shell "fish" is not bash or zsh\n');
+  });
+
+  it('the man page renders with man and documents every command', () => {
+    const page = vxtun(['man']).stdout;
+    const rendered = execFileSync('man', ['-l', '-'], { input: page, encoding: 'utf8', env: { ...process.env, MANWIDTH: '200' } });
+    const text = rendered.replace(/.\x08/g, ''); // man's overstrike bold and underline
+    for (const c of ['vxtun up', 'vxtun status', 'vxtun trace', 'vxtun lab tour', 'vxtun bench compare', 'vxtun completion']) expect(text).toContain(c);
+    expect(text).toContain('--control-socket');
+    expect(text).not.toMatch(/\\-|\\e/);
+  });
+
+  it('the entry point is executable and runs through a PATH symlink, as npm link installs it', () => {
+    expect(statSync(cli).mode & 0o111).toBe(0o111);
+    const bin = mkdtempSync(join(tmpdir(), 'vxtun-bin-'));
+    try {
+      symlinkSync(cli, join(bin, 'vxtun'));
+      const out = execFileSync('vxtun', ['--version'], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      expect(out.split('\n')[0]).toMatch(/^vxtun \d+\.\d+\.\d+/);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+});
