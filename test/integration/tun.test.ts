@@ -355,9 +355,13 @@ describe('Linux TUN device in a network namespace', () => {
   });
 
   it('TUNSETIFF fails with EPERM for an unprivileged user', async () => {
+    // Some hosts make /dev/net/tun 0600, so the open itself would fail (EACCES) before TUNSETIFF is
+    // reached: in a mount namespace of its own the user gets a 0666 node of the same device.
     const r = await run('ip', [
-      'netns', 'exec', NS, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
-      process.execPath, join(dir, 'err.mjs'), 'vxt1',
+      'netns', 'exec', NS, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c',
+      'mount -t tmpfs vxtun-test /dev/net && mknod -m 666 /dev/net/tun c 10 200 && ' +
+        'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$0" "$1" vxt1',
+      process.execPath, join(dir, 'err.mjs'),
     ]);
     const e = JSON.parse(r.out) as { message: string; code: string; errno: number };
     expect(e).toMatchObject({ code: 'EPERM', errno: -1 });
