@@ -8,6 +8,7 @@ import pino from 'pino';
 import { parseNetworkConfig, encodeLeaseValue, decodeLeaseValue, leaseRoute, pickFreeSubnet, FlannelConfigError, type Cidr4 } from '../../src/control/flannel.js';
 import { StaticRegistry } from '../../src/control/registry/static.js';
 import { LeaseManager } from '../../src/control/lease-manager.js';
+import { validateFlannelNodeConfig } from '../../src/control/flannel-node-config.js';
 import { parseCidr, cidrToString } from '../../src/packet/cidr.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
 import { emitIpv4, ipv4FromString } from '../../src/packet/wire/ipv4.js';
@@ -274,5 +275,22 @@ describe('LeaseManager: leases that must not become routes', () => {
     expect((await fatal).message).toContain('10.244.6.0/24 is gone and another node holds it now');
     expect(m.routes).toEqual([]);
     await m.stop();
+  });
+});
+
+describe('static peers of a flannel-format node (subnetEnv) are judged as leases at load time', () => {
+  const base = { publicIp: '198.18.0.1', network: '10.244.0.0/16', subnet: '10.244.1.0/24', subnetEnv: '/run/flannel/subnet.env', backend: { type: 'vxlan' } };
+  const peer = (subnet: string, ip = '198.18.0.2'): object => ({ subnet, publicIp: ip, vtepMac: '0a:58:0a:f4:02:00' });
+
+  it.each([
+    ['a peer of another subnet length', [peer('10.244.2.0/25')], 'config: peers[0].subnet: "10.244.2.0/25" is not a /24 as subnet is'],
+    ['a peer on our own subnet', [peer('10.244.1.0/24')], 'config: peers[0].subnet: "10.244.1.0/24" overlaps 10.244.1.0/24'],
+    ['two peers on one subnet', [peer('10.244.2.0/24'), peer('10.244.2.0/24', '198.18.0.3')], 'config: peers[1].subnet: "10.244.2.0/24" overlaps 10.244.2.0/24'],
+  ])('%s is refused with one line naming it', (_what, peers, message) => {
+    expect(() => validateFlannelNodeConfig({ ...base, peers })).toThrow(message);
+  });
+
+  it('peers of the same length on other subnets are taken', () => {
+    expect(validateFlannelNodeConfig({ ...base, peers: [peer('10.244.2.0/24'), peer('10.244.3.0/24', '198.18.0.3')] }).static?.peers).toHaveLength(2);
   });
 });
