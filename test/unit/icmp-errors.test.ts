@@ -8,21 +8,23 @@ import { describe, expect, it } from 'vitest';
 import { IcmpResponder, PerSourceRateLimit } from '../../src/packet/icmp-errors.js';
 import { Ipv4Packet, emitIpv4, ipv4FromString, IpProtocol } from '../../src/packet/wire/ipv4.js';
 import { Ipv6Packet, emitIpv6, ipv6FromString } from '../../src/packet/wire/ipv6.js';
+import { type WireError, isWireError } from '../../src/packet/wire/error.js';
+
+function parsed<P>(p: P | WireError): P {
+  if (isWireError(p)) throw new Error(`unparsable test packet: ${JSON.stringify(p)}`);
+  return p;
+}
 
 function udp4(src: string, dst: string, size = 60): Ipv4Packet {
   const buf = Buffer.alloc(size);
   emitIpv4({ src: ipv4FromString(src), dst: ipv4FromString(dst), protocol: IpProtocol.UDP, ttl: 64, payloadLength: size - 20 }, buf, 0);
-  const p = Ipv4Packet.check(buf);
-  if (!(p instanceof Ipv4Packet)) throw new Error(`unparsable test packet: ${JSON.stringify(p)}`);
-  return p;
+  return parsed(Ipv4Packet.check(buf));
 }
 
 function udp6(src: string, dst: string, size = 80): Ipv6Packet {
   const buf = Buffer.alloc(size);
   emitIpv6({ src: ipv6FromString(src), dst: ipv6FromString(dst), nextHeader: IpProtocol.UDP, hopLimit: 64, payloadLength: size - 40 }, buf, 0);
-  const p = Ipv6Packet.check(buf);
-  if (!(p instanceof Ipv6Packet)) throw new Error(`unparsable test packet: ${JSON.stringify(p)}`);
-  return p;
+  return parsed(Ipv6Packet.check(buf));
 }
 
 /** A responder on a fake clock, with a global budget large enough not to matter unless asked. */
