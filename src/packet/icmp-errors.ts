@@ -71,17 +71,17 @@ export class IcmpResponder {
   static readonly RateLimited: Buffer = Buffer.alloc(0);
   private tokens: number;
   private last: number;
-  private readonly perSource: PerSourceRateLimit;
+  private readonly perSource: PerSourceRateLimit | undefined;
   private readonly now: () => number;
 
   constructor(
     private readonly ratePerSecond: number,
-    o: { perSource?: IcmpPerSourceLimit; now?: () => number } = {},
+    o: { perSource?: IcmpPerSourceLimit | false; now?: () => number } = {},
   ) {
     this.tokens = ratePerSecond;
-    this.now = o.now ?? Date.now;
+    this.now = o.now ?? (() => Date.now());
     this.last = this.now();
-    this.perSource = new PerSourceRateLimit(o.perSource);
+    this.perSource = o.perSource === false ? undefined : new PerSourceRateLimit(o.perSource);
   }
 
   unreachable4(ip: Ipv4Packet): Buffer | undefined {
@@ -110,7 +110,7 @@ export class IcmpResponder {
     this.tokens = Math.min(this.ratePerSecond, this.tokens + (Math.max(0, now - this.last) * this.ratePerSecond) / 1000);
     this.last = now;
     if (this.tokens < 1) return false;
-    if (source !== undefined && !this.perSource.allow(source, now)) return false;
+    if (source !== undefined && this.perSource && !this.perSource.allow(source, now)) return false;
     this.tokens -= 1;
     return true;
   }

@@ -99,4 +99,9 @@ describe('ICMP error rate limits', () => {
     for (let i = 0; i < 10_000; i++) r.unreachable4(udp4(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, '10.244.77.1'));
     expect((r as unknown as { perSource: PerSourceRateLimit }).perSource.sources).toBe(128);
   });
+
+  it('perSource false leaves only the global budget', () => {
+    const r = new IcmpResponder(100, { perSource: false, now: () => 0 });
+    expect(Array.from({ length: 150 }, () => sent(r.unreachable4(udp4('10.244.1.5', '10.244.77.1')))).filter(Boolean)).toHaveLength(100);
+  });
 });
