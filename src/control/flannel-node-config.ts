@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { parseCidr, cidrContains, cidrToString } from '../packet/cidr.js';
+import { parseCidr, cidrContains, cidrOverlaps, cidrToString } from '../packet/cidr.js';
 import { isIpv4String } from '../packet/wire/ipv4.js';
 import { isMacString, macFromString, type Mac } from '../packet/wire/ethernet.js';
 import { VXLAN_VNI_MAX } from '../packet/wire/vxlan.js';
@@ -108,9 +108,15 @@ export function validateFlannelNodeConfig(raw: unknown, opts: { ipMasq?: boolean
     if (!cidrContains(network, subnet) || subnet.prefixLen === network.prefixLen || subnet.prefixLen > 30) {
       throw new ConfigError(`config: subnet: "${c.subnet}" is not a node subnet inside network ${c.network}`);
     }
+    const seen: Cidr4[] = [subnet];
     const peers = (c.peers ?? []).map((p, i) => {
       const ps = parseCidr(p.subnet) as Cidr4;
       if (!cidrContains(network, ps)) throw new ConfigError(`config: peers[${i}].subnet: "${p.subnet}" is outside network ${cidrToString(network)}`);
+      // The peers become leases, judged as a registry's are (flannel.ts judgeLease): one subnet length, no overlap.
+      if (ps.prefixLen !== subnet.prefixLen) throw new ConfigError(`config: peers[${i}].subnet: "${p.subnet}" is not a /${subnet.prefixLen} as subnet is (a flannel network gives every node one subnet length)`);
+      const clash = seen.find((s) => cidrOverlaps(s, ps));
+      if (clash) throw new ConfigError(`config: peers[${i}].subnet: "${p.subnet}" overlaps ${cidrToString(clash)}`);
+      seen.push(ps);
       if ((c.backend?.type ?? 'vxlan') === 'vxlan' && !p.vtepMac) throw new ConfigError(`config: peers[${i}].vtepMac: missing is required for the vxlan backend`);
       return { subnet: ps, publicIp: p.publicIp, ...(p.vtepMac ? { vtepMac: macFromString(p.vtepMac) } : {}), ...(p.port ? { port: p.port } : {}) };
     });

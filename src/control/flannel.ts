@@ -6,7 +6,7 @@
  *  - leases `<prefix>/subnets/10.244.2.0-24` -> {"PublicIP", "PublicIPv6": null, "BackendType", "BackendData"}.
  * Every refusal is one line naming the key and the value.
  */
-import { type Cidr, parseCidr, cidrToString, cidrContains, ipv4Mask } from '../packet/cidr.js';
+import { type Cidr, parseCidr, cidrToString, cidrContains, cidrOverlaps, ipv4Mask } from '../packet/cidr.js';
 import { ipv4FromString, ipv4ToString, isIpv4String } from '../packet/wire/ipv4.js';
 import { isMacString, macFromString, macToString, type Mac } from '../packet/wire/ethernet.js';
 import { VXLAN_VNI_MAX } from '../packet/wire/vxlan.js';
@@ -169,6 +169,49 @@ export function leaseRoute(subnet: Cidr4, attrs: LeaseAttrs, backend: FlannelNet
   }
   if (attrs.backendType !== undefined && attrs.backendType !== 'udp') return undefined;
   return { prefix: subnet, target: { endpoint: { address: attrs.publicIp, port: backend.port }, vtepMac: Buffer.alloc(6), vni: 0 } };
+}
+
+/** Why a lease another node wrote does not become a route (each logged once and counted by the lease manager). */
+export type LeaseRefusal =
+  | 'malformed'
+  | 'outside-network'
+  | 'wrong-subnet-length'
+  | 'overlaps-own-subnet'
+  | 'own-public-ip'
+  | 'own-vtep-mac'
+  | 'other-backend';
+
+export const LEASE_REFUSALS: readonly LeaseRefusal[] = ['malformed', 'outside-network', 'wrong-subnet-length', 'overlaps-own-subnet', 'own-public-ip', 'own-vtep-mac', 'other-backend'];
+
+/** What marks a lease as this node's own: a peer carrying any of it would loop packets back to us. */
+export interface OwnLease {
+  subnet: Cidr4;
+  publicIp: string;
+  vtepMac?: Mac;
+}
+
+/**
+ * A peer's lease judged against the network and our own lease: its route, or why it gets none.
+ * Keys are canonical (parseSubnetKey refuses host bits) and every accepted subnet has the network's
+ * subnet length, so two accepted leases can only overlap by being the same key: the length check is
+ * what stops a /25 inside another node's /24 from taking its pods.
+ */
+export function judgeLease(
+  key: string,
+  value: string,
+  network: FlannelNetworkConfig,
+  own: OwnLease,
+): { route: Route<Vtep> } | { refusal: LeaseRefusal } {
+  const subnet = parseSubnetKey(key);
+  const attrs = decodeLeaseValue(value);
+  if (!subnet || !attrs) return { refusal: 'malformed' };
+  if (!cidrContains(network.network, subnet)) return { refusal: 'outside-network' };
+  if (subnet.prefixLen !== network.subnetLen) return { refusal: 'wrong-subnet-length' };
+  if (cidrOverlaps(subnet, own.subnet)) return { refusal: 'overlaps-own-subnet' };
+  if (attrs.publicIp === own.publicIp) return { refusal: 'own-public-ip' };
+  if (own.vtepMac && attrs.vtepMac?.equals(own.vtepMac)) return { refusal: 'own-vtep-mac' };
+  const route = leaseRoute(subnet, attrs, network.backend);
+  return route ? { route } : { refusal: 'other-backend' };
 }
 
 /** Is `subnet` a lease this network config could have handed out (flannel's isSubnetConfigCompat)? */

@@ -4,7 +4,7 @@
  * removes the device and every route through it: a crash leaves nothing behind either.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, type Stats } from 'node:fs';
 import os from 'node:os';
 import type { NodeConfig } from './config.js';
 import { VXLAN_OVERHEAD_V4 } from './config.js';
@@ -74,8 +74,34 @@ export function requireRoot(): void {
 }
 
 /** Checks everything `up` needs before touching the host; throws HostError with one line. */
+function describeFileType(st: Stats): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a socket';
+}
+
+/**
+ * Whether the control socket's path is free or holds a socket (a stale one is ours to replace);
+ * anything else there is the operator's and is never removed: HostError, exit 2.
+ */
+export function controlSocketPathState(path: string): 'absent' | 'socket' {
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+    throw new HostError(`config: controlSocket: ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 2);
+  }
+  if (st.isSocket()) return 'socket';
+  throw new HostError(`config: controlSocket: ${JSON.stringify(path)} is ${describeFileType(st)}, not a socket: refusing to replace it`, 2);
+}
+
 export function preflight(cfg: NodeConfig): Plan {
   requireRoot();
+  controlSocketPathState(cfg.controlSocket);
   if (!existsSync('/dev/net/tun')) {
     throw new HostError('/dev/net/tun is missing: load the tun module (modprobe tun) or run where TUN devices are allowed', 1);
   }

@@ -4,12 +4,16 @@
  *    take a random free subnet with create-if-absent (a lost race just tries again);
  *  - renew before the TTL runs out; our lease gone (deleted, expired) -> take it again;
  *  - peers: list + watch from the list's revision; every change swaps a whole new route table;
+ *    a lease becomes a route only if judgeLease (flannel.ts) finds nothing wrong with it, and each
+ *    refused one is logged once and counted by its reason;
+ *  - our own lease rewritten with another PublicIP is lost, as a deleted one is;
  *  - registry unreachable: the last table stays in force, retries back off, and on return a full
  *    list replaces whatever the watch may have missed.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Route, Vtep } from '../packet/routes.js';
+import type { Mac } from '../packet/wire/ethernet.js';
 import { cidrToString } from '../packet/cidr.js';
 import { RegistryError, type SubnetRegistry, type LeaseWatch } from './registry/registry.js';
 import {
@@ -18,8 +22,11 @@ import {
   subnetKey,
   parseSubnetKey,
   decodeLeaseValue,
-  leaseRoute,
+  judgeLease,
   subnetFits,
+  LEASE_REFUSALS,
+  type LeaseRefusal,
+  type OwnLease,
   pickFreeSubnet,
   LEASE_TTL_SECONDS,
   LEASE_RENEW_MARGIN_SECONDS,
@@ -67,8 +74,19 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private readonly ttl: number;
   private readonly renewAfterMs: number;
   private readonly maxBackoffMs: number;
-  /** Counts for status and tests. */
-  readonly stats = { acquired: 0, renewed: 0, reacquired: 0, resyncs: 0, registryErrors: 0, ignoredLeases: 0 };
+  /** Counts for status and tests; ignoredLeases is the sum of ignoredByReason. */
+  readonly stats = {
+    acquired: 0,
+    renewed: 0,
+    reacquired: 0,
+    resyncs: 0,
+    registryErrors: 0,
+    ignoredLeases: 0,
+    ignoredByReason: Object.fromEntries(LEASE_REFUSALS.map((r) => [r, 0])) as Record<LeaseRefusal, number>,
+  };
+  /** Refused leases by key, with the value and reason last logged: a lease is logged and counted once, not at every resync. */
+  private readonly refused = new Map<string, string>();
+  private readonly ownVtepMac: Mac | undefined;
 
   constructor(private readonly opts: LeaseManagerOptions) {
     super();
@@ -76,6 +94,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     const margin = opts.renewMarginSeconds ?? LEASE_RENEW_MARGIN_SECONDS;
     this.renewAfterMs = (margin < this.ttl ? this.ttl - margin : this.ttl / 2) * 1000;
     this.maxBackoffMs = opts.maxBackoffMs ?? 5000;
+    this.ownVtepMac = decodeLeaseValue(opts.leaseValue)?.vtepMac;
   }
 
   get subnet(): Cidr4 {
@@ -197,6 +216,8 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         this.stats.resyncs++;
         const next = new Map<string, Route<Vtep>>();
         let ownPresent = false;
+        const listed = new Set(leases.map((l) => l.subnetKey));
+        for (const key of this.refused.keys()) if (!listed.has(key)) this.refused.delete(key);
         for (const l of leases) {
           if (l.subnetKey === subnetKey(this.subnet)) {
             ownPresent = decodeLeaseValue(l.value)?.publicIp === this.opts.publicIp;
@@ -214,9 +235,11 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
           this.watch = this.opts.registry.watchLeases(revision, {
             onEvent: (ev) => {
               if (ev.subnetKey === subnetKey(this.subnet)) {
-                if (ev.type === 'delete') void this.reacquire('lease deleted').catch((err) => this.registryError(err, 'reacquire'));
+                const lost = ev.type === 'delete' ? 'lease deleted' : this.overwrittenBy(ev.value);
+                if (lost) void this.reacquire(lost).catch((err) => this.registryError(err, 'reacquire'));
                 return;
               }
+              if (ev.type === 'delete') this.refused.delete(ev.subnetKey);
               const before = this.peers.has(ev.subnetKey);
               const r = ev.type === 'put' ? this.routeFor(ev.subnetKey, ev.value) : undefined;
               if (r) this.peers.set(ev.subnetKey, r);
@@ -237,12 +260,27 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     }
   }
 
+  /** Why our own key, rewritten to `value`, is no longer ours (undefined while it still carries our PublicIP). */
+  private overwrittenBy(value: string): string | undefined {
+    const holder = decodeLeaseValue(value)?.publicIp;
+    return holder === this.opts.publicIp ? undefined : `lease overwritten by PublicIP ${holder ?? 'unreadable'}`;
+  }
+
   private routeFor(key: string, value: string): Route<Vtep> | undefined {
-    const subnet = parseSubnetKey(key);
-    const attrs = decodeLeaseValue(value);
-    const route = subnet && attrs ? leaseRoute(subnet, attrs, this.opts.network.backend) : undefined;
-    if (!route) this.stats.ignoredLeases++;
-    return route;
+    const own: OwnLease = { subnet: this.subnet, publicIp: this.opts.publicIp, ...(this.ownVtepMac ? { vtepMac: this.ownVtepMac } : {}) };
+    const verdict = judgeLease(key, value, this.opts.network, own);
+    if ('route' in verdict) {
+      this.refused.delete(key);
+      return verdict.route;
+    }
+    const seen = `${verdict.refusal} ${value}`;
+    if (this.refused.get(key) !== seen) {
+      this.refused.set(key, seen);
+      this.stats.ignoredLeases++;
+      this.stats.ignoredByReason[verdict.refusal]++;
+      this.opts.log.warn({ lease: key, value: value.length > 200 ? `${value.slice(0, 197)}...` : value, reason: verdict.refusal }, 'lease ignored');
+    }
+    return undefined;
   }
 
   private publish(): void {

@@ -4,8 +4,9 @@
  * and later `vxtun trace` talk to a running node through it.
  */
 import net from 'node:net';
-import { chmodSync, mkdirSync, unlinkSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { controlSocketPathState } from './host.js';
 
 export type Handler = (request: { cmd: string; [k: string]: unknown }) => unknown;
 
@@ -28,7 +29,7 @@ export class ControlServer {
 
   static async listen(path: string, handler: Handler): Promise<ControlServer> {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    if (existsSync(path)) {
+    if (controlSocketPathState(path) === 'socket') {
       if (await isAlive(path)) throw new Error(`control socket ${path} is in use: is another vxtun running with this device?`);
       unlinkSync(path); // stale, from a process that was killed
     }

@@ -26,7 +26,7 @@ import { completePartialL4Checksum } from '../packet/wire/l4checksum.js';
 import { segmentTcp, tcpSegmentSize } from '../packet/gso.js';
 import { DropReason, Answer, Fixup } from '../packet/counters.js';
 import type { RouteTable, Vtep } from '../packet/routes.js';
-import { IcmpResponder } from '../packet/icmp-errors.js';
+import { IcmpResponder, type IcmpPerSourceLimit } from '../packet/icmp-errors.js';
 import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
 import type { InboundScheduling } from './inbound-scheduling.js';
 import { onesSum, type OnesSumFn } from '../packet/wire/checksum.js';
@@ -58,6 +58,8 @@ export interface EngineOptions {
   batchSize?: number;
   /** ICMP errors per second we generate at most (Linux rate-limits too). */
   icmpRatePerSecond?: number;
+  /** The per-source ICMP error limit, or false for none (tests that compare two engines). */
+  icmpPerSource?: IcmpPerSourceLimit | false;
   /** Ones'-complement sum for per-packet checksum work (the addon's on the native path); TS reference by default. */
   onesSum?: OnesSumFn;
   /** Batch encap (the addon's on the native path): one call writes every header of a batch; per-packet TS emit by default. */

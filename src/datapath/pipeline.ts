@@ -12,7 +12,7 @@ import { VXLAN_HEADER_LEN } from '../packet/wire/vxlan.js';
 import { ETHERNET_HEADER_LEN } from '../packet/wire/ethernet.js';
 import { Counters, DropReason } from '../packet/counters.js';
 import { RouteTable, type Vtep } from '../packet/routes.js';
-import { IcmpResponder } from '../packet/icmp-errors.js';
+import { IcmpResponder, type IcmpPerSourceLimit } from '../packet/icmp-errors.js';
 import type { InboundScheduling } from './inbound-scheduling.js';
 
 /** Room in front of every packet read from the TUN for the headers encap writes. */
@@ -41,6 +41,8 @@ export interface PipelineOptions {
   batchSize?: number;
   /** ICMP errors per second we generate at most (Linux rate-limits too). */
   icmpRatePerSecond?: number;
+  /** The per-source ICMP error limit (icmp-errors.ts; Linux's icmp_ratelimit by default), or false for none. */
+  icmpPerSource?: IcmpPerSourceLimit | false;
   /** This thread's scheduling policy follows the inbound load (see inbound-scheduling.ts); only with SCHED_BATCH on. */
   inboundScheduling?: InboundScheduling;
 }
@@ -77,7 +79,7 @@ export abstract class Pipeline {
     const arena = Buffer.alloc(room * this.batchSize);
     this.readBufs = Array.from({ length: this.batchSize }, (_, i) => arena.subarray(i * room, (i + 1) * room));
     this.readSizes = new Array<number>(this.batchSize).fill(0);
-    this.icmp = new IcmpResponder(opts.icmpRatePerSecond ?? 1000);
+    this.icmp = new IcmpResponder(opts.icmpRatePerSecond ?? 1000, opts.icmpPerSource !== undefined ? { perSource: opts.icmpPerSource } : {});
   }
 
   /** Outbound stage for one batch read from the TUN; packets sit at HEADROOM in bufs[i]. */

@@ -4,11 +4,16 @@
  * (info, route/VTEP table) at /api/state, and the live trace as Server-Sent Events at /events.
  * Each event is one trace item plus what the page draws: the path it took and its bytes
  * dissected layer by layer (outer IPv4/UDP rebuilt from the socket endpoints, as in the pcapng).
+ *
+ * It shows whole packets, payload included, so every request needs the random token in the URL
+ * it prints (as notebook servers do), and its Host and Origin must name this server by address:
+ * a page elsewhere cannot reach it by DNS rebinding, another local user cannot read it.
  */
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { packageRoot } from '../util/package-root.js';
 import { controlRequest } from '../control/socket.js';
 import type { TraceSource } from './client.js';
@@ -78,6 +83,41 @@ export interface WebView {
   close(): Promise<void>;
 }
 
+/** Names a browser may use for a server bound to `bound`: the address itself, localhost for a loopback one, any address for a wildcard one. */
+function hostAllowed(hostname: string, bound: string, asked: string): boolean {
+  const bare = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
+  if (bare === bound || bare === asked) return true;
+  const loopback = bound === '::1' || bound.startsWith('127.');
+  const wildcard = bound === '0.0.0.0' || bound === '::';
+  if (bare === 'localhost') return loopback || wildcard;
+  // A name could be anyone's (DNS rebinding); an address literal is what the browser was given.
+  return wildcard && net.isIP(bare) !== 0;
+}
+
+/** `host[:port]` from a Host header or an Origin's authority; undefined if unreadable. */
+function splitAuthority(authority: string): { hostname: string; port: number } | undefined {
+  try {
+    const u = new URL(`http://${authority}`);
+    if (u.username || u.password || u.pathname !== '/' || u.search || u.hash) return undefined;
+    return { hostname: u.hostname, port: u.port === '' ? 80 : Number(u.port) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why a request is refused (403), or undefined when it carries the token and names this server. */
+export function refusal(req: { url?: string; headers: http.IncomingHttpHeaders }, o: { token: string; bound: string; asked: string; port: number }): string | undefined {
+  const names = (a: { hostname: string; port: number } | undefined): boolean => a !== undefined && a.port === o.port && hostAllowed(a.hostname, o.bound, o.asked);
+  const host = req.headers.host;
+  if (host === undefined || !names(splitAuthority(host))) return `Host ${JSON.stringify(host ?? '')} is not this server`;
+  const origin = req.headers.origin;
+  if (origin !== undefined && !(origin.startsWith('http://') && names(splitAuthority(origin.slice('http://'.length))))) return `Origin ${JSON.stringify(origin)} is not this server`;
+  const given = Buffer.from(new URL(req.url ?? '/', 'http://localhost').searchParams.get('token') ?? '');
+  const expected = Buffer.from(o.token);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'missing or wrong token (use the URL vxtun trace printed)';
+  return undefined;
+}
+
 export async function startWebView(o: { sockets: string[]; sources: TraceSource[]; host: string; port: number }): Promise<WebView> {
   const page = readFileSync(join(packageRoot(), 'web', 'trace.html'));
   const clients = new Set<http.ServerResponse>();
@@ -97,14 +137,21 @@ export async function startWebView(o: { sockets: string[]; sources: TraceSource[
     ),
   });
 
+  const token = randomBytes(24).toString('hex');
+  let access: { token: string; bound: string; asked: string; port: number } | undefined;
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    const refused = access ? refusal(req, access) : 'not ready';
+    if (refused !== undefined) {
+      res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }).end(`forbidden: ${refused}\n`);
+      return;
+    }
     if (req.method !== 'GET') {
       res.writeHead(405).end();
       return;
     }
     if (url.pathname === '/' || url.pathname === '/index.html') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'" });
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-security-policy': "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'" });
       res.end(page);
     } else if (url.pathname === '/api/state') {
       void state().then((s) => {
@@ -126,9 +173,10 @@ export async function startWebView(o: { sockets: string[]; sources: TraceSource[
     server.listen(o.port, o.host, () => resolve());
   });
   const addr = server.address() as AddressInfo;
+  access = { token, bound: addr.address, asked: o.host, port: addr.port };
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
-    url: `http://${host}:${addr.port}/`,
+    url: `http://${host}:${addr.port}/?token=${token}`,
     push(item) {
       const p = toWebPacket(item);
       backlog.push(p);

@@ -4,7 +4,7 @@
  * clear line too, and nothing the user had is touched.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Topology, type Netns } from '../../src/tools/lab/netns.js';
@@ -128,6 +128,19 @@ describe('vxtun up: refusals', () => {
     const r = await up(valid, ['env', 'VXTUN_NO_NATIVE=1']);
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('vxtun: cannot open TUN vxtun0: vxtun native addon disabled by VXTUN_NO_NATIVE=1');
+    expect(await linkNames()).toEqual(['lo', 'ul0', 'ul1']);
+  });
+
+  it('a regular file named as the control socket: exit 2 with one line naming it, the file untouched, nothing made', async () => {
+    const path = join(dir, 'precious.txt');
+    writeFileSync(path, 'operator data\n');
+    const before = statSync(path);
+    const r = await up({ ...valid, controlSocket: path });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`vxtun: config: controlSocket: ${JSON.stringify(path)} is a regular file, not a socket: refusing to replace it\n`);
+    const after = statSync(path);
+    expect(readFileSync(path, 'utf8')).toBe('operator data\n');
+    expect([after.ino, after.size, after.mtimeMs, after.isFile()]).toEqual([before.ino, before.size, before.mtimeMs, true]);
     expect(await linkNames()).toEqual(['lo', 'ul0', 'ul1']);
   });
 

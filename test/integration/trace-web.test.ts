@@ -52,16 +52,23 @@ describe('vxtun trace --web in headless Chromium', () => {
     await topology.destroy();
   });
 
-  it('is served on 127.0.0.1 only', () => {
-    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+  it('is served on 127.0.0.1 only, behind a token in the URL', async () => {
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]{48}$/);
+    // the browser without the token gets nothing
+    const page = await browser!.newPage();
+    const bare = url.replace(/\?token=.*/, '');
+    expect((await page.goto(bare))?.status()).toBe(403);
+    expect((await page.goto(`${bare}events`))?.status()).toBe(403);
+    await page.close();
   });
 
   it('draws the topology and tables, shows a live packet after a ping, and decodes it layer by layer on click', async () => {
     const [a, b] = [cluster.node(1), cluster.node(2)];
     const page = await browser!.newPage({ viewport: { width: 1280, height: 1000 } });
     const offsite: string[] = [];
+    const origin = new URL(url).origin;
     page.on('request', (r) => {
-      if (!r.url().startsWith(url)) offsite.push(r.url());
+      if (new URL(r.url()).origin !== origin) offsite.push(r.url());
     });
     await page.goto(url);
     await page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });

@@ -137,6 +137,7 @@ function makeEngine(encapBatch: EncapBatchFn | undefined): { engine: Engine; tun
     maxInnerSize: TUN_MTU,
     tunMtu: TUN_MTU,
     icmpRatePerSecond: 1e9, // no rate limit: both engines must answer the same packets
+    icmpPerSource: false,
     batchSize: 64,
     ...(encapBatch ? { encapBatch: (...args: Parameters<EncapBatchFn>) => (headers.written += encapBatch(...args)) } : {}),
   });

@@ -1150,8 +1150,8 @@ describe('engine: outbound errors written back into the TUN', () => {
     await until(() => a.tun.pending === 0, 'TUN read');
     await settle();
     expect(a.engine.counters.snapshot().dropped['icmp-rate-limited']).toBe(4);
-    now += 1000; // a second later: 5 more
-    for (let i = 0; i < 7; i++) a.tun.inject(icmpEcho4('10.244.1.5', `10.244.78.${i + 1}`));
+    now += 1000; // a second later: 5 more (from other pods: 10.244.1.5 has spent its own burst but one)
+    for (let i = 0; i < 7; i++) a.tun.inject(icmpEcho4(`10.244.1.${i + 10}`, `10.244.78.${i + 1}`));
     await until(() => a.tun.pending === 0, 'TUN read');
     await settle();
     s = a.engine.counters.snapshot();

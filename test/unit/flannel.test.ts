@@ -8,6 +8,7 @@ import pino from 'pino';
 import { parseNetworkConfig, encodeLeaseValue, decodeLeaseValue, leaseRoute, pickFreeSubnet, FlannelConfigError, type Cidr4 } from '../../src/control/flannel.js';
 import { StaticRegistry } from '../../src/control/registry/static.js';
 import { LeaseManager } from '../../src/control/lease-manager.js';
+import { validateFlannelNodeConfig } from '../../src/control/flannel-node-config.js';
 import { parseCidr, cidrToString } from '../../src/packet/cidr.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
 import { emitIpv4, ipv4FromString } from '../../src/packet/wire/ipv4.js';
@@ -78,7 +79,8 @@ describe('lease values', () => {
 
 describe('LeaseManager over the in-process registry', () => {
   const network = parseNetworkConfig('{"Network":"10.244.0.0/16","SubnetMin":"10.244.5.0","SubnetMax":"10.244.6.0","Backend":{"Type":"vxlan"}}', 'cfg');
-  const value = (ip: string): string => encodeLeaseValue(ip, { type: 'vxlan', vni: 1, vtepMac: macFromString('0a:00:00:00:00:01') });
+  // each node its own VtepMAC (a lease carrying ours would be a loop, and is refused)
+  const value = (ip: string): string => encodeLeaseValue(ip, { type: 'vxlan', vni: 1, vtepMac: macFromString(`0a:00:00:00:00:0${ip.split('.')[3]}`) });
 
   it('two managers that pick the same subnet at once end on distinct subnets (create-if-absent)', async () => {
     const registry = new StaticRegistry('');
@@ -173,5 +175,122 @@ describe('FlannelUdpEngine', () => {
     engine.stop();
     tun.device.close();
     await bind.close();
+  });
+});
+
+describe('LeaseManager: leases that must not become routes', () => {
+  const network = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}', 'cfg');
+  const ourMac = macFromString('0a:00:00:00:00:06');
+  const lease = (ip: string, mac = '0a:00:00:00:00:99'): string => encodeLeaseValue(ip, { type: 'vxlan', vni: 1, vtepMac: macFromString(mac) });
+  const ours = encodeLeaseValue('198.18.0.1', { type: 'vxlan', vni: 1, vtepMac: ourMac });
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+
+  /** A manager whose warnings are kept as parsed lines. */
+  function managerOver(registry: StaticRegistry, preferredSubnet?: Cidr4): { m: LeaseManager; warnings: Array<{ lease: string; reason: string }> } {
+    const warnings: Array<{ lease: string; reason: string }> = [];
+    const logged = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
+    const m = new LeaseManager({ registry, network, publicIp: '198.18.0.1', leaseValue: ours, ...(preferredSubnet ? { preferredSubnet } : {}), log: logged });
+    return { m, warnings };
+  }
+
+  const bad: Array<[key: string, reason: string, value: string]> = [
+    ['0.0.0.0-0', 'outside-network', lease('198.18.0.2')],
+    ['10.245.1.0-24', 'outside-network', lease('198.18.0.3')],
+    ['10.244.7.128-25', 'wrong-subnet-length', lease('198.18.0.4')],
+    ['10.244.0.0-16', 'wrong-subnet-length', lease('198.18.0.5')],
+    ['10.244.8.0-24', 'own-public-ip', lease('198.18.0.1')],
+    ['10.244.9.0-24', 'own-vtep-mac', lease('198.18.0.7', '0a:00:00:00:00:06')],
+    ['10.244.10.0-24', 'other-backend', encodeLeaseValue('198.18.0.8', { type: 'udp' })],
+    ['10.244.11.7-24', 'malformed', lease('198.18.0.9')],
+    ['10.244.12.0-24', 'malformed', '{"PublicIP":"nowhere"}'],
+  ];
+
+  it.each(bad)('%s is no route, logged once and counted as %s', async (key, reason, value) => {
+    const registry = new StaticRegistry('', [{ subnetKey: '10.244.6.0-24', value: ours }, { subnetKey: '10.244.5.0-24', value: lease('198.18.0.2') }, { subnetKey: key, value }]);
+    const { m, warnings } = managerOver(registry);
+    expect(cidrToString(await m.acquire())).toBe('10.244.6.0/24');
+    const tables: string[][] = [];
+    m.on('routes', (r) => tables.push(r.map((x) => cidrToString(x.prefix))));
+    m.start();
+    await settle();
+    // the same value written again (a renewal, a resync) is not logged or counted again
+    await registry.refreshLease(key, value, 60);
+    await settle();
+    expect(tables.at(-1)).toEqual(['10.244.5.0/24']);
+    expect(warnings.filter((w) => w.lease === key)).toEqual([expect.objectContaining({ lease: key, reason, msg: 'lease ignored' })]);
+    expect(m.stats.ignoredLeases).toBe(1);
+    expect(m.stats.ignoredByReason).toMatchObject({ [reason]: 1 });
+    await m.stop();
+  });
+
+  it('a lease overlapping our own subnet is no route', async () => {
+    const registry = new StaticRegistry('', [{ subnetKey: '10.244.20.0-24', value: lease('198.18.0.2') }]);
+    const { m, warnings } = managerOver(registry, cidr('10.244.20.0/25'));
+    // our static config asked for a /25 the registry's /24 lease of another node holds half of
+    await registry.createLease('10.244.30.0-24', lease('198.18.0.3'), 60);
+    registry.remove('10.244.20.0-24');
+    expect(cidrToString(await m.acquire())).toBe('10.244.20.0/25');
+    const tables: string[][] = [];
+    m.on('routes', (r) => tables.push(r.map((x) => cidrToString(x.prefix))));
+    m.start();
+    await settle();
+    await registry.createLease('10.244.20.0-24', lease('198.18.0.2'), 60);
+    await settle();
+    expect(tables.at(-1)).toEqual(['10.244.30.0/24']);
+    expect(warnings).toEqual([expect.objectContaining({ lease: '10.244.20.0-24', reason: 'overlaps-own-subnet' })]);
+    expect(m.stats.ignoredByReason['overlaps-own-subnet']).toBe(1);
+    await m.stop();
+  });
+
+  it('a peer rewritten into a bad lease loses its route; written back good, it has it again', async () => {
+    const registry = new StaticRegistry('', [{ subnetKey: '10.244.6.0-24', value: ours }, { subnetKey: '10.244.5.0-24', value: lease('198.18.0.2') }]);
+    const { m } = managerOver(registry);
+    await m.acquire();
+    const tables: string[][] = [];
+    m.on('routes', (r) => tables.push(r.map((x) => cidrToString(x.prefix))));
+    m.start();
+    await settle();
+    expect(tables.at(-1)).toEqual(['10.244.5.0/24']);
+    await registry.refreshLease('10.244.5.0-24', lease('198.18.0.2', '0a:00:00:00:00:06'), 60);
+    await settle();
+    expect(tables.at(-1)).toEqual([]);
+    expect(m.stats.ignoredByReason['own-vtep-mac']).toBe(1);
+    await registry.refreshLease('10.244.5.0-24', lease('198.18.0.2'), 60);
+    await settle();
+    expect(tables.at(-1)).toEqual(['10.244.5.0/24']);
+    await m.stop();
+  });
+
+  it('our own lease rewritten with another PublicIP is lost: the manager stops with a fatal error', async () => {
+    const registry = new StaticRegistry('', [{ subnetKey: '10.244.6.0-24', value: ours }]);
+    const { m } = managerOver(registry);
+    await m.acquire();
+    const fatal = new Promise<Error>((resolve, reject) => {
+      m.once('fatal', resolve);
+      setTimeout(() => reject(new Error('no fatal error within 2 s')), 2000).unref();
+    });
+    m.start();
+    await settle();
+    await registry.refreshLease('10.244.6.0-24', lease('198.18.0.66'), 60);
+    expect((await fatal).message).toContain('10.244.6.0/24 is gone and another node holds it now');
+    expect(m.routes).toEqual([]);
+    await m.stop();
+  });
+});
+
+describe('static peers of a flannel-format node (subnetEnv) are judged as leases at load time', () => {
+  const base = { publicIp: '198.18.0.1', network: '10.244.0.0/16', subnet: '10.244.1.0/24', subnetEnv: '/run/flannel/subnet.env', backend: { type: 'vxlan' } };
+  const peer = (subnet: string, ip = '198.18.0.2'): object => ({ subnet, publicIp: ip, vtepMac: '0a:58:0a:f4:02:00' });
+
+  it.each([
+    ['a peer of another subnet length', [peer('10.244.2.0/25')], 'config: peers[0].subnet: "10.244.2.0/25" is not a /24 as subnet is'],
+    ['a peer on our own subnet', [peer('10.244.1.0/24')], 'config: peers[0].subnet: "10.244.1.0/24" overlaps 10.244.1.0/24'],
+    ['two peers on one subnet', [peer('10.244.2.0/24'), peer('10.244.2.0/24', '198.18.0.3')], 'config: peers[1].subnet: "10.244.2.0/24" overlaps 10.244.2.0/24'],
+  ])('%s is refused with one line naming it', (_what, peers, message) => {
+    expect(() => validateFlannelNodeConfig({ ...base, peers })).toThrow(message);
+  });
+
+  it('peers of the same length on other subnets are taken', () => {
+    expect(validateFlannelNodeConfig({ ...base, peers: [peer('10.244.2.0/24'), peer('10.244.3.0/24', '198.18.0.3')] }).static?.peers).toHaveLength(2);
   });
 });
