@@ -112,10 +112,10 @@ const mutation = fc.oneof(
   fc.record({ kind: fc.constant('extend' as const), at: fc.integer({ min: 1, max: 64 }), value: fc.integer({ min: 0, max: 255 }) }),
 );
 /** Half the cases undamaged, so the later rules (and forwarding) are reached often. */
-const mutations = fc.oneof(fc.constant([]), fc.array(mutation, { minLength: 1, maxLength: 3 }));
+const mutations = fc.oneof(fc.constant<Mutation[]>([]), fc.array(mutation, { minLength: 1, maxLength: 3 }));
 type Mutation = { kind: 'set' | 'flip' | 'cut' | 'extend'; at: number; value: number };
 
-function mutate(b: Buffer, ms: Mutation[], base: number): Buffer {
+function mutate(b: Buffer, ms: readonly Mutation[], base: number): Buffer {
   let out = Buffer.from(b);
   for (const m of ms) {
     if (m.kind === 'set' && base + m.at < out.length) out[base + m.at] = m.value;
