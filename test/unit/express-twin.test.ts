@@ -17,8 +17,8 @@ import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
 import { compileExpressRoutes } from '../../src/datapath/express.js';
 import { emitVxlan } from '../../src/packet/wire/vxlan.js';
 import { emitEthernet, EtherType } from '../../src/packet/wire/ethernet.js';
-import { emitIpv4, ipv4FromString } from '../../src/packet/wire/ipv4.js';
-import { completeL4Checksum, setPartialL4Checksum } from '../../src/packet/wire/l4checksum.js';
+import { emitIpv4, ipv4FromString, isIpv4String } from '../../src/packet/wire/ipv4.js';
+import { completeL4Checksum, l4ChecksumState, setPartialL4Checksum } from '../../src/packet/wire/l4checksum.js';
 import { onesSum } from '../../src/packet/wire/checksum.js';
 import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 
@@ -139,6 +139,37 @@ function datagramOf(inner: Buffer, o: { vni: number; dstMac: Buffer; etherType: 
   return d;
 }
 
+/** A hand-over names why; each reason is a fact about the datagram the policy must agree with. */
+function expectInboundHandOver(reason: string, d: Buffer, verdict: Verdict, out: InboundVerdict): void {
+  if (reason === 'oversize') {
+    expect(verdict).toBe(Verdict.Forward);
+    expect(out.fix).toBe(InboundFix.Oversize);
+  } else if (reason === 'checksum-not-final') {
+    // Partial (the policy completes it), wrong, or a TCP/UDP header the addon does not parse.
+    expect(verdict).toBe(Verdict.Forward);
+    expect(out.fix).not.toBe(InboundFix.Oversize);
+    expect(['partial', 'invalid', 'not-applicable']).toContain(l4ChecksumState(d, out.offset, out.length));
+    if (out.fix !== InboundFix.Checksum) expect(l4ChecksumState(d, out.offset, out.length)).not.toBe('partial');
+  } else if (reason === 'arp') {
+    expect(d.readUInt16BE(20)).toBe(EtherType.ARP);
+    if (verdict !== Verdict.Arp) expect([DropReason.MalformedArp, DropReason.WrongDstMac, DropReason.ArpIgnored, DropReason.ArpNotForUs]).toContain(out.reason);
+  } else if (reason === 'ipv6') {
+    expect(d.readUInt16BE(20)).toBe(EtherType.IPV6);
+    if (verdict !== Verdict.Forward) expect(out.reason).toBe(DropReason.MalformedInnerIpv6);
+  } else {
+    throw new Error(`inbound hand-over for ${reason}`);
+  }
+}
+
+function expectOutboundHandOver(reason: string, p: Buffer, readRoom: number, verdict: Verdict, out: OutboundVerdict): void {
+  if (reason === 'longer-than-read') expect(p.length).toBeGreaterThan(readRoom);
+  else if (reason === 'ipv6') expect(p[0]! >> 4).toBe(6);
+  else if (reason === 'peer-not-served') {
+    expect(verdict).toBe(Verdict.Forward);
+    expect(isIpv4String(out.peer!.endpoint.address)).toBe(false);
+  } else throw new Error(`outbound hand-over for ${reason}`);
+}
+
 const reasonName = (code: number): string => native.expressReasons[code]!;
 const tally = new Map<string, number>();
 const count = (key: string): void => void tally.set(key, (tally.get(key) ?? 0) + 1);
@@ -189,6 +220,7 @@ describe('express twin: inbound', () => {
           count(`drop ${out.reason}`);
         } else {
           expect(got.verdict).toBe(Verdict.HandOver);
+          expectInboundHandOver(reasonName(got.reason), d, verdict, out);
           count(`hand-over ${reasonName(got.reason)}: policy ${VERDICT_NAMES[verdict]}${verdict === Verdict.Forward ? ` fix ${out.fix}` : ''}`);
         }
       }),
@@ -242,6 +274,7 @@ describe('express twin: outbound', () => {
           count(`drop ${out.reason}: policy ${VERDICT_NAMES[verdict]}`);
         } else {
           expect(got.verdict).toBe(Verdict.HandOver);
+          expectOutboundHandOver(reasonName(got.reason), p, c.readRoom, verdict, out);
           count(`hand-over ${reasonName(got.reason)}: policy ${VERDICT_NAMES[verdict]}`);
         }
       }),
