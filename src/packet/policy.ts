@@ -77,28 +77,28 @@ export class OutboundVerdict {
   /** The rules; see classifyOutbound. */
   classify(buf: Buffer, offset: number, size: number, p: OutboundParams): Verdict {
     const version = size > 0 ? buf[offset]! >> 4 : 0;
+    let peer: Vtep | undefined;
+    /** Whether a packet too big is answered: IPv4 only with DF (else dropped), IPv6 always (it never fragments on the way). */
+    let answerTooBig: boolean;
     if (version === 4) {
       const ip = Ipv4Packet.check(buf, offset, size, this.ipv4);
       if (ip instanceof WireError) return this.drop(DropReason.TunMalformed);
       this.family = 4;
-      const peer = p.routes.lookup4(ip.dst);
-      if (peer === undefined) return this.answerWith(Answer.IcmpUnreachable, DropReason.NoRoute);
-      if (size > p.maxInnerSize) {
-        // VTEPs must not fragment VXLAN (RFC 7348 §4.3); the sender learns the path MTU instead.
-        return ip.dontFragment ? this.answerWith(Answer.IcmpTooBig, DropReason.TooBig) : this.drop(DropReason.TooBig);
-      }
-      return this.forward(peer, EtherType.IPV4);
-    }
-    if (version === 6) {
+      peer = p.routes.lookup4(ip.dst);
+      answerTooBig = ip.dontFragment;
+    } else if (version === 6) {
       const ip = Ipv6Packet.check(buf, offset, size, this.ipv6);
       if (ip instanceof WireError) return this.drop(DropReason.TunMalformed);
       this.family = 6;
-      const peer = p.routes.lookup6(ip.dst);
-      if (peer === undefined) return this.answerWith(Answer.IcmpUnreachable, DropReason.NoRoute);
-      if (size > p.maxInnerSize) return this.answerWith(Answer.IcmpTooBig, DropReason.TooBig);
-      return this.forward(peer, EtherType.IPV6);
+      peer = p.routes.lookup6(ip.dst);
+      answerTooBig = true;
+    } else {
+      return this.drop(DropReason.TunMalformed);
     }
-    return this.drop(DropReason.TunMalformed);
+    if (peer === undefined) return this.answerWith(Answer.IcmpUnreachable, DropReason.NoRoute);
+    // VTEPs must not fragment VXLAN (RFC 7348 §4.3); the sender learns the path MTU instead.
+    if (size > p.maxInnerSize) return answerTooBig ? this.answerWith(Answer.IcmpTooBig, DropReason.TooBig) : this.drop(DropReason.TooBig);
+    return this.forward(peer, this.family === 4 ? EtherType.IPV4 : EtherType.IPV6);
   }
 }
 

@@ -6,30 +6,15 @@
 import { describe, expect, it } from 'vitest';
 import { compileExpressRoutes, addExpressCounters, sumExpress, ExpressCounter, EXPRESS_COUNTER_COUNT, expressWanted } from '../../src/datapath/express.js';
 import { writeEncapTemplate, ENCAP_HEADER_LEN } from '../../src/packet/encap.js';
-import { RouteTable, type Route, type Vtep } from '../../src/packet/routes.js';
-import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import { RouteTable, type Vtep } from '../../src/packet/routes.js';
+import { mac, MIXED_ROUTES, P2, P3, P6 } from './route-support.js';
 import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { mulberry32 } from './random.js';
 
-const cidr = (s: string): Cidr => {
-  const c = parseCidr(s);
-  if (typeof c === 'string') throw new Error(`${s}: ${c}`);
-  return c;
-};
-const mac = (s: string): Buffer => Buffer.from(s.replace(/:/g, ''), 'hex');
 const ours = mac('0a:58:0a:f4:01:00');
-const vtep = (address: string, port: number, m: string, vni: number): Vtep => ({ endpoint: { address, port }, vtepMac: mac(m), vni });
 
-const p2 = vtep('198.18.0.2', 8472, '0a:58:0a:f4:02:00', 1);
-const p3 = vtep('198.18.0.3', 4789, '0a:58:0a:f4:03:00', 0x123456);
-const p6 = vtep('2001:db8::4', 8472, '0a:58:0a:f4:04:00', 1);
-const routes: Route<Vtep>[] = [
-  { prefix: cidr('10.244.2.0/24'), target: p2 },
-  { prefix: cidr('10.244.3.0/24'), target: p3 },
-  { prefix: cidr('10.244.3.128/25'), target: p2 },
-  { prefix: cidr('10.244.4.0/24'), target: p6 },
-  { prefix: cidr('fd00:4::/64'), target: p6 },
-];
+const [p2, p3, p6] = [P2, P3, P6];
+const routes = MIXED_ROUTES;
 
 /** The addon's Lookup (native/express.cc) in TypeScript: the entry for dst, then the record it names. */
 function walk(trie: Int32Array, dst: number): number {

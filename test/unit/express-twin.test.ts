@@ -13,7 +13,7 @@ import { requireNative, type ExpressDecision } from '../../src/io/addon.js';
 import { checkInbound, classifyOutbound, DROP_REASON_CODES, InboundFix, InboundVerdict, OutboundVerdict, Verdict, VERDICT_NAMES } from '../../src/packet/policy.js';
 import { DropReason } from '../../src/packet/counters.js';
 import { RouteTable, type Route, type Vtep } from '../../src/packet/routes.js';
-import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import { cidr, mac, vtep, MIXED_ROUTES, P2, P3 } from './route-support.js';
 import { compileExpressRoutes } from '../../src/datapath/express.js';
 import { emitVxlan } from '../../src/packet/wire/vxlan.js';
 import { emitEthernet, EtherType } from '../../src/packet/wire/ethernet.js';
@@ -24,30 +24,14 @@ import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 
 const native = requireNative();
 
-const cidr = (s: string): Cidr => {
-  const c = parseCidr(s);
-  if (typeof c === 'string') throw new Error(`${s}: ${c}`);
-  return c;
-};
-const mac = (s: string): Buffer => Buffer.from(s.replace(/:/g, ''), 'hex');
 const OUR_MAC = mac('0a:58:0a:f4:02:00');
 const OUR_VTEP_IP = ipv4FromString('10.244.2.0');
 const VNI = 1;
-const vtep = (address: string, port: number, m: string, vni: number): Vtep => ({ endpoint: { address, port }, vtepMac: mac(m), vni });
 const n1 = vtep('198.18.0.1', 8472, '0a:58:0a:f4:01:00', VNI);
-const n3 = vtep('198.18.0.3', 4789, '0a:58:0a:f4:03:00', 0x123456);
-const n4 = vtep('2001:db8::4', 8472, '0a:58:0a:f4:04:00', VNI); // not served by the express path (IPv6 endpoint)
-const n5 = vtep('198.18.1.5', 8472, '0a:58:0a:f4:05:00', VNI);
 const TABLES: RouteTable<Vtep>[] = [
-  [
-    { prefix: cidr('10.244.1.0/24'), target: n1 },
-    { prefix: cidr('10.244.3.0/24'), target: n3 },
-    { prefix: cidr('10.244.3.128/25'), target: n1 },
-    { prefix: cidr('10.244.4.0/24'), target: n4 },
-    { prefix: cidr('fd00:244:1::/64'), target: n1 },
-  ],
-  [{ prefix: cidr('10.0.0.0/8'), target: n5 }, { prefix: cidr('10.244.1.7/32'), target: n3 }],
-  [],
+  [...MIXED_ROUTES, { prefix: cidr('10.244.1.0/24'), target: n1 }, { prefix: cidr('fd00:244:1::/64'), target: n1 }],
+  [{ prefix: cidr('10.0.0.0/8'), target: P2 }, { prefix: cidr('10.244.1.7/32'), target: P3 }],
+  []
 ].map((routes: Route<Vtep>[]) => new RouteTable(routes));
 const COMPILED = TABLES.map((t) => ({ ...compileExpressRoutes(t, OUR_MAC), targets: t.compiled4().targets }));
 
