@@ -20,6 +20,8 @@
 //               a TCP/UDP checksum that verifies (partial or bad ones are the JS pipeline's to judge)
 //            -> writev(zero virtio header, inner packet) -> counted
 //            -> anything else: JS runs with the batch already read (its count passed to the callback).
+// The per-packet rules are express_rules.cc's (the twin of src/packet/policy.ts, held to it by
+// test/unit/express-twin.test.ts); this file is the I/O around them.
 // Counters: Float64Array, layout ExpressCounter (mirrored in src/datapath/express.ts).
 #include "common.h"
 #include "datapath.h"

@@ -12,6 +12,8 @@
  *                                 ARP for our VTEP address? -> answer over VXLAN
  *                                 dst MAC, inner IP checks, CHECKSUM_PARTIAL completed (counted)
  *            -> tun.write(batch)
+ * What happens to each packet is decided by src/packet/policy.ts (classifyOutbound, checkInbound);
+ * this file acts on those verdicts: groups, encaps, sends, answers, fixes up, writes, counts, observes.
  */
 import type { Bind, Endpoint } from '../io/bind.js';
 import type { TunDevice } from '../io/tun-device.js';
