@@ -54,7 +54,8 @@ void InitChecksum(Napi::Env env, Napi::Object exports);
 void InitEncap(Napi::Env env, Napi::Object exports);  // encap.cc: batch VXLAN + Ethernet header copy
 void InitUdp(Napi::Env env, Napi::Object exports);
 void InitTunOffload(Napi::Env env, Napi::Object exports);
-void InitExpress(Napi::Env env, Napi::Object exports);
+void InitExpress(Napi::Env env, Napi::Object exports);  // with InitExpressRules (express_rules.cc: its rules' test entry points)
+void InitExpressRules(Napi::Env env, Napi::Object exports);
 void InitSched(Napi::Env env, Napi::Object exports);  // sched.cc: SCHED_BATCH for the data path
 
 // The express path (express.cc), as poll.cc drives it: whether v is an expressOpen handle, and one

@@ -20,10 +20,13 @@
 //               a TCP/UDP checksum that verifies (partial or bad ones are the JS pipeline's to judge)
 //            -> writev(zero virtio header, inner packet) -> counted
 //            -> anything else: JS runs with the batch already read (its count passed to the callback).
+// The per-packet rules are express_rules.cc's (the twin of src/packet/policy.ts, held to it by
+// test/unit/express-twin.test.ts); this file is the I/O around them.
 // Counters: Float64Array, layout ExpressCounter (mirrored in src/datapath/express.ts).
 #include "common.h"
 #include "datapath.h"
 #include "checksum.h"
+#include "express_rules.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -103,36 +106,13 @@ const napi_type_tag kExpressTag = {0x76787475'6e657870ULL, 0x3b5e'91c4'27d8'0f16
 
 inline bool Watched(const Express* x) { return __atomic_load_n(x->gate, __ATOMIC_RELAXED) != 0; }
 
-// The IPv4 header checks of Ipv4Packet.check (src/packet/wire/ipv4.ts) on `len` bytes; the header length.
-inline size_t CheckIpv4(const uint8_t* p, size_t len) {
-  if (len < 20 || (p[0] >> 4) != 4) return 0;
-  size_t ihl = static_cast<size_t>(p[0] & 0x0f) * 4;
-  if (ihl < 20 || ihl > len) return 0;
-  size_t total = Get16(p + 2);
-  if (total < ihl || total > len) return 0;
-  return ihl;
-}
-
-const Peer* Lookup(const Express* x, uint32_t dst) {
-  const std::vector<int32_t>& t = x->trie;
-  if (t.size() < 256) return nullptr;
-  int32_t e = t[dst >> 24];
-  for (int shift = 16; e < 0 && shift >= 0; shift -= 8) {
-    size_t at = (static_cast<size_t>(~e) << 8) | ((dst >> shift) & 0xff);
-    if (at >= t.size()) return nullptr;
-    e = t[at];
-  }
-  if (e <= 0 || static_cast<size_t>(e) > x->peers.size()) return nullptr;
-  return &x->peers[static_cast<size_t>(e) - 1];
-}
-
 // The peer the JS pipeline would send the plain IPv4 packet p[0, len) to unchanged, or nullptr when
-// the packet is the JS pipeline's to handle (malformed, no route: ICMP unreachable, too big: ICMP
-// frag-needed, a target the express path does not serve).
+// the packet is the JS pipeline's (the rules: express_rules.cc; a target without an IPv4 endpoint).
 const Peer* ForwardTarget(const Express* x, const uint8_t* p, size_t len) {
-  if (CheckIpv4(p, len) == 0 || len > x->maxInner || len > x->readRoom) return nullptr;
-  const Peer* peer = Lookup(x, (static_cast<uint32_t>(p[16]) << 24) | (p[17] << 16) | (p[18] << 8) | p[19]);
-  return peer != nullptr && peer->ok ? peer : nullptr;
+  Decision d = OutboundTarget(p, len, Trie{x->trie.data(), x->trie.size(), x->peers.size()}, OutboundParams{x->maxInner, x->readRoom});
+  if (d.verdict != Verdict::kForward) return nullptr;
+  const Peer* peer = &x->peers[d.peer];
+  return peer->ok ? peer : nullptr;
 }
 
 // Sends p[0, len) behind the peer's header on the socket its flow hashes to, counted as the engine would.
@@ -162,12 +142,11 @@ ssize_t ReadTun(Express* x) {
 // Sends the read of r bytes in scratch if the pipeline would have sent it unchanged; false if not.
 bool SendRead(Express* x, ssize_t r) {
   if (static_cast<size_t>(r) <= kVnetHdrLen || static_cast<size_t>(r) > x->scratchLen) return false;
+  if (!PlainVirtioHeader(x->scratch)) return false;
   virtio_net_hdr h;
   std::memcpy(&h, x->scratch, kVnetHdrLen);
   uint8_t* p = x->scratch + kVnetHdrLen;
   size_t len = static_cast<size_t>(r) - kVnetHdrLen;
-  // DATA_VALID (forwarded traffic a NIC verified) means nothing to the offload reader either.
-  if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE || (h.flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) != 0) return false;
   const Peer* peer = ForwardTarget(x, p, len);
   if (peer == nullptr) return false;
   if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0) {
@@ -175,7 +154,7 @@ bool SendRead(Express* x, ssize_t r) {
     // packet; a header pointing outside it leaves it untouched for that reader to drop and count.
     // The pipeline checks the IP header after that write: a checksum field inside the header
     // could change what it sees, so such a packet is the pipeline's.
-    if (h.csum_start < static_cast<size_t>(p[0] & 0x0f) * 4 || !FinishChecksum(p, len, h.csum_start, h.csum_offset)) return false;
+    if (!ChecksumStartPastHeader(p, h.csum_start) || !FinishChecksum(p, len, h.csum_start, h.csum_offset)) return false;
     x->tunCtr[kCsumCompleted] += 1;
   }
   SendOut(x, peer, p, len);
@@ -203,40 +182,13 @@ bool OnTunReadable(Express* x) {
   return false;
 }
 
-// Whether the TCP/UDP checksum of the IPv4 packet ip (header ihl, total bytes) is complete and
-// valid, or absent (IPv4 UDP): what the engine writes unchanged. Partial or bad ones are its to judge.
-bool L4ChecksumFinal(const uint8_t* ip, size_t ihl, size_t total) {
-  uint8_t proto = ip[9];
-  if ((Get16(ip + 6) & 0x3fff) != 0 || (proto != 6 && proto != 17)) return true;  // not checksummed by l4checksum.ts
-  size_t l4Len = total - ihl;
-  const uint8_t* l4 = ip + ihl;
-  if (proto == 6) {
-    if (l4Len < 20 || (l4[12] >> 4) * 4u < 20 || (l4[12] >> 4) * 4u > l4Len) return false;
-  } else {
-    if (l4Len < 8) return false;
-    size_t udpLen = Get16(l4 + 4);
-    if (udpLen < 8 || udpLen > l4Len) return false;
-    l4Len = udpLen;  // what the checksum covers (as l4checksum.ts)
-    if (Get16(l4 + 6) == 0) return true;
-  }
-  uint32_t pseudo = Csum16(ip + 12, 8, proto + static_cast<uint32_t>(l4Len));
-  return Csum16(l4, l4Len, pseudo) == 0xffff;
-}
-
 // The inbound checks of Engine.handleInbound on one datagram, strict: true if it was written (or
 // refused by the TUN, counted as the engine would), false if the JS pipeline must judge it.
 bool ForwardIn(Express* x, uint8_t* d, size_t len) {
-  if (len < kHeaderLen + 20) return false;
-  if (d[0] != 0x08 || d[1] != 0 || d[2] != 0 || d[3] != 0 || d[7] != 0) return false;  // flags, reserved bits
-  if (((static_cast<uint32_t>(d[4]) << 16) | (d[5] << 8) | d[6]) != x->vni) return false;
-  if (std::memcmp(d + 8, x->mac, 6) != 0) return false;  // broadcast ARP and the like: the engine's
-  if (Get16(d + 20) != 0x0800) return false;
-  uint8_t* ip = d + kHeaderLen;
-  size_t ihl = CheckIpv4(ip, len - kHeaderLen);
-  if (ihl == 0) return false;
-  size_t total = Get16(ip + 2);
-  if (total > x->tunMtu) return false;  // a peer's super-packet: segmenting or passing it whole is the engine's
-  if (!L4ChecksumFinal(ip, ihl, total)) return false;
+  Decision in = InboundCheck(d, len, InboundParams{x->vni, x->mac, x->tunMtu});
+  if (in.verdict != Verdict::kForward) return false;
+  uint8_t* ip = d + in.offset;
+  size_t total = in.length;
   static const uint8_t zeroHdr[kVnetHdrLen] = {};
   iovec iov[2] = {{const_cast<uint8_t*>(zeroHdr), kVnetHdrLen}, {ip, total}};
   ssize_t r;
@@ -475,6 +427,7 @@ void InitExpress(Napi::Env env, Napi::Object exports) {
   exports.Set("expressRoutes", Napi::Function::New(env, ExpressRoutes, "expressRoutes"));
   exports.Set("expressStop", Napi::Function::New(env, ExpressStop, "expressStop"));
   exports.Set("expressCounterCount", Napi::Number::New(env, kExpressCounterCount));
+  InitExpressRules(env, exports);
 }
 
 }  // namespace vxtun

@@ -12,17 +12,17 @@
  *                                 ARP for our VTEP address? -> answer over VXLAN
  *                                 dst MAC, inner IP checks, CHECKSUM_PARTIAL completed (counted)
  *            -> tun.write(batch)
+ * What happens to each packet is decided by src/packet/policy.ts (classifyOutbound, checkInbound);
+ * this file acts on those verdicts: groups, encaps, sends, answers, fixes up, writes, counts, observes.
  */
 import type { Bind, Endpoint } from '../io/bind.js';
 import type { TunDevice } from '../io/tun-device.js';
-import { EthernetFrame, EtherType, ETHERNET_HEADER_LEN, emitEthernet, type EthernetRepr, type Mac } from '../packet/wire/ethernet.js';
-import { VxlanHeader, VXLAN_HEADER_LEN, emitVxlan } from '../packet/wire/vxlan.js';
+import { emitEthernet, EtherType, ETHERNET_HEADER_LEN, type EthernetRepr, type Mac } from '../packet/wire/ethernet.js';
+import { VXLAN_HEADER_LEN, emitVxlan } from '../packet/wire/vxlan.js';
 import { NO_BYTES } from '../packet/wire/view.js';
-import { Ipv4Packet } from '../packet/wire/ipv4.js';
-import { Ipv6Packet } from '../packet/wire/ipv6.js';
-import { ArpPacket, ArpOp, ARP_LEN, emitArp } from '../packet/wire/arp.js';
-import { WireError } from '../packet/wire/error.js';
+import { ArpOp, ARP_LEN, emitArp, type ArpPacket } from '../packet/wire/arp.js';
 import { completePartialL4Checksum } from '../packet/wire/l4checksum.js';
+import { classifyOutbound, checkInbound, InboundFix, InboundVerdict, OutboundVerdict, Verdict, type OutboundParams } from '../packet/policy.js';
 import { segmentTcp, tcpSegmentSize } from '../packet/gso.js';
 import { DropReason, Answer, Fixup } from '../packet/counters.js';
 import type { RouteTable, Vtep } from '../packet/routes.js';
@@ -99,6 +99,7 @@ export class Engine extends Pipeline {
     this.sum16 = opts.onesSum ?? onesSum;
     this.expressGate = opts.express?.gate ?? new Int32Array(1);
     this.ethernetRepr = { dst: opts.vtepMac, src: opts.vtepMac, etherType: 0 };
+    this.outParams = { routes: this.routes, maxInnerSize: opts.maxInnerSize };
   }
 
   /** gate[0] != 0 keeps the express path out (a trace watches); set here unless the caller owns it (a worker's pool). */
@@ -189,8 +190,11 @@ export class Engine extends Pipeline {
   /** The TS path's per-packet Ethernet header, filled in place (dst and type change per packet). */
   private readonly ethernetRepr: EthernetRepr;
 
-  /** One view per protocol, re-pointed for every packet instead of allocated (see wire/view.ts). */
-  private readonly views = { vxlan: VxlanHeader.scratch(), ethernet: EthernetFrame.scratch(), ipv4: Ipv4Packet.scratch(), ipv6: Ipv6Packet.scratch() };
+  /** The policy's verdicts, one object per direction refilled for every packet (see policy.ts). */
+  private readonly outVerdict = new OutboundVerdict();
+  private readonly inVerdict = new InboundVerdict();
+  /** classifyOutbound's parameters: each batch classifies against the table it started with. */
+  private readonly outParams: OutboundParams;
 
   /** encapBatch's per-batch state; undefined on the TS path. */
   private batchEncap: BatchEncap | undefined;
@@ -198,6 +202,7 @@ export class Engine extends Pipeline {
   /** Outbound stage for one batch read from the TUN; packets sit at HEADROOM in bufs[i]. */
   override handleOutbound(bufs: Buffer[], sizes: number[], count: number): void {
     const routes = this.routes;
+    this.outParams.routes = routes;
     const c = this.counters;
     // Packet indices per peer, reused from batch to batch (emptied here; see setRoutes).
     // (Not cleared in setRoutes: a swap may come while a batch is being sent.)
@@ -221,48 +226,18 @@ export class Engine extends Pipeline {
       const buf = bufs[i]!;
       const size = sizes[i]!;
       if (obs) obs({ point: 'tun-read', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok' });
-      const version = size > 0 ? buf[HEADROOM]! >> 4 : 0;
-      let peer: Vtep | undefined;
-      let etherType: number;
-      if (version === 4) {
-        const ip = Ipv4Packet.check(buf, HEADROOM, size, this.views.ipv4);
-        if (ip instanceof WireError) {
-          this.dropOut(DropReason.TunMalformed, buf, size);
-          continue;
-        }
-        peer = routes.lookup4(ip.dst);
-        if (peer === undefined) {
-          const reply = this.icmp.unreachable4(ip);
-          this.answerOrDrop(reply, Answer.IcmpUnreachable, DropReason.NoRoute, (replies ??= []), buf, size);
-          continue;
-        }
-        if (size > this.opts.maxInnerSize) {
-          // VTEPs must not fragment VXLAN (RFC 7348 §4.3); the sender learns the path MTU instead.
-          const reply = ip.dontFragment ? this.icmp.fragNeeded4(ip, this.opts.maxInnerSize) : undefined;
-          this.answerOrDrop(reply, Answer.IcmpTooBig, DropReason.TooBig, (replies ??= []), buf, size);
-          continue;
-        }
-        etherType = EtherType.IPV4;
-      } else if (version === 6) {
-        const ip = Ipv6Packet.check(buf, HEADROOM, size, this.views.ipv6);
-        if (ip instanceof WireError) {
-          this.dropOut(DropReason.TunMalformed, buf, size);
-          continue;
-        }
-        peer = routes.lookup6(ip.dst);
-        if (peer === undefined) {
-          this.answerOrDrop(this.icmp.unreachable6(ip), Answer.IcmpUnreachable, DropReason.NoRoute, (replies ??= []), buf, size);
-          continue;
-        }
-        if (size > this.opts.maxInnerSize) {
-          this.answerOrDrop(this.icmp.packetTooBig6(ip, this.opts.maxInnerSize), Answer.IcmpTooBig, DropReason.TooBig, (replies ??= []), buf, size);
-          continue;
-        }
-        etherType = EtherType.IPV6;
-      } else {
-        this.dropOut(DropReason.TunMalformed, buf, size);
+      const cls = this.outVerdict;
+      const verdict = classifyOutbound(buf, HEADROOM, size, this.outParams, cls);
+      if (verdict === Verdict.Drop) {
+        this.dropOut(cls.reason, buf, size);
         continue;
       }
+      if (verdict === Verdict.Answer) {
+        this.answerOrDrop(this.icmpAnswer(cls), cls.answer, cls.reason, (replies ??= []), buf, size);
+        continue;
+      }
+      const peer = cls.peer!;
+      const etherType = cls.etherType;
       if (obs) obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: 'ok', peer, route: routes.prefixOf(peer) });
       let g = groups.get(peer);
       if (g === undefined) groups.set(peer, (g = { peer, idx: [], count: 0 }));
@@ -319,6 +294,12 @@ export class Engine extends Pipeline {
     }
   }
 
+  /** The ICMP error an Answer verdict asks for: a buffer, undefined (none may be built), or IcmpResponder.RateLimited. */
+  private icmpAnswer(v: OutboundVerdict): Buffer | undefined {
+    if (v.answer === Answer.IcmpUnreachable) return v.family === 4 ? this.icmp.unreachable4(v.ipv4) : this.icmp.unreachable6(v.ipv6);
+    return v.family === 4 ? this.icmp.fragNeeded4(v.ipv4, this.opts.maxInnerSize) : this.icmp.packetTooBig6(v.ipv6, this.opts.maxInnerSize);
+  }
+
   private dropOut(reason: DropReason, buf: Buffer, size: number): void {
     this.counters.drop(reason);
     if (this.observer) this.observer({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: reason });
@@ -356,54 +337,22 @@ export class Engine extends Pipeline {
       const size = sizes[i]!;
       const src = srcs[i]!;
       if (obs) obs({ point: 'udp-recv', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', local: this.bind.local, remote: src });
-      const vx = VxlanHeader.check(buf, 0, size, this.views.vxlan);
-      if (vx instanceof WireError) {
-        this.dropIn(DropReason.ShortDatagram, buf, size, src);
+      const chk = this.inVerdict;
+      const verdict = checkInbound(buf, size, this.opts, this.sum16, chk);
+      if (verdict === Verdict.Drop) {
+        this.dropIn(chk.reason, buf, size, src);
         continue;
       }
-      const bad = vx.validate();
-      if (bad !== undefined) {
-        this.dropIn(bad === WireError.BadFlags ? DropReason.BadFlags : DropReason.ReservedBitsSet, buf, size, src);
+      if (verdict === Verdict.Arp) {
+        this.answerArp(buf, size, chk.arp!, src);
         continue;
       }
-      if (vx.vni !== this.opts.vni) {
-        this.dropIn(DropReason.WrongVni, buf, size, src);
-        continue;
-      }
-      const eth = EthernetFrame.check(buf, VXLAN_HEADER_LEN, size - VXLAN_HEADER_LEN, this.views.ethernet);
-      if (eth instanceof WireError) {
-        this.dropIn(DropReason.TruncatedInner, buf, size, src);
-        continue;
-      }
-      const etherType = eth.etherType;
-      if (etherType === EtherType.ARP) {
-        this.handleArp(buf, size, eth, src);
-        continue;
-      }
-      if (!eth.dstIs(this.opts.vtepMac)) {
-        this.dropIn(DropReason.WrongDstMac, buf, size, src);
-        continue;
-      }
-      let innerLength: number;
-      if (etherType === EtherType.IPV4) {
-        const ip = Ipv4Packet.check(buf, INNER_IP, size - INNER_IP, this.views.ipv4);
-        if (ip instanceof WireError) {
-          this.dropIn(DropReason.MalformedInnerIpv4, buf, size, src);
-          continue;
-        }
-        innerLength = ip.totalLength; // Ethernet padding past it is not part of the packet
-      } else if (etherType === EtherType.IPV6) {
-        const ip = Ipv6Packet.check(buf, INNER_IP, size - INNER_IP, this.views.ipv6);
-        if (ip instanceof WireError) {
-          this.dropIn(DropReason.MalformedInnerIpv6, buf, size, src);
-          continue;
-        }
-        innerLength = 40 + ip.payloadLength;
-      } else {
-        this.dropIn(DropReason.UnsupportedEtherType, buf, size, src);
-        continue;
-      }
-      if (innerLength > this.opts.tunMtu) {
+      const innerLength = chk.length;
+      let completed = false;
+      if (chk.fix === InboundFix.Checksum) {
+        buf.writeUInt16BE(chk.checksum.value, chk.checksum.at);
+        completed = true;
+      } else if (chk.fix === InboundFix.Oversize) {
         // A kernel peer's GSO super-packet (see gso.ts): a TUN with virtio_net_hdr takes it whole
         // (the kernel segments it where needed); else segment it as the absent NIC would have.
         const mss = whole ? tcpSegmentSize(buf, INNER_IP, innerLength, this.opts.tunMtu) : undefined;
@@ -428,10 +377,9 @@ export class Engine extends Pipeline {
           }
           continue;
         }
+        // Neither: written as it is, its checksum completed as any packet's (see checkInbound).
+        completed = completePartialL4Checksum(buf, INNER_IP, innerLength, this.sum16);
       }
-      // A kernel peer on a virtual link may leave TCP/UDP checksums for hardware that is not
-      // there (CHECKSUM_PARTIAL); our TUN write would be dropped by the receiving stack.
-      const completed = completePartialL4Checksum(buf, INNER_IP, innerLength, this.sum16);
       if (completed) c.fix(Fixup.ChecksumCompleted);
       if (obs) obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src, ...(completed ? { fixes: [Fixup.ChecksumCompleted] } : {}) });
       outBufs[n] = buf;
@@ -463,26 +411,9 @@ export class Engine extends Pipeline {
     if (this.observer) this.observer({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: reason, remote: src });
   }
 
-  /** ARP over VXLAN: kernel peers that lost their neighbour entry ask for our VTEP address. */
-  private handleArp(buf: Buffer, size: number, eth: EthernetFrame, src: Endpoint): void {
+  /** Answers an ARP request for our VTEP address (checkInbound's Arp verdict) over VXLAN. */
+  private answerArp(buf: Buffer, size: number, arp: ArpPacket, src: Endpoint): void {
     const c = this.counters;
-    const arp = ArpPacket.check(buf, INNER_IP, size - INNER_IP);
-    if (arp instanceof WireError) {
-      this.dropIn(DropReason.MalformedArp, buf, size, src);
-      return;
-    }
-    if (!eth.dstIsBroadcast() && !eth.dstIs(this.opts.vtepMac)) {
-      this.dropIn(DropReason.WrongDstMac, buf, size, src);
-      return;
-    }
-    if (arp.operation !== ArpOp.REQUEST) {
-      this.dropIn(DropReason.ArpIgnored, buf, size, src);
-      return;
-    }
-    if (arp.targetIp !== this.opts.vtepIp) {
-      this.dropIn(DropReason.ArpNotForUs, buf, size, src);
-      return;
-    }
     const requesterMac = Buffer.from(arp.senderMac);
     const reply = Buffer.alloc(VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN + ARP_LEN);
     emitVxlan({ vni: this.opts.vni }, reply, 0);

@@ -22,6 +22,19 @@ export interface ExpressHandle {
   readonly [expressHandleBrand]: true;
 }
 
+/**
+ * One decision of the express rules: `verdict` a Verdict code (policy.ts), `reason` an index in
+ * expressReasons; forward: outbound `peer` (the target's record), inbound the inner packet is
+ * datagram[offset, offset + length).
+ */
+export interface ExpressDecision {
+  verdict: number;
+  reason: number;
+  peer: number;
+  offset: number;
+  length: number;
+}
+
 /** The TUN queue's part of ExpressOptions (LinuxTunDevice.expressSide). */
 export type ExpressTunSide = Pick<ExpressOptions, 'tunFd' | 'vnetHdr' | 'scratch' | 'state' | 'tunCounters'>;
 /** The bind's part of ExpressOptions (NativeBind.expressSide). */
@@ -155,6 +168,18 @@ export interface NativeAddon {
   /** From now on everything goes to the JS pipeline. Idempotent. */
   expressStop(handle: ExpressHandle): void;
   readonly expressCounterCount: number;
+  /**
+   * The express path's rules (native/express_rules.cc) on one IP packet read from the TUN, with
+   * expressRoutes' trie and records: what it would do with it (test/unit/express-twin.test.ts holds
+   * it to src/packet/policy.ts).
+   */
+  expressDecideOutbound(packet: Uint8Array, trie: Int32Array, peers: Uint8Array, params: { maxInnerSize: number; readRoom: number }): ExpressDecision;
+  /** The same for one lone VXLAN datagram from the underlay. */
+  expressDecideInbound(datagram: Uint8Array, params: { vni: number; vtepMac: Uint8Array; tunMtu: number }): ExpressDecision;
+  /** Verdict names by code (src/packet/policy.ts's Verdict). */
+  readonly expressVerdicts: readonly string[];
+  /** Reason names by code: DropReason in its order, then the express path's own hand-over reasons. */
+  readonly expressReasons: readonly string[];
   /**
    * SCHED_BATCH (true) or SCHED_OTHER (false), priority 0, for every thread of the process that runs
    * either (/proc/self/task; threads created later inherit it). Returns how many were set. See native/sched.cc.

@@ -1,41 +1,31 @@
 // compileExpressRoutes: what the engine hands the addon's express path. The trie must be the table's
-// own (so the addon's lookup is the engine's), and each 28-byte record the header the JS path writes
+// own (and the addon's walk over it, expressDecideOutbound, picks the engine's peer), and each 28-byte record the header the JS path writes
 // (writeEncapTemplate) followed by the peer's IPv4 address and port, big-endian; a peer the express
 // path must leave to the engine (an IPv6 endpoint) gets port 0. The record bytes are spelled out by
 // hand here (RFC 7348 VXLAN header, Ethernet II), not with the emitters under test.
 import { describe, expect, it } from 'vitest';
 import { compileExpressRoutes, addExpressCounters, sumExpress, ExpressCounter, EXPRESS_COUNTER_COUNT, expressWanted } from '../../src/datapath/express.js';
 import { writeEncapTemplate, ENCAP_HEADER_LEN } from '../../src/packet/encap.js';
-import { RouteTable, type Route, type Vtep } from '../../src/packet/routes.js';
-import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
+import { RouteTable, type Vtep } from '../../src/packet/routes.js';
+import { mac, MIXED_ROUTES, P2, P3, P6 } from './route-support.js';
 import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { mulberry32 } from './random.js';
+import { requireNative, type ExpressDecision } from '../../src/io/addon.js';
+import { Verdict } from '../../src/packet/policy.js';
+import { DropReason } from '../../src/packet/counters.js';
 
-const cidr = (s: string): Cidr => {
-  const c = parseCidr(s);
-  if (typeof c === 'string') throw new Error(`${s}: ${c}`);
-  return c;
-};
-const mac = (s: string): Buffer => Buffer.from(s.replace(/:/g, ''), 'hex');
 const ours = mac('0a:58:0a:f4:01:00');
-const vtep = (address: string, port: number, m: string, vni: number): Vtep => ({ endpoint: { address, port }, vtepMac: mac(m), vni });
 
-const p2 = vtep('198.18.0.2', 8472, '0a:58:0a:f4:02:00', 1);
-const p3 = vtep('198.18.0.3', 4789, '0a:58:0a:f4:03:00', 0x123456);
-const p6 = vtep('2001:db8::4', 8472, '0a:58:0a:f4:04:00', 1);
-const routes: Route<Vtep>[] = [
-  { prefix: cidr('10.244.2.0/24'), target: p2 },
-  { prefix: cidr('10.244.3.0/24'), target: p3 },
-  { prefix: cidr('10.244.3.128/25'), target: p2 },
-  { prefix: cidr('10.244.4.0/24'), target: p6 },
-  { prefix: cidr('fd00:4::/64'), target: p6 },
-];
+const [p2, p3, p6] = [P2, P3, P6];
+const routes = MIXED_ROUTES;
 
-/** The addon's Lookup (native/express.cc) in TypeScript: the entry for dst, then the record it names. */
-function walk(trie: Int32Array, dst: number): number {
-  let e = trie[dst >>> 24]!;
-  for (let shift = 16; e < 0 && shift >= 0; shift -= 8) e = trie[(~e << 8) | ((dst >>> shift) & 0xff)]!;
-  return e;
+const native = requireNative();
+
+/** What the addon's express rules decide for a bare 20-byte IPv4 header to dst (a size every route carries). */
+function decide(trie: Int32Array, peers: Uint8Array, dst: number): ExpressDecision {
+  const packet = Buffer.from('4500001400000000400100000a000001' + '00000000', 'hex');
+  packet.writeUInt32BE(dst >>> 0, 16);
+  return native.expressDecideOutbound(packet, trie, peers, { maxInnerSize: 1450, readRoom: 1564 });
 }
 
 describe('compileExpressRoutes', () => {
@@ -72,15 +62,17 @@ describe('compileExpressRoutes', () => {
     expect(rec3.subarray(22).toString('hex')).toBe('c6120003' + '12b5');
   });
 
-  it("the addon's walk over it names the record of the peer the engine's lookup4 picks, for every address", () => {
+  it("the addon's lookup over it picks the peer the engine's lookup4 picks, for every address", () => {
     const rnd = mulberry32(7348);
     const probes = ['10.244.2.1', '10.244.3.1', '10.244.3.200', '10.244.4.9', '10.244.5.1', '10.245.2.1', '0.0.0.0', '255.255.255.255'].map(ipv4FromString);
     for (let i = 0; i < 5000; i++) probes.push((0x0af40000 | Math.floor(rnd() * 0x10000)) >>> 0);
+    const reason = (d: ExpressDecision): string => native.expressReasons[d.reason]!;
     for (const dst of probes) {
-      const e = walk(trie, dst);
+      const d = decide(trie, peers, dst);
       const want = table.lookup4(dst);
-      if (want === undefined) expect(e).toBe(0);
-      else expect(targets[e - 1]).toBe(want);
+      if (want === undefined) expect([d.verdict, reason(d)]).toEqual([Verdict.Drop, DropReason.NoRoute]);
+      else if (want === p6) expect([d.verdict, reason(d)]).toEqual([Verdict.HandOver, 'peer-not-served']);
+      else expect(targets[d.peer]).toBe(want);
     }
   });
 

@@ -156,20 +156,41 @@ function repairLocated(buf: Buffer, field: number, sum16: OnesSumFn): L4Checksum
   return state;
 }
 
+/** Where a partial TCP/UDP checksum sits and what completes it (findPartialL4Checksum fills it). */
+export interface ChecksumFix {
+  /** Absolute offset of the checksum field. */
+  at: number;
+  /** The full checksum to store there. */
+  value: number;
+}
+
 /**
- * What the decap path needs of repairPartialL4Checksum, without a pass over every payload: only a
- * field that holds the pseudo-header sum (or TCP's 0 when that sum is 0xffff) can be partial, so
- * only then is the segment summed (it may still verify: the field matched by chance). Any other
- * field is left as it is, valid or not, as repairPartialL4Checksum leaves it. True when it
- * completed a partial checksum. (Summing every segment here, on top of the TUN writer's own check
- * before it coalesces, was ~6 % of the receiving node's CPU under a UDP flood.)
+ * What the decap path needs of repairPartialL4Checksum, without a pass over every payload and
+ * without writing: only a field that holds the pseudo-header sum (or TCP's 0 when that sum is
+ * 0xffff) can be partial, so only then is the segment summed (it may still verify: the field
+ * matched by chance). Any other field, valid or not, needs nothing. True, with `fix` filled, when
+ * the checksum is partial. (Summing every segment here, on top of the TUN writer's own check before
+ * it coalesces, was ~6 % of the receiving node's CPU under a UDP flood.)
  */
-export function completePartialL4Checksum(buf: Buffer, ipOffset: number, ipLength: number, sum16: OnesSumFn = onesSum): boolean {
+export function findPartialL4Checksum(buf: Buffer, ipOffset: number, ipLength: number, sum16: OnesSumFn, fix: ChecksumFix): boolean {
   if (!locate(buf, ipOffset, ipLength)) return false;
   const field = buf.readUInt16BE(loc.checksumOffset);
   if (loc.protocol === IpProtocol.UDP && field === 0) return false;
   if (field !== loc.pseudo && !(field === 0 && loc.pseudo === 0xffff)) return false;
-  return repairLocated(buf, field, sum16) === 'partial';
+  const sum = sum16(buf, loc.l4Offset, loc.l4Length, loc.pseudo);
+  if (classify(field, sum) !== 'partial') return false;
+  fix.at = loc.checksumOffset;
+  fix.value = completedChecksum(field, sum);
+  return true;
+}
+
+const pendingFix: ChecksumFix = { at: 0, value: 0 };
+
+/** findPartialL4Checksum, and the fix written in place: true when it completed a partial checksum. */
+export function completePartialL4Checksum(buf: Buffer, ipOffset: number, ipLength: number, sum16: OnesSumFn = onesSum): boolean {
+  if (!findPartialL4Checksum(buf, ipOffset, ipLength, sum16, pendingFix)) return false;
+  buf.writeUInt16BE(pendingFix.value, pendingFix.at);
+  return true;
 }
 
 /**
