@@ -37,8 +37,10 @@ export interface ExpressTapContext {
 
 /** A CLOCK_MONOTONIC time (ns) as the epoch milliseconds the observations carry (performance.now runs on the same clock). */
 function epochClock(): (ns: bigint) => number {
+  // `performance` first: its first use in a thread loads it (milliseconds), which must not fall between the two readings.
+  const origin = performance.timeOrigin;
+  const nowMs = origin + performance.now();
   const nowNs = process.hrtime.bigint();
-  const nowMs = performance.timeOrigin + performance.now();
   return (ns) => nowMs - Number(nowNs - ns) / 1e6;
 }
 
