@@ -20,6 +20,7 @@ import { JourneyCollector, type Journey } from '../../src/trace/journey.js';
 import { formatItem } from '../../src/trace/printer.js';
 import { journeyPackets } from '../../src/trace/pcapng.js';
 import { internetChecksum } from '../../src/packet/wire/checksum.js';
+import { writeEncapTemplate } from '../../src/packet/encap.js';
 
 const native = requireNative();
 const OUR_MAC = Buffer.from('0a580af40100', 'hex');
@@ -40,11 +41,7 @@ function datagram(seq: number, pad: number): Buffer {
   ip[20] = 8;
   ip.writeUInt16BE(seq, 26);
   const head = Buffer.alloc(22);
-  head[0] = 0x08;
-  head.writeUIntBE(VNI, 4, 3);
-  OUR_MAC.copy(head, 8);
-  PEER_MAC.copy(head, 14);
-  head.writeUInt16BE(0x0800, 20);
+  writeEncapTemplate(head, 0, { endpoint: { address: '198.18.0.1', port: 8472 }, vtepMac: OUR_MAC, vni: VNI }, PEER_MAC); // as the peer sends it
   return Buffer.concat([head, ip]);
 }
 
@@ -199,11 +196,7 @@ describe('express records as observations', () => {
     head[26] = 0;
     head[27] = ok ? 1 : 0;
     const tmpl = Buffer.alloc(22);
-    tmpl[0] = 0x08;
-    tmpl.writeUIntBE(VNI, 4, 3);
-    PEER_MAC.copy(tmpl, 8);
-    OUR_MAC.copy(tmpl, 14);
-    tmpl.writeUInt16BE(0x0800, 20);
+    writeEncapTemplate(tmpl, 0, peer, OUR_MAC);
     return Buffer.concat([head, tmpl, inner]);
   }
 
