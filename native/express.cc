@@ -5,17 +5,18 @@
 // kernel's. Forwarding a lone packet here costs a few µs. Busy traffic comes in batches and keeps
 // the JS pipeline (GSO, coalescing, grouping per peer): the express path only takes what it can
 // prove the JS pipeline would have done the same way, byte for byte, and hands everything else over.
-// The JS engine stays the authority: it compiles its route table into this one (expressRoutes),
-// turns the path off while a trace watches (`gate`), and reads the counters below from shared memory.
+// The JS engine stays the authority: it compiles its route table into this one (expressRoutes)
+// and reads the counters below from shared memory. While a trace watches (`gate`) the path keeps
+// forwarding and records what it forwarded (TraceLog) for the engine's tap to report.
 //
 //  outbound  TUN readable -> read one packet into the TUN's scratch (where tunReadOffload reads)
-//            -> nobody watching; virtio header without GSO (NEEDS_CSUM finished here, as that read would);
+//            -> virtio header without GSO (NEEDS_CSUM finished here, as that read would);
 //               IPv4 with a valid header; a route (LPM over the engine's own trie); not larger than the tunnel carries
 //            -> the peer's 22-byte header (built by the engine's emitters) + sendmsg on the flow's socket
 //            -> read again: EAGAIN and JS never runs; another packet is left in scratch (state "raw read")
 //               for tunReadOffload, and JS runs its batch from there.
 //  inbound   UDP readable -> recvmmsg of a whole batch into the bind's arena (as udpRecvBatch would)
-//            -> exactly one datagram, not GRO-coalesced, nobody watching; VXLAN flags, reserved bits, VNI;
+//            -> exactly one datagram, not GRO-coalesced; VXLAN flags, reserved bits, VNI;
 //               inner Ethernet to our VTEP MAC, IPv4 with a valid header, not longer than the TUN's MTU;
 //               a TCP/UDP checksum that verifies (partial or bad ones are the JS pipeline's to judge)
 //            -> writev(zero virtio header, inner packet) -> counted
@@ -34,6 +35,7 @@
 #include <cstring>
 #include <mutex>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <vector>
 
@@ -65,6 +67,37 @@ struct Peer {
   bool ok;
 };
 
+// While a trace watches (gate set), each packet this path forwards is also recorded here, and the
+// engine's tap (src/datapath/express-tap.ts) drains the records on the event loop and reports them
+// as the pipeline's observations: watching does not change which code forwards. Nothing is recorded
+// (and after the next drain no memory is held) while nobody watches. Records are appended to a bounded
+// log the drain takes whole (two buffers swapped under `mu`); one that does not fit is counted in
+// `lost`, which the next drain reports.
+struct TraceRecordHead {  // followed by `length` bytes: the datagram (VXLAN + inner Ethernet + inner packet)
+  uint64_t seenNs;   // CLOCK_MONOTONIC when the path took the packet
+  uint64_t doneNs;   // CLOCK_MONOTONIC when the send / TUN write returned
+  uint32_t length;
+  uint32_t addr;     // out: the peer's underlay IPv4; in: the sender's (host order)
+  uint16_t port;     // its UDP port
+  uint8_t inbound;   // 0 TUN -> underlay, 1 underlay -> TUN
+  uint8_t ok;        // 1 the kernel took it; 0 refused (send-failed / tun-write-failed)
+  uint32_t reserved;
+};
+static_assert(sizeof(TraceRecordHead) == 32, "the tap reads 32-byte record heads");
+constexpr size_t kTraceLogBytes = 1 << 20;
+
+struct TraceLog {
+  std::vector<uint8_t> filling;   // appended to under Express::mu
+  std::vector<uint8_t> draining;  // the event loop's, between swaps
+  double lost = 0;                // records that did not fit since the last drain
+};
+
+inline uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 struct Express {
   // TUN side (a queue opened with IFF_VNET_HDR, read as tunReadOffload reads it).
   int tunFd = -1;
@@ -92,7 +125,8 @@ struct Express {
   size_t readRoom = 0;  // what the pipeline's read buffers take (a longer read is cut there, then dropped)
   size_t tunMtu = 0;
   double* ctr = nullptr;
-  const int32_t* gate = nullptr;  // non-zero while a trace watches (may be shared between threads)
+  const int32_t* gate = nullptr;  // non-zero while a trace watches: record (may be shared between threads)
+  TraceLog trace;
   bool enabled = true;
   bool thread = false;  // serve idle wake-ups on a thread of its own (poll.cc), off the event loop
   // Held through a pass and by route swaps and stop: with the express thread, a pass and the event
@@ -105,6 +139,22 @@ struct Express {
 const napi_type_tag kExpressTag = {0x76787475'6e657870ULL, 0x3b5e'91c4'27d8'0f16ULL};
 
 inline bool Watched(const Express* x) { return __atomic_load_n(x->gate, __ATOMIC_RELAXED) != 0; }
+
+// Appends one record (head, then a[0, aLen) and b[0, bLen)); counted as lost when the log is full.
+void Record(Express* x, TraceRecordHead head, const uint8_t* a, size_t aLen, const uint8_t* b, size_t bLen) {
+  std::vector<uint8_t>& log = x->trace.filling;
+  size_t need = sizeof head + aLen + bLen;
+  if (log.size() + need > kTraceLogBytes) {
+    x->trace.lost += 1;
+    return;
+  }
+  if (log.capacity() < kTraceLogBytes) log.reserve(kTraceLogBytes);  // once per watch: no reallocation mid-pass
+  head.length = static_cast<uint32_t>(aLen + bLen);
+  const uint8_t* h = reinterpret_cast<const uint8_t*>(&head);
+  log.insert(log.end(), h, h + sizeof head);
+  log.insert(log.end(), a, a + aLen);
+  log.insert(log.end(), b, b + bLen);
+}
 
 // The peer the JS pipeline would send the plain IPv4 packet p[0, len) to unchanged, or nullptr when
 // the packet is the JS pipeline's (the rules: express_rules.cc; a target without an IPv4 endpoint).
@@ -119,11 +169,18 @@ const Peer* ForwardTarget(const Express* x, const uint8_t* p, size_t len) {
 void SendOut(Express* x, const Peer* peer, const uint8_t* p, size_t len) {
   iovec iov[2] = {{const_cast<uint8_t*>(peer->header), kHeaderLen}, {const_cast<uint8_t*>(p), len}};
   int fd = x->sendFds.size() > 1 ? x->sendFds[InnerIpFlowHash(0x0800, p, len) % x->sendFds.size()] : x->sendFds[0];
-  if (SendDatagram(fd, iov, 2, kHeaderLen + len, peer->dst, x->udpCtr)) {
+  const bool watched = Watched(x);
+  uint64_t seen = watched ? MonotonicNs() : 0;
+  bool sent = SendDatagram(fd, iov, 2, kHeaderLen + len, peer->dst, x->udpCtr);
+  if (sent) {
     x->ctr[kTxPackets] += 1;
     x->ctr[kTxBytes] += static_cast<double>(len);
   } else {
     x->ctr[kSendFailed] += 1;
+  }
+  if (watched) {
+    TraceRecordHead head = {seen, MonotonicNs(), 0, ntohl(peer->dst.sin_addr.s_addr), ntohs(peer->dst.sin_port), 0, sent ? uint8_t{1} : uint8_t{0}, 0};
+    Record(x, head, peer->header, kHeaderLen, p, len);
   }
 }
 
@@ -166,12 +223,11 @@ bool SendRead(Express* x, ssize_t r) {
 bool OnTunReadable(Express* x) {
   // state[2] (set by the TUN device's reads): the last batch held more than one packet — traffic,
   // which the pipeline batches (UDP GSO runs); a lone first packet sent apart would only cost.
-  if (!x->enabled || !x->outbound || x->state[0] != 0 || x->state[2] != 0 || Watched(x)) return false;
+  if (!x->enabled || !x->outbound || x->state[0] != 0 || x->state[2] != 0) return false;
   ssize_t r = ReadTun(x);
   if (r <= 0) return r == 0;  // other errors: JS's next read reports them
   // The first packet may go here; a second one means traffic, which the batch pipeline does better.
   if (SendRead(x, r)) {
-    if (Watched(x)) return false;
     r = ReadTun(x);
     if (r <= 0) return r == 0;
   }
@@ -191,24 +247,30 @@ bool ForwardIn(Express* x, uint8_t* d, size_t len) {
   size_t total = in.length;
   static const uint8_t zeroHdr[kVnetHdrLen] = {};
   iovec iov[2] = {{const_cast<uint8_t*>(zeroHdr), kVnetHdrLen}, {ip, total}};
+  const bool watched = Watched(x);
+  uint64_t seen = watched ? MonotonicNs() : 0;
   ssize_t r;
   do {
     r = x->vnetHdr ? ::writev(x->tunFd, iov, 2) : ::write(x->tunFd, ip, total);
   } while (r < 0 && errno == EINTR);
   if (r < 0) {
     x->ctr[kTunWriteFailed] += 1;
-    return true;
+  } else {
+    if (x->vnetHdr) x->tunCtr[kWrites] += 1;
+    x->ctr[kRxPackets] += 1;
+    x->ctr[kRxBytes] += static_cast<double>(total);
   }
-  if (x->vnetHdr) x->tunCtr[kWrites] += 1;
-  x->ctr[kRxPackets] += 1;
-  x->ctr[kRxBytes] += static_cast<double>(total);
+  if (watched) {
+    TraceRecordHead head = {seen, MonotonicNs(), 0, x->addrs[0], x->ports[0], 1, r >= 0 ? uint8_t{1} : uint8_t{0}, 0};
+    Record(x, head, d, len, nullptr, 0);
+  }
   return true;
 }
 
 // UDP readable. Returns -1 when JS need not run, else the number of messages already read into the
 // bind's arena for the JS pipeline (0: read nothing, JS reads as usual).
 int OnUdpReadable(Express* x) {
-  if (!x->enabled || Watched(x)) return 0;
+  if (!x->enabled) return 0;
   int got = RecvMessages(x->udpFd, x->arena, x->slotSize, x->batch, x->sizes, x->addrs, x->ports, x->gsoSizes, x->udpCtr);
   if (got < 0) return 0;  // a lasting error: JS's own read reports it
   if (got == 0) return -1;
@@ -399,6 +461,32 @@ Napi::Value ExpressStop(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// expressRecords(handle): { records: Buffer, lost: number } — what the path recorded while a trace
+// watched, since the last call (TraceRecordHead + bytes, repeated), and how many records did not fit.
+// Called on the engine's event loop; while nobody watches it also releases the log's memory.
+Napi::Value ExpressRecords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Express* x = info.Length() > 0 ? Unwrap(env, info[0], "expressRecords") : nullptr;
+  if (x == nullptr) return env.Undefined();
+  TraceLog& t = x->trace;
+  double lost;
+  bool watched;
+  {
+    std::lock_guard<std::mutex> hold(x->mu);
+    t.filling.swap(t.draining);
+    lost = t.lost;
+    t.lost = 0;
+    watched = Watched(x);
+    if (!watched) std::vector<uint8_t>().swap(t.filling);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("records", t.draining.empty() ? Napi::Buffer<uint8_t>::New(env, 0) : Napi::Buffer<uint8_t>::Copy(env, t.draining.data(), t.draining.size()));
+  out.Set("lost", Napi::Number::New(env, lost));
+  t.draining.clear();
+  if (!watched) std::vector<uint8_t>().swap(t.draining);
+  return out;
+}
+
 }  // namespace
 
 bool ExpressTag(napi_env env, napi_value v) {
@@ -426,6 +514,7 @@ void InitExpress(Napi::Env env, Napi::Object exports) {
   exports.Set("expressOpen", Napi::Function::New(env, ExpressOpen, "expressOpen"));
   exports.Set("expressRoutes", Napi::Function::New(env, ExpressRoutes, "expressRoutes"));
   exports.Set("expressStop", Napi::Function::New(env, ExpressStop, "expressStop"));
+  exports.Set("expressRecords", Napi::Function::New(env, ExpressRecords, "expressRecords"));
   exports.Set("expressCounterCount", Napi::Number::New(env, kExpressCounterCount));
   InitExpressRules(env, exports);
 }

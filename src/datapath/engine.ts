@@ -32,6 +32,7 @@ import type { InboundScheduling } from './inbound-scheduling.js';
 import { onesSum, type OnesSumFn } from '../packet/wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from '../packet/encap.js';
 import { compileExpressRoutes, EXPRESS_COUNTER_COUNT, expressThreadWanted } from './express.js';
+import { ExpressTap } from './express-tap.js';
 import type { NativeAddon } from '../io/addon.js';
 import type { Observer } from './observe.js';
 
@@ -68,10 +69,11 @@ export interface EngineOptions {
    * The addon's express path for lone packets (src/datapath/express.ts), opened at start when the TUN
    * device and the bind both take part. `counters`: where it counts (a worker's is shared with the
    * main thread); `gate`: a flag someone else sets while a trace watches (a worker's is the pool's),
-   * else the engine keeps its own, set by setObserver. `thread`: wait on a thread of the addon's own
-   * while idle (default: expressThreadWanted()).
+   * else the engine keeps its own, set by setObserver; while it is set the addon records what it
+   * forwards and the engine's tap reports it (express-tap.ts). `thread`: wait on a thread of the
+   * addon's own while idle (default: expressThreadWanted()).
    */
-  express?: { native: Pick<NativeAddon, 'expressOpen' | 'expressRoutes' | 'expressStop'>; counters?: Float64Array; gate?: Int32Array; thread?: boolean };
+  express?: { native: Pick<NativeAddon, 'expressOpen' | 'expressRoutes' | 'expressStop' | 'expressRecords'>; counters?: Float64Array; gate?: Int32Array; thread?: boolean };
 }
 
 /** An ICMP error on its way back into the TUN, and what it answers. */
@@ -102,8 +104,10 @@ export class Engine extends Pipeline {
     this.outParams = { routes: this.routes, maxInnerSize: opts.maxInnerSize };
   }
 
-  /** gate[0] != 0 keeps the express path out (a trace watches); set here unless the caller owns it (a worker's pool). */
+  /** gate[0] != 0: a trace watches, the express path records; set here unless the caller owns it (a worker's pool). */
   private readonly expressGate: Int32Array;
+  /** Reports what the express path forwarded while watched (express-tap.ts). */
+  private expressTap: ExpressTap | undefined;
 
   /** Why the express path was asked for but does not run (expressOpen refused), if so. */
   expressError: string | undefined;
@@ -140,6 +144,19 @@ export class Engine extends Pipeline {
           });
           this.compileExpress();
           this.counters.express = counters;
+          const handle = this.expressHandle;
+          const hooks = this.opts.batchHooks;
+          this.expressTap = new ExpressTap(
+            () => x.native.expressRecords(handle),
+            { routes: () => this.routes, sentFrom: (buf, offset, length) => this.sentFrom(buf, offset, length), local: () => this.bind.local },
+            // A timer's drain is a batch of its own (a worker posts its observations after one).
+            (drain) => {
+              hooks?.before();
+              drain();
+              hooks?.after();
+            },
+          );
+          this.expressTap.watch(this.observer);
         } catch (e) {
           // Parameters outside what the addon takes (e.g. an MTU past 65535): everything takes the
           // pipeline, as with express off; expressActive says so, expressError why (logged by up).
@@ -153,6 +170,7 @@ export class Engine extends Pipeline {
 
   override stop(): void {
     super.stop();
+    this.expressTap?.watch(undefined);
     if (this.expressHandle !== undefined) this.opts.express!.native.expressStop(this.expressHandle);
   }
 
@@ -163,8 +181,9 @@ export class Engine extends Pipeline {
 
   override setObserver(observer: Observer | undefined): void {
     super.setObserver(observer);
-    // Before the next wake-up the addon sees it: from then on every packet reaches the observer.
+    // Before the next wake-up the addon sees it: from then on it records every packet it forwards.
     if (this.opts.express?.gate === undefined) this.expressGate[0] = observer !== undefined ? 1 : 0;
+    this.expressTap?.watch(observer);
   }
 
   private compileExpress(): void {
@@ -218,6 +237,8 @@ export class Engine extends Pipeline {
     let forwarded = 0;
     let replies: Reply[] | undefined;
     const obs = this.observer;
+    // What the express path forwarded before this batch is reported before it.
+    if (obs) this.expressTap?.drain();
     // Native path: headers are queued per packet and written by one call after the loop.
     const batch = this.opts.encapBatch ? (this.batchEncap ??= new BatchEncap(this.opts.encapBatch)) : undefined;
     batch?.begin(bufs[0], count);
@@ -323,6 +344,7 @@ export class Engine extends Pipeline {
   override handleInbound(bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number): void {
     const c = this.counters;
     const obs = this.observer;
+    if (obs) this.expressTap?.drain();
     // Reused from batch to batch (the TUN write and the observer are done with them before the next).
     const outBufs = this.outBufs;
     const outSizes = this.outSizes;

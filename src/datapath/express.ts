@@ -3,8 +3,9 @@
  * poll callback, so no JavaScript runs for it. Every pass through the JS pipeline on a cold CPU costs
  * tens of µs (four passes per ping round trip); the addon's pass costs a few. The engine stays the
  * authority: it compiles its route table (the same IPv4 trie, one header template per target made by
- * the wire emitters) into the addon, closes the gate while a trace watches, and counts what the
- * express path did from shared memory. The addon takes only what it can prove the pipeline would have
+ * the wire emitters) into the addon, sets the gate while a trace watches (the addon then records
+ * what it forwards, for the engine's tap: express-tap.ts), and counts what the express path did
+ * from shared memory. The addon takes only what it can prove the pipeline would have
  * done byte for byte (IPv4, a route, within the MTU, a plain virtio header, a final checksum) and hands
  * everything else — and any second packet of a wake-up — to the pipeline, already read.
  */

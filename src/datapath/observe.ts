@@ -36,10 +36,18 @@ export interface Observation {
   /** decap: fixes applied on the way (checksum-completed, gso-segmented). */
   fixes?: string[];
   /**
-   * When it was seen (ms since the epoch), set where the observation is forwarded from another
-   * thread (engine/workers.ts) so it keeps its own time; otherwise the consumer's clock is now.
+   * When it was seen (ms since the epoch), set where the observation is reported later than it was
+   * made (another thread, datapath/workers.ts; the express path's records) so it keeps its own time;
+   * otherwise the consumer's clock is now.
    */
   at?: number;
+  /** Forwarded by the express path (native/express.cc), reported after the fact from its records (express-tap.ts). */
+  express?: boolean;
+  /**
+   * Packets the express path forwarded just before this one but could not record (its record log
+   * was full until the tap drained it): counted, so a trace says how many it did not see.
+   */
+  unrecorded?: number;
 }
 
 export type Observer = (o: Observation) => void;

@@ -35,7 +35,7 @@ function observationToWire(o: Observation): WireObservation {
   const { buf, offset, length, peer, ...rest } = o;
   return {
     ...rest,
-    at: performance.timeOrigin + performance.now(), // one clock for every thread of the process
+    at: rest.at ?? performance.timeOrigin + performance.now(), // one clock for every thread of the process
     length,
     bytes: Uint8Array.prototype.slice.call(buf, offset, offset + length),
     ...(peer ? { peer: { endpoint: { ...peer.endpoint }, vtepMac: Uint8Array.from(peer.vtepMac), vni: peer.vni } } : {}),
@@ -219,8 +219,10 @@ function runWorker(init: WorkerInit): void {
   });
   engine.setRoutes(new RouteTable(fromWire(init.routes)));
   engine.start();
-  parentPort!.on('message', (m: { type: 'routes'; routes: WireRoute[] } | { type: 'stop' }) => {
+  parentPort!.on('message', (m: { type: 'routes'; routes: WireRoute[] } | { type: 'observing' } | { type: 'stop' }) => {
     if (m.type === 'routes') engine!.setRoutes(new RouteTable(fromWire(m.routes)));
+    // The flag changed: the engine's express tap drains on a timer while watched, even when no batch runs.
+    else if (m.type === 'observing') before();
     else {
       engine!.stop();
       tun.close();
@@ -290,15 +292,16 @@ export class WorkerPool {
 
   /**
    * What a trace attaches its observer to: the main engine and every worker's engine (the flag is
-   * set before this returns, so each worker watches from its next batch on; observations are made
-   * and copied over only while it is set).
+   * set before this returns, so each worker watches from its next batch on and its express path
+   * records from its next packet on; observations are made and copied over only while it is set).
    */
   observable(main: { setObserver(o: Observer | undefined): void }): { setObserver(o: Observer | undefined): void } {
     return {
       setObserver: (o) => {
         main.setObserver(o);
         this.observer = o;
-        Atomics.store(this.observing, 0, o !== undefined ? 1 : 0);
+        const on = o !== undefined ? 1 : 0;
+        if (Atomics.exchange(this.observing, 0, on) !== on) for (const w of this.workers) w.postMessage({ type: 'observing' });
       },
     };
   }

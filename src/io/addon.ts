@@ -67,7 +67,7 @@ export interface ExpressOptions {
   tunMtu: number;
   /** Layout ExpressCounter (src/datapath/express.ts). */
   counters: Float64Array;
-  /** gate[0] != 0: someone watches, everything goes to the JS pipeline. */
+  /** gate[0] != 0: someone watches; the express path keeps forwarding and records what it forwarded (expressRecords). */
   gate: Int32Array;
   /** Serve idle wake-ups on a thread of the addon's own, off the event loop (native/poll.cc). */
   thread?: boolean;
@@ -167,6 +167,12 @@ export interface NativeAddon {
   expressRoutes(handle: ExpressHandle, trie: Int32Array, peers: Uint8Array): void;
   /** From now on everything goes to the JS pipeline. Idempotent. */
   expressStop(handle: ExpressHandle): void;
+  /**
+   * What the express path forwarded while its gate was set (a trace watching), since the last call:
+   * 32-byte record heads each followed by its datagram (layout in src/datapath/express-tap.ts), and
+   * how many records did not fit. Called while nobody watches, it also releases the record buffers.
+   */
+  expressRecords(handle: ExpressHandle): { records: Buffer; lost: number };
   readonly expressCounterCount: number;
   /**
    * The express path's rules (native/express_rules.cc) on one IP packet read from the TUN, with

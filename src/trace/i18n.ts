@@ -25,6 +25,8 @@ export interface Labels {
   echoReply: string;
   arpRequest: string;
   arpReply: string;
+  /** Marks a stage the express path (native, lone packets) did rather than the pipeline. */
+  expressPath: string;
   reasons: Record<string, string>;
   verdicts: Record<string, string>;
 }
@@ -58,6 +60,7 @@ const en: Labels = {
   echoReply: 'echo reply',
   arpRequest: 'who-has',
   arpReply: 'is-at',
+  expressPath: 'express path',
   reasons: {
     'tun-malformed': 'the kernel handed us bytes that are not a whole IP packet',
     'no-route': 'no node owns this destination (no lease covers it) and no ICMP error may be sent about it',
@@ -110,6 +113,7 @@ const zh: Labels = {
   echoReply: '回显应答',
   arpRequest: '询问',
   arpReply: '回答',
+  expressPath: '快速路径',
   reasons: {
     'tun-malformed': '内核交给我们的不是完整的IP包',
     'no-route': '没有节点拥有该目的地址（没有租约覆盖它），且不能为它发送ICMP错误',

@@ -43,6 +43,8 @@ export interface TraceEvent {
   vx?: { flags: number; vni: number; innerSrc?: string; innerDst?: string; etherType?: number };
   /** Base64 of the bytes, when the subscriber asked for them (pcap, web view). */
   bytes?: string;
+  /** The express path (native) forwarded the packet; these are its records, not the pipeline's stages. */
+  express?: true;
 }
 
 export interface Journey {
@@ -119,6 +121,8 @@ export class JourneyCollector {
     // Watching must not take the dataplane down: past the budget, whole batches go unwatched
     // (a batch is one synchronous engine call, so no packet is ever traced half-way).
     this.observer = (o) => {
+      // The express path forwarded these without being able to record them: never traced, so said.
+      if (o.unrecorded) this.skipped += o.unrecorded;
       if (this.muted) {
         if (o.point === 'tun-read' || o.point === 'udp-recv') this.skipped++;
         return;
@@ -152,6 +156,7 @@ export class JourneyCollector {
     if (o.local) ev.local = { address: o.local.address, port: o.local.port };
     if (o.remote) ev.remote = { address: o.remote.address, port: o.remote.port };
     if (o.fixes) ev.fixes = [...o.fixes];
+    if (o.express) ev.express = true;
     if (vxlan) {
       const vx = vxlanFields(o.buf, o.offset, o.length);
       if (vx) ev.vx = vx;

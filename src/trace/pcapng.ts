@@ -39,7 +39,7 @@ export const SECTION_COMMENT =
   '(raw IP; outer IPv4/UDP headers rebuilt by vxtun from the socket endpoints, UDP checksum 0). ' +
   'VXLAN runs on UDP port 8472 (Linux/flannel default), which Wireshark decodes only on 4789 by default: ' +
   'tshark -r FILE -d udp.port==8472,vxlan (Wireshark: Decode As... UDP port 8472 -> VXLAN). ' +
-  'Each packet comment names the node, the observation point(s) and the verdict.';
+  'Each packet comment names the node, the observation point(s) and the verdict (path=express: forwarded by the native express path).';
 
 function pad4(n: number): number {
   return (n + 3) & ~3;
@@ -136,6 +136,7 @@ export function journeyPackets(j: Journey): Array<{ iface: number; t: number; da
       route ? `route=${route}` : '',
       last.peer ? `peer=${last.peer.address}` : '',
       last.fixes?.length ? `fixes=${last.fixes.join(',')}` : '',
+      last.express ? 'path=express' : '',
     ].filter(Boolean);
     const comment = `vxtun node=${j.node.publicIp} dir=${j.direction} point=${group.map((e) => e.point).join('+')} verdict=${last.verdict}${extra.length ? ` ${extra.join(' ')}` : ''}`;
     out.push({ iface: last.vxlan ? IFACE_OUTER : IFACE_INNER, t: last.t, data, comment });

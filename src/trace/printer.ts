@@ -127,11 +127,11 @@ function eventLine(ev: TraceEvent, j: Journey, L: Labels, color: boolean): strin
       text = '';
   }
   if (drop) {
-    const line = `${name} ${text ? `${text} · ` : ''}${L.dropped}: ${reasonText(ev.verdict, ev, j, L)}`;
+    const line = `${name} ${text ? `${text} · ` : ''}${L.dropped}: ${reasonText(ev.verdict, ev, j, L)}${ev.express ? ` · ${L.expressPath}` : ''}`;
     return paint(color, C.red, line);
   }
   const v = ev.point === 'answer' ? '' : ` · ${paint(color, C.green, L.verdicts[ev.verdict] ?? ev.verdict)}`;
-  return `${name} ${text}${v}`;
+  return `${name} ${text}${v}${ev.express ? ` · ${paint(color, C.dim, L.expressPath)}` : ''}`;
 }
 
 function nodeBlock(j: Journey, L: Labels, color: boolean, indent: string): string[] {

@@ -30,7 +30,7 @@ export interface WebPacket {
   dropped: boolean;
   verdict: string;
   /** Where it went: node underlay address and observation point, in order. */
-  path: Array<{ node: string; point: string; verdict: string; t: number }>;
+  path: Array<{ node: string; point: string; verdict: string; t: number; express?: true }>;
   /** The bytes shown in the detail view and their layers. */
   bytes: string;
   layers: Layer[];
@@ -69,7 +69,7 @@ export function toWebPacket(item: TraceItem): WebPacket {
     text: formatItem(item),
     dropped: journeys.some((j) => j.dropped),
     verdict: last.verdict,
-    path: journeys.flatMap((j) => j.events.map((e) => ({ node: j.node.publicIp, point: e.point, verdict: e.verdict, t: e.t }))),
+    path: journeys.flatMap((j) => j.events.map((e) => ({ node: j.node.publicIp, point: e.point, verdict: e.verdict, t: e.t, ...(e.express ? { express: true as const } : {}) }))),
     bytes: shown ? shown.buf.toString('hex') : '',
     layers: shown ? dissect(shown.buf, shown.start) : [],
     bytesAt: shown ? `${shown.ev.point} at ${journeys.find((j) => j.events.includes(shown.ev))?.node.publicIp ?? '?'}` : 'no bytes',

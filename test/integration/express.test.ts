@@ -2,7 +2,8 @@
  * The express path (native/express.cc, src/datapath/express.ts) against the real thing: lone packets
  * forwarded by the addon without JavaScript, counted, byte for byte what the JS pipeline would send;
  * everything it must not take (no route, too big, a kernel peer's partial checksums) handed to the
- * engine; closed while a trace watches (with the default workers); off when switched off.
+ * engine; still forwarding while a trace watches, every packet it forwarded seen by the trace (with
+ * the default workers); off when switched off.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -196,7 +197,61 @@ describe('express path, two vxtun nodes with defaults', () => {
     expect(delta(await express(a), fits).TxPackets).toBeGreaterThanOrEqual(2);
   });
 
-  it('stays closed while a trace watches (every packet observed, on every worker), and opens again after', async () => {
+  it('keeps forwarding while a trace watches: express counters move, the trace sees each echo request and reply in order, marked express', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const N = 10;
+    await pingOk(a, b, 2); // lone traffic again (an earlier test may have left the busy hint or the loop holding the descriptors)
+    const t = startTrace(['--socket', a.vxtun!.controlSocket, '--socket', b.vxtun!.controlSocket, '--protocol', 'icmp', '--json']);
+    try {
+      await waitFor(() => t.err().includes('attached to') || t.child.exitCode !== null, { timeoutMs: 10_000, what: 'trace attached' });
+      expect(t.child.exitCode, t.err()).toBe(null);
+      const [xa0, xb0] = [await express(a), await express(b)];
+      await pingOk(a, b, N);
+      const [xa1, xb1] = [await express(a), await express(b)];
+      // the express path forwarded the pings: requests out on a and in on b, replies out on b and in on a
+      for (const d of [delta(xa1, xa0), delta(xb1, xb0)]) {
+        expect(d.TxPackets, JSON.stringify(d)).toBeGreaterThanOrEqual(N);
+        expect(d.RxPackets, JSON.stringify(d)).toBeGreaterThanOrEqual(N);
+        expect(d.SendFailed + d.TunWriteFailed).toBe(0);
+      }
+      const pings = (): Array<{ sender: Journey; receiver: Journey }> =>
+        t
+          .out()
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l))
+          .filter((s: { kind: string; sender?: Journey }) => s.kind === 'story' && (s.sender!.inner?.icmpType === 8 || s.sender!.inner?.icmpType === 0));
+      await waitFor(() => pings().length >= 2 * N, { timeoutMs: 5000, what: `${2 * N} ping stories in:\n${t.out()}` });
+      await new Promise((r) => setTimeout(r, 200)); // nothing more comes
+      const seen = pings();
+      const name = (s: { sender: Journey }): string => `${s.sender.inner!.icmpType === 8 ? 'request' : 'reply'} ${s.sender.inner!.icmpSeq} ${s.sender.inner!.src} → ${s.sender.inner!.dst}`;
+      // every echo request and every reply, once each, requests and replies each in sequence
+      // (a request and its reply may come out in either order: engines drain on timers of their own)
+      const requests = seen.filter((s) => s.sender.inner!.icmpType === 8);
+      const replies = seen.filter((s) => s.sender.inner!.icmpType === 0);
+      expect(requests.map(name)).toEqual(Array.from({ length: N }, (_, k) => `request ${k + 1} ${a.podIp} → ${b.podIp}`));
+      expect(replies.map(name)).toEqual(Array.from({ length: N }, (_, k) => `reply ${k + 1} ${b.podIp} → ${a.podIp}`));
+      // each stage reported, by the express path, with the verdicts the pipeline gives
+      const stages = (j: Journey): string[] => j.events.map((e) => `${e.point} ${e.verdict}${e.express ? ' express' : ''}`);
+      for (const s of seen) {
+        expect(stages(s.sender)).toEqual(['tun-read ok express', 'classify ok express', 'encap ok express', 'udp-send sent express']);
+        expect(stages(s.receiver)).toEqual(['udp-recv ok express', 'decap ok express', 'tun-write forwarded express']);
+        expect(s.sender.events[1]!.route).toBe(s.sender.inner!.src === a.podIp ? b.subnet : a.subnet);
+        for (const j of [s.sender, s.receiver]) expect(j.events.map((e) => e.t)).toEqual(j.events.map((e) => e.t).sort((x, y) => x - y));
+      }
+      // in the order they happened, by each node's own clock: request 1 out, reply 1 in, request 2 out ... on a; the mirror on b
+      const chain = (first: (k: number) => number, second: (k: number) => number): number[] => Array.from({ length: N }, (_, k) => [first(k), second(k)]).flat();
+      const onA = chain((k) => requests[k]!.sender.events[0]!.t, (k) => replies[k]!.receiver.events[0]!.t);
+      const onB = chain((k) => requests[k]!.receiver.events[0]!.t, (k) => replies[k]!.sender.events[0]!.t);
+      for (const times of [onA, onB]) for (let i = 1; i < times.length; i++) expect(times[i]!, `event ${i} of ${JSON.stringify(times)}`).toBeGreaterThan(times[i - 1]!);
+    } finally {
+      if (t.child.exitCode === null) t.child.kill('SIGINT');
+      await t.exited;
+    }
+  });
+
+  it('keeps forwarding while a trace watches (every packet observed, on every worker), and after it', async () => {
     const [a, b] = [cluster.node(1), cluster.node(2)];
     const K = 4;
     const FLOWS = 24;
@@ -222,10 +277,11 @@ describe('express path, two vxtun nodes with defaults', () => {
       const udp = () => stories().filter((s) => s.sender?.inner?.protocol === 'udp' && s.sender.inner.dport === 9);
       await waitFor(() => pings().length >= 2 * K && udp().length >= FLOWS, { timeoutMs: 5000, what: `${2 * K} ping and ${FLOWS} UDP stories in:\n${t.out()}` });
       const [xa1, xb1, ea1] = [await express(a), await express(b), (await info(a)).engines];
-      // nothing went past the trace: each engine's express thread handed its wake-ups to the loop (at most once) and stayed out
+      // the express path went on forwarding lone packets (the pings at least) while the trace saw every packet
       for (const d of [delta(xa1, xa0), delta(xb1, xb0)]) {
-        expect(d.LoopHandovers).toBeLessThanOrEqual(workers);
-        expect({ ...d, LoopHandovers: 0 }).toEqual(ZERO);
+        expect(d.TxPackets, JSON.stringify(d)).toBeGreaterThanOrEqual(K);
+        expect(d.RxPackets, JSON.stringify(d)).toBeGreaterThanOrEqual(K);
+        expect(d.SendFailed + d.TunWriteFailed).toBe(0);
       }
       expect(ea1).toHaveLength(workers);
       expect(workers).toBeGreaterThanOrEqual(2);
@@ -241,15 +297,8 @@ describe('express path, two vxtun nodes with defaults', () => {
       if (t.child.exitCode === null) t.child.kill('SIGINT');
       await t.exited;
     }
-    // the trace gone (its detach reaches the nodes a moment after it exits), the gate opens again
-    const xa = await express(a);
-    await waitFor(
-      async () => {
-        await pingOk(a, b, 1);
-        return delta(await express(a), xa).TxPackets > 0;
-      },
-      { timeoutMs: 5000, what: 'express path open again' },
-    );
+    // the trace gone, the express path forwards as before (once a lone packet clears the busy hint the UDP burst left)
+    await pingOk(a, b, 1);
     const [xa2, xb2] = [await express(a), await express(b)];
     await pingOk(a, b, K);
     expect(delta(await express(a), xa2).TxPackets).toBeGreaterThanOrEqual(K);
