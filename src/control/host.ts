@@ -73,19 +73,28 @@ export function requireRoot(): void {
   }
 }
 
-/** Checks everything `up` needs before touching the host; throws HostError with one line. */
-export function preflight(cfg: NodeConfig): Plan {
+/**
+ * What any node needs of the host before touching it: root, /dev/net/tun, a free device name and
+ * an interface that carries `publicIp`. Throws HostError with one line; returns the underlay.
+ */
+export function checkHost(deviceName: string, publicIp: string): Underlay {
   requireRoot();
   if (!existsSync('/dev/net/tun')) {
     throw new HostError('/dev/net/tun is missing: load the tun module (modprobe tun) or run where TUN devices are allowed', 1);
   }
-  if (existsSync(`/sys/class/net/${cfg.device.name}`)) {
-    throw new HostError(`config: device.name: "${cfg.device.name}" already exists on this host`, 2);
+  if (existsSync(`/sys/class/net/${deviceName}`)) {
+    throw new HostError(`config: device.name: "${deviceName}" already exists on this host`, 2);
   }
-  const underlay = findUnderlay(cfg.publicIp);
+  const underlay = findUnderlay(publicIp);
   if (!underlay) {
-    throw new HostError(`config: publicIp: "${cfg.publicIp}" is not an address of any interface on this host`, 2);
+    throw new HostError(`config: publicIp: "${publicIp}" is not an address of any interface on this host`, 2);
   }
+  return underlay;
+}
+
+/** Checks everything a static VXLAN node needs before touching the host; throws HostError with one line. */
+export function preflight(cfg: NodeConfig): Plan {
+  const underlay = checkHost(cfg.device.name, cfg.publicIp);
   const maxInnerSize = underlay.mtu - VXLAN_OVERHEAD_V4;
   return {
     underlay,
