@@ -46,7 +46,7 @@ export interface RouteSource {
 /** Start-up was cut short by SIGINT/SIGTERM while waiting for the registry. */
 export class StartAborted extends Error {}
 
-export function peerRoutes(peers: readonly PeerConfig[]): Route[] {
+function peerRoutes(peers: readonly PeerConfig[]): Route[] {
   return peers.map((p) => ({
     prefix: p.subnet,
     target: { endpoint: { address: p.publicIp, port: p.port }, vtepMac: p.vtepMac, vni: p.vni },

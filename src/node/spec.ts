@@ -53,7 +53,7 @@ export interface NodeSpec {
 
 const DEFAULT_DEVICE = 'vxtun0';
 
-export function defaultControlSocket(device: string): string {
+function defaultControlSocket(device: string): string {
   return `/run/vxtun/${device}.sock`;
 }
 
