@@ -2,6 +2,7 @@
 import { controlRequest } from '../control/socket.js';
 import type { CounterSnapshot } from '../packet/counters.js';
 import { describeSourcePorts } from '../datapath/select.js';
+import type { InfoReply, RouteReply } from '../node/control-api.js';
 
 /** The offloads a node runs with, from its `info.features`: "udp-gso udp-gro tun-tso tun-uso", or "-". */
 export function describeOffloads(features: Record<string, unknown>): string {
@@ -17,20 +18,21 @@ export function describeOffloads(features: Record<string, unknown>): string {
 export async function runStatus(o: { device: string; controlSocket?: string; json?: boolean }): Promise<number> {
   const path = o.controlSocket ?? `/run/vxtun/${o.device}.sock`;
   try {
-    const info = (await controlRequest(path, { cmd: 'info' })) as Record<string, unknown>;
+    // A vxtun node answers every field; the naive dataplane of the benchmarks answers a few of them.
+    const info = (await controlRequest(path, { cmd: 'info' })) as Partial<InfoReply>;
     const counters = (await controlRequest(path, { cmd: 'counters' })) as CounterSnapshot;
-    const routes = (await controlRequest(path, { cmd: 'routes' })) as Array<Record<string, unknown>>;
+    const routes = (await controlRequest(path, { cmd: 'routes' })) as RouteReply;
     if (o.json) {
       process.stdout.write(`${JSON.stringify({ info, counters, routes })}\n`);
       return 0;
     }
     const lines: string[] = [];
-    lines.push(`${String(info.device)}  subnet ${String(info.subnet)}  vtep ${String(info.vtepMac)}  vni ${String(info.vni)}  udp ${String(info.publicIp)}:${String(info.port)}  mtu ${String(info.mtu)}`);
-    const features = (info.features ?? {}) as Record<string, unknown>;
+    lines.push(`${String(info.device)}  subnet ${String(info.subnet)}  vtep ${String(info.vtepMac)}  vni ${info.vni === null ? '-' : String(info.vni)}  udp ${String(info.publicIp)}:${String(info.port)}  mtu ${String(info.mtu)}`);
+    const features = info.features ?? {};
     if (info.datapath !== undefined) {
       lines.push(`datapath ${String(info.datapath)}  workers ${String(features.workers ?? 1)}  source ports ${describeSourcePorts(features, Number(info.port))}`);
       lines.push(`offloads ${describeOffloads(features)}`);
-      const x = ((info.datapathCounters ?? {}) as { express?: Record<string, number> }).express;
+      const x = info.datapathCounters?.express;
       // Lone packets the addon forwarded without JS (idle traffic), and the wake-ups it handed to the pipeline.
       if (features.express === true && x !== undefined) {
         lines.push(`express tx ${x.TxPackets ?? 0} rx ${x.RxPackets ?? 0} packets   handed over ${x.OutHandedOver ?? 0} out ${x.InHandedOver ?? 0} in`);

@@ -73,7 +73,6 @@ export function requireRoot(): void {
   }
 }
 
-/** Checks everything `up` needs before touching the host; throws HostError with one line. */
 function describeFileType(st: Stats): string {
   if (st.isFile()) return 'a regular file';
   if (st.isDirectory()) return 'a directory';
@@ -99,19 +98,30 @@ export function controlSocketPathState(path: string): 'absent' | 'socket' {
   throw new HostError(`config: controlSocket: ${JSON.stringify(path)} is ${describeFileType(st)}, not a socket: refusing to replace it`, 2);
 }
 
-export function preflight(cfg: NodeConfig): Plan {
+/**
+ * What any node needs of the host before touching it: root, /dev/net/tun, a free device name, an
+ * interface that carries `publicIp`, and a control socket path that holds nothing of the operator's.
+ * Throws HostError with one line; returns the underlay.
+ */
+export function checkHost(deviceName: string, publicIp: string, controlSocket: string): Underlay {
   requireRoot();
-  controlSocketPathState(cfg.controlSocket);
+  controlSocketPathState(controlSocket);
   if (!existsSync('/dev/net/tun')) {
     throw new HostError('/dev/net/tun is missing: load the tun module (modprobe tun) or run where TUN devices are allowed', 1);
   }
-  if (existsSync(`/sys/class/net/${cfg.device.name}`)) {
-    throw new HostError(`config: device.name: "${cfg.device.name}" already exists on this host`, 2);
+  if (existsSync(`/sys/class/net/${deviceName}`)) {
+    throw new HostError(`config: device.name: "${deviceName}" already exists on this host`, 2);
   }
-  const underlay = findUnderlay(cfg.publicIp);
+  const underlay = findUnderlay(publicIp);
   if (!underlay) {
-    throw new HostError(`config: publicIp: "${cfg.publicIp}" is not an address of any interface on this host`, 2);
+    throw new HostError(`config: publicIp: "${publicIp}" is not an address of any interface on this host`, 2);
   }
+  return underlay;
+}
+
+/** Checks everything a static VXLAN node needs before touching the host; throws HostError with one line. */
+export function preflight(cfg: NodeConfig): Plan {
+  const underlay = checkHost(cfg.device.name, cfg.publicIp, cfg.controlSocket);
   const maxInnerSize = underlay.mtu - VXLAN_OVERHEAD_V4;
   return {
     underlay,

@@ -125,7 +125,7 @@ function addInto(s: CounterSnapshot, block: Float64Array): void {
   });
 }
 
-interface WireRoute {
+export interface WireRoute {
   family: 4 | 6;
   addr: number | Uint8Array;
   prefixLen: number;
@@ -143,6 +143,15 @@ function toWire(routes: readonly Route<Vtep>[]): WireRoute[] {
     vtepMac: Uint8Array.from(r.target.vtepMac),
     vni: r.target.vni,
   }));
+}
+
+/** The message a route table crosses to a worker in, and the table the worker makes of it. */
+export function routesMessage(table: RouteTable<Vtep>): { type: 'routes'; routes: WireRoute[] } {
+  return { type: 'routes', routes: toWire(table.routes) };
+}
+
+export function tableFromMessage(m: { routes: WireRoute[] }): RouteTable<Vtep> {
+  return new RouteTable(fromWire(m.routes));
 }
 
 function fromWire(routes: WireRoute[]): Route<Vtep>[] {
@@ -217,10 +226,10 @@ function runWorker(init: WorkerInit): void {
     // The pool's flag is the gate: the addon checks it before every packet, so a trace misses none.
     ...(init.express === true ? { express: { native, counters: new Float64Array(init.expressCounters), gate: observing } } : {}),
   });
-  engine.setRoutes(new RouteTable(fromWire(init.routes)));
+  engine.setRoutes(tableFromMessage(init));
   engine.start();
   parentPort!.on('message', (m: { type: 'routes'; routes: WireRoute[] } | { type: 'observing' } | { type: 'stop' }) => {
-    if (m.type === 'routes') engine!.setRoutes(new RouteTable(fromWire(m.routes)));
+    if (m.type === 'routes') engine!.setRoutes(tableFromMessage(m));
     // The flag changed: the engine's express tap drains on a timer while watched, even when no batch runs.
     else if (m.type === 'observing') before();
     else {
@@ -239,13 +248,28 @@ if (!isMainThread && (workerData as { vxtunWorker?: boolean } | null)?.vxtunWork
   runWorker(workerData as WorkerInit);
 }
 
+/** Anything that swaps in whole route tables: an engine, a worker pool. */
+export interface RouteFollower {
+  setRoutes(table: RouteTable<Vtep>): void;
+}
+
+/**
+ * Where a node's route tables come from (src/node/route-sink.ts): the current one, and every later
+ * one handed to each subscriber (at once on subscribing, too).
+ */
+export interface RouteFeed {
+  readonly current: RouteTable<Vtep>;
+  subscribe(follower: RouteFollower): void;
+}
+
 /**
  * Starts engines 1..count-1 of a node beside the caller's engine 0, each on a new queue of the
- * multi-queue TUN `tun.name` (opened like the first queue: `tun.features` are what that one got) and its own SO_REUSEPORT socket, and makes them follow `main`: a route
- * table swapped into it (reload, registry watch) reaches every worker too. Undefined when count is 1.
+ * multi-queue TUN `tun.name` (opened like the first queue: `tun.features` are what that one got) and
+ * its own SO_REUSEPORT socket, and subscribes them to `routes`, the feed the main engine follows too:
+ * a table published there (reload, registry watch) reaches every engine. Undefined when count is 1.
  */
 export async function startEngineWorkers(
-  main: { setRoutes(table: RouteTable<Vtep>): void; readonly routeTable: RouteTable<Vtep> },
+  routes: RouteFeed,
   count: number,
   req: { tun: { name: string; mtu: number; features: TunFeatures }; bind: WorkerSpec['bind']; engine: WorkerSpec['engine']; express?: boolean; inboundScheduling?: boolean },
 ): Promise<WorkerPool | undefined> {
@@ -260,17 +284,13 @@ export async function startEngineWorkers(
     for (const spec of specs) requireNative().close(spec.tun.fd);
     throw e;
   }
-  const pool = await WorkerPool.start(specs, main.routeTable.routes);
-  const setMain = main.setRoutes.bind(main);
-  main.setRoutes = (table) => {
-    setMain(table);
-    pool.setRoutes(table);
-  };
+  const pool = await WorkerPool.start(specs, routes.current.routes);
+  routes.subscribe(pool);
   return pool;
 }
 
 /** The worker threads of a node (the main thread's engine is not among them). */
-export class WorkerPool {
+export class WorkerPool implements RouteFollower {
   private observer: Observer | undefined;
 
   private constructor(
@@ -352,8 +372,8 @@ export class WorkerPool {
 
   /** Sends a new route table to every worker (each swaps it in at once). */
   setRoutes(table: RouteTable<Vtep>): void {
-    const routes = toWire(table.routes);
-    for (const w of this.workers) w.postMessage({ type: 'routes', routes });
+    const message = routesMessage(table);
+    for (const w of this.workers) w.postMessage(message);
   }
 
   /** `base` (the main thread's snapshot) plus every worker's published counters. */

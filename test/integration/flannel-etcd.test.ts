@@ -34,7 +34,7 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
     requirePrerequisites(['ip', 'bridge', 'ping', 'etcd', 'etcdctl', 'openssl', `${CNI_PATH}/bridge`, `${CNI_PATH}/host-local`]);
     await lab.init();
     await lab.putNetworkConfig(NETWORK, api);
-    // Node 3 with the native path's two scheduling switches off (registry mode has no datapath config).
+    // Node 3 with the native path's two scheduling switches off from the command line (they override the datapath section).
     for (let i = 1; i <= 3; i++) nodes.push(await lab.startNode(i, api, {}, i === 3 ? ['--no-express', '--no-batch-scheduling'] : []));
     await Promise.all(nodes.map((n) => n.vxtun.ready(60_000)));
     for (const n of nodes) subnets.push((await lab.info(n)).subnet);

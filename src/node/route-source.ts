@@ -1,0 +1,206 @@
+/**
+ * Where a node's network, subnet, backend and peer routes come from, and what SIGHUP re-reads.
+ *   static peers  the config file says everything; SIGHUP re-reads the file and swaps in its peers.
+ *   leases        flannel's rules (src/control/lease-manager.ts) over a registry: etcd (v3/v2) — the
+ *                 registry is the source of routes and SIGHUP changes nothing — or the file's peers
+ *                 kept as leases of a registry only this process sees, which SIGHUP re-reads.
+ * A source opens before the host changes (connecting, reading the network config and taking the
+ * lease may refuse); it starts publishing routes once the engines exist.
+ */
+import type { Logger } from 'pino';
+import { ConfigError, loadConfig, type NodeConfig, type PeerConfig } from '../control/config.js';
+import { loadFlannelNodeConfig, type FlannelNodeConfig } from '../control/flannel-node-config.js';
+import { parseNetworkConfig, encodeLeaseValue, subnetKey, type Cidr4, type FlannelNetworkConfig, type BackendType } from '../control/flannel.js';
+import { RegistryError, type SubnetRegistry, type StoredLease } from '../control/registry/registry.js';
+import { StaticRegistry } from '../control/registry/static.js';
+import { EtcdV3Registry } from '../control/registry/etcd-v3.js';
+import { EtcdV2Registry } from '../control/registry/etcd-v2.js';
+import { joinKey } from '../control/registry/etcd-common.js';
+import { LeaseManager } from '../control/lease-manager.js';
+import type { Route } from '../packet/routes.js';
+import { cidrToString } from '../packet/cidr.js';
+import type { UndoStack } from '../util/undo.js';
+import type { NodeSpec, LeasesSource } from './spec.js';
+import type { RouteSink } from './route-sink.js';
+
+export interface NetworkPlan {
+  network: Cidr4;
+  subnet: Cidr4;
+  backend: { type: BackendType; vni: number; port: number };
+}
+
+export type LeaseStats = LeaseManager['stats'];
+
+export interface RouteSource {
+  readonly plan: NetworkPlan;
+  /** Where routes come from, for `info` and the start-up log. */
+  readonly description: string;
+  /** The lease manager's counts; null where there is no lease (static peers). */
+  lease(): LeaseStats | null;
+  /** Publishes the first table into `sink` and every later one; `fatal` when the node must stop. */
+  start(sink: RouteSink, fatal: (err: Error) => void): void;
+  /** SIGHUP: re-read what can be re-read; never stops the node. */
+  reload(): void;
+}
+
+/** Start-up was cut short by SIGINT/SIGTERM while waiting for the registry. */
+export class StartAborted extends Error {}
+
+function peerRoutes(peers: readonly PeerConfig[]): Route[] {
+  return peers.map((p) => ({
+    prefix: p.subnet,
+    target: { endpoint: { address: p.publicIp, port: p.port }, vtepMac: p.vtepMac, vni: p.vni },
+  }));
+}
+
+export async function openRouteSource(spec: NodeSpec, env: { log: Logger; undo: UndoStack; aborted: () => boolean }): Promise<RouteSource> {
+  return spec.routes.kind === 'static-peers' ? staticPeers(spec.configPath, spec.routes.config, env.log) : await leases(spec.configPath, spec.routes, env);
+}
+
+function staticPeers(path: string, running: NodeConfig, log: Logger): RouteSource {
+  let sink: RouteSink | undefined;
+  return {
+    plan: { network: running.network, subnet: running.subnet, backend: running.backend },
+    description: 'static peers (config file)',
+    lease: () => null,
+    start(s) {
+      sink = s;
+      sink.publish(peerRoutes(running.peers));
+    },
+    // One atomic route-table swap; traffic keeps flowing. Anything else that changed needs a restart, and a broken file changes nothing.
+    reload() {
+      let next: NodeConfig;
+      try {
+        next = loadConfig(path);
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'reload refused: keeping the current peers');
+        return;
+      }
+      const { peers: _a, ...restNext } = next;
+      const { peers: _b, ...restRunning } = running;
+      if (JSON.stringify(restNext) !== JSON.stringify(restRunning)) log.warn('reload: only peers are reloaded; other changes need a restart');
+      sink?.publish(peerRoutes(next.peers));
+      log.info({ peers: next.peers.length }, 'reload: peers replaced');
+    },
+  };
+}
+
+/** The leases a static flannel config's peers stand for (they never expire). */
+function fileLeases(cfg: FlannelNodeConfig): StoredLease[] {
+  const type = cfg.backend.type ?? 'vxlan';
+  return (cfg.static?.peers ?? []).map((p) => ({
+    subnetKey: subnetKey(p.subnet),
+    value: encodeLeaseValue(p.publicIp, type === 'vxlan' ? { type, vni: cfg.backend.vni ?? 1, vtepMac: p.vtepMac! } : { type }),
+  }));
+}
+
+/** The registry this config names (etcd opening includes the TLS/reachability probe). */
+async function openRegistry(cfg: FlannelNodeConfig): Promise<SubnetRegistry> {
+  const r = cfg.registry;
+  if (!r) {
+    const s = cfg.static!;
+    const type = cfg.backend.type ?? 'vxlan';
+    const port = cfg.backend.port;
+    const networkConfig = JSON.stringify({ Network: cidrToString(s.network), SubnetLen: s.subnet.prefixLen, Backend: { Type: type, ...(cfg.backend.vni !== undefined ? { VNI: cfg.backend.vni } : {}), ...(port ? { Port: port } : {}) } });
+    return new StaticRegistry(networkConfig, fileLeases(cfg));
+  }
+  const settings = { endpoints: r.endpoints, prefix: r.prefix, ...(r.tls ? { tls: r.tls } : {}) };
+  return r.api === 'v2' ? EtcdV2Registry.open(settings) : EtcdV3Registry.open(settings);
+}
+
+/** Runs `fn` until it succeeds; transient RegistryErrors are retried with backoff until the deadline. */
+async function retrying<T>(what: string, fn: () => Promise<T>, env: { log: Logger; aborted: () => boolean }, since: number, deadline: number): Promise<T> {
+  let backoff = 500;
+  for (;;) {
+    if (env.aborted()) throw new StartAborted();
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof RegistryError) || !err.transient) throw err;
+      if (Date.now() + backoff > deadline) {
+        throw new RegistryError(`${err.message} (gave up after ${Math.round((deadline - since) / 1000)} s)`, false, err.field);
+      }
+      env.log.warn({ err: err.message, retryInMs: backoff }, `${what}: registry unreachable, retrying`);
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 5000);
+    }
+  }
+}
+
+async function leases(path: string, src: LeasesSource, env: { log: Logger; undo: UndoStack; aborted: () => boolean }): Promise<RouteSource> {
+  const { config: cfg } = src;
+  const { log } = env;
+  const since = Date.now();
+  const deadline = cfg.registry?.startupTimeoutSeconds !== undefined ? since + cfg.registry.startupTimeoutSeconds * 1000 : Infinity;
+  const registry = await retrying('connect', () => openRegistry(cfg), env, since, deadline);
+  env.undo.push(() => registry.close());
+  const where = cfg.registry ? joinKey(cfg.registry.prefix, 'config') : 'network';
+  const network: FlannelNetworkConfig = parseNetworkConfig(await retrying('read network config', () => registry.getNetworkConfig(), env, since, deadline), where);
+  if (cfg.backend.type !== undefined && cfg.backend.type !== network.backend.type) {
+    throw new ConfigError(`config: backend.type: "${cfg.backend.type}" but ${where} says Backend.Type "${network.backend.type}"`);
+  }
+  for (const k of ['port', 'vni'] as const) {
+    const mine = cfg.backend[k];
+    if (mine !== undefined && mine !== network.backend[k]) {
+      throw new ConfigError(`config: backend.${k}: ${mine} but ${where} says Backend.${k === 'port' ? 'Port' : 'VNI'} ${network.backend[k]}`);
+    }
+  }
+  const backend = network.backend;
+  const manager = new LeaseManager({
+    registry,
+    network,
+    publicIp: cfg.publicIp,
+    leaseValue: encodeLeaseValue(cfg.publicIp, backend.type === 'vxlan' ? { type: 'vxlan', vni: backend.vni, vtepMac: cfg.backend.vtepMac } : { type: 'udp' }),
+    ...(cfg.static ? { preferredSubnet: cfg.static.subnet } : {}),
+    ...(cfg.registry?.leaseTtlSeconds !== undefined ? { ttlSeconds: cfg.registry.leaseTtlSeconds } : {}),
+    ...(cfg.registry?.renewMarginSeconds !== undefined ? { renewMarginSeconds: cfg.registry.renewMarginSeconds } : {}),
+    log,
+  });
+  await retrying('acquire lease', () => manager.acquire(), env, since, deadline);
+  const subnet = manager.subnet;
+  let fileSeed = fileLeases(cfg);
+  return {
+    plan: { network: network.network, subnet, backend },
+    description: registry.description,
+    lease: () => manager.stats,
+    start(sink, fatal) {
+      sink.publish(manager.routes);
+      manager.on('routes', (routes) => {
+        sink.publish(routes);
+        log.info({ peers: routes.map((r) => `${cidrToString(r.prefix)}@${r.target.endpoint.address}`) }, 'routes updated');
+      });
+      manager.on('fatal', (err) => {
+        log.error({ err: err.message }, 'lease lost for good; stopping');
+        fatal(err);
+      });
+      env.undo.push(() => manager.stop());
+      manager.start();
+    },
+    reload() {
+      if (!(registry instanceof StaticRegistry)) {
+        log.info({ registry: registry.description }, 'SIGHUP: the registry is the source of routes; nothing to reload, still running');
+        return;
+      }
+      // The file's peers are leases of a registry only we see: the changed ones are put again, the lease manager's watch swaps the table.
+      let next: FlannelNodeConfig | undefined;
+      try {
+        next = loadFlannelNodeConfig(path, { ipMasq: cfg.ipMasq });
+        if (!next?.static) throw new ConfigError('config: registry: a running node cannot change where its routes come from');
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'reload refused: keeping the current peers');
+        return;
+      }
+      const { static: s, ...restNext } = next;
+      const { static: r, ...restRunning } = cfg;
+      if (JSON.stringify(restNext) !== JSON.stringify(restRunning) || cidrToString(s.network) !== cidrToString(r!.network) || cidrToString(s.subnet) !== cidrToString(r!.subnet)) {
+        log.warn('reload: only peers are reloaded; other changes need a restart');
+      }
+      const own = subnetKey(subnet);
+      const wanted = new Map(fileLeases(next).filter((l) => l.subnetKey !== own).map((l) => [l.subnetKey, l.value]));
+      for (const l of fileSeed) if (wanted.get(l.subnetKey) !== l.value) registry.remove(l.subnetKey);
+      for (const [key, value] of wanted) void registry.createLease(key, value, Infinity);
+      fileSeed = [...wanted].map(([subnetKey, value]) => ({ subnetKey, value }));
+      log.info({ peers: wanted.size }, 'reload: peers replaced');
+    },
+  };
+}
