@@ -97,6 +97,9 @@ struct Express {
   std::mutex mu;
   std::vector<int32_t> trie;  // the engine's IPv4 trie (routes.ts): 0 none, k > 0 peer k - 1, ~c chunk c
   std::vector<Peer> peers;
+  // A strong reference to every typed array a pointer above points into, released by Finalize: the
+  // caller need not keep them, and the collector cannot free memory this path still reads or writes.
+  std::vector<napi_ref> held;
 };
 
 const napi_type_tag kExpressTag = {0x76787475'6e657870ULL, 0x3b5e'91c4'27d8'0f16ULL};
@@ -265,7 +268,10 @@ int OnUdpReadable(Express* x) {
   return got;
 }
 
-void Finalize(Napi::Env /*env*/, Express* x) { delete x; }
+void Finalize(Napi::Env env, Express* x) {
+  for (napi_ref r : x->held) napi_delete_reference(env, r);
+  delete x;
+}
 
 Express* Unwrap(Napi::Env env, napi_value v, const char* fn) {
   if (!ExpressTag(env, v)) {
@@ -275,8 +281,9 @@ Express* Unwrap(Napi::Env env, napi_value v, const char* fn) {
   return Napi::External<Express>(env, v).Data();
 }
 
+// The typed array o[key] of type `want`: its data and length, held by x (see Express::held).
 template <typename T>
-bool Typed(Napi::Env env, Napi::Object o, const char* key, napi_typedarray_type want, T** out, size_t* len, bool optional = false) {
+bool Typed(Napi::Env env, Express* x, Napi::Object o, const char* key, napi_typedarray_type want, T** out, size_t* len, bool optional = false) {
   Napi::Value v = o.Get(key);
   if (optional && v.IsUndefined()) {
     *out = nullptr;
@@ -285,7 +292,9 @@ bool Typed(Napi::Env env, Napi::Object o, const char* key, napi_typedarray_type 
   }
   napi_typedarray_type type;
   void* p = nullptr;
-  if (TypedArrayOf(env, v, &type, &p, len) && type == want) {
+  napi_ref held = nullptr;
+  if (TypedArrayOf(env, v, &type, &p, len) && type == want && napi_create_reference(env, v, 1, &held) == napi_ok) {
+    x->held.push_back(held);
     *out = static_cast<T*>(p);
     return true;
   }
@@ -318,14 +327,22 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   }
   Napi::Object o = info[0].As<Napi::Object>();
   auto x = std::make_unique<Express>();
+  // On a refusal, the references taken so far go with x (on success x is released to the handle).
+  struct DropHeld {
+    napi_env env;
+    std::unique_ptr<Express>& x;
+    ~DropHeld() {
+      if (x) for (napi_ref r : x->held) napi_delete_reference(env, r);
+    }
+  } dropHeld{env, x};
   int64_t v = 0;
   size_t len = 0;
   if (!Int(env, o, "tunFd", 0, INT_MAX, &v)) return env.Undefined();
   x->tunFd = static_cast<int>(v);
   x->vnetHdr = o.Get("vnetHdr").ToBoolean().Value();
-  if (!Typed(env, o, "scratch", napi_uint8_array, &x->scratch, &x->scratchLen, true)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "scratch", napi_uint8_array, &x->scratch, &x->scratchLen, true)) return env.Undefined();
   int32_t* state;
-  if (!Typed(env, o, "state", napi_int32_array, &state, &len, true)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "state", napi_int32_array, &state, &len, true)) return env.Undefined();
   x->state = state;
   if (state != nullptr && len < 3) {
     ThrowRange(env, "expressOpen: state needs 3 entries (the offload reader's two and the busy hint)");
@@ -333,7 +350,7 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   }
   // Outbound needs the offload reader's scratch: that is where a packet not for us is handed over.
   x->outbound = x->vnetHdr && x->scratch != nullptr && x->state != nullptr && x->scratchLen >= kVnetHdrLen + 40 + 65535;
-  if (!Typed(env, o, "tunCounters", napi_float64_array, &x->tunCtr, &len)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "tunCounters", napi_float64_array, &x->tunCtr, &len)) return env.Undefined();
   if (len < kTunCounterCount) {
     ThrowRange(env, "expressOpen: tunCounters too short");
     return env.Undefined();
@@ -342,24 +359,24 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   x->udpFd = static_cast<int>(v);
   int32_t* fds;
   size_t nfds = 0;
-  if (!Typed(env, o, "sendFds", napi_int32_array, &fds, &nfds)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "sendFds", napi_int32_array, &fds, &nfds)) return env.Undefined();
   if (nfds == 0) x->sendFds.push_back(x->udpFd);
   for (size_t i = 0; i < nfds; i++) x->sendFds.push_back(fds[i]);
   size_t arenaLen = 0;
-  if (!Typed(env, o, "arena", napi_uint8_array, &x->arena, &arenaLen)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "arena", napi_uint8_array, &x->arena, &arenaLen)) return env.Undefined();
   if (!Int(env, o, "slotSize", 1, INT_MAX, &v)) return env.Undefined();
   x->slotSize = static_cast<size_t>(v);
   if (!Int(env, o, "batch", 1, 256, &v)) return env.Undefined();
   x->batch = static_cast<size_t>(v);
   size_t ls, la, lp, lg;
-  if (!Typed(env, o, "sizes", napi_int32_array, &x->sizes, &ls) || !Typed(env, o, "addrs", napi_uint32_array, &x->addrs, &la) ||
-      !Typed(env, o, "ports", napi_uint16_array, &x->ports, &lp) || !Typed(env, o, "gsoSizes", napi_int32_array, &x->gsoSizes, &lg, true))
+  if (!Typed(env, x.get(), o, "sizes", napi_int32_array, &x->sizes, &ls) || !Typed(env, x.get(), o, "addrs", napi_uint32_array, &x->addrs, &la) ||
+      !Typed(env, x.get(), o, "ports", napi_uint16_array, &x->ports, &lp) || !Typed(env, x.get(), o, "gsoSizes", napi_int32_array, &x->gsoSizes, &lg, true))
     return env.Undefined();
   if (arenaLen < x->batch * x->slotSize || ls < x->batch || la < x->batch || lp < x->batch || (x->gsoSizes != nullptr && lg < x->batch)) {
     ThrowRange(env, "expressOpen: arena or result arrays smaller than batch slots");
     return env.Undefined();
   }
-  if (!Typed(env, o, "udpCounters", napi_float64_array, &x->udpCtr, &len)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "udpCounters", napi_float64_array, &x->udpCtr, &len)) return env.Undefined();
   if (len < kUdpCounterCount) {
     ThrowRange(env, "expressOpen: udpCounters too short");
     return env.Undefined();
@@ -367,7 +384,7 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   if (!Int(env, o, "vni", 0, 0xffffff, &v)) return env.Undefined();
   x->vni = static_cast<uint32_t>(v);
   uint8_t* mac;
-  if (!Typed(env, o, "vtepMac", napi_uint8_array, &mac, &len)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "vtepMac", napi_uint8_array, &mac, &len)) return env.Undefined();
   if (len != 6) {
     ThrowRange(env, "expressOpen: vtepMac must be 6 bytes");
     return env.Undefined();
@@ -379,13 +396,13 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   x->readRoom = static_cast<size_t>(v);
   if (!Int(env, o, "tunMtu", 68, 65535, &v)) return env.Undefined();
   x->tunMtu = static_cast<size_t>(v);
-  if (!Typed(env, o, "counters", napi_float64_array, &x->ctr, &len)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "counters", napi_float64_array, &x->ctr, &len)) return env.Undefined();
   if (len < kExpressCounterCount) {
     ThrowRange(env, "expressOpen: counters needs " + std::to_string(kExpressCounterCount) + " entries");
     return env.Undefined();
   }
   int32_t* gate;
-  if (!Typed(env, o, "gate", napi_int32_array, &gate, &len)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "gate", napi_int32_array, &gate, &len)) return env.Undefined();
   if (len < 1) {
     ThrowRange(env, "expressOpen: gate needs 1 entry");
     return env.Undefined();
