@@ -20,7 +20,7 @@
 //               a TCP/UDP checksum that verifies (partial or bad ones are the JS pipeline's to judge)
 //            -> writev(zero virtio header, inner packet) -> counted
 //            -> anything else: JS runs with the batch already read (its count passed to the callback).
-// Counters: Float64Array, layout ExpressCounter (mirrored in src/datapath/express.ts).
+// Counters: Float64Array, layout ExpressCounter (counters.def).
 #include "common.h"
 #include "datapath.h"
 #include "checksum.h"
@@ -37,21 +37,6 @@
 namespace vxtun {
 
 namespace {
-
-enum ExpressCounter {
-  kTxPackets = 0,      // inner packets sent by the express path
-  kTxBytes = 1,        // their inner bytes (as the engine counts tx)
-  kRxPackets = 2,      // inner packets written into the TUN by it
-  kRxBytes = 3,
-  kSendFailed = 4,     // a send the kernel refused (the engine's send-failed drop)
-  kTunWriteFailed = 5, // a TUN write the kernel refused (the engine's tun-write-failed drop)
-  kOutHandedOver = 6,  // TUN reads handed to the JS pipeline (not lone, or not for this path)
-  kInHandedOver = 7,   // UDP batches handed to the JS pipeline
-  kThreadPasses = 8,   // wake-ups served on the express thread (poll.cc), the event loop left asleep
-  kLoopHandovers = 9,  // times that thread handed both descriptors to the event loop
-  kThreadResumes = 10, // times the event loop handed them back (a quiet pass on each side)
-  kExpressCounterCount = 11,
-};
 
 constexpr size_t kHeaderLen = 22;  // VXLAN 8 + inner Ethernet 14
 constexpr size_t kPeerRecord = kHeaderLen + 4 + 2;  // header template, IPv4 address, port (0: not for us)
@@ -491,7 +476,6 @@ void InitExpress(Napi::Env env, Napi::Object exports) {
   exports.Set("expressOpen", Napi::Function::New(env, ExpressOpen, "expressOpen"));
   exports.Set("expressRoutes", Napi::Function::New(env, ExpressRoutes, "expressRoutes"));
   exports.Set("expressStop", Napi::Function::New(env, ExpressStop, "expressStop"));
-  exports.Set("expressCounterCount", Napi::Number::New(env, kExpressCounterCount));
 }
 
 }  // namespace vxtun

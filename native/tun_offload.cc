@@ -10,7 +10,7 @@
 //          one TCP flow's segments, or with USO of one UDP flow's datagrams, as one super-packet the
 //          kernel splits back into the same packets; or the header the caller built for a packet (a
 //          kernel peer's TCP super-packet written whole).
-// Counters (Float64Array, layout TunCounter, mirrored in src/io/tun-linux.ts).
+// Counters (Float64Array, layout TunCounter: counters.def).
 #include "checksum.h"
 #include "common.h"
 #include "datapath.h"
@@ -604,7 +604,6 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
 void InitTunOffload(Napi::Env env, Napi::Object exports) {
   exports.Set("tunReadOffload", Napi::Function::New(env, TunReadOffload, "tunReadOffload"));
   exports.Set("tunWriteOffload", Napi::Function::New(env, TunWriteOffload, "tunWriteOffload"));
-  exports.Set("tunCounterCount", Napi::Number::New(env, kTunCounterCount));
 }
 
 }  // namespace vxtun

@@ -31,7 +31,7 @@ import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
 import type { InboundScheduling } from './inbound-scheduling.js';
 import { onesSum, type OnesSumFn } from '../packet/wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from '../packet/encap.js';
-import { compileExpressRoutes, EXPRESS_COUNTER_COUNT, expressThreadWanted } from './express.js';
+import { addExpressCounters, compileExpressRoutes, EXPRESS_COUNTER_COUNT, expressThreadWanted } from './express.js';
 import type { NativeAddon } from '../io/addon.js';
 import type { Observer } from './observe.js';
 
@@ -136,7 +136,7 @@ export class Engine extends Pipeline {
             thread: this.expressThread,
           });
           this.compileExpress();
-          this.counters.express = counters;
+          this.counters.attachExpress(counters, addExpressCounters);
         } catch (e) {
           // Parameters outside what the addon takes (e.g. an MTU past 65535): everything takes the
           // pipeline, as with express off; expressActive says so, expressError why (logged by up).

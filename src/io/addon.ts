@@ -52,7 +52,7 @@ export interface ExpressOptions {
   /** Bytes a read buffer of the pipeline takes after the headroom: a longer packet is cut there (and then dropped). */
   readRoom: number;
   tunMtu: number;
-  /** Layout ExpressCounter (src/datapath/express.ts). */
+  /** Layout ExpressCounter (src/io/counter-layouts.ts). */
   counters: Float64Array;
   /** gate[0] != 0: someone watches, everything goes to the JS pipeline. */
   gate: Int32Array;
@@ -105,7 +105,7 @@ export interface NativeAddon {
    * plain IP packets at `offset` — TCP and UDP (USO) super-packets segmented at gso_size, unfinished checksums finished.
    * scratch ≥ 65585 bytes (a virtio header, an IPv6 header and a 65535-byte payload) and state (Int32Array(2) at least: [length, next segment]) keep a super-packet that did not fit for the next call;
    * state [length, -1] is a raw read the express path left in scratch (LinuxTun's state has a third entry, the express path's busy hint).
-   * Counters: see TunCounter in src/io/tun-linux.ts.
+   * Counters: layout TunCounter (src/io/counter-layouts.ts).
    */
   tunReadOffload(fd: number, scratch: Uint8Array, state: Int32Array, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;
   /**
@@ -116,7 +116,6 @@ export interface NativeAddon {
    * `refused` (a byte per packet): set to 1 for each packet that did not go in, as in writeBatch.
    */
   tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: number, headers?: Uint8Array, refused?: Uint8Array): number;
-  readonly tunCounterCount: number;
   /** MTU, then address + netmask, then up, through ioctls on an AF_INET socket. */
   linkConfigure(name: string, opts: LinkOptions): void;
   /** IPv4 route `dst/prefixLen dev <dev>` (SIOCADDRT, RTF_UP, no gateway). Throws code 'EEXIST' if present. */
@@ -154,7 +153,6 @@ export interface NativeAddon {
   expressRoutes(handle: ExpressHandle, trie: Int32Array, peers: Uint8Array): void;
   /** From now on everything goes to the JS pipeline. Idempotent. */
   expressStop(handle: ExpressHandle): void;
-  readonly expressCounterCount: number;
   /**
    * SCHED_BATCH (true) or SCHED_OTHER (false), priority 0, for every thread of the process that runs
    * either (/proc/self/task; threads created later inherit it). Returns how many were set. See native/sched.cc.
@@ -193,7 +191,7 @@ export interface NativeAddon {
   /**
    * recvmmsg (MSG_DONTWAIT) of up to maxCount (≤ 256) datagrams, datagram i into arena[i * slotSize]:
    * sizes[i], addrs[i] (host order), ports[i]. Returns the count; 0 when nothing waits. Oversized
-   * datagrams are dropped and counted. Counters: see UdpCounter in src/io/bind-native.ts. With `gsoSizes`,
+   * datagrams are dropped and counted. Counters: layout UdpCounter (src/io/counter-layouts.ts). With `gsoSizes`,
    * a UDP_GRO socket's coalesced message i reports its datagram size there (0 = one datagram).
    */
   udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array, gsoSizes?: Int32Array): number;
@@ -204,8 +202,8 @@ export interface NativeAddon {
    * on a send error (counted instead).
    */
   udpSendBatch(fd: number | Int32Array, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, addr: number, port: number, gso: boolean, counters: Float64Array): number;
-  /** Length the counters Float64Array must have at least. */
-  readonly udpCounterCount: number;
+  /** The names of each counter block in index order (native/counters.def); see src/io/counter-layouts.ts. */
+  readonly counterNames: { readonly tun: readonly string[]; readonly udp: readonly string[]; readonly express: readonly string[] };
 }
 
 const ADDON_RELATIVE = join('build', 'Release', 'vxtun_native.node');
@@ -249,6 +247,14 @@ function disabled(): boolean {
 export function loadNative(): NativeAddon | undefined {
   if (disabled()) return undefined;
   return load().addon;
+}
+
+/**
+ * The addon's counter names (counterNames), whether or not VXTUN_NO_NATIVE=1 keeps the addon out of the
+ * data path: the layouts are the addon's whenever it is built. Undefined when it is not (or predates them).
+ */
+export function addonCounterNames(): NativeAddon['counterNames'] | undefined {
+  return load().addon?.counterNames;
 }
 
 /** The addon, or a one-line Error saying why it is unavailable. */

@@ -161,7 +161,7 @@ class LinuxTun implements LinuxTunDevice {
   ) {
     this.#fd = fd;
     this.coalesce = process.env.VXTUN_NO_TUN_COALESCE === '1' ? 0 : TunCoalesce.Tcp | (features.uso ? TunCoalesce.Udp : 0);
-    this.offloadCounters = counters ?? new Float64Array(native.tunCounterCount ?? TUN_COUNTER_COUNT);
+    this.offloadCounters = counters ?? new Float64Array(TUN_COUNTER_COUNT);
     if (features.vnetHdr && offloadIn === 'ts') {
       this.tsReader = new TunOffloadReader((bufs, offset, sizes) => native.readBatch(this.#fd, bufs, offset, sizes), this.offloadCounters);
       this.tsWriter = new TunOffloadWriter((bufs, sizes, offset, count, refused) => native.writeBatch(this.#fd, bufs, sizes, offset, count, refused), this.offloadCounters, this.coalesce !== 0);

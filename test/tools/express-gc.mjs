@@ -48,7 +48,7 @@ function openExpress(counters) {
     vnetHdr: tun.vnetHdr === true,
     scratch: new Uint8Array(65545 + 64),
     state: new Int32Array(3),
-    tunCounters: new Float64Array(native.tunCounterCount),
+    tunCounters: new Float64Array(native.counterNames.tun.length),
     udpFd: bind.fd,
     sendFds: new Int32Array(0),
     arena: new Uint8Array(64 * 2048),
@@ -58,7 +58,7 @@ function openExpress(counters) {
     addrs: new Uint32Array(64),
     ports: new Uint16Array(64),
     gsoSizes: new Int32Array(64),
-    udpCounters: new Float64Array(native.udpCounterCount),
+    udpCounters: new Float64Array(native.counterNames.udp.length),
     vni: VNI,
     vtepMac: Uint8Array.from(VTEP_MAC),
     maxInnerSize: 1400,
@@ -111,7 +111,7 @@ function vxlanIn(inner) {
   return Buffer.concat([h, inner]);
 }
 
-const counters = new Float64Array(native.expressCounterCount);
+const counters = new Float64Array(native.counterNames.express.length);
 const handle = openExpress(counters);
 routes(handle);
 const polls = [native.pollStart(tun.fd, onHandOver, handle, 0), native.pollStart(bind.fd, onHandOver, handle, 1)];

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireNative } from '../../src/io/addon.js';
 import { TunCoalesce, TunCounter } from '../../src/io/tun-linux.js';
+import { TUN_COUNTER_COUNT } from '../../src/io/counter-layouts.js';
 import { emitIpv4, ipv4FromString, ipv4PseudoHeaderSum } from '../../src/packet/wire/ipv4.js';
 import { emitIpv6, ipv6FromString, ipv6PseudoHeaderSum } from '../../src/packet/wire/ipv6.js';
 import { emitUdp } from '../../src/packet/wire/udp.js';
@@ -102,7 +103,7 @@ interface Written {
 
 /** Writes copies of the packets and parses what reached the "TUN". */
 function write(pkts: Buffer[], coalesce: number = TunCoalesce.Tcp | TunCoalesce.Udp): Written {
-  const counters = new Float64Array(native.tunCounterCount);
+  const counters = new Float64Array(TUN_COUNTER_COUNT);
   const bufs = pkts.map((p) => Buffer.from(p));
   const written = native.tunWriteOffload(fd, bufs, Int32Array.from(bufs.map((b) => b.length)), 0, bufs.length, counters, coalesce);
   const chunks: Buffer[] = [];
@@ -126,7 +127,7 @@ function read(hdr: VirtioNetHdrRepr, pkt: Buffer, slots = 64): { pkts: Buffer[];
   const h = Buffer.alloc(VIRTIO_NET_HDR_LEN);
   emitVirtioNetHdr(hdr, h, 0);
   writeSync(fd, Buffer.concat([h, pkt]));
-  const counters = new Float64Array(native.tunCounterCount);
+  const counters = new Float64Array(TUN_COUNTER_COUNT);
   const scratch = Buffer.alloc(65545 + 64);
   const state = new Int32Array(2);
   const bufs = Array.from({ length: slots }, () => Buffer.alloc(2048));
