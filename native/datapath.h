@@ -55,10 +55,6 @@ inline void Put32(uint8_t* p, uint32_t v) {
   p[3] = static_cast<uint8_t>(v);
 }
 
-// tunReadOffload's state[1] when state[0] holds the length of a raw read (header and packet in
-// scratch, not looked at yet) that the express path made and handed over (express.cc).
-constexpr int32_t kStateRawRead = -1;
-
 // Finishes a CHECKSUM_PARTIAL packet: the field at start + offset holds the pseudo-header sum,
 // the checksum covers [start, len). Returns false if the fields point outside the packet.
 bool FinishChecksum(uint8_t* p, size_t len, size_t start, size_t offset);

@@ -24,6 +24,7 @@
 #include "common.h"
 #include "datapath.h"
 #include "checksum.h"
+#include "tun_queue.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -48,7 +49,7 @@ struct Peer {
 };
 
 struct Express {
-  // TUN side (a queue opened with IFF_VNET_HDR, read as tunReadOffload reads it).
+  // TUN side (a queue opened with IFF_VNET_HDR, read as tunQueueRead reads it): the TunQueue's descriptor, scratch and state.
   int tunFd = -1;
   uint8_t* scratch = nullptr;
   size_t scratchLen = 0;
@@ -298,12 +299,12 @@ bool Int(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi,
   return true;
 }
 
-// expressOpen({ tunFd, vnetHdr, scratch?, state?, tunCounters, udpFd, sendFds: Int32Array, arena, slotSize,
+// expressOpen({ tunQueue, tunCounters, udpFd, sendFds: Int32Array, arena, slotSize,
 //               batch, sizes, addrs, ports, gsoSizes?, udpCounters, vni, vtepMac, maxInnerSize, readRoom, tunMtu,
 //               counters, gate: Int32Array, thread? }): handle
 // `thread`: the polls fed by this path wait on a thread of their own while traffic is idle (poll.cc).
-// The buffers stay owned by JS (the TUN device and the bind), which keep them for as long as their
-// polls run; the express path is only ever entered from those polls (pollStart's `express`).
+// The path holds a reference to the queue and to every typed array it points into (Express::held),
+// so it never outlives them; it is only ever entered from the polls it feeds (pollStart's `express`).
 Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) {
@@ -322,19 +323,19 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   } dropHeld{env, x};
   int64_t v = 0;
   size_t len = 0;
-  if (!Int(env, o, "tunFd", 0, INT_MAX, &v)) return env.Undefined();
-  x->tunFd = static_cast<int>(v);
-  x->vnetHdr = o.Get("vnetHdr").ToBoolean().Value();
-  if (!Typed(env, x.get(), o, "scratch", napi_uint8_array, &x->scratch, &x->scratchLen, true)) return env.Undefined();
-  int32_t* state;
-  if (!Typed(env, x.get(), o, "state", napi_int32_array, &state, &len, true)) return env.Undefined();
-  x->state = state;
-  if (state != nullptr && len < 3) {
-    ThrowRange(env, "expressOpen: state needs 3 entries (the offload reader's two and the busy hint)");
-    return env.Undefined();
-  }
-  // Outbound needs the offload reader's scratch: that is where a packet not for us is handed over.
-  x->outbound = x->vnetHdr && x->scratch != nullptr && x->state != nullptr && x->scratchLen >= kVnetHdrLen + 40 + 65535;
+  // The TUN queue (tunQueueOpen): its descriptor, and the offload reader's scratch and state, where
+  // a packet not for us is handed over — held like the typed arrays below.
+  Napi::Value queue = o.Get("tunQueue");
+  TunQueue* q = TunQueueOf(env, queue, "expressOpen: tunQueue");
+  napi_ref heldQueue = nullptr;
+  if (q == nullptr || napi_create_reference(env, queue, 1, &heldQueue) != napi_ok) return env.Undefined();
+  x->held.push_back(heldQueue);
+  x->tunFd = q->fd;
+  x->vnetHdr = q->vnetHdr;
+  x->scratch = q->scratch.empty() ? nullptr : q->scratch.data();
+  x->scratchLen = q->scratch.size();
+  x->state = q->state;
+  x->outbound = x->vnetHdr && x->scratch != nullptr && x->scratchLen >= kVnetHdrLen + 40 + 65535;
   if (!Typed(env, x.get(), o, "tunCounters", napi_float64_array, &x->tunCtr, &len)) return env.Undefined();
   if (len < kTunCounterCount) {
     ThrowRange(env, "expressOpen: tunCounters too short");

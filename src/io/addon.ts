@@ -16,6 +16,11 @@ declare const pollHandleBrand: unique symbol;
 export interface PollHandle {
   readonly [pollHandleBrand]: true;
 }
+declare const tunQueueBrand: unique symbol;
+/** Opaque handle returned by tunQueueOpen: a TUN queue whose read scratch and state live in the addon. */
+export interface TunQueueHandle {
+  readonly [tunQueueBrand]: true;
+}
 declare const expressHandleBrand: unique symbol;
 /** Opaque handle returned by expressOpen (native/express.cc). */
 export interface ExpressHandle {
@@ -23,17 +28,14 @@ export interface ExpressHandle {
 }
 
 /** The TUN queue's part of ExpressOptions (LinuxTunDevice.expressSide). */
-export type ExpressTunSide = Pick<ExpressOptions, 'tunFd' | 'vnetHdr' | 'scratch' | 'state' | 'tunCounters'>;
+export type ExpressTunSide = Pick<ExpressOptions, 'tunQueue' | 'tunCounters'>;
 /** The bind's part of ExpressOptions (NativeBind.expressSide). */
 export type ExpressUdpSide = Pick<ExpressOptions, 'udpFd' | 'sendFds' | 'arena' | 'slotSize' | 'batch' | 'sizes' | 'addrs' | 'ports' | 'gsoSizes' | 'udpCounters'>;
 
 /** What expressOpen takes: the TUN queue's and the bind's descriptors and buffers, and the engine's parameters. */
 export interface ExpressOptions {
-  tunFd: number;
-  vnetHdr: boolean;
-  /** The offload reader's scratch and state (outbound express needs them: a packet not for it is handed over there). */
-  scratch?: Uint8Array;
-  state?: Int32Array;
+  /** The TUN queue (its descriptor; with vnetHdr, the offload reader's scratch, where outbound hands a packet not for it over). */
+  tunQueue: TunQueueHandle;
   tunCounters: Float64Array;
   udpFd: number;
   /** The flow-hashed source-port pool (empty: send from udpFd). */
@@ -101,13 +103,19 @@ export interface NativeAddon {
    */
   tunOpen(name: string, opts?: { offload?: boolean; uso?: boolean; multiQueue?: boolean }): { fd: number; name: string; vnetHdr?: boolean; offload?: boolean; uso?: boolean };
   /**
-   * For a TUN opened with offload (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
+   * A TUN queue as the addon reads it (native/tun_queue.h): the descriptor (still the caller's to close) and,
+   * with `vnetHdr`, a 65585-byte scratch and the state of what is kept there, both inside the addon.
+   */
+  tunQueueOpen(fd: number, vnetHdr: boolean): TunQueueHandle;
+  /**
+   * For a queue opened with vnetHdr (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
    * plain IP packets at `offset` — TCP and UDP (USO) super-packets segmented at gso_size, unfinished checksums finished.
-   * scratch ≥ 65585 bytes (a virtio header, an IPv6 header and a 65535-byte payload) and state (Int32Array(2) at least: [length, next segment]) keep a super-packet that did not fit for the next call;
-   * state [length, -1] is a raw read the express path left in scratch (LinuxTun's state has a third entry, the express path's busy hint).
+   * A super-packet that did not fit, or a read the express path handed over, waits in the queue for the next call.
    * Counters: layout TunCounter (src/io/counter-layouts.ts).
    */
-  tunReadOffload(fd: number, scratch: Uint8Array, state: Int32Array, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;
+  tunQueueRead(queue: TunQueueHandle, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;
+  /** Whether packets wait in the queue's scratch, which epoll does not report: the reader must come back for them. */
+  tunQueuePending(queue: TunQueueHandle): boolean;
   /**
    * For a TUN opened with offload: writev of a virtio_net_hdr + each packet; rules as writeBatch. `coalesce`
    * (TunCoalesce bits): consecutive segments of one TCP flow (Tcp), datagrams of one UDP flow (Udp, needs

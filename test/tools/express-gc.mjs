@@ -44,10 +44,7 @@ const onHandOver = () => {
 // Every buffer the addon keeps a pointer into is made here and not kept by anyone in JS.
 function openExpress(counters) {
   return native.expressOpen({
-    tunFd: tun.fd,
-    vnetHdr: tun.vnetHdr === true,
-    scratch: new Uint8Array(65545 + 64),
-    state: new Int32Array(3),
+    tunQueue: native.tunQueueOpen(tun.fd, tun.vnetHdr === true),
     tunCounters: new Float64Array(native.counterNames.tun.length),
     udpFd: bind.fd,
     sendFds: new Int32Array(0),
