@@ -32,7 +32,8 @@ import type { InboundScheduling } from './inbound-scheduling.js';
 import { onesSum, type OnesSumFn } from '../packet/wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from '../packet/encap.js';
 import { addExpressCounters, compileExpressRoutes, EXPRESS_COUNTER_COUNT, expressThreadWanted } from './express.js';
-import type { NativeAddon } from '../io/addon.js';
+import type { ExpressHandle, NativeAddon } from '../io/addon.js';
+import { expressBindOf, expressTunOf } from '../io/express-sides.js';
 import type { Observer } from './observe.js';
 
 export { HEADROOM };
@@ -102,6 +103,9 @@ export class Engine extends Pipeline {
   /** gate[0] != 0 keeps the express path out (a trace watches); set here unless the caller owns it (a worker's pool). */
   private readonly expressGate: Int32Array;
 
+  /** The addon's express path for lone packets, opened at start when asked for and both devices take part. */
+  private expressHandle: ExpressHandle | undefined;
+
   /** Why the express path was asked for but does not run (expressOpen refused), if so. */
   expressError: string | undefined;
 
@@ -118,8 +122,10 @@ export class Engine extends Pipeline {
   override start(): void {
     const x = this.opts.express;
     if (x !== undefined && this.expressHandle === undefined && !this.running) {
-      const tunSide = this.tun.expressSide?.();
-      const udpSide = this.bind.expressSide?.();
+      const tunX = expressTunOf(this.tun);
+      const bindX = expressBindOf(this.bind);
+      const tunSide = tunX?.expressSide();
+      const udpSide = bindX?.expressSide();
       if (tunSide !== undefined && udpSide !== undefined) {
         const counters = x.counters ?? new Float64Array(EXPRESS_COUNTER_COUNT);
         try {
@@ -136,6 +142,8 @@ export class Engine extends Pipeline {
             thread: this.expressThread,
           });
           this.compileExpress();
+          tunX!.useExpress(this.expressHandle);
+          bindX!.useExpress(this.expressHandle);
           this.counters.attachExpress(counters, addExpressCounters);
         } catch (e) {
           // Parameters outside what the addon takes (e.g. an MTU past 65535): everything takes the

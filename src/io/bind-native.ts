@@ -202,11 +202,15 @@ export class NativeBind implements Bind {
     };
   }
 
-  start(onReceive: ReceiveFn, express?: ExpressHandle): void {
+  /** See ExpressCapable (express-sides.ts). */
+  useExpress(handle: ExpressHandle): void {
+    this.express = handle;
+  }
+
+  start(onReceive: ReceiveFn): void {
     if (this.fd < 0) throw new Error('native bind: start after close');
     if (this.poll !== undefined) throw new Error('native bind: already started');
-    this.express = express;
-    this.poll = this.native.pollStart(this.fd, (_err, preRead) => this.drain(onReceive, preRead ?? 0), express, 1);
+    this.poll = this.native.pollStart(this.fd, (_err, preRead) => this.drain(onReceive, preRead ?? 0), this.express, 1);
   }
   private express: ExpressHandle | undefined;
 

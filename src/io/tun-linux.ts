@@ -232,7 +232,12 @@ class LinuxTun implements LinuxTunDevice {
     return { tunQueue: this.queue, tunCounters: this.offloadCounters };
   }
 
-  start(onReadable: () => void, express?: ExpressHandle): void {
+  /** See ExpressCapable (express-sides.ts). */
+  useExpress(handle: ExpressHandle): void {
+    this.#express = handle;
+  }
+
+  start(onReadable: () => void): void {
     if (this.#fd < 0) throw new Error(`tun ${this.name}: start after close`);
     if (this.#poll !== undefined) throw new Error(`tun ${this.name}: already started`);
     // A poll error (the handle is then stopped by libuv) is left to the next read to report.
@@ -249,8 +254,7 @@ class LinuxTun implements LinuxTunDevice {
         setImmediate(run);
       }
     };
-    this.#express = express;
-    this.#poll = this.native.pollStart(this.#fd, run, express, 0);
+    this.#poll = this.native.pollStart(this.#fd, run, this.#express, 0);
   }
 
   stopReading(): void {
