@@ -1,7 +1,8 @@
 /**
  * Typed loader of the native addon (build/Release/vxtun_native.node, built by node-gyp from native/).
  *
- * Conventions of the addon: JS owns every buffer and native code fills or reads it; one call per batch;
+ * Conventions of the addon: JS owns the buffers of a call and native code fills or reads them during it (a
+ * native object that keeps a pointer past the call holds a reference to that memory, or owns it); one call per batch;
  * a failed system call throws an Error whose message reads "<syscall> <subject>: <ERRNO> (<strerror>)"
  * — e.g. "TUNSETIFF vxtun0: EPERM (Operation not permitted); needs root or CAP_NET_ADMIN ..." — with
  * Node's fields `code` ('EPERM'), `errno` (negative) and `syscall`. Bad arguments throw TypeError/RangeError.
