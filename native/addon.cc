@@ -5,10 +5,12 @@
 // packet forwarded from the poll callback without JS), sched.cc (SCHED_BATCH for the process's threads);
 // datapath.h is what the data-path parts share.
 #include "common.h"
+#include "counters.def"
 
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <net/if.h>
 
 namespace vxtun {
@@ -131,6 +133,29 @@ bool ArgIfName(const Napi::CallbackInfo& info, size_t i, std::string* out) {
   return true;
 }
 
+namespace {
+
+// counterNames: { tun, udp, express }, each the names of a counter block in index order (counters.def).
+Napi::Object CounterNames(Napi::Env env) {
+  auto list = [env](std::initializer_list<const char*> names) {
+    Napi::Array a = Napi::Array::New(env, names.size());
+    uint32_t i = 0;
+    for (const char* n : names) a.Set(i++, Napi::String::New(env, n));
+    a.Freeze();
+    return a;
+  };
+#define VXTUN_COUNTER_NAME(id, name, doc) #name,
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("tun", list({VXTUN_TUN_COUNTERS(VXTUN_COUNTER_NAME)}));
+  o.Set("udp", list({VXTUN_UDP_COUNTERS(VXTUN_COUNTER_NAME)}));
+  o.Set("express", list({VXTUN_EXPRESS_COUNTERS(VXTUN_COUNTER_NAME)}));
+#undef VXTUN_COUNTER_NAME
+  o.Freeze();
+  return o;
+}
+
+}  // namespace
+
 }  // namespace vxtun
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -143,6 +168,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vxtun::InitTunOffload(env, exports);
   vxtun::InitExpress(env, exports);
   vxtun::InitSched(env, exports);
+  exports.Set("counterNames", vxtun::CounterNames(env));
   return exports;
 }
 

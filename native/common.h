@@ -1,7 +1,8 @@
 // Shared helpers of the vxtun native addon (node-addon-api, C++ exceptions disabled).
 //
-// Conventions (in the style of udx-native): JS owns every buffer, native code only fills or reads
-// them; one call per batch; a failed system call becomes a JS Error whose message reads
+// Conventions (in the style of udx-native): JS owns the buffers of a call, native code only fills or
+// reads them during it; a native object that keeps a pointer past the call holds a reference to
+// what it points into (expressOpen) or owns that memory itself (tunQueueOpen); one call per batch; a failed system call becomes a JS Error whose message reads
 // "<what> <subject>: <ERRNO> (<strerror>)" with the Node-style fields code / errno (negative) / syscall.
 #pragma once
 

@@ -1,6 +1,6 @@
 // What the parts of the data path share (udp.cc, tun_offload.cc, express.cc): the counter layouts
-// JS reads from shared memory, the virtio_net_hdr of a TUN opened with IFF_VNET_HDR, and the cores
-// of a few system-call sequences that the batch calls and the express path both run.
+// JS reads from shared memory (counters.def), the virtio_net_hdr of a TUN opened with IFF_VNET_HDR,
+// and the cores of a few system-call sequences that the batch calls and the express path both run.
 #pragma once
 
 #include <cstddef>
@@ -8,44 +8,16 @@
 #include <netinet/in.h>
 #include <sys/uio.h>
 
+#include "counters.def"
+
 namespace vxtun {
 
-// Index of each UDP counter in the caller's Float64Array (mirrored by UdpCounter in src/io/bind-native.ts).
-enum UdpCounter {
-  kRecvCalls = 0,     // recvmmsg calls that returned datagrams
-  kRecvPackets = 1,   // datagrams received
-  kRecvBytes = 2,     // their bytes
-  kRecvTruncated = 3, // datagrams longer than a slot (MSG_TRUNC): dropped here
-  kSendCalls = 4,     // sendmmsg / sendmsg calls
-  kSendPackets = 5,   // datagrams handed to the kernel
-  kSendBytes = 6,
-  kSendAgain = 7,     // datagrams not sent because the socket buffer was full (EAGAIN/ENOBUFS)
-  kSendErrors = 8,    // datagrams refused with any other error
-  kGsoSends = 9,      // messages sent as one UDP_SEGMENT super-datagram
-  kGsoSegments = 10,  // datagrams carried in them
-  kGsoDisabled = 11,  // 1 once a GSO send failed with EIO and GSO was turned off for the socket
-  kLastErrno = 12,    // errno of the last send/recv error (0 = none)
-  kGroReceives = 13,  // messages that arrived coalesced (UDP_GRO: several datagrams of gso_size)
-  kGroSegments = 14,  // datagrams carried in them
-  kUdpCounterCount = 15,
-};
-
-// Index of each TUN offload counter (mirrored by TunCounter in src/io/tun-offload.ts).
-enum TunCounter {
-  kReads = 0,          // packets read from the device (super-packets count once)
-  kGsoPackets = 1,     // super-packets segmented
-  kTunGsoSegments = 2, // packets made from them
-  kCsumCompleted = 3,  // NEEDS_CSUM packets finished
-  kBadVnetHdr = 4,     // packets whose header or GSO fields we cannot honour: dropped
-  kWrites = 5,         // packets written (a coalesced super-packet counts its segments)
-  kCoalescedWrites = 6,   // super-packets written
-  kCoalescedPackets = 7,  // packets carried in them
-  kSuperWrites = 8,       // packets written with the caller's GSO header (super-packets passed whole)
-  kUdpCoalescedWrites = 9,    // UDP super-packets written (USO)
-  kUdpCoalescedPackets = 10,  // datagrams carried in them
-  kUdpGsoPackets = 11,        // UDP super-packets read and segmented (also counted in kGsoPackets)
-  kTunCounterCount = 12,
-};
+// Index of each counter in the Float64Arrays shared with JS (one definition: counters.def).
+#define VXTUN_COUNTER_ENUMERATOR(id, name, doc) id,
+enum UdpCounter { VXTUN_UDP_COUNTERS(VXTUN_COUNTER_ENUMERATOR) kUdpCounterCount };
+enum TunCounter { VXTUN_TUN_COUNTERS(VXTUN_COUNTER_ENUMERATOR) kTunCounterCount };
+enum ExpressCounter { VXTUN_EXPRESS_COUNTERS(VXTUN_COUNTER_ENUMERATOR) kExpressCounterCount };
+#undef VXTUN_COUNTER_ENUMERATOR
 
 // struct virtio_net_hdr of <linux/virtio_net.h> (not includable from C++: a field is named `class`).
 // Fields are in native byte order on a legacy (TUNSETVNETLE unset) little-endian host.
@@ -82,10 +54,6 @@ inline void Put32(uint8_t* p, uint32_t v) {
   p[2] = static_cast<uint8_t>(v >> 8);
   p[3] = static_cast<uint8_t>(v);
 }
-
-// tunReadOffload's state[1] when state[0] holds the length of a raw read (header and packet in
-// scratch, not looked at yet) that the express path made and handed over (express.cc).
-constexpr int32_t kStateRawRead = -1;
 
 // Finishes a CHECKSUM_PARTIAL packet: the field at start + offset holds the pseudo-header sum,
 // the checksum covers [start, len). Returns false if the fields point outside the packet.

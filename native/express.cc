@@ -9,12 +9,12 @@
 // and reads the counters below from shared memory. While a trace watches (`gate`) the path keeps
 // forwarding and records what it forwarded (TraceLog) for the engine's tap to report.
 //
-//  outbound  TUN readable -> read one packet into the TUN's scratch (where tunReadOffload reads)
+//  outbound  TUN readable -> read one packet into the TUN's scratch (where tunQueueRead reads)
 //            -> virtio header without GSO (NEEDS_CSUM finished here, as that read would);
 //               IPv4 with a valid header; a route (LPM over the engine's own trie); not larger than the tunnel carries
 //            -> the peer's 22-byte header (built by the engine's emitters) + sendmsg on the flow's socket
 //            -> read again: EAGAIN and JS never runs; another packet is left in scratch (state "raw read")
-//               for tunReadOffload, and JS runs its batch from there.
+//               for tunQueueRead, and JS runs its batch from there.
 //  inbound   UDP readable -> recvmmsg of a whole batch into the bind's arena (as udpRecvBatch would)
 //            -> exactly one datagram, not GRO-coalesced; VXLAN flags, reserved bits, VNI;
 //               inner Ethernet to our VTEP MAC, IPv4 with a valid header, not longer than the TUN's MTU;
@@ -23,11 +23,12 @@
 //            -> anything else: JS runs with the batch already read (its count passed to the callback).
 // The per-packet rules are express_rules.cc's (the twin of src/packet/policy.ts, held to it by
 // test/unit/express-twin.test.ts); this file is the I/O around them.
-// Counters: Float64Array, layout ExpressCounter (mirrored in src/datapath/express.ts).
+// Counters: Float64Array, layout ExpressCounter (counters.def).
 #include "common.h"
 #include "datapath.h"
 #include "checksum.h"
 #include "express_rules.h"
+#include "tun_queue.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -42,21 +43,6 @@
 namespace vxtun {
 
 namespace {
-
-enum ExpressCounter {
-  kTxPackets = 0,      // inner packets sent by the express path
-  kTxBytes = 1,        // their inner bytes (as the engine counts tx)
-  kRxPackets = 2,      // inner packets written into the TUN by it
-  kRxBytes = 3,
-  kSendFailed = 4,     // a send the kernel refused (the engine's send-failed drop)
-  kTunWriteFailed = 5, // a TUN write the kernel refused (the engine's tun-write-failed drop)
-  kOutHandedOver = 6,  // TUN reads handed to the JS pipeline (not lone, or not for this path)
-  kInHandedOver = 7,   // UDP batches handed to the JS pipeline
-  kThreadPasses = 8,   // wake-ups served on the express thread (poll.cc), the event loop left asleep
-  kLoopHandovers = 9,  // times that thread handed both descriptors to the event loop
-  kThreadResumes = 10, // times the event loop handed them back (a quiet pass on each side)
-  kExpressCounterCount = 11,
-};
 
 constexpr size_t kHeaderLen = 22;  // VXLAN 8 + inner Ethernet 14
 constexpr size_t kPeerRecord = kHeaderLen + 4 + 2;  // header template, IPv4 address, port (0: not for us)
@@ -99,7 +85,7 @@ inline uint64_t MonotonicNs() {
 }
 
 struct Express {
-  // TUN side (a queue opened with IFF_VNET_HDR, read as tunReadOffload reads it).
+  // TUN side (a queue opened with IFF_VNET_HDR, read as tunQueueRead reads it): the TunQueue's descriptor, scratch and state.
   int tunFd = -1;
   uint8_t* scratch = nullptr;
   size_t scratchLen = 0;
@@ -134,6 +120,9 @@ struct Express {
   std::mutex mu;
   std::vector<int32_t> trie;  // the engine's IPv4 trie (routes.ts): 0 none, k > 0 peer k - 1, ~c chunk c
   std::vector<Peer> peers;
+  // A strong reference to every typed array a pointer above points into, released by Finalize: the
+  // caller need not keep them, and the collector cannot free memory this path still reads or writes.
+  std::vector<napi_ref> held;
 };
 
 const napi_type_tag kExpressTag = {0x76787475'6e657870ULL, 0x3b5e'91c4'27d8'0f16ULL};
@@ -207,7 +196,7 @@ bool SendRead(Express* x, ssize_t r) {
   const Peer* peer = ForwardTarget(x, p, len);
   if (peer == nullptr) return false;
   if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0) {
-    // As tunReadOffload: an unfinished checksum is finished (and counted) before anyone sees the
+    // As tunQueueRead: an unfinished checksum is finished (and counted) before anyone sees the
     // packet; a header pointing outside it leaves it untouched for that reader to drop and count.
     // The pipeline checks the IP header after that write: a checksum field inside the header
     // could change what it sees, so such a packet is the pipeline's.
@@ -219,7 +208,7 @@ bool SendRead(Express* x, ssize_t r) {
 }
 
 // TUN readable. Returns true when JS need not run (nothing left for it), false to run the JS
-// pipeline (a packet may wait in scratch as a raw read for tunReadOffload).
+// pipeline (a packet may wait in scratch as a raw read for tunQueueRead).
 bool OnTunReadable(Express* x) {
   // state[2] (set by the TUN device's reads): the last batch held more than one packet — traffic,
   // which the pipeline batches (UDP GSO runs); a lone first packet sent apart would only cost.
@@ -231,7 +220,7 @@ bool OnTunReadable(Express* x) {
     r = ReadTun(x);
     if (r <= 0) return r == 0;
   }
-  // Over to tunReadOffload, which takes it from scratch before it reads anything new.
+  // Over to tunQueueRead, which takes it from scratch before it reads anything new.
   x->state[0] = static_cast<int32_t>(r);
   x->state[1] = kStateRawRead;
   x->ctr[kOutHandedOver] += 1;
@@ -279,7 +268,10 @@ int OnUdpReadable(Express* x) {
   return got;
 }
 
-void Finalize(Napi::Env /*env*/, Express* x) { delete x; }
+void Finalize(Napi::Env env, Express* x) {
+  for (napi_ref r : x->held) napi_delete_reference(env, r);
+  delete x;
+}
 
 Express* Unwrap(Napi::Env env, napi_value v, const char* fn) {
   if (!ExpressTag(env, v)) {
@@ -289,8 +281,9 @@ Express* Unwrap(Napi::Env env, napi_value v, const char* fn) {
   return Napi::External<Express>(env, v).Data();
 }
 
+// The typed array o[key] of type `want`: its data and length, held by x (see Express::held).
 template <typename T>
-bool Typed(Napi::Env env, Napi::Object o, const char* key, napi_typedarray_type want, T** out, size_t* len, bool optional = false) {
+bool Typed(Napi::Env env, Express* x, Napi::Object o, const char* key, napi_typedarray_type want, T** out, size_t* len, bool optional = false) {
   Napi::Value v = o.Get(key);
   if (optional && v.IsUndefined()) {
     *out = nullptr;
@@ -299,7 +292,9 @@ bool Typed(Napi::Env env, Napi::Object o, const char* key, napi_typedarray_type 
   }
   napi_typedarray_type type;
   void* p = nullptr;
-  if (TypedArrayOf(env, v, &type, &p, len) && type == want) {
+  napi_ref held = nullptr;
+  if (TypedArrayOf(env, v, &type, &p, len) && type == want && napi_create_reference(env, v, 1, &held) == napi_ok) {
+    x->held.push_back(held);
     *out = static_cast<T*>(p);
     return true;
   }
@@ -318,12 +313,12 @@ bool Int(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi,
   return true;
 }
 
-// expressOpen({ tunFd, vnetHdr, scratch?, state?, tunCounters, udpFd, sendFds: Int32Array, arena, slotSize,
+// expressOpen({ tunQueue, tunCounters, udpFd, sendFds: Int32Array, arena, slotSize,
 //               batch, sizes, addrs, ports, gsoSizes?, udpCounters, vni, vtepMac, maxInnerSize, readRoom, tunMtu,
 //               counters, gate: Int32Array, thread? }): handle
 // `thread`: the polls fed by this path wait on a thread of their own while traffic is idle (poll.cc).
-// The buffers stay owned by JS (the TUN device and the bind), which keep them for as long as their
-// polls run; the express path is only ever entered from those polls (pollStart's `express`).
+// The path holds a reference to the queue and to every typed array it points into (Express::held),
+// so it never outlives them; it is only ever entered from the polls it feeds (pollStart's `express`).
 Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) {
@@ -332,22 +327,30 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   }
   Napi::Object o = info[0].As<Napi::Object>();
   auto x = std::make_unique<Express>();
+  // On a refusal, the references taken so far go with x (on success x is released to the handle).
+  struct DropHeld {
+    napi_env env;
+    std::unique_ptr<Express>& x;
+    ~DropHeld() {
+      if (x) for (napi_ref r : x->held) napi_delete_reference(env, r);
+    }
+  } dropHeld{env, x};
   int64_t v = 0;
   size_t len = 0;
-  if (!Int(env, o, "tunFd", 0, INT_MAX, &v)) return env.Undefined();
-  x->tunFd = static_cast<int>(v);
-  x->vnetHdr = o.Get("vnetHdr").ToBoolean().Value();
-  if (!Typed(env, o, "scratch", napi_uint8_array, &x->scratch, &x->scratchLen, true)) return env.Undefined();
-  int32_t* state;
-  if (!Typed(env, o, "state", napi_int32_array, &state, &len, true)) return env.Undefined();
-  x->state = state;
-  if (state != nullptr && len < 3) {
-    ThrowRange(env, "expressOpen: state needs 3 entries (the offload reader's two and the busy hint)");
-    return env.Undefined();
-  }
-  // Outbound needs the offload reader's scratch: that is where a packet not for us is handed over.
-  x->outbound = x->vnetHdr && x->scratch != nullptr && x->state != nullptr && x->scratchLen >= kVnetHdrLen + 40 + 65535;
-  if (!Typed(env, o, "tunCounters", napi_float64_array, &x->tunCtr, &len)) return env.Undefined();
+  // The TUN queue (tunQueueOpen): its descriptor, and the offload reader's scratch and state, where
+  // a packet not for us is handed over — held like the typed arrays below.
+  Napi::Value queue = o.Get("tunQueue");
+  TunQueue* q = TunQueueOf(env, queue, "expressOpen: tunQueue");
+  napi_ref heldQueue = nullptr;
+  if (q == nullptr || napi_create_reference(env, queue, 1, &heldQueue) != napi_ok) return env.Undefined();
+  x->held.push_back(heldQueue);
+  x->tunFd = q->fd;
+  x->vnetHdr = q->vnetHdr;
+  x->scratch = q->scratch.empty() ? nullptr : q->scratch.data();
+  x->scratchLen = q->scratch.size();
+  x->state = q->state;
+  x->outbound = x->vnetHdr && x->scratch != nullptr && x->scratchLen >= kVnetHdrLen + 40 + 65535;
+  if (!Typed(env, x.get(), o, "tunCounters", napi_float64_array, &x->tunCtr, &len)) return env.Undefined();
   if (len < kTunCounterCount) {
     ThrowRange(env, "expressOpen: tunCounters too short");
     return env.Undefined();
@@ -356,24 +359,24 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   x->udpFd = static_cast<int>(v);
   int32_t* fds;
   size_t nfds = 0;
-  if (!Typed(env, o, "sendFds", napi_int32_array, &fds, &nfds)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "sendFds", napi_int32_array, &fds, &nfds)) return env.Undefined();
   if (nfds == 0) x->sendFds.push_back(x->udpFd);
   for (size_t i = 0; i < nfds; i++) x->sendFds.push_back(fds[i]);
   size_t arenaLen = 0;
-  if (!Typed(env, o, "arena", napi_uint8_array, &x->arena, &arenaLen)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "arena", napi_uint8_array, &x->arena, &arenaLen)) return env.Undefined();
   if (!Int(env, o, "slotSize", 1, INT_MAX, &v)) return env.Undefined();
   x->slotSize = static_cast<size_t>(v);
   if (!Int(env, o, "batch", 1, 256, &v)) return env.Undefined();
   x->batch = static_cast<size_t>(v);
   size_t ls, la, lp, lg;
-  if (!Typed(env, o, "sizes", napi_int32_array, &x->sizes, &ls) || !Typed(env, o, "addrs", napi_uint32_array, &x->addrs, &la) ||
-      !Typed(env, o, "ports", napi_uint16_array, &x->ports, &lp) || !Typed(env, o, "gsoSizes", napi_int32_array, &x->gsoSizes, &lg, true))
+  if (!Typed(env, x.get(), o, "sizes", napi_int32_array, &x->sizes, &ls) || !Typed(env, x.get(), o, "addrs", napi_uint32_array, &x->addrs, &la) ||
+      !Typed(env, x.get(), o, "ports", napi_uint16_array, &x->ports, &lp) || !Typed(env, x.get(), o, "gsoSizes", napi_int32_array, &x->gsoSizes, &lg, true))
     return env.Undefined();
   if (arenaLen < x->batch * x->slotSize || ls < x->batch || la < x->batch || lp < x->batch || (x->gsoSizes != nullptr && lg < x->batch)) {
     ThrowRange(env, "expressOpen: arena or result arrays smaller than batch slots");
     return env.Undefined();
   }
-  if (!Typed(env, o, "udpCounters", napi_float64_array, &x->udpCtr, &len)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "udpCounters", napi_float64_array, &x->udpCtr, &len)) return env.Undefined();
   if (len < kUdpCounterCount) {
     ThrowRange(env, "expressOpen: udpCounters too short");
     return env.Undefined();
@@ -381,7 +384,7 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   if (!Int(env, o, "vni", 0, 0xffffff, &v)) return env.Undefined();
   x->vni = static_cast<uint32_t>(v);
   uint8_t* mac;
-  if (!Typed(env, o, "vtepMac", napi_uint8_array, &mac, &len)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "vtepMac", napi_uint8_array, &mac, &len)) return env.Undefined();
   if (len != 6) {
     ThrowRange(env, "expressOpen: vtepMac must be 6 bytes");
     return env.Undefined();
@@ -393,13 +396,13 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   x->readRoom = static_cast<size_t>(v);
   if (!Int(env, o, "tunMtu", 68, 65535, &v)) return env.Undefined();
   x->tunMtu = static_cast<size_t>(v);
-  if (!Typed(env, o, "counters", napi_float64_array, &x->ctr, &len)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "counters", napi_float64_array, &x->ctr, &len)) return env.Undefined();
   if (len < kExpressCounterCount) {
     ThrowRange(env, "expressOpen: counters needs " + std::to_string(kExpressCounterCount) + " entries");
     return env.Undefined();
   }
   int32_t* gate;
-  if (!Typed(env, o, "gate", napi_int32_array, &gate, &len)) return env.Undefined();
+  if (!Typed(env, x.get(), o, "gate", napi_int32_array, &gate, &len)) return env.Undefined();
   if (len < 1) {
     ThrowRange(env, "expressOpen: gate needs 1 entry");
     return env.Undefined();
@@ -515,7 +518,6 @@ void InitExpress(Napi::Env env, Napi::Object exports) {
   exports.Set("expressRoutes", Napi::Function::New(env, ExpressRoutes, "expressRoutes"));
   exports.Set("expressStop", Napi::Function::New(env, ExpressStop, "expressStop"));
   exports.Set("expressRecords", Napi::Function::New(env, ExpressRecords, "expressRecords"));
-  exports.Set("expressCounterCount", Napi::Number::New(env, kExpressCounterCount));
   InitExpressRules(env, exports);
 }
 

@@ -5,15 +5,17 @@
 //          checksum is unfinished (NEEDS_CSUM). We segment super-packets at gso_size into MTU-sized
 //          packets (TCP: sequence numbers, flags; UDP: lengths; both: IPv4 ids and lengths, full
 //          checksums) and finish the other, so the caller sees only plain IP packets at `offset`.
-//          A super-packet that does not fit the buffers left is kept (state) and continued next call.
+//          A super-packet that does not fit the buffers left is kept (the queue's scratch and state,
+//          tun_queue.h) and continued next call.
 //   write: a zero header (no GSO, checksum already valid) in front of each packet, by writev; runs of
 //          one TCP flow's segments, or with USO of one UDP flow's datagrams, as one super-packet the
 //          kernel splits back into the same packets; or the header the caller built for a packet (a
 //          kernel peer's TCP super-packet written whole).
-// Counters (Float64Array, layout TunCounter, mirrored in src/io/tun-linux.ts).
+// Counters (Float64Array, layout TunCounter: counters.def).
 #include "checksum.h"
 #include "common.h"
 #include "datapath.h"
+#include "tun_queue.h"
 
 #include <cerrno>
 #include <climits>
@@ -123,33 +125,41 @@ size_t MakeSegment(const uint8_t* p, const Gso& g, uint32_t k, uint8_t* out) {
   return total;
 }
 
-// tunReadOffload(fd, scratch, state: Int32Array(2), bufs, offset, sizes: Int32Array, counters): number
-// state = [length of a super-packet kept in scratch (0 = none), next segment]; scratch holds
-// the header and packet as read. Fills bufs[i] at offset with plain IP packets; returns how many.
-Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
+// tunQueueRead(queue, bufs, offset, sizes: Int32Array, counters): number — for a queue opened with
+// vnetHdr. Fills bufs[i] at offset with plain IP packets; returns how many. What does not fit (the
+// rest of a super-packet) stays in the queue's scratch for the next call (tunQueuePending).
+Napi::Value TunQueueRead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int64_t fd = 0, offset = 0;
-  uint8_t* scratch;
-  size_t scratchLen;
-  int32_t *state, *sizes;
-  size_t stateLen, sizesLen;
+  int64_t offset = 0;
+  int32_t* sizes;
+  size_t sizesLen;
   double* ctr;
-  if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
-  if (info.Length() < 7 || !ArgBytes(env, info[1], "tunReadOffload: scratch", &scratch, &scratchLen)) return env.Undefined();
-  if (!ArgInt32s(env, info[2], "tunReadOffload: state", &state, &stateLen)) return env.Undefined();
-  bool isArray = false;
-  if (napi_is_array(env, info[3], &isArray) != napi_ok || !isArray) {
-    ThrowType(env, "tunReadOffload: bufs must be an array of Buffers");
+  if (info.Length() < 5) {
+    ThrowType(env, "tunQueueRead(queue, bufs, offset, sizes, counters)");
     return env.Undefined();
   }
-  napi_value bufs = info[3];
+  TunQueue* q = TunQueueOf(env, info[0], "tunQueueRead");
+  if (q == nullptr) return env.Undefined();
+  if (!q->vnetHdr) {
+    ThrowType(env, "tunQueueRead: the queue was opened without vnetHdr (read it with readBatch)");
+    return env.Undefined();
+  }
+  int fd = q->fd;
+  uint8_t* scratch = q->scratch.data();
+  size_t scratchLen = q->scratch.size();
+  int32_t* state = q->state;
+  bool isArray = false;
+  if (napi_is_array(env, info[1], &isArray) != napi_ok || !isArray) {
+    ThrowType(env, "tunQueueRead: bufs must be an array of Buffers");
+    return env.Undefined();
+  }
+  napi_value bufs = info[1];
   uint32_t n = 0;
   napi_get_array_length(env, bufs, &n);
-  if (!ArgInt(info, 4, "offset", 0, INT_MAX, &offset)) return env.Undefined();
-  if (!ArgInt32s(env, info[5], "tunReadOffload: sizes", &sizes, &sizesLen) || !ArgCounters(env, info[6], kTunCounterCount, &ctr)) return env.Undefined();
-  // The largest packet the kernel hands over: an IPv6 header and a 65535-byte payload (USO).
-  if (stateLen < 2 || sizesLen < n || scratchLen < kVnetHdrLen + 40 + 65535) {
-    ThrowRange(env, "tunReadOffload: state needs 2 entries, sizes one per buffer, scratch 65585 bytes");
+  if (!ArgInt(info, 2, "offset", 0, INT_MAX, &offset)) return env.Undefined();
+  if (!ArgInt32s(env, info[3], "tunQueueRead: sizes", &sizes, &sizesLen) || !ArgCounters(env, info[4], kTunCounterCount, &ctr)) return env.Undefined();
+  if (sizesLen < n) {
+    ThrowRange(env, "tunQueueRead: sizes needs one entry per buffer");
     return env.Undefined();
   }
 
@@ -157,9 +167,9 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
   auto slot = [&](uint32_t i, uint8_t** data, size_t* room) -> bool {
     napi_value b;
     size_t len;
-    if (napi_get_element(env, bufs, i, &b) != napi_ok || !ArgBytes(env, b, "tunReadOffload: bufs[i]", data, &len)) return false;
+    if (napi_get_element(env, bufs, i, &b) != napi_ok || !ArgBytes(env, b, "tunQueueRead: bufs[i]", data, &len)) return false;
     if (static_cast<size_t>(offset) >= len) {
-      ThrowRange(env, "tunReadOffload: offset leaves no room in a buffer");
+      ThrowRange(env, "tunQueueRead: offset leaves no room in a buffer");
       return false;
     }
     *data += offset;
@@ -181,7 +191,7 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
         state[1] = 0;
       } else {
         do {
-          r = ::read(static_cast<int>(fd), scratch, scratchLen);
+          r = ::read(fd, scratch, scratchLen);
         } while (r < 0 && errno == EINTR);
         if (r > 0) ctr[kReads] += 1;
       }
@@ -252,7 +262,37 @@ Napi::Value TunReadOffload(const Napi::CallbackInfo& info) {
     }
     if (static_cast<uint32_t>(state[1]) >= g.segments) state[0] = 0;
   }
+  // The express path's busy hint: while reads come back with more than one packet, a wake-up is
+  // traffic and all of it is the pipeline's (express.cc); a read of one clears it.
+  if (count != 0) state[2] = count > 1 ? 1 : 0;
   return Napi::Number::New(env, count);
+}
+
+const napi_type_tag kTunQueueTag = {0x76787475'6e717565ULL, 0x51c0'7e2a'9b34'd611ULL};
+
+void FinalizeQueue(Napi::Env /*env*/, TunQueue* q) { delete q; }
+
+// tunQueueOpen(fd, vnetHdr): handle. The queue's read state lives in the addon (tun_queue.h).
+Napi::Value TunQueueOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0;
+  if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
+  auto q = new TunQueue();
+  q->fd = static_cast<int>(fd);
+  q->vnetHdr = info.Length() > 1 && info[1].ToBoolean().Value();
+  if (q->vnetHdr) q->scratch.resize(kVnetHdrLen + 40 + 65535);
+  Napi::External<TunQueue> handle = Napi::External<TunQueue>::New(env, q, FinalizeQueue);
+  napi_type_tag_object(env, handle, &kTunQueueTag);
+  return handle;
+}
+
+// tunQueuePending(queue): boolean — part of a super-packet (or a handed-over read) waits in scratch,
+// which epoll will not report: the reader must come back for it.
+Napi::Value TunQueuePending(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TunQueue* q = TunQueueOf(env, info[0], "tunQueuePending");
+  if (q == nullptr) return env.Undefined();
+  return Napi::Boolean::New(env, q->state[0] != 0);
 }
 
 // The TCP flow facts two packets must share to be coalesced, and where their pieces are.
@@ -601,10 +641,22 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+TunQueue* TunQueueOf(napi_env env, napi_value v, const char* fn) {
+  bool tagged = false;
+  napi_valuetype t;
+  void* q = nullptr;
+  if (napi_typeof(env, v, &t) == napi_ok && t == napi_external && napi_check_object_type_tag(env, v, &kTunQueueTag, &tagged) == napi_ok && tagged &&
+      napi_get_value_external(env, v, &q) == napi_ok)
+    return static_cast<TunQueue*>(q);
+  ThrowType(env, std::string(fn) + ": queue must come from tunQueueOpen");
+  return nullptr;
+}
+
 void InitTunOffload(Napi::Env env, Napi::Object exports) {
-  exports.Set("tunReadOffload", Napi::Function::New(env, TunReadOffload, "tunReadOffload"));
+  exports.Set("tunQueueOpen", Napi::Function::New(env, TunQueueOpen, "tunQueueOpen"));
+  exports.Set("tunQueueRead", Napi::Function::New(env, TunQueueRead, "tunQueueRead"));
+  exports.Set("tunQueuePending", Napi::Function::New(env, TunQueuePending, "tunQueuePending"));
   exports.Set("tunWriteOffload", Napi::Function::New(env, TunWriteOffload, "tunWriteOffload"));
-  exports.Set("tunCounterCount", Napi::Number::New(env, kTunCounterCount));
 }
 
 }  // namespace vxtun

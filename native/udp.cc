@@ -2,7 +2,7 @@
 // UDP_GRO, a message may carry several datagrams: their size comes back for the caller to split),
 // sendmmsg of a batch to one destination, with UDP GSO (UDP_SEGMENT) for runs of equal-sized
 // datagrams when the kernel has it. Counters live in a Float64Array the caller owns and reads
-// without a call (layout: UdpCounter below, mirrored in src/io/bind-native.ts).
+// without a call (layout: UdpCounter, counters.def).
 #include "common.h"
 #include "datapath.h"
 
@@ -531,7 +531,6 @@ void InitUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen, "udpOpen"));
   exports.Set("udpRecvBatch", Napi::Function::New(env, UdpRecvBatch, "udpRecvBatch"));
   exports.Set("udpSendBatch", Napi::Function::New(env, UdpSendBatch, "udpSendBatch"));
-  exports.Set("udpCounterCount", Napi::Number::New(env, kUdpCounterCount));
 }
 
 }  // namespace vxtun

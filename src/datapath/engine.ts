@@ -31,9 +31,10 @@ import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
 import type { InboundScheduling } from './inbound-scheduling.js';
 import { onesSum, type OnesSumFn } from '../packet/wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from '../packet/encap.js';
-import { compileExpressRoutes, EXPRESS_COUNTER_COUNT, expressThreadWanted } from './express.js';
+import { addExpressCounters, compileExpressRoutes, EXPRESS_COUNTER_COUNT, expressThreadWanted } from './express.js';
 import { ExpressTap } from './express-tap.js';
-import type { NativeAddon } from '../io/addon.js';
+import type { ExpressHandle, NativeAddon } from '../io/addon.js';
+import { expressBindOf, expressTunOf } from '../io/express-sides.js';
 import type { Observer } from './observe.js';
 
 export { HEADROOM };
@@ -109,6 +110,9 @@ export class Engine extends Pipeline {
   /** Reports what the express path forwarded while watched (express-tap.ts). */
   private expressTap: ExpressTap | undefined;
 
+  /** The addon's express path for lone packets, opened at start when asked for and both devices take part. */
+  private expressHandle: ExpressHandle | undefined;
+
   /** Why the express path was asked for but does not run (expressOpen refused), if so. */
   expressError: string | undefined;
 
@@ -125,8 +129,10 @@ export class Engine extends Pipeline {
   override start(): void {
     const x = this.opts.express;
     if (x !== undefined && this.expressHandle === undefined && !this.running) {
-      const tunSide = this.tun.expressSide?.();
-      const udpSide = this.bind.expressSide?.();
+      const tunX = expressTunOf(this.tun);
+      const bindX = expressBindOf(this.bind);
+      const tunSide = tunX?.expressSide();
+      const udpSide = bindX?.expressSide();
       if (tunSide !== undefined && udpSide !== undefined) {
         const counters = x.counters ?? new Float64Array(EXPRESS_COUNTER_COUNT);
         try {
@@ -143,7 +149,9 @@ export class Engine extends Pipeline {
             thread: this.expressThread,
           });
           this.compileExpress();
-          this.counters.express = counters;
+          tunX!.useExpress(this.expressHandle);
+          bindX!.useExpress(this.expressHandle);
+          this.counters.attachExpress(counters, addExpressCounters);
           const handle = this.expressHandle;
           const hooks = this.opts.batchHooks;
           this.expressTap = new ExpressTap(

@@ -13,10 +13,22 @@ import { isIpv4String, ipv4FromString } from '../packet/wire/ipv4.js';
 import type { Mac } from '../packet/wire/ethernet.js';
 import { ENCAP_HEADER_LEN, writeEncapTemplate } from '../packet/encap.js';
 import type { RouteTable, Vtep } from '../packet/routes.js';
-import { EXPRESS_COUNTER_COUNT } from '../packet/counters.js';
+import { DropReason, type CounterSnapshot } from '../packet/counters.js';
+import { ExpressCounter, EXPRESS_COUNTER_COUNT } from '../io/counter-layouts.js';
 
-// The counter layout lives with every other counter (counters.ts); re-exported for the express path's users.
-export { ExpressCounter, EXPRESS_COUNTER_COUNT, addExpressCounters } from '../packet/counters.js';
+// The counter layout is the addon's (native/counters.def); re-exported for the express path's users.
+export { ExpressCounter, EXPRESS_COUNTER_COUNT };
+
+/** Adds an express counter block to a snapshot (in place): packets it forwarded, and its drops. */
+export function addExpressCounters(s: CounterSnapshot, block: Float64Array): CounterSnapshot {
+  s.tx.packets += block[ExpressCounter.TxPackets]!;
+  s.tx.bytes += block[ExpressCounter.TxBytes]!;
+  s.rx.packets += block[ExpressCounter.RxPackets]!;
+  s.rx.bytes += block[ExpressCounter.RxBytes]!;
+  s.dropped[DropReason.SendFailed] = (s.dropped[DropReason.SendFailed] ?? 0) + block[ExpressCounter.SendFailed]!;
+  s.dropped[DropReason.TunWriteFailed] = (s.dropped[DropReason.TunWriteFailed] ?? 0) + block[ExpressCounter.TunWriteFailed]!;
+  return s;
+}
 
 /** Bytes per target record: header template, IPv4 address, port. */
 const PEER_RECORD = ENCAP_HEADER_LEN + 4 + 2;

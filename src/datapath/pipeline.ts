@@ -7,7 +7,6 @@
 import type { Bind, Endpoint } from '../io/bind.js';
 import { settleRefused, type TunDevice } from '../io/tun-device.js';
 import type { Observer } from './observe.js';
-import type { ExpressHandle } from '../io/addon.js';
 import { VXLAN_HEADER_LEN } from '../packet/wire/vxlan.js';
 import { ETHERNET_HEADER_LEN } from '../packet/wire/ethernet.js';
 import { Counters, DropReason } from '../packet/counters.js';
@@ -60,8 +59,6 @@ export abstract class Pipeline {
   protected readonly icmp: IcmpResponder;
   protected running = false;
   protected stopped = false;
-  /** The addon's express path for lone packets, when the backend opened one before start (Engine). */
-  protected expressHandle: ExpressHandle | undefined;
   /** Attached only while someone watches (vxtun trace, pcap): every call site checks for undefined first. */
   protected observer: Observer | undefined;
 
@@ -112,12 +109,12 @@ export abstract class Pipeline {
       if (!this.stopped) this.handleInbound(bufs, sizes, srcs, count);
       sched?.noteInbound(sizes, count);
       hooks?.after();
-    }, this.expressHandle);
+    });
     this.tun.start(() => {
       hooks?.before();
       this.pumpTun();
       hooks?.after();
-    }, this.expressHandle);
+    });
   }
 
   stop(): void {

@@ -19,6 +19,7 @@ import { RouteTable } from '../packet/routes.js';
 import { Engine, type EngineOptions } from './engine.js';
 import { Counters, DropReason, Answer, Fixup, type CounterSnapshot } from '../packet/counters.js';
 import { NativeBind } from '../io/bind-native.js';
+import { TUN_COUNTER_COUNT, UDP_COUNTER_COUNT } from '../io/counter-layouts.js';
 import { adoptLinuxTun, openTunQueue, type TunFeatures } from '../io/tun-linux.js';
 import { requireNative } from '../io/addon.js';
 import type { Observation, Observer } from './observe.js';
@@ -328,7 +329,7 @@ export class WorkerPool implements RouteFollower {
 
   /** Starts one worker per spec, each on its own queue; resolves once all run (rejects with the first error). */
   static async start(specs: WorkerSpec[], routes: readonly Route<Vtep>[]): Promise<WorkerPool> {
-    const native = requireNative();
+    requireNative(); // workers run the native datapath: without the addon, say why here
     const workers: Worker[] = [];
     const engineBlocks: Float64Array[] = [];
     const expressBlocks: Float64Array[] = [];
@@ -340,8 +341,8 @@ export class WorkerPool implements RouteFollower {
       const engineCounters = new SharedArrayBuffer(COUNTER_KEYS.length * 8);
       const expressCounters = new SharedArrayBuffer(EXPRESS_COUNTER_COUNT * 8);
       expressBlocks.push(new Float64Array(expressCounters));
-      const udpCounters = new SharedArrayBuffer(native.udpCounterCount * 8);
-      const tunCounters = new SharedArrayBuffer(native.tunCounterCount * 8);
+      const udpCounters = new SharedArrayBuffer(UDP_COUNTER_COUNT * 8);
+      const tunCounters = new SharedArrayBuffer(TUN_COUNTER_COUNT * 8);
       engineBlocks.push(new Float64Array(engineCounters));
       udpBlocks.push(new Float64Array(udpCounters));
       tunBlocks.push(new Float64Array(tunCounters));

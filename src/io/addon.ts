@@ -1,7 +1,8 @@
 /**
  * Typed loader of the native addon (build/Release/vxtun_native.node, built by node-gyp from native/).
  *
- * Conventions of the addon: JS owns every buffer and native code fills or reads it; one call per batch;
+ * Conventions of the addon: JS owns the buffers of a call and native code fills or reads them during it (a
+ * native object that keeps a pointer past the call holds a reference to that memory, or owns it); one call per batch;
  * a failed system call throws an Error whose message reads "<syscall> <subject>: <ERRNO> (<strerror>)"
  * — e.g. "TUNSETIFF vxtun0: EPERM (Operation not permitted); needs root or CAP_NET_ADMIN ..." — with
  * Node's fields `code` ('EPERM'), `errno` (negative) and `syscall`. Bad arguments throw TypeError/RangeError.
@@ -15,6 +16,11 @@ declare const pollHandleBrand: unique symbol;
 /** Opaque handle returned by pollStart. */
 export interface PollHandle {
   readonly [pollHandleBrand]: true;
+}
+declare const tunQueueBrand: unique symbol;
+/** Opaque handle returned by tunQueueOpen: a TUN queue whose read scratch and state live in the addon. */
+export interface TunQueueHandle {
+  readonly [tunQueueBrand]: true;
 }
 declare const expressHandleBrand: unique symbol;
 /** Opaque handle returned by expressOpen (native/express.cc). */
@@ -36,17 +42,14 @@ export interface ExpressDecision {
 }
 
 /** The TUN queue's part of ExpressOptions (LinuxTunDevice.expressSide). */
-export type ExpressTunSide = Pick<ExpressOptions, 'tunFd' | 'vnetHdr' | 'scratch' | 'state' | 'tunCounters'>;
+export type ExpressTunSide = Pick<ExpressOptions, 'tunQueue' | 'tunCounters'>;
 /** The bind's part of ExpressOptions (NativeBind.expressSide). */
 export type ExpressUdpSide = Pick<ExpressOptions, 'udpFd' | 'sendFds' | 'arena' | 'slotSize' | 'batch' | 'sizes' | 'addrs' | 'ports' | 'gsoSizes' | 'udpCounters'>;
 
 /** What expressOpen takes: the TUN queue's and the bind's descriptors and buffers, and the engine's parameters. */
 export interface ExpressOptions {
-  tunFd: number;
-  vnetHdr: boolean;
-  /** The offload reader's scratch and state (outbound express needs them: a packet not for it is handed over there). */
-  scratch?: Uint8Array;
-  state?: Int32Array;
+  /** The TUN queue (its descriptor; with vnetHdr, the offload reader's scratch, where outbound hands a packet not for it over). */
+  tunQueue: TunQueueHandle;
   tunCounters: Float64Array;
   udpFd: number;
   /** The flow-hashed source-port pool (empty: send from udpFd). */
@@ -65,7 +68,7 @@ export interface ExpressOptions {
   /** Bytes a read buffer of the pipeline takes after the headroom: a longer packet is cut there (and then dropped). */
   readRoom: number;
   tunMtu: number;
-  /** Layout ExpressCounter (src/datapath/express.ts). */
+  /** Layout ExpressCounter (src/io/counter-layouts.ts). */
   counters: Float64Array;
   /** gate[0] != 0: someone watches; the express path keeps forwarding and records what it forwarded (expressRecords). */
   gate: Int32Array;
@@ -114,13 +117,19 @@ export interface NativeAddon {
    */
   tunOpen(name: string, opts?: { offload?: boolean; uso?: boolean; multiQueue?: boolean }): { fd: number; name: string; vnetHdr?: boolean; offload?: boolean; uso?: boolean };
   /**
-   * For a TUN opened with offload (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
-   * plain IP packets at `offset` — TCP and UDP (USO) super-packets segmented at gso_size, unfinished checksums finished.
-   * scratch ≥ 65585 bytes (a virtio header, an IPv6 header and a 65535-byte payload) and state (Int32Array(2) at least: [length, next segment]) keep a super-packet that did not fit for the next call;
-   * state [length, -1] is a raw read the express path left in scratch (LinuxTun's state has a third entry, the express path's busy hint).
-   * Counters: see TunCounter in src/io/tun-linux.ts.
+   * A TUN queue as the addon reads it (native/tun_queue.h): the descriptor (still the caller's to close) and,
+   * with `vnetHdr`, a 65585-byte scratch and the state of what is kept there, both inside the addon.
    */
-  tunReadOffload(fd: number, scratch: Uint8Array, state: Int32Array, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;
+  tunQueueOpen(fd: number, vnetHdr: boolean): TunQueueHandle;
+  /**
+   * For a queue opened with vnetHdr (IFF_VNET_HDR): reads until EAGAIN or the buffers are used, handing over
+   * plain IP packets at `offset` — TCP and UDP (USO) super-packets segmented at gso_size, unfinished checksums finished.
+   * A super-packet that did not fit, or a read the express path handed over, waits in the queue for the next call.
+   * Counters: layout TunCounter (src/io/counter-layouts.ts).
+   */
+  tunQueueRead(queue: TunQueueHandle, bufs: Uint8Array[], offset: number, sizes: Int32Array, counters: Float64Array): number;
+  /** Whether packets wait in the queue's scratch, which epoll does not report: the reader must come back for them. */
+  tunQueuePending(queue: TunQueueHandle): boolean;
   /**
    * For a TUN opened with offload: writev of a virtio_net_hdr + each packet; rules as writeBatch. `coalesce`
    * (TunCoalesce bits): consecutive segments of one TCP flow (Tcp), datagrams of one UDP flow (Udp, needs
@@ -129,7 +138,6 @@ export interface NativeAddon {
    * `refused` (a byte per packet): set to 1 for each packet that did not go in, as in writeBatch.
    */
   tunWriteOffload(fd: number, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, counters: Float64Array, coalesce?: number, headers?: Uint8Array, refused?: Uint8Array): number;
-  readonly tunCounterCount: number;
   /** MTU, then address + netmask, then up, through ioctls on an AF_INET socket. */
   linkConfigure(name: string, opts: LinkOptions): void;
   /** IPv4 route `dst/prefixLen dev <dev>` (SIOCADDRT, RTF_UP, no gateway). Throws code 'EEXIST' if present. */
@@ -173,7 +181,6 @@ export interface NativeAddon {
    * how many records did not fit. Called while nobody watches, it also releases the record buffers.
    */
   expressRecords(handle: ExpressHandle): { records: Buffer; lost: number };
-  readonly expressCounterCount: number;
   /**
    * The express path's rules (native/express_rules.cc) on one IP packet read from the TUN, with
    * expressRoutes' trie and records: what it would do with it (test/unit/express-twin.test.ts holds
@@ -224,7 +231,7 @@ export interface NativeAddon {
   /**
    * recvmmsg (MSG_DONTWAIT) of up to maxCount (≤ 256) datagrams, datagram i into arena[i * slotSize]:
    * sizes[i], addrs[i] (host order), ports[i]. Returns the count; 0 when nothing waits. Oversized
-   * datagrams are dropped and counted. Counters: see UdpCounter in src/io/bind-native.ts. With `gsoSizes`,
+   * datagrams are dropped and counted. Counters: layout UdpCounter (src/io/counter-layouts.ts). With `gsoSizes`,
    * a UDP_GRO socket's coalesced message i reports its datagram size there (0 = one datagram).
    */
   udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array, gsoSizes?: Int32Array): number;
@@ -235,8 +242,8 @@ export interface NativeAddon {
    * on a send error (counted instead).
    */
   udpSendBatch(fd: number | Int32Array, bufs: Uint8Array[], sizes: Int32Array, offset: number, count: number, addr: number, port: number, gso: boolean, counters: Float64Array): number;
-  /** Length the counters Float64Array must have at least. */
-  readonly udpCounterCount: number;
+  /** The names of each counter block in index order (native/counters.def); see src/io/counter-layouts.ts. */
+  readonly counterNames: { readonly tun: readonly string[]; readonly udp: readonly string[]; readonly express: readonly string[] };
 }
 
 const ADDON_RELATIVE = join('build', 'Release', 'vxtun_native.node');
@@ -280,6 +287,14 @@ function disabled(): boolean {
 export function loadNative(): NativeAddon | undefined {
   if (disabled()) return undefined;
   return load().addon;
+}
+
+/**
+ * The addon's counter names (counterNames), whether or not VXTUN_NO_NATIVE=1 keeps the addon out of the
+ * data path: the layouts are the addon's whenever it is built. Undefined when it is not (or predates them).
+ */
+export function addonCounterNames(): NativeAddon['counterNames'] | undefined {
+  return load().addon?.counterNames;
 }
 
 /** The addon, or a one-line Error saying why it is unavailable. */

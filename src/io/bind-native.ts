@@ -13,25 +13,10 @@ import { requireNative, type NativeAddon, type PollHandle, type ExpressHandle, t
 import type { Bind, Endpoint, ReceiveFn } from './bind.js';
 import { innerFlowHash } from '../packet/flow-hash.js';
 import { newGroPieces, splitGro } from '../packet/gro.js';
+import { UdpCounter, UDP_COUNTER_COUNT } from './counter-layouts.js';
 
-/** Index of each counter in NativeBind.counters (mirrors UdpCounter in native/udp.cc). */
-export const UdpCounter = {
-  RecvCalls: 0,
-  RecvPackets: 1,
-  RecvBytes: 2,
-  RecvTruncated: 3,
-  SendCalls: 4,
-  SendPackets: 5,
-  SendBytes: 6,
-  SendAgain: 7,
-  SendErrors: 8,
-  GsoSends: 9,
-  GsoSegments: 10,
-  GsoDisabled: 11,
-  LastErrno: 12,
-  GroReceives: 13,
-  GroSegments: 14,
-} as const;
+/** Index of each counter in NativeBind.counters (native/counters.def through counter-layouts.ts). */
+export { UdpCounter };
 
 export interface NativeBindOptions {
   recvBufferSize?: number;
@@ -115,7 +100,7 @@ export class NativeBind implements Bind {
   ) {
     this.fd = fd;
     this.features = { gso, gro, recvBufferSize, sendBufferSize };
-    this.counters = counters ?? new Float64Array(native.udpCounterCount);
+    this.counters = counters ?? new Float64Array(UDP_COUNTER_COUNT);
     this.arena = Buffer.alloc(batchSize * slotSize);
     this.slots = Array.from({ length: batchSize }, (_, i) => this.arena.subarray(i * slotSize, (i + 1) * slotSize));
     this.recvSizes = new Int32Array(batchSize);
@@ -217,11 +202,15 @@ export class NativeBind implements Bind {
     };
   }
 
-  start(onReceive: ReceiveFn, express?: ExpressHandle): void {
+  /** See ExpressCapable (express-sides.ts). */
+  useExpress(handle: ExpressHandle): void {
+    this.express = handle;
+  }
+
+  start(onReceive: ReceiveFn): void {
     if (this.fd < 0) throw new Error('native bind: start after close');
     if (this.poll !== undefined) throw new Error('native bind: already started');
-    this.express = express;
-    this.poll = this.native.pollStart(this.fd, (_err, preRead) => this.drain(onReceive, preRead ?? 0), express, 1);
+    this.poll = this.native.pollStart(this.fd, (_err, preRead) => this.drain(onReceive, preRead ?? 0), this.express, 1);
   }
   private express: ExpressHandle | undefined;
 

@@ -2,7 +2,6 @@
  * The underlay side of the dataplane, batched in the shape of wireguard-go's conn.Bind.
  * Datagrams are VXLAN headers + inner frame; the OS adds the outer IP/UDP headers.
  */
-import type { ExpressHandle, ExpressUdpSide } from './addon.js';
 import type { Endpoint } from '../packet/endpoint.js';
 export type { Endpoint } from '../packet/endpoint.js';
 
@@ -23,9 +22,6 @@ export interface Bind {
    * from flow-hashed source ports (RFC 7348 §5). For traces; absent means always `local`.
    */
   sourceOf?(buf: Buffer, offset: number, length: number): Endpoint;
-  /** With `express` (a bind that has expressSide), the addon's express path sees each wake-up first. */
-  start(onReceive: ReceiveFn, express?: ExpressHandle): void;
-  /** What the addon's express path needs of this bind; absent or undefined: it has no part in it. */
-  expressSide?(): ExpressUdpSide | undefined;
+  start(onReceive: ReceiveFn): void;
   close(): Promise<void>;
 }

@@ -3,8 +3,6 @@
  * the caller owns the buffers; every packet sits at `offset` in its buffer so the
  * engine can write Ethernet + VXLAN into the headroom in front of it without a copy.
  */
-import type { ExpressHandle, ExpressTunSide } from './addon.js';
-
 /**
  * The caller's side of write's `refused` contract: after a write of `count` packets that took `took`,
  * keeps the device's marks when they add up to count - took, and otherwise (a device that only counts,
@@ -39,13 +37,8 @@ export interface TunDevice {
   write(bufs: Buffer[], sizes: number[], offset: number, count: number, gsoSizes?: readonly number[], refused?: Uint8Array): number;
   /** True when write() takes TCP super-packets whole (gsoSizes); absent or false: segment them first. */
   readonly writesSuperPackets?: boolean;
-  /**
-   * Calls `onReadable` from the event loop whenever packets are waiting. Never blocks the loop.
-   * With `express` (a device that has expressSide), the addon's express path sees each wake-up first.
-   */
-  start(onReadable: () => void, express?: ExpressHandle): void;
-  /** What the addon's express path needs of this device; absent or undefined: it has no part in it. */
-  expressSide?(): ExpressTunSide | undefined;
+  /** Calls `onReadable` from the event loop whenever packets are waiting. Never blocks the loop. */
+  start(onReadable: () => void): void;
   /**
    * Stops readiness callbacks, the device staying open (the pipeline stopped: readiness it would not
    * act on must not spin the event loop until close). Absent: nothing to stop.

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
  * The Linux TUN device (IFF_TUN | IFF_NO_PI, non-blocking) through the native addon: batched reads and
  * writes, readiness from a uv poll handle on the Node event loop.
  */
-import { requireNative, type NativeAddon, type PollHandle, type ExpressHandle, type ExpressTunSide } from './addon.js';
+import { requireNative, type NativeAddon, type PollHandle, type TunQueueHandle, type ExpressHandle, type ExpressTunSide } from './addon.js';
 import type { TunDevice } from './tun-device.js';
 import { prepareTcpGso } from '../packet/gso.js';
 import { emitVirtioNetHdr, VIRTIO_NET_HDR_LEN } from '../packet/wire/virtio-net.js';
@@ -36,7 +36,7 @@ export interface LinuxTunOptions {
   /** Where the offload counters live (e.g. shared with a supervising thread). */
   counters?: Float64Array;
   /**
-   * Who does the offloads' packet work: 'native' (the addon's tunReadOffload/tunWriteOffload, default)
+   * Who does the offloads' packet work: 'native' (the addon's tunQueueRead/tunWriteOffload, default)
    * or 'ts' (src/io/tun-offload.ts over plain readBatch/writeBatch: the pure-TypeScript datapath).
    */
   offloadIn?: 'native' | 'ts';
@@ -134,10 +134,11 @@ class LinuxTun implements LinuxTunDevice {
   #poll: PollHandle | undefined;
   #express: ExpressHandle | undefined;
   readonly offloadCounters: Float64Array;
-  // Offload path only: a 64 KB super-packet lands in scratch and leaves in MTU-sized pieces.
-  private readonly scratch: Buffer | undefined;
-  /** [super-packet kept in scratch, next segment] for tunReadOffload, then the express path's busy hint (see read). */
-  private readonly state = new Int32Array(3);
+  /**
+   * The addon's view of this queue (not with offloadIn 'ts'): with vnetHdr, the scratch a 64 KB
+   * super-packet lands in and leaves in MTU-sized pieces, and what is kept there — shared with the express path inside the addon.
+   */
+  private readonly queue: TunQueueHandle | undefined;
   private sizes32 = new Int32Array(0);
   /** 10 bytes per packet of a write batch holding super-packets (zero = no header of its own). */
   private vnetHdrs = Buffer.alloc(0);
@@ -146,7 +147,7 @@ class LinuxTun implements LinuxTunDevice {
    * (VXTUN_NO_TUN_COALESCE=1 turns both off).
    */
   private readonly coalesce: number;
-  /** Offloads done in TypeScript over plain reads and writes (offloadIn 'ts'), instead of scratch + state. */
+  /** Offloads done in TypeScript over plain reads and writes (offloadIn 'ts'), instead of the addon's queue. */
   private readonly tsReader: TunOffloadReader | undefined;
   private readonly tsWriter: TunOffloadWriter | undefined;
 
@@ -161,12 +162,12 @@ class LinuxTun implements LinuxTunDevice {
   ) {
     this.#fd = fd;
     this.coalesce = process.env.VXTUN_NO_TUN_COALESCE === '1' ? 0 : TunCoalesce.Tcp | (features.uso ? TunCoalesce.Udp : 0);
-    this.offloadCounters = counters ?? new Float64Array(native.tunCounterCount ?? TUN_COUNTER_COUNT);
+    this.offloadCounters = counters ?? new Float64Array(TUN_COUNTER_COUNT);
     if (features.vnetHdr && offloadIn === 'ts') {
       this.tsReader = new TunOffloadReader((bufs, offset, sizes) => native.readBatch(this.#fd, bufs, offset, sizes), this.offloadCounters);
       this.tsWriter = new TunOffloadWriter((bufs, sizes, offset, count, refused) => native.writeBatch(this.#fd, bufs, sizes, offset, count, refused), this.offloadCounters, this.coalesce !== 0);
-    } else if (features.vnetHdr) {
-      this.scratch = Buffer.alloc(65545 + 64);
+    } else {
+      this.queue = native.tunQueueOpen(fd, features.vnetHdr);
     }
   }
 
@@ -182,12 +183,9 @@ class LinuxTun implements LinuxTunDevice {
   read(bufs: Buffer[], sizes: number[], offset: number): number {
     if (this.#fd < 0) return 0;
     if (this.tsReader !== undefined) return this.tsReader.read(bufs, sizes, offset);
-    if (this.scratch === undefined) return this.native.readBatch(this.#fd, bufs, offset, sizes);
+    if (!this.features.vnetHdr) return this.native.readBatch(this.#fd, bufs, offset, sizes);
     const s32 = this.int32Sizes(bufs.length);
-    const n = this.native.tunReadOffload(this.#fd, this.scratch, this.state, bufs, offset, s32, this.offloadCounters);
-    // The express path's hint: while reads come back with more than one packet, a wake-up is traffic
-    // and all of it is the pipeline's (native/express.cc); a read of one clears it.
-    if (n !== 0) this.state[2] = n > 1 ? 1 : 0;
+    const n = this.native.tunQueueRead(this.queue!, bufs, offset, s32, this.offloadCounters);
     for (let i = 0; i < n; i++) sizes[i] = s32[i]!;
     return n;
   }
@@ -202,7 +200,7 @@ class LinuxTun implements LinuxTunDevice {
       return 0;
     }
     if (this.tsWriter !== undefined) return this.tsWriter.write(bufs, sizes, offset, count, gsoSizes, refused);
-    if (this.scratch === undefined) return this.native.writeBatch(this.#fd, bufs, sizes, offset, count, refused);
+    if (!this.features.vnetHdr) return this.native.writeBatch(this.#fd, bufs, sizes, offset, count, refused);
     const s32 = this.int32Sizes(count);
     for (let i = 0; i < count; i++) s32[i] = sizes[i]!;
     const hdrs = gsoSizes === undefined ? undefined : this.superHeaders(bufs, sizes, offset, count, gsoSizes);
@@ -228,31 +226,35 @@ class LinuxTun implements LinuxTunDevice {
     return hdrs;
   }
 
-  /** Outbound express needs the addon's offload reader (scratch + state); inbound only the descriptor. */
+  /** The addon's queue: outbound express runs with its offload reader (vnetHdr), inbound needs only the descriptor. */
   expressSide(): ExpressTunSide | undefined {
-    if (this.#fd < 0 || this.tsReader !== undefined) return undefined;
-    return { tunFd: this.#fd, vnetHdr: this.features.vnetHdr, tunCounters: this.offloadCounters, ...(this.scratch ? { scratch: this.scratch, state: this.state } : {}) };
+    if (this.#fd < 0 || this.queue === undefined) return undefined;
+    return { tunQueue: this.queue, tunCounters: this.offloadCounters };
   }
 
-  start(onReadable: () => void, express?: ExpressHandle): void {
+  /** See ExpressCapable (express-sides.ts). */
+  useExpress(handle: ExpressHandle): void {
+    this.#express = handle;
+  }
+
+  start(onReadable: () => void): void {
     if (this.#fd < 0) throw new Error(`tun ${this.name}: start after close`);
     if (this.#poll !== undefined) throw new Error(`tun ${this.name}: already started`);
     // A poll error (the handle is then stopped by libuv) is left to the next read to report.
-    // A super-packet cut short by full buffers waits in scratch (or in the TS reader): epoll will not say so (the fd may be
+    // A super-packet cut short by full buffers waits in the queue (or in the TS reader): epoll will not say so (the fd may be
     // empty), so come back on the next turn until it is handed over.
     let again = false;
     const run = (): void => {
       again = false;
       onReadable();
-      const pending = this.tsReader !== undefined ? this.tsReader.pending : this.state[0] !== 0;
+      const pending = this.tsReader !== undefined ? this.tsReader.pending : this.features.vnetHdr && this.native.tunQueuePending(this.queue!);
       // Not once reading stopped (stopReading, close): a stopped pipeline leaves the pending part unread.
       if (pending && !again && this.#fd >= 0 && this.#poll !== undefined) {
         again = true;
         setImmediate(run);
       }
     };
-    this.#express = express;
-    this.#poll = this.native.pollStart(this.#fd, run, express, 0);
+    this.#poll = this.native.pollStart(this.#fd, run, this.#express, 0);
   }
 
   stopReading(): void {

@@ -20,32 +20,10 @@ import { VirtioNetHdr, VirtioNetFlag, VirtioNetGso, VIRTIO_NET_HDR_LEN, emitVirt
 import { prepareTcpGso, writeTcpSegment, type TcpSuperPacket } from '../packet/gso.js';
 import { WireError } from '../packet/wire/error.js';
 import { settleRefused } from './tun-device.js';
+import { TunCounter } from './counter-layouts.js';
 
-/** Index of each counter (mirrors TunCounter in native/tun_offload.cc). */
-export const TunCounter = {
-  /** Packets read from the device (a super-packet counts once). */
-  Reads: 0,
-  /** Super-packets segmented. */
-  GsoPackets: 1,
-  /** Packets made from them. */
-  GsoSegments: 2,
-  /** NEEDS_CSUM packets finished. */
-  ChecksumCompleted: 3,
-  /** Packets whose header or GSO fields cannot be honoured: dropped. */
-  BadVnetHdr: 4,
-  /** Packets written (a coalesced super-packet counts its segments). */
-  Writes: 5,
-  CoalescedWrites: 6,
-  CoalescedPackets: 7,
-  /** Packets written with their own GSO header: TCP super-packets of kernel peers passed whole. */
-  SuperWrites: 8,
-  /** UDP super-packets written (USO, native path only), and the datagrams they carried. */
-  UdpCoalescedWrites: 9,
-  UdpCoalescedPackets: 10,
-  /** UDP super-packets read (from local UDP_SEGMENT senders) and split; also counted in GsoPackets. */
-  UdpGsoPackets: 11,
-} as const;
-export const TUN_COUNTER_COUNT = 12;
+/** Index of each counter (native/counters.def through counter-layouts.ts, shared with native/tun_offload.cc). */
+export { TunCounter, TUN_COUNTER_COUNT } from './counter-layouts.js';
 
 /** The largest packet behind a virtio_net_hdr (an IPv4 total length). */
 const MAX_PACKET = 0xffff;

@@ -53,8 +53,8 @@ export interface CounterSnapshot {
 }
 
 export class Counters {
-  /** What the addon's express path counted for this engine (src/datapath/express.ts), folded into snapshot(). */
-  express: Float64Array | undefined;
+  private expressBlock: Float64Array | undefined;
+  private expressFold: ((s: CounterSnapshot, block: Float64Array) => CounterSnapshot) | undefined;
   txPackets = 0;
   txBytes = 0;
   rxPackets = 0;
@@ -62,6 +62,20 @@ export class Counters {
   private readonly answers = new Map<string, number>(Object.values(Answer).map((k) => [k, 0]));
   private readonly drops = new Map<string, number>(Object.values(DropReason).map((k) => [k, 0]));
   private readonly fixups = new Map<string, number>(Object.values(Fixup).map((k) => [k, 0]));
+
+  /** What the addon's express path counted for this engine, if it runs (see attachExpress). */
+  get express(): Float64Array | undefined {
+    return this.expressBlock;
+  }
+
+  /**
+   * Counts what the express path counts in `block` as this engine's: snapshot() adds it through `fold`
+   * (addExpressCounters, src/datapath/express.ts — the block's layout is the addon's, which packet/ does not load).
+   */
+  attachExpress(block: Float64Array, fold: (s: CounterSnapshot, block: Float64Array) => CounterSnapshot): void {
+    this.expressBlock = block;
+    this.expressFold = fold;
+  }
 
   drop(reason: DropReason, n = 1): void {
     this.drops.set(reason, this.drops.get(reason)! + n);
@@ -95,40 +109,6 @@ export class Counters {
       dropped: Object.fromEntries(this.drops),
       fixed: Object.fromEntries(this.fixups),
     };
-    return this.express ? addExpressCounters(s, this.express) : s;
+    return this.expressBlock && this.expressFold ? this.expressFold(s, this.expressBlock) : s;
   }
-}
-
-/** Index of each counter in an express counter block (the addon's express path, src/datapath/express.ts; mirrors ExpressCounter in native/express.cc). */
-export const ExpressCounter = {
-  TxPackets: 0,
-  TxBytes: 1,
-  RxPackets: 2,
-  RxBytes: 3,
-  /** A send the kernel refused: the engine's send-failed drop. */
-  SendFailed: 4,
-  /** A TUN write the kernel refused: the engine's tun-write-failed drop. */
-  TunWriteFailed: 5,
-  /** TUN wake-ups handed to the JS pipeline (a second packet, or one that is not the express path's). */
-  OutHandedOver: 6,
-  /** UDP batches handed to the JS pipeline. */
-  InHandedOver: 7,
-  /** Wake-ups the express thread served itself, the event loop left asleep (native/poll.cc). */
-  ThreadPasses: 8,
-  /** Times the express thread handed both descriptors to the event loop (traffic, or anything it does not take). */
-  LoopHandovers: 9,
-  /** Times the event loop handed them back (its last pass on each side needed no JS). */
-  ThreadResumes: 10,
-} as const;
-export const EXPRESS_COUNTER_COUNT = 11;
-
-/** Adds an express counter block to a snapshot (in place): packets it forwarded, and its drops. */
-export function addExpressCounters(s: CounterSnapshot, block: Float64Array): CounterSnapshot {
-  s.tx.packets += block[ExpressCounter.TxPackets]!;
-  s.tx.bytes += block[ExpressCounter.TxBytes]!;
-  s.rx.packets += block[ExpressCounter.RxPackets]!;
-  s.rx.bytes += block[ExpressCounter.RxBytes]!;
-  s.dropped[DropReason.SendFailed] = (s.dropped[DropReason.SendFailed] ?? 0) + block[ExpressCounter.SendFailed]!;
-  s.dropped[DropReason.TunWriteFailed] = (s.dropped[DropReason.TunWriteFailed] ?? 0) + block[ExpressCounter.TunWriteFailed]!;
-  return s;
 }

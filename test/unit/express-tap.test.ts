@@ -77,8 +77,9 @@ describe('express path records while watched (loopback, /dev/null as the TUN)', 
   beforeAll(async () => {
     bind = NativeBind.open('127.0.0.1', 0, { gso: false, gro: false });
     devNull = openSync('/dev/null', 'w');
-    handle = native.expressOpen({ tunFd: devNull, vnetHdr: false, tunCounters, ...bind.expressSide()!, vni: VNI, vtepMac: Uint8Array.from(OUR_MAC), maxInnerSize: 1450, readRoom: 1564, tunMtu: 1500, counters, gate, thread: false });
-    bind.start(() => void handedOver++, handle);
+    handle = native.expressOpen({ tunQueue: native.tunQueueOpen(devNull, false), tunCounters, ...bind.expressSide()!, vni: VNI, vtepMac: Uint8Array.from(OUR_MAC), maxInnerSize: 1450, readRoom: 1564, tunMtu: 1500, counters, gate, thread: false });
+    bind.useExpress(handle);
+    bind.start(() => void handedOver++);
     sender = createSocket('udp4');
     await new Promise<void>((r) => sender.bind(0, '127.0.0.1', r));
   });

@@ -8,6 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { newGroPieces, splitGro } from '../../src/packet/gro.js';
 import { NativeBind, UdpCounter, type NativeBindOptions } from '../../src/io/bind-native.js';
+import { UDP_COUNTER_COUNT } from '../../src/io/counter-layouts.js';
 import type { Endpoint } from '../../src/io/bind.js';
 import { requireNative } from '../../src/io/addon.js';
 import { xorshift32 as rng } from './random.js';
@@ -169,7 +170,7 @@ describe('NativeBind with UDP GRO on loopback', () => {
 
   it('udpRecvBatch refuses a gsoSizes array shorter than maxCount before any syscall', () => {
     const native = requireNative();
-    const counters = new Float64Array(native.udpCounterCount);
+    const counters = new Float64Array(UDP_COUNTER_COUNT);
     const args = [Buffer.alloc(4 * 64), 64, 4, new Int32Array(4), new Uint32Array(4), new Uint16Array(4), counters] as const;
     expect(() => native.udpRecvBatch(1e6, ...args, new Int32Array(3))).toThrow(RangeError);
     expect(() => native.udpRecvBatch(1e6, ...args, new Float64Array(4) as unknown as Int32Array)).toThrow(/gsoSizes has the wrong typed-array type/);

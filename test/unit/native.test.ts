@@ -365,6 +365,19 @@ describe('native tunOpen / linkConfigure / routes: argument checks (no syscalls)
   });
 });
 
+describe('native TUN queue handles', () => {
+  it('tunQueueRead, tunQueuePending and expressOpen take only a tunQueueOpen handle; a queue without vnetHdr is not read here', () => {
+    const sizes = new Int32Array(1);
+    const counters = new Float64Array(64);
+    expect(() => native.tunQueueRead({} as never, [Buffer.alloc(64)], 0, sizes, counters)).toThrow(/^tunQueueRead: queue must come from tunQueueOpen$/);
+    expect(() => native.tunQueuePending(7 as never)).toThrow(/^tunQueuePending: queue must come from tunQueueOpen$/);
+    expect(() => native.expressOpen({ tunQueue: {} } as never)).toThrow(/^expressOpen: tunQueue: queue must come from tunQueueOpen$/);
+    const plain = native.tunQueueOpen(1000000, false);
+    expect(() => native.tunQueueRead(plain, [Buffer.alloc(64)], 0, sizes, counters)).toThrow(/opened without vnetHdr/);
+    expect(native.tunQueuePending(plain)).toBe(false);
+  });
+});
+
 describe('loader', () => {
   it('VXTUN_NO_NATIVE=1 selects the fallback', () => {
     const saved = process.env.VXTUN_NO_NATIVE;

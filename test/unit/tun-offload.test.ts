@@ -1,7 +1,7 @@
 // TUN offloads in TypeScript (src/io/tun-offload.ts): the reader cuts the kernel's TCP super-packets and
 // finishes unfinished checksums, the writer puts a virtio_net_hdr in front of every packet and
 // coalesces runs of one TCP flow. Checked on raw bytes (golden), by their rules one by one, against
-// malformed headers (counted, never thrown), and side by side with the addon's tunReadOffload /
+// malformed headers (counted, never thrown), and side by side with the addon's tunQueueRead /
 // tunWriteOffload on a FIFO: the same input must give the same bytes and the same counters.
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
@@ -476,7 +476,7 @@ describe('TunOffloadWriter', () => {
   });
 });
 
-describe('side by side with the addon (tunReadOffload / tunWriteOffload on a FIFO)', () => {
+describe('side by side with the addon (tunQueueRead / tunWriteOffload on a FIFO)', () => {
   let dir: string;
   let fd = -1;
   beforeAll(() => {
@@ -510,14 +510,13 @@ describe('side by side with the addon (tunReadOffload / tunWriteOffload on a FIF
     const nc = counters();
     const tc = counters();
     writeSync(fd, raw);
-    const scratch = Buffer.alloc(65545 + 64);
-    const state = new Int32Array(2);
+    const queue = native.tunQueueOpen(fd, true);
     const nat: string[] = [];
     do {
       const { bufs, sizes } = batch(width);
-      const n = native.tunReadOffload(fd, scratch, state, bufs, HEADROOM, sizes, nc);
+      const n = native.tunQueueRead(queue, bufs, HEADROOM, sizes, nc);
       for (let i = 0; i < n; i++) nat.push(bufs[i]!.subarray(HEADROOM, HEADROOM + sizes[i]!).toString('hex'));
-    } while (state[0] !== 0);
+    } while (native.tunQueuePending(queue));
     const ts = readAll(new TunOffloadReader(rawQueue([raw]), tc), width).map((p) => p.toString('hex'));
     return { native: nat, ts, nc: [...nc], tc: [...tc] };
   }

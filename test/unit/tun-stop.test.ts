@@ -32,13 +32,13 @@ describe('LinuxTun.stopReading', () => {
     stub('pollStop', () => void pollStops++);
     stub('expressStop', () => {});
     stub('close', () => {});
-    // Every read fills the batch and leaves part of a super-packet waiting (state[0] != 0).
-    stub('tunReadOffload', (_fd: number, _scratch: Uint8Array, state: Int32Array, bufs: Uint8Array[], _offset: number, sizes: Int32Array) => {
-      state[0] = 65000;
-      state[1] = 3;
+    // Every read fills the batch and leaves part of a super-packet waiting in the queue.
+    stub('tunQueueOpen', () => ({}));
+    stub('tunQueueRead', (_queue: unknown, bufs: Uint8Array[], _offset: number, sizes: Int32Array) => {
       for (let i = 0; i < bufs.length; i++) sizes[i] = 100;
       return bufs.length;
     });
+    stub('tunQueuePending', () => true);
     const tun = adoptLinuxTun(1000, 'stub0', 1450, { vnetHdr: true, offload: true, uso: false });
     const bufs = Array.from({ length: 4 }, () => Buffer.alloc(2000));
     const sizes = [0, 0, 0, 0];

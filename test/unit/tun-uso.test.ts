@@ -2,7 +2,7 @@
  * UDP segmentation offload in the addon's TUN I/O (native/tun_offload.cc), on a FIFO standing in for
  * the TUN (one O_RDWR descriptor is reader and writer; no root): which runs of datagrams
  * tunWriteOffload coalesces into one UDP_L4 super-packet and which it must leave alone, the
- * virtio_net_hdr and headers it writes, and tunReadOffload splitting such a super-packet back into
+ * virtio_net_hdr and headers it writes, and tunQueueRead splitting such a super-packet back into
  * the very datagrams it was made of, as the kernel does with USO.
  */
 import { execFileSync } from 'node:child_process';
@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireNative } from '../../src/io/addon.js';
 import { TunCoalesce, TunCounter } from '../../src/io/tun-linux.js';
+import { TUN_COUNTER_COUNT } from '../../src/io/counter-layouts.js';
 import { emitIpv4, ipv4FromString, ipv4PseudoHeaderSum } from '../../src/packet/wire/ipv4.js';
 import { emitIpv6, ipv6FromString, ipv6PseudoHeaderSum } from '../../src/packet/wire/ipv6.js';
 import { emitUdp } from '../../src/packet/wire/udp.js';
@@ -102,7 +103,7 @@ interface Written {
 
 /** Writes copies of the packets and parses what reached the "TUN". */
 function write(pkts: Buffer[], coalesce: number = TunCoalesce.Tcp | TunCoalesce.Udp): Written {
-  const counters = new Float64Array(native.tunCounterCount);
+  const counters = new Float64Array(TUN_COUNTER_COUNT);
   const bufs = pkts.map((p) => Buffer.from(p));
   const written = native.tunWriteOffload(fd, bufs, Int32Array.from(bufs.map((b) => b.length)), 0, bufs.length, counters, coalesce);
   const chunks: Buffer[] = [];
@@ -121,18 +122,17 @@ function write(pkts: Buffer[], coalesce: number = TunCoalesce.Tcp | TunCoalesce.
   return { written, bufs, records, counters };
 }
 
-/** Hands one record to tunReadOffload as the TUN would; returns the plain packets it makes. */
+/** Hands one record to tunQueueRead as the TUN would; returns the plain packets it makes. */
 function read(hdr: VirtioNetHdrRepr, pkt: Buffer, slots = 64): { pkts: Buffer[]; counters: Float64Array; more: () => Buffer[] } {
   const h = Buffer.alloc(VIRTIO_NET_HDR_LEN);
   emitVirtioNetHdr(hdr, h, 0);
   writeSync(fd, Buffer.concat([h, pkt]));
-  const counters = new Float64Array(native.tunCounterCount);
-  const scratch = Buffer.alloc(65545 + 64);
-  const state = new Int32Array(2);
+  const counters = new Float64Array(TUN_COUNTER_COUNT);
+  const queue = native.tunQueueOpen(fd, true);
   const bufs = Array.from({ length: slots }, () => Buffer.alloc(2048));
   const sizes = new Int32Array(slots);
   const call = (): Buffer[] => {
-    const n = native.tunReadOffload(fd, scratch, state, bufs, 0, sizes, counters);
+    const n = native.tunQueueRead(queue, bufs, 0, sizes, counters);
     return bufs.slice(0, n).map((b, i) => Buffer.from(b.subarray(0, sizes[i])));
   };
   return { pkts: call(), counters, more: call };
@@ -228,7 +228,7 @@ describe('tunWriteOffload with USO: runs of one UDP flow as one UDP_L4 super-pac
   });
 });
 
-describe('tunReadOffload: UDP super-packets (a local UDP_SEGMENT sender behind a USO device)', () => {
+describe('tunQueueRead: UDP super-packets (a local UDP_SEGMENT sender behind a USO device)', () => {
   /** What the kernel hands over for such a sender's message: headers of the whole, checksum partial. */
   function kernelSuper(pkts: Buffer[]): { hdr: VirtioNetHdrRepr; pkt: Buffer } {
     const payloads = Buffer.concat(pkts.map((p) => p.subarray(28)));
