@@ -134,7 +134,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
 
   /** Starts renewal and the peer watch (after acquire()). */
   start(): void {
-    if (!isAssignedRegistry(this.opts.registry)) this.scheduleRenew(this.renewAfterMs);
+    this.scheduleRenew(this.renewAfterMs);
     void this.syncLoop();
   }
 
@@ -153,6 +153,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
 
   private async renew(): Promise<void> {
     const { registry } = this.opts;
+    // Nothing expires in an assigned registry.
     if (this.state.stopped || isAssignedRegistry(registry)) return;
     try {
       const r = await registry.refreshLease(subnetKey(this.subnet), this.opts.leaseValue, this.ttl);

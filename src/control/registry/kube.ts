@@ -62,8 +62,15 @@ function apiCode(err: unknown): number | undefined {
 
 function describe(err: unknown): string {
   if (err instanceof ApiException) {
-    const body = err.body as { message?: unknown } | string | undefined;
-    const message = typeof body === 'object' && body !== null && typeof body.message === 'string' ? body.message : typeof body === 'string' ? body.split('\n')[0] : '';
+    // The body is the API's Status as text: its message is the line worth showing.
+    let body = err.body as unknown;
+    try {
+      if (typeof body === 'string') body = JSON.parse(body);
+    } catch {
+      // not JSON: shown as it is
+    }
+    const status = body as { message?: unknown } | string | undefined;
+    const message = typeof status === 'object' && status !== null && typeof status.message === 'string' ? status.message : typeof status === 'string' ? status.split('\n')[0] : '';
     return `HTTP ${err.code}${message ? `: ${message}` : ''}`;
   }
   return (err as Error).message.split('\n')[0] ?? String(err);
@@ -94,7 +101,7 @@ function loadKubeConfig(s: KubeSettings, env: Record<string, string | undefined>
     }
   } else if (s.apiUrl) {
     kc.loadFromOptions({
-      clusters: [{ name: 'kube', server: s.apiUrl, skipTLSVerify: false }],
+      clusters: [{ name: 'kube', server: s.apiUrl }],
       users: [{ name: 'flanneld' }],
       contexts: [{ name: 'kube', cluster: 'kube', user: 'flanneld' }],
       currentContext: 'kube',
@@ -106,6 +113,11 @@ function loadKubeConfig(s: KubeSettings, env: Record<string, string | undefined>
     kc.loadFromCluster();
   }
   if (s.apiUrl && !/^https?:\/\/[^/]+/.test(s.apiUrl)) throw new RegistryError(`"${s.apiUrl}" is not an API server URL (http(s)://host:port)`, false, 'kube-api-url');
+  // client-go talks plain HTTP to an http:// server; this client only does with TLS checks off, which mean nothing there.
+  if (kc.clusters.some((c) => c.server.startsWith('http:') && !c.skipTLSVerify)) {
+    const clusters = kc.clusters.map((c) => (c.server.startsWith('http:') ? { ...c, skipTLSVerify: true } : c));
+    kc.loadFromOptions({ clusters, users: kc.users, contexts: kc.contexts, currentContext: kc.currentContext });
+  }
   return kc;
 }
 
