@@ -76,6 +76,7 @@ describe('a node as a lease (nodeToLease)', () => {
     const lease = nodeLease(flannelNode(), keys);
     if (typeof lease === 'string') throw new Error(lease);
     expect(cidrToString(lease.subnet)).toBe('10.244.1.0/24');
+    expect(lease.subnetKey).toBe('10.244.1.0-24');
     const attrs = decodeLeaseValue(lease.value)!;
     const network = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}', 'net-conf.json');
     const route = leaseRoute(lease.subnet, attrs, network.backend)!;

@@ -13,9 +13,9 @@
  */
 import { isIPv6 } from 'node:net';
 import { ipv4Mask } from '../../packet/cidr.js';
-import { ipv4FromString, isIpv4String } from '../../packet/wire/ipv4.js';
+import { ipv4FromString, ipv4ToString, isIpv4String } from '../../packet/wire/ipv4.js';
 import { isMacString } from '../../packet/wire/ethernet.js';
-import type { Cidr4 } from '../flannel.js';
+import type { Cidr4 } from './registry.js';
 
 /** flanneld's --kube-annotation-prefix default. */
 export const DEFAULT_ANNOTATION_PREFIX = 'flannel.alpha.coreos.com';
@@ -105,7 +105,7 @@ export function isManaged(node: NodeView, keys: AnnotationKeys): boolean {
  * inserted raw, as Go's json.RawMessage is, so a malformed one makes the whole value unreadable
  * and the lease is ignored downstream). A string says why the node gives no lease.
  */
-export function nodeLease(node: NodeView, keys: AnnotationKeys): { subnet: Cidr4; value: string } | string {
+export function nodeLease(node: NodeView, keys: AnnotationKeys): { subnet: Cidr4; subnetKey: string; value: string } | string {
   const a = node.metadata?.annotations ?? {};
   const publicIp = a[keys.backendPublicIp] ?? '';
   if (!isIpv4String(publicIp)) return `invalid IPv4 address in ${keys.backendPublicIp}: ${JSON.stringify(publicIp)}`;
@@ -114,7 +114,8 @@ export function nodeLease(node: NodeView, keys: AnnotationKeys): { subnet: Cidr4
   const backendType = a[keys.backendType] ?? '';
   const data = a[keys.backendData] ?? '';
   const value = `{"PublicIP":${JSON.stringify(publicIp)},"PublicIPv6":null,"BackendType":${JSON.stringify(backendType)},"BackendData":${data === '' ? 'null' : data}}`;
-  return { subnet, value };
+  // The key flannel gives the lease in etcd, so the lease manager sees the same keys from every registry.
+  return { subnet, subnetKey: `${ipv4ToString(subnet.addr)}-${subnet.prefixLen}`, value };
 }
 
 /** What this node publishes: flannel's LeaseAttrs for an IPv4 lease. */

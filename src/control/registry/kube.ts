@@ -9,8 +9,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { KubeConfig, CoreV1Api, Watch, setHeaderOptions, PatchStrategy, ApiException, type V1Node } from '@kubernetes/client-node';
 import { cidrContains, cidrToString } from '../../packet/cidr.js';
-import { subnetKey, type Cidr4 } from '../flannel.js';
-import { RegistryError, type AssignedSubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
+import { RegistryError, type Cidr4, type AssignedSubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
 import {
   DEFAULT_ANNOTATION_PREFIX,
   annotationKeys,
@@ -239,7 +238,7 @@ export class KubeRegistry implements AssignedSubnetRegistry {
       return undefined;
     }
     this.logged.delete(name);
-    return { key: subnetKey(lease.subnet), value: lease.value };
+    return { key: lease.subnetKey, value: lease.value };
   }
 
   async listLeases(): Promise<{ leases: StoredLease[]; revision: string }> {

@@ -8,7 +8,10 @@
  * registry returns is exactly what another flanneld would read.
  */
 
-import type { Cidr4 } from '../flannel.js';
+import type { Cidr } from '../../packet/cidr.js';
+
+/** An IPv4 prefix (the same type as flannel.ts's Cidr4; this folder imports nothing from above it). */
+export type Cidr4 = Extract<Cidr, { family: 4 }>;
 
 /** One lease as stored: `<prefix>/subnets/<subnetKey>` -> value (flannel's LeaseAttrs JSON). */
 export interface StoredLease {
