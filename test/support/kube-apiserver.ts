@@ -71,6 +71,8 @@ function status(code: number, reason: string, message: string, details?: Obj): O
 
 export class FakeKubeApiServer {
   private readonly server: Server;
+  /** The same API on a unix socket, for clients in other network namespaces (each has its own loopback). */
+  private unixServer: Server | undefined;
   private readonly nodes = new Map<string, Obj>();
   private readonly pods = new Map<string, Obj>();
   private revision = 1;
@@ -87,7 +89,11 @@ export class FakeKubeApiServer {
   url = '';
 
   constructor() {
-    this.server = createServer((req, res) => {
+    this.server = this.httpServer();
+  }
+
+  private httpServer(): Server {
+    return createServer((req, res) => {
       let body = '';
       req.setEncoding('utf8');
       req.on('data', (c: string) => (body += c));
@@ -95,17 +101,26 @@ export class FakeKubeApiServer {
     });
   }
 
-  async start(): Promise<this> {
+  /** Listens on 127.0.0.1 (an ephemeral port), and on `socketPath` too when given. */
+  async start(socketPath?: string): Promise<this> {
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    if (socketPath !== undefined) {
+      const unix = this.httpServer();
+      await new Promise<void>((resolve) => unix.listen(socketPath, resolve));
+      this.unixServer = unix;
+    }
     return this;
   }
 
   async stop(): Promise<void> {
     for (const w of this.watchers) w.res.destroy();
     this.watchers.clear();
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const server of [this.server, this.unixServer]) {
+      if (!server) continue;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }
 
   get resourceVersion(): string {
