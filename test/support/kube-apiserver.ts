@@ -84,6 +84,8 @@ export class FakeKubeApiServer {
   readonly patches: RecordedPatch[] = [];
   /** Every request line received ("GET /api/v1/nodes?watch=true&resourceVersion=5"), in order. */
   readonly requests: string[] = [];
+  /** The Authorization header of every request (no check is made: the stand-in has no authentication). */
+  readonly authorizations: Array<string | undefined> = [];
   /** How a too-old watch is refused: an ERROR event in a 200 stream (what the watch cache does) or HTTP 410. */
   goneAs: 'event' | 'http' = 'event';
   url = '';
@@ -219,6 +221,7 @@ export class FakeKubeApiServer {
   private handle(req: IncomingMessage, res: ServerResponse, body: string): void {
     const url = new URL(req.url ?? '/', 'http://stand-in');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
+    this.authorizations.push(req.headers.authorization);
     const parts = url.pathname.split('/').filter(Boolean);
     const isApiV1 = parts[0] === 'api' && parts[1] === 'v1';
     if (req.method === 'GET' && isApiV1 && parts[2] === 'nodes' && parts.length === 3) {

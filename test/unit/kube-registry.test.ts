@@ -220,6 +220,29 @@ describe('kube subnet manager against the stand-in API server', () => {
     await expect(KubeRegistry.open({ ...settings, env: { POD_NAME: 'gone', POD_NAMESPACE: 'kube-flannel' } }, log)).rejects.toThrow(/retrieving pod spec for 'kube-flannel\/gone' failed: HTTP 404: pods "gone" not found/);
   });
 
+  it('reaches the API through a kubeconfig file (its token sent), with --kube-api-url replacing its server, and says when nothing names one', async () => {
+    const kubeconfig = (server: string): string => {
+      const file = join(dir, 'kubeconfig');
+      writeFileSync(
+        file,
+        ['apiVersion: v1', 'kind: Config', 'current-context: flannel', 'clusters:', '- name: kube', '  cluster:', `    server: ${server}`,
+          'users:', '- name: flannel', '  user:', '    token: s3cr3t-t0ken', 'contexts:', '- name: flannel', '  context:', '    cluster: kube', '    user: flannel', ''].join('\n'),
+      );
+      return file;
+    };
+    const viaFile = await KubeRegistry.open({ ...settings, apiUrl: undefined, kubeconfigFile: kubeconfig(api.url) }, log);
+    expect(viaFile.description).toBe(`kube ${api.url} node vx-1`);
+    await viaFile.storedAttrs();
+    expect(api.authorizations.at(-1)).toBe('Bearer s3cr3t-t0ken');
+    // A server that answers nothing, replaced by the API URL as client-go's BuildConfigFromFlags does.
+    const overridden = await KubeRegistry.open({ ...settings, kubeconfigFile: kubeconfig('http://127.0.0.1:9') }, log);
+    await overridden.storedAttrs();
+    expect(api.authorizations.at(-1)).toBe('Bearer s3cr3t-t0ken');
+    await expect(KubeRegistry.open({ ...settings, apiUrl: undefined, env: { NODE_NAME: 'vx-1' } }, log)).rejects.toThrow(/not running in a cluster .*give --kube-api-url or --kubeconfig-file/);
+    await expect(KubeRegistry.open({ ...settings, kubeconfigFile: join(dir, 'absent') }, log)).rejects.toMatchObject({ field: 'kubeconfig-file', transient: false });
+    await expect(KubeRegistry.open({ ...settings, annotationPrefix: 'org' }, log)).rejects.toMatchObject({ field: 'kube-annotation-prefix' });
+  });
+
   it('waits for a podCIDR, refuses one outside the network, and reads net-conf.json from its path', async () => {
     api.updateNode('vx-1', (n) => (n.spec = {}));
     const registry = await KubeRegistry.open(settings, log);
