@@ -264,6 +264,7 @@ export class KubeRegistry implements AssignedSubnetRegistry {
     const after = type === 'DELETED' ? undefined : this.leaseOf(node);
     if (after) this.known.set(name, after);
     else this.known.delete(name);
+    if (type === 'DELETED') this.logged.delete(name);
     if (before && before.key !== after?.key) handlers.onEvent({ type: 'delete', subnetKey: before.key });
     if (after && (before?.key !== after.key || before.value !== after.value)) handlers.onEvent({ type: 'put', subnetKey: after.key, value: after.value });
   }
@@ -306,10 +307,13 @@ export class KubeRegistry implements AssignedSubnetRegistry {
             else start();
           },
         )
-        .then((c) => {
-          controller = c;
-          if (cancelled || broken) c.abort();
-        });
+        .then(
+          (c) => {
+            controller = c;
+            if (cancelled || broken) c.abort();
+          },
+          (err: unknown) => breakOnce(wrap('watch nodes', err)),
+        );
     };
     const cancel = (): void => {
       cancelled = true;
