@@ -5,16 +5,7 @@
  * and CompleteLease's condition patch (bytes).
  */
 import { describe, expect, it } from 'vitest';
-import {
-  annotationKeys,
-  nodeLease,
-  nodeSubnet,
-  annotationPatch,
-  storedVtepMac,
-  storedPublicIp,
-  networkAvailablePatch,
-  type NodeView,
-} from '../../src/control/registry/kube-annotations.js';
+import { annotationKeys, annotationPatch, networkAvailablePatch, nodeLease, nodeSubnet, storedPublicIp, storedVtepMac, type NodeView } from '../../src/control/registry/kube-annotations.js';
 import { decodeLeaseValue, encodeLeaseValue, leaseRoute, parseNetworkConfig } from '../../src/control/flannel.js';
 import { cidrToString } from '../../src/packet/cidr.js';
 import { macFromString, macToString } from '../../src/packet/wire/ethernet.js';
