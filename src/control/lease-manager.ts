@@ -9,13 +9,15 @@
  *  - our own lease rewritten with another PublicIP is lost, as a deleted one is;
  *  - registry unreachable: the last table stays in force, retries back off, and on return a full
  *    list replaces whatever the watch may have missed.
+ * An AssignedSubnetRegistry (Kubernetes) gives the subnet instead: acquire publishes our lease there,
+ * nothing is renewed, and the peers are followed as above.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Route, Vtep } from '../packet/routes.js';
 import type { Mac } from '../packet/wire/ethernet.js';
 import { cidrToString } from '../packet/cidr.js';
-import { RegistryError, type SubnetRegistry, type LeaseWatch } from './registry/registry.js';
+import { RegistryError, isAssignedRegistry, type SubnetRegistry, type AssignedSubnetRegistry, type LeaseWatch } from './registry/registry.js';
 import {
   type Cidr4,
   type FlannelNetworkConfig,
@@ -33,7 +35,7 @@ import {
 } from './flannel.js';
 
 export interface LeaseManagerOptions {
-  registry: SubnetRegistry;
+  registry: SubnetRegistry | AssignedSubnetRegistry;
   network: FlannelNetworkConfig;
   publicIp: string;
   /** Our lease value, exactly as flanneld would write it (flannel.ts encodeLeaseValue). */
@@ -109,6 +111,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   /** Takes this node's lease (one attempt round; RegistryError on failure, `transient` says if retrying helps). */
   async acquire(): Promise<Cidr4> {
     const { registry, network, publicIp, leaseValue } = this.opts;
+    if (isAssignedRegistry(registry)) return this.took(await registry.publishLease(leaseValue, network.network), 'assigned');
     for (let attempt = 0; attempt < 20; attempt++) {
       const { leases } = await registry.listLeases();
       const taken: Cidr4[] = [];
@@ -137,7 +140,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     throw new RegistryError('could not take a subnet after 20 attempts (too many nodes racing?)', true);
   }
 
-  private took(subnet: Cidr4, how: 'reused' | 'created'): Cidr4 {
+  private took(subnet: Cidr4, how: 'reused' | 'created' | 'assigned'): Cidr4 {
     if (this.ownSubnet && (this.ownSubnet.addr !== subnet.addr || this.ownSubnet.prefixLen !== subnet.prefixLen)) {
       // Our device, routes and subnet.env, and every pod on this node, carry the old subnet.
       throw new RegistryError(`our lease ${cidrToString(this.ownSubnet)} is gone and another node holds it now`, false);
@@ -168,9 +171,11 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   }
 
   private async renew(): Promise<void> {
-    if (this.state.stopped) return;
+    const { registry } = this.opts;
+    // Nothing expires in an assigned registry.
+    if (this.state.stopped || isAssignedRegistry(registry)) return;
     try {
-      const r = await this.opts.registry.refreshLease(subnetKey(this.subnet), this.opts.leaseValue, this.ttl);
+      const r = await registry.refreshLease(subnetKey(this.subnet), this.opts.leaseValue, this.ttl);
       if (r === 'missing') {
         await this.reacquire('lease missing at renewal');
       } else {
@@ -228,7 +233,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         }
         this.peers = next;
         this.publish();
-        if (!ownPresent) await this.reacquire('lease missing at resync');
+        if (!ownPresent && !isAssignedRegistry(this.opts.registry)) await this.reacquire('lease missing at resync');
         backoff = 250;
         const broken = await new Promise<Error | undefined>((resolve) => {
           this.wakeSync = () => resolve(undefined);

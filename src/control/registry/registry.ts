@@ -8,6 +8,11 @@
  * registry returns is exactly what another flanneld would read.
  */
 
+import type { Cidr } from '../../packet/cidr.js';
+
+/** An IPv4 prefix (the same type as flannel.ts's Cidr4; this folder imports nothing from above it). */
+export type Cidr4 = Extract<Cidr, { family: 4 }>;
+
 /** One lease as stored: `<prefix>/subnets/<subnetKey>` -> value (flannel's LeaseAttrs JSON). */
 export interface StoredLease {
   subnetKey: string;
@@ -55,4 +60,31 @@ export interface SubnetRegistry {
   /** Changes after `revision` (from listLeases), in order. */
   watchLeases(revision: string, handlers: WatchHandlers): LeaseWatch;
   close(): Promise<void>;
+}
+
+/**
+ * A registry in which something else assigns each node's subnet (Kubernetes: node.spec.podCIDR, the
+ * kube subnet manager of flannel's pkg/subnet/kube). A node does not choose a subnet there: it
+ * publishes its lease attributes and takes the subnet it was given; nothing expires, so nothing is
+ * renewed. Peers are read as from a SubnetRegistry (list, then a watch from the list's revision,
+ * onBroken -> full list again); our own node is never among them.
+ */
+export interface AssignedSubnetRegistry {
+  readonly kind: 'assigned';
+  readonly description: string;
+  getNetworkConfig(): Promise<string>;
+  /**
+   * Publishes our lease (flannel's LeaseAttrs JSON, as encodeLeaseValue writes it) and returns the
+   * subnet assigned to this node, checked to lie inside `network` (RegistryError otherwise).
+   */
+  publishLease(leaseValue: string, network: Cidr4): Promise<Cidr4>;
+  /** Tells the cluster this node's network is up (flannel's CompleteLease), once the data path runs. */
+  completeLease(): Promise<void>;
+  listLeases(): Promise<{ leases: StoredLease[]; revision: string }>;
+  watchLeases(revision: string, handlers: WatchHandlers): LeaseWatch;
+  close(): Promise<void>;
+}
+
+export function isAssignedRegistry(r: SubnetRegistry | AssignedSubnetRegistry): r is AssignedSubnetRegistry {
+  return 'kind' in r && r.kind === 'assigned';
 }
