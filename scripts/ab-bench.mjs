@@ -26,7 +26,7 @@ for (let r = 0; r < rounds; r++) {
     const c = res.cases.find((x) => x.id === 'vxtun-fast');
     const k = res.cases.find((x) => x.id === 'kernel');
     const row = {};
-    for (const m of Object.keys(metrics)) row[m] = { v: c.stats[m].median, kernel: k.stats[m].median, ratio: c.stats[m].ratio };
+    for (const m of Object.keys(metrics)) row[m] = { v: c.summary[m].median, kernel: k.summary[m].median, ratio: c.summary[m].ratio };
     samples[name].push(row);
     console.error(`round ${r + 1} ${name}: ${Object.keys(metrics).map((m) => `${m} ${row[m].v?.toFixed(3)} (x${row[m].ratio?.toFixed(2)})`).join('  ')}`);
   }
