@@ -74,6 +74,7 @@ function engineFor(size: number, hooks: Pick<EngineOptions, 'onesSum' | 'encapBa
     vni: 1,
     vtepMac: LOCAL_MAC,
     vtepIp: ipv4FromString('10.244.1.0'),
+    localSubnets: [{ family: 4, addr: ipv4FromString('10.244.1.0'), prefixLen: 24 }],
     port: 8472,
     maxInnerSize: Math.max(size, 1450),
     tunMtu: Math.max(size, 1450),

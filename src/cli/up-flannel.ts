@@ -197,15 +197,15 @@ export async function runFlannelUp(cfg: FlannelNodeConfig, opts: FlannelUpOption
     const followLoad = inboundScheduling ? { inboundScheduling } : {};
     engine =
       backend.type === 'vxlan'
-        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}), ...(express ? { express: { native: requireNative() } } : {}), ...followLoad })
-        : new FlannelUdpEngine(tun, bind, { tunMtu: mtu, ...followLoad });
+        ? new Engine(tun, bind, { vni: backend.vni, vtepMac: cfg.backend.vtepMac, vtepIp: subnet.addr, localSubnets: [subnet], antiSpoofing: cfg.security.antiSpoofing, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, ...(datapath.onesSum ? { onesSum: datapath.onesSum, encapBatch: datapath.encapBatch, batchSize: 128 } : {}), ...(express ? { express: { native: requireNative() } } : {}), ...followLoad })
+        : new FlannelUdpEngine(tun, bind, { tunMtu: mtu, vtepIp: subnet.addr, localSubnets: [subnet], antiSpoofing: cfg.security.antiSpoofing, ...followLoad });
     const eng = engine;
     eng.setRoutes(new RouteTable(manager.routes));
     if (engine instanceof Engine) {
       pool = await startEngineWorkers(engine, workers, {
         tun: { name: tun.name, mtu, features: tun.features },
         bind: { address: cfg.publicIp, port: backend.port, gso: true, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
-        engine: { vni: backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
+        engine: { vni: backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: subnet.addr, localSubnets: [subnet], antiSpoofing: cfg.security.antiSpoofing, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
         express,
         inboundScheduling: inboundScheduling !== undefined,
       });

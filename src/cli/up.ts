@@ -127,6 +127,8 @@ export async function runUp(opts: UpOptions): Promise<number> {
       vni: cfg.backend.vni,
       vtepMac: cfg.backend.vtepMac,
       vtepIp: cfg.subnet.addr,
+      localSubnets: [cfg.subnet],
+      antiSpoofing: cfg.security.antiSpoofing,
       port: cfg.backend.port,
       maxInnerSize: plan.maxInnerSize,
       tunMtu: plan.deviceMtu,
@@ -138,7 +140,7 @@ export async function runUp(opts: UpOptions): Promise<number> {
     pool = await startEngineWorkers(engine, workers, {
       tun: { name: tun.name, mtu: plan.deviceMtu, features: linuxTun.features },
       bind: { address: cfg.publicIp, port: cfg.backend.port, gso: cfg.datapath.gso, gro: cfg.datapath.gro, ...(cfg.datapath.sourcePorts !== 'fixed' ? { sourcePorts: cfg.datapath.sourcePorts } : {}) },
-      engine: { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 },
+      engine: { vni: cfg.backend.vni, vtepMac: Uint8Array.from(cfg.backend.vtepMac), vtepIp: cfg.subnet.addr, localSubnets: [cfg.subnet], antiSpoofing: cfg.security.antiSpoofing, port: cfg.backend.port, maxInnerSize: plan.maxInnerSize, tunMtu: plan.deviceMtu, batchSize: 128 },
       express,
       inboundScheduling: inboundScheduling !== undefined,
     });

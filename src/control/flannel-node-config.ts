@@ -14,6 +14,7 @@ import { ConfigError, configErrorFrom, deriveVtepMac, describeValue } from './co
 import { DEFAULT_SUBNET_ENV } from './subnet-env.js';
 import { DEFAULT_PREFIX, DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT, type BackendType, type Cidr4 } from './flannel.js';
 import type { EtcdTlsFiles } from './registry/etcd-common.js';
+import { SecuritySchema, securityDefaults, type SecurityConfig } from '../datapath/config.js';
 
 const ipv4 = z.string().refine(isIpv4String, { message: 'is not an IPv4 address' });
 const cidr4 = z.string().refine((s) => {
@@ -56,6 +57,7 @@ const FlannelNodeSchema = z.strictObject({
   subnetEnv: path.optional(),
   ipMasq: z.boolean().optional(),
   controlSocket: z.string().min(1).optional(),
+  security: SecuritySchema,
 });
 
 export interface EtcdRegistryConfig {
@@ -80,6 +82,7 @@ export interface FlannelNodeConfig {
   subnetEnv: string;
   ipMasq: boolean;
   controlSocket?: string;
+  security: SecurityConfig;
 }
 
 const FLANNEL_KEYS = ['registry', 'subnetEnv', 'ipMasq'];
@@ -150,6 +153,7 @@ export function validateFlannelNodeConfig(raw: unknown, opts: { ipMasq?: boolean
     subnetEnv: c.subnetEnv ?? DEFAULT_SUBNET_ENV,
     ipMasq: opts.ipMasq || (c.ipMasq ?? false),
     ...(c.controlSocket ? { controlSocket: c.controlSocket } : {}),
+    security: securityDefaults(c.security),
   };
 }
 
