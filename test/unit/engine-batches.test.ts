@@ -60,7 +60,7 @@ function recordingEnds(): { tun: TunDevice; bind: Bind; sent: { to: string; ids:
 function engine(encap: 'ts' | 'native' = 'ts'): { engine: Engine; points: Map<string, number> } & ReturnType<typeof recordingEnds> {
   const ends = recordingEnds();
   const native = encap === 'native' ? { encapBatch: requireNative().encapBatch } : {};
-  const e = new Engine(ends.tun, ends.bind, { vni: 1, vtepMac: OUR_MAC, vtepIp: ipv4FromString('10.244.1.0'), port: 8472, maxInnerSize: 1450, tunMtu: 1450, batchSize: 64, ...native });
+  const e = new Engine(ends.tun, ends.bind, { vni: 1, vtepMac: OUR_MAC, vtepIp: ipv4FromString('10.244.1.0'), localSubnets: [{ family: 4, addr: ipv4FromString('10.244.1.0'), prefixLen: 24 }], port: 8472, maxInnerSize: 1450, tunMtu: 1450, batchSize: 64, ...native });
   // Observation points counted, as a trace would see them (emptied by the test after each batch).
   const points = new Map<string, number>();
   e.setObserver((o: Observation) => points.set(`${o.point} ${o.verdict}`, (points.get(`${o.point} ${o.verdict}`) ?? 0) + 1));

@@ -235,11 +235,15 @@ function makeNode(net: FakeNetwork, spec: NodeSpec, over: Partial<EngineOptions>
     vni: 1,
     vtepMac: mac(spec.mac),
     vtepIp: ip4(spec.vtepIp),
+    localSubnets: [parseCidr(spec.subnet) as Cidr, parseCidr(spec.subnet6) as Cidr],
     port: PORT,
     maxInnerSize: 1450,
     tunMtu: 1450,
     ...over,
   });
+  // The other node of the pair is a peer from the start (anti-spoofing drops datagrams from anyone else); tests set their own tables.
+  const other = spec === A ? B : A;
+  engine.setRoutes(routesTo([other, vtepOf(other)]));
   if (start) engine.start();
   const n = { spec, tun, bind, engine };
   nodes.push(n);
@@ -616,13 +620,18 @@ describe('engine: decap of kernel-produced VXLAN (golden fixtures)', () => {
 
   // Every kernel-captured VXLAN IP fixture, whichever node it was sent to: what reaches the TUN
   // verifies, and differs from the inner packet at most in the L4 checksum field.
+  const linkLocalSourceName = (name: string): boolean => name.includes('neighbor');
   const ipFixtures = ['vxlan-icmp-echo-request', 'vxlan-icmp-echo-reply', 'vxlan-tcp-syn', 'vxlan-tcp-data', 'vxlan-tcp-data-txcsum-off', 'vxlan-udp',
     'vxlan-icmpv6-echo-request', 'vxlan-icmpv6-echo-reply', 'vxlan-icmpv6-neighbor-solicitation', 'vxlan-icmpv6-neighbor-advertisement'];
+  // Neighbour discovery goes between link-local addresses, which no subnet holds: delivered only with spoofedSource and notForThisNode off.
+  const linkLocalSource = linkLocalSourceName;
   it.each(ipFixtures)('%s: delivered with a verifying checksum, every other byte as the kernel sent it', async (name) => {
     const fd = fixtureDatagram(name);
-    const rx = fd.dst.address === B.ip ? b : makeNode(net, A);
+    const own = linkLocalSource(name) ? new FakeNetwork() : net;
+    const spec = fd.dst.address === B.ip ? B : A;
+    const rx = own === net && spec === B ? b : makeNode(own, spec, linkLocalSource(name) ? { antiSpoofing: { unknownPeer: true, spoofedSource: false, notForThisNode: false } } : {});
     expect(fd.dst).toEqual(ep(rx.spec));
-    net.inject(fd.src, fd.dst, fd.vxlan);
+    own.inject(fd.src, fd.dst, fd.vxlan);
     await until(() => rx.tun.written.length === 1, 'TUN write');
     await settle();
     expect(rx.tun.written).toHaveLength(1);
@@ -639,6 +648,21 @@ describe('engine: decap of kernel-produced VXLAN (golden fixtures)', () => {
     expect(s.rx.packets).toBe(1);
     expect(sum(s.dropped)).toBe(0);
     expect(s.fixed['checksum-completed']).toBe(l4ChecksumOk(fd.inner) ? 0 : 1);
+  });
+
+  // The solicitation comes from a link-local source; the advertisement from the peer's address to a link-local one.
+  it.each([
+    ['vxlan-icmpv6-neighbor-solicitation', 'spoofed-source'],
+    ['vxlan-icmpv6-neighbor-advertisement', 'not-for-this-node'],
+  ] as const)('%s with anti-spoofing on (the default): dropped %s, nothing reaches the TUN', async (name, reason) => {
+    const fd = fixtureDatagram(name);
+    const rx = fd.dst.address === B.ip ? b : makeNode(net, A);
+    const s0 = rx.engine.counters.snapshot();
+    net.inject(fd.src, fd.dst, fd.vxlan);
+    await until(() => rx.engine.counters.totalDropped() === 1, 'a drop');
+    await settle();
+    expect(rx.tun.written).toHaveLength(0);
+    expect(delta(s0, rx.engine.counters.snapshot())).toEqual({ [`dropped.${reason}`]: 1 });
   });
 
   it('a small inner IPv4 packet with Ethernet padding: only totalLength bytes reach the TUN', async () => {
@@ -880,10 +904,15 @@ function randomDatagram(rnd: () => number, maxLen: number): Buffer {
     if (len >= ip + 4) d.writeUInt16BE(Math.max(0, len - ip - int(3) + (rnd() < 0.1 ? 1 : 0)), ip + 2);
     if (len >= ip + 10) d[ip + 9] = [1, 6, 17, int(256)][int(4)]!;
     if (len >= ip + 8) d[ip + 6] = rnd() < 0.8 ? 0x40 : int(256);
+    // mostly from the sender's subnet (A) to ours (B), so anti-spoofing lets most through and drops some
+    if (len >= ip + 20 && rnd() < 0.8) d.writeUInt32BE(ip4(A.vtepIp) + int(256), ip + 12);
+    if (len >= ip + 20 && rnd() < 0.8) d.writeUInt32BE(ip4(B.vtepIp) + int(256), ip + 16);
   } else if (et === 0x86dd && mode >= 4) {
     d[ip] = 0x60 | (d[ip]! & 0x0f);
     if (len >= ip + 6) d.writeUInt16BE(Math.max(0, len - ip - 40 - int(2)), ip + 4);
     if (len >= ip + 7) d[ip + 6] = [58, 6, 17, 0, int(256)][int(5)]!;
+    if (len >= ip + 40 && rnd() < 0.8) cidr(A.subnet6).addr.copy(d, ip + 8, 0, 8);
+    if (len >= ip + 40 && rnd() < 0.8) cidr(B.subnet6).addr.copy(d, ip + 24, 0, 8);
   } else if (et === 0x0806 && mode >= 4 && len >= ip + 28) {
     hex('000108000604').copy(d, ip);
     d.writeUInt16BE(1 + int(3), ip + 6);
@@ -917,7 +946,7 @@ describe('engine: fuzzing the underlay side', () => {
     // the fuzz reaches deep: forwarded, answered and most reasons all happen
     expect(s.rx.packets).toBeGreaterThan(100);
     expect(s.answered['arp-reply']).toBeGreaterThan(0);
-    for (const r of ['short-datagram', 'bad-flags', 'reserved-bits-set', 'wrong-vni', 'truncated-inner', 'wrong-dst-mac', 'unsupported-ethertype', 'malformed-inner-ipv4', 'malformed-inner-ipv6', 'malformed-arp', 'arp-not-for-us', 'arp-ignored']) {
+    for (const r of ['short-datagram', 'bad-flags', 'reserved-bits-set', 'wrong-vni', 'truncated-inner', 'wrong-dst-mac', 'unsupported-ethertype', 'malformed-inner-ipv4', 'malformed-inner-ipv6', 'spoofed-source', 'not-for-this-node', 'malformed-arp', 'arp-not-for-us', 'arp-ignored']) {
       expect(s.dropped[r], r).toBeGreaterThan(0);
     }
   });

@@ -148,7 +148,7 @@ describe('FlannelUdpEngine', () => {
     const net = new FakeNetwork();
     const tun = createFakeTun('udp0', 1472);
     const bind = net.bind('198.18.0.1', 8285);
-    const engine = new FlannelUdpEngine(tun.device, bind, { tunMtu: 1472 });
+    const engine = new FlannelUdpEngine(tun.device, bind, { tunMtu: 1472, vtepIp: ipv4FromString('10.244.1.0'), localSubnets: [cidr('10.244.1.0/24')] });
     engine.setRoutes(new RouteTable([{ prefix: cidr('10.244.2.0/24'), target: { endpoint: { address: '198.18.0.2', port: 8285 }, vtepMac: Buffer.alloc(6), vni: 0 } }]));
     engine.start();
     tun.inject(packet('10.244.2.2', 64));
