@@ -77,6 +77,17 @@ describe('validateConfig: the example config', () => {
     expect(vtepAddressString(c)).toBe('10.244.2.0');
   });
 
+  it('security.antiSpoofing: every check on by default, false turns all off, an object switches each, a wrong value is one line naming the field', () => {
+    const all = (v: boolean) => ({ unknownPeer: v, spoofedSource: v, notForThisNode: v });
+    const withSecurity = (s: unknown): NodeConfig => validateConfig({ ...clone(EXAMPLE), security: s });
+    expect(validateConfig(clone(EXAMPLE)).security.antiSpoofing).toEqual(all(true));
+    expect(withSecurity({}).security.antiSpoofing).toEqual(all(true));
+    expect(withSecurity({ antiSpoofing: false }).security.antiSpoofing).toEqual(all(false));
+    expect(withSecurity({ antiSpoofing: { notForThisNode: false } }).security.antiSpoofing).toEqual({ unknownPeer: true, spoofedSource: true, notForThisNode: false });
+    expect(() => withSecurity({ antiSpoofing: 'off' })).toThrow(/^config: security\.antiSpoofing: /);
+    expect(() => withSecurity({ antiSpoofing: { spoofedSrc: false } })).toThrow(/security\.antiSpoofing/);
+  });
+
   it('datapath.sourcePorts: flow-hashed over Linux\'s range by default, "fixed" keeps the VXLAN port, a partial range is filled in', () => {
     const withDatapath = (d: unknown): NodeConfig => validateConfig({ ...clone(EXAMPLE), datapath: d });
     expect(withDatapath({ sourcePorts: 'fixed' }).datapath.sourcePorts).toBe('fixed');

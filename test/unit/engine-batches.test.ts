@@ -73,9 +73,9 @@ function engine(encap: 'ts' | 'native' = 'ts'): { engine: Engine; points: Map<st
   return { engine: e, points, ...ends };
 }
 
-/** An IPv4/UDP packet to 10.244.<node>.2 with identification `id`, at `offset`. */
+/** An IPv4/UDP packet to 10.244.<node>.2 with identification `id`, at `offset` (to us, node 1, from node 2's subnet). */
 function inner(buf: Buffer, offset: number, node: number, id: number): number {
-  emitIpv4({ src: ipv4FromString('10.244.1.2'), dst: ipv4FromString(`10.244.${node}.2`), protocol: IpProtocol.UDP, ttl: 64, payloadLength: 28, identification: id }, buf, offset);
+  emitIpv4({ src: ipv4FromString(node === 1 ? '10.244.2.2' : '10.244.1.2'), dst: ipv4FromString(`10.244.${node}.2`), protocol: IpProtocol.UDP, ttl: 64, payloadLength: 28, identification: id }, buf, offset);
   buf.fill(0, offset + 20, offset + 48); // UDP with checksum 0: none (IPv4)
   buf.writeUInt16BE(28, offset + 24);
   return 48;

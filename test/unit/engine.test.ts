@@ -757,6 +757,67 @@ describe('engine: ARP over VXLAN', () => {
   });
 });
 
+type DropReasonName = Parameters<Engine['counters']['dropped']>[0];
+describe('engine: anti-spoofing (on by default; each check switched off on its own)', () => {
+  /** A host on the underlay that is no peer of B. */
+  const STRANGER: Endpoint = { address: '198.18.0.9', port: 40000 };
+  const ON = { unknownPeer: true, spoofedSource: true, notForThisNode: true };
+  /** off: the check switched off; then: what happens with it off (the next check's drop, or 'passes'). */
+  type Case = [what: string, from: Endpoint, inner: () => Buffer, reason: string, off: keyof typeof ON, then?: string];
+  const cases: Case[] = [
+    ['IPv4 from a host that is no peer', STRANGER, () => vxlanFrame({}, icmpEcho4('10.244.1.5', '10.244.2.7')), 'unknown-peer', 'unknownPeer', 'spoofed-source'],
+    ['IPv6 from a host that is no peer', STRANGER, () => vxlanFrame({ etherType: 0x86dd }, icmpEcho6('fd00:244:1::5', 'fd00:244:2::7')), 'unknown-peer', 'unknownPeer', 'spoofed-source'],
+    ['ARP for our VTEP address from a host that is no peer', STRANGER, () => vxlanFrame({ dst: 'ff:ff:ff:ff:ff:ff', etherType: 0x0806 }, arpPacket(1, A.mac, '10.244.1.0', '00:00:00:00:00:00', '10.244.2.0')), 'unknown-peer', 'unknownPeer'],
+    ['IPv4 from the peer with a source outside its subnet', { address: A.ip, port: 40000 }, () => vxlanFrame({}, icmpEcho4('10.244.3.5', '10.244.2.7')), 'spoofed-source', 'spoofedSource'],
+    ['IPv4 from the peer with our own subnet as source', { address: A.ip, port: 40000 }, () => vxlanFrame({}, icmpEcho4('10.244.2.9', '10.244.2.7')), 'spoofed-source', 'spoofedSource'],
+    ['IPv6 from the peer with a source outside its subnet', { address: A.ip, port: 40000 }, () => vxlanFrame({ etherType: 0x86dd }, icmpEcho6('fd00:244:3::5', 'fd00:244:2::7')), 'spoofed-source', 'spoofedSource'],
+    ['IPv4 from the peer to be relayed to another node', { address: A.ip, port: 40000 }, () => vxlanFrame({}, icmpEcho4('10.244.1.5', '10.244.3.7')), 'not-for-this-node', 'notForThisNode'],
+    ['IPv4 from the peer to the underlay through us', { address: A.ip, port: 40000 }, () => vxlanFrame({}, icmpEcho4('10.244.1.5', '198.18.0.2')), 'not-for-this-node', 'notForThisNode'],
+    ['IPv6 from the peer to be relayed to another node', { address: A.ip, port: 40000 }, () => vxlanFrame({ etherType: 0x86dd }, icmpEcho6('fd00:244:1::5', 'fd00:244:3::7')), 'not-for-this-node', 'notForThisNode'],
+  ];
+
+  it.each(cases)('%s: dropped and counted as the reason, nothing reaches the TUN or the wire', async (_what, from, make, reason) => {
+    const net = new FakeNetwork();
+    const b = makeNode(net, B);
+    const s0 = b.engine.counters.snapshot();
+    net.inject(from, ep(B), make());
+    await until(() => b.engine.counters.totalDropped() === 1, reason);
+    await settle();
+    expect(b.tun.written).toHaveLength(0);
+    expect(sentBy(net, B)).toHaveLength(0);
+    expect(delta(s0, b.engine.counters.snapshot())).toEqual({ [`dropped.${reason}`]: 1 });
+  });
+
+  it.each(cases)('%s: with that check off, passes it (to the TUN, answered, or the next check)', async (_what, from, make, _reason, off, then = 'passes') => {
+    const net = new FakeNetwork();
+    const b = makeNode(net, B, { antiSpoofing: { ...ON, [off]: false } });
+    net.inject(from, ep(B), make());
+    await until(() => b.tun.written.length + sentBy(net, B).length + b.engine.counters.totalDropped() === 1, 'an outcome');
+    await settle();
+    if (then === 'passes') expect(b.engine.counters.totalDropped()).toBe(0);
+    else expect(b.engine.counters.dropped(then as DropReasonName)).toBe(1);
+  });
+
+  it('the peer\'s own VTEP address to ours, and pod to pod both families: forwarded', async () => {
+    const net = new FakeNetwork();
+    const b = makeNode(net, B);
+    const inner = [icmpEcho4('10.244.1.0', '10.244.2.0'), icmpEcho4('10.244.1.5', '10.244.2.7'), icmpEcho6('fd00:244:1::5', 'fd00:244:2::7')];
+    for (const p of inner) net.inject(ep(A), ep(B), vxlanFrame({ etherType: p[0]! >> 4 === 6 ? 0x86dd : 0x0800 }, p));
+    await until(() => b.tun.written.length === 3, 'three TUN writes');
+    expect(b.tun.written.map((p) => p.toString('hex'))).toEqual(inner.map((p) => p.toString('hex')));
+    expect(b.engine.counters.totalDropped()).toBe(0);
+  });
+
+  it('a peer removed from the table is unknown from the next datagram on', async () => {
+    const net = new FakeNetwork();
+    const b = makeNode(net, B);
+    b.engine.setRoutes(new RouteTable([]));
+    net.inject(ep(A), ep(B), vxlanFrame({}, icmpEcho4('10.244.1.5', '10.244.2.7')));
+    await until(() => b.engine.counters.dropped('unknown-peer') === 1, 'unknown-peer');
+    expect(b.tun.written).toHaveLength(0);
+  });
+});
+
 describe('engine: every underlay drop reason, each from a crafted datagram', () => {
   const good = (): Buffer => vxlanFrame({}, icmpEcho4('10.244.1.5', '10.244.2.7'));
   const ipv4With = (edit: (p: Buffer) => Buffer): Buffer => vxlanFrame({}, edit(icmpEcho4('10.244.1.5', '10.244.2.7')));
@@ -911,8 +972,8 @@ function randomDatagram(rnd: () => number, maxLen: number): Buffer {
     d[ip] = 0x60 | (d[ip]! & 0x0f);
     if (len >= ip + 6) d.writeUInt16BE(Math.max(0, len - ip - 40 - int(2)), ip + 4);
     if (len >= ip + 7) d[ip + 6] = [58, 6, 17, 0, int(256)][int(5)]!;
-    if (len >= ip + 40 && rnd() < 0.8) cidr(A.subnet6).addr.copy(d, ip + 8, 0, 8);
-    if (len >= ip + 40 && rnd() < 0.8) cidr(B.subnet6).addr.copy(d, ip + 24, 0, 8);
+    if (len >= ip + 40 && rnd() < 0.8) (cidr(A.subnet6).addr as Buffer).copy(d, ip + 8, 0, 8);
+    if (len >= ip + 40 && rnd() < 0.8) (cidr(B.subnet6).addr as Buffer).copy(d, ip + 24, 0, 8);
   } else if (et === 0x0806 && mode >= 4 && len >= ip + 28) {
     hex('000108000604').copy(d, ip);
     d.writeUInt16BE(1 + int(3), ip + 6);
