@@ -77,7 +77,7 @@ function udpPacket(buf: Buffer, at: number, src: string, dst: string, i: number)
 }
 
 function makeEngine(E: typeof Engine = Engine): Engine {
-  const e = new E(nullTun, nullBind, { vni: 1, vtepMac: ourMac, vtepIp: ipv4FromString('10.244.1.0'), port: 8472, maxInnerSize: 1450, tunMtu: 1450, batchSize: BATCH });
+  const e = new E(nullTun, nullBind, { vni: 1, vtepMac: ourMac, vtepIp: ipv4FromString('10.244.1.0'), localSubnets: [parseCidr('10.244.1.0/24') as Cidr], port: 8472, maxInnerSize: 1450, tunMtu: 1450, batchSize: BATCH });
   e.setRoutes(new RouteTable([{ prefix: parseCidr('10.244.2.0/24') as Cidr, target: { endpoint: peer, vtepMac: peerMac, vni: 1 } }]));
   return e;
 }

@@ -123,6 +123,7 @@ struct Express {
   // A strong reference to every typed array a pointer above points into, released by Finalize: the
   // caller need not keep them, and the collector cannot free memory this path still reads or writes.
   std::vector<napi_ref> held;
+  Guard guard;  // anti-spoofing (express_rules.h), set with the routes
 };
 
 const napi_type_tag kExpressTag = {0x76787475'6e657870ULL, 0x3b5e'91c4'27d8'0f16ULL};
@@ -230,7 +231,8 @@ bool OnTunReadable(Express* x) {
 // The inbound checks of Engine.handleInbound on one datagram, strict: true if it was written (or
 // refused by the TUN, counted as the engine would), false if the JS pipeline must judge it.
 bool ForwardIn(Express* x, uint8_t* d, size_t len) {
-  Decision in = InboundCheck(d, len, InboundParams{x->vni, x->mac, x->tunMtu});
+  Trie routes{x->trie.data(), x->trie.size(), x->peers.size()};
+  Decision in = InboundCheck(d, len, InboundParams{x->vni, x->mac, x->tunMtu, x->addrs[0], &routes, &x->guard});
   if (in.verdict != Verdict::kForward) return false;
   uint8_t* ip = d + in.offset;
   size_t total = in.length;
@@ -414,13 +416,13 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   return handle;
 }
 
-// expressRoutes(handle, trie: Int32Array, peers: Uint8Array): the engine's IPv4 trie (copied) and one
-// 28-byte record per target: header template (22), IPv4 address (4, big-endian), port (2; 0 = a
-// target the express path leaves to the engine).
+// expressRoutes(handle, trie: Int32Array, peers: Uint8Array, guard: Uint8Array): the engine's IPv4 trie
+// (copied) and one 28-byte record per target: header template (22), IPv4 address (4, big-endian),
+// port (2; 0 = a target the express path leaves to the engine); and the anti-spoofing guard (BuildGuard).
 Napi::Value ExpressRoutes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3) {
-    ThrowType(env, "expressRoutes(handle, trie, peers)");
+  if (info.Length() < 4) {
+    ThrowType(env, "expressRoutes(handle, trie, peers, guard)");
     return env.Undefined();
   }
   Express* x = Unwrap(env, info[0], "expressRoutes");
@@ -433,6 +435,14 @@ Napi::Value ExpressRoutes(const Napi::CallbackInfo& info) {
   if (!ArgBytes(env, info[2], "expressRoutes: peers", &rec, &recLen)) return env.Undefined();
   if (recLen % kPeerRecord != 0 || trieLen % 256 != 0) {
     ThrowRange(env, "expressRoutes: trie must hold whole 256-entry chunks, peers whole 28-byte records");
+    return env.Undefined();
+  }
+  uint8_t* g;
+  size_t gLen;
+  if (!ArgBytes(env, info[3], "expressRoutes: guard", &g, &gLen)) return env.Undefined();
+  Guard guard;
+  if (!BuildGuard(rec, recLen / kPeerRecord, g, gLen, &guard)) {
+    ThrowRange(env, "expressRoutes: guard must be 8 bytes (flags, 0, 0, 0, VTEP address) and 8 per local subnet");
     return env.Undefined();
   }
   std::vector<Peer> peers(recLen / kPeerRecord);
@@ -449,6 +459,7 @@ Napi::Value ExpressRoutes(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> hold(x->mu);
   x->trie.assign(trie, trie + trieLen);
   x->peers.swap(peers);
+  x->guard = std::move(guard);
   return env.Undefined();
 }
 

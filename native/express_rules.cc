@@ -5,6 +5,7 @@
 #include "common.h"
 #include "datapath.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace vxtun {
@@ -72,9 +73,52 @@ Decision OutboundTarget(const uint8_t* p, size_t len, const Trie& routes, const 
   return d;
 }
 
-// In checkInbound's order (Linux's vxlan_rcv): length, flags, reserved bits, VNI, inner Ethernet,
-// ARP, destination MAC, EtherType, inner IPv4, size, checksum.
+constexpr size_t kPeerRecord = 22 + 4 + 2;  // express.cc's route record: header template, IPv4 address, port
+constexpr size_t kGuardHead = 8;
+constexpr uint8_t kGuardUnknownPeer = 1, kGuardSpoofedSource = 2, kGuardNotForThisNode = 4;
+
+bool BuildGuard(const uint8_t* records, size_t count, const uint8_t* g, size_t gLen, Guard* out) {
+  if (gLen < kGuardHead || (gLen - kGuardHead) % 8 != 0 || (g[0] & ~7) != 0 || (g[1] | g[2] | g[3]) != 0) return false;
+  Guard guard;
+  guard.unknownPeer = (g[0] & kGuardUnknownPeer) != 0;
+  guard.spoofedSource = (g[0] & kGuardSpoofedSource) != 0;
+  guard.notForThisNode = (g[0] & kGuardNotForThisNode) != 0;
+  guard.vtepIp = Get32(g + 4);
+  for (size_t at = kGuardHead; at < gLen; at += 8) {
+    guard.localNets.push_back(Get32(g + at) & Get32(g + at + 4));
+    guard.localNets.push_back(Get32(g + at + 4));
+  }
+  for (size_t i = 0; i < count; i++) guard.peerAddrs.push_back(Get32(records + i * kPeerRecord + 22));
+  guard.knownPeers = guard.peerAddrs;
+  std::sort(guard.knownPeers.begin(), guard.knownPeers.end());
+  *out = std::move(guard);
+  return true;
+}
+
+namespace {
+
+// spoofCheck4 (policy.ts): the inner source must be routed to the sender, the destination be ours.
+Reason SpoofCheck(uint32_t src, uint32_t dst, const InboundParams& params) {
+  const Guard& g = *params.guard;
+  if (g.spoofedSource) {
+    long target = Lookup(*params.routes, src);
+    if (target < 0 || static_cast<size_t>(target) >= g.peerAddrs.size() || g.peerAddrs[target] != params.from) return Reason::kSpoofedSource;
+  }
+  if (g.notForThisNode && dst != g.vtepIp) {
+    bool ours = false;
+    for (size_t i = 0; i + 1 < g.localNets.size() && !ours; i += 2) ours = (dst & g.localNets[i + 1]) == g.localNets[i];
+    if (!ours) return Reason::kNotForThisNode;
+  }
+  return Reason::kNone;
+}
+
+}  // namespace
+
+// In checkInbound's order: the sender, then Linux's vxlan_rcv: length, flags, reserved bits, VNI,
+// inner Ethernet, ARP, destination MAC, EtherType, inner IPv4; anti-spoofing; size, checksum.
 Decision InboundCheck(const uint8_t* d, size_t len, const InboundParams& params) {
+  const Guard& guard = *params.guard;
+  if (guard.unknownPeer && !std::binary_search(guard.knownPeers.begin(), guard.knownPeers.end(), params.from)) return Drop(Reason::kUnknownPeer);
   if (len < kVxlanLen) return Drop(Reason::kShortDatagram);
   if (d[0] != 0x08) return Drop(Reason::kBadFlags);
   if ((d[1] | d[2] | d[3] | d[7]) != 0) return Drop(Reason::kReservedBitsSet);
@@ -88,6 +132,8 @@ Decision InboundCheck(const uint8_t* d, size_t len, const InboundParams& params)
   const uint8_t* ip = d + kInnerIp;
   size_t ihl = CheckIpv4(ip, len - kInnerIp);
   if (ihl == 0) return Drop(Reason::kMalformedInnerIpv4);
+  Reason spoofed = SpoofCheck(Get32(ip + 12), Get32(ip + 16), params);
+  if (spoofed != Reason::kNone) return Drop(spoofed);
   size_t total = Get16(ip + 2);
   if (total > params.tunMtu) return HandOver(Reason::kOversize);
   if (!L4ChecksumFinal(ip, ihl, total)) return HandOver(Reason::kChecksumNotFinal);
@@ -124,8 +170,6 @@ bool PlainVirtioHeader(const uint8_t* hdr) {
 bool ChecksumStartPastHeader(const uint8_t* p, size_t csumStart) { return csumStart >= static_cast<size_t>(p[0] & 0x0f) * 4; }
 
 namespace {
-
-constexpr size_t kPeerRecord = 22 + 4 + 2;  // express.cc's route record: header template, IPv4 address, port
 
 bool Param(Napi::Env env, Napi::Object o, const char* fn, const char* key, int64_t lo, int64_t hi, int64_t* out) {
   Napi::Value v = o.Get(key);
@@ -179,24 +223,40 @@ Napi::Value DecideOutbound(const Napi::CallbackInfo& info) {
   return DecisionObject(env, d);
 }
 
-// expressDecideInbound(datagram, { vni, vtepMac, tunMtu }): { verdict, reason, peer, offset, length }
-// — what the express path decides for this VXLAN datagram (a lone, not coalesced one).
+// expressDecideInbound(datagram, trie: Int32Array, peers: Uint8Array, guard: Uint8Array, { vni, vtepMac, tunMtu, from }):
+// { verdict, reason, peer, offset, length } — what the express path decides for this VXLAN datagram
+// (a lone, not coalesced one) from the underlay IPv4 address `from` (a uint32), with expressRoutes' table.
 Napi::Value DecideInbound(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint8_t* d;
   size_t len;
-  if (info.Length() < 2 || !info[1].IsObject()) {
-    ThrowType(env, "expressDecideInbound(datagram, params)");
+  int32_t* trie;
+  size_t trieLen;
+  uint8_t* rec;
+  size_t recLen;
+  uint8_t* g;
+  size_t gLen;
+  if (info.Length() < 5 || !info[4].IsObject()) {
+    ThrowType(env, "expressDecideInbound(datagram, trie, peers, guard, params)");
     return env.Undefined();
   }
-  if (!ArgBytes(env, info[0], "expressDecideInbound: datagram", &d, &len)) return env.Undefined();
-  Napi::Object o = info[1].As<Napi::Object>();
+  if (!ArgBytes(env, info[0], "expressDecideInbound: datagram", &d, &len) || !ArgInt32s(env, info[1], "expressDecideInbound: trie", &trie, &trieLen) ||
+      !ArgBytes(env, info[2], "expressDecideInbound: peers", &rec, &recLen) || !ArgBytes(env, info[3], "expressDecideInbound: guard", &g, &gLen))
+    return env.Undefined();
+  Guard guard;
+  if (!BuildGuard(rec, recLen / kPeerRecord, g, gLen, &guard)) {
+    ThrowRange(env, "expressDecideInbound: guard must be 8 bytes (flags, 0, 0, 0, VTEP address) and 8 per local subnet");
+    return env.Undefined();
+  }
+  Napi::Object o = info[4].As<Napi::Object>();
   InboundParams params;
   int64_t v;
   if (!Param(env, o, "expressDecideInbound", "vni", 0, 0xffffff, &v)) return env.Undefined();
   params.vni = static_cast<uint32_t>(v);
   if (!Param(env, o, "expressDecideInbound", "tunMtu", 68, 65535, &v)) return env.Undefined();
   params.tunMtu = static_cast<size_t>(v);
+  if (!Param(env, o, "expressDecideInbound", "from", 0, UINT32_MAX, &v)) return env.Undefined();
+  params.from = static_cast<uint32_t>(v);
   uint8_t* mac;
   size_t macLen;
   if (!ArgBytes(env, o.Get("vtepMac"), "expressDecideInbound: vtepMac", &mac, &macLen)) return env.Undefined();
@@ -205,6 +265,9 @@ Napi::Value DecideInbound(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   params.mac = mac;
+  Trie routes{trie, trieLen, recLen / kPeerRecord};
+  params.routes = &routes;
+  params.guard = &guard;
   return DecisionObject(env, InboundCheck(d, len, params));
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace vxtun {
 
@@ -28,6 +29,7 @@ namespace vxtun {
   X(kIcmpRateLimited, "icmp-rate-limited")           \
   X(kSendFailed, "send-failed")                      \
   X(kTtlExpired, "ttl-expired")                      \
+  X(kUnknownPeer, "unknown-peer")                    \
   X(kShortDatagram, "short-datagram")                \
   X(kBadFlags, "bad-flags")                          \
   X(kReservedBitsSet, "reserved-bits-set")           \
@@ -37,6 +39,8 @@ namespace vxtun {
   X(kUnsupportedEtherType, "unsupported-ethertype")  \
   X(kMalformedInnerIpv4, "malformed-inner-ipv4")     \
   X(kMalformedInnerIpv6, "malformed-inner-ipv6")     \
+  X(kSpoofedSource, "spoofed-source")                \
+  X(kNotForThisNode, "not-for-this-node")            \
   X(kMalformedArp, "malformed-arp")                  \
   X(kArpNotForUs, "arp-not-for-us")                  \
   X(kArpIgnored, "arp-ignored")                      \
@@ -77,10 +81,31 @@ struct OutboundParams {
   size_t readRoom = 0;  // what the pipeline's read buffers take (a longer read is cut there)
 };
 
+// Anti-spoofing (policy.ts's AntiSpoofing, unknownSender, spoofCheck4): which checks run, who the
+// peers are (the routes' target records) and what is ours. The default, before expressRoutes gave
+// one, runs every check with no peers and nothing of ours: every datagram goes to the engine.
+struct Guard {
+  bool unknownPeer = true;
+  bool spoofedSource = true;
+  bool notForThisNode = true;
+  uint32_t vtepIp = 0;
+  std::vector<uint32_t> localNets;   // this node's IPv4 subnets: network, mask, network, mask, ...
+  std::vector<uint32_t> peerAddrs;   // per route target: its underlay IPv4 address (0: none)
+  std::vector<uint32_t> knownPeers;  // the same, sorted
+};
+
+// The guard from expressRoutes' records (count of them) and its guard bytes: flags (bit 0 unknown-peer,
+// 1 spoofed-source, 2 not-for-this-node), 3 zero bytes, VTEP IPv4 address, then per local IPv4 subnet
+// its network and mask (all big-endian). False if the guard bytes are not that shape.
+bool BuildGuard(const uint8_t* records, size_t count, const uint8_t* g, size_t gLen, Guard* out);
+
 struct InboundParams {
   uint32_t vni = 0;
   const uint8_t* mac = nullptr;  // our VTEP MAC, 6 bytes
   size_t tunMtu = 0;
+  uint32_t from = 0;  // the sender's underlay IPv4 address (host order)
+  const Trie* routes = nullptr;
+  const Guard* guard = nullptr;
 };
 
 constexpr size_t kVxlanLen = 8;

@@ -10,7 +10,7 @@ import { type Cidr, parseCidr, cidrContains, cidrOverlaps, cidrToString } from '
 import { isIpv4String, ipv4ToString } from '../packet/wire/ipv4.js';
 import { isMacString, macFromString, type Mac } from '../packet/wire/ethernet.js';
 import { VXLAN_PORT_LINUX, VXLAN_VNI_MAX } from '../packet/wire/vxlan.js';
-import { DatapathSchema, datapathDefaults, type DatapathConfig } from '../datapath/config.js';
+import { DatapathSchema, datapathDefaults, SecuritySchema, securityDefaults, type DatapathConfig, type SecurityConfig } from '../datapath/config.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -64,6 +64,7 @@ const ConfigSchema = z.strictObject({
   peers: z.array(PeerSchema).optional(),
   controlSocket: z.string().min(1).optional(),
   datapath: DatapathSchema,
+  security: SecuritySchema,
 });
 
 export type RawConfig = z.infer<typeof ConfigSchema>;
@@ -86,6 +87,7 @@ export interface NodeConfig {
   peers: PeerConfig[];
   controlSocket: string;
   datapath: DatapathConfig;
+  security: SecurityConfig;
 }
 
 /** The overhead vxtun adds over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
@@ -173,6 +175,7 @@ export function validateConfig(raw: unknown): NodeConfig {
     peers,
     controlSocket: c.controlSocket ?? `/run/vxtun/${deviceName}.sock`,
     datapath: datapathDefaults(c.datapath),
+    security: securityDefaults(c.security),
   };
 }
 

@@ -14,7 +14,7 @@ import { ConfigError, configErrorFrom, deriveVtepMac, describeValue } from './co
 import { DEFAULT_SUBNET_ENV } from './subnet-env.js';
 import { DEFAULT_PREFIX, DEFAULT_UDP_PORT, DEFAULT_VXLAN_PORT, type BackendType, type Cidr4 } from './flannel.js';
 import type { EtcdTlsFiles } from './registry/etcd-common.js';
-import { DatapathSchema, datapathDefaults, type DatapathConfig } from '../datapath/config.js';
+import { DatapathSchema, datapathDefaults, SecuritySchema, securityDefaults, type DatapathConfig, type SecurityConfig } from '../datapath/config.js';
 
 const ipv4 = z.string().refine(isIpv4String, { message: 'is not an IPv4 address' });
 const cidr4 = z.string().refine((s) => {
@@ -59,6 +59,7 @@ const FlannelNodeSchema = z.strictObject({
   controlSocket: z.string().min(1).optional(),
   /** The same section as a static node's (src/datapath/config.ts). */
   datapath: DatapathSchema,
+  security: SecuritySchema,
 });
 
 export interface EtcdRegistryConfig {
@@ -84,6 +85,7 @@ export interface FlannelNodeConfig {
   ipMasq: boolean;
   controlSocket?: string;
   datapath: DatapathConfig;
+  security: SecurityConfig;
 }
 
 const FLANNEL_KEYS = ['registry', 'subnetEnv', 'ipMasq'];
@@ -155,6 +157,7 @@ export function validateFlannelNodeConfig(raw: unknown, opts: { ipMasq?: boolean
     ipMasq: opts.ipMasq || (c.ipMasq ?? false),
     ...(c.controlSocket ? { controlSocket: c.controlSocket } : {}),
     datapath: datapathDefaults(c.datapath),
+    security: securityDefaults(c.security),
   };
 }
 

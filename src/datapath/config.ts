@@ -33,6 +33,7 @@
  * defaultWorkers in engine/workers.ts).
  */
 import { z } from 'zod';
+import type { AntiSpoofing } from '../packet/policy.js';
 
 export const DATAPATH_KINDS = ['auto', 'native', 'ts'] as const;
 export type DatapathKind = (typeof DATAPATH_KINDS)[number];
@@ -97,4 +98,32 @@ export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathC
     workers: raw?.workers,
     sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },
   };
+}
+
+/**
+ * The `security` section (static and flannel node configs alike):
+ *
+ *   "security": { "antiSpoofing": true | false | { "unknownPeer": true, "spoofedSource": true, "notForThisNode": true } }
+ *
+ * antiSpoofing (default: every check on; see src/packet/policy.ts and docs/operations.md): unknownPeer
+ * drops VXLAN / flannel-udp datagrams from underlay addresses that are no peer; spoofedSource drops
+ * inner packets whose source is not in the sending peer's subnet; notForThisNode drops inner packets
+ * not addressed to this node's subnet (no relaying between peers). false turns all three off.
+ */
+export const SecuritySchema = z
+  .strictObject({
+    antiSpoofing: z
+      .union([z.boolean(), z.strictObject({ unknownPeer: z.boolean().optional(), spoofedSource: z.boolean().optional(), notForThisNode: z.boolean().optional() })])
+      .optional(),
+  })
+  .optional();
+
+export interface SecurityConfig {
+  antiSpoofing: AntiSpoofing;
+}
+
+export function securityDefaults(raw: z.infer<typeof SecuritySchema>): SecurityConfig {
+  const a = raw?.antiSpoofing ?? true;
+  if (typeof a === 'boolean') return { antiSpoofing: { unknownPeer: a, spoofedSource: a, notForThisNode: a } };
+  return { antiSpoofing: { unknownPeer: a.unknownPeer ?? true, spoofedSource: a.spoofedSource ?? true, notForThisNode: a.notForThisNode ?? true } };
 }

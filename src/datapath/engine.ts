@@ -22,7 +22,8 @@ import { VXLAN_HEADER_LEN, emitVxlan } from '../packet/wire/vxlan.js';
 import { NO_BYTES } from '../packet/wire/view.js';
 import { ArpOp, ARP_LEN, emitArp, type ArpPacket } from '../packet/wire/arp.js';
 import { completePartialL4Checksum } from '../packet/wire/l4checksum.js';
-import { classifyOutbound, checkInbound, InboundFix, InboundVerdict, OutboundVerdict, Verdict, type OutboundParams } from '../packet/policy.js';
+import { classifyOutbound, checkInbound, InboundFix, InboundVerdict, OutboundVerdict, Verdict, ANTI_SPOOFING_ON, localSubnetTable, type AntiSpoofing, type InboundParams, type OutboundParams } from '../packet/policy.js';
+import type { Cidr } from '../packet/cidr.js';
 import { segmentTcp, tcpSegmentSize } from '../packet/gso.js';
 import { DropReason, Answer, Fixup } from '../packet/counters.js';
 import type { RouteTable, Vtep } from '../packet/routes.js';
@@ -31,7 +32,7 @@ import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
 import type { InboundScheduling } from './inbound-scheduling.js';
 import { onesSum, type OnesSumFn } from '../packet/wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from '../packet/encap.js';
-import { addExpressCounters, compileExpressRoutes, EXPRESS_COUNTER_COUNT, expressThreadWanted } from './express.js';
+import { addExpressCounters, compileExpressRoutes, compileExpressGuard, EXPRESS_COUNTER_COUNT, expressThreadWanted } from './express.js';
 import { ExpressTap } from './express-tap.js';
 import type { ExpressHandle, NativeAddon } from '../io/addon.js';
 import { expressBindOf, expressTunOf } from '../io/express-sides.js';
@@ -51,6 +52,10 @@ export interface EngineOptions {
   vtepMac: Mac;
   /** Our VTEP address (the subnet's .0) as a uint32: the ARP target we answer for. */
   vtepIp: number;
+  /** This node's subnets: the inner destinations it accepts from peers (anti-spoofing, policy.ts). */
+  localSubnets: readonly Cidr[];
+  /** Which anti-spoofing checks run (policy.ts); all by default. */
+  antiSpoofing?: AntiSpoofing;
   /** UDP port peers listen on when a reply must go to a host we have no route entry for. */
   port: number;
   /** Largest inner packet the underlay carries without fragmenting the outer datagram. */
@@ -103,6 +108,7 @@ export class Engine extends Pipeline {
     this.expressGate = opts.express?.gate ?? new Int32Array(1);
     this.ethernetRepr = { dst: opts.vtepMac, src: opts.vtepMac, etherType: 0 };
     this.outParams = { routes: this.routes, maxInnerSize: opts.maxInnerSize };
+    this.inParams = { ...opts, routes: this.routes, local: localSubnetTable(opts.localSubnets), antiSpoofing: opts.antiSpoofing ?? ANTI_SPOOFING_ON };
   }
 
   /** gate[0] != 0: a trace watches, the express path records; set here unless the caller owns it (a worker's pool). */
@@ -196,7 +202,8 @@ export class Engine extends Pipeline {
 
   private compileExpress(): void {
     const { trie, peers } = compileExpressRoutes(this.routes, this.opts.vtepMac);
-    this.opts.express!.native.expressRoutes(this.expressHandle!, trie, peers);
+    const guard = compileExpressGuard(this.inParams.antiSpoofing, this.opts.vtepIp, this.opts.localSubnets);
+    this.opts.express!.native.expressRoutes(this.expressHandle!, trie, peers, guard);
   }
 
   /**
@@ -222,6 +229,8 @@ export class Engine extends Pipeline {
   private readonly inVerdict = new InboundVerdict();
   /** classifyOutbound's parameters: each batch classifies against the table it started with. */
   private readonly outParams: OutboundParams;
+  /** checkInbound's parameters, likewise. */
+  private readonly inParams: InboundParams;
 
   /** encapBatch's per-batch state; undefined on the TS path. */
   private batchEncap: BatchEncap | undefined;
@@ -353,6 +362,7 @@ export class Engine extends Pipeline {
     const c = this.counters;
     const obs = this.observer;
     if (obs) this.expressTap?.drain();
+    this.inParams.routes = this.routes;
     // Reused from batch to batch (the TUN write and the observer are done with them before the next).
     const outBufs = this.outBufs;
     const outSizes = this.outSizes;
@@ -368,7 +378,7 @@ export class Engine extends Pipeline {
       const src = srcs[i]!;
       if (obs) obs({ point: 'udp-recv', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', local: this.bind.local, remote: src });
       const chk = this.inVerdict;
-      const verdict = checkInbound(buf, size, this.opts, this.sum16, chk);
+      const verdict = checkInbound(buf, size, src.address, this.inParams, this.sum16, chk);
       if (verdict === Verdict.Drop) {
         this.dropIn(chk.reason, buf, size, src);
         continue;

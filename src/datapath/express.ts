@@ -15,6 +15,8 @@ import { ENCAP_HEADER_LEN, writeEncapTemplate } from '../packet/encap.js';
 import type { RouteTable, Vtep } from '../packet/routes.js';
 import { DropReason, type CounterSnapshot } from '../packet/counters.js';
 import { ExpressCounter, EXPRESS_COUNTER_COUNT } from '../io/counter-layouts.js';
+import { ipv4Mask, type Cidr } from '../packet/cidr.js';
+import type { AntiSpoofing } from '../packet/policy.js';
 
 // The counter layout is the addon's (native/counters.def); re-exported for the express path's users.
 export { ExpressCounter, EXPRESS_COUNTER_COUNT };
@@ -50,6 +52,22 @@ export function compileExpressRoutes(table: RouteTable<Vtep>, ourMac: Mac): { tr
     peers.writeUInt16BE(peer.endpoint.port, at + ENCAP_HEADER_LEN + 4);
   });
   return { trie, peers };
+}
+
+/**
+ * The anti-spoofing guard as the addon reads it (native/express_rules.h BuildGuard): flags, VTEP
+ * address, then network and mask of each local IPv4 subnet (the express path carries IPv4 only).
+ */
+export function compileExpressGuard(antiSpoofing: AntiSpoofing, vtepIp: number, localSubnets: readonly Cidr[]): Uint8Array {
+  const local4 = localSubnets.filter((c) => c.family === 4);
+  const guard = Buffer.alloc(8 + 8 * local4.length);
+  guard[0] = (antiSpoofing.unknownPeer ? 1 : 0) | (antiSpoofing.spoofedSource ? 2 : 0) | (antiSpoofing.notForThisNode ? 4 : 0);
+  guard.writeUInt32BE(vtepIp >>> 0, 4);
+  local4.forEach((c, k) => {
+    guard.writeUInt32BE(c.addr >>> 0, 8 + 8 * k);
+    guard.writeUInt32BE(ipv4Mask(c.prefixLen), 12 + 8 * k);
+  });
+  return guard;
 }
 
 /** Whether the express path may run: asked for (datapath.express) and not forced off by VXTUN_NO_EXPRESS=1. */

@@ -7,7 +7,7 @@
  * within the path MTU.
  *
  *  outbound  tun.read -> check IPv4 -> LPM(dst) -> peer | no-route (ICMP) -> TTL-1 -> bind.send per peer
- *  inbound   bind batch -> check IPv4 -> TTL-1 -> tun.write
+ *  inbound   bind batch -> known peer? -> check IPv4 -> anti-spoofing (policy.ts) -> TTL-1 -> tun.write
  * Shares RouteTable, Counters and IcmpResponder with the VXLAN engine; nothing off the wire can throw.
  */
 import type { Bind, Endpoint } from '../io/bind.js';
@@ -18,17 +18,28 @@ import { DropReason, Answer } from '../packet/counters.js';
 import type { Vtep } from '../packet/routes.js';
 import { IcmpResponder } from '../packet/icmp-errors.js';
 import { Pipeline, HEADROOM, type PipelineOptions } from './pipeline.js';
+import { ANTI_SPOOFING_ON, localSubnetTable, spoofCheck4, unknownSender, type AntiSpoofing, type SenderParams } from '../packet/policy.js';
+import type { Cidr } from '../packet/cidr.js';
 
 /** IPv4 20 + UDP 8: what flannel0's MTU leaves for the underlay. */
 export const FLANNEL_UDP_OVERHEAD = 28;
 export const FLANNEL_UDP_PORT = 8285;
 
-export type FlannelUdpOptions = Pick<PipelineOptions, 'tunMtu' | 'batchSize' | 'icmpRatePerSecond' | 'inboundScheduling'>;
+export type FlannelUdpOptions = Pick<PipelineOptions, 'tunMtu' | 'batchSize' | 'icmpRatePerSecond' | 'inboundScheduling'> & {
+  /** This node's address on flannel0 (the subnet's .0) and its subnets: the inner destinations accepted. */
+  vtepIp: number;
+  localSubnets: readonly Cidr[];
+  /** Which anti-spoofing checks run (policy.ts); all by default. */
+  antiSpoofing?: AntiSpoofing;
+};
 
 export class FlannelUdpEngine extends Pipeline {
+  private readonly senders: SenderParams;
+
   constructor(tun: TunDevice, bind: Bind, opts: FlannelUdpOptions) {
     // Packets sit at HEADROOM like in the VXLAN engine, so IcmpResponder's replies (built with that headroom) fit the same writes.
     super(tun, bind, opts);
+    this.senders = { routes: this.routes, local: localSubnetTable(opts.localSubnets), vtepIp: opts.vtepIp, antiSpoofing: opts.antiSpoofing ?? ANTI_SPOOFING_ON };
   }
 
   /** Packets at HEADROOM in bufs[i]; sent from there (the headroom is not on the wire). */
@@ -73,16 +84,28 @@ export class FlannelUdpEngine extends Pipeline {
   }
 
   /** Each datagram is a whole inner IPv4 packet at offset 0. */
-  handleInbound(bufs: Buffer[], sizes: number[], _srcs: Endpoint[], count: number): void {
+  handleInbound(bufs: Buffer[], sizes: number[], srcs: Endpoint[], count: number): void {
     const c = this.counters;
     const outBufs: Buffer[] = [];
     const outSizes: number[] = [];
+    const senders = this.senders;
+    senders.routes = this.routes;
     for (let i = 0; i < count; i++) {
       const buf = bufs[i]!;
       const size = sizes[i]!;
+      const from = srcs[i]!.address;
+      if (unknownSender(from, senders)) {
+        c.drop(DropReason.UnknownPeer);
+        continue;
+      }
       const ip = size > 0 && buf[0]! >> 4 === 4 ? Ipv4Packet.check(buf, 0, size) : WireError.Truncated;
       if (ip instanceof WireError) {
         c.drop(DropReason.MalformedInnerIpv4);
+        continue;
+      }
+      const spoofed = spoofCheck4(ip.src, ip.dst, from, senders);
+      if (spoofed !== undefined) {
+        c.drop(spoofed);
         continue;
       }
       if (decrementTtl(ip) === 0) {

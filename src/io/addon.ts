@@ -171,8 +171,11 @@ export interface NativeAddon {
    * Polls started with the handle (side 0: the TUN queue, 1: the UDP socket) offer it each readiness first.
    */
   expressOpen(opts: ExpressOptions): ExpressHandle;
-  /** The engine's IPv4 trie (copied) and 28 bytes per target: 22-byte header template, IPv4 address, port (0: not served). */
-  expressRoutes(handle: ExpressHandle, trie: Int32Array, peers: Uint8Array): void;
+  /**
+   * The engine's IPv4 trie (copied) and 28 bytes per target: 22-byte header template, IPv4 address, port (0: not served);
+   * and the anti-spoofing guard (src/datapath/express.ts compileExpressGuard).
+   */
+  expressRoutes(handle: ExpressHandle, trie: Int32Array, peers: Uint8Array, guard: Uint8Array): void;
   /** From now on everything goes to the JS pipeline. Idempotent. */
   expressStop(handle: ExpressHandle): void;
   /**
@@ -187,8 +190,8 @@ export interface NativeAddon {
    * it to src/packet/policy.ts).
    */
   expressDecideOutbound(packet: Uint8Array, trie: Int32Array, peers: Uint8Array, params: { maxInnerSize: number; readRoom: number }): ExpressDecision;
-  /** The same for one lone VXLAN datagram from the underlay. */
-  expressDecideInbound(datagram: Uint8Array, params: { vni: number; vtepMac: Uint8Array; tunMtu: number }): ExpressDecision;
+  /** The same for one lone VXLAN datagram from the underlay IPv4 address `from` (a uint32), with expressRoutes' table and guard. */
+  expressDecideInbound(datagram: Uint8Array, trie: Int32Array, peers: Uint8Array, guard: Uint8Array, params: { vni: number; vtepMac: Uint8Array; tunMtu: number; from: number }): ExpressDecision;
   /** Verdict names by code (src/packet/policy.ts's Verdict). */
   readonly expressVerdicts: readonly string[];
   /** Reason names by code: DropReason in its order, then the express path's own hand-over reasons. */

@@ -99,6 +99,8 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
         vni: backend.vni,
         vtepMac,
         vtepIp: subnet.addr,
+        localSubnets: [subnet],
+        antiSpoofing: spec.security.antiSpoofing,
         port: backend.port,
         maxInnerSize: maxInner,
         tunMtu: mtu,
@@ -106,7 +108,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
         ...(express ? { express: { native: requireNative() } } : {}),
         ...followLoad,
       })
-    : new FlannelUdpEngine(tun, bind, { tunMtu: mtu, ...followLoad });
+    : new FlannelUdpEngine(tun, bind, { tunMtu: mtu, vtepIp: subnet.addr, localSubnets: [subnet], antiSpoofing: spec.security.antiSpoofing, ...followLoad });
   const routes = new RouteSink();
   routes.subscribe(engine);
   source.start(routes, env.fatal);
@@ -115,7 +117,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
     pool = await startEngineWorkers(routes, workers, {
       tun: { name: tun.name, mtu, features: tun.features },
       bind: { address: spec.publicIp, port: backend.port, gso: dp.gso, gro: dp.gro, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
-      engine: { vni: backend.vni, vtepMac: Uint8Array.from(vtepMac), vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
+      engine: { vni: backend.vni, vtepMac: Uint8Array.from(vtepMac), vtepIp: subnet.addr, localSubnets: [subnet], antiSpoofing: spec.security.antiSpoofing, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
       express,
       inboundScheduling: inboundScheduling !== undefined,
     });

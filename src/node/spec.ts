@@ -8,7 +8,7 @@
 import type { Mac } from '../packet/wire/ethernet.js';
 import { loadConfig, type NodeConfig } from '../control/config.js';
 import { loadFlannelNodeConfig, type FlannelNodeConfig } from '../control/flannel-node-config.js';
-import type { DatapathConfig, DatapathKind } from '../datapath/config.js';
+import type { DatapathConfig, DatapathKind, SecurityConfig } from '../datapath/config.js';
 
 /** `vxtun up`'s switches, each overriding the config when given. */
 export interface UpFlags {
@@ -46,6 +46,8 @@ export interface NodeSpec {
   datapath: DatapathConfig;
   /** What the command line asked for (the start-up log says it beside what runs). */
   requestedDatapath: DatapathKind;
+  /** Anti-spoofing switches (the config's `security` section). */
+  security: SecurityConfig;
   routes: StaticPeersSource | LeasesSource;
   /** flannel's host side: subnet.env for the CNI plugin, and masquerade rules; absent for a plain static node. */
   flannel?: { subnetEnv: string; ipMasq: boolean };
@@ -78,6 +80,7 @@ export function specFromStaticConfig(path: string, flags: UpFlags): NodeSpec {
     vtepMac: cfg.backend.vtepMac,
     datapath: withFlags(cfg.datapath, flags),
     requestedDatapath: flags.datapath ?? 'auto',
+    security: cfg.security,
     routes: { kind: 'static-peers', config: cfg },
   };
 }
@@ -93,6 +96,7 @@ export function specFromFlannelConfig(path: string, cfg: FlannelNodeConfig, flag
     vtepMac: cfg.backend.vtepMac,
     datapath: withFlags(cfg.datapath, flags),
     requestedDatapath: flags.datapath ?? 'auto',
+    security: cfg.security,
     routes: { kind: 'leases', config: cfg },
     flannel: { subnetEnv: cfg.subnetEnv, ipMasq: cfg.ipMasq },
   };

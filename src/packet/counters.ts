@@ -12,7 +12,10 @@ export const DropReason = {
   SendFailed: 'send-failed',
   /** flannel udp backend: the inner TTL would reach 0 (flanneld drops these too). */
   TtlExpired: 'ttl-expired',
-  // inbound: underlay -> TUN (the order of Linux's vxlan_rcv checks)
+  // inbound: underlay -> TUN. First the sender (anti-spoofing, before any parsing) ...
+  /** A datagram from an underlay address that is no peer of ours (no route names it). */
+  UnknownPeer: 'unknown-peer',
+  // ... then the order of Linux's vxlan_rcv checks
   ShortDatagram: 'short-datagram',
   BadFlags: 'bad-flags',
   ReservedBitsSet: 'reserved-bits-set',
@@ -22,6 +25,10 @@ export const DropReason = {
   UnsupportedEtherType: 'unsupported-ethertype',
   MalformedInnerIpv4: 'malformed-inner-ipv4',
   MalformedInnerIpv6: 'malformed-inner-ipv6',
+  /** Anti-spoofing: the inner source lies outside every subnet routed to the sending peer. */
+  SpoofedSource: 'spoofed-source',
+  /** Anti-spoofing: the inner destination is not this node's subnet (a node never relays between peers). */
+  NotForThisNode: 'not-for-this-node',
   MalformedArp: 'malformed-arp',
   ArpNotForUs: 'arp-not-for-us',
   ArpIgnored: 'arp-ignored',

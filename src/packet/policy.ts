@@ -7,8 +7,10 @@
  *
  *  outbound  classifyOutbound(IP packet from the TUN)
  *            -> forward(peer) | answer(ICMP unreachable / frag-needed / packet-too-big) | drop(reason)
- *  inbound   checkInbound(VXLAN datagram), in the order of Linux's vxlan_rcv: length, flags, reserved
- *            bits, VNI, inner Ethernet, ARP for our VTEP address, destination MAC, inner IP
+ *  inbound   checkInbound(VXLAN datagram, sender's underlay address): first the sender (a known peer?),
+ *            then in the order of Linux's vxlan_rcv: length, flags, reserved bits, VNI, inner Ethernet,
+ *            ARP for our VTEP address, destination MAC, inner IP; then anti-spoofing (inner source in
+ *            the sender's subnets, inner destination in ours)
  *            -> forward(range, fix-up: none | checksum completion | oversize) | arp(request) | drop(reason)
  *
  * Verdicts and drop reasons travel to and from C++ as numbers: Verdict's values, and a reason's index in
@@ -17,7 +19,8 @@
  * Results are written into a caller-owned object (one per engine), so a packet allocates nothing.
  */
 import { DropReason, Answer } from './counters.js';
-import type { RouteTable, Vtep } from './routes.js';
+import { RouteTable, type Vtep } from './routes.js';
+import type { Cidr } from './cidr.js';
 import { VxlanHeader, VXLAN_HEADER_LEN } from './wire/vxlan.js';
 import { EthernetFrame, EtherType, ETHERNET_HEADER_LEN, type Mac } from './wire/ethernet.js';
 import { Ipv4Packet } from './wire/ipv4.js';
@@ -107,12 +110,62 @@ export function classifyOutbound(buf: Buffer, offset: number, size: number, para
   return out.classify(buf, offset, size, params);
 }
 
-export interface InboundParams {
+/**
+ * Anti-spoofing (all on by default; each can be turned off for networks that need it, see
+ * docs/operations.md). A peer is an underlay address some route names; its subnets are the prefixes
+ * routed to it, so the question "is this inner source the sender's" is a route lookup whose target
+ * must have the sender's address — the same lookup the express twin makes in its trie.
+ */
+export interface AntiSpoofing {
+  /** Drop datagrams from an underlay address no route names, before anything else is read. */
+  unknownPeer: boolean;
+  /** Drop inner packets whose source is not routed to the sending peer. */
+  spoofedSource: boolean;
+  /** Drop inner packets whose destination is not in this node's subnets (or its VTEP address). */
+  notForThisNode: boolean;
+}
+export const ANTI_SPOOFING_ON: AntiSpoofing = Object.freeze({ unknownPeer: true, spoofedSource: true, notForThisNode: true });
+
+/** This node's subnets as a lookup table (inner destinations we accept). */
+export function localSubnetTable(subnets: readonly Cidr[]): RouteTable<true> {
+  return new RouteTable(subnets.map((prefix) => ({ prefix, target: true as const })));
+}
+
+/** The underlay addresses of a table's peers, built once per table (tables are immutable). */
+const peerAddressCache = new WeakMap<RouteTable<Vtep>, ReadonlySet<string>>();
+export function peerAddresses(routes: RouteTable<Vtep>): ReadonlySet<string> {
+  let set = peerAddressCache.get(routes);
+  if (set === undefined) peerAddressCache.set(routes, (set = new Set(routes.routes.map((r) => r.target.endpoint.address))));
+  return set;
+}
+
+/** Who may send what: the part of InboundParams the anti-spoofing rules read (flannel-udp's too). */
+export interface SenderParams {
+  /** The peers: the senders we accept, and which inner sources each may use. */
+  routes: RouteTable<Vtep>;
+  /** This node's subnets: the inner destinations we accept (with vtepIp). */
+  local: RouteTable<true>;
+  /** Our VTEP address as a uint32 (also accepted as an inner destination). */
+  vtepIp: number;
+  antiSpoofing: AntiSpoofing;
+}
+
+/** unknown-peer: whether a datagram from the underlay address `from` is dropped before anything is read. */
+export function unknownSender(from: string, p: SenderParams): boolean {
+  return p.antiSpoofing.unknownPeer && !peerAddresses(p.routes).has(from);
+}
+
+/** spoofed-source / not-for-this-node for an inner IPv4 packet (src, dst) the peer at `from` sent, or undefined: it may pass. */
+export function spoofCheck4(src: number, dst: number, from: string, p: SenderParams): DropReason | undefined {
+  if (p.antiSpoofing.spoofedSource && p.routes.lookup4(src)?.endpoint.address !== from) return DropReason.SpoofedSource;
+  if (p.antiSpoofing.notForThisNode && dst !== p.vtepIp && p.local.lookup4(dst) === undefined) return DropReason.NotForThisNode;
+  return undefined;
+}
+
+export interface InboundParams extends SenderParams {
   vni: number;
   /** Our VTEP MAC: the only unicast inner destination we accept. */
   vtepMac: Mac;
-  /** Our VTEP address (the subnet's .0) as a uint32: the ARP target we answer for. */
-  vtepIp: number;
   /** The TUN's MTU: a longer inner packet is a peer's GSO super-packet. */
   tunMtu: number;
 }
@@ -149,7 +202,8 @@ export class InboundVerdict {
   }
 
   /** The rules; see checkInbound. */
-  check(buf: Buffer, size: number, p: InboundParams, sum16: OnesSumFn): Verdict {
+  check(buf: Buffer, size: number, from: string, p: InboundParams, sum16: OnesSumFn): Verdict {
+    if (unknownSender(from, p)) return this.drop(DropReason.UnknownPeer);
     const vx = VxlanHeader.check(buf, 0, size, this.vxlan);
     if (vx instanceof WireError) return this.drop(DropReason.ShortDatagram);
     const bad = vx.validate();
@@ -164,10 +218,15 @@ export class InboundVerdict {
     if (etherType === EtherType.IPV4) {
       const ip = Ipv4Packet.check(buf, INNER_IP_OFFSET, size - INNER_IP_OFFSET, this.ipv4);
       if (ip instanceof WireError) return this.drop(DropReason.MalformedInnerIpv4);
+      const spoofed = spoofCheck4(ip.src, ip.dst, from, p);
+      if (spoofed !== undefined) return this.drop(spoofed);
       innerLength = ip.totalLength;
     } else if (etherType === EtherType.IPV6) {
       const ip = Ipv6Packet.check(buf, INNER_IP_OFFSET, size - INNER_IP_OFFSET, this.ipv6);
       if (ip instanceof WireError) return this.drop(DropReason.MalformedInnerIpv6);
+      const guard = p.antiSpoofing;
+      if (guard.spoofedSource && p.routes.lookup6(ip.src)?.endpoint.address !== from) return this.drop(DropReason.SpoofedSource);
+      if (guard.notForThisNode && p.local.lookup6(ip.dst) === undefined) return this.drop(DropReason.NotForThisNode);
       innerLength = 40 + ip.payloadLength;
     } else {
       return this.drop(DropReason.UnsupportedEtherType);
@@ -194,7 +253,10 @@ export class InboundVerdict {
   }
 }
 
-/** The VXLAN datagram buf[0, size) from the underlay: which inner bytes go to the TUN and what they need first, or what instead. */
-export function checkInbound(buf: Buffer, size: number, params: InboundParams, sum16: OnesSumFn, out: InboundVerdict): Verdict {
-  return out.check(buf, size, params, sum16);
+/**
+ * The VXLAN datagram buf[0, size) from the underlay address `from`: which inner bytes go to the TUN
+ * and what they need first, or what instead.
+ */
+export function checkInbound(buf: Buffer, size: number, from: string, params: InboundParams, sum16: OnesSumFn, out: InboundVerdict): Verdict {
+  return out.check(buf, size, from, params, sum16);
 }

@@ -69,11 +69,23 @@ describe('validateConfig: the example config', () => {
       ],
       controlSocket: '/run/vxtun/vxtun0.sock',
       datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
+      security: { antiSpoofing: { unknownPeer: true, spoofedSource: true, notForThisNode: true } },
     };
     expect(c).toEqual(expected);
     expect('mtu' in c.device).toBe(false); // left to the host (underlay MTU - 50)
     expect(vtepAddress(c)).toBe(0x0af40200);
     expect(vtepAddressString(c)).toBe('10.244.2.0');
+  });
+
+  it('security.antiSpoofing: every check on by default, false turns all off, an object switches each, a wrong value is one line naming the field', () => {
+    const all = (v: boolean) => ({ unknownPeer: v, spoofedSource: v, notForThisNode: v });
+    const withSecurity = (s: unknown): NodeConfig => validateConfig({ ...clone(EXAMPLE), security: s });
+    expect(validateConfig(clone(EXAMPLE)).security.antiSpoofing).toEqual(all(true));
+    expect(withSecurity({}).security.antiSpoofing).toEqual(all(true));
+    expect(withSecurity({ antiSpoofing: false }).security.antiSpoofing).toEqual(all(false));
+    expect(withSecurity({ antiSpoofing: { notForThisNode: false } }).security.antiSpoofing).toEqual({ unknownPeer: true, spoofedSource: true, notForThisNode: false });
+    expect(() => withSecurity({ antiSpoofing: 'off' })).toThrow(/^config: security\.antiSpoofing: /);
+    expect(() => withSecurity({ antiSpoofing: { spoofedSrc: false } })).toThrow(/security\.antiSpoofing/);
   });
 
   it('datapath.sourcePorts: flow-hashed over Linux\'s range by default, "fixed" keeps the VXLAN port, a partial range is filled in', () => {

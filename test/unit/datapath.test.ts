@@ -84,6 +84,7 @@ function makeEngine(sum: OnesSumFn | undefined): { engine: Engine; tun: Recordin
     vni: 1,
     vtepMac: macFromString(MY_MAC),
     vtepIp: ipv4FromString('10.244.2.0'),
+    localSubnets: [{ family: 4, addr: ipv4FromString('10.244.2.0'), prefixLen: 24 }],
     port: 8472,
     maxInnerSize: TUN_MTU,
     tunMtu: TUN_MTU,

@@ -133,6 +133,7 @@ function makeEngine(encapBatch: EncapBatchFn | undefined): { engine: Engine; tun
     vni: 1,
     vtepMac: MY_MAC,
     vtepIp: ipv4FromString('10.244.2.0'),
+    localSubnets: [{ family: 4, addr: ipv4FromString('10.244.2.0'), prefixLen: 24 }],
     port: 8472,
     maxInnerSize: TUN_MTU,
     tunMtu: TUN_MTU,

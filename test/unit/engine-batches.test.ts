@@ -60,7 +60,7 @@ function recordingEnds(): { tun: TunDevice; bind: Bind; sent: { to: string; ids:
 function engine(encap: 'ts' | 'native' = 'ts'): { engine: Engine; points: Map<string, number> } & ReturnType<typeof recordingEnds> {
   const ends = recordingEnds();
   const native = encap === 'native' ? { encapBatch: requireNative().encapBatch } : {};
-  const e = new Engine(ends.tun, ends.bind, { vni: 1, vtepMac: OUR_MAC, vtepIp: ipv4FromString('10.244.1.0'), port: 8472, maxInnerSize: 1450, tunMtu: 1450, batchSize: 64, ...native });
+  const e = new Engine(ends.tun, ends.bind, { vni: 1, vtepMac: OUR_MAC, vtepIp: ipv4FromString('10.244.1.0'), localSubnets: [{ family: 4, addr: ipv4FromString('10.244.1.0'), prefixLen: 24 }], port: 8472, maxInnerSize: 1450, tunMtu: 1450, batchSize: 64, ...native });
   // Observation points counted, as a trace would see them (emptied by the test after each batch).
   const points = new Map<string, number>();
   e.setObserver((o: Observation) => points.set(`${o.point} ${o.verdict}`, (points.get(`${o.point} ${o.verdict}`) ?? 0) + 1));
@@ -73,9 +73,9 @@ function engine(encap: 'ts' | 'native' = 'ts'): { engine: Engine; points: Map<st
   return { engine: e, points, ...ends };
 }
 
-/** An IPv4/UDP packet to 10.244.<node>.2 with identification `id`, at `offset`. */
+/** An IPv4/UDP packet to 10.244.<node>.2 with identification `id`, at `offset` (to us, node 1, from node 2's subnet). */
 function inner(buf: Buffer, offset: number, node: number, id: number): number {
-  emitIpv4({ src: ipv4FromString('10.244.1.2'), dst: ipv4FromString(`10.244.${node}.2`), protocol: IpProtocol.UDP, ttl: 64, payloadLength: 28, identification: id }, buf, offset);
+  emitIpv4({ src: ipv4FromString(node === 1 ? '10.244.2.2' : '10.244.1.2'), dst: ipv4FromString(`10.244.${node}.2`), protocol: IpProtocol.UDP, ttl: 64, payloadLength: 28, identification: id }, buf, offset);
   buf.fill(0, offset + 20, offset + 48); // UDP with checksum 0: none (IPv4)
   buf.writeUInt16BE(28, offset + 24);
   return 48;

@@ -235,11 +235,15 @@ function makeNode(net: FakeNetwork, spec: NodeSpec, over: Partial<EngineOptions>
     vni: 1,
     vtepMac: mac(spec.mac),
     vtepIp: ip4(spec.vtepIp),
+    localSubnets: [parseCidr(spec.subnet) as Cidr, parseCidr(spec.subnet6) as Cidr],
     port: PORT,
     maxInnerSize: 1450,
     tunMtu: 1450,
     ...over,
   });
+  // The other node of the pair is a peer from the start (anti-spoofing drops datagrams from anyone else); tests set their own tables.
+  const other = spec === A ? B : A;
+  engine.setRoutes(routesTo([other, vtepOf(other)]));
   if (start) engine.start();
   const n = { spec, tun, bind, engine };
   nodes.push(n);
@@ -616,13 +620,18 @@ describe('engine: decap of kernel-produced VXLAN (golden fixtures)', () => {
 
   // Every kernel-captured VXLAN IP fixture, whichever node it was sent to: what reaches the TUN
   // verifies, and differs from the inner packet at most in the L4 checksum field.
+  const linkLocalSourceName = (name: string): boolean => name.includes('neighbor');
   const ipFixtures = ['vxlan-icmp-echo-request', 'vxlan-icmp-echo-reply', 'vxlan-tcp-syn', 'vxlan-tcp-data', 'vxlan-tcp-data-txcsum-off', 'vxlan-udp',
     'vxlan-icmpv6-echo-request', 'vxlan-icmpv6-echo-reply', 'vxlan-icmpv6-neighbor-solicitation', 'vxlan-icmpv6-neighbor-advertisement'];
+  // Neighbour discovery goes between link-local addresses, which no subnet holds: delivered only with spoofedSource and notForThisNode off.
+  const linkLocalSource = linkLocalSourceName;
   it.each(ipFixtures)('%s: delivered with a verifying checksum, every other byte as the kernel sent it', async (name) => {
     const fd = fixtureDatagram(name);
-    const rx = fd.dst.address === B.ip ? b : makeNode(net, A);
+    const own = linkLocalSource(name) ? new FakeNetwork() : net;
+    const spec = fd.dst.address === B.ip ? B : A;
+    const rx = own === net && spec === B ? b : makeNode(own, spec, linkLocalSource(name) ? { antiSpoofing: { unknownPeer: true, spoofedSource: false, notForThisNode: false } } : {});
     expect(fd.dst).toEqual(ep(rx.spec));
-    net.inject(fd.src, fd.dst, fd.vxlan);
+    own.inject(fd.src, fd.dst, fd.vxlan);
     await until(() => rx.tun.written.length === 1, 'TUN write');
     await settle();
     expect(rx.tun.written).toHaveLength(1);
@@ -639,6 +648,21 @@ describe('engine: decap of kernel-produced VXLAN (golden fixtures)', () => {
     expect(s.rx.packets).toBe(1);
     expect(sum(s.dropped)).toBe(0);
     expect(s.fixed['checksum-completed']).toBe(l4ChecksumOk(fd.inner) ? 0 : 1);
+  });
+
+  // The solicitation comes from a link-local source; the advertisement from the peer's address to a link-local one.
+  it.each([
+    ['vxlan-icmpv6-neighbor-solicitation', 'spoofed-source'],
+    ['vxlan-icmpv6-neighbor-advertisement', 'not-for-this-node'],
+  ] as const)('%s with anti-spoofing on (the default): dropped %s, nothing reaches the TUN', async (name, reason) => {
+    const fd = fixtureDatagram(name);
+    const rx = fd.dst.address === B.ip ? b : makeNode(net, A);
+    const s0 = rx.engine.counters.snapshot();
+    net.inject(fd.src, fd.dst, fd.vxlan);
+    await until(() => rx.engine.counters.totalDropped() === 1, 'a drop');
+    await settle();
+    expect(rx.tun.written).toHaveLength(0);
+    expect(delta(s0, rx.engine.counters.snapshot())).toEqual({ [`dropped.${reason}`]: 1 });
   });
 
   it('a small inner IPv4 packet with Ethernet padding: only totalLength bytes reach the TUN', async () => {
@@ -730,6 +754,67 @@ describe('engine: ARP over VXLAN', () => {
     await settle();
     expect(sentBy(net, A)).toHaveLength(0);
     expect(delta(s0, a.engine.counters.snapshot())).toEqual({ 'dropped.arp-ignored': 1 });
+  });
+});
+
+type DropReasonName = Parameters<Engine['counters']['dropped']>[0];
+describe('engine: anti-spoofing (on by default; each check switched off on its own)', () => {
+  /** A host on the underlay that is no peer of B. */
+  const STRANGER: Endpoint = { address: '198.18.0.9', port: 40000 };
+  const ON = { unknownPeer: true, spoofedSource: true, notForThisNode: true };
+  /** off: the check switched off; then: what happens with it off (the next check's drop, or 'passes'). */
+  type Case = [what: string, from: Endpoint, inner: () => Buffer, reason: string, off: keyof typeof ON, then?: string];
+  const cases: Case[] = [
+    ['IPv4 from a host that is no peer', STRANGER, () => vxlanFrame({}, icmpEcho4('10.244.1.5', '10.244.2.7')), 'unknown-peer', 'unknownPeer', 'spoofed-source'],
+    ['IPv6 from a host that is no peer', STRANGER, () => vxlanFrame({ etherType: 0x86dd }, icmpEcho6('fd00:244:1::5', 'fd00:244:2::7')), 'unknown-peer', 'unknownPeer', 'spoofed-source'],
+    ['ARP for our VTEP address from a host that is no peer', STRANGER, () => vxlanFrame({ dst: 'ff:ff:ff:ff:ff:ff', etherType: 0x0806 }, arpPacket(1, A.mac, '10.244.1.0', '00:00:00:00:00:00', '10.244.2.0')), 'unknown-peer', 'unknownPeer'],
+    ['IPv4 from the peer with a source outside its subnet', { address: A.ip, port: 40000 }, () => vxlanFrame({}, icmpEcho4('10.244.3.5', '10.244.2.7')), 'spoofed-source', 'spoofedSource'],
+    ['IPv4 from the peer with our own subnet as source', { address: A.ip, port: 40000 }, () => vxlanFrame({}, icmpEcho4('10.244.2.9', '10.244.2.7')), 'spoofed-source', 'spoofedSource'],
+    ['IPv6 from the peer with a source outside its subnet', { address: A.ip, port: 40000 }, () => vxlanFrame({ etherType: 0x86dd }, icmpEcho6('fd00:244:3::5', 'fd00:244:2::7')), 'spoofed-source', 'spoofedSource'],
+    ['IPv4 from the peer to be relayed to another node', { address: A.ip, port: 40000 }, () => vxlanFrame({}, icmpEcho4('10.244.1.5', '10.244.3.7')), 'not-for-this-node', 'notForThisNode'],
+    ['IPv4 from the peer to the underlay through us', { address: A.ip, port: 40000 }, () => vxlanFrame({}, icmpEcho4('10.244.1.5', '198.18.0.2')), 'not-for-this-node', 'notForThisNode'],
+    ['IPv6 from the peer to be relayed to another node', { address: A.ip, port: 40000 }, () => vxlanFrame({ etherType: 0x86dd }, icmpEcho6('fd00:244:1::5', 'fd00:244:3::7')), 'not-for-this-node', 'notForThisNode'],
+  ];
+
+  it.each(cases)('%s: dropped and counted as the reason, nothing reaches the TUN or the wire', async (_what, from, make, reason) => {
+    const net = new FakeNetwork();
+    const b = makeNode(net, B);
+    const s0 = b.engine.counters.snapshot();
+    net.inject(from, ep(B), make());
+    await until(() => b.engine.counters.totalDropped() === 1, reason);
+    await settle();
+    expect(b.tun.written).toHaveLength(0);
+    expect(sentBy(net, B)).toHaveLength(0);
+    expect(delta(s0, b.engine.counters.snapshot())).toEqual({ [`dropped.${reason}`]: 1 });
+  });
+
+  it.each(cases)('%s: with that check off, passes it (to the TUN, answered, or the next check)', async (_what, from, make, _reason, off, then = 'passes') => {
+    const net = new FakeNetwork();
+    const b = makeNode(net, B, { antiSpoofing: { ...ON, [off]: false } });
+    net.inject(from, ep(B), make());
+    await until(() => b.tun.written.length + sentBy(net, B).length + b.engine.counters.totalDropped() === 1, 'an outcome');
+    await settle();
+    if (then === 'passes') expect(b.engine.counters.totalDropped()).toBe(0);
+    else expect(b.engine.counters.dropped(then as DropReasonName)).toBe(1);
+  });
+
+  it('the peer\'s own VTEP address to ours, and pod to pod both families: forwarded', async () => {
+    const net = new FakeNetwork();
+    const b = makeNode(net, B);
+    const inner = [icmpEcho4('10.244.1.0', '10.244.2.0'), icmpEcho4('10.244.1.5', '10.244.2.7'), icmpEcho6('fd00:244:1::5', 'fd00:244:2::7')];
+    for (const p of inner) net.inject(ep(A), ep(B), vxlanFrame({ etherType: p[0]! >> 4 === 6 ? 0x86dd : 0x0800 }, p));
+    await until(() => b.tun.written.length === 3, 'three TUN writes');
+    expect(b.tun.written.map((p) => p.toString('hex'))).toEqual(inner.map((p) => p.toString('hex')));
+    expect(b.engine.counters.totalDropped()).toBe(0);
+  });
+
+  it('a peer removed from the table is unknown from the next datagram on', async () => {
+    const net = new FakeNetwork();
+    const b = makeNode(net, B);
+    b.engine.setRoutes(new RouteTable([]));
+    net.inject(ep(A), ep(B), vxlanFrame({}, icmpEcho4('10.244.1.5', '10.244.2.7')));
+    await until(() => b.engine.counters.dropped('unknown-peer') === 1, 'unknown-peer');
+    expect(b.tun.written).toHaveLength(0);
   });
 });
 
@@ -880,10 +965,15 @@ function randomDatagram(rnd: () => number, maxLen: number): Buffer {
     if (len >= ip + 4) d.writeUInt16BE(Math.max(0, len - ip - int(3) + (rnd() < 0.1 ? 1 : 0)), ip + 2);
     if (len >= ip + 10) d[ip + 9] = [1, 6, 17, int(256)][int(4)]!;
     if (len >= ip + 8) d[ip + 6] = rnd() < 0.8 ? 0x40 : int(256);
+    // mostly from the sender's subnet (A) to ours (B), so anti-spoofing lets most through and drops some
+    if (len >= ip + 20 && rnd() < 0.8) d.writeUInt32BE(ip4(A.vtepIp) + int(256), ip + 12);
+    if (len >= ip + 20 && rnd() < 0.8) d.writeUInt32BE(ip4(B.vtepIp) + int(256), ip + 16);
   } else if (et === 0x86dd && mode >= 4) {
     d[ip] = 0x60 | (d[ip]! & 0x0f);
     if (len >= ip + 6) d.writeUInt16BE(Math.max(0, len - ip - 40 - int(2)), ip + 4);
     if (len >= ip + 7) d[ip + 6] = [58, 6, 17, 0, int(256)][int(5)]!;
+    if (len >= ip + 40 && rnd() < 0.8) (cidr(A.subnet6).addr as Buffer).copy(d, ip + 8, 0, 8);
+    if (len >= ip + 40 && rnd() < 0.8) (cidr(B.subnet6).addr as Buffer).copy(d, ip + 24, 0, 8);
   } else if (et === 0x0806 && mode >= 4 && len >= ip + 28) {
     hex('000108000604').copy(d, ip);
     d.writeUInt16BE(1 + int(3), ip + 6);
@@ -917,7 +1007,7 @@ describe('engine: fuzzing the underlay side', () => {
     // the fuzz reaches deep: forwarded, answered and most reasons all happen
     expect(s.rx.packets).toBeGreaterThan(100);
     expect(s.answered['arp-reply']).toBeGreaterThan(0);
-    for (const r of ['short-datagram', 'bad-flags', 'reserved-bits-set', 'wrong-vni', 'truncated-inner', 'wrong-dst-mac', 'unsupported-ethertype', 'malformed-inner-ipv4', 'malformed-inner-ipv6', 'malformed-arp', 'arp-not-for-us', 'arp-ignored']) {
+    for (const r of ['short-datagram', 'bad-flags', 'reserved-bits-set', 'wrong-vni', 'truncated-inner', 'wrong-dst-mac', 'unsupported-ethertype', 'malformed-inner-ipv4', 'malformed-inner-ipv6', 'spoofed-source', 'not-for-this-node', 'malformed-arp', 'arp-not-for-us', 'arp-ignored']) {
       expect(s.dropped[r], r).toBeGreaterThan(0);
     }
   });

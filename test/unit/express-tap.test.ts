@@ -11,7 +11,8 @@ import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireNative, type ExpressHandle } from '../../src/io/addon.js';
 import { NativeBind } from '../../src/io/bind-native.js';
-import { EXPRESS_COUNTER_COUNT, ExpressCounter } from '../../src/datapath/express.js';
+import { compileExpressGuard, compileExpressRoutes, EXPRESS_COUNTER_COUNT, ExpressCounter } from '../../src/datapath/express.js';
+import { ANTI_SPOOFING_ON } from '../../src/packet/policy.js';
 import { EXPRESS_RECORD_HEAD, ExpressTap, replayExpressRecords, type ExpressTapContext } from '../../src/datapath/express-tap.js';
 import type { Observation } from '../../src/datapath/observe.js';
 import { RouteTable, type Vtep } from '../../src/packet/routes.js';
@@ -78,6 +79,10 @@ describe('express path records while watched (loopback, /dev/null as the TUN)', 
     bind = NativeBind.open('127.0.0.1', 0, { gso: false, gro: false });
     devNull = openSync('/dev/null', 'w');
     handle = native.expressOpen({ tunQueue: native.tunQueueOpen(devNull, false), tunCounters, ...bind.expressSide()!, vni: VNI, vtepMac: Uint8Array.from(OUR_MAC), maxInnerSize: 1450, readRoom: 1564, tunMtu: 1500, counters, gate, thread: false });
+    // The sender (loopback) is the peer owning 10.244.2.0/24, we own 10.244.1.0/24: anti-spoofing lets its datagrams through.
+    const loopbackPeer: Vtep = { endpoint: { address: '127.0.0.1', port: 8472 }, vtepMac: PEER_MAC, vni: VNI };
+    const { trie, peers } = compileExpressRoutes(new RouteTable([{ prefix: parseCidr('10.244.2.0/24') as Cidr, target: loopbackPeer }]), OUR_MAC);
+    native.expressRoutes(handle, trie, peers, compileExpressGuard(ANTI_SPOOFING_ON, 0x0af40100, [parseCidr('10.244.1.0/24') as Cidr]));
     bind.useExpress(handle);
     bind.start(() => void handedOver++);
     sender = createSocket('udp4');

@@ -10,14 +10,15 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { requireNative, type ExpressDecision } from '../../src/io/addon.js';
-import { checkInbound, classifyOutbound, DROP_REASON_CODES, InboundFix, InboundVerdict, OutboundVerdict, Verdict, VERDICT_NAMES } from '../../src/packet/policy.js';
+import { checkInbound, classifyOutbound, DROP_REASON_CODES, InboundFix, InboundVerdict, localSubnetTable, OutboundVerdict, Verdict, VERDICT_NAMES } from '../../src/packet/policy.js';
 import { DropReason } from '../../src/packet/counters.js';
 import { RouteTable, type Route, type Vtep } from '../../src/packet/routes.js';
 import { cidr, mac, vtep, MIXED_ROUTES, P2, P3 } from './route-support.js';
-import { compileExpressRoutes } from '../../src/datapath/express.js';
+import { compileExpressGuard, compileExpressRoutes } from '../../src/datapath/express.js';
 import { emitVxlan } from '../../src/packet/wire/vxlan.js';
 import { emitEthernet, EtherType } from '../../src/packet/wire/ethernet.js';
 import { emitIpv4, ipv4FromString, isIpv4String } from '../../src/packet/wire/ipv4.js';
+import { emitIpv6, ipv6FromString } from '../../src/packet/wire/ipv6.js';
 import { completeL4Checksum, l4ChecksumState, setPartialL4Checksum } from '../../src/packet/wire/l4checksum.js';
 import { onesSum } from '../../src/packet/wire/checksum.js';
 import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
@@ -54,7 +55,23 @@ function kernelSeeds(): { datagrams: Buffer[]; packets: Buffer[] } {
 }
 const SEEDS = kernelSeeds();
 
-const DSTS = ['10.244.2.0', '10.244.1.0', '10.244.1.7', '10.244.3.1', '10.244.3.200', '10.244.4.9', '10.244.9.1', '10.9.0.1', '192.0.2.1'].map(ipv4FromString);
+/** Underlay senders: the tables' peers (198.18.0.1-3) and a host that is no peer. */
+const FROMS = ['198.18.0.1', '198.18.0.1', '198.18.0.2', '198.18.0.3', '198.18.0.9'];
+/** Inner sources: in n1's subnet (its VTEP address too), in P2's and P3's, nobody's. */
+const SRCS = ['10.244.1.5', '10.244.1.0', '10.244.1.7', '10.244.2.5', '10.244.3.5', '10.244.3.200', '10.9.0.1', '192.0.2.1'].map(ipv4FromString);
+/** This node's subnets (the VTEP address 10.244.2.0 is accepted besides): as a node has them, another, none. */
+const LOCALS = [[cidr('10.244.2.0/24'), cidr('fd00:244:2::/64')], [cidr('10.244.9.0/24')], []];
+const V6_SRCS = ['fd00:244:1::5', 'fd00:4::1', 'fd00:9::1'].map(ipv6FromString);
+const V6_DSTS = ['fd00:244:2::7', 'fd00:244:1::9', 'fd00:4::2'].map(ipv6FromString);
+
+/** An IPv6 packet (no next header, RFC 8200 §4.7) from and to the addresses above. */
+const ipv6Packet = fc.record({ src: fc.constantFrom(...V6_SRCS), dst: fc.constantFrom(...V6_DSTS), payload: fc.integer({ min: 0, max: 200 }) }).map((o) => {
+  const p = Buffer.alloc(40 + o.payload, 0xab);
+  emitIpv6({ src: o.src, dst: o.dst, nextHeader: 59, hopLimit: 64, payloadLength: o.payload }, p, 0);
+  return p;
+});
+
+const DSTS = ['10.244.2.0', '10.244.2.7', '10.244.2.7', '10.244.1.0', '10.244.1.7', '10.244.3.1', '10.244.3.200', '10.244.4.9', '10.244.9.1', '10.9.0.1', '192.0.2.1'].map(ipv4FromString);
 
 /** An IPv4 packet of protocol TCP, UDP or ICMP with a valid, partial, zero or wrong L4 checksum. */
 const ipv4Packet = fc
@@ -139,7 +156,7 @@ function expectInboundHandOver(reason: string, d: Buffer, verdict: Verdict, out:
     if (verdict !== Verdict.Arp) expect([DropReason.MalformedArp, DropReason.WrongDstMac, DropReason.ArpIgnored, DropReason.ArpNotForUs]).toContain(out.reason);
   } else if (reason === 'ipv6') {
     expect(d.readUInt16BE(20)).toBe(EtherType.IPV6);
-    if (verdict !== Verdict.Forward) expect(out.reason).toBe(DropReason.MalformedInnerIpv6);
+    if (verdict !== Verdict.Forward) expect([DropReason.MalformedInnerIpv6, DropReason.SpoofedSource, DropReason.NotForThisNode]).toContain(out.reason);
   } else {
     throw new Error(`inbound hand-over for ${reason}`);
   }
@@ -171,7 +188,21 @@ describe('express twin: inbound', () => {
   const out = new InboundVerdict();
 
   const inboundCase = fc.record({
-    inner: fc.oneof({ weight: 1, arbitrary: fc.constantFrom(...SEEDS.datagrams).map((d) => ({ datagram: d })) }, { weight: 3, arbitrary: ipv4Packet.map((p) => ({ packet: p })) }),
+    inner: fc.oneof(
+      { weight: 1, arbitrary: fc.constantFrom(...SEEDS.datagrams).map((d) => ({ datagram: d })) },
+      { weight: 3, arbitrary: ipv4Packet.map((p) => ({ packet: p })) },
+      { weight: 1, arbitrary: ipv6Packet.map((p) => ({ packet6: p })) },
+    ),
+    /** The sender, the inner source (IPv4; undefined: the packet's own), the peers and what is ours. */
+    from: fc.oneof({ weight: 4, arbitrary: fc.constant(FROMS[0]!) }, fc.constantFrom(...FROMS)),
+    src: fc.oneof({ weight: 4, arbitrary: fc.constantFrom(SRCS[0]!, SRCS[1]!) }, fc.option(fc.constantFrom(...SRCS), { nil: undefined })),
+    dst: fc.oneof({ weight: 2, arbitrary: fc.constant(ipv4FromString('10.244.2.7')) }, fc.constant(undefined)),
+    table: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, fc.constantFrom(1, 2)),
+    local: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, fc.constantFrom(1, 2)),
+    antiSpoofing: fc.oneof(
+      { weight: 4, arbitrary: fc.constant({ unknownPeer: true, spoofedSource: true, notForThisNode: true }) },
+      fc.record({ unknownPeer: fc.boolean(), spoofedSource: fc.boolean(), notForThisNode: fc.boolean() }),
+    ),
     vni: fc.oneof({ weight: 8, arbitrary: fc.constant(VNI) }, fc.constantFrom(0, 2, 0x123456)),
     dstMac: fc.oneof({ weight: 8, arbitrary: fc.constant(OUR_MAC) }, fc.constantFrom(mac('ff:ff:ff:ff:ff:ff'), n1.vtepMac)),
     etherType: fc.oneof({ weight: 8, arbitrary: fc.constant(EtherType.IPV4) }, fc.constantFrom(EtherType.IPV6, EtherType.ARP, 0x88cc)),
@@ -181,17 +212,32 @@ describe('express twin: inbound', () => {
     ourVni: fc.oneof({ weight: 8, arbitrary: fc.constant(VNI) }, fc.constant(0x123456)),
   });
 
-  it('forwards only what the policy forwards unchanged, byte for byte; its drops are the policy drops (60 000 datagrams)', () => {
+  const localTables = LOCALS.map(localSubnetTable);
+
+  it('forwards only what the policy forwards unchanged, byte for byte; its drops are the policy drops, anti-spoofing included (60 000 datagrams)', () => {
     tally.clear();
     fc.assert(
       fc.property(inboundCase, (c) => {
-        let d = 'datagram' in c.inner ? c.inner.datagram : datagramOf(c.inner.packet, c);
+        let d: Buffer;
+        if ('datagram' in c.inner) d = c.inner.datagram;
+        else if ('packet6' in c.inner) d = datagramOf(c.inner.packet6, { ...c, etherType: c.etherType === EtherType.IPV4 ? EtherType.IPV6 : c.etherType });
+        else {
+          const inner = Buffer.from(c.inner.packet);
+          if (c.src !== undefined || c.dst !== undefined) {
+            if (c.src !== undefined) inner.writeUInt32BE(c.src, 12);
+            if (c.dst !== undefined) inner.writeUInt32BE(c.dst, 16);
+            if (c.refresh) completeL4Checksum(inner, 0, inner.length);
+          }
+          d = datagramOf(inner, c);
+        }
         d = mutate(d, c.mutations, 0);
         maybeRefresh(d, 22, c.refresh);
-        const params = { vni: c.ourVni, vtepMac: OUR_MAC, vtepIp: OUR_VTEP_IP, tunMtu: c.tunMtu };
-        const got: ExpressDecision = native.expressDecideInbound(d, params);
+        const { trie, peers } = COMPILED[c.table]!;
+        const guard = compileExpressGuard(c.antiSpoofing, OUR_VTEP_IP, LOCALS[c.local]!);
+        const got: ExpressDecision = native.expressDecideInbound(d, trie, peers, guard, { vni: c.ourVni, vtepMac: OUR_MAC, tunMtu: c.tunMtu, from: ipv4FromString(c.from) });
+        const params = { vni: c.ourVni, vtepMac: OUR_MAC, vtepIp: OUR_VTEP_IP, tunMtu: c.tunMtu, routes: TABLES[c.table]!, local: localTables[c.local]!, antiSpoofing: c.antiSpoofing };
         const before = Buffer.from(d);
-        const verdict = checkInbound(d, d.length, params, onesSum, out);
+        const verdict = checkInbound(d, d.length, c.from, params, onesSum, out);
         expect(d.equals(before)).toBe(true); // the policy only judges
         if (got.verdict === Verdict.Forward) {
           expect(verdict).toBe(Verdict.Forward);
@@ -206,6 +252,7 @@ describe('express twin: inbound', () => {
           expect(got.verdict).toBe(Verdict.HandOver);
           expectInboundHandOver(reasonName(got.reason), d, verdict, out);
           count(`hand-over ${reasonName(got.reason)}: policy ${VERDICT_NAMES[verdict]}${verdict === Verdict.Forward ? ` fix ${out.fix}` : ''}`);
+          if (reasonName(got.reason) === 'ipv6' && verdict === Verdict.Drop) count(`ipv6 drop ${out.reason}`);
         }
       }),
       { numRuns: 60_000 },
@@ -214,8 +261,20 @@ describe('express twin: inbound', () => {
     if (process.env.VXTUN_TWIN_TALLY === '1') console.log(tally);
     const keys = [...tally.keys()];
     expect(tally.get('forward')).toBeGreaterThan(5_000);
-    for (const r of ['short-datagram', 'bad-flags', 'reserved-bits-set', 'wrong-vni', 'truncated-inner', 'wrong-dst-mac', 'unsupported-ethertype', 'malformed-inner-ipv4']) expect(keys).toContain(`drop ${r}`);
-    for (const k of [`hand-over oversize: policy forward fix ${InboundFix.Oversize}`, `hand-over checksum-not-final: policy forward fix ${InboundFix.Checksum}`, 'hand-over checksum-not-final: policy forward fix 0', 'hand-over arp: policy arp', 'hand-over ipv6: policy forward fix 0']) {
+    for (const r of ['unknown-peer', 'short-datagram', 'bad-flags', 'reserved-bits-set', 'wrong-vni', 'truncated-inner', 'wrong-dst-mac', 'unsupported-ethertype', 'malformed-inner-ipv4', 'spoofed-source', 'not-for-this-node']) {
+      expect(keys).toContain(`drop ${r}`);
+    }
+    for (const k of [
+      `hand-over oversize: policy forward fix ${InboundFix.Oversize}`,
+      `hand-over checksum-not-final: policy forward fix ${InboundFix.Checksum}`,
+      'hand-over checksum-not-final: policy forward fix 0',
+      'hand-over arp: policy arp',
+      'hand-over ipv6: policy forward fix 0',
+      // IPv6 is the engine's alone: its anti-spoofing is reached there.
+      'hand-over ipv6: policy drop',
+      'ipv6 drop spoofed-source',
+      'ipv6 drop not-for-this-node',
+    ]) {
       expect(keys).toContain(k);
     }
   });

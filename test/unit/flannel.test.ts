@@ -11,7 +11,7 @@ import { LeaseManager } from '../../src/control/lease-manager.js';
 import { validateFlannelNodeConfig } from '../../src/control/flannel-node-config.js';
 import { parseCidr, cidrToString } from '../../src/packet/cidr.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
-import { emitIpv4, ipv4FromString } from '../../src/packet/wire/ipv4.js';
+import { emitIpv4, ipv4FromString, ipv4ToString } from '../../src/packet/wire/ipv4.js';
 import { internetChecksum } from '../../src/packet/wire/checksum.js';
 import { createFakeTun } from '../../src/io/tun-fake.js';
 import { FakeNetwork } from '../../src/io/bind-fake.js';
@@ -138,9 +138,9 @@ describe('LeaseManager: own subnet taken by another node', () => {
 });
 
 describe('FlannelUdpEngine', () => {
-  function packet(dst: string, ttl: number): Buffer {
+  function packet(dst: string, ttl: number, src = '10.244.1.2'): Buffer {
     const b = Buffer.alloc(28);
-    emitIpv4({ src: ipv4FromString('10.244.1.2'), dst: ipv4FromString(dst), protocol: 17, ttl, payloadLength: 8 } as Parameters<typeof emitIpv4>[0], b, 0);
+    emitIpv4({ src: ipv4FromString(src), dst: ipv4FromString(dst), protocol: 17, ttl, payloadLength: 8 } as Parameters<typeof emitIpv4>[0], b, 0);
     return b;
   }
 
@@ -148,7 +148,7 @@ describe('FlannelUdpEngine', () => {
     const net = new FakeNetwork();
     const tun = createFakeTun('udp0', 1472);
     const bind = net.bind('198.18.0.1', 8285);
-    const engine = new FlannelUdpEngine(tun.device, bind, { tunMtu: 1472 });
+    const engine = new FlannelUdpEngine(tun.device, bind, { tunMtu: 1472, vtepIp: ipv4FromString('10.244.1.0'), localSubnets: [cidr('10.244.1.0/24')] });
     engine.setRoutes(new RouteTable([{ prefix: cidr('10.244.2.0/24'), target: { endpoint: { address: '198.18.0.2', port: 8285 }, vtepMac: Buffer.alloc(6), vni: 0 } }]));
     engine.start();
     tun.inject(packet('10.244.2.2', 64));
@@ -164,7 +164,7 @@ describe('FlannelUdpEngine', () => {
     const snap = engine.counters.snapshot();
     expect(snap.dropped['ttl-expired']).toBe(1);
     expect(snap.answered['icmp-unreachable']).toBe(1);
-    net.inject({ address: '198.18.0.2', port: 8285 }, bind.local, packet('10.244.1.2', 10));
+    net.inject({ address: '198.18.0.2', port: 8285 }, bind.local, packet('10.244.1.2', 10, '10.244.2.2'));
     net.inject({ address: '198.18.0.2', port: 8285 }, bind.local, Buffer.from('not an ip packet'));
     await new Promise((r) => setTimeout(r, 20));
     const inbound = tun.written.filter((p) => p[9] === 17);
@@ -175,6 +175,35 @@ describe('FlannelUdpEngine', () => {
     engine.stop();
     tun.device.close();
     await bind.close();
+  });
+
+  it('anti-spoofing: a non-peer sender, a source outside the peer\'s subnet and a destination outside ours are dropped, each counted; switched off they pass', async () => {
+    for (const on of [true, false]) {
+      const net = new FakeNetwork();
+      const tun = createFakeTun('udp0', 1472);
+      const bind = net.bind('198.18.0.1', 8285);
+      const antiSpoofing = { unknownPeer: on, spoofedSource: on, notForThisNode: on };
+      const engine = new FlannelUdpEngine(tun.device, bind, { tunMtu: 1472, vtepIp: ipv4FromString('10.244.1.0'), localSubnets: [cidr('10.244.1.0/24')], antiSpoofing });
+      engine.setRoutes(new RouteTable([{ prefix: cidr('10.244.2.0/24'), target: { endpoint: { address: '198.18.0.2', port: 8285 }, vtepMac: Buffer.alloc(6), vni: 0 } }]));
+      engine.start();
+      const peer = { address: '198.18.0.2', port: 8285 };
+      net.inject({ address: '198.18.0.9', port: 8285 }, bind.local, packet('10.244.1.2', 10, '10.244.2.2'));
+      net.inject(peer, bind.local, packet('10.244.1.2', 10, '10.244.3.2'));
+      net.inject(peer, bind.local, packet('10.244.3.2', 10, '10.244.2.2'));
+      net.inject(peer, bind.local, packet('10.244.1.0', 10, '10.244.2.0')); // VTEP to VTEP: always fine
+      await new Promise((r) => setTimeout(r, 20));
+      const dropped = engine.counters.snapshot().dropped;
+      if (on) {
+        expect(tun.written.map((p) => ipv4ToString(p.readUInt32BE(16)))).toEqual(['10.244.1.0']);
+        expect([dropped['unknown-peer'], dropped['spoofed-source'], dropped['not-for-this-node']]).toEqual([1, 1, 1]);
+      } else {
+        expect(tun.written).toHaveLength(4);
+        expect(engine.counters.totalDropped()).toBe(0);
+      }
+      engine.stop();
+      tun.device.close();
+      await bind.close();
+    }
   });
 });
 
@@ -280,6 +309,11 @@ describe('LeaseManager: leases that must not become routes', () => {
 
 describe('static peers of a flannel-format node (subnetEnv) are judged as leases at load time', () => {
   const base = { publicIp: '198.18.0.1', network: '10.244.0.0/16', subnet: '10.244.1.0/24', subnetEnv: '/run/flannel/subnet.env', backend: { type: 'vxlan' } };
+
+  it('security.antiSpoofing: on by default, switched per check as in a static node config', () => {
+    expect(validateFlannelNodeConfig(base).security.antiSpoofing).toEqual({ unknownPeer: true, spoofedSource: true, notForThisNode: true });
+    expect(validateFlannelNodeConfig({ ...base, security: { antiSpoofing: { unknownPeer: false } } }).security.antiSpoofing).toEqual({ unknownPeer: false, spoofedSource: true, notForThisNode: true });
+  });
   const peer = (subnet: string, ip = '198.18.0.2'): object => ({ subnet, publicIp: ip, vtepMac: '0a:58:0a:f4:02:00' });
 
   it.each([

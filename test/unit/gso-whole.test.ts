@@ -115,6 +115,7 @@ function engineWith(tun: SuperTun): Engine {
     vni: 1,
     vtepMac: macFromString('0a:58:0a:f4:02:00'),
     vtepIp: ipv4FromString('10.244.2.0'),
+    localSubnets: [{ family: 4, addr: ipv4FromString('10.244.2.0'), prefixLen: 24 }],
     port: 8472,
     maxInnerSize: 1450,
     tunMtu: 1450,

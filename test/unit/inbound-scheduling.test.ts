@@ -111,7 +111,7 @@ describe('the pipeline feeds it every inbound batch', () => {
     };
     const r = recorder();
     const sched = new InboundScheduling({ setBatch: r.setBatch, now: () => 0 });
-    const e = new Engine(tun, bind, { vni: 1, vtepMac: macFromString('0a:58:0a:f4:01:00'), vtepIp: ipv4FromString('10.244.1.0'), port: 8472, maxInnerSize: 1450, tunMtu: 1450, inboundScheduling: sched });
+    const e = new Engine(tun, bind, { vni: 1, vtepMac: macFromString('0a:58:0a:f4:01:00'), vtepIp: ipv4FromString('10.244.1.0'), localSubnets: [{ family: 4, addr: ipv4FromString('10.244.1.0'), prefixLen: 24 }], port: 8472, maxInnerSize: 1450, tunMtu: 1450, inboundScheduling: sched });
     e.start();
     const src: Endpoint = { address: '198.18.0.2', port: 40000 };
     // Garbage datagrams (dropped by decap, counted): the load is what arrived, not what was delivered.

@@ -42,7 +42,7 @@ function sameTable(a: RouteTable<Vtep>, b: RouteTable<Vtep>): void {
 describe('route sink', () => {
   it('feeds the main engine and the workers the same table, a late worker included', () => {
     const net = new FakeNetwork();
-    const main = new Engine(createFakeTun('sink0').device, net.bind('198.18.0.1', 8472), { vni: 1, vtepMac: macFromString('0a:58:0a:f4:01:00'), vtepIp: ipv4FromString('10.244.1.0'), port: 8472, maxInnerSize: 1450, tunMtu: 1450 });
+    const main = new Engine(createFakeTun('sink0').device, net.bind('198.18.0.1', 8472), { vni: 1, vtepMac: macFromString('0a:58:0a:f4:01:00'), vtepIp: ipv4FromString('10.244.1.0'), localSubnets: [parseCidr('10.244.1.0/24') as Cidr], port: 8472, maxInnerSize: 1450, tunMtu: 1450 });
     const sink = new RouteSink();
     sink.subscribe(main);
     const first = sink.publish([route('10.244.2.0/24', '198.18.0.2', '0a:58:0a:f4:02:00'), route('10.244.3.0/24', '198.18.0.3', '0a:58:0a:f4:03:00')]);

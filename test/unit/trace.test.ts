@@ -72,7 +72,7 @@ function twoNodes() {
   const make = (self: typeof A, peer: typeof A) => {
     const tun = createFakeTun();
     const bind = net.bind(self.ip, 8472);
-    const engine = new Engine(tun.device, bind, { vni: 1, vtepMac: macFromString(self.mac), vtepIp: ipv4FromString(self.vtepIp), port: 8472, maxInnerSize: 1450, tunMtu: 1450 });
+    const engine = new Engine(tun.device, bind, { vni: 1, vtepMac: macFromString(self.mac), vtepIp: ipv4FromString(self.vtepIp), localSubnets: [{ family: 4, addr: ipv4FromString(self.vtepIp), prefixLen: 24 }], port: 8472, maxInnerSize: 1450, tunMtu: 1450 });
     engine.setRoutes(new RouteTable([{ prefix: cidr(peer.subnet), target: { endpoint: { address: peer.ip, port: 8472 }, vtepMac: macFromString(peer.mac), vni: 1 } }]));
     engine.start();
     return { tun, bind, engine, hub: new TraceHub(engine, () => info(self)) };
