@@ -130,6 +130,8 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
     int one = 1;
     gro = ::setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
   }
+  // The kernel's count of datagrams it dropped on this socket rides along with each received one.
+  ::setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
   socklen_t sl = sizeof sin;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &sl);
   Napi::Object out = Napi::Object::New(env);
@@ -150,8 +152,9 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
   mmsghdr msgs[kMaxBatch];
   iovec iovs[kMaxBatch];
   sockaddr_in srcs[kMaxBatch];
-  // UDP_GRO reports the segment size of a coalesced message as an int in a cmsg.
-  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int))];
+  // UDP_GRO reports the segment size of a coalesced message as an int in a cmsg; SO_RXQ_OVFL the
+  // socket's drop count so far as a uint32.
+  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t))];
   for (size_t i = 0; i < n; i++) {
     iovs[i].iov_base = arena + i * slotSize;
     iovs[i].iov_len = slotSize;
@@ -160,10 +163,8 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_name = &srcs[i];
     msgs[i].msg_hdr.msg_namelen = sizeof srcs[i];
-    if (gsoSizes != nullptr) {
-      msgs[i].msg_hdr.msg_control = control[i];
-      msgs[i].msg_hdr.msg_controllen = sizeof control[i];
-    }
+    msgs[i].msg_hdr.msg_control = control[i];
+    msgs[i].msg_hdr.msg_controllen = sizeof control[i];
     msgs[i].msg_len = 0;
   }
   int r;
@@ -188,10 +189,17 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
     }
     unsigned len = msgs[i].msg_len;
     int gso = 0;
-    if (gsoSizes != nullptr) {
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) std::memcpy(&gso, CMSG_DATA(c), sizeof gso);
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        std::memcpy(&gso, CMSG_DATA(c), sizeof gso);
+      } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL && c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+        // A running total for the socket (it wraps at 2^32, which a counter of drops never meets in practice).
+        uint32_t dropped;
+        std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
+        if (dropped > ctr[kRecvOverflows]) ctr[kRecvOverflows] = dropped;
       }
+    }
+    if (gsoSizes != nullptr) {
       if (gso <= 0 || len <= static_cast<unsigned>(gso)) gso = 0;  // one datagram after all
       gsoSizes[out] = gso;
     }

@@ -32,6 +32,7 @@ import type { NodeSpec } from './spec.js';
 import { openRouteSource, type NetworkPlan } from './route-source.js';
 import { RouteSink } from './route-sink.js';
 import { controlHandler, type InfoReply } from './control-api.js';
+import { watchLink } from './link-watch.js';
 
 export interface BuildEnv {
   log: Logger;
@@ -186,6 +187,9 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   features.express = expressActive;
   features.expressThread = expressActive && (engine as Engine).expressThread;
   if (engine instanceof Engine && engine.expressError !== undefined) log.warn({ err: engine.expressError }, 'express path off');
+  // A deleted device stops the node (exit 1); a device set down and up gets its route back.
+  const linkWatch = watchLink({ device: tun.name, route: { dst: ipv4ToString(network.addr), prefixLen: network.prefixLen }, log, lost: env.fatal });
+  undo.push(() => linkWatch.stop());
 
   return {
     info,
