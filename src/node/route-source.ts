@@ -85,13 +85,14 @@ function staticPeers(path: string, running: NodeConfig, log: Logger): RouteSourc
   };
 }
 
-/** Dotted paths of the leaves that differ between two parsed configs (Buffers and Cidrs compared as JSON). */
+/** Dotted paths of the leaves that differ between two parsed configs (bytes compared as bytes, other leaves as JSON). */
 export function changedFields(running: unknown, next: unknown, path = ''): string[] {
-  const plain = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Uint8Array);
+  const plain = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
   if (plain(running) && plain(next)) {
     const keys = [...new Set([...Object.keys(running), ...Object.keys(next)])].sort();
     return keys.flatMap((k) => changedFields(running[k], next[k], path ? `${path}.${k}` : k));
   }
+  if (running instanceof Uint8Array && next instanceof Uint8Array) return Buffer.compare(running, next) === 0 ? [] : [path];
   return JSON.stringify(running) === JSON.stringify(next) ? [] : [path];
 }
 
