@@ -6,15 +6,18 @@
 #include "common.h"
 #include "datapath.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <climits>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <vector>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -130,6 +133,8 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
     int one = 1;
     gro = ::setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
   }
+  // The kernel's count of datagrams it dropped on this socket rides along with each received one.
+  ::setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
   socklen_t sl = sizeof sin;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &sl);
   Napi::Object out = Napi::Object::New(env);
@@ -142,6 +147,68 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The peer filter: a classic BPF socket filter that keeps datagrams whose IPv4 source is in a sorted
+// set and drops the rest in the kernel, before they take room in the receive buffer or wake anyone.
+// A balanced search tree, each node "equal: keep; greater: jump right; else fall into the left
+// subtree"; conditional jumps only skip one instruction (their offsets are 8 bits) and `ja` (32 bits)
+// carries the long ones. 5 instructions a peer: BPF_MAXINSNS (4096) holds kMaxFilterPeers.
+constexpr size_t kMaxFilterPeers = 800;
+
+void EmitSearch(std::vector<sock_filter>& prog, const std::vector<uint32_t>& peers, size_t lo, size_t hi) {
+  if (lo >= hi) {
+    prog.push_back(BPF_STMT(BPF_RET | BPF_K, 0));
+    return;
+  }
+  size_t mid = lo + (hi - lo) / 2;
+  prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, peers[mid], 0, 1));
+  prog.push_back(BPF_STMT(BPF_RET | BPF_K, 0xffffffffu));
+  prog.push_back(BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, peers[mid], 0, 1));
+  size_t jump = prog.size();
+  prog.push_back(BPF_STMT(BPF_JMP | BPF_JA, 0));
+  EmitSearch(prog, peers, lo, mid);
+  prog[jump].k = static_cast<uint32_t>(prog.size() - jump - 1);
+  EmitSearch(prog, peers, mid + 1, hi);
+}
+
+// udpPeerFilter(fd, peers: Uint32Array | null): boolean
+// Keeps only datagrams from `peers` (IPv4, host order) on the socket; null removes the filter. More
+// peers than the filter holds also remove it (every datagram is taken, as without one): false then.
+Napi::Value UdpPeerFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = 0;
+  if (!ArgInt(info, 0, "fd", 0, INT_MAX, &fd)) return env.Undefined();
+  std::vector<uint32_t> peers;
+  bool remove = info.Length() < 2 || info[1].IsNull() || info[1].IsUndefined();
+  if (!remove) {
+    uint32_t* p;
+    size_t n;
+    if (!GetTyped(env, info[1], napi_uint32_array, "udpPeerFilter: peers", &p, &n)) return env.Undefined();
+    peers.assign(p, p + n);
+    std::sort(peers.begin(), peers.end());
+    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+    remove = peers.size() > kMaxFilterPeers;
+  }
+  if (remove) {
+    int dummy = 0;
+    if (::setsockopt(static_cast<int>(fd), SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof dummy) < 0 && errno != ENOENT) {
+      ThrowErrno(env, errno, "setsockopt SO_DETACH_FILTER", "fd " + std::to_string(fd));
+      return env.Undefined();
+    }
+    return Napi::Boolean::New(env, false);
+  }
+  std::vector<sock_filter> prog;
+  prog.reserve(peers.size() * 5 + 2);
+  // A socket filter's data starts at the UDP header: the IPv4 source sits at network header + 12.
+  prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<uint32_t>(SKF_NET_OFF + 12)));
+  EmitSearch(prog, peers, 0, peers.size());
+  sock_fprog fprog{static_cast<unsigned short>(prog.size()), prog.data()};
+  if (::setsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) < 0) {
+    ThrowErrno(env, errno, "setsockopt SO_ATTACH_FILTER", "fd " + std::to_string(fd));
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 }  // namespace
 
 // The core of udpRecvBatch (see datapath.h).
@@ -150,8 +217,9 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
   mmsghdr msgs[kMaxBatch];
   iovec iovs[kMaxBatch];
   sockaddr_in srcs[kMaxBatch];
-  // UDP_GRO reports the segment size of a coalesced message as an int in a cmsg.
-  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int))];
+  // UDP_GRO reports the segment size of a coalesced message as an int in a cmsg; SO_RXQ_OVFL the
+  // socket's drop count so far as a uint32.
+  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t))];
   for (size_t i = 0; i < n; i++) {
     iovs[i].iov_base = arena + i * slotSize;
     iovs[i].iov_len = slotSize;
@@ -160,10 +228,8 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_name = &srcs[i];
     msgs[i].msg_hdr.msg_namelen = sizeof srcs[i];
-    if (gsoSizes != nullptr) {
-      msgs[i].msg_hdr.msg_control = control[i];
-      msgs[i].msg_hdr.msg_controllen = sizeof control[i];
-    }
+    msgs[i].msg_hdr.msg_control = control[i];
+    msgs[i].msg_hdr.msg_controllen = sizeof control[i];
     msgs[i].msg_len = 0;
   }
   int r;
@@ -188,10 +254,17 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
     }
     unsigned len = msgs[i].msg_len;
     int gso = 0;
-    if (gsoSizes != nullptr) {
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) std::memcpy(&gso, CMSG_DATA(c), sizeof gso);
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        std::memcpy(&gso, CMSG_DATA(c), sizeof gso);
+      } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL && c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+        // A running total for the socket (it wraps at 2^32, which a counter of drops never meets in practice).
+        uint32_t dropped;
+        std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
+        if (dropped > ctr[kRecvOverflows]) ctr[kRecvOverflows] = dropped;
       }
+    }
+    if (gsoSizes != nullptr) {
       if (gso <= 0 || len <= static_cast<unsigned>(gso)) gso = 0;  // one datagram after all
       gsoSizes[out] = gso;
     }
@@ -531,6 +604,7 @@ void InitUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen, "udpOpen"));
   exports.Set("udpRecvBatch", Napi::Function::New(env, UdpRecvBatch, "udpRecvBatch"));
   exports.Set("udpSendBatch", Napi::Function::New(env, UdpSendBatch, "udpSendBatch"));
+  exports.Set("udpPeerFilter", Napi::Function::New(env, UdpPeerFilter, "udpPeerFilter"));
 }
 
 }  // namespace vxtun

@@ -49,7 +49,10 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
         .map(([k, v]) => `${k}=${v}`)
         .join(' ') || '-';
     lines.push(`answered ${nonzero(counters.answered)}`);
-    lines.push(`dropped  ${nonzero(counters.dropped)}`);
+    // Datagrams the kernel dropped at the socket before vxtun saw them (its receive buffer was full, or
+    // the peer filter refused a non-peer) are drops too.
+    const socketDrops = info.datapathCounters?.udp?.RecvOverflows ?? 0;
+    lines.push(`dropped  ${nonzero({ ...counters.dropped, 'udp-socket-full-or-not-peer': socketDrops })}`);
     lines.push(`fixed    ${nonzero(counters.fixed)}`);
     lines.push('routes:');
     for (const r of routes) lines.push(`  ${String(r.subnet)} -> ${String(r.publicIp)}:${String(r.port)} vtep ${String(r.vtepMac)} vni ${String(r.vni)}`);

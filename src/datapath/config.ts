@@ -3,7 +3,7 @@
  * Every switch here forces a fallback a test (or an operator on a strange kernel) may need.
  *
  *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true, "tunUso": true, "express": true, "batchScheduling": true,
- *                 "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
+ *                 "peerFilter": true, "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
  *
  * kind: auto = the native fast path when the addon loaded, else the TypeScript reference path;
  * native = the fast path or refuse to start; ts = the TypeScript reference path (Node's dgram,
@@ -21,6 +21,11 @@
  * batchScheduling: the process's threads run SCHED_BATCH, so a wake-up does not preempt the task that
  * caused it and a packet's trip through the pod, vxtun and the peer's vxtun stays on one CPU at idle
  * (native/sched.cc; default true; VXTUN_NO_SCHED_BATCH=1 also forces it off).
+ * peerFilter: on the native path, the VXLAN socket keeps only datagrams whose source address is a
+ * peer's (a route's endpoint): the kernel drops the rest (a socket filter) before they take room in the
+ * receive buffer or any CPU of vxtun's, so a flood from a host that is no peer costs little; counted
+ * with the socket's other drops (RecvOverflows). Off for peers whose datagrams arrive from another
+ * address than the one they registered (behind NAT). Default true.
  * sourcePorts: RFC 7348 §5 outer source ports from a hash of the inner flow (native path; the ts path
  * always sends from the VXLAN port); default Linux's range 32768-60999 over 16 sockets, "fixed" = every
  * datagram from the VXLAN port (what a firewall that only opens 8472 both ways may need). Peers do not
@@ -47,6 +52,7 @@ export const DatapathSchema = z
     tunUso: z.boolean().optional(),
     express: z.boolean().optional(),
     batchScheduling: z.boolean().optional(),
+    peerFilter: z.boolean().optional(),
     workers: z.number().int().min(1).max(64).optional(),
     sourcePorts: z
       .union([
@@ -79,6 +85,8 @@ export interface DatapathConfig {
   express: boolean;
   /** SCHED_BATCH for the process's threads (native path). */
   batchScheduling: boolean;
+  /** The native VXLAN socket drops datagrams from non-peers in the kernel. */
+  peerFilter: boolean;
   /** Engines (TUN queues + SO_REUSEPORT sockets), native path only; undefined = defaultWorkers(). */
   workers: number | undefined;
   /** 'fixed': send from the VXLAN port; else a pool of `sockets` source ports spread over [min, max]. */
@@ -95,6 +103,7 @@ export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathC
     tunUso: raw?.tunUso ?? true,
     express: raw?.express ?? true,
     batchScheduling: raw?.batchScheduling ?? true,
+    peerFilter: raw?.peerFilter ?? true,
     workers: raw?.workers,
     sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },
   };

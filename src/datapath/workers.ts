@@ -164,7 +164,7 @@ function fromWire(routes: WireRoute[]): Route<Vtep>[] {
 
 export interface WorkerSpec {
   tun: { fd: number; name: string; mtu: number; features: TunFeatures };
-  bind: { address: string; port: number; gso: boolean; gro?: boolean; sourcePorts?: { min: number; max: number; sockets: number } };
+  bind: { address: string; port: number; gso: boolean; gro?: boolean; sourcePorts?: { min: number; max: number; sockets: number }; peerFilter?: boolean };
   engine: Omit<EngineOptions, 'vtepMac' | 'onesSum' | 'encapBatch' | 'express'> & { vtepMac: Uint8Array };
   /** The addon's express path for lone packets in this worker too (src/datapath/express.ts). */
   express?: boolean;
@@ -227,10 +227,16 @@ function runWorker(init: WorkerInit): void {
     // The pool's flag is the gate: the addon checks it before every packet, so a trace misses none.
     ...(init.express === true ? { express: { native, counters: new Float64Array(init.expressCounters), gate: observing } } : {}),
   });
-  engine.setRoutes(tableFromMessage(init));
+  // Every socket of the SO_REUSEPORT group needs the filter: the kernel picks one per flow.
+  const filter = init.bind.peerFilter === true ? peerFilterFollower(bind) : undefined;
+  const follow = (table: RouteTable<Vtep>): void => {
+    engine!.setRoutes(table);
+    filter?.setRoutes(table);
+  };
+  follow(tableFromMessage(init));
   engine.start();
   parentPort!.on('message', (m: { type: 'routes'; routes: WireRoute[] } | { type: 'observing' } | { type: 'stop' }) => {
-    if (m.type === 'routes') engine!.setRoutes(tableFromMessage(m));
+    if (m.type === 'routes') follow(tableFromMessage(m));
     // The flag changed: the engine's express tap drains on a timer while watched, even when no batch runs.
     else if (m.type === 'observing') before();
     else {
@@ -252,6 +258,23 @@ if (!isMainThread && (workerData as { vxtunWorker?: boolean } | null)?.vxtunWork
 /** Anything that swaps in whole route tables: an engine, a worker pool. */
 export interface RouteFollower {
   setRoutes(table: RouteTable<Vtep>): void;
+}
+
+/**
+ * Keeps `bind`'s socket filter on the peers of each route table (their underlay addresses), so the
+ * kernel drops datagrams from any other host (datapath.peerFilter). `onTooMany` hears when there are
+ * more peers than a filter holds (every datagram is then taken, as without one).
+ */
+export function peerFilterFollower(bind: NativeBind, onTooMany?: (peers: number) => void): RouteFollower {
+  let held = true;
+  return {
+    setRoutes(table) {
+      const peers = [...new Set(table.routes.map((r) => r.target.endpoint.address))];
+      const now = bind.setPeerFilter(peers);
+      if (!now && held) onTooMany?.(peers.length);
+      held = now;
+    },
+  };
 }
 
 /**

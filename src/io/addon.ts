@@ -239,6 +239,12 @@ export interface NativeAddon {
    */
   udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array, gsoSizes?: Int32Array): number;
   /**
+   * Keeps only datagrams from `peers` (IPv4, host order) on the socket, dropped in the kernel by a
+   * socket filter (counted in the socket's drops, SO_RXQ_OVFL); null removes it. False: no filter
+   * (removed, or more peers than one holds).
+   */
+  udpPeerFilter(fd: number, peers: Uint32Array | null): boolean;
+  /**
    * sendmmsg (MSG_DONTWAIT) of bufs[i][offset, offset + sizes[i]) for i < count (≤ 256) to addr:port; with
    * `gso`, runs of equal-sized datagrams go as one UDP_SEGMENT message. With a pool of descriptors, each
    * datagram leaves on fds[hash(inner flow) % length] (RFC 7348 §5 source ports). Returns datagrams taken; never throws

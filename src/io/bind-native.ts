@@ -295,6 +295,16 @@ export class NativeBind implements Bind {
     return a;
   }
 
+  /**
+   * Datagrams from any address but `peers` are dropped in the kernel, before they take room in the
+   * receive buffer or wake the engine (a socket filter; counted in RecvOverflows, the socket's drops).
+   * null takes every datagram again. False: no filter (null, or more peers than the filter holds).
+   */
+  setPeerFilter(peers: readonly string[] | null): boolean {
+    if (this.fd < 0) return false;
+    return this.native.udpPeerFilter(this.fd, peers === null ? null : Uint32Array.from(peers, (p) => this.addressOf(p)));
+  }
+
   send(bufs: Buffer[], sizes: number[], offset: number, count: number, dst: Endpoint): number {
     if (this.fd < 0 || count === 0) return 0;
     const addr = this.addressOf(dst.address);

@@ -18,10 +18,10 @@ import { installMasq, removeMasq } from '../control/ipmasq.js';
 import { Engine } from '../datapath/engine.js';
 import { FlannelUdpEngine, FLANNEL_UDP_OVERHEAD } from '../datapath/flannel-udp.js';
 import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts } from '../datapath/select.js';
-import { startEngineWorkers, defaultWorkers, applyBatchScheduling, inboundSchedulingFor, type WorkerPool } from '../datapath/workers.js';
+import { startEngineWorkers, peerFilterFollower, defaultWorkers, applyBatchScheduling, inboundSchedulingFor, type WorkerPool } from '../datapath/workers.js';
 import { expressWanted, ExpressCounter, sumExpress } from '../datapath/express.js';
 import { openLinuxTun, addRoute, TunCounter } from '../io/tun-linux.js';
-import { UdpCounter } from '../io/bind-native.js';
+import { UdpCounter, NativeBind } from '../io/bind-native.js';
 import { requireNative } from '../io/addon.js';
 import type { CounterSnapshot } from '../packet/counters.js';
 import { cidrToString } from '../packet/cidr.js';
@@ -32,6 +32,7 @@ import type { NodeSpec } from './spec.js';
 import { openRouteSource, type NetworkPlan } from './route-source.js';
 import { RouteSink } from './route-sink.js';
 import { controlHandler, type InfoReply } from './control-api.js';
+import { watchLink } from './link-watch.js';
 
 export interface BuildEnv {
   log: Logger;
@@ -86,6 +87,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   features.tunOffload = tun.features.offload;
   features.tunUso = tun.features.uso;
   features.workers = workers;
+  features.peerFilter = dp.peerFilter && bind instanceof NativeBind;
   // Lone packets forwarded by the addon (native path, where the TUN has the offload reader it hands over to).
   const express = vxlan && kind === 'native' && expressWanted(dp.express) && tun.features.vnetHdr;
   // Before the workers start: they inherit it.
@@ -111,12 +113,16 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
     : new FlannelUdpEngine(tun, bind, { tunMtu: mtu, vtepIp: subnet.addr, localSubnets: [subnet], antiSpoofing: spec.security.antiSpoofing, ...followLoad });
   const routes = new RouteSink();
   routes.subscribe(engine);
+  const peerFilter = features.peerFilter === true;
+  if (peerFilter && bind instanceof NativeBind) {
+    routes.subscribe(peerFilterFollower(bind, (peers) => log.warn({ peers }, 'peer filter off: more peers than a socket filter holds; datagrams from non-peers reach the engine')));
+  }
   source.start(routes, env.fatal);
   let pool: WorkerPool | undefined;
   if (engine instanceof Engine) {
     pool = await startEngineWorkers(routes, workers, {
       tun: { name: tun.name, mtu, features: tun.features },
-      bind: { address: spec.publicIp, port: backend.port, gso: dp.gso, gro: dp.gro, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
+      bind: { address: spec.publicIp, port: backend.port, gso: dp.gso, gro: dp.gro, peerFilter, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
       engine: { vni: backend.vni, vtepMac: Uint8Array.from(vtepMac), vtepIp: subnet.addr, localSubnets: [subnet], antiSpoofing: spec.security.antiSpoofing, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
       express,
       inboundScheduling: inboundScheduling !== undefined,
@@ -188,6 +194,9 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   features.express = expressActive;
   features.expressThread = expressActive && (engine as Engine).expressThread;
   if (engine instanceof Engine && engine.expressError !== undefined) log.warn({ err: engine.expressError }, 'express path off');
+  // A deleted device stops the node (exit 1); a device set down and up gets its route back.
+  const linkWatch = watchLink({ device: tun.name, route: { dst: ipv4ToString(network.addr), prefixLen: network.prefixLen }, log, lost: env.fatal });
+  undo.push(() => linkWatch.stop());
 
   return {
     info,

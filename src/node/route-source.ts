@@ -78,11 +78,34 @@ function staticPeers(path: string, running: NodeConfig, log: Logger): RouteSourc
       }
       const { peers: _a, ...restNext } = next;
       const { peers: _b, ...restRunning } = running;
-      if (JSON.stringify(restNext) !== JSON.stringify(restRunning)) log.warn('reload: only peers are reloaded; other changes need a restart');
+      if (refuseOtherChanges(restRunning, restNext, log)) return;
       sink?.publish(peerRoutes(next.peers));
       log.info({ peers: next.peers.length }, 'reload: peers replaced');
     },
   };
+}
+
+/** Dotted paths of the leaves that differ between two parsed configs (bytes compared as bytes, other leaves as JSON). */
+export function changedFields(running: unknown, next: unknown, path = ''): string[] {
+  const plain = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array);
+  if (plain(running) && plain(next)) {
+    const keys = [...new Set([...Object.keys(running), ...Object.keys(next)])].sort();
+    return keys.flatMap((k) => changedFields(running[k], next[k], path ? `${path}.${k}` : k));
+  }
+  if (running instanceof Uint8Array && next instanceof Uint8Array) return Buffer.compare(running, next) === 0 ? [] : [path];
+  return JSON.stringify(running) === JSON.stringify(next) ? [] : [path];
+}
+
+/**
+ * A reload swaps peers only. A file that changes anything else (VNI, port, device, subnet...) is
+ * refused as a whole — applying its peers would send with settings the node does not listen with.
+ * Returns true when refused (one line, naming the fields).
+ */
+function refuseOtherChanges(running: unknown, next: unknown, log: Logger): boolean {
+  const changed = changedFields(running, next);
+  if (changed.length === 0) return false;
+  log.error({ changed }, `reload refused: ${changed.join(', ')} changed, which needs a restart; keeping the running config and peers`);
+  return true;
 }
 
 /** The leases a static flannel config's peers stand for (they never expire). */
@@ -192,9 +215,9 @@ async function leases(path: string, src: LeasesSource, env: { log: Logger; undo:
       }
       const { static: s, ...restNext } = next;
       const { static: r, ...restRunning } = cfg;
-      if (JSON.stringify(restNext) !== JSON.stringify(restRunning) || cidrToString(s.network) !== cidrToString(r!.network) || cidrToString(s.subnet) !== cidrToString(r!.subnet)) {
-        log.warn('reload: only peers are reloaded; other changes need a restart');
-      }
+      const { peers: _a, ...staticNext } = s;
+      const { peers: _b, ...staticRunning } = r!;
+      if (refuseOtherChanges({ ...restRunning, static: staticRunning }, { ...restNext, static: staticNext }, log)) return;
       const own = subnetKey(subnet);
       const wanted = new Map(fileLeases(next).filter((l) => l.subnetKey !== own).map((l) => [l.subnetKey, l.value]));
       for (const l of fileSeed) if (wanted.get(l.subnetKey) !== l.value) registry.remove(l.subnetKey);

@@ -54,7 +54,7 @@ export async function runNode(spec: NodeSpec, logLevel: string): Promise<number>
   };
 
   try {
-    node = await buildNode(spec, { log, undo, aborted: () => stopping !== undefined, fatal: () => stop('lease-lost', 1) });
+    node = await buildNode(spec, { log, undo, aborted: () => stopping !== undefined, fatal: (err) => stop(err.message, 1) });
   } catch (err) {
     await finish();
     if (err instanceof StartAborted) return 0;

@@ -68,7 +68,7 @@ describe('validateConfig: the example config', () => {
         },
       ],
       controlSocket: '/run/vxtun/vxtun0.sock',
-      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
+      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
       security: { antiSpoofing: { unknownPeer: true, spoofedSource: true, notForThisNode: true } },
     };
     expect(c).toEqual(expected);

@@ -5,42 +5,19 @@
  * udp node (flannel0 with <lease>.0/<network prefix>, MTU underlay − 28), peers from `--route`.
  * Built with gcc on first use and cached under build/udp-proxy-c/<hash of the source and flags>/.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { run } from './exec.js';
 import { waitForOutput, type Netns } from './netns.js';
-import { packageRoot } from '../../util/package-root.js';
+import { buildCProgram } from './c-program.js';
 
 const SOURCE = join('bench', 'udp-proxy-c', 'udp_proxy.c');
-const CFLAGS = ['-O2', '-Wall', '-Wextra', '-Werror'];
 
 /** flannel's udp backend port. */
 export const UDP_PROXY_C_PORT = 8285;
 
-/**
- * Path of the compiled proxy, building it if this exact source has not been built yet. Concurrent
- * callers (tests and a bench at once) each compile to their own file and rename: no torn binary.
- */
-export async function buildUdpProxyC(): Promise<string> {
-  const root = packageRoot();
-  const hash = createHash('sha256').update(readFileSync(join(root, SOURCE))).update(CFLAGS.join(' '));
-  const dir = join(root, 'build', 'udp-proxy-c', hash.digest('hex').slice(0, 16));
-  const binary = join(dir, 'udp-proxy-c');
-  if (existsSync(binary)) return binary;
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${binary}.${process.pid}.tmp`;
-  const cc = await run(['gcc', ...CFLAGS, '-o', tmp, join(root, SOURCE)], { timeoutMs: 120_000 }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') throw new Error('gcc not found: the C udp proxy is built from source (install gcc: scripts/install-deps.sh)');
-    throw err;
-  });
-  if (cc.code !== 0) {
-    rmSync(tmp, { force: true });
-    throw new Error(`building the C udp proxy failed (gcc exit ${cc.code}): ${cc.stderr.trim().split('\n').slice(0, 5).join(' | ')}`);
-  }
-  renameSync(tmp, binary);
-  return binary;
+/** Path of the compiled proxy, building it if this exact source has not been built yet. */
+export function buildUdpProxyC(): Promise<string> {
+  return buildCProgram(SOURCE, 'udp-proxy-c', 'the C udp proxy');
 }
 
 export interface UdpProxyCPeer {
