@@ -28,15 +28,15 @@ interface Node {
   bind: FakeBind;
   engine: Engine;
 }
-let open: Node[] = [];
-afterEach(async () => {
-  for (const n of open) {
+const open: Node[] = [];
+async function closeAll(): Promise<void> {
+  for (const n of open.splice(0)) {
     n.engine.stop();
     n.tun.device.close();
     await n.bind.close();
   }
-  open = [];
-});
+}
+afterEach(closeAll);
 
 /** A node with a route to the other one's subnet (IPv4 and fd00:244:N::/64). */
 function node(net: FakeNetwork, self: typeof A, peer: typeof A): Node {
@@ -122,11 +122,7 @@ describe('engine properties', () => {
         expect(net.log.filter((d) => d.src.address === A.ip).length).toBe(after.tx.packets - before.tx.packets);
         const answered = Object.keys(after.answered).reduce((n, k) => n + after.answered[k]! - before.answered[k]!, 0);
         expect(a.tun.written.length).toBe(answered);
-        for (const n of open.splice(0)) {
-          n.engine.stop();
-          n.tun.device.close();
-          await n.bind.close();
-        }
+        await closeAll();
       }),
       { numRuns: 150 },
     );
@@ -152,11 +148,7 @@ describe('engine properties', () => {
         expect(after.rx.packets - before.rx.packets).toBeGreaterThanOrEqual(decapped - arpReplies);
         expect(b.tun.written.length).toBe(after.rx.packets - before.rx.packets);
         expect(net.log.filter((d) => d.src.address === B.ip).length).toBe(arpReplies + after.tx.packets - before.tx.packets);
-        for (const n of open.splice(0)) {
-          n.engine.stop();
-          n.tun.device.close();
-          await n.bind.close();
-        }
+        await closeAll();
       }),
       { numRuns: 150 },
     );
