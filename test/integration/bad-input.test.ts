@@ -5,8 +5,8 @@
  *
  * Issue 16, fuzzing: then a seeded stream of hostile VXLAN from the peer's namespace — random
  * bytes, and kernel-captured datagrams readdressed to the node, then with bytes changed, cut short
- * or extended (test/tools/udp-hostile.mjs): the node stays alive, forwards a ping both ways, and
- * its inbound counters account for every datagram (written to the TUN, answered with ARP, or
+ * or extended (the property tests' fast-check arbitraries; test/tools/udp-hostile.mjs sends them):
+ * the node stays alive, forwards a ping both ways, and its inbound counters account for every datagram (written to the TUN, answered with ARP, or
  * dropped under an inbound reason). scripts/asan-check.sh runs this file against the addon built
  * with AddressSanitizer and UndefinedBehaviorSanitizer.
  */
@@ -20,6 +20,8 @@ import { emitArp, ArpOp } from '../../src/packet/wire/arp.js';
 import { DropReason, type CounterSnapshot } from '../../src/packet/counters.js';
 import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
 import { writeFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { mutated } from '../unit/fuzz-arbitraries.js';
 import { join } from 'node:path';
 import { requirePrerequisites, toolsDir, ping } from './support.js';
 
@@ -62,6 +64,18 @@ function seeds(mac: string, ip: string): Buffer[] {
       if (d.readUInt16BE(20) === 0x0800) d.writeUInt32BE(ipv4FromString(ip), 22 + 16);
       return d;
     });
+}
+
+/**
+ * `count` hostile datagrams (seeded): random bytes, and the seeds mutated. An inner IPv4 packet
+ * longer than 1400 bytes is cut to 1400 (the node would segment it: one datagram, one outcome).
+ */
+function hostileStream(seedDatagrams: Buffer[], count: number): Buffer[] {
+  const arb = fc.oneof(fc.uint8Array({ maxLength: 120 }).map((a) => Buffer.from(a)), mutated(seedDatagrams), mutated(seedDatagrams));
+  return fc.sample(arb, { seed: 16, numRuns: count }).map((b) => {
+    if (b.length >= 26 && b.readUInt16BE(20) === 0x0800 && b.readUInt16BE(24) > 1400) b.writeUInt16BE(1400, 24);
+    return b;
+  });
 }
 
 describe('bad input on the underlay', () => {
@@ -129,10 +143,10 @@ describe('bad input on the underlay', () => {
 
   it(`leaves the node alive and forwarding, every one of ${COUNT} datagrams counted`, async () => {
     const [v, k] = [cluster.node(1), cluster.node(2)];
-    const seedsFile = join(cluster.dir, 'hostile-seeds.hex');
-    writeFileSync(seedsFile, seeds(v.vtepMac, v.podIp).map((b) => b.toString('hex')).join('\n'));
+    const streamFile = join(cluster.dir, 'hostile-stream.hex');
+    writeFileSync(streamFile, hostileStream(seeds(v.vtepMac, v.podIp), COUNT).map((b) => b.toString('hex') || '-').join('\n'));
     const before = await v.vxtun!.counters();
-    const r = await k.ns.execOk([process.execPath, `${toolsDir}udp-hostile.mjs`, v.publicIp, '8472', seedsFile, String(COUNT), '16'], { timeoutMs: 120_000 });
+    const r = await k.ns.execOk([process.execPath, `${toolsDir}udp-hostile.mjs`, v.publicIp, '8472', streamFile], { timeoutMs: 120_000 });
     expect(Number(r.stdout.trim())).toBe(COUNT);
     let after = before;
     for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
