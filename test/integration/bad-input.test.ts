@@ -6,8 +6,8 @@
  * Issue 16, fuzzing: then a seeded stream of hostile VXLAN from the peer's namespace — random
  * bytes, and kernel-captured datagrams readdressed to the node, then with bytes changed, cut short
  * or extended (the property tests' fast-check arbitraries; test/tools/udp-hostile.mjs sends them):
- * the node stays alive, forwards a ping both ways, and its inbound counters account for every datagram (written to the TUN, answered with ARP, or
- * dropped under an inbound reason). scripts/asan-check.sh runs this file against the addon built
+ * the node stays alive, forwards a ping both ways, and its inbound counters account for every
+ * datagram (written to the TUN, answered with ARP, or dropped under an inbound reason). scripts/asan-check.sh runs this file against the addon built
  * with AddressSanitizer and UndefinedBehaviorSanitizer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
