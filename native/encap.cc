@@ -6,6 +6,8 @@
 // one header template per peer of the batch (built with the wire emitters, see src/packet/encap.ts)
 // and each packet's template slot (-1 = not forwarded, left untouched). Typed arrays only, so the
 // call costs the same for 1 packet or 256: no per-packet N-API call.
+#include "encap.h"
+
 #include "common.h"
 
 #include <algorithm>
@@ -17,6 +19,36 @@ namespace {
 
 constexpr size_t kHeaderLen = 22;    // VXLAN 8 + Ethernet 14
 constexpr size_t kEtherTypeAt = 20;  // inside the header
+
+}  // namespace
+
+EncapRefusal EncapBatchCheck(const EncapBatchArgs& b, size_t* bad) {
+  for (size_t i = 0; i < b.count; i++) {
+    const int32_t slot = b.slots[i];
+    if (slot < 0) continue;
+    *bad = i;
+    if (static_cast<size_t>(slot) >= b.ntemplates) return EncapRefusal::kSlotPastTemplates;
+    if (b.starts[i] < 0 || static_cast<size_t>(b.starts[i]) + kHeaderLen >= b.arenaLen) return EncapRefusal::kStartPastArena;
+  }
+  return EncapRefusal::kNone;
+}
+
+uint32_t EncapBatchWrite(const EncapBatchArgs& b) {
+  uint32_t written = 0;
+  for (size_t i = 0; i < b.count; i++) {
+    if (b.slots[i] < 0) continue;
+    uint8_t* h = b.arena + b.starts[i];
+    const uint8_t version = h[kHeaderLen] >> 4;
+    if (version != 4 && version != 6) continue;
+    std::memcpy(h, b.templates + static_cast<size_t>(b.slots[i]) * kHeaderLen, kHeaderLen);
+    h[kEtherTypeAt] = version == 4 ? 0x08 : 0x86;
+    h[kEtherTypeAt + 1] = version == 4 ? 0x00 : 0xdd;
+    written++;
+  }
+  return written;
+}
+
+namespace {
 
 // encapBatch(arena, starts, count, slots, templates): number of headers written.
 // For i < count with slots[i] >= 0: arena[starts[i], + 22) = templates[slots[i] * 22, + 22), the
@@ -42,32 +74,21 @@ Napi::Value EncapBatch(const Napi::CallbackInfo& info) {
       !ArgBytes(env, info[4], "encapBatch: templates", &templates, &templatesLen))
     return env.Undefined();
   const size_t ntemplates = templatesLen / kHeaderLen;
-
-  for (int64_t i = 0; i < count; i++) {
-    const int32_t slot = slots[i];
-    if (slot < 0) continue;
-    if (static_cast<size_t>(slot) >= ntemplates) {
-      ThrowRange(env, "encapBatch: slots[" + std::to_string(i) + "] = " + std::to_string(slot) + " is past the " +
+  const EncapBatchArgs batch{arena, arenaLen, starts, slots, static_cast<size_t>(count), templates, ntemplates};
+  size_t bad = 0;
+  switch (EncapBatchCheck(batch, &bad)) {
+    case EncapRefusal::kNone:
+      break;
+    case EncapRefusal::kSlotPastTemplates:
+      ThrowRange(env, "encapBatch: slots[" + std::to_string(bad) + "] = " + std::to_string(slots[bad]) + " is past the " +
                           std::to_string(ntemplates) + " templates");
       return env.Undefined();
-    }
-    if (starts[i] < 0 || static_cast<size_t>(starts[i]) + kHeaderLen >= arenaLen) {
-      ThrowRange(env, "encapBatch: starts[" + std::to_string(i) + "] = " + std::to_string(starts[i]) +
+    case EncapRefusal::kStartPastArena:
+      ThrowRange(env, "encapBatch: starts[" + std::to_string(bad) + "] = " + std::to_string(starts[bad]) +
                           " leaves no packet after the header in the " + std::to_string(arenaLen) + "-byte arena");
       return env.Undefined();
-    }
   }
-  uint32_t written = 0;
-  for (int64_t i = 0; i < count; i++) {
-    if (slots[i] < 0) continue;
-    uint8_t* h = arena + starts[i];
-    const uint8_t version = h[kHeaderLen] >> 4;
-    if (version != 4 && version != 6) continue;
-    std::memcpy(h, templates + static_cast<size_t>(slots[i]) * kHeaderLen, kHeaderLen);
-    h[kEtherTypeAt] = version == 4 ? 0x08 : 0x86;
-    h[kEtherTypeAt + 1] = version == 4 ? 0x00 : 0xdd;
-    written++;
-  }
+  const uint32_t written = EncapBatchWrite(batch);
   return Napi::Number::New(env, written);
 }
 

@@ -15,6 +15,7 @@ packages=(
   containernetworking-plugins  # CNI bridge + host-local: pods from subnet.env (lab up, flannel tests)
   python3 make g++  # node-gyp builds the addon
   gcc               # builds the C udp proxy (bench/udp-proxy-c) for its interop test and bench case
+  clang libclang-rt-dev  # libFuzzer and the sanitizers: scripts/fuzz.sh, scripts/asan-check.sh
   etcd-server       # the flannel registry (3.4: v3 API, and v2 with --enable-v2)
   etcd-client       # etcdctl: tests read and change leases as an operator would
   iptables          # --ip-masq: flannel's masquerade rules

@@ -273,7 +273,8 @@ function packageRoot(): string | undefined {
 function load(): { addon?: NativeAddon; error?: string } {
   if (cached) return cached;
   const root = packageRoot();
-  const path = root === undefined ? undefined : join(root, ADDON_RELATIVE);
+  // VXTUN_ADDON: another build of the addon (scripts/asan-check.sh runs one built with ASan/UBSan).
+  const path = process.env.VXTUN_ADDON || (root === undefined ? undefined : join(root, ADDON_RELATIVE));
   if (path === undefined || !existsSync(path)) {
     cached = { error: 'vxtun native addon not built: run npm install (node-gyp)' };
     return cached;

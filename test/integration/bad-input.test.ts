@@ -2,6 +2,13 @@
  * Issue 2, done-when: bad input on the underlay (short datagrams, wrong flags, reserved bits set,
  * wrong VNI, frames for another MAC, truncated or garbage inner packets) is dropped and counted by
  * reason, and the node keeps forwarding. A real process on the underlay sends the garbage.
+ *
+ * Issue 16, fuzzing: then a seeded stream of hostile VXLAN from the peer's namespace — random
+ * bytes, and kernel-captured datagrams readdressed to the node, then with bytes changed, cut short
+ * or extended (the property tests' fast-check arbitraries; test/tools/udp-hostile.mjs sends them):
+ * the node stays alive, forwards a ping both ways, and its inbound counters account for every
+ * datagram (written to the TUN, answered with ARP, or dropped under an inbound reason). scripts/asan-check.sh runs this file against the addon built
+ * with AddressSanitizer and UndefinedBehaviorSanitizer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Topology } from '../../src/tools/lab/netns.js';
@@ -10,6 +17,12 @@ import { emitVxlan } from '../../src/packet/wire/vxlan.js';
 import { emitEthernet, macFromString, EtherType } from '../../src/packet/wire/ethernet.js';
 import { emitIpv4, IpProtocol, ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { emitArp, ArpOp } from '../../src/packet/wire/arp.js';
+import { DropReason, type CounterSnapshot } from '../../src/packet/counters.js';
+import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
+import { writeFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { mutated } from '../unit/fuzz-arbitraries.js';
+import { join } from 'node:path';
 import { requirePrerequisites, toolsDir, ping } from './support.js';
 
 /** A VXLAN datagram: header with `vni` and flags, inner Ethernet, then `inner`. */
@@ -28,6 +41,41 @@ function icmpEcho(src: string, dst: string): Buffer {
   emitIpv4({ src: ipv4FromString(src), dst: ipv4FromString(dst), protocol: IpProtocol.ICMP, ttl: 64, payloadLength: 24 }, p, 0);
   p.writeUInt32BE(0x08000000, 20); // echo request, checksum left wrong on purpose: vxtun does not judge L4
   return p;
+}
+
+const COUNT = Number(process.env.HOSTILE_COUNT ?? 20_000);
+
+/** Drop reasons of the inbound path (underlay -> TUN): DropReason from ShortDatagram on. */
+const INBOUND_REASONS = Object.values(DropReason).slice(Object.values(DropReason).indexOf(DropReason.ShortDatagram));
+
+/** Datagrams taken off the port: written to the TUN, answered with ARP, or dropped inbound. */
+function inboundOutcomes(s: CounterSnapshot): number {
+  return s.rx.packets + (s.answered['arp-reply'] ?? 0) + INBOUND_REASONS.reduce((n, r) => n + (s.dropped[r] ?? 0), 0);
+}
+
+/** The kernel captures' VXLAN datagrams (not the GSO one: a super-packet is several packets written), addressed to `mac`/`ip`. */
+function seeds(mac: string, ip: string): Buffer[] {
+  return listKernelFixtures()
+    .filter((n) => n.startsWith('vxlan-') && n !== 'vxlan-tcp-gso')
+    .map((n) => {
+      const f = loadTcpdumpHex(n).bytes;
+      const d = Buffer.from(f.subarray(14 + (f[14]! & 0x0f) * 4 + 8));
+      if (d[8]! !== 0xff) macFromString(mac).copy(d, 8);
+      if (d.readUInt16BE(20) === 0x0800) d.writeUInt32BE(ipv4FromString(ip), 22 + 16);
+      return d;
+    });
+}
+
+/**
+ * `count` hostile datagrams (seeded): random bytes, and the seeds mutated. An inner IPv4 packet
+ * longer than 1400 bytes is cut to 1400 (the node would segment it: one datagram, one outcome).
+ */
+function hostileStream(seedDatagrams: Buffer[], count: number): Buffer[] {
+  const arb = fc.oneof(fc.uint8Array({ maxLength: 120 }).map((a) => Buffer.from(a)), mutated(seedDatagrams), mutated(seedDatagrams));
+  return fc.sample(arb, { seed: 16, numRuns: count }).map((b) => {
+    if (b.length >= 26 && b.readUInt16BE(20) === 0x0800 && b.readUInt16BE(24) > 1400) b.writeUInt16BE(1400, 24);
+    return b;
+  });
 }
 
 describe('bad input on the underlay', () => {
@@ -91,5 +139,28 @@ describe('bad input on the underlay', () => {
     // Still forwarding, both ways.
     expect((await ping(k.pod, v.podIp)).code).toBe(0);
     expect((await ping(v.pod, k.podIp)).code).toBe(0);
+  });
+
+  it(`leaves the node alive and forwarding, every one of ${COUNT} datagrams counted`, async () => {
+    const [v, k] = [cluster.node(1), cluster.node(2)];
+    const streamFile = join(cluster.dir, 'hostile-stream.hex');
+    writeFileSync(streamFile, hostileStream(seeds(v.vtepMac, v.podIp), COUNT).map((b) => b.toString('hex') || '-').join('\n'));
+    const before = await v.vxtun!.counters();
+    const r = await k.ns.execOk([process.execPath, `${toolsDir}udp-hostile.mjs`, v.publicIp, '8472', streamFile], { timeoutMs: 120_000 });
+    expect(Number(r.stdout.trim())).toBe(COUNT);
+    let after = before;
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+      after = await v.vxtun!.counters();
+      if (inboundOutcomes(after) - inboundOutcomes(before) >= COUNT) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(inboundOutcomes(after) - inboundOutcomes(before)).toBe(COUNT);
+    // The stream reached past the first checks: some were forwarded, some dropped deep inside.
+    expect(after.rx.packets - before.rx.packets).toBeGreaterThan(0);
+    expect(after.dropped['malformed-inner-ipv4']! - before.dropped['malformed-inner-ipv4']!).toBeGreaterThan(0);
+    expect((await ping(k.pod, v.podIp)).code).toBe(0);
+    expect((await ping(v.pod, k.podIp)).code).toBe(0);
+    const status = await v.vxtun!.counters();
+    expect(status.rx.packets).toBeGreaterThan(after.rx.packets);
   });
 });
