@@ -42,7 +42,11 @@ afterEach(closeAll);
 function node(net: FakeNetwork, self: typeof A, peer: typeof A): Node {
   const tun = createFakeTun(`fake-${self.ip}`, 1450);
   const bind = net.bind(self.ip, PORT);
-  const engine = new Engine(tun.device, bind, { vni: 1, vtepMac: macFromString(self.mac), vtepIp: ipv4FromString(self.vtep), port: PORT, maxInnerSize: 1450, tunMtu: 1450 });
+  const own = [parseCidr(self.subnet), parseCidr(`fd00:244:${self.subnet.split('.')[2]}::/64`)].map((c) => {
+    if (typeof c === 'string') throw new Error(c);
+    return c;
+  });
+  const engine = new Engine(tun.device, bind, { vni: 1, vtepMac: macFromString(self.mac), vtepIp: ipv4FromString(self.vtep), localSubnets: own, port: PORT, maxInnerSize: 1450, tunMtu: 1450 });
   const target = { endpoint: { address: peer.ip, port: PORT }, vtepMac: macFromString(peer.mac), vni: 1 };
   const n6 = peer.subnet.split('.')[2];
   const routes = [parseCidr(peer.subnet), parseCidr(`fd00:244:${n6}::/64`)].map((prefix) => {
