@@ -27,7 +27,8 @@ export interface FlannelNetworkConfig {
   subnetLen: number;
   subnetMin: number;
   subnetMax: number;
-  backend: { type: BackendType; vni: number; port: number };
+  /** directRouting: flannel's vxlan "DirectRouting" (peers on the underlay's own subnet are routed without the tunnel). */
+  backend: { type: BackendType; vni: number; port: number; directRouting?: boolean };
 }
 
 export class FlannelConfigError extends Error {
@@ -86,6 +87,7 @@ export function parseNetworkConfig(text: string, where: string): FlannelNetworkC
   let type: BackendType = 'udp';
   let vni = 1;
   let port = 0;
+  let directRouting = false;
   if (c.Backend !== undefined) {
     if (c.Backend === null || typeof c.Backend !== 'object') fail(where, `Backend: ${shown(c.Backend)} is not a JSON object`);
     const b = c.Backend as Record<string, unknown>;
@@ -101,9 +103,14 @@ export function parseNetworkConfig(text: string, where: string): FlannelNetworkC
       if (typeof b.Port !== 'number' || !Number.isInteger(b.Port) || b.Port < 0 || b.Port > 65535) fail(where, `Backend.Port: ${shown(b.Port)} is not a UDP port`);
       port = b.Port;
     }
+    if (b.DirectRouting !== undefined) {
+      if (typeof b.DirectRouting !== 'boolean') fail(where, `Backend.DirectRouting: ${shown(b.DirectRouting)} is not true or false`);
+      // flanneld's udp backend has no such option and ignores the key.
+      directRouting = b.DirectRouting && type === 'vxlan';
+    }
   }
   if (port === 0) port = type === 'vxlan' ? DEFAULT_VXLAN_PORT : DEFAULT_UDP_PORT;
-  return { network, subnetLen, subnetMin, subnetMax, backend: { type, vni, port } };
+  return { network, subnetLen, subnetMin, subnetMax, backend: { type, vni, port, ...(directRouting ? { directRouting } : {}) } };
 }
 
 /** `10.244.2.0/24` <-> `10.244.2.0-24`, the key flannel writes under `<prefix>/subnets/`. */

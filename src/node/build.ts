@@ -10,7 +10,7 @@
 import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { UndoStack } from '../util/undo.js';
-import { checkHost, type Underlay } from '../control/host.js';
+import { checkHost, DirectRoutes, attachedSubnets, type Underlay } from '../control/host.js';
 import { VXLAN_OVERHEAD_V4 } from '../control/config.js';
 import { ControlServer } from '../control/socket.js';
 import { writeSubnetEnv } from '../control/subnet-env.js';
@@ -109,6 +109,13 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
     : new FlannelUdpEngine(tun, bind, { tunMtu: mtu, ...followLoad });
   const routes = new RouteSink();
   routes.subscribe(engine);
+  let direct: DirectRoutes | undefined;
+  if (backend.directRouting) {
+    const directRoutes = new DirectRoutes(underlay.iface, attachedSubnets(underlay.iface), log);
+    direct = directRoutes;
+    undo.push(() => directRoutes.clear());
+    routes.subscribe({ setRoutes: (table) => directRoutes.apply(table.routes) });
+  }
   source.start(routes, env.fatal);
   let pool: WorkerPool | undefined;
   if (engine instanceof Engine) {
@@ -176,7 +183,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   };
   const control = await ControlServer.listen(
     spec.controlSocket,
-    controlHandler({ info, counters, routes: () => engine.routeTable.describe(vxlan), trace: (req) => trace.handle(req) }),
+    controlHandler({ info, counters, routes: () => engine.routeTable.describe(vxlan).map((r) => (direct?.has(r.subnet) ? { ...r, direct: true as const } : r)), trace: (req) => trace.handle(req) }),
   );
   undo.push(() => control.close());
   engine.start();

@@ -33,7 +33,8 @@ export interface InfoReply {
   datapathCounters: { udp: Record<string, number>; tun: Record<string, number>; express: Record<string, number> };
 }
 
-export type RouteReply = Array<{ subnet: string; publicIp: string; port: number; vtepMac?: string; vni?: number }>;
+/** direct: routed by a kernel route on the underlay (DirectRouting), not through the tunnel. */
+export type RouteReply = Array<{ subnet: string; publicIp: string; port: number; vtepMac?: string; vni?: number; direct?: true }>;
 
 export interface NodeControl {
   info(): InfoReply;

@@ -26,7 +26,7 @@ import type { RouteSink } from './route-sink.js';
 export interface NetworkPlan {
   network: Cidr4;
   subnet: Cidr4;
-  backend: { type: BackendType; vni: number; port: number };
+  backend: { type: BackendType; vni: number; port: number; directRouting?: boolean };
 }
 
 export type LeaseStats = LeaseManager['stats'];

@@ -33,6 +33,12 @@ describe('flannel network config', () => {
     expect(v.backend).toEqual({ type: 'vxlan', vni: 1, port: 8472 });
   });
 
+  it('reads "DirectRouting" for the vxlan backend (flanneld\'s udp backend has no such option)', () => {
+    expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}', 'cfg').backend).toEqual({ type: 'vxlan', vni: 1, port: 8472, directRouting: true });
+    expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":false}}', 'cfg').backend.directRouting).toBeUndefined();
+    expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"udp","DirectRouting":true}}', 'cfg').backend.directRouting).toBeUndefined();
+  });
+
   it.each([
     ['{"Network":', 'not valid JSON'],
     ['{}', 'Network: missing is required'],
@@ -42,6 +48,7 @@ describe('flannel network config', () => {
     ['{"Network":"10.244.0.0/16","SubnetMin":"10.245.0.0"}', 'SubnetMin: "10.245.0.0" is not in the range'],
     ['{"Network":"10.244.0.0/16","SubnetMax":"10.244.3.7"}', 'not on a /24 boundary'],
     ['{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}', 'Backend.Type: "host-gw"'],
+    ['{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":"yes"}}', 'Backend.DirectRouting: "yes"'],
   ])('%s is refused with one line naming the key', (text, mention) => {
     expect(() => parseNetworkConfig(text, '/p/config')).toThrow(FlannelConfigError);
     try {

@@ -90,6 +90,24 @@ export async function addKernelPeer(ns: Netns, peer: KernelPeer): Promise<void> 
   await ns.ip(['route', 'replace', `${gw}/${splitCidr(peer.subnet).len}`, 'via', gw, 'dev', dev, 'onlink']);
 }
 
+/**
+ * A remote lease as flanneld programs it with "DirectRouting": true when the peer's PublicIP is on
+ * the underlay's own subnet (vxlan_network.go): `<subnet> via <PublicIP> dev <underlayDev>`, no
+ * neighbour, FDB entry or route through flannel.<VNI>.
+ */
+export async function addKernelDirectPeer(ns: Netns, peer: { subnet: string; publicIp: string; underlayDev?: string }): Promise<void> {
+  assertUnderlay(peer.publicIp);
+  const { ip: net, len } = splitCidr(peer.subnet);
+  assertPodV4(net);
+  await ns.ip(['route', 'replace', `${net}/${len}`, 'via', peer.publicIp, 'dev', peer.underlayDev ?? 'eth0']);
+}
+
+/** Strict reverse-path filtering on every interface of `ns` (the kernel applies the larger of `all` and the interface's value). */
+export async function strictReversePath(ns: Netns): Promise<void> {
+  await ns.sysctl('net.ipv4.conf.all.rp_filter', 1);
+  await ns.sysctl('net.ipv4.conf.default.rp_filter', 1);
+}
+
 /** Undoes addKernelPeer (flanneld's EventRemoved): neighbour, FDB entry and route. Missing entries are ignored. */
 export async function removeKernelPeer(ns: Netns, peer: KernelPeer): Promise<void> {
   const dev = peer.dev ?? 'flannel.1';
