@@ -8,11 +8,13 @@
  */
 import { type Cidr, parseCidr, cidrToString, cidrContains, cidrOverlaps, ipv4Mask } from '../packet/cidr.js';
 import { ipv4FromString, ipv4ToString, isIpv4String } from '../packet/wire/ipv4.js';
+import { ipv6ToString, isIpv6String } from '../packet/wire/ipv6.js';
 import { isMacString, macFromString, macToString, type Mac } from '../packet/wire/ethernet.js';
 import { VXLAN_VNI_MAX } from '../packet/wire/vxlan.js';
 import type { Route, Vtep } from '../packet/routes.js';
 
 export type Cidr4 = Cidr & { family: 4 };
+export type Cidr6 = Cidr & { family: 6 };
 export type BackendType = 'vxlan' | 'udp';
 
 export const DEFAULT_PREFIX = '/coreos.com/network';
@@ -114,15 +116,39 @@ export function parseNetworkConfig(text: string, where: string): FlannelNetworkC
 }
 
 /** `10.244.2.0/24` <-> `10.244.2.0-24`, the key flannel writes under `<prefix>/subnets/`. */
-export function subnetKey(subnet: Cidr4): string {
-  return `${ipv4ToString(subnet.addr)}-${subnet.prefixLen}`;
+export function subnetKey(subnet: Cidr4, subnet6?: Cidr6): string {
+  const v4 = `${ipv4ToString(subnet.addr)}-${subnet.prefixLen}`;
+  return subnet6 ? `${v4}&${ipv6ToString(subnet6.addr)}-${subnet6.prefixLen}` : v4;
 }
 
-export function parseSubnetKey(key: string): Cidr4 | undefined {
-  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)$/.exec(key);
+/** What a lease key holds: an IPv4 subnet and, in a dual-stack network, an IPv6 one. */
+export interface LeaseSubnets {
+  /** Absent for an IPv6-only lease (flannel writes its empty IPv4 part as `0.0.0.0-0`). */
+  subnet?: Cidr4;
+  subnet6?: Cidr6;
+}
+
+/**
+ * flannel's ParseSubnetKey: `10.244.73.0-24` or, dual-stack, `10.244.73.0-24&fd00:10:244:1f::-64`.
+ * Undefined for anything else (or host bits set): such a key holds nothing we could hand out.
+ */
+export function parseLeaseKey(key: string): LeaseSubnets | undefined {
+  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([0-9a-fA-F:]+)-(\d+))?$/.exec(key);
   if (!m) return undefined;
-  const c = parseCidr(`${m[1]}/${m[2]}`);
-  return typeof c === 'string' || c.family !== 4 ? undefined : c;
+  const v4 = parseCidr(`${m[1]}/${m[2]}`);
+  if (typeof v4 === 'string' || v4.family !== 4) return undefined;
+  const out: LeaseSubnets = v4.prefixLen === 0 && m[3] !== undefined ? {} : { subnet: v4 };
+  if (m[3] !== undefined) {
+    const v6 = parseCidr(`${m[3]}/${m[4]}`);
+    if (typeof v6 === 'string' || v6.family !== 6) return undefined;
+    out.subnet6 = v6;
+  }
+  return out;
+}
+
+/** The IPv4 subnet a lease key holds (an IPv6-only or unreadable key holds none). */
+export function parseSubnetKey(key: string): Cidr4 | undefined {
+  return parseLeaseKey(key)?.subnet;
 }
 
 /** A lease's meaning: whose it is and how to reach it. */
@@ -131,16 +157,26 @@ export interface LeaseAttrs {
   backendType: string | undefined;
   vni?: number;
   vtepMac?: Mac;
+  /** Dual-stack: PublicIPv6 and BackendV6Data (the VTEP of the node's flannel-v6.<VNI>). */
+  publicIpv6?: string;
+  vtepMac6?: Mac;
 }
 
-/** The value flanneld writes (field order as Go's json.Marshal of LeaseAttrs). */
-export function encodeLeaseValue(publicIp: string, backend: { type: 'vxlan'; vni: number; vtepMac: Mac } | { type: 'udp' }): string {
+/** The IPv6 half of a dual-stack lease value: the node's IPv6 underlay address and its flannel-v6 VTEP MAC. */
+export interface LeaseV6 {
+  publicIpv6: string;
+  vtepMac6: Mac;
+}
+
+/** The value flanneld writes (field order as Go's json.Marshal of LeaseAttrs; BackendV6Data only when dual-stack). */
+export function encodeLeaseValue(publicIp: string, backend: { type: 'vxlan'; vni: number; vtepMac: Mac } | { type: 'udp' }, v6?: LeaseV6): string {
   if (backend.type === 'udp') return JSON.stringify({ PublicIP: publicIp, PublicIPv6: null });
   return JSON.stringify({
     PublicIP: publicIp,
-    PublicIPv6: null,
+    PublicIPv6: v6 ? v6.publicIpv6 : null,
     BackendType: 'vxlan',
     BackendData: { VNI: backend.vni, VtepMAC: macToString(backend.vtepMac) },
+    ...(v6 ? { BackendV6Data: { VNI: backend.vni, VtepMAC: macToString(v6.vtepMac6) } } : {}),
   });
 }
 
@@ -161,6 +197,9 @@ export function decodeLeaseValue(text: string): LeaseAttrs | undefined {
     if (typeof data.VNI === 'number') attrs.vni = data.VNI;
     if (typeof data.VtepMAC === 'string' && isMacString(data.VtepMAC)) attrs.vtepMac = macFromString(data.VtepMAC);
   }
+  if (typeof o.PublicIPv6 === 'string' && isIpv6String(o.PublicIPv6)) attrs.publicIpv6 = o.PublicIPv6;
+  const data6 = o.BackendV6Data as Record<string, unknown> | null | undefined;
+  if (data6 && typeof data6 === 'object' && typeof data6.VtepMAC === 'string' && isMacString(data6.VtepMAC)) attrs.vtepMac6 = macFromString(data6.VtepMAC);
   return attrs;
 }
 
@@ -181,6 +220,7 @@ export function leaseRoute(subnet: Cidr4, attrs: LeaseAttrs, backend: FlannelNet
 /** Why a lease another node wrote does not become a route (each logged once and counted by the lease manager). */
 export type LeaseRefusal =
   | 'malformed'
+  | 'ipv6-only'
   | 'outside-network'
   | 'wrong-subnet-length'
   | 'overlaps-own-subnet'
@@ -188,7 +228,7 @@ export type LeaseRefusal =
   | 'own-vtep-mac'
   | 'other-backend';
 
-export const LEASE_REFUSALS: readonly LeaseRefusal[] = ['malformed', 'outside-network', 'wrong-subnet-length', 'overlaps-own-subnet', 'own-public-ip', 'own-vtep-mac', 'other-backend'];
+export const LEASE_REFUSALS: readonly LeaseRefusal[] = ['malformed', 'ipv6-only', 'outside-network', 'wrong-subnet-length', 'overlaps-own-subnet', 'own-public-ip', 'own-vtep-mac', 'other-backend'];
 
 /** What marks a lease as this node's own: a peer carrying any of it would loop packets back to us. */
 export interface OwnLease {
@@ -209,9 +249,12 @@ export function judgeLease(
   network: FlannelNetworkConfig,
   own: OwnLease,
 ): { route: Route<Vtep> } | { refusal: LeaseRefusal } {
-  const subnet = parseSubnetKey(key);
+  const subnets = parseLeaseKey(key);
   const attrs = decodeLeaseValue(value);
-  if (!subnet || !attrs) return { refusal: 'malformed' };
+  if (!subnets || !attrs) return { refusal: 'malformed' };
+  // vxtun's pod network is IPv4 (an IPv6 part rides along in a dual-stack network).
+  const subnet = subnets.subnet;
+  if (!subnet) return { refusal: 'ipv6-only' };
   if (!cidrContains(network.network, subnet)) return { refusal: 'outside-network' };
   if (subnet.prefixLen !== network.subnetLen) return { refusal: 'wrong-subnet-length' };
   if (cidrOverlaps(subnet, own.subnet)) return { refusal: 'overlaps-own-subnet' };

@@ -68,6 +68,8 @@ function sleep(ms: number, signal: { stopped: boolean }): Promise<void> {
 
 export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private ownSubnet: Cidr4 | undefined;
+  /** Our lease's key as the registry holds it (dual-stack keys carry an IPv6 part too). */
+  private ownKey = '';
   private peers = new Map<string, Route<Vtep>>();
   private watch: LeaseWatch | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
@@ -111,19 +113,24 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   /** Takes this node's lease (one attempt round; RegistryError on failure, `transient` says if retrying helps). */
   async acquire(): Promise<Cidr4> {
     const { registry, network, publicIp, leaseValue } = this.opts;
-    if (isAssignedRegistry(registry)) return this.took(await registry.publishLease(leaseValue, network.network), 'assigned');
+    if (isAssignedRegistry(registry)) {
+      const assigned = await registry.publishLease(leaseValue, network.network);
+      return this.took(assigned, 'assigned', subnetKey(assigned));
+    }
     for (let attempt = 0; attempt < 20; attempt++) {
       const { leases } = await registry.listLeases();
       const taken: Cidr4[] = [];
-      let mine: Cidr4 | undefined;
+      let mine: { subnet: Cidr4; key: string } | undefined;
       for (const l of leases) {
+        // Every IPv4 subnet a key holds is taken, whether or not we can route to it (a dual-stack
+        // flanneld lease, an unusable one): a subnet is never handed out twice.
         const subnet = parseSubnetKey(l.subnetKey);
         if (!subnet) continue;
         taken.push(subnet);
-        if (mine === undefined && decodeLeaseValue(l.value)?.publicIp === publicIp && subnetFits(network, subnet)) mine = subnet;
+        if (mine === undefined && decodeLeaseValue(l.value)?.publicIp === publicIp && subnetFits(network, subnet)) mine = { subnet, key: l.subnetKey };
       }
       if (mine) {
-        if ((await registry.refreshLease(subnetKey(mine), leaseValue, this.ttl)) === 'refreshed') return this.took(mine, 'reused');
+        if ((await registry.refreshLease(mine.key, leaseValue, this.ttl)) === 'refreshed') return this.took(mine.subnet, 'reused', mine.key);
         continue; // vanished between list and refresh: look again
       }
       const preferred = this.ownSubnet ?? this.opts.preferredSubnet;
@@ -134,18 +141,20 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       }
       const candidate = preferredFree ? preferred : pickFreeSubnet(network, taken);
       if (!candidate) throw new RegistryError(`no free /${network.subnetLen} left in ${cidrToString(network.network)}`, false);
-      if ((await registry.createLease(subnetKey(candidate), leaseValue, this.ttl)) === 'created') return this.took(candidate, 'created');
+      const key = subnetKey(candidate);
+      if ((await registry.createLease(key, leaseValue, this.ttl)) === 'created') return this.took(candidate, 'created', key);
       this.opts.log.info({ subnet: cidrToString(candidate) }, 'another node took that subnet first; trying again');
     }
     throw new RegistryError('could not take a subnet after 20 attempts (too many nodes racing?)', true);
   }
 
-  private took(subnet: Cidr4, how: 'reused' | 'created' | 'assigned'): Cidr4 {
+  private took(subnet: Cidr4, how: 'reused' | 'created' | 'assigned', key: string): Cidr4 {
     if (this.ownSubnet && (this.ownSubnet.addr !== subnet.addr || this.ownSubnet.prefixLen !== subnet.prefixLen)) {
       // Our device, routes and subnet.env, and every pod on this node, carry the old subnet.
       throw new RegistryError(`our lease ${cidrToString(this.ownSubnet)} is gone and another node holds it now`, false);
     }
     this.ownSubnet = subnet;
+    this.ownKey = key;
     this.stats.acquired++;
     this.opts.log.info({ subnet: cidrToString(subnet), how, registry: this.opts.registry.description }, 'lease acquired');
     return subnet;
@@ -175,7 +184,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     // Nothing expires in an assigned registry.
     if (this.state.stopped || isAssignedRegistry(registry)) return;
     try {
-      const r = await registry.refreshLease(subnetKey(this.subnet), this.opts.leaseValue, this.ttl);
+      const r = await registry.refreshLease(this.ownKey, this.opts.leaseValue, this.ttl);
       if (r === 'missing') {
         await this.reacquire('lease missing at renewal');
       } else {
@@ -224,7 +233,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         const listed = new Set(leases.map((l) => l.subnetKey));
         for (const key of this.refused.keys()) if (!listed.has(key)) this.refused.delete(key);
         for (const l of leases) {
-          if (l.subnetKey === subnetKey(this.subnet)) {
+          if (l.subnetKey === this.ownKey) {
             ownPresent = decodeLeaseValue(l.value)?.publicIp === this.opts.publicIp;
             continue;
           }
@@ -239,7 +248,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
           this.wakeSync = () => resolve(undefined);
           this.watch = this.opts.registry.watchLeases(revision, {
             onEvent: (ev) => {
-              if (ev.subnetKey === subnetKey(this.subnet)) {
+              if (ev.subnetKey === this.ownKey) {
                 const lost = ev.type === 'delete' ? 'lease deleted' : this.overwrittenBy(ev.value);
                 if (lost) void this.reacquire(lost).catch((err) => this.registryError(err, 'reacquire'));
                 return;
