@@ -221,3 +221,38 @@ function stderrOf(err: unknown): string {
   const e = err as { stderr?: Buffer | string; message: string };
   return e.stderr?.toString().trim() || e.message;
 }
+
+/**
+ * flanneld's IPv6 public address when --public-ipv6 is not given: the first global IPv6 address of
+ * the interface that carries `publicIp`.
+ */
+export function findPublicIpv6(publicIp: string): string | undefined {
+  const underlay = findUnderlay(publicIp);
+  if (!underlay) return undefined;
+  try {
+    const links = JSON.parse(execFileSync('ip', ['-j', '-6', 'addr', 'show', 'dev', underlay.iface, 'scope', 'global'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{
+      addr_info?: Array<{ local?: string; tentative?: boolean }>;
+    }>;
+    return links.flatMap((l) => l.addr_info ?? []).find((a) => a.local !== undefined)?.local;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What flanneld does to flannel-v6.<VNI>, on vxtun's IPv6 TUN device: the lease's IPv6 subnet
+ * address as a /128 (no prefix route of its own) and the IPv6 pod network routed into the device.
+ * Both go with the device when it closes.
+ */
+export function addIpv6DeviceRoutes(dev: string, subnet6: Cidr, network6: Cidr): void {
+  const ip = (args: string[]): void => {
+    try {
+      execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (err) {
+      throw new HostError(`ip ${args.join(' ')}: ${stderrOf(err)}`, 1);
+    }
+  };
+  const subnetAddress = cidrToString(subnet6).split('/')[0]!;
+  ip(['-6', 'addr', 'add', `${subnetAddress}/128`, 'dev', dev, 'nodad']);
+  ip(['-6', 'route', 'replace', cidrToString(network6), 'dev', dev]);
+}

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { parseNetworkConfig, encodeLeaseValue, decodeLeaseValue, leaseRoute, pickFreeSubnet, parseLeaseKey, subnetKey, FlannelConfigError, type Cidr4, type Cidr6 } from '../../src/control/flannel.js';
+import { parseNetworkConfig, encodeLeaseValue, decodeLeaseValue, leaseRoute, pickFreeSubnet, pickFreeSubnet6, judgeLease, parseLeaseKey, subnetKey, FlannelConfigError, type Cidr4, type Cidr6 } from '../../src/control/flannel.js';
 import { StaticRegistry } from '../../src/control/registry/static.js';
 import { LeaseManager } from '../../src/control/lease-manager.js';
 import { validateFlannelNodeConfig } from '../../src/control/flannel-node-config.js';
@@ -37,6 +37,30 @@ describe('flannel network config', () => {
     expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}', 'cfg').backend).toEqual({ type: 'vxlan', vni: 1, port: 8472, directRouting: true });
     expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":false}}', 'cfg').backend.directRouting).toBeUndefined();
     expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"udp","DirectRouting":true}}', 'cfg').backend.directRouting).toBeUndefined();
+  });
+
+  it('reads a dual-stack network (EnableIPv6, IPv6Network, IPv6SubnetLen/Min/Max) with flannel\'s defaults', () => {
+    const c = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}', 'cfg');
+    expect(cidrToString(c.ipv6!.network)).toBe('fd00:10:244::/56');
+    expect(c.ipv6!.subnetLen).toBe(64);
+    expect(c.ipv6!.subnetMin).toBe(0xfd00_0010_0244_0001_0000_0000_0000_0000n);
+    expect(c.ipv6!.subnetMax).toBe(0xfd00_0010_0244_00ff_0000_0000_0000_0000n);
+    const picked = pickFreeSubnet6(c.ipv6!, [parseCidr('fd00:10:244:1::/64') as Cidr6], () => 0);
+    expect(cidrToString(picked!)).toBe('fd00:10:244:2::/64');
+    expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}', 'cfg').ipv6).toBeUndefined();
+  });
+
+  it.each([
+    ['{"Network":"10.244.0.0/16","EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/56"}', 'EnableIPv4: false'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true}', 'IPv6Network: missing is required'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"10.1.0.0/16"}', 'IPv6Network: "10.1.0.0/16" is not an IPv6 CIDR'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/63"}', 'minimum useful prefix is /62'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","IPv6SubnetLen":127}', 'IPv6SubnetLen: 127'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","IPv6SubnetMin":"fd00:0:0:1::1"}', 'not on a /64 boundary'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":"yes"}', 'EnableIPv6: "yes"'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"udp"}}', 'vxlan backend only'],
+  ])('%s is refused with one line naming the key', (text, mention) => {
+    expect(() => parseNetworkConfig(text, '/p/config')).toThrow(mention);
   });
 
   it.each([
@@ -78,6 +102,22 @@ describe('lease values', () => {
     const dual = encodeLeaseValue('198.18.0.1', { type: 'vxlan', vni: 1, vtepMac: mac }, { publicIpv6: '2001:db8::1', vtepMac6: macFromString('0a:58:0a:f4:01:01') });
     expect(dual).toBe('{"PublicIP":"198.18.0.1","PublicIPv6":"2001:db8::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"' + macToString(mac) + '"},"BackendV6Data":{"VNI":1,"VtepMAC":"0a:58:0a:f4:01:01"}}');
     expect(decodeLeaseValue(dual)).toMatchObject({ publicIp: '198.18.0.1', publicIpv6: '2001:db8::1', vtepMac6: macFromString('0a:58:0a:f4:01:01') });
+  });
+
+  it('a dual-stack lease gives an IPv6 route to PublicIPv6 and the BackendV6Data MAC; an unusable IPv6 half leaves the IPv4 route', () => {
+    const dualNet = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}', 'cfg');
+    const mac = macFromString('0a:00:00:00:04:02');
+    const own = { subnet: cidr('10.244.1.0/24'), publicIp: '198.18.0.1', subnet6: parseCidr('fd00:10:244:1::/64') as Cidr6, publicIpv6: '2001:db8::1' };
+    const v = (six: string): string => encodeLeaseValue('198.18.0.2', { type: 'vxlan', vni: 1, vtepMac: mac }, { publicIpv6: six, vtepMac6: macFromString('0a:00:00:00:06:02') });
+    const ok = judgeLease('10.244.2.0-24&fd00:10:244:2::-64', v('2001:db8::2'), dualNet, own);
+    expect(ok).toMatchObject({ route: { target: { endpoint: { address: '198.18.0.2' } } }, route6: { target: { endpoint: { address: '2001:db8::2', port: 8472 }, vtepMac: macFromString('0a:00:00:00:06:02'), vni: 1 } } });
+    expect('route6' in ok && cidrToString(ok.route6!.prefix)).toBe('fd00:10:244:2::/64');
+    expect(judgeLease('10.244.2.0-24&fd00:10:244:1::-64', v('2001:db8::2'), dualNet, own)).toMatchObject({ refusal6: 'overlaps-own-subnet' });
+    expect(judgeLease('10.244.2.0-24&fd00:10:245:2::-64', v('2001:db8::2'), dualNet, own)).toMatchObject({ refusal6: 'outside-network' });
+    expect(judgeLease('10.244.2.0-24&fd00:10:244:2::-64', v('2001:db8::1'), dualNet, own)).toMatchObject({ refusal6: 'own-public-ip' });
+    expect(judgeLease('10.244.2.0-24&fd00:10:244:2::-64', encodeLeaseValue('198.18.0.2', { type: 'vxlan', vni: 1, vtepMac: mac }), dualNet, own)).toMatchObject({ refusal6: 'malformed' });
+    // an IPv4-only network routes the IPv4 half alone
+    expect(judgeLease('10.244.2.0-24&fd00:10:244:2::-64', v('2001:db8::2'), parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}', 'cfg'), own)).not.toHaveProperty('route6');
   });
 
   it("lease keys as flannel's ParseSubnetKey reads them, dual-stack ones included", () => {
