@@ -130,8 +130,8 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   async acquire(): Promise<Cidr4> {
     const { registry, network, publicIp, leaseValue } = this.opts;
     if (isAssignedRegistry(registry)) {
-      const assigned = await registry.publishLease(leaseValue, network.network);
-      return this.took(assigned, 'assigned', subnetKey(assigned));
+      const { subnet, subnet6 } = await registry.publishLease(leaseValue, network.network, network.ipv6?.network);
+      return this.took(subnet, 'assigned', subnetKey(subnet, subnet6), subnet6);
     }
     for (let attempt = 0; attempt < 20; attempt++) {
       const { leases } = await registry.listLeases();

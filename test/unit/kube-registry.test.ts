@@ -243,6 +243,33 @@ describe('kube subnet manager against the stand-in API server', () => {
     await expect(KubeRegistry.open({ ...settings, annotationPrefix: 'org' }, log)).rejects.toMatchObject({ field: 'kube-annotation-prefix' });
   });
 
+  it('a dual-stack net-conf.json: publishes both families, takes both podCIDRs, and reads peers as dual-stack leases', async () => {
+    writeFileSync(settings.netConfPath!, '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}');
+    api.updateNode('vx-1', (n) => (n.spec = { podCIDR: '10.244.5.0/24', podCIDRs: ['10.244.5.0/24', 'fd00:10:244:5::/64'] }));
+    api.updateNode('worker-1', (n) => {
+      n.spec = { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'] };
+      n.metadata.annotations![`${PREFIX}public-ipv6`] = '2001:db8::11';
+      n.metadata.annotations![`${PREFIX}backend-v6-data`] = '{"VNI":1,"VtepMAC":"6e:cd:b5:5e:5a:61"}';
+    });
+    const registry = await KubeRegistry.open(settings, log);
+    const network = parseNetworkConfig(await registry.getNetworkConfig(), 'net-conf.json');
+    const leaseValue = encodeLeaseValue('198.18.0.1', { type: 'vxlan', vni: 1, vtepMac: macFromString('0e:aa:bb:cc:dd:01') }, { publicIpv6: '2001:db8::1', vtepMac6: macFromString('0e:aa:bb:cc:dd:06') });
+    const manager = new LeaseManager({ registry, network, publicIp: '198.18.0.1', leaseValue, log });
+    const events: Route<Vtep>[][] = [];
+    manager.on('routes', (r) => events.push(r));
+    cleanups.push(async () => {
+      await manager.stop();
+      await registry.close();
+    });
+    await manager.acquire();
+    expect(cidrToString(manager.subnet)).toBe('10.244.5.0/24');
+    expect(cidrToString(manager.subnet6!)).toBe('fd00:10:244:5::/64');
+    expect(api.node('vx-1')!.metadata.annotations).toMatchObject({ [`${PREFIX}public-ipv6`]: '2001:db8::1', [`${PREFIX}backend-v6-data`]: '{"VNI":1,"VtepMAC":"0e:aa:bb:cc:dd:06"}', [`${PREFIX}public-ip`]: '198.18.0.1' });
+    manager.start();
+    await until('the first routes', () => (events.length > 0 ? true : undefined));
+    expect(events.at(-1)!.map((r) => `${cidrToString(r.prefix)}@${r.target.endpoint.address} ${macToString(r.target.vtepMac)}`).sort()).toEqual(['10.244.1.0/24@198.18.0.11 6e:cd:b5:5e:5a:01', 'fd00:10:244:1::/64@2001:db8::11 6e:cd:b5:5e:5a:61']);
+  });
+
   it('waits for a podCIDR, refuses one outside the network, and reads net-conf.json from its path', async () => {
     api.updateNode('vx-1', (n) => (n.spec = {}));
     const registry = await KubeRegistry.open(settings, log);
