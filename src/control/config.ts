@@ -92,6 +92,8 @@ export interface NodeConfig {
 
 /** The overhead vxtun adds over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD_V4 = 50;
+/** Over an IPv6 underlay (flannel-v6.<VNI>): 40 of IPv6 instead of 20 of IPv4. */
+export const VXLAN_OVERHEAD_V6 = 70;
 
 /** A stable, locally administered unicast MAC for a node that did not name one. */
 export function deriveVtepMac(publicIp: string): Mac {

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseCidr, cidrContains, cidrOverlaps, cidrToString } from '../packet/cidr.js';
 import { isIpv4String } from '../packet/wire/ipv4.js';
+import { isIpv6String } from '../packet/wire/ipv6.js';
 import { isMacString, macFromString, type Mac } from '../packet/wire/ethernet.js';
 import { VXLAN_VNI_MAX } from '../packet/wire/vxlan.js';
 import { ConfigError, configErrorFrom, deriveVtepMac, describeValue } from './config.js';
@@ -40,6 +41,8 @@ const RegistrySchema = z.strictObject({
 
 const FlannelNodeSchema = z.strictObject({
   publicIp: ipv4,
+  /** flanneld's --public-ipv6 (dual-stack networks); default: the IPv6 address of publicIp's interface. */
+  publicIpv6: z.string().refine(isIpv6String, { message: 'is not an IPv6 address' }).optional(),
   network: cidr4.optional(),
   subnet: cidr4.optional(),
   device: z.strictObject({
@@ -75,6 +78,7 @@ export interface EtcdRegistryConfig {
 
 export interface FlannelNodeConfig {
   publicIp: string;
+  publicIpv6?: string;
   device: { name?: string; mtu?: number };
   /** What the file says; with a registry, the registry's `<prefix>/config` decides type, VNI and port. */
   backend: { type?: BackendType; vni?: number; port?: number; vtepMac: Mac };
@@ -131,6 +135,7 @@ export function validateFlannelNodeConfig(raw: unknown, opts: { ipMasq?: boolean
   const r = c.registry;
   return {
     publicIp: c.publicIp,
+    ...(c.publicIpv6 !== undefined ? { publicIpv6: c.publicIpv6 } : {}),
     device: { ...c.device },
     backend: {
       ...(c.backend?.type ? { type: c.backend.type } : r ? {} : { type: 'vxlan' as const }),

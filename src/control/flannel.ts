@@ -8,11 +8,13 @@
  */
 import { type Cidr, parseCidr, cidrToString, cidrContains, cidrOverlaps, ipv4Mask } from '../packet/cidr.js';
 import { ipv4FromString, ipv4ToString, isIpv4String } from '../packet/wire/ipv4.js';
+import { ipv6ToString, ipv6FromString, isIpv6String } from '../packet/wire/ipv6.js';
 import { isMacString, macFromString, macToString, type Mac } from '../packet/wire/ethernet.js';
 import { VXLAN_VNI_MAX } from '../packet/wire/vxlan.js';
 import type { Route, Vtep } from '../packet/routes.js';
 
 export type Cidr4 = Cidr & { family: 4 };
+export type Cidr6 = Cidr & { family: 6 };
 export type BackendType = 'vxlan' | 'udp';
 
 export const DEFAULT_PREFIX = '/coreos.com/network';
@@ -27,7 +29,60 @@ export interface FlannelNetworkConfig {
   subnetLen: number;
   subnetMin: number;
   subnetMax: number;
-  backend: { type: BackendType; vni: number; port: number };
+  /** directRouting: flannel's vxlan "DirectRouting" (peers on the underlay's own subnet are routed without the tunnel). */
+  backend: { type: BackendType; vni: number; port: number; directRouting?: boolean };
+  /** flannel's EnableIPv6 with IPv6Network, IPv6SubnetLen/Min/Max (addresses as 128-bit integers). */
+  ipv6?: FlannelIpv6Config;
+}
+
+export interface FlannelIpv6Config {
+  network: Cidr6;
+  subnetLen: number;
+  subnetMin: bigint;
+  subnetMax: bigint;
+}
+
+export function ipv6ToBigInt(addr: Uint8Array): bigint {
+  return BigInt(`0x${Buffer.from(addr).toString('hex')}`);
+}
+
+export function ipv6FromBigInt(n: bigint): Buffer {
+  return Buffer.from(n.toString(16).padStart(32, '0'), 'hex');
+}
+
+/** flannel's config.go for the IPv6 half: IPv6SubnetLen 64 by default (the network must be /62 or wider), Min/Max the second and last subnet. */
+function parseIpv6Config(c: Record<string, unknown>, where: string): FlannelIpv6Config {
+  if (typeof c.IPv6Network !== 'string') fail(where, `IPv6Network: ${shown(c.IPv6Network)} is required with EnableIPv6 (an IPv6 CIDR such as "fd00:10:244::/56")`);
+  const network = parseCidr(c.IPv6Network);
+  if (typeof network === 'string' || network.family !== 6) {
+    fail(where, `IPv6Network: ${shown(c.IPv6Network)} is not an IPv6 CIDR${typeof network === 'string' ? ` (${network})` : ''}`);
+  }
+  let subnetLen = 64;
+  if (c.IPv6SubnetLen !== undefined && c.IPv6SubnetLen !== 0) {
+    const len = c.IPv6SubnetLen;
+    if (typeof len !== 'number' || !Number.isInteger(len)) fail(where, `IPv6SubnetLen: ${shown(len)} is not an integer`);
+    if (len > 126) fail(where, `IPv6SubnetLen: ${len} must be less than /127`);
+    if (len < network.prefixLen + 2) fail(where, `IPv6SubnetLen: ${len} leaves IPv6Network ${c.IPv6Network} room for fewer than four subnets`);
+    subnetLen = len;
+  } else if (network.prefixLen > 62) {
+    fail(where, `IPv6Network: ${shown(c.IPv6Network)} is too small (the minimum useful prefix is /62)`);
+  }
+  const start = ipv6ToBigInt(network.addr);
+  const size = 1n << BigInt(128 - subnetLen);
+  const end = start + (1n << BigInt(128 - network.prefixLen));
+  const bound = (key: 'IPv6SubnetMin' | 'IPv6SubnetMax', dflt: bigint): bigint => {
+    const v = c[key];
+    if (v === undefined || v === '' || v === '::') return dflt;
+    if (typeof v !== 'string' || !isIpv6String(v)) fail(where, `${key}: ${shown(v)} is not an IPv6 address`);
+    const a = ipv6ToBigInt(ipv6FromString(v));
+    if (a < start || a >= end) fail(where, `${key}: ${shown(v)} is not in the range of the IPv6Network ${c.IPv6Network}`);
+    if (a % size !== 0n) fail(where, `${key}: ${shown(v)} is not on a /${subnetLen} boundary`);
+    return a;
+  };
+  const subnetMin = bound('IPv6SubnetMin', start + size);
+  const subnetMax = bound('IPv6SubnetMax', end - size);
+  if (subnetMin > subnetMax) fail(where, `IPv6SubnetMin ${ipv6ToString(ipv6FromBigInt(subnetMin))} is above IPv6SubnetMax ${ipv6ToString(ipv6FromBigInt(subnetMax))}`);
+  return { network, subnetLen, subnetMin, subnetMax };
 }
 
 export class FlannelConfigError extends Error {
@@ -53,6 +108,12 @@ export function parseNetworkConfig(text: string, where: string): FlannelNetworkC
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(where, `${shown(raw)} is not a JSON object`);
   const c = raw as Record<string, unknown>;
+  for (const k of ['EnableIPv4', 'EnableIPv6'] as const) {
+    if (c[k] !== undefined && typeof c[k] !== 'boolean') fail(where, `${k}: ${shown(c[k])} is not true or false`);
+  }
+  // vxtun's pods and its own device are IPv4: an IPv6-only network is out of its reach.
+  if (c.EnableIPv4 === false) fail(where, 'EnableIPv4: false (an IPv6-only network) is not supported by vxtun; it needs the IPv4 network');
+  const ipv6 = c.EnableIPv6 === true ? parseIpv6Config(c, where) : undefined;
   if (typeof c.Network !== 'string') fail(where, `Network: ${shown(c.Network)} is required (an IPv4 CIDR such as "10.244.0.0/16")`);
   const network = parseCidr(c.Network);
   if (typeof network === 'string' || network.family !== 4) {
@@ -86,6 +147,7 @@ export function parseNetworkConfig(text: string, where: string): FlannelNetworkC
   let type: BackendType = 'udp';
   let vni = 1;
   let port = 0;
+  let directRouting = false;
   if (c.Backend !== undefined) {
     if (c.Backend === null || typeof c.Backend !== 'object') fail(where, `Backend: ${shown(c.Backend)} is not a JSON object`);
     const b = c.Backend as Record<string, unknown>;
@@ -101,21 +163,51 @@ export function parseNetworkConfig(text: string, where: string): FlannelNetworkC
       if (typeof b.Port !== 'number' || !Number.isInteger(b.Port) || b.Port < 0 || b.Port > 65535) fail(where, `Backend.Port: ${shown(b.Port)} is not a UDP port`);
       port = b.Port;
     }
+    if (b.DirectRouting !== undefined) {
+      if (typeof b.DirectRouting !== 'boolean') fail(where, `Backend.DirectRouting: ${shown(b.DirectRouting)} is not true or false`);
+      // flanneld's udp backend has no such option and ignores the key.
+      directRouting = b.DirectRouting && type === 'vxlan';
+    }
   }
   if (port === 0) port = type === 'vxlan' ? DEFAULT_VXLAN_PORT : DEFAULT_UDP_PORT;
-  return { network, subnetLen, subnetMin, subnetMax, backend: { type, vni, port } };
+  if (ipv6 && type !== 'vxlan') fail(where, `EnableIPv6: vxtun carries IPv6 pods with the vxlan backend only, not "${type}"`);
+  return { network, subnetLen, subnetMin, subnetMax, backend: { type, vni, port, ...(directRouting ? { directRouting } : {}) }, ...(ipv6 ? { ipv6 } : {}) };
 }
 
 /** `10.244.2.0/24` <-> `10.244.2.0-24`, the key flannel writes under `<prefix>/subnets/`. */
-export function subnetKey(subnet: Cidr4): string {
-  return `${ipv4ToString(subnet.addr)}-${subnet.prefixLen}`;
+export function subnetKey(subnet: Cidr4, subnet6?: Cidr6): string {
+  const v4 = `${ipv4ToString(subnet.addr)}-${subnet.prefixLen}`;
+  return subnet6 ? `${v4}&${ipv6ToString(subnet6.addr)}-${subnet6.prefixLen}` : v4;
 }
 
-export function parseSubnetKey(key: string): Cidr4 | undefined {
-  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)$/.exec(key);
+/** What a lease key holds: an IPv4 subnet and, in a dual-stack network, an IPv6 one. */
+export interface LeaseSubnets {
+  /** Absent for an IPv6-only lease (flannel writes its empty IPv4 part as `0.0.0.0-0`). */
+  subnet?: Cidr4;
+  subnet6?: Cidr6;
+}
+
+/**
+ * flannel's ParseSubnetKey: `10.244.73.0-24` or, dual-stack, `10.244.73.0-24&fd00:10:244:1f::-64`.
+ * Undefined for anything else (or host bits set): such a key holds nothing we could hand out.
+ */
+export function parseLeaseKey(key: string): LeaseSubnets | undefined {
+  const m = /^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([0-9a-fA-F:]+)-(\d+))?$/.exec(key);
   if (!m) return undefined;
-  const c = parseCidr(`${m[1]}/${m[2]}`);
-  return typeof c === 'string' || c.family !== 4 ? undefined : c;
+  const v4 = parseCidr(`${m[1]}/${m[2]}`);
+  if (typeof v4 === 'string' || v4.family !== 4) return undefined;
+  const out: LeaseSubnets = v4.prefixLen === 0 && m[3] !== undefined ? {} : { subnet: v4 };
+  if (m[3] !== undefined) {
+    const v6 = parseCidr(`${m[3]}/${m[4]}`);
+    if (typeof v6 === 'string' || v6.family !== 6) return undefined;
+    out.subnet6 = v6;
+  }
+  return out;
+}
+
+/** The IPv4 subnet a lease key holds (an IPv6-only or unreadable key holds none). */
+export function parseSubnetKey(key: string): Cidr4 | undefined {
+  return parseLeaseKey(key)?.subnet;
 }
 
 /** A lease's meaning: whose it is and how to reach it. */
@@ -124,16 +216,26 @@ export interface LeaseAttrs {
   backendType: string | undefined;
   vni?: number;
   vtepMac?: Mac;
+  /** Dual-stack: PublicIPv6 and BackendV6Data (the VTEP of the node's flannel-v6.<VNI>). */
+  publicIpv6?: string;
+  vtepMac6?: Mac;
 }
 
-/** The value flanneld writes (field order as Go's json.Marshal of LeaseAttrs). */
-export function encodeLeaseValue(publicIp: string, backend: { type: 'vxlan'; vni: number; vtepMac: Mac } | { type: 'udp' }): string {
+/** The IPv6 half of a dual-stack lease value: the node's IPv6 underlay address and its flannel-v6 VTEP MAC. */
+export interface LeaseV6 {
+  publicIpv6: string;
+  vtepMac6: Mac;
+}
+
+/** The value flanneld writes (field order as Go's json.Marshal of LeaseAttrs; BackendV6Data only when dual-stack). */
+export function encodeLeaseValue(publicIp: string, backend: { type: 'vxlan'; vni: number; vtepMac: Mac } | { type: 'udp' }, v6?: LeaseV6): string {
   if (backend.type === 'udp') return JSON.stringify({ PublicIP: publicIp, PublicIPv6: null });
   return JSON.stringify({
     PublicIP: publicIp,
-    PublicIPv6: null,
+    PublicIPv6: v6 ? v6.publicIpv6 : null,
     BackendType: 'vxlan',
     BackendData: { VNI: backend.vni, VtepMAC: macToString(backend.vtepMac) },
+    ...(v6 ? { BackendV6Data: { VNI: backend.vni, VtepMAC: macToString(v6.vtepMac6) } } : {}),
   });
 }
 
@@ -154,6 +256,9 @@ export function decodeLeaseValue(text: string): LeaseAttrs | undefined {
     if (typeof data.VNI === 'number') attrs.vni = data.VNI;
     if (typeof data.VtepMAC === 'string' && isMacString(data.VtepMAC)) attrs.vtepMac = macFromString(data.VtepMAC);
   }
+  if (typeof o.PublicIPv6 === 'string' && isIpv6String(o.PublicIPv6)) attrs.publicIpv6 = o.PublicIPv6;
+  const data6 = o.BackendV6Data as Record<string, unknown> | null | undefined;
+  if (data6 && typeof data6 === 'object' && typeof data6.VtepMAC === 'string' && isMacString(data6.VtepMAC)) attrs.vtepMac6 = macFromString(data6.VtepMAC);
   return attrs;
 }
 
@@ -174,6 +279,7 @@ export function leaseRoute(subnet: Cidr4, attrs: LeaseAttrs, backend: FlannelNet
 /** Why a lease another node wrote does not become a route (each logged once and counted by the lease manager). */
 export type LeaseRefusal =
   | 'malformed'
+  | 'ipv6-only'
   | 'outside-network'
   | 'wrong-subnet-length'
   | 'overlaps-own-subnet'
@@ -181,13 +287,15 @@ export type LeaseRefusal =
   | 'own-vtep-mac'
   | 'other-backend';
 
-export const LEASE_REFUSALS: readonly LeaseRefusal[] = ['malformed', 'outside-network', 'wrong-subnet-length', 'overlaps-own-subnet', 'own-public-ip', 'own-vtep-mac', 'other-backend'];
+export const LEASE_REFUSALS: readonly LeaseRefusal[] = ['malformed', 'ipv6-only', 'outside-network', 'wrong-subnet-length', 'overlaps-own-subnet', 'own-public-ip', 'own-vtep-mac', 'other-backend'];
 
 /** What marks a lease as this node's own: a peer carrying any of it would loop packets back to us. */
 export interface OwnLease {
   subnet: Cidr4;
   publicIp: string;
   vtepMac?: Mac;
+  subnet6?: Cidr6;
+  publicIpv6?: string;
 }
 
 /**
@@ -201,22 +309,60 @@ export function judgeLease(
   value: string,
   network: FlannelNetworkConfig,
   own: OwnLease,
-): { route: Route<Vtep> } | { refusal: LeaseRefusal } {
-  const subnet = parseSubnetKey(key);
+): { route: Route<Vtep>; route6?: Route<Vtep>; refusal6?: LeaseRefusal } | { refusal: LeaseRefusal } {
+  const subnets = parseLeaseKey(key);
   const attrs = decodeLeaseValue(value);
-  if (!subnet || !attrs) return { refusal: 'malformed' };
+  if (!subnets || !attrs) return { refusal: 'malformed' };
+  // vxtun's pod network is IPv4 (an IPv6 part rides along in a dual-stack network).
+  const subnet = subnets.subnet;
+  if (!subnet) return { refusal: 'ipv6-only' };
   if (!cidrContains(network.network, subnet)) return { refusal: 'outside-network' };
   if (subnet.prefixLen !== network.subnetLen) return { refusal: 'wrong-subnet-length' };
   if (cidrOverlaps(subnet, own.subnet)) return { refusal: 'overlaps-own-subnet' };
   if (attrs.publicIp === own.publicIp) return { refusal: 'own-public-ip' };
   if (own.vtepMac && attrs.vtepMac?.equals(own.vtepMac)) return { refusal: 'own-vtep-mac' };
   const route = leaseRoute(subnet, attrs, network.backend);
-  return route ? { route } : { refusal: 'other-backend' };
+  if (!route) return { refusal: 'other-backend' };
+  if (!network.ipv6 || !subnets.subnet6) return { route };
+  const v6 = judgeIpv6Half(subnets.subnet6, attrs, network, own);
+  return typeof v6 === 'string' ? { route, refusal6: v6 } : { route, route6: v6 };
+}
+
+/**
+ * The IPv6 half of a dual-stack lease (flannel-v6.<VNI>): VXLAN to PublicIPv6, inner destination
+ * the BackendV6Data VtepMAC. A half we cannot use leaves the IPv4 route standing.
+ */
+function judgeIpv6Half(subnet6: Cidr6, attrs: LeaseAttrs, network: FlannelNetworkConfig, own: OwnLease): Route<Vtep> | LeaseRefusal {
+  const v6 = network.ipv6!;
+  if (attrs.publicIpv6 === undefined || attrs.vtepMac6 === undefined) return 'malformed';
+  if (!cidrContains(v6.network, subnet6)) return 'outside-network';
+  if (subnet6.prefixLen !== v6.subnetLen) return 'wrong-subnet-length';
+  if (own.subnet6 && cidrOverlaps(subnet6, own.subnet6)) return 'overlaps-own-subnet';
+  if (own.publicIpv6 !== undefined && attrs.publicIpv6 === own.publicIpv6) return 'own-public-ip';
+  return { prefix: subnet6, target: { endpoint: { address: attrs.publicIpv6, port: network.backend.port }, vtepMac: attrs.vtepMac6, vni: network.backend.vni } };
 }
 
 /** Is `subnet` a lease this network config could have handed out (flannel's isSubnetConfigCompat)? */
 export function subnetFits(cfg: FlannelNetworkConfig, subnet: Cidr4): boolean {
   return subnet.prefixLen === cfg.subnetLen && cidrContains(cfg.network, subnet) && subnet.addr >= cfg.subnetMin && subnet.addr <= cfg.subnetMax;
+}
+
+/** The same for a lease's IPv6 subnet in a dual-stack network. */
+export function subnet6Fits(cfg: FlannelIpv6Config, subnet: Cidr6): boolean {
+  const a = ipv6ToBigInt(subnet.addr);
+  return subnet.prefixLen === cfg.subnetLen && cidrContains(cfg.network, subnet) && a >= cfg.subnetMin && a <= cfg.subnetMax;
+}
+
+/** flanneld's allocateIPv6Subnet: a random one among (up to 100 of) the free IPv6 subnets from IPv6SubnetMin. */
+export function pickFreeSubnet6(cfg: FlannelIpv6Config, taken: Iterable<Cidr6>, random: () => number = Math.random): Cidr6 | undefined {
+  const used = [...taken];
+  const size = 1n << BigInt(128 - cfg.subnetLen);
+  const free: Cidr6[] = [];
+  for (let a = cfg.subnetMin; a <= cfg.subnetMax && free.length < 100; a += size) {
+    const s: Cidr6 = { family: 6, addr: ipv6FromBigInt(a), prefixLen: cfg.subnetLen };
+    if (!used.some((u) => cidrOverlaps(u, s))) free.push(s);
+  }
+  return free.length === 0 ? undefined : free[Math.floor(random() * free.length)];
 }
 
 /** flanneld's allocateSubnet: a random one among (up to 100 of) the free subnets from SubnetMin to SubnetMax. */

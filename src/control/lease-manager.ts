@@ -16,13 +16,16 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Route, Vtep } from '../packet/routes.js';
 import type { Mac } from '../packet/wire/ethernet.js';
-import { cidrToString } from '../packet/cidr.js';
+import { cidrToString, cidrOverlaps } from '../packet/cidr.js';
 import { RegistryError, isAssignedRegistry, type SubnetRegistry, type AssignedSubnetRegistry, type LeaseWatch } from './registry/registry.js';
 import {
   type Cidr4,
   type FlannelNetworkConfig,
   subnetKey,
-  parseSubnetKey,
+  parseLeaseKey,
+  subnet6Fits,
+  pickFreeSubnet6,
+  type Cidr6,
   decodeLeaseValue,
   judgeLease,
   subnetFits,
@@ -68,7 +71,12 @@ function sleep(ms: number, signal: { stopped: boolean }): Promise<void> {
 
 export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
   private ownSubnet: Cidr4 | undefined;
-  private peers = new Map<string, Route<Vtep>>();
+  /** Dual-stack: our IPv6 subnet (the second half of our key). */
+  private ownSubnet6: Cidr6 | undefined;
+  /** Our lease's key as the registry holds it (dual-stack keys carry an IPv6 part too). */
+  private ownKey = '';
+  /** Per lease key: its IPv4 route and, dual-stack, its IPv6 one. */
+  private peers = new Map<string, Route<Vtep>[]>();
   private watch: LeaseWatch | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private wakeSync: (() => void) | undefined;
@@ -85,10 +93,13 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     registryErrors: 0,
     ignoredLeases: 0,
     ignoredByReason: Object.fromEntries(LEASE_REFUSALS.map((r) => [r, 0])) as Record<LeaseRefusal, number>,
+    /** Dual-stack leases whose IPv6 half we cannot use (their IPv4 route stands). */
+    ignoredIpv6Halves: 0,
   };
   /** Refused leases by key, with the value and reason last logged: a lease is logged and counted once, not at every resync. */
   private readonly refused = new Map<string, string>();
   private readonly ownVtepMac: Mac | undefined;
+  private readonly ownPublicIpv6: string | undefined;
 
   constructor(private readonly opts: LeaseManagerOptions) {
     super();
@@ -96,7 +107,9 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     const margin = opts.renewMarginSeconds ?? LEASE_RENEW_MARGIN_SECONDS;
     this.renewAfterMs = (margin < this.ttl ? this.ttl - margin : this.ttl / 2) * 1000;
     this.maxBackoffMs = opts.maxBackoffMs ?? 5000;
-    this.ownVtepMac = decodeLeaseValue(opts.leaseValue)?.vtepMac;
+    const ownAttrs = decodeLeaseValue(opts.leaseValue);
+    this.ownVtepMac = ownAttrs?.vtepMac;
+    this.ownPublicIpv6 = ownAttrs?.publicIpv6;
   }
 
   get subnet(): Cidr4 {
@@ -104,26 +117,42 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     return this.ownSubnet;
   }
 
+  /** Our IPv6 subnet in a dual-stack network (undefined otherwise). */
+  get subnet6(): Cidr6 | undefined {
+    return this.ownSubnet6;
+  }
+
   get routes(): Route<Vtep>[] {
-    return [...this.peers.values()];
+    return [...this.peers.values()].flat();
   }
 
   /** Takes this node's lease (one attempt round; RegistryError on failure, `transient` says if retrying helps). */
   async acquire(): Promise<Cidr4> {
     const { registry, network, publicIp, leaseValue } = this.opts;
-    if (isAssignedRegistry(registry)) return this.took(await registry.publishLease(leaseValue, network.network), 'assigned');
+    if (isAssignedRegistry(registry)) {
+      const { subnet, subnet6 } = await registry.publishLease(leaseValue, network.network, network.ipv6?.network);
+      return this.took(subnet, 'assigned', subnetKey(subnet, subnet6), subnet6);
+    }
     for (let attempt = 0; attempt < 20; attempt++) {
       const { leases } = await registry.listLeases();
       const taken: Cidr4[] = [];
-      let mine: Cidr4 | undefined;
+      const taken6: Cidr6[] = [];
+      let mine: { subnet: Cidr4; subnet6?: Cidr6; key: string } | undefined;
       for (const l of leases) {
-        const subnet = parseSubnetKey(l.subnetKey);
+        // Every subnet a key holds is taken, whether or not we can route to it (a dual-stack
+        // flanneld lease, an unusable one): a subnet is never handed out twice.
+        const held = parseLeaseKey(l.subnetKey);
+        if (held?.subnet6) taken6.push(held.subnet6);
+        const subnet = held?.subnet;
         if (!subnet) continue;
         taken.push(subnet);
-        if (mine === undefined && decodeLeaseValue(l.value)?.publicIp === publicIp && subnetFits(network, subnet)) mine = subnet;
+        const fits6 = network.ipv6 === undefined || (held.subnet6 !== undefined && subnet6Fits(network.ipv6, held.subnet6));
+        if (mine === undefined && decodeLeaseValue(l.value)?.publicIp === publicIp && subnetFits(network, subnet) && fits6) {
+          mine = { subnet, key: l.subnetKey, ...(network.ipv6 ? { subnet6: held.subnet6! } : {}) };
+        }
       }
       if (mine) {
-        if ((await registry.refreshLease(subnetKey(mine), leaseValue, this.ttl)) === 'refreshed') return this.took(mine, 'reused');
+        if ((await registry.refreshLease(mine.key, leaseValue, this.ttl)) === 'refreshed') return this.took(mine.subnet, 'reused', mine.key, mine.subnet6);
         continue; // vanished between list and refresh: look again
       }
       const preferred = this.ownSubnet ?? this.opts.preferredSubnet;
@@ -134,20 +163,32 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       }
       const candidate = preferredFree ? preferred : pickFreeSubnet(network, taken);
       if (!candidate) throw new RegistryError(`no free /${network.subnetLen} left in ${cidrToString(network.network)}`, false);
-      if ((await registry.createLease(subnetKey(candidate), leaseValue, this.ttl)) === 'created') return this.took(candidate, 'created');
+      let candidate6: Cidr6 | undefined;
+      if (network.ipv6) {
+        const own6 = this.ownSubnet6;
+        candidate6 = own6 && !taken6.some((t) => cidrOverlaps(t, own6)) ? own6 : pickFreeSubnet6(network.ipv6, taken6);
+        if (!candidate6) throw new RegistryError(`no free /${network.ipv6.subnetLen} left in ${cidrToString(network.ipv6.network)}`, false);
+      }
+      const key = subnetKey(candidate, candidate6);
+      if ((await registry.createLease(key, leaseValue, this.ttl)) === 'created') return this.took(candidate, 'created', key, candidate6);
       this.opts.log.info({ subnet: cidrToString(candidate) }, 'another node took that subnet first; trying again');
     }
     throw new RegistryError('could not take a subnet after 20 attempts (too many nodes racing?)', true);
   }
 
-  private took(subnet: Cidr4, how: 'reused' | 'created' | 'assigned'): Cidr4 {
+  private took(subnet: Cidr4, how: 'reused' | 'created' | 'assigned', key: string, subnet6?: Cidr6): Cidr4 {
     if (this.ownSubnet && (this.ownSubnet.addr !== subnet.addr || this.ownSubnet.prefixLen !== subnet.prefixLen)) {
       // Our device, routes and subnet.env, and every pod on this node, carry the old subnet.
       throw new RegistryError(`our lease ${cidrToString(this.ownSubnet)} is gone and another node holds it now`, false);
     }
+    if (this.ownSubnet6 && subnet6 && cidrToString(this.ownSubnet6) !== cidrToString(subnet6)) {
+      throw new RegistryError(`our lease's IPv6 subnet ${cidrToString(this.ownSubnet6)} is gone and another node holds it now`, false);
+    }
     this.ownSubnet = subnet;
+    this.ownSubnet6 = subnet6;
+    this.ownKey = key;
     this.stats.acquired++;
-    this.opts.log.info({ subnet: cidrToString(subnet), how, registry: this.opts.registry.description }, 'lease acquired');
+    this.opts.log.info({ subnet: cidrToString(subnet), ...(subnet6 ? { subnet6: cidrToString(subnet6) } : {}), how, registry: this.opts.registry.description }, 'lease acquired');
     return subnet;
   }
 
@@ -175,7 +216,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     // Nothing expires in an assigned registry.
     if (this.state.stopped || isAssignedRegistry(registry)) return;
     try {
-      const r = await registry.refreshLease(subnetKey(this.subnet), this.opts.leaseValue, this.ttl);
+      const r = await registry.refreshLease(this.ownKey, this.opts.leaseValue, this.ttl);
       if (r === 'missing') {
         await this.reacquire('lease missing at renewal');
       } else {
@@ -219,12 +260,12 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       try {
         const { leases, revision } = await this.opts.registry.listLeases();
         this.stats.resyncs++;
-        const next = new Map<string, Route<Vtep>>();
+        const next = new Map<string, Route<Vtep>[]>();
         let ownPresent = false;
         const listed = new Set(leases.map((l) => l.subnetKey));
         for (const key of this.refused.keys()) if (!listed.has(key)) this.refused.delete(key);
         for (const l of leases) {
-          if (l.subnetKey === subnetKey(this.subnet)) {
+          if (l.subnetKey === this.ownKey) {
             ownPresent = decodeLeaseValue(l.value)?.publicIp === this.opts.publicIp;
             continue;
           }
@@ -239,7 +280,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
           this.wakeSync = () => resolve(undefined);
           this.watch = this.opts.registry.watchLeases(revision, {
             onEvent: (ev) => {
-              if (ev.subnetKey === subnetKey(this.subnet)) {
+              if (ev.subnetKey === this.ownKey) {
                 const lost = ev.type === 'delete' ? 'lease deleted' : this.overwrittenBy(ev.value);
                 if (lost) void this.reacquire(lost).catch((err) => this.registryError(err, 'reacquire'));
                 return;
@@ -271,12 +312,27 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     return holder === this.opts.publicIp ? undefined : `lease overwritten by PublicIP ${holder ?? 'unreadable'}`;
   }
 
-  private routeFor(key: string, value: string): Route<Vtep> | undefined {
-    const own: OwnLease = { subnet: this.subnet, publicIp: this.opts.publicIp, ...(this.ownVtepMac ? { vtepMac: this.ownVtepMac } : {}) };
+  private routeFor(key: string, value: string): Route<Vtep>[] | undefined {
+    const own: OwnLease = {
+      subnet: this.subnet,
+      publicIp: this.opts.publicIp,
+      ...(this.ownVtepMac ? { vtepMac: this.ownVtepMac } : {}),
+      ...(this.ownSubnet6 ? { subnet6: this.ownSubnet6 } : {}),
+      ...(this.ownPublicIpv6 !== undefined ? { publicIpv6: this.ownPublicIpv6 } : {}),
+    };
     const verdict = judgeLease(key, value, this.opts.network, own);
     if ('route' in verdict) {
-      this.refused.delete(key);
-      return verdict.route;
+      if (verdict.refusal6 === undefined) {
+        this.refused.delete(key);
+      } else {
+        const seen = `ipv6 ${verdict.refusal6} ${value}`;
+        if (this.refused.get(key) !== seen) {
+          this.refused.set(key, seen);
+          this.stats.ignoredIpv6Halves++;
+          this.opts.log.warn({ lease: key, value: value.length > 200 ? `${value.slice(0, 197)}...` : value, reason: verdict.refusal6 }, "lease's IPv6 half ignored; its IPv4 route stands");
+        }
+      }
+      return verdict.route6 ? [verdict.route, verdict.route6] : [verdict.route];
     }
     const seen = `${verdict.refusal} ${value}`;
     if (this.refused.get(key) !== seen) {

@@ -5,7 +5,7 @@
  */
 import dgram from 'node:dgram';
 import dns from 'node:dns';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { NO_BYTES } from '../packet/wire/view.js';
 import type { Bind, Endpoint, ReceiveFn } from './bind.js';
 
@@ -13,12 +13,13 @@ const MAX_BATCH = 128;
 
 /**
  * dgram resolves every send's address, through dns.lookup and a nextTick even for an IP literal,
- * which was a third of this path's garbage. Peers are IPv4 literals: answer those at once.
+ * which was a third of this path's garbage. Peers are IP literals: answer those at once.
  */
 function literalLookup(address: string, family: dns.LookupOneOptions, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
   // dgram calls lookup(address, 4, callback) for bind and send alike (lib/internal/dgram.js):
   // @types/node calls that 4 options; dns.lookup takes either.
   if (isIPv4(address)) callback(null, address, 4);
+  else if (isIPv6(address)) callback(null, address, 6);
   else dns.lookup(address, family, callback);
 }
 
@@ -46,7 +47,8 @@ export class DgramBind implements Bind {
 
   /** Binds address:port; rejects with the errno code (EADDRINUSE, EADDRNOTAVAIL) in the message. */
   static async open(address: string, port: number, opts: { recvBufferSize?: number; sendBufferSize?: number } = {}): Promise<DgramBind> {
-    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: false, lookup: literalLookup });
+    // An IPv6 underlay (a dual-stack node's flannel-v6 side) binds a udp6 socket.
+    const socket = dgram.createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', ipv6Only: isIPv6(address), reuseAddr: false, lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => {
         socket.close();

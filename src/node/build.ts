@@ -10,8 +10,8 @@
 import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { UndoStack } from '../util/undo.js';
-import { checkHost, type Underlay } from '../control/host.js';
-import { VXLAN_OVERHEAD_V4 } from '../control/config.js';
+import { checkHost, DirectRoutes, attachedSubnets, addIpv6DeviceRoutes, type Underlay } from '../control/host.js';
+import { VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6 } from '../control/config.js';
 import { ControlServer } from '../control/socket.js';
 import { writeSubnetEnv } from '../control/subnet-env.js';
 import { installMasq, removeMasq } from '../control/ipmasq.js';
@@ -117,7 +117,24 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   if (peerFilter && bind instanceof NativeBind) {
     routes.subscribe(peerFilterFollower(bind, (peers) => log.warn({ peers }, 'peer filter off: more peers than a socket filter holds; datagrams from non-peers reach the engine')));
   }
-  source.start(routes, env.fatal);
+  const v6 = source.plan.ipv6 ? await openIpv6Side(spec, source.plan, underlay, undo) : undefined;
+  let direct: DirectRoutes | undefined;
+  if (backend.directRouting) {
+    const directRoutes = new DirectRoutes(underlay.iface, attachedSubnets(underlay.iface), log);
+    direct = directRoutes;
+    undo.push(() => directRoutes.clear());
+    routes.subscribe({ setRoutes: (table) => directRoutes.apply(table.routes) });
+  }
+  // IPv4 routes to the IPv4 engines, IPv6 ones (dual-stack leases' second half) to the IPv6 engine.
+  source.start(
+    {
+      publish: (all) => {
+        v6?.routes.publish(all.filter((r) => r.prefix.family === 6));
+        return routes.publish(all.filter((r) => r.prefix.family === 4));
+      },
+    },
+    env.fatal,
+  );
   let pool: WorkerPool | undefined;
   if (engine instanceof Engine) {
     pool = await startEngineWorkers(routes, workers, {
@@ -134,7 +151,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   // --- flannel's host side: subnet.env for the CNI plugin, masquerade rules -----------------------
   if (spec.flannel) {
     const { subnetEnv, ipMasq } = spec.flannel;
-    writeSubnetEnv(subnetEnv, { network, subnet, mtu, ipMasq });
+    writeSubnetEnv(subnetEnv, { network, subnet, mtu, ipMasq, ...(source.plan.ipv6 ? { ipv6: { network: source.plan.ipv6.network, subnet: source.plan.ipv6.subnet } } : {}) });
     undo.push(() => rmSync(subnetEnv, { force: true }));
     if (ipMasq) {
       undo.push(() => removeMasq());
@@ -180,15 +197,20 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
         tun: namedCounters(TunCounter, pool ? pool.addNative('tun', tun.offloadCounters) : tun.offloadCounters),
         express: namedCounters(ExpressCounter, sumExpress(engine instanceof Engine ? engine.counters.express : undefined, pool?.expressTotals())),
       },
+      ...(v6 ? { ipv6: v6.info() } : {}),
     };
   };
   const control = await ControlServer.listen(
     spec.controlSocket,
-    controlHandler({ info, counters, routes: () => engine.routeTable.describe(vxlan), trace: (req) => trace.handle(req) }),
+    controlHandler({ info, counters, routes: () => [...engine.routeTable.describe(vxlan).map((r) => (direct?.has(r.subnet) ? { ...r, direct: true as const } : r)), ...(v6 ? v6.engine.routeTable.describe() : [])], trace: (req) => trace.handle(req) }),
   );
   undo.push(() => control.close());
   engine.start();
   undo.push(() => engine.stop());
+  if (v6) {
+    v6.engine.start();
+    undo.push(() => v6.engine.stop());
+  }
   // What runs, not what was asked for (the addon may have refused the parameters).
   const expressActive = engine instanceof Engine && engine.expressActive;
   features.express = expressActive;
@@ -220,6 +242,41 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
       sourcePorts: describeSourcePorts(features, backend.port),
       features,
       ...(spec.flannel ? { subnetEnv: spec.flannel.subnetEnv, ipMasq: spec.flannel.ipMasq } : {}),
+    },
+  };
+}
+
+interface Ipv6Side {
+  engine: Engine;
+  routes: RouteSink;
+  info(): NonNullable<InfoReply['ipv6']>;
+}
+
+/**
+ * A dual-stack node's IPv6 side, as flanneld's flannel-v6.<VNI>: its own device (a second TUN), its
+ * own VTEP MAC (BackendV6Data) and VXLAN over the IPv6 underlay from PublicIPv6 (overhead 70), fed
+ * the IPv6 routes of the leases. The addon's UDP socket is IPv4 only: this side runs on the
+ * TypeScript path.
+ */
+async function openIpv6Side(spec: NodeSpec, plan: NetworkPlan, underlay: Underlay, undo: UndoStack): Promise<Ipv6Side> {
+  const v6 = plan.ipv6!;
+  const mtu = underlay.mtu - VXLAN_OVERHEAD_V6;
+  const tun = openLinuxTun({ name: `${spec.device.name.slice(0, 12)}-v6`, mtu, ipv6: true });
+  undo.push(() => tun.close());
+  addIpv6DeviceRoutes(tun.name, v6.subnet, v6.network);
+  const datapath = await openDatapath({ kind: 'ts', gso: false, address: v6.publicIpv6, port: plan.backend.port });
+  undo.push(() => datapath.bind.close());
+  // vtepIp answers IPv4 ARP, which never comes over the IPv6 side (flanneld's neighbours there are permanent).
+  const engine = new Engine(tun, datapath.bind, { vni: plan.backend.vni, vtepMac: v6.vtepMac, vtepIp: 0, localSubnets: [v6.subnet], antiSpoofing: spec.security.antiSpoofing, port: plan.backend.port, maxInnerSize: mtu, tunMtu: mtu });
+  const routes = new RouteSink();
+  routes.subscribe(engine);
+  const vtepMac = macToString(v6.vtepMac);
+  return {
+    engine,
+    routes,
+    info: () => {
+      const c = engine.counters.snapshot();
+      return { device: tun.name, mtu, network: cidrToString(v6.network), subnet: cidrToString(v6.subnet), publicIpv6: v6.publicIpv6, vtepMac, txPackets: c.tx.packets, rxPackets: c.rx.packets };
     },
   };
 }

@@ -31,9 +31,12 @@ export interface InfoReply {
   engines: Array<{ txPackets: number; rxPackets: number }>;
   /** The UDP socket's, the TUN device's and the express path's own counters, summed over the engines. */
   datapathCounters: { udp: Record<string, number>; tun: Record<string, number>; express: Record<string, number> };
+  /** Dual-stack: the IPv6 side (flannel-v6.<VNI>'s counterpart), its own TUN device and engine. */
+  ipv6?: { device: string; mtu: number; network: string; subnet: string; publicIpv6: string; vtepMac: string; txPackets: number; rxPackets: number };
 }
 
-export type RouteReply = Array<{ subnet: string; publicIp: string; port: number; vtepMac?: string; vni?: number }>;
+/** direct: routed by a kernel route on the underlay (DirectRouting), not through the tunnel. */
+export type RouteReply = Array<{ subnet: string; publicIp: string; port: number; vtepMac?: string; vni?: number; direct?: true }>;
 
 export interface NodeControl {
   info(): InfoReply;

@@ -8,9 +8,11 @@
  * lease may refuse); it starts publishing routes once the engines exist.
  */
 import type { Logger } from 'pino';
-import { ConfigError, loadConfig, type NodeConfig, type PeerConfig } from '../control/config.js';
+import { ConfigError, deriveVtepMac, loadConfig, type NodeConfig, type PeerConfig } from '../control/config.js';
 import { loadFlannelNodeConfig, type FlannelNodeConfig } from '../control/flannel-node-config.js';
-import { parseNetworkConfig, encodeLeaseValue, subnetKey, type Cidr4, type FlannelNetworkConfig, type BackendType } from '../control/flannel.js';
+import { parseNetworkConfig, encodeLeaseValue, subnetKey, type Cidr4, type Cidr6, type FlannelNetworkConfig, type BackendType } from '../control/flannel.js';
+import { findPublicIpv6 } from '../control/host.js';
+import type { Mac } from '../packet/wire/ethernet.js';
 import { RegistryError, type SubnetRegistry, type StoredLease } from '../control/registry/registry.js';
 import { StaticRegistry } from '../control/registry/static.js';
 import { EtcdV3Registry } from '../control/registry/etcd-v3.js';
@@ -26,7 +28,9 @@ import type { RouteSink } from './route-sink.js';
 export interface NetworkPlan {
   network: Cidr4;
   subnet: Cidr4;
-  backend: { type: BackendType; vni: number; port: number };
+  backend: { type: BackendType; vni: number; port: number; directRouting?: boolean };
+  /** Dual-stack (flannel's EnableIPv6): the IPv6 network, our IPv6 subnet, and our flannel-v6 VTEP. */
+  ipv6?: { network: Cidr6; subnet: Cidr6; publicIpv6: string; vtepMac: Mac };
 }
 
 export type LeaseStats = LeaseManager['stats'];
@@ -37,8 +41,8 @@ export interface RouteSource {
   readonly description: string;
   /** The lease manager's counts; null where there is no lease (static peers). */
   lease(): LeaseStats | null;
-  /** Publishes the first table into `sink` and every later one; `fatal` when the node must stop. */
-  start(sink: RouteSink, fatal: (err: Error) => void): void;
+  /** Publishes the first table into `sink` and every later one (IPv4 and, dual-stack, IPv6 routes); `fatal` when the node must stop. */
+  start(sink: Pick<RouteSink, 'publish'>, fatal: (err: Error) => void): void;
   /** SIGHUP: re-read what can be re-read; never stops the node. */
   reload(): void;
 }
@@ -58,14 +62,14 @@ export async function openRouteSource(spec: NodeSpec, env: { log: Logger; undo: 
 }
 
 function staticPeers(path: string, running: NodeConfig, log: Logger): RouteSource {
-  let sink: RouteSink | undefined;
+  let sink: Pick<RouteSink, 'publish'> | undefined;
   return {
     plan: { network: running.network, subnet: running.subnet, backend: running.backend },
     description: 'static peers (config file)',
     lease: () => null,
     start(s) {
       sink = s;
-      sink.publish(peerRoutes(running.peers));
+      s.publish(peerRoutes(running.peers));
     },
     // One atomic route-table swap; traffic keeps flowing. Anything else that changed needs a restart, and a broken file changes nothing.
     reload() {
@@ -169,11 +173,18 @@ async function leases(path: string, src: LeasesSource, env: { log: Logger; undo:
     }
   }
   const backend = network.backend;
+  let v6: { publicIpv6: string; vtepMac6: Mac } | undefined;
+  if (network.ipv6) {
+    // flanneld's --public-ipv6, else the IPv6 address of the interface that carries PublicIP.
+    const publicIpv6 = cfg.publicIpv6 ?? findPublicIpv6(cfg.publicIp);
+    if (publicIpv6 === undefined) throw new ConfigError(`config: publicIpv6: missing, and the interface of ${cfg.publicIp} has no global IPv6 address (${where} says EnableIPv6)`);
+    v6 = { publicIpv6, vtepMac6: deriveVtepMac(publicIpv6) };
+  }
   const manager = new LeaseManager({
     registry,
     network,
     publicIp: cfg.publicIp,
-    leaseValue: encodeLeaseValue(cfg.publicIp, backend.type === 'vxlan' ? { type: 'vxlan', vni: backend.vni, vtepMac: cfg.backend.vtepMac } : { type: 'udp' }),
+    leaseValue: encodeLeaseValue(cfg.publicIp, backend.type === 'vxlan' ? { type: 'vxlan', vni: backend.vni, vtepMac: cfg.backend.vtepMac } : { type: 'udp' }, v6),
     ...(cfg.static ? { preferredSubnet: cfg.static.subnet } : {}),
     ...(cfg.registry?.leaseTtlSeconds !== undefined ? { ttlSeconds: cfg.registry.leaseTtlSeconds } : {}),
     ...(cfg.registry?.renewMarginSeconds !== undefined ? { renewMarginSeconds: cfg.registry.renewMarginSeconds } : {}),
@@ -181,9 +192,15 @@ async function leases(path: string, src: LeasesSource, env: { log: Logger; undo:
   });
   await retrying('acquire lease', () => manager.acquire(), env, since, deadline);
   const subnet = manager.subnet;
+  const subnet6 = manager.subnet6;
   let fileSeed = fileLeases(cfg);
   return {
-    plan: { network: network.network, subnet, backend },
+    plan: {
+      network: network.network,
+      subnet,
+      backend,
+      ...(network.ipv6 && subnet6 && v6 ? { ipv6: { network: network.ipv6.network, subnet: subnet6, publicIpv6: v6.publicIpv6, vtepMac: v6.vtepMac6 } } : {}),
+    },
     description: registry.description,
     lease: () => manager.stats,
     start(sink, fatal) {

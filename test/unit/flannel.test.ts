@@ -5,12 +5,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { parseNetworkConfig, encodeLeaseValue, decodeLeaseValue, leaseRoute, pickFreeSubnet, FlannelConfigError, type Cidr4 } from '../../src/control/flannel.js';
+import { parseNetworkConfig, encodeLeaseValue, decodeLeaseValue, leaseRoute, pickFreeSubnet, pickFreeSubnet6, judgeLease, parseLeaseKey, subnetKey, FlannelConfigError, type Cidr4, type Cidr6 } from '../../src/control/flannel.js';
 import { StaticRegistry } from '../../src/control/registry/static.js';
 import { LeaseManager } from '../../src/control/lease-manager.js';
 import { validateFlannelNodeConfig } from '../../src/control/flannel-node-config.js';
 import { parseCidr, cidrToString } from '../../src/packet/cidr.js';
-import { macFromString } from '../../src/packet/wire/ethernet.js';
+import { macFromString, macToString } from '../../src/packet/wire/ethernet.js';
 import { emitIpv4, ipv4FromString, ipv4ToString } from '../../src/packet/wire/ipv4.js';
 import { internetChecksum } from '../../src/packet/wire/checksum.js';
 import { createFakeTun } from '../../src/io/tun-fake.js';
@@ -33,6 +33,23 @@ describe('flannel network config', () => {
     expect(v.backend).toEqual({ type: 'vxlan', vni: 1, port: 8472 });
   });
 
+  it('reads "DirectRouting" for the vxlan backend (flanneld\'s udp backend has no such option)', () => {
+    expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}', 'cfg').backend).toEqual({ type: 'vxlan', vni: 1, port: 8472, directRouting: true });
+    expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":false}}', 'cfg').backend.directRouting).toBeUndefined();
+    expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"udp","DirectRouting":true}}', 'cfg').backend.directRouting).toBeUndefined();
+  });
+
+  it('reads a dual-stack network (EnableIPv6, IPv6Network, IPv6SubnetLen/Min/Max) with flannel\'s defaults', () => {
+    const c = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}', 'cfg');
+    expect(cidrToString(c.ipv6!.network)).toBe('fd00:10:244::/56');
+    expect(c.ipv6!.subnetLen).toBe(64);
+    expect(c.ipv6!.subnetMin).toBe(0xfd00_0010_0244_0001_0000_0000_0000_0000n);
+    expect(c.ipv6!.subnetMax).toBe(0xfd00_0010_0244_00ff_0000_0000_0000_0000n);
+    const picked = pickFreeSubnet6(c.ipv6!, [parseCidr('fd00:10:244:1::/64') as Cidr6], () => 0);
+    expect(cidrToString(picked!)).toBe('fd00:10:244:2::/64');
+    expect(parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}', 'cfg').ipv6).toBeUndefined();
+  });
+
   it.each([
     ['{"Network":', 'not valid JSON'],
     ['{}', 'Network: missing is required'],
@@ -42,6 +59,15 @@ describe('flannel network config', () => {
     ['{"Network":"10.244.0.0/16","SubnetMin":"10.245.0.0"}', 'SubnetMin: "10.245.0.0" is not in the range'],
     ['{"Network":"10.244.0.0/16","SubnetMax":"10.244.3.7"}', 'not on a /24 boundary'],
     ['{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}', 'Backend.Type: "host-gw"'],
+    ['{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":"yes"}}', 'Backend.DirectRouting: "yes"'],
+    ['{"Network":"10.244.0.0/16","EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/56"}', 'EnableIPv4: false'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true}', 'IPv6Network: missing is required'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"10.1.0.0/16"}', 'IPv6Network: "10.1.0.0/16" is not an IPv6 CIDR'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/63"}', 'minimum useful prefix is /62'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","IPv6SubnetLen":127}', 'IPv6SubnetLen: 127'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","IPv6SubnetMin":"fd00:0:0:1::1"}', 'not on a /64 boundary'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":"yes"}', 'EnableIPv6: "yes"'],
+    ['{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"udp"}}', 'vxlan backend only'],
   ])('%s is refused with one line naming the key', (text, mention) => {
     expect(() => parseNetworkConfig(text, '/p/config')).toThrow(FlannelConfigError);
     try {
@@ -67,6 +93,38 @@ describe('lease values', () => {
     expect(leaseRoute(cidr('10.244.1.0/24'), decodeLeaseValue('{"PublicIP":"198.18.0.1","PublicIPv6":null}')!, vx)).toBeUndefined();
     expect(leaseRoute(cidr('10.244.1.0/24'), attrs, { type: 'udp', vni: 1, port: 8285 })).toBeUndefined();
     for (const bad of ['', 'null', '{"PublicIP":"x"}', '[]']) expect(decodeLeaseValue(bad)).toBeUndefined();
+    // dual-stack, as flanneld writes it: PublicIPv6 and BackendV6Data (the flannel-v6.<VNI> VTEP)
+    const dual = encodeLeaseValue('198.18.0.1', { type: 'vxlan', vni: 1, vtepMac: mac }, { publicIpv6: '2001:db8::1', vtepMac6: macFromString('0a:58:0a:f4:01:01') });
+    expect(dual).toBe('{"PublicIP":"198.18.0.1","PublicIPv6":"2001:db8::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"' + macToString(mac) + '"},"BackendV6Data":{"VNI":1,"VtepMAC":"0a:58:0a:f4:01:01"}}');
+    expect(decodeLeaseValue(dual)).toMatchObject({ publicIp: '198.18.0.1', publicIpv6: '2001:db8::1', vtepMac6: macFromString('0a:58:0a:f4:01:01') });
+  });
+
+  it('a dual-stack lease gives an IPv6 route to PublicIPv6 and the BackendV6Data MAC; an unusable IPv6 half leaves the IPv4 route', () => {
+    const dualNet = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}', 'cfg');
+    const mac = macFromString('0a:00:00:00:04:02');
+    const own = { subnet: cidr('10.244.1.0/24'), publicIp: '198.18.0.1', subnet6: parseCidr('fd00:10:244:1::/64') as Cidr6, publicIpv6: '2001:db8::1' };
+    const v = (six: string): string => encodeLeaseValue('198.18.0.2', { type: 'vxlan', vni: 1, vtepMac: mac }, { publicIpv6: six, vtepMac6: macFromString('0a:00:00:00:06:02') });
+    const ok = judgeLease('10.244.2.0-24&fd00:10:244:2::-64', v('2001:db8::2'), dualNet, own);
+    expect(ok).toMatchObject({ route: { target: { endpoint: { address: '198.18.0.2' } } }, route6: { target: { endpoint: { address: '2001:db8::2', port: 8472 }, vtepMac: macFromString('0a:00:00:00:06:02'), vni: 1 } } });
+    expect('route6' in ok && cidrToString(ok.route6!.prefix)).toBe('fd00:10:244:2::/64');
+    expect(judgeLease('10.244.2.0-24&fd00:10:244:1::-64', v('2001:db8::2'), dualNet, own)).toMatchObject({ refusal6: 'overlaps-own-subnet' });
+    expect(judgeLease('10.244.2.0-24&fd00:10:245:2::-64', v('2001:db8::2'), dualNet, own)).toMatchObject({ refusal6: 'outside-network' });
+    expect(judgeLease('10.244.2.0-24&fd00:10:244:2::-64', v('2001:db8::1'), dualNet, own)).toMatchObject({ refusal6: 'own-public-ip' });
+    expect(judgeLease('10.244.2.0-24&fd00:10:244:2::-64', encodeLeaseValue('198.18.0.2', { type: 'vxlan', vni: 1, vtepMac: mac }), dualNet, own)).toMatchObject({ refusal6: 'malformed' });
+    // an IPv4-only network routes the IPv4 half alone
+    expect(judgeLease('10.244.2.0-24&fd00:10:244:2::-64', v('2001:db8::2'), parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}', 'cfg'), own)).not.toHaveProperty('route6');
+  });
+
+  it("lease keys as flannel's ParseSubnetKey reads them, dual-stack ones included", () => {
+    const text = (k: string): unknown => {
+      const p = parseLeaseKey(k);
+      return p && { v4: p.subnet && cidrToString(p.subnet), v6: p.subnet6 && cidrToString(p.subnet6) };
+    };
+    expect(text('10.244.73.0-24')).toEqual({ v4: '10.244.73.0/24', v6: undefined });
+    expect(text('10.244.73.0-24&fd00:10:244:1f::-64')).toEqual({ v4: '10.244.73.0/24', v6: 'fd00:10:244:1f::/64' });
+    expect(text('0.0.0.0-0&fd00:10:244:1f::-64')).toEqual({ v4: undefined, v6: 'fd00:10:244:1f::/64' });
+    for (const bad of ['10.244.73.0/24', '10.244.73.0-24&', '10.244.73.0-24&fd00::1-64', '10.244.73.0-24&10.1.0.0-16', 'x10.244.73.0-24']) expect(parseLeaseKey(bad)).toBeUndefined();
+    expect(subnetKey(cidr('10.244.73.0/24'), parseCidr('fd00:10:244:1f::/64') as Cidr6)).toBe('10.244.73.0-24&fd00:10:244:1f::-64');
   });
 
   it('pickFreeSubnet never returns a taken subnet and stays within SubnetMin..SubnetMax', () => {
@@ -232,6 +290,8 @@ describe('LeaseManager: leases that must not become routes', () => {
     ['10.244.10.0-24', 'other-backend', encodeLeaseValue('198.18.0.8', { type: 'udp' })],
     ['10.244.11.7-24', 'malformed', lease('198.18.0.9')],
     ['10.244.12.0-24', 'malformed', '{"PublicIP":"nowhere"}'],
+    ['10.244.13.0-24&fd00:10:244:d::1-64', 'malformed', lease('198.18.0.10')],
+    ['0.0.0.0-0&fd00:10:244:e::-64', 'ipv6-only', lease('0.0.0.0')],
   ];
 
   it.each(bad)('%s is no route, logged once and counted as %s', async (key, reason, value) => {
@@ -250,6 +310,34 @@ describe('LeaseManager: leases that must not become routes', () => {
     expect(m.stats.ignoredLeases).toBe(1);
     expect(m.stats.ignoredByReason).toMatchObject({ [reason]: 1 });
     await m.stop();
+  });
+
+  it("a flanneld dual-stack lease is a route to its IPv4 subnet, and its subnet is never handed out again", async () => {
+    // 10.244.0.0/22 in /24s: SubnetMin..Max is 10.244.1.0-10.244.3.0; flanneld's dual-stack nodes hold two of them.
+    const small = parseNetworkConfig('{"Network":"10.244.0.0/22","Backend":{"Type":"vxlan"}}', 'cfg');
+    const dual = (ip: string, six: string): string => encodeLeaseValue(ip, { type: 'vxlan', vni: 1, vtepMac: macFromString('0a:00:00:00:00:98') }, { publicIpv6: six, vtepMac6: macFromString('0a:00:00:00:01:98') });
+    for (let round = 0; round < 20; round++) {
+      const registry = new StaticRegistry('', [
+        { subnetKey: '10.244.1.0-24&fd00:10:244:1::-64', value: dual('198.18.0.2', '2001:db8::2') },
+        { subnetKey: '10.244.3.0-24&fd00:10:244:3::-64', value: dual('198.18.0.3', '2001:db8::3') },
+      ]);
+      const m = new LeaseManager({ registry, network: small, publicIp: '198.18.0.1', leaseValue: ours, log });
+      expect(cidrToString(await m.acquire())).toBe('10.244.2.0/24');
+      const tables: string[][] = [];
+      m.on('routes', (r) => tables.push(r.map((x) => `${cidrToString(x.prefix)}@${x.target.endpoint.address}`)));
+      m.start();
+      await settle();
+      expect(tables.at(-1)).toEqual(['10.244.1.0/24@198.18.0.2', '10.244.3.0/24@198.18.0.3']);
+      expect(m.stats.ignoredLeases).toBe(0);
+      await m.stop();
+      // ... and with every subnet held, none is left rather than one twice
+      const full = new StaticRegistry('', [
+        { subnetKey: '10.244.1.0-24&fd00:10:244:1::-64', value: dual('198.18.0.2', '2001:db8::2') },
+        { subnetKey: '10.244.2.0-24&fd00:10:244:2::-64', value: dual('198.18.0.4', '2001:db8::4') },
+        { subnetKey: '10.244.3.0-24&fd00:10:244:3::-64', value: dual('198.18.0.3', '2001:db8::3') },
+      ]);
+      await expect(new LeaseManager({ registry: full, network: small, publicIp: '198.18.0.1', leaseValue: ours, log }).acquire()).rejects.toThrow('no free /24 left in 10.244.0.0/22');
+    }
   });
 
   it('a lease overlapping our own subnet is no route', async () => {

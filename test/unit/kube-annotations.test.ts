@@ -5,9 +5,9 @@
  * and CompleteLease's condition patch (bytes).
  */
 import { describe, expect, it } from 'vitest';
-import { annotationKeys, annotationPatch, networkAvailablePatch, nodeLease, nodeSubnet, storedPublicIp, storedVtepMac, type NodeView } from '../../src/control/registry/kube-annotations.js';
-import { decodeLeaseValue, encodeLeaseValue, leaseRoute, parseNetworkConfig } from '../../src/control/flannel.js';
-import { cidrToString } from '../../src/packet/cidr.js';
+import { annotationKeys, annotationPatch, networkAvailablePatch, nodeLease, nodeSubnet, nodeSubnet6, storedPublicIp, storedVtepMac, type NodeView } from '../../src/control/registry/kube-annotations.js';
+import { decodeLeaseValue, encodeLeaseValue, judgeLease, leaseRoute, parseNetworkConfig } from '../../src/control/flannel.js';
+import { cidrToString, type Cidr } from '../../src/packet/cidr.js';
 import { macFromString, macToString } from '../../src/packet/wire/ethernet.js';
 
 const keys = annotationKeys('flannel.alpha.coreos.com');
@@ -98,6 +98,54 @@ describe('a node as a lease (nodeToLease)', () => {
     garbled.metadata!.annotations!['flannel.alpha.coreos.com/backend-data'] = '{"VNI":1,';
     const lease = nodeLease(garbled, keys);
     expect(typeof lease === 'string' ? lease : decodeLeaseValue(lease.value)).toBeUndefined();
+  });
+});
+
+describe('a dual-stack network (EnableIPv6): both address families in the annotations', () => {
+  const dualNode = (): NodeView => {
+    const n = flannelNode();
+    n.metadata!.annotations!['flannel.alpha.coreos.com/backend-v6-data'] = '{"VNI":1,"VtepMAC":"6e:cd:b5:5e:5a:ba"}';
+    n.metadata!.annotations!['flannel.alpha.coreos.com/public-ipv6'] = '2001:db8::11';
+    n.spec = { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'] };
+    return n;
+  };
+
+  it("reads a flanneld dual-stack node into a dual-stack lease (the `&` key, PublicIPv6, BackendV6Data) routed in both families", () => {
+    const lease = nodeLease(dualNode(), keys, { ipv6: true });
+    if (typeof lease === 'string') throw new Error(lease);
+    expect(lease.subnetKey).toBe('10.244.1.0-24&fd00:10:244:1::-64');
+    expect(JSON.parse(lease.value)).toEqual({ PublicIP: '198.18.0.11', PublicIPv6: '2001:db8::11', BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: '6e:cd:b5:5e:5a:b9' }, BackendV6Data: { VNI: 1, VtepMAC: '6e:cd:b5:5e:5a:ba' } });
+    const network = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}', 'net-conf.json');
+    const own = { subnet: { family: 4 as const, addr: 0x0af40500, prefixLen: 24 }, publicIp: '198.18.0.1' };
+    expect(judgeLease(lease.subnetKey, lease.value, network, own)).toMatchObject({ route: { target: { endpoint: { address: '198.18.0.11' } } }, route6: { target: { endpoint: { address: '2001:db8::11' } } } });
+    // the same node in an IPv4-only network is an IPv4 lease; without an IPv6 podCIDR or public-ipv6 it is no dual-stack lease
+    expect(nodeLease(dualNode(), keys)).toMatchObject({ subnetKey: '10.244.1.0-24' });
+    expect(nodeLease(flannelNode(), keys, { ipv6: true })).toBe('invalid IPv6 address in flannel.alpha.coreos.com/public-ipv6: ""');
+    const v4only = dualNode();
+    v4only.spec = { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] };
+    expect(nodeLease(v4only, keys, { ipv6: true })).toBe('missing IPv6 address on n.Spec.PodCIDRs');
+    expect(cidrToString(nodeSubnet6(dualNode()) as Cidr)).toBe('fd00:10:244:1::/64');
+  });
+
+  it('publishes backend-v6-data and public-ipv6 beside the IPv4 annotations, honouring public-ipv6-overwrite', () => {
+    const attrs = { publicIp: '198.18.0.1', backendType: 'vxlan', backendData: '{"VNI":1,"VtepMAC":"0e:aa:bb:cc:dd:01"}', publicIpv6: '2001:db8::1', backendV6Data: '{"VNI":1,"VtepMAC":"0e:aa:bb:cc:dd:06"}' };
+    const fresh: NodeView = { metadata: { name: 'vx-1', annotations: {} }, spec: { podCIDRs: ['10.244.5.0/24', 'fd00:10:244:5::/64'] } };
+    expect(JSON.parse(annotationPatch(fresh, attrs, keys)!.body)).toEqual({
+      metadata: {
+        annotations: {
+          'flannel.alpha.coreos.com/backend-data': attrs.backendData,
+          'flannel.alpha.coreos.com/backend-type': 'vxlan',
+          'flannel.alpha.coreos.com/backend-v6-data': attrs.backendV6Data,
+          'flannel.alpha.coreos.com/kube-subnet-manager': 'true',
+          'flannel.alpha.coreos.com/public-ip': '198.18.0.1',
+          'flannel.alpha.coreos.com/public-ipv6': '2001:db8::1',
+        },
+      },
+    });
+    const done: NodeView = { metadata: { name: 'vx-1', annotations: JSON.parse(annotationPatch(fresh, attrs, keys)!.body).metadata.annotations }, spec: fresh.spec! };
+    expect(annotationPatch(done, attrs, keys)).toBeUndefined();
+    done.metadata!.annotations!['flannel.alpha.coreos.com/public-ipv6-overwrite'] = '2001:db8::99';
+    expect(JSON.parse(annotationPatch(done, attrs, keys)!.body)).toEqual({ metadata: { annotations: { 'flannel.alpha.coreos.com/public-ipv6': '2001:db8::99' } } });
   });
 });
 

@@ -13,7 +13,7 @@ import pino from 'pino';
 import { KubeRegistry, type KubeSettings } from '../../src/control/registry/kube.js';
 import { LeaseManager } from '../../src/control/lease-manager.js';
 import { RegistryError } from '../../src/control/registry/registry.js';
-import { encodeLeaseValue, parseNetworkConfig } from '../../src/control/flannel.js';
+import { encodeLeaseValue, parseNetworkConfig, type LeaseV6 } from '../../src/control/flannel.js';
 import { cidrToString } from '../../src/packet/cidr.js';
 import { macFromString, macToString } from '../../src/packet/wire/ethernet.js';
 import type { Route, Vtep } from '../../src/packet/routes.js';
@@ -89,10 +89,10 @@ describe('kube subnet manager against the stand-in API server', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function startNode(vtepMac: string): Promise<{ registry: KubeRegistry; manager: LeaseManager; events: Route<Vtep>[][] }> {
+  async function startNode(vtepMac: string, v6?: LeaseV6): Promise<{ registry: KubeRegistry; manager: LeaseManager; events: Route<Vtep>[][] }> {
     const registry = await KubeRegistry.open(settings, log);
     const network = parseNetworkConfig(await registry.getNetworkConfig(), 'net-conf.json');
-    const leaseValue = encodeLeaseValue('198.18.0.1', { type: 'vxlan', vni: 1, vtepMac: macFromString(vtepMac) });
+    const leaseValue = encodeLeaseValue('198.18.0.1', { type: 'vxlan', vni: 1, vtepMac: macFromString(vtepMac) }, v6);
     // A TTL that would have the etcd path renew twice a second: nothing in Kubernetes is renewed.
     const manager = new LeaseManager({ registry, network, publicIp: '198.18.0.1', leaseValue, log, maxBackoffMs: 200, ttlSeconds: 1 });
     const events: Route<Vtep>[][] = [];
@@ -241,6 +241,23 @@ describe('kube subnet manager against the stand-in API server', () => {
     await expect(KubeRegistry.open({ ...settings, apiUrl: undefined, env: { NODE_NAME: 'vx-1' } }, log)).rejects.toThrow(/not running in a cluster .*give --kube-api-url or --kubeconfig-file/);
     await expect(KubeRegistry.open({ ...settings, kubeconfigFile: join(dir, 'absent') }, log)).rejects.toMatchObject({ field: 'kubeconfig-file', transient: false });
     await expect(KubeRegistry.open({ ...settings, annotationPrefix: 'org' }, log)).rejects.toMatchObject({ field: 'kube-annotation-prefix' });
+  });
+
+  it('a dual-stack net-conf.json: publishes both families, takes both podCIDRs, and reads peers as dual-stack leases', async () => {
+    writeFileSync(settings.netConfPath!, '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"vxlan"}}');
+    api.updateNode('vx-1', (n) => (n.spec = { podCIDR: '10.244.5.0/24', podCIDRs: ['10.244.5.0/24', 'fd00:10:244:5::/64'] }));
+    api.updateNode('worker-1', (n) => {
+      n.spec = { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'] };
+      n.metadata.annotations![`${PREFIX}public-ipv6`] = '2001:db8::11';
+      n.metadata.annotations![`${PREFIX}backend-v6-data`] = '{"VNI":1,"VtepMAC":"6e:cd:b5:5e:5a:61"}';
+    });
+    const { manager, events } = await startNode('0e:aa:bb:cc:dd:01', { publicIpv6: '2001:db8::1', vtepMac6: macFromString('0e:aa:bb:cc:dd:06') });
+    expect(cidrToString(manager.subnet)).toBe('10.244.5.0/24');
+    expect(cidrToString(manager.subnet6!)).toBe('fd00:10:244:5::/64');
+    expect(api.node('vx-1')!.metadata.annotations).toMatchObject({ [`${PREFIX}public-ipv6`]: '2001:db8::1', [`${PREFIX}backend-v6-data`]: '{"VNI":1,"VtepMAC":"0e:aa:bb:cc:dd:06"}', [`${PREFIX}public-ip`]: '198.18.0.1' });
+    manager.start();
+    await until('the first routes', () => (events.length > 0 ? true : undefined));
+    expect(events.at(-1)!.map((r) => `${cidrToString(r.prefix)}@${r.target.endpoint.address} ${macToString(r.target.vtepMac)}`).sort()).toEqual(['10.244.1.0/24@198.18.0.11 6e:cd:b5:5e:5a:01', 'fd00:10:244:1::/64@2001:db8::11 6e:cd:b5:5e:5a:61']);
   });
 
   it('waits for a podCIDR, refuses one outside the network, and reads net-conf.json from its path', async () => {

@@ -14,6 +14,13 @@ describe('subnet.env', () => {
     );
   });
 
+  it("carries a dual-stack network's IPv6 half in flanneld's order", () => {
+    const v6 = (t: string) => parseCidr(t) as Cidr & { family: 6 };
+    expect(formatSubnetEnv({ network: v4('10.244.0.0/16'), subnet: v4('10.244.2.0/24'), mtu: 1450, ipMasq: false, ipv6: { network: v6('fd00:10:244::/56'), subnet: v6('fd00:10:244:ff::/64') } })).toBe(
+      'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.2.1/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:ff::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
+    );
+  });
+
   it('is written atomically, leaving no temporary file, and parses back', () => {
     const dir = mkdtempSync(join(tmpdir(), 'subnet-env-'));
     try {

@@ -9,13 +9,16 @@
  *  - the stored VtepMAC (GetStoredMacAddresses, its string parse included) and public IP
  *    (GetStoredPublicIP: node-public-ip) read back on restart;
  *  - the NetworkUnavailable=False condition patch (CompleteLease).
- * IPv4 only, as vxtun is: flannel with EnableIPv6 off never writes or reads the v6 annotations' leases.
+ * Dual-stack (EnableIPv6) adds the IPv6 half as flannel does: the IPv6 podCIDR, public-ipv6 and
+ * backend-v6-data, read into `&` lease keys and written by the same patch.
  */
 import { isIPv6 } from 'node:net';
 import { ipv4Mask } from '../../packet/cidr.js';
 import { ipv4FromString, ipv4ToString, isIpv4String } from '../../packet/wire/ipv4.js';
+import { ipv6FromString, ipv6ToString } from '../../packet/wire/ipv6.js';
 import { isMacString } from '../../packet/wire/ethernet.js';
-import type { Cidr4 } from './registry.js';
+import { maskIpv6 } from '../../packet/cidr.js';
+import type { Cidr4, Cidr6 } from './registry.js';
 
 /** flanneld's --kube-annotation-prefix default. */
 export const DEFAULT_ANNOTATION_PREFIX = 'flannel.alpha.coreos.com';
@@ -96,6 +99,19 @@ export function nodeSubnet(node: NodeView): Cidr4 | string {
   return 'missing IPv4 address on n.Spec.PodCIDRs';
 }
 
+/** The node's IPv6 pod subnet (the IPv6 entry of podCIDRs, host bits masked as Go's ParseCIDR does); a string says why there is none. */
+export function nodeSubnet6(node: NodeView): Cidr6 | string {
+  const name = node.metadata?.name ?? '';
+  const list = node.spec?.podCIDRs ?? [];
+  if (list.length >= 3) return `node "${name}" pod cidrs should be IPv4/IPv6 only or dualstack`;
+  const texts = list.length === 0 ? [node.spec?.podCIDR ?? ''] : list;
+  for (const t of texts) {
+    const m = /^([^/]+)\/(\d{1,3})$/.exec(t);
+    if (m && isIPv6(m[1]!) && Number(m[2]) <= 128) return { family: 6, addr: maskIpv6(ipv6FromString(m[1]!), Number(m[2])), prefixLen: Number(m[2]) };
+  }
+  return 'missing IPv6 address on n.Spec.PodCIDRs';
+}
+
 export function isManaged(node: NodeView, keys: AnnotationKeys): boolean {
   return node.metadata?.annotations?.[keys.subnetKubeManaged] === 'true';
 }
@@ -105,7 +121,7 @@ export function isManaged(node: NodeView, keys: AnnotationKeys): boolean {
  * inserted raw, as Go's json.RawMessage is, so a malformed one makes the whole value unreadable
  * and the lease is ignored downstream). A string says why the node gives no lease.
  */
-export function nodeLease(node: NodeView, keys: AnnotationKeys): { subnet: Cidr4; subnetKey: string; value: string } | string {
+export function nodeLease(node: NodeView, keys: AnnotationKeys, opts: { ipv6?: boolean } = {}): { subnet: Cidr4; subnetKey: string; value: string } | string {
   const a = node.metadata?.annotations ?? {};
   const publicIp = a[keys.backendPublicIp] ?? '';
   if (!isIpv4String(publicIp)) return `invalid IPv4 address in ${keys.backendPublicIp}: ${JSON.stringify(publicIp)}`;
@@ -113,9 +129,21 @@ export function nodeLease(node: NodeView, keys: AnnotationKeys): { subnet: Cidr4
   if (typeof subnet === 'string') return subnet;
   const backendType = a[keys.backendType] ?? '';
   const data = a[keys.backendData] ?? '';
-  const value = `{"PublicIP":${JSON.stringify(publicIp)},"PublicIPv6":null,"BackendType":${JSON.stringify(backendType)},"BackendData":${data === '' ? 'null' : data}}`;
   // The key flannel gives the lease in etcd, so the lease manager sees the same keys from every registry.
-  return { subnet, subnetKey: `${ipv4ToString(subnet.addr)}-${subnet.prefixLen}`, value };
+  const key = `${ipv4ToString(subnet.addr)}-${subnet.prefixLen}`;
+  if (!opts.ipv6) {
+    const value = `{"PublicIP":${JSON.stringify(publicIp)},"PublicIPv6":null,"BackendType":${JSON.stringify(backendType)},"BackendData":${data === '' ? 'null' : data}}`;
+    return { subnet, subnetKey: key, value };
+  }
+  const publicIpv6 = a[keys.backendPublicIpv6] ?? '';
+  if (!isIPv6(publicIpv6)) return `invalid IPv6 address in ${keys.backendPublicIpv6}: ${JSON.stringify(publicIpv6)}`;
+  const subnet6 = nodeSubnet6(node);
+  if (typeof subnet6 === 'string') return subnet6;
+  const data6 = a[keys.backendV6Data] ?? '';
+  const value =
+    `{"PublicIP":${JSON.stringify(publicIp)},"PublicIPv6":${JSON.stringify(publicIpv6)},"BackendType":${JSON.stringify(backendType)},` +
+    `"BackendData":${data === '' ? 'null' : data},"BackendV6Data":${data6 === '' ? 'null' : data6}}`;
+  return { subnet, subnetKey: `${key}&${ipv6ToString(subnet6.addr)}-${subnet6.prefixLen}`, value };
 }
 
 /** What this node publishes: flannel's LeaseAttrs for an IPv4 lease. */
@@ -124,6 +152,9 @@ export interface PublishedAttrs {
   backendType: string;
   /** The backend data JSON exactly as it goes into the annotation (`{"VNI":1,"VtepMAC":"..."}`), or "null". */
   backendData: string;
+  /** Dual-stack: public-ipv6 and backend-v6-data (same form as backendData). */
+  publicIpv6?: string;
+  backendV6Data?: string;
 }
 
 /**
@@ -135,7 +166,11 @@ export function annotationPatch(node: NodeView, attrs: PublishedAttrs, keys: Ann
   const before = node.metadata?.annotations ?? {};
   const get = (k: string): string => before[k] ?? '';
   const overwrite = get(keys.backendPublicIpOverwrite);
+  const overwrite6 = get(keys.backendPublicIpv6Overwrite);
+  const v6 = attrs.publicIpv6 !== undefined;
+  const stale6 = v6 && (get(keys.backendV6Data) !== attrs.backendV6Data || get(keys.backendPublicIpv6) !== attrs.publicIpv6 || (overwrite6 !== '' && overwrite6 !== attrs.publicIpv6));
   const stale =
+    stale6 ||
     get(keys.backendData) !== attrs.backendData ||
     get(keys.backendType) !== attrs.backendType ||
     get(keys.backendPublicIp) !== attrs.publicIp ||
@@ -148,6 +183,10 @@ export function annotationPatch(node: NodeView, attrs: PublishedAttrs, keys: Ann
     after[keys.backendData] = attrs.backendData;
     if (overwrite !== '') after[keys.backendPublicIp] = overwrite;
     else after[keys.backendPublicIp] = attrs.publicIp;
+  }
+  if (v6) {
+    after[keys.backendV6Data] = attrs.backendV6Data ?? 'null';
+    after[keys.backendPublicIpv6] = overwrite6 !== '' ? overwrite6 : attrs.publicIpv6!;
   }
   after[keys.subnetKubeManaged] = 'true';
   const changed = Object.keys(after)

@@ -9,13 +9,14 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { KubeConfig, CoreV1Api, Watch, setHeaderOptions, PatchStrategy, ApiException, type V1Node } from '@kubernetes/client-node';
 import { cidrContains, cidrToString } from '../../packet/cidr.js';
-import { RegistryError, type Cidr4, type AssignedSubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
+import { RegistryError, type Cidr4, type Cidr6, type AssignedSubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
 import {
   DEFAULT_ANNOTATION_PREFIX,
   annotationKeys,
   isManaged,
   nodeLease,
   nodeSubnet,
+  nodeSubnet6,
   annotationPatch,
   storedVtepMac,
   storedPublicIp,
@@ -129,6 +130,8 @@ export class KubeRegistry implements AssignedSubnetRegistry {
   /** The lease each managed peer stood for at the last list or event: only real changes reach the lease manager. */
   private known = new Map<string, { key: string; value: string }>();
   private readonly logged = new Map<string, string>();
+  /** A dual-stack network (set by publishLease): peers' leases carry their IPv6 half. */
+  private ipv6 = false;
   private watches = new Set<() => void>();
 
   private constructor(
@@ -196,13 +199,22 @@ export class KubeRegistry implements AssignedSubnetRegistry {
     return { ...(publicIp ? { publicIp } : {}), ...(vtepMac ? { vtepMac } : {}) };
   }
 
-  async publishLease(leaseValue: string, network: Cidr4): Promise<Cidr4> {
-    const lease = JSON.parse(leaseValue) as { PublicIP: string; BackendType?: string; BackendData?: unknown };
-    const attrs = { publicIp: lease.PublicIP, backendType: lease.BackendType ?? '', backendData: JSON.stringify(lease.BackendData ?? null) };
+  async publishLease(leaseValue: string, network: Cidr4, network6?: Cidr6): Promise<{ subnet: Cidr4; subnet6?: Cidr6 }> {
+    const lease = JSON.parse(leaseValue) as { PublicIP: string; PublicIPv6?: string | null; BackendType?: string; BackendData?: unknown; BackendV6Data?: unknown };
+    const attrs = {
+      publicIp: lease.PublicIP,
+      backendType: lease.BackendType ?? '',
+      backendData: JSON.stringify(lease.BackendData ?? null),
+      ...(network6 && typeof lease.PublicIPv6 === 'string' ? { publicIpv6: lease.PublicIPv6, backendV6Data: JSON.stringify(lease.BackendV6Data ?? null) } : {}),
+    };
+    // Peers' leases are read with their IPv6 half from now on (flannel's ksm.enableIPv6).
+    this.ipv6 = network6 !== undefined;
     const node = (await this.ownNode()) as NodeView;
     const subnet = nodeSubnet(node);
     // Assigned by the controller manager shortly after the node registers: worth waiting for.
     if (typeof subnet === 'string') throw new RegistryError(subnet, subnet.endsWith('not assigned'));
+    const subnet6 = network6 ? nodeSubnet6(node) : undefined;
+    if (typeof subnet6 === 'string') throw new RegistryError(subnet6, false);
     const patch = annotationPatch(node, attrs, this.keys);
     if (patch) {
       if (patch.publicIp !== attrs.publicIp) this.log.info({ publicIp: patch.publicIp, annotation: this.keys.backendPublicIpOverwrite }, 'overriding public ip from node annotation');
@@ -211,7 +223,10 @@ export class KubeRegistry implements AssignedSubnetRegistry {
     if (!cidrContains(network, subnet)) {
       throw new RegistryError(`subnet "${cidrToString(network)}" specified in the flannel net config doesn't contain "${cidrToString(subnet)}" PodCIDR of the "${this.nodeName}" node`, false);
     }
-    return subnet;
+    if (network6 && subnet6 && !cidrContains(network6, subnet6)) {
+      throw new RegistryError(`subnet "${cidrToString(network6)}" specified in the flannel net config doesn't contain "${cidrToString(subnet6)}" IPv6 PodCIDR of the "${this.nodeName}" node`, false);
+    }
+    return { subnet, ...(subnet6 ? { subnet6 } : {}) };
   }
 
   async completeLease(): Promise<void> {
@@ -231,7 +246,7 @@ export class KubeRegistry implements AssignedSubnetRegistry {
   private leaseOf(node: NodeView): { key: string; value: string } | undefined {
     const name = node.metadata?.name ?? '';
     if (name === this.nodeName || !isManaged(node, this.keys)) return undefined;
-    const lease = nodeLease(node, this.keys);
+    const lease = nodeLease(node, this.keys, { ipv6: this.ipv6 });
     if (typeof lease === 'string') {
       if (this.logged.get(name) !== lease) this.log.warn({ node: name, err: lease }, 'error turning node to lease');
       this.logged.set(name, lease);

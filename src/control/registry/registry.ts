@@ -12,6 +12,7 @@ import type { Cidr } from '../../packet/cidr.js';
 
 /** An IPv4 prefix (the same type as flannel.ts's Cidr4; this folder imports nothing from above it). */
 export type Cidr4 = Extract<Cidr, { family: 4 }>;
+export type Cidr6 = Extract<Cidr, { family: 6 }>;
 
 /** One lease as stored: `<prefix>/subnets/<subnetKey>` -> value (flannel's LeaseAttrs JSON). */
 export interface StoredLease {
@@ -75,9 +76,10 @@ export interface AssignedSubnetRegistry {
   getNetworkConfig(): Promise<string>;
   /**
    * Publishes our lease (flannel's LeaseAttrs JSON, as encodeLeaseValue writes it) and returns the
-   * subnet assigned to this node, checked to lie inside `network` (RegistryError otherwise).
+   * subnet assigned to this node, checked to lie inside `network` (RegistryError otherwise); with
+   * `network6` (a dual-stack network) the assigned IPv6 subnet too, inside `network6`.
    */
-  publishLease(leaseValue: string, network: Cidr4): Promise<Cidr4>;
+  publishLease(leaseValue: string, network: Cidr4, network6?: Cidr6): Promise<{ subnet: Cidr4; subnet6?: Cidr6 }>;
   /** Tells the cluster this node's network is up (flannel's CompleteLease), once the data path runs. */
   completeLease(): Promise<void>;
   listLeases(): Promise<{ leases: StoredLease[]; revision: string }>;

@@ -30,6 +30,10 @@ export function assertUnderlay(ip: string): void {
   if (!inV4(ip, '198.18.0.0', 15)) throw new Error(`underlay address ${ip} is outside 198.18.0.0/15`);
 }
 
+export function assertUnderlay6(ip: string): void {
+  if (!/^2001:0?db8:/i.test(ip)) throw new Error(`IPv6 underlay address ${ip} is outside 2001:db8::/32`);
+}
+
 export function assertPodV4(ip: string): void {
   if (!inV4(ip, '10.244.0.0', 16)) throw new Error(`pod address ${ip} is outside 10.244.0.0/16`);
 }

@@ -1,5 +1,5 @@
 /** Kernel VXLAN set up exactly as flanneld's vxlan backend does it (flannel.<VNI>, permanent neighbours, FDB, onlink routes). */
-import { assertMac, assertPodV4, assertPodV6, assertUnderlay, networkAddress, splitCidr } from './addresses.js';
+import { assertMac, assertPodV4, assertPodV6, assertUnderlay, assertUnderlay6, networkAddress, splitCidr } from './addresses.js';
 import { run } from './exec.js';
 import { Netns } from './netns.js';
 
@@ -90,6 +90,24 @@ export async function addKernelPeer(ns: Netns, peer: KernelPeer): Promise<void> 
   await ns.ip(['route', 'replace', `${gw}/${splitCidr(peer.subnet).len}`, 'via', gw, 'dev', dev, 'onlink']);
 }
 
+/**
+ * A remote lease as flanneld programs it with "DirectRouting": true when the peer's PublicIP is on
+ * the underlay's own subnet (vxlan_network.go): `<subnet> via <PublicIP> dev <underlayDev>`, no
+ * neighbour, FDB entry or route through flannel.<VNI>.
+ */
+export async function addKernelDirectPeer(ns: Netns, peer: { subnet: string; publicIp: string; underlayDev?: string }): Promise<void> {
+  assertUnderlay(peer.publicIp);
+  const { ip: net, len } = splitCidr(peer.subnet);
+  assertPodV4(net);
+  await ns.ip(['route', 'replace', `${net}/${len}`, 'via', peer.publicIp, 'dev', peer.underlayDev ?? 'eth0']);
+}
+
+/** Strict reverse-path filtering on every interface of `ns` (the kernel applies the larger of `all` and the interface's value). */
+export async function strictReversePath(ns: Netns): Promise<void> {
+  await ns.sysctl('net.ipv4.conf.all.rp_filter', 1);
+  await ns.sysctl('net.ipv4.conf.default.rp_filter', 1);
+}
+
 /** Undoes addKernelPeer (flanneld's EventRemoved): neighbour, FDB entry and route. Missing entries are ignored. */
 export async function removeKernelPeer(ns: Netns, peer: KernelPeer): Promise<void> {
   const dev = peer.dev ?? 'flannel.1';
@@ -111,6 +129,50 @@ export async function addKernelPeerV6(ns: Netns, peer: { subnet6: string; vtepMa
   assertMac(peer.vtepMac);
   await ns.ip(['-6', 'neigh', 'replace', gw, 'lladdr', peer.vtepMac, 'dev', dev, 'nud', 'permanent']);
   await ns.ip(['-6', 'route', 'replace', `${gw}/${len}`, 'via', gw, 'dev', dev, 'onlink']);
+}
+
+//
+// Dual-stack (EnableIPv6), vxlan.go RegisterNetwork and vxlan_network.go handleSubnetEvents: a second
+// device `flannel-v6.<VNI>` with SrcAddr = the external interface's IPv6 address (VXLAN over the IPv6
+// underlay, overhead 70), its own random MAC (the lease's BackendV6Data VtepMAC), address
+// `<lease IPv6 subnet IP>/128`; per remote dual-stack lease AddV6ARP (permanent neighbour
+// `<subnet6 IP>` -> BackendV6Data VtepMAC), AddV6FDB (permanent FDB VtepMAC -> PublicIPv6) and
+// RouteReplace `<subnet6> via <subnet6 IP> dev flannel-v6.<VNI> onlink`.
+
+export interface KernelFlannelV6Options {
+  publicIpv6: string;
+  /** The node's IPv6 lease subnet, e.g. `fd00:10:244:1::/64`. */
+  subnet6: string;
+  vtepMac6: string;
+  vni?: number;
+  port?: number;
+  underlayDev?: string;
+}
+
+/** Creates flannel-v6.<VNI> as flanneld does; returns its name. */
+export async function createKernelFlannelV6Device(ns: Netns, opts: KernelFlannelV6Options): Promise<string> {
+  assertUnderlay6(opts.publicIpv6);
+  assertMac(opts.vtepMac6);
+  const { ip: subnetIp } = splitCidr(opts.subnet6);
+  assertPodV6(subnetIp);
+  const vni = opts.vni ?? 1;
+  const dev = `flannel-v6.${vni}`;
+  const underlayDev = opts.underlayDev ?? 'eth0';
+  const mtu = (await ns.linkMtu(underlayDev)) - 70;
+  await ns.ip(['link', 'add', dev, 'type', 'vxlan', 'id', String(vni), 'local', opts.publicIpv6, 'dev', underlayDev, 'dstport', String(opts.port ?? 8472), 'nolearning']);
+  await ns.ip(['link', 'set', dev, 'address', opts.vtepMac6, 'mtu', String(mtu)]);
+  await ns.sysctl(`net/ipv6/conf/${dev}/accept_ra`, 0);
+  await ns.ip(['-6', 'addr', 'add', `${subnetIp}/128`, 'dev', dev, 'nodad']);
+  await ns.ip(['link', 'set', dev, 'up']);
+  return dev;
+}
+
+/** One remote dual-stack lease's IPv6 half, as flanneld programs flannel-v6.<VNI>: neighbour, FDB, onlink route. */
+export async function addKernelPeerV6Lease(ns: Netns, peer: { subnet6: string; publicIpv6: string; vtepMac6: string; dev?: string }): Promise<void> {
+  assertUnderlay6(peer.publicIpv6);
+  const dev = peer.dev ?? 'flannel-v6.1';
+  await ns.bridge(['fdb', 'replace', peer.vtepMac6, 'dev', dev, 'dst', peer.publicIpv6, 'self', 'permanent']);
+  await addKernelPeerV6(ns, { subnet6: peer.subnet6, vtepMac: peer.vtepMac6, dev });
 }
 
 export async function enableIpv4Forwarding(ns: Netns): Promise<void> {
