@@ -10,7 +10,7 @@
 import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { UndoStack } from '../util/undo.js';
-import { checkHost, type Underlay } from '../control/host.js';
+import { checkHost, requireUnderlay, type Underlay } from '../control/host.js';
 import { VXLAN_OVERHEAD_V4 } from '../control/config.js';
 import { ControlServer } from '../control/socket.js';
 import { writeSubnetEnv } from '../control/subnet-env.js';
@@ -60,9 +60,9 @@ function mtus(underlay: Underlay, backend: NetworkPlan['backend'], configured: n
 export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningNode> {
   const { log, undo } = env;
   // --- everything that can refuse, before the host changes ---------------------------------------
-  const underlay = checkHost(spec.device.name, spec.publicIp, spec.controlSocket);
-  const source = await openRouteSource(spec, env);
-  const { network, subnet, backend } = source.plan;
+  checkHost(spec.device.name, spec.controlSocket);
+  const source = await openRouteSource(spec, { ...env, underlayFor: requireUnderlay });
+  const { network, subnet, backend, publicIp, vtepMac, underlay } = source.plan;
   const vxlan = backend.type === 'vxlan';
   const { maxInner, mtu } = mtus(underlay, backend, spec.device.mtu);
   const dp = spec.datapath;
@@ -79,7 +79,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   addRoute(ipv4ToString(network.addr), network.prefixLen, tun.name);
   // flanneld's udp backend sends from its port both ways; VXLAN hashes source ports as flannel.1 does unless told "fixed".
   const sourcePorts = vxlan ? dp.sourcePorts : 'fixed';
-  const datapath = await openDatapath({ kind, gso: dp.gso, gro: dp.gro, sourcePorts, address: spec.publicIp, port: backend.port, reusePort: workers > 1 });
+  const datapath = await openDatapath({ kind, gso: dp.gso, gro: dp.gro, sourcePorts, address: publicIp, port: backend.port, reusePort: workers > 1 });
   const bind = datapath.bind;
   undo.push(() => bind.close());
   const features = datapath.features;
@@ -93,7 +93,6 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   const inboundScheduling = inboundSchedulingFor(features.batchScheduling);
   features.inboundScheduling = inboundScheduling !== undefined;
   const followLoad = inboundScheduling ? { inboundScheduling } : {};
-  const vtepMac = spec.vtepMac;
   const engine = vxlan
     ? new Engine(tun, bind, {
         vni: backend.vni,
@@ -114,7 +113,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   if (engine instanceof Engine) {
     pool = await startEngineWorkers(routes, workers, {
       tun: { name: tun.name, mtu, features: tun.features },
-      bind: { address: spec.publicIp, port: backend.port, gso: dp.gso, gro: dp.gro, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
+      bind: { address: publicIp, port: backend.port, gso: dp.gso, gro: dp.gro, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
       engine: { vni: backend.vni, vtepMac: Uint8Array.from(vtepMac), vtepIp: subnet.addr, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
       express,
       inboundScheduling: inboundScheduling !== undefined,
@@ -140,7 +139,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   // With workers, a trace sees every engine: the workers' observations come over by message.
   const trace = new TraceHub(pool ? pool.observable(engine) : engine, () => ({
     device: tun.name,
-    publicIp: spec.publicIp,
+    publicIp: publicIp,
     port: backend.port,
     vni: vxlan ? backend.vni : 0,
     vtepMac: vtepMacText,
@@ -153,7 +152,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
     return {
       device: tun.name,
       mtu,
-      publicIp: spec.publicIp,
+      publicIp: publicIp,
       underlay,
       network: cidrToString(network),
       subnet: cidrToString(subnet),
@@ -186,13 +185,15 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   features.express = expressActive;
   features.expressThread = expressActive && (engine as Engine).expressThread;
   if (engine instanceof Engine && engine.expressError !== undefined) log.warn({ err: engine.expressError }, 'express path off');
+  // kube: NetworkUnavailable=False once packets flow (flanneld's CompleteLease; off with --set-node-network-unavailable=false).
+  await source.complete();
 
   return {
     info,
     counters,
     reload: () => source.reload(),
     summary: {
-      publicIp: spec.publicIp,
+      publicIp: publicIp,
       underlay,
       subnet: cidrToString(subnet),
       network: cidrToString(network),
