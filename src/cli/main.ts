@@ -64,7 +64,7 @@ program
   .command('status')
   .description("show a running node's counters and routes")
   .option('-d, --device <name>', 'device of the node', 'vxtun0')
-  .option('-s, --control-socket <path>', 'control socket (default /run/vxtun/<device>.sock)')
+  .option('-s, --control-socket <path>', 'control socket (default /run/vxtun/netns-<inode>/<device>.sock: one per network namespace)')
   .option('--json', 'print JSON')
   .action(async (o: { device: string; controlSocket?: string; json?: boolean }) => {
     const { runStatus } = await import('./status.js');

@@ -2,19 +2,19 @@
  * The one builder of a node, whatever its config says: host checks -> route source (static peers,
  * or a registry: connect, network config, lease) -> TUN device, pod-network route, UDP socket ->
  * engine (VXLAN, or flannel's udp backend), express path, scheduling, workers, all following one
- * route sink -> subnet.env and masquerade rules (flannel nodes) -> trace hub and control socket.
+ * route sink -> subnet.env and masquerade rules (flannel nodes) -> trace hub; the control socket
+ * and the health server listen from the start.
  * Every step that changes the host pushes its undo onto `undo` as it happens, so a failed start
- * and a stop both leave the host as it was (the lease stays in the registry: a restarted node
- * keeps its subnet).
+ * and a stop both leave the host as it was (the lease stays in the registry and subnet.env on disk,
+ * as flanneld leaves them: a restarted node keeps its subnet).
  */
-import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { UndoStack } from '../util/undo.js';
 import { checkHost, requireUnderlay, type Underlay } from '../control/host.js';
 import { VXLAN_OVERHEAD_V4 } from '../control/config.js';
 import { ControlServer } from '../control/socket.js';
 import { writeSubnetEnv } from '../control/subnet-env.js';
-import { installMasq, removeMasq } from '../control/ipmasq.js';
+import { installMasq, removeMasq, ensureMasq } from '../control/ipmasq.js';
 import { Engine } from '../datapath/engine.js';
 import { FlannelUdpEngine, FLANNEL_UDP_OVERHEAD } from '../datapath/flannel-udp.js';
 import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts } from '../datapath/select.js';
@@ -32,6 +32,7 @@ import type { NodeSpec } from './spec.js';
 import { openRouteSource, type NetworkPlan } from './route-source.js';
 import { RouteSink } from './route-sink.js';
 import { controlHandler, type InfoReply } from './control-api.js';
+import { startHealthServer, READINESS_STEPS, type HealthView, type ReadinessStep } from './health.js';
 
 export interface BuildEnv {
   log: Logger;
@@ -61,7 +62,26 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   const { log, undo } = env;
   // --- everything that can refuse, before the host changes ---------------------------------------
   checkHost(spec.device.name, spec.controlSocket);
+  // The control socket and the health server come first: a second node of this namespace stops
+  // here, before it takes a lease; and a probe sees a node that waits for its registry as alive.
+  let handler: ReturnType<typeof controlHandler> | undefined;
+  const control = await ControlServer.listen(spec.controlSocket, (req) => (handler ? handler(req) : { starting: true, error: 'vxtun is starting: no lease yet' }));
+  undo.push(() => control.close());
+  const done = new Set<ReadinessStep>();
+  let running: { info: () => InfoReply; counters: () => CounterSnapshot; routes: () => number } | undefined;
+  let readOnce = (): boolean => false;
+  const healthView: HealthView = {
+    info: () => running?.info(),
+    counters: () => running?.counters(),
+    routeCount: () => running?.routes() ?? 0,
+    missing: () => READINESS_STEPS.filter((step) => (step === 'registry' ? !readOnce() : !done.has(step))),
+  };
+  if (spec.healthz) {
+    const health = await startHealthServer(spec.healthz, healthView, log);
+    undo.push(() => health.close());
+  }
   const source = await openRouteSource(spec, { ...env, underlayFor: requireUnderlay });
+  readOnce = () => source.readOnce();
   const { network, subnet, backend, publicIp, vtepMac, underlay } = source.plan;
   const vxlan = backend.type === 'vxlan';
   const { maxInner, mtu } = mtus(underlay, backend, spec.device.mtu);
@@ -76,7 +96,9 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   // USO only where the addon splits UDP super-packets on read. flannel's udp backend carries plain IPv4.
   const tun = openLinuxTun({ name: spec.device.name, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: vxlan && dp.tunOffload, offloadIn: kind, uso: kind === 'native' && dp.tunUso, multiQueue: workers > 1 });
   undo.push(() => tun.close());
+  done.add('device');
   addRoute(ipv4ToString(network.addr), network.prefixLen, tun.name);
+  done.add('routes');
   // flanneld's udp backend sends from its port both ways; VXLAN hashes source ports as flannel.1 does unless told "fixed".
   const sourcePorts = vxlan ? dp.sourcePorts : 'fixed';
   const datapath = await openDatapath({ kind, gso: dp.gso, gro: dp.gro, sourcePorts, address: publicIp, port: backend.port, reusePort: workers > 1 });
@@ -123,15 +145,29 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   }
 
   // --- flannel's host side: subnet.env for the CNI plugin, masquerade rules -----------------------
+  // subnet.env stays when the node stops (flanneld's way: CNI ADD keeps working through a restart).
+  // Masquerade rules are reconciled on every start: a run killed with -9 may have left them.
   if (spec.flannel) {
     const { subnetEnv, ipMasq } = spec.flannel;
     writeSubnetEnv(subnetEnv, { network, subnet, mtu, ipMasq });
-    undo.push(() => rmSync(subnetEnv, { force: true }));
     if (ipMasq) {
-      undo.push(() => removeMasq());
+      undo.push(() => void removeMasq());
       installMasq(network, subnet);
+      const resync = setInterval(() => {
+        try {
+          if (ensureMasq(network, subnet)) log.warn('masquerade rules were missing: installed again');
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'masquerade rules: resync failed');
+        }
+      }, (spec.iptablesResyncSeconds ?? 5) * 1000);
+      resync.unref();
+      undo.push(() => clearInterval(resync));
+    } else if (removeMasq()) {
+      log.info('masquerade rules of an earlier run removed (--ip-masq is off)');
     }
   }
+  done.add('masquerade');
+  done.add('subnet.env');
 
   // --- observation and control ---------------------------------------------------------------------
   const counters = (): CounterSnapshot => (pool ? pool.addCounters(engine.counters.snapshot()) : engine.counters.snapshot());
@@ -173,11 +209,8 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
       },
     };
   };
-  const control = await ControlServer.listen(
-    spec.controlSocket,
-    controlHandler({ info, counters, routes: () => engine.routeTable.describe(vxlan), trace: (req) => trace.handle(req) }),
-  );
-  undo.push(() => control.close());
+  handler = controlHandler({ info, counters, routes: () => engine.routeTable.describe(vxlan), trace: (req) => trace.handle(req) });
+  running = { info, counters, routes: () => routes.current.routes.length };
   engine.start();
   undo.push(() => engine.stop());
   // What runs, not what was asked for (the addon may have refused the parameters).

@@ -11,6 +11,7 @@ import { ConfigError, loadConfig, type NodeConfig } from '../control/config.js';
 import { loadFlannelNodeConfig, validateFlannelNodeConfig, type FlannelNodeConfig } from '../control/flannel-node-config.js';
 import { overlayFlanneld, hasFlanneldFlags, type FlanneldOptions } from './flanneld.js';
 import type { DatapathConfig, DatapathKind } from '../datapath/config.js';
+import { defaultControlSocket } from '../control/socket-path.js';
 
 /** `vxtun up`'s switches, each overriding the config when given. */
 export interface UpFlags {
@@ -53,15 +54,14 @@ export interface NodeSpec {
   flannel?: { subnetEnv: string; ipMasq: boolean };
   /** flanneld's --healthz-ip/--healthz-port: /healthz, /readyz, /metrics (port 0: off). */
   healthz?: { ip: string; port: number };
+  /** flanneld's --iptables-resync: seconds between checks of the masquerade rules (default 5). */
+  iptablesResyncSeconds?: number;
   /** flanneld's --public-ipv6 (dual-stack). */
   publicIpv6?: string;
 }
 
 const DEFAULT_DEVICE = 'vxtun0';
 
-function defaultControlSocket(device: string): string {
-  return `/run/vxtun/${device}.sock`;
-}
 
 function withFlags(section: DatapathConfig, flags: UpFlags): DatapathConfig {
   return {
@@ -132,7 +132,10 @@ function readJson(path: string): Record<string, unknown> {
  */
 export function nodeSpecFrom(opts: { config?: string; flags: UpFlags; flanneld: FlanneldOptions }): NodeSpec {
   const { config, flags, flanneld } = opts;
-  const healthz = flanneld.healthzPort ? { healthz: { ip: flanneld.healthzIp ?? '0.0.0.0', port: flanneld.healthzPort } } : {};
+  const healthz = {
+    ...(flanneld.healthzPort ? { healthz: { ip: flanneld.healthzIp ?? '0.0.0.0', port: flanneld.healthzPort } } : {}),
+    ...(flanneld.iptablesResync !== undefined ? { iptablesResyncSeconds: flanneld.iptablesResync } : {}),
+  };
   if (config !== undefined && !hasFlanneldFlags(flanneld)) return { ...loadNodeSpec(config, flags), ...healthz };
   const raw = overlayFlanneld(config !== undefined ? readJson(config) : undefined, flanneld);
   const cfg = validateFlannelNodeConfig(raw, { ipMasq: flags.ipMasq ?? false });
