@@ -36,32 +36,26 @@ export interface HealthServer {
 
 type Labels = Record<string, string>;
 
-/** A counter whose value is read at scrape time from a running total. */
-function liveCounter(register: Registry, name: string, help: string, labelNames: string[], read: () => Array<[Labels, number]>): void {
-  new Counter({
+/** A counter (or gauge) whose values are read at scrape time from the running node. */
+function live(kind: 'counter' | 'gauge', register: Registry, name: string, help: string, labelNames: string[], read: () => Array<[Labels, number]>): void {
+  const Metric = kind === 'counter' ? Counter : Gauge;
+  new Metric({
     name,
     help,
     labelNames,
     registers: [register],
-    collect() {
+    collect(this: Counter | Gauge) {
       this.reset();
-      for (const [labels, value] of read()) if (value > 0) this.inc(labels, value);
+      for (const [labels, value] of read()) {
+        if (this instanceof Gauge) this.set(labels, value);
+        else if (value > 0) this.inc(labels, value);
+      }
     },
   });
 }
 
-function liveGauge(register: Registry, name: string, help: string, labelNames: string[], read: () => Array<[Labels, number]>): void {
-  new Gauge({
-    name,
-    help,
-    labelNames,
-    registers: [register],
-    collect() {
-      this.reset();
-      for (const [labels, value] of read()) this.set(labels, value);
-    },
-  });
-}
+const liveCounter = (...args: Parameters<typeof live> extends [unknown, ...infer R] ? R : never): void => live('counter', ...args);
+const liveGauge = (...args: Parameters<typeof live> extends [unknown, ...infer R] ? R : never): void => live('gauge', ...args);
 
 export function metricsRegistry(view: HealthView): Registry {
   const register = new Registry();
