@@ -14,6 +14,11 @@
 #include <dirent.h>
 #include <sched.h>
 #include <cstdlib>
+#include <cstring>
+#include <string>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 namespace vxtun {
 namespace {
@@ -79,11 +84,47 @@ Napi::Value SetThreadPolicy(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// sdNotify(socketPath, message): one datagram to systemd's NOTIFY_SOCKET (sd_notify(3)): a path,
+// or an abstract address written with a leading '@'. Node has no unix datagram sockets; this is
+// the whole of the protocol. Lives here with the other process-level calls.
+Napi::Value SdNotify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+    ThrowType(env, "sdNotify: socketPath and message must be strings");
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  std::string message = info[1].As<Napi::String>().Utf8Value();
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
+    ThrowType(env, "sdNotify: socketPath must be 1-107 bytes");
+    return env.Undefined();
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  if (path[0] == '@') addr.sun_path[0] = '\0';
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "socket", path);
+    return env.Undefined();
+  }
+  ssize_t n = ::sendto(fd, message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), len);
+  int err = errno;
+  ::close(fd);
+  if (n < 0) {
+    ThrowErrno(env, err, "sendto", path);
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitSched(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreadsPolicy", Napi::Function::New(env, SetThreadsPolicy, "setThreadsPolicy"));
   exports.Set("setThreadPolicy", Napi::Function::New(env, SetThreadPolicy, "setThreadPolicy"));
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
 }
 
 }  // namespace vxtun

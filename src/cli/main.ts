@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import type { TraceCliOptions } from './trace.js';
 import type { runBenchCommand } from './bench.js';
 import { versionText } from './version.js';
+import { addFlanneldFlags, flanneldOptions, logLevelFromVerbosity, goArgs } from './flanneld-flags.js';
 import { DEFAULT_LAB_DIR } from '../tools/lab/state-dir.js';
 
 function parseWorkers(v: string): number {
@@ -31,28 +32,39 @@ function oneLine(text: string): string {
   return `${text.split('\n').map((l) => l.trim()).filter(Boolean).join(' ')}\n`;
 }
 
-program
+const up = program
   .command('up')
-  .description('run a node: TUN device, pod-network route, VXLAN over UDP')
-  // Checked in the action, after commander has named any unknown flag (a typo is the likelier mistake).
-  .option('-c, --config <file>', 'node config (JSON) (required)')
+  .description("run a node: TUN device, pod-network route, VXLAN over UDP; from a config file, flanneld's flags (and FLANNELD_* variables), or both (flags win)")
+  .option('-c, --config <file>', 'node config (JSON); optional with flanneld flags')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .addOption(new Option('--datapath <kind>', 'packet path: the best available, the native fast path, or the pure-TypeScript reference').choices(['auto', 'native', 'ts']).default('auto'))
   .addOption(new Option('--workers <n>', 'engines on their own threads and TUN queues (native path; default one per core, at most 4)').argParser(parseWorkers))
-  .option('--ip-masq', "install flannel's masquerade rules for pod traffic leaving the network (removed on exit)")
+  .addOption(new Option('--ip-masq [bool]', "install flannel's masquerade rules for pod traffic leaving the network (flanneld; env FLANNELD_IP_MASQ; without it, rules a previous run left are removed)").preset('true'))
   .option('--no-express', 'no express path: every packet through the JavaScript pipeline (native path; overrides datapath.express)')
-  .option('--no-batch-scheduling', 'leave the threads at SCHED_OTHER (native path; overrides datapath.batchScheduling)')
-  .action(async (o: { config?: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number; ipMasq?: boolean; express: boolean; batchScheduling: boolean }, cmd: Command) => {
-    if (o.config === undefined) cmd.error("error: required option '-c, --config <file>' not specified", { exitCode: 2 });
-    const { runUp } = await import('./up.js');
-    process.exitCode = await runUp({ ...o, config: o.config! });
-  });
+  .option('--no-batch-scheduling', 'leave the threads at SCHED_OTHER (native path; overrides datapath.batchScheduling)');
+addFlanneldFlags(up).action(async (o: { config?: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number; ipMasq?: string; express: boolean; batchScheduling: boolean }, cmd: Command) => {
+  const { options: flanneld, warnings } = flanneldOptions(cmd, process.env);
+  const ipMasqText = o.ipMasq ?? (process.env.FLANNELD_IP_MASQ || undefined);
+  let ipMasq: boolean | undefined;
+  if (ipMasqText !== undefined) {
+    if (!/^(1|t|T|TRUE|true|True|0|f|F|FALSE|false|False)$/.test(ipMasqText)) cmd.error(`error: --ip-masq: ${JSON.stringify(ipMasqText)} is not a boolean`, { exitCode: 2 });
+    ipMasq = /^(1|t|T|TRUE|true|True)$/.test(ipMasqText);
+  }
+  const { hasFlanneldFlags } = await import('../node/flanneld.js');
+  if (o.config === undefined && !hasFlanneldFlags(flanneld) && ipMasq === undefined) {
+    cmd.error("error: give a node config (-c, --config <file>) or flanneld's flags (e.g. --etcd-endpoints, --kube-subnet-mgr)", { exitCode: 2 });
+  }
+  for (const w of warnings) process.stderr.write(`vxtun: warning: ${w}\n`);
+  const { runUp } = await import('./up.js');
+  const { ipMasq: _text, ...rest } = o;
+  process.exitCode = await runUp({ ...rest, logLevel: logLevelFromVerbosity(cmd, process.env) ?? o.logLevel, ...(ipMasq !== undefined ? { ipMasq } : {}), flanneld });
+});
 
 program
   .command('status')
   .description("show a running node's counters and routes")
   .option('-d, --device <name>', 'device of the node', 'vxtun0')
-  .option('-s, --control-socket <path>', 'control socket (default /run/vxtun/<device>.sock)')
+  .option('-s, --control-socket <path>', 'control socket (default /run/vxtun/netns-<inode>/<device>.sock: one per network namespace)')
   .option('--json', 'print JSON')
   .action(async (o: { device: string; controlSocket?: string; json?: boolean }) => {
     const { runStatus } = await import('./status.js');
@@ -222,7 +234,9 @@ function editDistance(a: string, b: string): number {
 }
 
 try {
-  await program.parseAsync(process.argv);
+  // flanneld's Go spellings (-iface=x, --ip-masq=false) for `up` only.
+  const argv = process.argv[2] === 'up' ? [...process.argv.slice(0, 3), ...goArgs(process.argv.slice(3))] : process.argv;
+  await program.parseAsync(argv);
 } catch (err) {
   if (err instanceof CommanderError) process.exitCode = err.exitCode === 0 ? 0 : 2;
   else {

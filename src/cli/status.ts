@@ -1,5 +1,6 @@
 /** `vxtun status`: a running node's counters and route table, read over its control socket. */
 import { controlRequest } from '../control/socket.js';
+import { defaultControlSocket } from '../control/socket-path.js';
 import type { CounterSnapshot } from '../packet/counters.js';
 import { describeSourcePorts } from '../datapath/select.js';
 import type { InfoReply, RouteReply } from '../node/control-api.js';
@@ -16,10 +17,14 @@ export function describeOffloads(features: Record<string, unknown>): string {
 }
 
 export async function runStatus(o: { device: string; controlSocket?: string; json?: boolean }): Promise<number> {
-  const path = o.controlSocket ?? `/run/vxtun/${o.device}.sock`;
+  const path = o.controlSocket ?? defaultControlSocket(o.device);
   try {
     // A vxtun node answers every field; the naive dataplane of the benchmarks answers a few of them.
-    const info = (await controlRequest(path, { cmd: 'info' })) as Partial<InfoReply>;
+    const info = (await controlRequest(path, { cmd: 'info' })) as Partial<InfoReply> & { starting?: boolean; error?: string };
+    if (info.starting === true) {
+      process.stdout.write(o.json ? `${JSON.stringify({ starting: true })}\n` : `${path}: ${info.error ?? 'starting'}\n`);
+      return 1;
+    }
     const counters = (await controlRequest(path, { cmd: 'counters' })) as CounterSnapshot;
     const routes = (await controlRequest(path, { cmd: 'routes' })) as RouteReply;
     if (o.json) {
@@ -66,7 +71,7 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
 
 /** What to say when the control socket does not answer: which socket was tried, and how to name another. */
 export function noNodeHint(err: NodeJS.ErrnoException, path: string): string {
-  const other = 'name another with --device NAME (its socket /run/vxtun/NAME.sock) or --control-socket PATH';
+  const other = 'name another with --device NAME (its socket /run/vxtun/netns-<inode>/NAME.sock) or --control-socket PATH';
   if (err.code === 'ENOENT') return `no node is running with control socket ${path} (no such socket); is vxtun up running? ${other}`;
   if (err.code === 'ECONNREFUSED') return `no node answers on control socket ${path} (a stale socket: the node that made it has stopped); ${other}`;
   if (err.code === 'EACCES') return `control socket ${path}: permission denied (run as root)`;

@@ -4,6 +4,7 @@
  * browser view. Two or more `--socket`s follow packets across nodes.
  */
 import { TraceSession } from '../trace/client.js';
+import { defaultControlSocket } from '../control/socket-path.js';
 import { validateFilter, FilterError, type TraceFilter } from '../trace/filter.js';
 import { formatItem, type TraceItem } from '../trace/printer.js';
 import { PcapngWriter } from '../trace/pcapng.js';
@@ -61,7 +62,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   const webPort = Number(o.webPort);
   if (!Number.isInteger(webPort) || webPort < 0 || webPort > 65535) return usage(`--web-port: "${o.webPort}" is not a port number`);
 
-  const sockets = o.socket && o.socket.length > 0 ? o.socket : [`/run/vxtun/${o.device}.sock`];
+  const sockets = o.socket && o.socket.length > 0 ? o.socket : [defaultControlSocket(o.device)];
   const color = o.color === 'always' || (o.color === 'auto' && process.stdout.isTTY === true && !process.env.NO_COLOR);
   const lang = o.lang as Lang;
   let pcap: PcapngWriter | undefined;

@@ -4,6 +4,7 @@
  * the field, the value and why — `ConfigError.message` is what the CLI prints before exit 2.
  */
 import { createHash } from 'node:crypto';
+import { defaultControlSocket } from './socket-path.js';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { type Cidr, parseCidr, cidrContains, cidrOverlaps, cidrToString } from '../packet/cidr.js';
@@ -175,7 +176,7 @@ export function validateConfig(raw: unknown): NodeConfig {
       vtepMac: c.backend?.vtepMac ? macFromString(c.backend.vtepMac) : deriveVtepMac(c.publicIp),
     },
     peers,
-    controlSocket: c.controlSocket ?? `/run/vxtun/${deviceName}.sock`,
+    controlSocket: c.controlSocket ?? defaultControlSocket(deviceName),
     datapath: datapathDefaults(c.datapath),
     security: securityDefaults(c.security),
   };

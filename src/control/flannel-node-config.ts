@@ -37,6 +37,20 @@ const RegistrySchema = z.strictObject({
   startupTimeoutSeconds: z.number().positive().optional(),
   leaseTtlSeconds: z.number().int().min(5).max(86400 * 7).optional(),
   renewMarginSeconds: z.number().int().min(1).optional(),
+  /** etcd's basic auth (flanneld's --etcd-username/--etcd-password). */
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+});
+
+/** flanneld's --kube-subnet-mgr: the subnet from node.spec.podCIDR, peers from node annotations (registry/kube.ts). */
+const KubeRegistrySchema = z.strictObject({
+  type: z.literal('kube'),
+  apiUrl: z.string().regex(/^https?:\/\/[^/\s]+/, { message: 'is not an API server URL (http(s)://host:port)' }).optional(),
+  kubeconfigFile: path.optional(),
+  annotationPrefix: z.string().min(1).optional(),
+  netConfPath: path.optional(),
+  setNodeNetworkUnavailable: z.boolean().optional(),
+  startupTimeoutSeconds: z.number().positive().optional(),
 });
 
 const FlannelNodeSchema = z.strictObject({
@@ -56,7 +70,7 @@ const FlannelNodeSchema = z.strictObject({
     vtepMac: mac.optional(),
   }).optional(),
   peers: z.array(z.strictObject({ subnet: cidr4, publicIp: ipv4, vtepMac: mac.optional(), vni: z.number().int().optional(), port: port.optional() })).optional(),
-  registry: RegistrySchema.optional(),
+  registry: z.discriminatedUnion('type', [RegistrySchema, KubeRegistrySchema]).optional(),
   subnetEnv: path.optional(),
   ipMasq: z.boolean().optional(),
   controlSocket: z.string().min(1).optional(),
@@ -74,6 +88,17 @@ export interface EtcdRegistryConfig {
   startupTimeoutSeconds?: number;
   leaseTtlSeconds?: number;
   renewMarginSeconds?: number;
+  auth?: { username: string; password: string };
+}
+
+export interface KubeRegistryConfig {
+  type: 'kube';
+  apiUrl?: string;
+  kubeconfigFile?: string;
+  annotationPrefix?: string;
+  netConfPath?: string;
+  setNodeNetworkUnavailable?: boolean;
+  startupTimeoutSeconds?: number;
 }
 
 export interface FlannelNodeConfig {
@@ -82,7 +107,7 @@ export interface FlannelNodeConfig {
   device: { name?: string; mtu?: number };
   /** What the file says; with a registry, the registry's `<prefix>/config` decides type, VNI and port. */
   backend: { type?: BackendType; vni?: number; port?: number; vtepMac: Mac };
-  registry?: EtcdRegistryConfig;
+  registry?: EtcdRegistryConfig | KubeRegistryConfig;
   /** Static mode (no registry): the network, our subnet and the peers from the file. */
   static?: { network: Cidr4; subnet: Cidr4; peers: Array<{ subnet: Cidr4; publicIp: string; vtepMac?: Mac; port?: number }> };
   subnetEnv: string;
@@ -143,26 +168,29 @@ export function validateFlannelNodeConfig(raw: unknown, opts: { ipMasq?: boolean
       ...(c.backend?.port !== undefined ? { port: c.backend.port } : {}),
       vtepMac: c.backend?.vtepMac ? macFromString(c.backend.vtepMac) : deriveVtepMac(c.publicIp),
     },
-    ...(r
-      ? {
-          registry: {
-            type: 'etcd' as const,
-            endpoints: r.endpoints,
-            prefix: r.prefix ?? DEFAULT_PREFIX,
-            api: r.api ?? 'v3',
-            ...(r.tls ? { tls: r.tls } : {}),
-            ...(r.startupTimeoutSeconds !== undefined ? { startupTimeoutSeconds: r.startupTimeoutSeconds } : {}),
-            ...(r.leaseTtlSeconds !== undefined ? { leaseTtlSeconds: r.leaseTtlSeconds } : {}),
-            ...(r.renewMarginSeconds !== undefined ? { renewMarginSeconds: r.renewMarginSeconds } : {}),
-          },
-        }
-      : {}),
+    ...(r ? { registry: registryConfig(r) } : {}),
     ...(staticPart ? { static: staticPart } : {}),
     subnetEnv: c.subnetEnv ?? DEFAULT_SUBNET_ENV,
     ipMasq: opts.ipMasq || (c.ipMasq ?? false),
     ...(c.controlSocket ? { controlSocket: c.controlSocket } : {}),
     datapath: datapathDefaults(c.datapath),
     security: securityDefaults(c.security),
+  };
+}
+
+function registryConfig(r: z.infer<typeof FlannelNodeSchema>['registry'] & object): EtcdRegistryConfig | KubeRegistryConfig {
+  if (r.type === 'kube') return { ...r };
+  if (r.password !== undefined && r.username === undefined) throw new ConfigError('config: registry.password: given without registry.username');
+  return {
+    type: 'etcd',
+    endpoints: r.endpoints,
+    prefix: r.prefix ?? DEFAULT_PREFIX,
+    api: r.api ?? 'v3',
+    ...(r.tls ? { tls: r.tls } : {}),
+    ...(r.startupTimeoutSeconds !== undefined ? { startupTimeoutSeconds: r.startupTimeoutSeconds } : {}),
+    ...(r.leaseTtlSeconds !== undefined ? { leaseTtlSeconds: r.leaseTtlSeconds } : {}),
+    ...(r.renewMarginSeconds !== undefined ? { renewMarginSeconds: r.renewMarginSeconds } : {}),
+    ...(r.username !== undefined ? { auth: { username: r.username, password: r.password ?? '' } } : {}),
   };
 }
 

@@ -102,19 +102,23 @@ export function controlSocketPathState(path: string): 'absent' | 'socket' {
 }
 
 /**
- * What any node needs of the host before touching it: root, /dev/net/tun, a free device name, an
- * interface that carries `publicIp`, and a control socket path that holds nothing of the operator's.
- * Throws HostError with one line; returns the underlay.
+ * What any node needs of the host before touching it: root, /dev/net/tun, a free device name and a
+ * control socket path that holds nothing of the operator's. Throws HostError with one line.
  */
-export function checkHost(deviceName: string, publicIp: string, controlSocket: string): Underlay {
+export function checkHost(deviceName: string, controlSocket: string | undefined): void {
   requireRoot();
-  controlSocketPathState(controlSocket);
+  // An abstract socket (`\0…`) has no path to check.
+  if (controlSocket !== undefined && !controlSocket.startsWith('\0')) controlSocketPathState(controlSocket);
   if (!existsSync('/dev/net/tun')) {
     throw new HostError('/dev/net/tun is missing: load the tun module (modprobe tun) or run where TUN devices are allowed', 1);
   }
   if (existsSync(`/sys/class/net/${deviceName}`)) {
     throw new HostError(`config: device.name: "${deviceName}" already exists on this host`, 2);
   }
+}
+
+/** The interface that carries `publicIp` (HostError, exit 2, when none does). */
+export function requireUnderlay(publicIp: string): Underlay {
   const underlay = findUnderlay(publicIp);
   if (!underlay) {
     throw new HostError(`config: publicIp: "${publicIp}" is not an address of any interface on this host`, 2);
@@ -124,7 +128,8 @@ export function checkHost(deviceName: string, publicIp: string, controlSocket: s
 
 /** Checks everything a static VXLAN node needs before touching the host; throws HostError with one line. */
 export function preflight(cfg: NodeConfig): Plan {
-  const underlay = checkHost(cfg.device.name, cfg.publicIp, cfg.controlSocket);
+  checkHost(cfg.device.name, cfg.controlSocket);
+  const underlay = requireUnderlay(cfg.publicIp);
   const maxInnerSize = underlay.mtu - VXLAN_OVERHEAD_V4;
   return {
     underlay,

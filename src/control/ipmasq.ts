@@ -1,7 +1,8 @@
 /**
  * flanneld's --ip-masq rules (pkg/ip/iptables.go, MasqRules, flannel ≥ 0.17): a FLANNEL-POSTRTG chain
  * in the nat table, jumped to from POSTROUTING, that leaves pod-to-pod traffic alone and masquerades
- * pod traffic leaving the network. vxtun removes the chain and the jump on exit (flanneld does not).
+ * pod traffic leaving the network. vxtun removes the chain and the jump on exit (flanneld does not),
+ * and on a start without --ip-masq (a run killed with -9 cannot remove them).
  */
 import { execFileSync } from 'node:child_process';
 import { type Cidr4 } from './flannel.js';
@@ -29,11 +30,13 @@ function iptables(args: string[]): void {
   execFileSync('iptables', ['-w', '5', '-t', 'nat', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-function quiet(args: string[]): void {
+/** Runs iptables; false when it refused (the rule or chain is not there, or there is no iptables). */
+function quiet(args: string[]): boolean {
   try {
     iptables(args);
+    return true;
   } catch {
-    // not there: nothing to remove
+    return false;
   }
 }
 
@@ -51,8 +54,18 @@ export function installMasq(network: Cidr4, subnet: Cidr4): void {
   }
 }
 
-export function removeMasq(): void {
-  quiet(['-D', ...JUMP]);
-  quiet(['-F', MASQ_CHAIN]);
+/** Removes the jump and the chain; true when there was something to remove. */
+export function removeMasq(): boolean {
+  const jump = quiet(['-D', ...JUMP]);
+  const flushed = quiet(['-F', MASQ_CHAIN]);
   quiet(['-X', MASQ_CHAIN]);
+  return jump || flushed;
+}
+
+/** flanneld's resync (--iptables-resync): installs the rules again when any is missing; true if it did. */
+export function ensureMasq(network: Cidr4, subnet: Cidr4): boolean {
+  const present = [...masqRules(network, subnet).map((rule) => ['-C', MASQ_CHAIN, ...rule]), ['-C', ...JUMP]].every((check) => quiet(check));
+  if (present) return false;
+  installMasq(network, subnet);
+  return true;
 }

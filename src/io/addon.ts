@@ -206,6 +206,8 @@ export interface NativeAddon {
    * changed, when the thread runs another policy (an operator's chrt). See native/sched.cc.
    */
   setThreadPolicy(batch: boolean): boolean;
+  /** One datagram `message` to systemd's NOTIFY_SOCKET `socketPath` ('@…' for an abstract address). See native/sched.cc. */
+  sdNotify(socketPath: string, message: string): void;
   /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
   pollStop(handle: PollHandle): void;
   close(fd: number): void;

@@ -2,19 +2,19 @@
  * The one builder of a node, whatever its config says: host checks -> route source (static peers,
  * or a registry: connect, network config, lease) -> TUN device, pod-network route, UDP socket ->
  * engine (VXLAN, or flannel's udp backend), express path, scheduling, workers, all following one
- * route sink -> subnet.env and masquerade rules (flannel nodes) -> trace hub and control socket.
+ * route sink -> subnet.env and masquerade rules (flannel nodes) -> trace hub; the control socket
+ * and the health server listen from the start.
  * Every step that changes the host pushes its undo onto `undo` as it happens, so a failed start
- * and a stop both leave the host as it was (the lease stays in the registry: a restarted node
- * keeps its subnet).
+ * and a stop both leave the host as it was (the lease stays in the registry and subnet.env on disk,
+ * as flanneld leaves them: a restarted node keeps its subnet).
  */
-import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { UndoStack } from '../util/undo.js';
-import { checkHost, DirectRoutes, attachedSubnets, addIpv6DeviceRoutes, type Underlay } from '../control/host.js';
+import { checkHost, requireUnderlay, DirectRoutes, attachedSubnets, addIpv6DeviceRoutes, type Underlay } from '../control/host.js';
 import { VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6 } from '../control/config.js';
 import { ControlServer } from '../control/socket.js';
 import { writeSubnetEnv } from '../control/subnet-env.js';
-import { installMasq, removeMasq } from '../control/ipmasq.js';
+import { installMasq, removeMasq, ensureMasq } from '../control/ipmasq.js';
 import { Engine } from '../datapath/engine.js';
 import { FlannelUdpEngine, FLANNEL_UDP_OVERHEAD } from '../datapath/flannel-udp.js';
 import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts } from '../datapath/select.js';
@@ -33,6 +33,7 @@ import { openRouteSource, type NetworkPlan } from './route-source.js';
 import { RouteSink } from './route-sink.js';
 import { controlHandler, type InfoReply } from './control-api.js';
 import { watchLink } from './link-watch.js';
+import { startHealthServer, READINESS_STEPS, type HealthView, type ReadinessStep } from './health.js';
 
 export interface BuildEnv {
   log: Logger;
@@ -61,9 +62,28 @@ function mtus(underlay: Underlay, backend: NetworkPlan['backend'], configured: n
 export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningNode> {
   const { log, undo } = env;
   // --- everything that can refuse, before the host changes ---------------------------------------
-  const underlay = checkHost(spec.device.name, spec.publicIp, spec.controlSocket);
-  const source = await openRouteSource(spec, env);
-  const { network, subnet, backend } = source.plan;
+  checkHost(spec.device.name, spec.controlSocket);
+  // The control socket and the health server come first: a second node of this namespace stops
+  // here, before it takes a lease; and a probe sees a node that waits for its registry as alive.
+  let handler: ReturnType<typeof controlHandler> | undefined;
+  const control = await ControlServer.listen(spec.controlSocket, (req) => (handler ? handler(req) : { starting: true, error: 'vxtun is starting: no lease yet' }));
+  undo.push(() => control.close());
+  const done = new Set<ReadinessStep>();
+  let running: { info: () => InfoReply; counters: () => CounterSnapshot; routes: () => number } | undefined;
+  let readOnce = (): boolean => false;
+  const healthView: HealthView = {
+    info: () => running?.info(),
+    counters: () => running?.counters(),
+    routeCount: () => running?.routes() ?? 0,
+    missing: () => READINESS_STEPS.filter((step) => (step === 'registry' ? !readOnce() : !done.has(step))),
+  };
+  if (spec.healthz) {
+    const health = await startHealthServer(spec.healthz, healthView, log);
+    undo.push(() => health.close());
+  }
+  const source = await openRouteSource(spec, { ...env, underlayFor: requireUnderlay });
+  readOnce = () => source.readOnce();
+  const { network, subnet, backend, publicIp, vtepMac, underlay } = source.plan;
   const vxlan = backend.type === 'vxlan';
   const { maxInner, mtu } = mtus(underlay, backend, spec.device.mtu);
   const dp = spec.datapath;
@@ -77,10 +97,12 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   // USO only where the addon splits UDP super-packets on read. flannel's udp backend carries plain IPv4.
   const tun = openLinuxTun({ name: spec.device.name, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: vxlan && dp.tunOffload, offloadIn: kind, uso: kind === 'native' && dp.tunUso, multiQueue: workers > 1 });
   undo.push(() => tun.close());
+  done.add('device');
   addRoute(ipv4ToString(network.addr), network.prefixLen, tun.name);
+  done.add('routes');
   // flanneld's udp backend sends from its port both ways; VXLAN hashes source ports as flannel.1 does unless told "fixed".
   const sourcePorts = vxlan ? dp.sourcePorts : 'fixed';
-  const datapath = await openDatapath({ kind, gso: dp.gso, gro: dp.gro, sourcePorts, address: spec.publicIp, port: backend.port, reusePort: workers > 1 });
+  const datapath = await openDatapath({ kind, gso: dp.gso, gro: dp.gro, sourcePorts, address: publicIp, port: backend.port, reusePort: workers > 1 });
   const bind = datapath.bind;
   undo.push(() => bind.close());
   const features = datapath.features;
@@ -95,7 +117,6 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   const inboundScheduling = inboundSchedulingFor(features.batchScheduling);
   features.inboundScheduling = inboundScheduling !== undefined;
   const followLoad = inboundScheduling ? { inboundScheduling } : {};
-  const vtepMac = spec.vtepMac;
   const engine = vxlan
     ? new Engine(tun, bind, {
         vni: backend.vni,
@@ -139,7 +160,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   if (engine instanceof Engine) {
     pool = await startEngineWorkers(routes, workers, {
       tun: { name: tun.name, mtu, features: tun.features },
-      bind: { address: spec.publicIp, port: backend.port, gso: dp.gso, gro: dp.gro, peerFilter, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
+      bind: { address: publicIp, port: backend.port, gso: dp.gso, gro: dp.gro, peerFilter, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
       engine: { vni: backend.vni, vtepMac: Uint8Array.from(vtepMac), vtepIp: subnet.addr, localSubnets: [subnet], antiSpoofing: spec.security.antiSpoofing, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
       express,
       inboundScheduling: inboundScheduling !== undefined,
@@ -149,15 +170,29 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   }
 
   // --- flannel's host side: subnet.env for the CNI plugin, masquerade rules -----------------------
+  // subnet.env stays when the node stops (flanneld's way: CNI ADD keeps working through a restart).
+  // Masquerade rules are reconciled on every start: a run killed with -9 may have left them.
   if (spec.flannel) {
     const { subnetEnv, ipMasq } = spec.flannel;
     writeSubnetEnv(subnetEnv, { network, subnet, mtu, ipMasq, ...(source.plan.ipv6 ? { ipv6: { network: source.plan.ipv6.network, subnet: source.plan.ipv6.subnet } } : {}) });
-    undo.push(() => rmSync(subnetEnv, { force: true }));
     if (ipMasq) {
-      undo.push(() => removeMasq());
+      undo.push(() => void removeMasq());
       installMasq(network, subnet);
+      const resync = setInterval(() => {
+        try {
+          if (ensureMasq(network, subnet)) log.warn('masquerade rules were missing: installed again');
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'masquerade rules: resync failed');
+        }
+      }, (spec.iptablesResyncSeconds ?? 5) * 1000);
+      resync.unref();
+      undo.push(() => clearInterval(resync));
+    } else if (removeMasq()) {
+      log.info('masquerade rules of an earlier run removed (--ip-masq is off)');
     }
   }
+  done.add('masquerade');
+  done.add('subnet.env');
 
   // --- observation and control ---------------------------------------------------------------------
   const counters = (): CounterSnapshot => (pool ? pool.addCounters(engine.counters.snapshot()) : engine.counters.snapshot());
@@ -165,7 +200,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   // With workers, a trace sees every engine: the workers' observations come over by message.
   const trace = new TraceHub(pool ? pool.observable(engine) : engine, () => ({
     device: tun.name,
-    publicIp: spec.publicIp,
+    publicIp: publicIp,
     port: backend.port,
     vni: vxlan ? backend.vni : 0,
     vtepMac: vtepMacText,
@@ -178,7 +213,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
     return {
       device: tun.name,
       mtu,
-      publicIp: spec.publicIp,
+      publicIp: publicIp,
       underlay,
       network: cidrToString(network),
       subnet: cidrToString(subnet),
@@ -200,11 +235,13 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
       ...(v6 ? { ipv6: v6.info() } : {}),
     };
   };
-  const control = await ControlServer.listen(
-    spec.controlSocket,
-    controlHandler({ info, counters, routes: () => [...engine.routeTable.describe(vxlan).map((r) => (direct?.has(r.subnet) ? { ...r, direct: true as const } : r)), ...(v6 ? v6.engine.routeTable.describe() : [])], trace: (req) => trace.handle(req) }),
-  );
-  undo.push(() => control.close());
+  handler = controlHandler({
+    info,
+    counters,
+    routes: () => [...engine.routeTable.describe(vxlan).map((r) => (direct?.has(r.subnet) ? { ...r, direct: true as const } : r)), ...(v6 ? v6.engine.routeTable.describe() : [])],
+    trace: (req) => trace.handle(req),
+  });
+  running = { info, counters, routes: () => routes.current.routes.length };
   engine.start();
   undo.push(() => engine.stop());
   if (v6) {
@@ -219,13 +256,15 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   // A deleted device stops the node (exit 1); a device set down and up gets its route back.
   const linkWatch = watchLink({ device: tun.name, route: { dst: ipv4ToString(network.addr), prefixLen: network.prefixLen }, log, lost: env.fatal });
   undo.push(() => linkWatch.stop());
+  // kube: NetworkUnavailable=False once packets flow (flanneld's CompleteLease; off with --set-node-network-unavailable=false).
+  await source.complete();
 
   return {
     info,
     counters,
     reload: () => source.reload(),
     summary: {
-      publicIp: spec.publicIp,
+      publicIp: publicIp,
       underlay,
       subnet: cidrToString(subnet),
       network: cidrToString(network),

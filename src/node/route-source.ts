@@ -11,14 +11,18 @@ import type { Logger } from 'pino';
 import { ConfigError, deriveVtepMac, loadConfig, type NodeConfig, type PeerConfig } from '../control/config.js';
 import { loadFlannelNodeConfig, type FlannelNodeConfig } from '../control/flannel-node-config.js';
 import { parseNetworkConfig, encodeLeaseValue, subnetKey, type Cidr4, type Cidr6, type FlannelNetworkConfig, type BackendType } from '../control/flannel.js';
-import { findPublicIpv6 } from '../control/host.js';
-import type { Mac } from '../packet/wire/ethernet.js';
-import { RegistryError, type SubnetRegistry, type StoredLease } from '../control/registry/registry.js';
+import { findPublicIpv6, type Underlay } from '../control/host.js';
+import { RegistryError, NetworkConfigMissing, isAssignedRegistry, type SubnetRegistry, type AssignedSubnetRegistry, type StoredLease } from '../control/registry/registry.js';
+import type { KubeRegistry } from '../control/registry/kube.js';
+import { macFromString, type Mac } from '../packet/wire/ethernet.js';
 import { StaticRegistry } from '../control/registry/static.js';
 import { EtcdV3Registry } from '../control/registry/etcd-v3.js';
 import { EtcdV2Registry } from '../control/registry/etcd-v2.js';
 import { joinKey } from '../control/registry/etcd-common.js';
 import { LeaseManager } from '../control/lease-manager.js';
+
+/** flanneld's --net-config-path default (registry/kube.ts's, without loading the Kubernetes client). */
+const DEFAULT_NET_CONF_PATH = '/etc/kube-flannel/net-conf.json';
 import type { Route } from '../packet/routes.js';
 import { cidrToString } from '../packet/cidr.js';
 import type { UndoStack } from '../util/undo.js';
@@ -29,6 +33,11 @@ export interface NetworkPlan {
   network: Cidr4;
   subnet: Cidr4;
   backend: { type: BackendType; vni: number; port: number; directRouting?: boolean };
+  /** The address the node publishes and sends from (a kube node's node-public-ip annotation wins over the config). */
+  publicIp: string;
+  /** Our VTEP MAC (a kube node keeps the one its annotations hold, so peers' FDB entries stay right). */
+  vtepMac: Mac;
+  underlay: Underlay;
   /** Dual-stack (flannel's EnableIPv6): the IPv6 network, our IPv6 subnet, and our flannel-v6 VTEP. */
   ipv6?: { network: Cidr6; subnet: Cidr6; publicIpv6: string; vtepMac: Mac };
 }
@@ -45,6 +54,18 @@ export interface RouteSource {
   start(sink: Pick<RouteSink, 'publish'>, fatal: (err: Error) => void): void;
   /** SIGHUP: re-read what can be re-read; never stops the node. */
   reload(): void;
+  /** Once the engines run: tell the registry the node's network is up (kube: NetworkUnavailable=False). */
+  complete(): Promise<void>;
+  /** Whether the peers have been read from the registry at least once (readiness). */
+  readOnce(): boolean;
+}
+
+export interface SourceEnv {
+  log: Logger;
+  undo: UndoStack;
+  aborted: () => boolean;
+  /** The underlay that carries `publicIp` (HostError when none does): asked before a lease is taken. */
+  underlayFor: (publicIp: string) => Underlay;
 }
 
 /** Start-up was cut short by SIGINT/SIGTERM while waiting for the registry. */
@@ -57,14 +78,17 @@ function peerRoutes(peers: readonly PeerConfig[]): Route[] {
   }));
 }
 
-export async function openRouteSource(spec: NodeSpec, env: { log: Logger; undo: UndoStack; aborted: () => boolean }): Promise<RouteSource> {
-  return spec.routes.kind === 'static-peers' ? staticPeers(spec.configPath, spec.routes.config, env.log) : await leases(spec.configPath, spec.routes, env);
+export async function openRouteSource(spec: NodeSpec, env: SourceEnv): Promise<RouteSource> {
+  return spec.routes.kind === 'static-peers' ? staticPeers(spec.configPath!, spec.routes.config, spec, env) : await leases(spec.configPath, spec.routes, env);
 }
 
-function staticPeers(path: string, running: NodeConfig, log: Logger): RouteSource {
+function staticPeers(path: string, running: NodeConfig, spec: NodeSpec, env: SourceEnv): RouteSource {
+  const { log } = env;
   let sink: Pick<RouteSink, 'publish'> | undefined;
   return {
-    plan: { network: running.network, subnet: running.subnet, backend: running.backend },
+    plan: { network: running.network, subnet: running.subnet, backend: running.backend, publicIp: spec.publicIp, vtepMac: spec.vtepMac, underlay: env.underlayFor(spec.publicIp) },
+    complete: async () => {},
+    readOnce: () => true,
     description: 'static peers (config file)',
     lease: () => null,
     start(s) {
@@ -121,8 +145,10 @@ function fileLeases(cfg: FlannelNodeConfig): StoredLease[] {
   }));
 }
 
+type AnyRegistry = SubnetRegistry | AssignedSubnetRegistry;
+
 /** The registry this config names (etcd opening includes the TLS/reachability probe). */
-async function openRegistry(cfg: FlannelNodeConfig): Promise<SubnetRegistry> {
+async function openRegistry(cfg: FlannelNodeConfig, log: Logger): Promise<AnyRegistry> {
   const r = cfg.registry;
   if (!r) {
     const s = cfg.static!;
@@ -131,7 +157,21 @@ async function openRegistry(cfg: FlannelNodeConfig): Promise<SubnetRegistry> {
     const networkConfig = JSON.stringify({ Network: cidrToString(s.network), SubnetLen: s.subnet.prefixLen, Backend: { Type: type, ...(cfg.backend.vni !== undefined ? { VNI: cfg.backend.vni } : {}), ...(port ? { Port: port } : {}) } });
     return new StaticRegistry(networkConfig, fileLeases(cfg));
   }
-  const settings = { endpoints: r.endpoints, prefix: r.prefix, ...(r.tls ? { tls: r.tls } : {}) };
+  if (r.type === 'kube') {
+    // The Kubernetes client is loaded only by the nodes that use it.
+    const { KubeRegistry } = await import('../control/registry/kube.js');
+    return KubeRegistry.open(
+      {
+        ...(r.apiUrl !== undefined ? { apiUrl: r.apiUrl } : {}),
+        ...(r.kubeconfigFile !== undefined ? { kubeconfigFile: r.kubeconfigFile } : {}),
+        ...(r.annotationPrefix !== undefined ? { annotationPrefix: r.annotationPrefix } : {}),
+        ...(r.netConfPath !== undefined ? { netConfPath: r.netConfPath } : {}),
+        ...(r.setNodeNetworkUnavailable !== undefined ? { setNodeNetworkUnavailable: r.setNodeNetworkUnavailable } : {}),
+      },
+      log,
+    );
+  }
+  const settings = { endpoints: r.endpoints, prefix: r.prefix, ...(r.tls ? { tls: r.tls } : {}), ...(r.auth ? { auth: r.auth } : {}) };
   return r.api === 'v2' ? EtcdV2Registry.open(settings) : EtcdV3Registry.open(settings);
 }
 
@@ -154,15 +194,55 @@ async function retrying<T>(what: string, fn: () => Promise<T>, env: { log: Logge
   }
 }
 
-async function leases(path: string, src: LeasesSource, env: { log: Logger; undo: UndoStack; aborted: () => boolean }): Promise<RouteSource> {
+/** The network config's text; a missing one is logged once and waited for (flanneld polls every second) until the deadline. */
+async function waitForNetworkConfig(registry: AnyRegistry, where: string, env: { log: Logger; aborted: () => boolean }, since: number, deadline: number): Promise<string> {
+  let logged = false;
+  for (;;) {
+    try {
+      return await retrying('read network config', () => registry.getNetworkConfig(), env, since, deadline);
+    } catch (err) {
+      if (!(err instanceof NetworkConfigMissing)) throw err;
+      if (Date.now() + NETWORK_CONFIG_POLL_MS > deadline) throw new RegistryError(`${err.message} (gave up after ${Math.round((deadline - since) / 1000)} s)`, false);
+      if (!logged) env.log.warn({ where, err: err.message }, 'network config missing: waiting for it');
+      logged = true;
+      await sleepUnlessAborted(NETWORK_CONFIG_POLL_MS, env.aborted);
+    }
+  }
+}
+
+const NETWORK_CONFIG_POLL_MS = 1000;
+
+async function sleepUnlessAborted(ms: number, aborted: () => boolean): Promise<void> {
+  for (let left = ms; left > 0; left -= 100) {
+    if (aborted()) throw new StartAborted();
+    await new Promise((r) => setTimeout(r, Math.min(100, left)));
+  }
+  if (aborted()) throw new StartAborted();
+}
+
+async function leases(path: string | undefined, src: LeasesSource, env: SourceEnv): Promise<RouteSource> {
   const { config: cfg } = src;
   const { log } = env;
   const since = Date.now();
   const deadline = cfg.registry?.startupTimeoutSeconds !== undefined ? since + cfg.registry.startupTimeoutSeconds * 1000 : Infinity;
-  const registry = await retrying('connect', () => openRegistry(cfg), env, since, deadline);
+  const registry = await retrying('connect', () => openRegistry(cfg, log), env, since, deadline);
   env.undo.push(() => registry.close());
-  const where = cfg.registry ? joinKey(cfg.registry.prefix, 'config') : 'network';
-  const network: FlannelNetworkConfig = parseNetworkConfig(await retrying('read network config', () => registry.getNetworkConfig(), env, since, deadline), where);
+  const kube = isAssignedRegistry(registry) && 'storedAttrs' in registry ? (registry as KubeRegistry) : undefined;
+  // A kube node's annotations from an earlier run (or the operator's node-public-ip) win over the config.
+  let publicIp = cfg.publicIp;
+  let vtepMac = cfg.backend.vtepMac;
+  if (kube) {
+    const stored = await retrying('read our node', () => kube.storedAttrs(), env, since, deadline);
+    if (stored.publicIp !== undefined && stored.publicIp !== publicIp) {
+      log.info({ publicIp: stored.publicIp, configured: publicIp }, 'public ip from the node-public-ip annotation');
+      publicIp = stored.publicIp;
+    }
+    if (stored.vtepMac !== undefined) vtepMac = macFromString(stored.vtepMac);
+  }
+  const underlay = env.underlayFor(publicIp);
+  const r = cfg.registry;
+  const where = r?.type === 'kube' ? (r.netConfPath ?? DEFAULT_NET_CONF_PATH) : r ? joinKey(r.prefix, 'config') : 'network';
+  const network: FlannelNetworkConfig = parseNetworkConfig(await waitForNetworkConfig(registry, where, env, since, deadline), where);
   if (cfg.backend.type !== undefined && cfg.backend.type !== network.backend.type) {
     throw new ConfigError(`config: backend.type: "${cfg.backend.type}" but ${where} says Backend.Type "${network.backend.type}"`);
   }
@@ -176,18 +256,20 @@ async function leases(path: string, src: LeasesSource, env: { log: Logger; undo:
   let v6: { publicIpv6: string; vtepMac6: Mac } | undefined;
   if (network.ipv6) {
     // flanneld's --public-ipv6, else the IPv6 address of the interface that carries PublicIP.
-    const publicIpv6 = cfg.publicIpv6 ?? findPublicIpv6(cfg.publicIp);
-    if (publicIpv6 === undefined) throw new ConfigError(`config: publicIpv6: missing, and the interface of ${cfg.publicIp} has no global IPv6 address (${where} says EnableIPv6)`);
+    const publicIpv6 = cfg.publicIpv6 ?? findPublicIpv6(publicIp);
+    if (publicIpv6 === undefined) throw new ConfigError(`config: publicIpv6: missing, and the interface of ${publicIp} has no global IPv6 address (${where} says EnableIPv6)`);
     v6 = { publicIpv6, vtepMac6: deriveVtepMac(publicIpv6) };
   }
+  const etcd = r?.type === 'etcd' ? r : undefined;
   const manager = new LeaseManager({
     registry,
     network,
-    publicIp: cfg.publicIp,
-    leaseValue: encodeLeaseValue(cfg.publicIp, backend.type === 'vxlan' ? { type: 'vxlan', vni: backend.vni, vtepMac: cfg.backend.vtepMac } : { type: 'udp' }, v6),
+    publicIp,
+    leaseValue: encodeLeaseValue(publicIp, backend.type === 'vxlan' ? { type: 'vxlan', vni: backend.vni, vtepMac } : { type: 'udp' }, v6),
+    // An assigned registry (kube) chooses the subnet and nothing expires there.
     ...(cfg.static ? { preferredSubnet: cfg.static.subnet } : {}),
-    ...(cfg.registry?.leaseTtlSeconds !== undefined ? { ttlSeconds: cfg.registry.leaseTtlSeconds } : {}),
-    ...(cfg.registry?.renewMarginSeconds !== undefined ? { renewMarginSeconds: cfg.registry.renewMarginSeconds } : {}),
+    ...(etcd?.leaseTtlSeconds !== undefined ? { ttlSeconds: etcd.leaseTtlSeconds } : {}),
+    ...(etcd?.renewMarginSeconds !== undefined ? { renewMarginSeconds: etcd.renewMarginSeconds } : {}),
     log,
   });
   await retrying('acquire lease', () => manager.acquire(), env, since, deadline);
@@ -199,9 +281,21 @@ async function leases(path: string, src: LeasesSource, env: { log: Logger; undo:
       network: network.network,
       subnet,
       backend,
+      publicIp,
+      vtepMac,
+      underlay,
       ...(network.ipv6 && subnet6 && v6 ? { ipv6: { network: network.ipv6.network, subnet: subnet6, publicIpv6: v6.publicIpv6, vtepMac: v6.vtepMac6 } } : {}),
     },
     description: registry.description,
+    readOnce: () => manager.stats.resyncs > 0,
+    complete: async () => {
+      if (!kube) return;
+      try {
+        await kube.completeLease();
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'setting NetworkUnavailable=False failed');
+      }
+    },
     lease: () => manager.stats,
     start(sink, fatal) {
       sink.publish(manager.routes);
@@ -217,7 +311,7 @@ async function leases(path: string, src: LeasesSource, env: { log: Logger; undo:
       manager.start();
     },
     reload() {
-      if (!(registry instanceof StaticRegistry)) {
+      if (!(registry instanceof StaticRegistry) || path === undefined) {
         log.info({ registry: registry.description }, 'SIGHUP: the registry is the source of routes; nothing to reload, still running');
         return;
       }

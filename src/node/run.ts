@@ -14,6 +14,7 @@ import { RegistryError } from '../control/registry/registry.js';
 import type { NodeSpec } from './spec.js';
 import { buildNode, type RunningNode } from './build.js';
 import { StartAborted } from './route-source.js';
+import { sdNotify } from './health.js';
 
 /** The one line and exit code for a refusal to start. */
 export function startFailure(err: unknown): { line: string; code: number } {
@@ -63,13 +64,16 @@ export async function runNode(spec: NodeSpec, logLevel: string): Promise<number>
     return code;
   }
   log.info(node.summary, 'vxtun up');
+  // flanneld notifies once subnet.env is written and the backend runs: so does the builder's return.
+  sdNotify('READY=1', log);
 
   await new Promise<void>((resolve) => {
     wake = resolve;
     if (stopping) resolve();
   });
   const { reason, code } = stopping!;
-  log.info({ signal: reason, counters: node.counters() }, spec.flannel ? 'vxtun stopping (the lease stays in the registry)' : 'vxtun stopping');
+  sdNotify('STOPPING=1', log);
+  log.info({ signal: reason, counters: node.counters() }, spec.flannel ? 'vxtun stopping (the lease stays in the registry, subnet.env on disk)' : 'vxtun stopping');
   await finish();
   log.info('vxtun down');
   return code;

@@ -6,9 +6,12 @@
  * builder (build.ts) never asks where a setting came from.
  */
 import type { Mac } from '../packet/wire/ethernet.js';
-import { loadConfig, type NodeConfig } from '../control/config.js';
-import { loadFlannelNodeConfig, type FlannelNodeConfig } from '../control/flannel-node-config.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadConfig, type NodeConfig } from '../control/config.js';
+import { loadFlannelNodeConfig, validateFlannelNodeConfig, type FlannelNodeConfig } from '../control/flannel-node-config.js';
+import { overlayFlanneld, hasFlanneldFlags, type FlanneldOptions } from './flanneld.js';
 import type { DatapathConfig, DatapathKind, SecurityConfig } from '../datapath/config.js';
+import { defaultControlSocket } from '../control/socket-path.js';
 
 /** `vxtun up`'s switches, each overriding the config when given. */
 export interface UpFlags {
@@ -36,8 +39,8 @@ export interface LeasesSource {
 }
 
 export interface NodeSpec {
-  /** The file it came from (SIGHUP re-reads it). */
-  configPath: string;
+  /** The file it came from (SIGHUP re-reads it); absent when flanneld's flags say everything. */
+  configPath?: string;
   publicIp: string;
   device: { name: string; mtu?: number };
   controlSocket: string;
@@ -51,13 +54,16 @@ export interface NodeSpec {
   routes: StaticPeersSource | LeasesSource;
   /** flannel's host side: subnet.env for the CNI plugin, and masquerade rules; absent for a plain static node. */
   flannel?: { subnetEnv: string; ipMasq: boolean };
+  /** flanneld's --healthz-ip/--healthz-port: /healthz, /readyz, /metrics (port 0: off). */
+  healthz?: { ip: string; port: number };
+  /** flanneld's --iptables-resync: seconds between checks of the masquerade rules (default 5). */
+  iptablesResyncSeconds?: number;
+  /** flanneld's --public-ipv6 (dual-stack). */
+  publicIpv6?: string;
 }
 
 const DEFAULT_DEVICE = 'vxtun0';
 
-function defaultControlSocket(device: string): string {
-  return `/run/vxtun/${device}.sock`;
-}
 
 function withFlags(section: DatapathConfig, flags: UpFlags): DatapathConfig {
   return {
@@ -86,10 +92,10 @@ export function specFromStaticConfig(path: string, flags: UpFlags): NodeSpec {
 }
 
 /** A flannel node's config (flannel-node-config.ts), already validated. */
-export function specFromFlannelConfig(path: string, cfg: FlannelNodeConfig, flags: UpFlags): NodeSpec {
+export function specFromFlannelConfig(path: string | undefined, cfg: FlannelNodeConfig, flags: UpFlags): NodeSpec {
   const device = cfg.device.name ?? DEFAULT_DEVICE;
   return {
-    configPath: path,
+    ...(path !== undefined ? { configPath: path } : {}),
     publicIp: cfg.publicIp,
     device: { name: device, ...(cfg.device.mtu !== undefined ? { mtu: cfg.device.mtu } : {}) },
     controlSocket: cfg.controlSocket ?? defaultControlSocket(device),
@@ -106,4 +112,36 @@ export function specFromFlannelConfig(path: string, cfg: FlannelNodeConfig, flag
 export function loadNodeSpec(path: string, flags: UpFlags): NodeSpec {
   const flannel = loadFlannelNodeConfig(path, { ipMasq: flags.ipMasq ?? false });
   return flannel ? specFromFlannelConfig(path, flannel, flags) : specFromStaticConfig(path, flags);
+}
+
+function readJson(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config: ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    const raw = JSON.parse(text) as unknown;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('not a JSON object');
+    return raw as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`config: ${JSON.stringify(path)}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * `vxtun up`: a config file, flanneld's flags, or both (flags win). Without flanneld flags a file
+ * is read as before; with them (or without a file) the node is a flannel node whatever the file is.
+ */
+export function nodeSpecFrom(opts: { config?: string; flags: UpFlags; flanneld: FlanneldOptions }): NodeSpec {
+  const { config, flags, flanneld } = opts;
+  const healthz = {
+    ...(flanneld.healthzPort ? { healthz: { ip: flanneld.healthzIp ?? '0.0.0.0', port: flanneld.healthzPort } } : {}),
+    ...(flanneld.iptablesResync !== undefined ? { iptablesResyncSeconds: flanneld.iptablesResync } : {}),
+  };
+  if (config !== undefined && !hasFlanneldFlags(flanneld)) return { ...loadNodeSpec(config, flags), ...healthz };
+  const raw = overlayFlanneld(config !== undefined ? readJson(config) : undefined, flanneld);
+  const cfg = validateFlannelNodeConfig(raw, { ipMasq: flags.ipMasq ?? false });
+  return { ...specFromFlannelConfig(config, cfg, flags), ...healthz, ...(flanneld.publicIpv6 !== undefined ? { publicIpv6: flanneld.publicIpv6 } : {}) };
 }

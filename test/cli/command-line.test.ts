@@ -38,13 +38,17 @@ describe('vxtun command line', () => {
     expect(r.stderr).toBe("error: unknown command 'stauts' (Did you mean status?)\n");
   });
 
-  it('an unknown flag is named before a missing required option', () => {
+  it('an unknown flag is named before a missing config (a config file or flanneld flags)', () => {
     const r = vxtun(['up', '--no-such-flag=x']);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe("error: unknown option '--no-such-flag=x'\n");
     const missing = vxtun(['up']);
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toBe("error: required option '-c, --config <file>' not specified\n");
+    expect(missing.stderr).toBe("error: give a node config (-c, --config <file>) or flanneld's flags (e.g. --etcd-endpoints, --kube-subnet-mgr)\n");
+    // A flanneld flag with a bad value: one line naming it, exit 2, before anything else.
+    const margin = vxtun(['up', '--subnet-lease-renew-margin=0']);
+    expect(margin.code).toBe(2);
+    expect(margin.stderr).toBe(`error: option '--subnet-lease-renew-margin <n>' argument '0' is invalid. --subnet-lease-renew-margin: "0" is not an integer in 1..1439\n`);
   });
 
   it('an unknown lab command is named as such, with the nearest one', () => {
@@ -62,7 +66,7 @@ describe('vxtun command line', () => {
       const r = vxtun(['status', '--control-socket', sock]);
       expect(r.code).toBe(1);
       expect(r.stderr).toBe(
-        `vxtun: no node is running with control socket ${sock} (no such socket); is vxtun up running? name another with --device NAME (its socket /run/vxtun/NAME.sock) or --control-socket PATH\n`,
+        `vxtun: no node is running with control socket ${sock} (no such socket); is vxtun up running? name another with --device NAME (its socket /run/vxtun/netns-<inode>/NAME.sock) or --control-socket PATH\n`,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

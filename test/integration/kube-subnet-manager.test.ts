@@ -1,27 +1,34 @@
 /**
- * Issue 17 (b), with the engine composed directly (test/tools/kube-vxtun-node.mjs) until
- * `vxtun up --kube-subnet-mgr` exists: a vxtun node on the kube subnet manager, against the stand-in
- * API server, publishes flannel's annotations and NetworkUnavailable=False on its node, learns a
- * kernel VXLAN node from that node's annotations, and the kernel node is programmed from vxtun's
- * annotations exactly as flanneld would program it; pods exchange pings and TCP both ways. The
- * kernel node's Node object deleted, vxtun drops the route; added back, traffic flows again.
+ * Issue 17 (b): `vxtun up` with flanneld's own kube arguments only (--kube-subnet-mgr,
+ * --kube-api-url, --net-config-path, --iface, --subnet-file; NODE_NAME in the environment), against
+ * the stand-in API server: it keeps the VtepMAC a previous run left in backend-data, publishes
+ * flannel's annotations and NetworkUnavailable=False on its node, learns a kernel VXLAN node from
+ * that node's annotations, and the kernel node is programmed from vxtun's annotations exactly as
+ * flanneld would program it; pods exchange pings and TCP both ways. The kernel node's Node object
+ * deleted, vxtun drops the route; added back, traffic flows again. A namespace has its own loopback:
+ * a small relay in the node's namespace carries its 127.0.0.1 to the API server's unix socket.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { Topology, type Netns } from '../../src/tools/lab/netns.js';
 import { Underlay } from '../../src/tools/lab/underlay.js';
 import { addPod } from '../../src/tools/lab/pods.js';
 import { createKernelFlannelNode, addKernelPeer } from '../../src/tools/lab/kernel-flannel.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
+import { cliPath } from '../../src/tools/lab/cluster.js';
+import { parseSubnetEnv } from '../../src/control/subnet-env.js';
 import { FakeKubeApiServer, type KubeNode } from '../support/kube-apiserver.js';
 import { requirePrerequisites, tcpTransfer, ping } from './support.js';
 
 const PREFIX = 'flannel.alpha.coreos.com/';
-const kubeNodeProgram = fileURLToPath(new URL('../tools/kube-vxtun-node.mjs', import.meta.url));
+const RELAY_PORT = 6443;
+/** 127.0.0.1:<port> in the namespace it runs in -> the unix socket in argv[1]. */
+const RELAY = `const net = require('node:net');
+net.createServer((c) => { const a = net.connect(process.argv[1]); c.pipe(a).pipe(c); c.on('error', () => a.destroy()); a.on('error', () => c.destroy()); })
+  .listen(${RELAY_PORT}, '127.0.0.1', () => process.stdout.write('relay up\\n'));`;
 const KERNEL_MAC = '0a:58:0a:f4:02:00';
 const VXTUN_MAC = '0a:58:0a:f4:01:00';
 
@@ -39,6 +46,12 @@ function kernelNodeObject(): KubeNode {
     },
     spec: { podCIDR: '10.244.2.0/24', podCIDRs: ['10.244.2.0/24'] },
   };
+}
+
+/** The peers of the last "routes updated" log line, as JSON. */
+function lastRoutes(lines: readonly string[]): string | undefined {
+  const last = lines.filter((l) => l.includes('"msg":"routes updated"')).at(-1);
+  return last ? JSON.stringify((JSON.parse(last) as { peers: string[] }).peers) : undefined;
 }
 
 describe('kube subnet manager: vxtun and a kernel flannel node programmed from node annotations', () => {
@@ -63,15 +76,24 @@ describe('kube subnet manager: vxtun and a kernel flannel node programmed from n
     pod1 = await addPod(n1, { name: 'n1pod', gatewayCidr: '10.244.1.1/24', podIp: '10.244.1.2/24' });
     pod2 = await addPod(n2, { name: 'n2pod', gatewayCidr: '10.244.2.1/24', podIp: '10.244.2.2/24' });
     await createKernelFlannelNode(n2, { publicIp: '198.18.0.2', subnet: '10.244.2.0/24', vtepMac: KERNEL_MAC });
-    api.addNode({ metadata: { name: 'vx-1' }, spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] }, status: { conditions: [] } });
+    // A previous run's VtepMAC in backend-data: kept, so peers' FDB entries stay right.
+    api.addNode({ metadata: { name: 'vx-1', annotations: { [`${PREFIX}backend-data`]: `{"VNI":1,"VtepMAC":"${VXTUN_MAC}"}` } }, spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] }, status: { conditions: [] } });
     api.addNode(kernelNodeObject());
 
-    node = n1.spawn([process.execPath, kubeNodeProgram, JSON.stringify({ apiSocket: join(dir, 'api.sock'), netConfPath: join(dir, 'net-conf.json'), nodeName: 'vx-1', publicIp: '198.18.0.1', vtepMac: VXTUN_MAC })]);
+    const relay = n1.spawn([process.execPath, '-e', RELAY, join(dir, 'api.sock')]);
+    await new Promise<void>((resolve, reject) => {
+      relay.stdout!.once('data', () => resolve());
+      relay.once('exit', (code) => reject(new Error(`relay exited ${code}`)));
+    });
+    node = n1.spawn(
+      [process.execPath, cliPath, 'up', '--kube-subnet-mgr', `--kube-api-url=http://127.0.0.1:${RELAY_PORT}`, '--net-config-path', join(dir, 'net-conf.json'), '--iface=eth0', `--subnet-file=${join(dir, 'subnet.env')}`, '--datapath', 'ts'],
+      { env: { ...process.env, NODE_NAME: 'vx-1' } },
+    );
     let stderr = '';
     node.stdout!.setEncoding('utf8').on('data', (d: string) => lines.push(...d.split('\n').filter(Boolean)));
     node.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    await waitFor(() => lines.some((l) => l.includes('"ready":true')), { timeoutMs: 20_000, what: 'the kube vxtun node ready' }).catch((err: Error) => {
-      throw new Error(`${err.message}: ${stderr}`);
+    await waitFor(() => lines.some((l) => l.includes('"msg":"vxtun up"')), { timeoutMs: 20_000, what: 'vxtun up --kube-subnet-mgr ready' }).catch((err: Error) => {
+      throw new Error(`${err.message}: ${stderr} ${lines.join('\n')}`);
     });
 
     // flanneld on the kernel node, learning vxtun from its Node object.
@@ -101,6 +123,8 @@ describe('kube subnet manager: vxtun and a kernel flannel node programmed from n
     });
     expect(vx.status!.conditions!.map((c) => [c.type, c.status, c.reason])).toEqual([['NetworkUnavailable', 'False', 'FlannelIsUp']]);
     expect(api.patches.map((p) => p.contentType)).toEqual(['application/strategic-merge-patch+json', 'application/strategic-merge-patch+json']);
+    // The lease's subnet is the node's podCIDR, written for the CNI plugin.
+    expect(parseSubnetEnv(readFileSync(join(dir, 'subnet.env'), 'utf8'))).toMatchObject({ FLANNEL_NETWORK: '10.244.0.0/16', FLANNEL_SUBNET: '10.244.1.1/24' });
   });
 
   it('pods on vxtun and on the kernel node exchange pings and TCP both ways', async () => {
@@ -117,11 +141,11 @@ describe('kube subnet manager: vxtun and a kernel flannel node programmed from n
 
   it("follows the kernel node's Node object: deleted, no route; back, traffic again", async () => {
     api.deleteNode('k-2');
-    await waitFor(() => lines.at(-1) === '{"routes":[]}', { timeoutMs: 10_000, what: 'vxtun dropping the route' });
+    await waitFor(() => lastRoutes(lines) === '[]', { timeoutMs: 10_000, what: 'vxtun dropping the route' });
     const gone = await ping(pod1, '10.244.2.2', ['-c', '1']);
     expect(gone.code).not.toBe(0);
     api.addNode(kernelNodeObject());
-    await waitFor(() => lines.at(-1) === '{"routes":["10.244.2.0/24"]}', { timeoutMs: 10_000, what: 'vxtun learning the node again' });
+    await waitFor(() => lastRoutes(lines) === '["10.244.2.0/24@198.18.0.2"]', { timeoutMs: 10_000, what: 'vxtun learning the node again' });
     const again = await ping(pod1, '10.244.2.2');
     expect(again.code, again.out).toBe(0);
   });

@@ -65,9 +65,7 @@ describe('vxtun <-> vxtun', () => {
     expect(json.routes).toEqual([{ subnet: b.subnet, publicIp: b.publicIp, port: 8472, vtepMac: b.vtepMac, vni: 1 }]);
     const missing = await a.ns.exec([process.execPath, cliPath, 'status', '--control-socket', '/nonexistent.sock']);
     expect(missing.code).toBe(1);
-    expect(missing.stderr.trim()).toBe(
-      'vxtun: no node is running with control socket /nonexistent.sock (no such socket); is vxtun up running? name another with --device NAME (its socket /run/vxtun/NAME.sock) or --control-socket PATH',
-    );
+    expect(missing.stderr.trim()).toBe('vxtun: no node is running with control socket /nonexistent.sock (no such socket); is vxtun up running? name another with --device NAME (its socket /run/vxtun/netns-<inode>/NAME.sock) or --control-socket PATH');
   });
 
   it('stops cleanly on SIGTERM: exit 0, device and route gone', async () => {

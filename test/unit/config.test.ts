@@ -1,5 +1,6 @@
 // The node config contract: a good file validates with every default filled; every bad one is a
 // ConfigError whose message is ONE line naming the field and the offending value.
+import { defaultControlSocket } from '../../src/control/socket-path.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -67,7 +68,7 @@ describe('validateConfig: the example config', () => {
           port: 8472,
         },
       ],
-      controlSocket: '/run/vxtun/vxtun0.sock',
+      controlSocket: defaultControlSocket('vxtun0'),
       datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
       security: { antiSpoofing: { unknownPeer: true, spoofedSource: true, notForThisNode: true } },
     };
@@ -133,7 +134,8 @@ describe('validateConfig: the example config', () => {
       [42, 4789],
       [7, 5000],
     ]);
-    expect(c.controlSocket).toBe('/run/vxtun/vx1.sock');
+    // One directory per network namespace: nodes in two namespaces never share a socket.
+    expect(c.controlSocket).toMatch(/^\/run\/vxtun\/netns-\d+\/vx1\.sock$/);
     expect(validateConfig(withEdit((c) => (c.controlSocket = '/tmp/x.sock'))).controlSocket).toBe('/tmp/x.sock');
   });
 

@@ -18,6 +18,8 @@ export interface EtcdSettings {
   endpoints: string[];
   prefix: string;
   tls?: EtcdTlsFiles;
+  /** Basic auth (flanneld's --etcd-username/--etcd-password). */
+  auth?: { username: string; password: string };
   /** Per-request deadline (ms). */
   requestTimeoutMs?: number;
 }

@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { RegistryError, type SubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
+import { RegistryError, NetworkConfigMissing, type SubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
 import { type EtcdSettings, type EtcdTlsMaterial, readTlsMaterial, probeEndpoints, joinKey } from './etcd-common.js';
 
 interface V2Node {
@@ -62,7 +62,10 @@ export class EtcdV2Registry implements SubnetRegistry {
         url,
         {
           method,
-          headers: body ? { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } : {},
+          headers: {
+            ...(body ? { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } : {}),
+            ...(this.settings.auth ? { authorization: `Basic ${Buffer.from(`${this.settings.auth.username}:${this.settings.auth.password}`).toString('base64')}` } : {}),
+          },
           ...(this.material ? { ca: this.material.ca, cert: this.material.cert, key: this.material.key } : {}),
           agent: false,
         },
@@ -107,7 +110,7 @@ export class EtcdV2Registry implements SubnetRegistry {
   async getNetworkConfig(): Promise<string> {
     const key = joinKey(this.settings.prefix, 'config');
     const r = await this.request('GET', key, {});
-    if (r.status === 404 && r.body.errorCode === KEY_NOT_FOUND) throw new RegistryError(`${key}: not found in etcd (write the flannel network config there first)`, false);
+    if (r.status === 404 && r.body.errorCode === KEY_NOT_FOUND) throw new NetworkConfigMissing(`${key}: not found in etcd (write the flannel network config there first)`);
     if (r.status !== 200 || r.body.node?.value === undefined) throw this.unexpected(`get ${key}`, r);
     return r.body.node.value;
   }

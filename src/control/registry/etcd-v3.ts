@@ -5,7 +5,7 @@
  */
 import { Etcd3, type IKeyValue } from 'etcd3';
 import { noop } from 'cockatiel';
-import { RegistryError, type SubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
+import { RegistryError, NetworkConfigMissing, type SubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
 import { type EtcdSettings, readTlsMaterial, probeEndpoints, joinKey } from './etcd-common.js';
 
 function describeError(err: unknown): string {
@@ -38,6 +38,7 @@ export class EtcdV3Registry implements SubnetRegistry {
     const client = new Etcd3({
       hosts: settings.endpoints,
       ...(material ? { credentials: { rootCertificate: material.ca, ...(material.key ? { privateKey: material.key } : {}), ...(material.cert ? { certChain: material.cert } : {}) } } : {}),
+      ...(settings.auth ? { auth: settings.auth } : {}),
       dialTimeout: timeout,
       // Our own loop retries with backoff and resyncs; the library's breaker would hide outages from it.
       faultHandling: { host: () => noop, global: noop },
@@ -58,7 +59,7 @@ export class EtcdV3Registry implements SubnetRegistry {
     } catch (err) {
       throw this.wrap(`get ${key}`, err);
     }
-    if (value === null) throw new RegistryError(`${key}: not found in etcd (write the flannel network config there first)`, false);
+    if (value === null) throw new NetworkConfigMissing(`${key}: not found in etcd (write the flannel network config there first)`);
     return value;
   }
 

@@ -9,7 +9,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { KubeConfig, CoreV1Api, Watch, setHeaderOptions, PatchStrategy, ApiException, type V1Node } from '@kubernetes/client-node';
 import { cidrContains, cidrToString } from '../../packet/cidr.js';
-import { RegistryError, type Cidr4, type Cidr6, type AssignedSubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
+import { RegistryError, NetworkConfigMissing, type Cidr4, type Cidr6, type AssignedSubnetRegistry, type StoredLease, type LeaseWatch, type WatchHandlers } from './registry.js';
 import {
   DEFAULT_ANNOTATION_PREFIX,
   annotationKeys,
@@ -179,7 +179,9 @@ export class KubeRegistry implements AssignedSubnetRegistry {
     try {
       return readFileSync(this.netConfPath, 'utf8');
     } catch (err) {
-      throw new RegistryError(`failed to read net conf "${this.netConfPath}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, false, 'net-config-path');
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new NetworkConfigMissing(`failed to read net conf "${this.netConfPath}": ENOENT`);
+      throw new RegistryError(`failed to read net conf "${this.netConfPath}": ${code ?? (err as Error).message}`, false, 'net-config-path');
     }
   }
 

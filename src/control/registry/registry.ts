@@ -47,6 +47,13 @@ export class RegistryError extends Error {
   }
 }
 
+/** The network config is not there (yet): a node waits for it, as flanneld does. */
+export class NetworkConfigMissing extends RegistryError {
+  constructor(message: string) {
+    super(message, false);
+  }
+}
+
 export interface SubnetRegistry {
   /** For logs: "etcd v3 http://198.18.0.250:2379 /coreos.com/network". */
   readonly description: string;

@@ -105,8 +105,9 @@ export class VxtunProcess {
       async () => {
         if (exitCode !== undefined) throw new Error(`vxtun exited with ${exitCode}: ${this.output.join('')}`);
         try {
-          await controlRequest(this.controlSocket, { cmd: 'info' }, 500);
-          return true;
+          const reply = (await controlRequest(this.controlSocket, { cmd: 'info' }, 500)) as { starting?: boolean };
+          // A starting node answers, but has no lease and no device yet.
+          return reply.starting !== true;
         } catch {
           return false;
         }

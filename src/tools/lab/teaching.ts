@@ -195,8 +195,9 @@ async function startDaemon(ns: Netns, node: LabNodeState, nodeDir: string, peers
     async () => {
       if (exited !== undefined) throw new LabError(`vxtun on ${ns.name} exited with ${exited}: ${readFileSync(node.log!, 'utf8').trim()}`);
       try {
-        await controlRequest(node.controlSocket!, { cmd: 'info' }, 500);
-        return true;
+        const reply = (await controlRequest(node.controlSocket!, { cmd: 'info' }, 500)) as { starting?: boolean };
+        // A starting node answers, but has no lease and no device yet.
+        return reply.starting !== true;
       } catch {
         return false;
       }
