@@ -8,6 +8,7 @@ import { validateFilter, FilterError, type TraceFilter } from '../trace/filter.j
 import { formatItem, type TraceItem } from '../trace/printer.js';
 import { PcapngWriter } from '../trace/pcapng.js';
 import type { Lang } from '../trace/i18n.js';
+import { WallClock } from '../trace/time.js';
 
 export interface TraceCliOptions {
   device: string;
@@ -64,6 +65,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   const sockets = o.socket && o.socket.length > 0 ? o.socket : [`/run/vxtun/${o.device}.sock`];
   const color = o.color === 'always' || (o.color === 'auto' && process.stdout.isTTY === true && !process.env.NO_COLOR);
   const lang = o.lang as Lang;
+  const wall = new WallClock();
   let pcap: PcapngWriter | undefined;
   let seen = 0;
   let finish: () => void = () => {};
@@ -76,7 +78,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
     pcap?.write(item);
     web?.push(item);
     if (o.json) process.stdout.write(`${JSON.stringify(item)}\n`);
-    else process.stdout.write(`${formatItem(item, { lang, color })}\n\n`);
+    else process.stdout.write(`${formatItem(item, { lang, color, wall })}\n\n`);
     if (count !== undefined && seen >= count) finish();
   };
 

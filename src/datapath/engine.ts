@@ -36,6 +36,7 @@ import { ExpressTap } from './express-tap.js';
 import type { ExpressHandle, NativeAddon } from '../io/addon.js';
 import { expressBindOf, expressTunOf } from '../io/express-sides.js';
 import type { Observer } from './observe.js';
+import { monotonicMs } from '../util/clock.js';
 
 export { HEADROOM };
 /** Offset of the inner IP packet inside a VXLAN payload. */
@@ -307,10 +308,12 @@ export class Engine extends Pipeline {
     if (forwarded > 0) {
       for (let p = 0; p < groupCount; p++) {
         const { peer, idx, count: n } = batchGroups[p]!;
+        // Stamped before the send: the receiver may read the datagram before the send call returns.
+        const handedOver = obs ? monotonicMs() : 0;
         const { bufs: gb, sizes: gs, sent } = this.sendToPeer(peer, idx, bufs, sizes, 0, HEADROOM, n);
         if (obs) {
           for (let k = 0; k < n; k++) {
-            obs({ point: 'udp-send', direction: 'out', buf: gb[k]!, offset: 0, length: gs[k]!, verdict: k < sent ? 'sent' : DropReason.SendFailed, peer, local: this.sentFrom(gb[k]!, 0, gs[k]!), remote: peer.endpoint });
+            obs({ point: 'udp-send', direction: 'out', buf: gb[k]!, offset: 0, length: gs[k]!, verdict: k < sent ? 'sent' : DropReason.SendFailed, peer, local: this.sentFrom(gb[k]!, 0, gs[k]!), remote: peer.endpoint, at: handedOver });
           }
         }
       }

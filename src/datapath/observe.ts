@@ -36,7 +36,7 @@ export interface Observation {
   /** decap: fixes applied on the way (checksum-completed, gso-segmented). */
   fixes?: string[];
   /**
-   * When it was seen (ms since the epoch), set where the observation is reported later than it was
+   * When it was seen (CLOCK_MONOTONIC ms, util/clock.ts monotonicMs), set where the observation is reported later than it was
    * made (another thread, datapath/workers.ts; the express path's records) so it keeps its own time;
    * otherwise the consumer's clock is now.
    */

@@ -32,6 +32,7 @@ import type { NodeSpec } from './spec.js';
 import { openRouteSource, type NetworkPlan } from './route-source.js';
 import { RouteSink } from './route-sink.js';
 import { controlHandler, type InfoReply } from './control-api.js';
+import { bootId, epochOffsetMs } from '../util/clock.js';
 
 export interface BuildEnv {
   log: Logger;
@@ -147,6 +148,8 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
     subnet: cidrToString(subnet),
     network: cidrToString(network),
     mtu,
+    bootId: bootId(),
+    epochOffsetMs: epochOffsetMs(),
   }));
   const info = (): InfoReply => {
     const main = engine.counters.snapshot();
@@ -164,6 +167,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
       registry: source.description,
       lease: source.lease(),
       pid: process.pid,
+      bootId: bootId(),
       datapath: datapath.kind,
       features,
       engines: pool ? pool.perEngine(engine.counters) : [{ txPackets: main.tx.packets, rxPackets: main.rx.packets }],

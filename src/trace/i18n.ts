@@ -27,6 +27,8 @@ export interface Labels {
   arpReply: string;
   /** Marks a stage the express path (native, lone packets) did rather than the pipeline. */
   expressPath: string;
+  /** In place of a transit time between nodes whose clocks are not known to agree. */
+  clocksDiffer: string;
   reasons: Record<string, string>;
   verdicts: Record<string, string>;
 }
@@ -61,6 +63,7 @@ const en: Labels = {
   arpRequest: 'who-has',
   arpReply: 'is-at',
   expressPath: 'express path',
+  clocksDiffer: 'transit not shown: the nodes are on different hosts, whose clocks are not known to agree',
   reasons: {
     'tun-malformed': 'the kernel handed us bytes that are not a whole IP packet',
     'no-route': 'no node owns this destination (no lease covers it) and no ICMP error may be sent about it',
@@ -114,6 +117,7 @@ const zh: Labels = {
   arpRequest: '询问',
   arpReply: '回答',
   expressPath: '快速路径',
+  clocksDiffer: '不显示传输时间：两个节点在不同主机上，时钟未知是否一致',
   reasons: {
     'tun-malformed': '内核交给我们的不是完整的IP包',
     'no-route': '没有节点拥有该目的地址（没有租约覆盖它），且不能为它发送ICMP错误',

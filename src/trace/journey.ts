@@ -7,6 +7,7 @@
  * crosses the control socket as one line.
  */
 import { createHash } from 'node:crypto';
+import { monotonicMs } from '../util/clock.js';
 import type { Observation, ObservationPoint, Observer } from '../datapath/observe.js';
 import type { Endpoint } from '../packet/endpoint.js';
 import { macToString } from '../packet/wire/ethernet.js';
@@ -23,12 +24,16 @@ export interface NodeInfo {
   subnet: string;
   network?: string;
   mtu?: number;
+  /** The host's boot id (util/clock.ts): two nodes' event times compare only when theirs are equal. */
+  bootId?: string;
+  /** Add to an event's `t` for epoch milliseconds (display only). */
+  epochOffsetMs?: number;
 }
 
 export interface TraceEvent {
   point: ObservationPoint;
   verdict: string;
-  /** Milliseconds since the epoch, microsecond resolution. */
+  /** CLOCK_MONOTONIC milliseconds of the node's host (util/clock.ts); + node.epochOffsetMs for wall-clock time. */
   t: number;
   /** Bytes at this point (the inner IP packet, or VXLAN + inner Ethernet + inner packet). */
   length: number;
@@ -70,7 +75,6 @@ export interface Journey {
   untraced?: number;
 }
 
-const now = (): number => performance.timeOrigin + performance.now();
 
 export function wireHash(buf: Buffer, offset: number, length: number): string {
   return createHash('sha256').update(buf.subarray(offset, offset + length)).digest('hex').slice(0, 16);
@@ -150,7 +154,7 @@ export class JourneyCollector {
 
   private add(o: Observation): void {
     const vxlan = observationStartsWithVxlan(o);
-    const ev: TraceEvent = { point: o.point, verdict: o.verdict, t: o.at ?? now(), length: o.length, vxlan };
+    const ev: TraceEvent = { point: o.point, verdict: o.verdict, t: o.at ?? monotonicMs(), length: o.length, vxlan };
     if (o.route !== undefined) ev.route = o.route;
     if (o.peer) ev.peer = { address: o.peer.endpoint.address, port: o.peer.endpoint.port, vtepMac: macToString(o.peer.vtepMac), vni: o.peer.vni };
     if (o.local) ev.local = { address: o.local.address, port: o.local.port };

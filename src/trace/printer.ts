@@ -6,6 +6,7 @@
 import type { Journey, TraceEvent } from './journey.js';
 import { labels, fill, type Lang, type Labels } from './i18n.js';
 import type { InnerSummary } from './packet.js';
+import { transitMs, WallClock } from './time.js';
 
 /** What the trace client hands to a printer: one node's journey, or one datagram seen by sender and receiver. */
 export type TraceItem = { kind: 'journey'; journey: Journey } | { kind: 'story'; sender: Journey; receiver: Journey; wire: string };
@@ -13,6 +14,8 @@ export type TraceItem = { kind: 'journey'; journey: Journey } | { kind: 'story';
 export interface PrintOptions {
   lang?: Lang;
   color?: boolean;
+  /** Shared by the items of one trace, so each host's times convert with one offset. */
+  wall?: WallClock;
 }
 
 const OUTER_IPV4_UDP = 28; // what the OS adds around our datagram
@@ -134,8 +137,8 @@ function eventLine(ev: TraceEvent, j: Journey, L: Labels, color: boolean): strin
   return `${name} ${text}${v}${ev.express ? ` · ${paint(color, C.dim, L.expressPath)}` : ''}`;
 }
 
-function nodeBlock(j: Journey, L: Labels, color: boolean, indent: string): string[] {
-  const lines = [`${indent}${paint(color, C.dim, clock(j.events[0]?.t ?? 0))} ${L.node} ${j.node.publicIp} (${j.node.device}, ${j.direction === 'out' ? 'out' : 'in'})`];
+function nodeBlock(j: Journey, L: Labels, color: boolean, indent: string, wall: WallClock): string[] {
+  const lines = [`${indent}${paint(color, C.dim, clock(wall.epochMs(j.node, j.events[0]?.t ?? 0)))} ${L.node} ${j.node.publicIp} (${j.node.device}, ${j.direction === 'out' ? 'out' : 'in'})`];
   for (const ev of j.events) lines.push(`${indent}  ${eventLine(ev, j, L, color)}`);
   return lines;
 }
@@ -143,12 +146,13 @@ function nodeBlock(j: Journey, L: Labels, color: boolean, indent: string): strin
 /** The printed block for one item (ends without a newline). */
 export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
   const L = labels(o.lang ?? 'en');
+  const wall = o.wall ?? new WallClock();
   const color = o.color ?? false;
   const untraced = (item.kind === 'journey' ? item.journey.untraced ?? 0 : (item.sender.untraced ?? 0) + (item.receiver.untraced ?? 0));
   const gap = untraced > 0 ? `${paint(color, C.yellow, `… ${untraced} packet(s) not traced (over the trace budget or the client was too slow)`)}\n` : '';
   if (item.kind === 'journey') {
     const j = item.journey;
-    return gap + [paint(color, C.bold, summaryLine(j, o)), ...nodeBlock(j, L, color, '  ')].join('\n');
+    return gap + [paint(color, C.bold, summaryLine(j, o)), ...nodeBlock(j, L, color, '  ', wall)].join('\n');
   }
   const { sender: s, receiver: r } = item;
   const send = find(s, 'udp-send');
@@ -159,13 +163,14 @@ export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
     `VXLAN vni ${send?.vx?.vni ?? '?'}`,
     r.dropped ? verdictText(r, L, color) : paint(color, C.green, r.verdict === 'forwarded' ? L.delivered : L.verdicts[r.verdict] ?? r.verdict),
   ].join(' · ');
-  const latency = send && recv ? ` · ${(recv.t - send.t).toFixed(3)} ms` : '';
+  const transit = send && recv ? transitMs(s.node, send.t, r.node, recv.t) : undefined;
+  const latency = !send || !recv ? '' : transit !== undefined ? ` · ${transit.toFixed(3)} ms` : ` · ${L.clocksDiffer}`;
   const lines = [
     ...(gap ? [gap.trimEnd()] : []),
     paint(color, C.bold, `━━ ${head}`),
-    ...nodeBlock(s, L, color, '  '),
+    ...nodeBlock(s, L, color, '  ', wall),
     `  ${paint(color, C.yellow, `${padLabel(L.underlay, 10)} UDP ${send?.local?.address}:${send?.local?.port} → ${recv?.local?.address}:${recv?.local?.port} · ${(send?.length ?? 0) + OUTER_IPV4_UDP} B · wire ${item.wire}${latency}`)}`,
-    ...nodeBlock(r, L, color, '  '),
+    ...nodeBlock(r, L, color, '  ', wall),
   ];
   return lines.join('\n');
 }

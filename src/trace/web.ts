@@ -22,6 +22,7 @@ import { summaryLine, formatItem, describeInner, type TraceItem } from './printe
 import { dissect, type Layer } from './dissect.js';
 import { synthesizeOuter } from './pcapng.js';
 import { labels } from './i18n.js';
+import { WallClock } from './time.js';
 
 export interface WebPacket {
   id: number;
@@ -29,7 +30,7 @@ export interface WebPacket {
   text: string;
   dropped: boolean;
   verdict: string;
-  /** Where it went: node underlay address and observation point, in order. */
+  /** Where it went: node underlay address and observation point, in order; t is wall-clock ms (display). */
   path: Array<{ node: string; point: string; verdict: string; t: number; express?: true }>;
   /** The bytes shown in the detail view and their layers. */
   bytes: string;
@@ -58,7 +59,7 @@ function wireBytes(j: Journey): { ev: TraceEvent; buf: Buffer; start: 'outer-ipv
 
 let nextPacketId = 1;
 
-export function toWebPacket(item: TraceItem): WebPacket {
+export function toWebPacket(item: TraceItem, wall = new WallClock()): WebPacket {
   const journeys = item.kind === 'journey' ? [item.journey] : [item.sender, item.receiver];
   const last = journeys[journeys.length - 1]!;
   const shown = wireBytes(journeys[0]!) ?? wireBytes(last);
@@ -66,10 +67,10 @@ export function toWebPacket(item: TraceItem): WebPacket {
   return {
     id: nextPacketId++,
     summary: item.kind === 'journey' ? summaryLine(item.journey) : `${describeInner(item.sender.inner, L)} · node ${item.sender.node.publicIp} → node ${item.receiver.node.publicIp} · ${item.receiver.dropped ? `dropped: ${item.receiver.verdict}` : item.receiver.verdict === 'forwarded' ? 'delivered' : item.receiver.verdict}`,
-    text: formatItem(item),
+    text: formatItem(item, { wall }),
     dropped: journeys.some((j) => j.dropped),
     verdict: last.verdict,
-    path: journeys.flatMap((j) => j.events.map((e) => ({ node: j.node.publicIp, point: e.point, verdict: e.verdict, t: e.t, ...(e.express ? { express: true as const } : {}) }))),
+    path: journeys.flatMap((j) => j.events.map((e) => ({ node: j.node.publicIp, point: e.point, verdict: e.verdict, t: wall.epochMs(j.node, e.t), ...(e.express ? { express: true as const } : {}) }))),
     bytes: shown ? shown.buf.toString('hex') : '',
     layers: shown ? dissect(shown.buf, shown.start) : [],
     bytesAt: shown ? `${shown.ev.point} at ${journeys.find((j) => j.events.includes(shown.ev))?.node.publicIp ?? '?'}` : 'no bytes',
@@ -122,6 +123,7 @@ export async function startWebView(o: { sockets: string[]; sources: TraceSource[
   const page = readFileSync(join(packageRoot(), 'web', 'trace.html'));
   const clients = new Set<http.ServerResponse>();
   const backlog: WebPacket[] = [];
+  const wall = new WallClock();
 
   const state = async (): Promise<unknown> => ({
     nodes: await Promise.all(
@@ -178,7 +180,7 @@ export async function startWebView(o: { sockets: string[]; sources: TraceSource[
   return {
     url: `http://${host}:${addr.port}/?token=${token}`,
     push(item) {
-      const p = toWebPacket(item);
+      const p = toWebPacket(item, wall);
       backlog.push(p);
       if (backlog.length > BACKLOG) backlog.shift();
       const line = `data: ${JSON.stringify(p)}\n\n`;

@@ -129,6 +129,37 @@ describe('trace: journeys from the engine', () => {
     tb();
   });
 
+  it('times events on CLOCK_MONOTONIC; a story shows transit only between nodes known to share that clock (one boot id)', async () => {
+    const { a, b } = twoNodes();
+    const items: TraceItem[] = [];
+    const st = new Stitcher(2, (i) => items.push(i), 200);
+    const ta = a.hub.subscribe({}, (j) => st.push(j, 0));
+    const tb = b.hub.subscribe({}, (j) => st.push(j, 1));
+    const before = Number(process.hrtime.bigint()) / 1e6;
+    a.tun.inject(echo('10.244.1.2', '10.244.2.2'));
+    await until(() => items.length === 1, 'a story');
+    const after = Number(process.hrtime.bigint()) / 1e6;
+    ta();
+    tb();
+    const s = items[0]!;
+    if (s.kind !== 'story') throw new Error('not a story');
+    for (const e of [...s.sender.events, ...s.receiver.events]) expect(e.t >= before && e.t <= after, `${before} ${e.t} ${after}`).toBe(true);
+    const underlay = (item: TraceItem): string => formatItem(item).split('\n').find((l) => l.includes('underlay'))!;
+    const on = (host: string | undefined, epochOffsetMs: number): typeof s.sender.node => ({ ...info(A), ...(host !== undefined ? { bootId: host } : {}), epochOffsetMs });
+    const same = { ...s, sender: { ...s.sender, node: on('boot-1', 1000) }, receiver: { ...s.receiver, node: on('boot-1', 1000.5) } };
+    const recv = s.receiver.events[0]!.t;
+    const send = s.sender.events[3]!.t;
+    expect(underlay(same)).toMatch(new RegExp(` · ${(recv - send).toFixed(3)} ms$`));
+    for (const [x, y] of [['boot-1', 'boot-2'], [undefined, undefined], ['', '']] as const) {
+      const apart = { ...s, sender: { ...s.sender, node: on(x, 0) }, receiver: { ...s.receiver, node: on(y, 0) } };
+      expect(underlay(apart)).toMatch(/ · transit not shown: the nodes are on different hosts, whose clocks are not known to agree$/);
+    }
+    // wall-clock time for display: one offset per host (the first seen), so one host's times keep their order
+    const clock = (item: TraceItem): string[] => formatItem(item).split('\n').filter((l) => /^ {2}\d\d:/.test(l)).map((l) => l.trim().split(' ')[0]!);
+    const [sent, received] = clock(same);
+    expect(sent! <= received!).toBe(true);
+  });
+
   it('a wrong-VNI datagram is one inbound journey dropped with its reason; an unroutable packet shows its ICMP answer', async () => {
     const { net, a } = twoNodes();
     const t = collect(a.hub);
