@@ -1,6 +1,6 @@
 /** `vxtun status`: a running node's counters and route table, read over its control socket. */
 import { controlRequest } from '../control/socket.js';
-import type { CounterSnapshot } from '../packet/counters.js';
+import { outcomeTotals, type CounterSnapshot } from '../packet/counters.js';
 import { describeSourcePorts } from '../datapath/select.js';
 import type { InfoReply, RouteReply } from '../node/control-api.js';
 
@@ -23,7 +23,7 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
     const counters = (await controlRequest(path, { cmd: 'counters' })) as CounterSnapshot;
     const routes = (await controlRequest(path, { cmd: 'routes' })) as RouteReply;
     if (o.json) {
-      process.stdout.write(`${JSON.stringify({ info, counters, routes })}\n`);
+      process.stdout.write(`${JSON.stringify({ info, counters, outcomes: outcomeTotals(counters), routes })}\n`);
       return 0;
     }
     const lines: string[] = [];
@@ -42,15 +42,17 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
         lines.push('express off');
       }
     }
-    lines.push(`tx ${counters.tx.packets} packets ${counters.tx.bytes} bytes   rx ${counters.rx.packets} packets ${counters.rx.bytes} bytes`);
+    // The trace's words: every packet ends forwarded, answered or dropped.
+    const totals = outcomeTotals(counters);
     const nonzero = (r: Record<string, number>): string =>
       Object.entries(r)
         .filter(([, v]) => v > 0)
         .map(([k, v]) => `${k}=${v}`)
         .join(' ') || '-';
-    lines.push(`answered ${nonzero(counters.answered)}`);
-    lines.push(`dropped  ${nonzero(counters.dropped)}`);
-    lines.push(`fixed    ${nonzero(counters.fixed)}`);
+    lines.push(`forwarded out ${totals.forwarded.out} packets ${counters.tx.bytes} bytes   in ${totals.forwarded.in} packets ${counters.rx.bytes} bytes`);
+    lines.push(`answered  ${totals.answered}  ${nonzero(counters.answered)}`);
+    lines.push(`dropped   ${totals.dropped}  ${nonzero(counters.dropped)}`);
+    lines.push(`fixed     ${nonzero(counters.fixed)}`);
     lines.push('routes:');
     for (const r of routes) lines.push(`  ${String(r.subnet)} -> ${String(r.publicIp)}:${String(r.port)} vtep ${String(r.vtepMac)} vni ${String(r.vni)}`);
     process.stdout.write(`${lines.join('\n')}\n`);

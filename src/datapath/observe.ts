@@ -25,8 +25,15 @@ export interface Observation {
   length: number;
   /** Which way the packet goes: out = TUN -> underlay, in = underlay -> TUN. */
   direction: 'out' | 'in';
-  /** 'ok', 'sent', 'forwarded', a drop reason or an answer kind (see engine/counters.ts). */
+  /**
+   * 'ok' (on its way), 'sent' (udp-send), 'forwarded' (tun-write), a drop reason, or an answer kind
+   * (see packet/counters.ts). classify of a packet answered instead of forwarded carries the answer
+   * kind and `cause`; the answer point carries the answer kind, or the drop reason when the answer
+   * itself could not be delivered (then the counters count that drop, not an answer).
+   */
   verdict: string;
+  /** classify of an answered packet: why it could not be forwarded (no-route, too-big). */
+  cause?: string;
   /** classify/encap/udp-send: the peer VTEP and the route prefix that chose it. */
   peer?: Vtep;
   route?: string;

@@ -19,7 +19,6 @@ export interface Labels {
   noRoute: string;
   underlay: string;
   across: string;
-  delivered: string;
   innerEthernet: string;
   echoRequest: string;
   echoReply: string;
@@ -29,6 +28,13 @@ export interface Labels {
   expressPath: string;
   /** In place of a transit time between nodes whose clocks are not known to agree. */
   clocksDiffer: string;
+  forwarded: string;
+  /** classify's decision for a packet that cannot be forwarded ({kind}: the answer kind). */
+  answerWith: string;
+  /** Why an answered packet could not be forwarded (its `cause`). */
+  causes: Record<string, string>;
+  /** What each answer tells the sender. */
+  answers: Record<string, string>;
   reasons: Record<string, string>;
   verdicts: Record<string, string>;
 }
@@ -56,7 +62,6 @@ const en: Labels = {
   noRoute: 'no route',
   underlay: 'underlay',
   across: 'across',
-  delivered: 'delivered',
   innerEthernet: 'inner Ethernet',
   echoRequest: 'echo request',
   echoReply: 'echo reply',
@@ -64,9 +69,21 @@ const en: Labels = {
   arpReply: 'is-at',
   expressPath: 'express path',
   clocksDiffer: 'transit not shown: the nodes are on different hosts, whose clocks are not known to agree',
+  forwarded: 'forwarded',
+  answerWith: 'to be answered with {kind}',
+  causes: {
+    'no-route': 'no node owns this destination (no lease covers it)',
+    'too-big': 'larger than the tunnel carries, and the sender forbade fragmenting it (DF)',
+  },
+  answers: {
+    'icmp-unreachable': 'the sender is told with ICMP Destination Unreachable',
+    'icmp-too-big': 'the sender is told the size that fits (ICMP Fragmentation Needed / Packet Too Big)',
+    'arp-reply': 'an ARP request for our VTEP address, answered with our VTEP MAC',
+  },
   reasons: {
     'tun-malformed': 'the kernel handed us bytes that are not a whole IP packet',
-    'no-route': 'no node owns this destination (no lease covers it) and no ICMP error may be sent about it',
+    'ttl-expired': 'the inner TTL would reach 0 (flanneld drops these too)',
+    'no-route': 'no node owns this destination (no lease covers it), and no ICMP error may be sent about this packet',
     'too-big': 'larger than the tunnel carries and fragmenting is allowed: VTEPs must not fragment VXLAN',
     'icmp-rate-limited': 'an ICMP error was due but the rate limit was reached',
     'send-failed': 'the underlay socket refused the datagram',
@@ -103,14 +120,13 @@ const zh: Labels = {
   vtep: 'VTEP',
   from: '来自',
   onWire: '线上',
-  dropped: '丢弃',
+  dropped: '已丢弃',
   answered: '已应答',
   checksPassed: '检查通过（标志位、VNI、内层以太网、目的MAC、内层IP）',
   fixes: '已修正',
   noRoute: '无路由',
   underlay: '底层网络',
   across: '跨越',
-  delivered: '已送达',
   innerEthernet: '内层以太网',
   echoRequest: '回显请求',
   echoReply: '回显应答',
@@ -118,9 +134,21 @@ const zh: Labels = {
   arpReply: '回答',
   expressPath: '快速路径',
   clocksDiffer: '不显示传输时间：两个节点在不同主机上，时钟未知是否一致',
+  forwarded: '已转发',
+  answerWith: '将以 {kind} 应答',
+  causes: {
+    'no-route': '没有节点拥有该目的地址（没有租约覆盖它）',
+    'too-big': '超过隧道可承载的大小，且发送方禁止分片（DF）',
+  },
+  answers: {
+    'icmp-unreachable': '用 ICMP 目的不可达告知发送方',
+    'icmp-too-big': '告知发送方可通过的大小（ICMP 需要分片 / 包过大）',
+    'arp-reply': '请求本节点 VTEP 地址的 ARP 请求，以本节点 VTEP MAC 应答',
+  },
   reasons: {
     'tun-malformed': '内核交给我们的不是完整的IP包',
-    'no-route': '没有节点拥有该目的地址（没有租约覆盖它），且不能为它发送ICMP错误',
+    'ttl-expired': '内层 TTL 将减为 0（flanneld 同样丢弃）',
+    'no-route': '没有节点拥有该目的地址（没有租约覆盖它），且不能为该包发送ICMP错误',
     'too-big': '超过隧道可承载的大小且允许分片：VTEP不得对VXLAN分片',
     'icmp-rate-limited': '本应发送ICMP错误，但已达到速率限制',
     'send-failed': '底层UDP套接字拒绝了该数据报',
@@ -138,7 +166,7 @@ const zh: Labels = {
     'arp-ignored': '不是ARP请求',
     'tun-write-failed': '内核拒绝了写入TUN设备的包',
   },
-  verdicts: { sent: '已发送', forwarded: '已交付', ok: '正常' },
+  verdicts: { sent: '已发送', forwarded: '已转发', ok: '正常' },
 };
 
 export function labels(lang: Lang): Labels {

@@ -18,10 +18,9 @@ import { packageRoot } from '../util/package-root.js';
 import { controlRequest } from '../control/socket.js';
 import type { TraceSource } from './client.js';
 import type { Journey, TraceEvent } from './journey.js';
-import { summaryLine, formatItem, describeInner, type TraceItem } from './printer.js';
+import { summaryLine, formatItem, storyHead, type TraceItem } from './printer.js';
 import { dissect, type Layer } from './dissect.js';
 import { synthesizeOuter } from './pcapng.js';
-import { labels } from './i18n.js';
 import { WallClock } from './time.js';
 
 export interface WebPacket {
@@ -63,10 +62,9 @@ export function toWebPacket(item: TraceItem, wall = new WallClock()): WebPacket 
   const journeys = item.kind === 'journey' ? [item.journey] : [item.sender, item.receiver];
   const last = journeys[journeys.length - 1]!;
   const shown = wireBytes(journeys[0]!) ?? wireBytes(last);
-  const L = labels('en');
   return {
     id: nextPacketId++,
-    summary: item.kind === 'journey' ? summaryLine(item.journey) : `${describeInner(item.sender.inner, L)} · node ${item.sender.node.publicIp} → node ${item.receiver.node.publicIp} · ${item.receiver.dropped ? `dropped: ${item.receiver.verdict}` : item.receiver.verdict === 'forwarded' ? 'delivered' : item.receiver.verdict}`,
+    summary: item.kind === 'journey' ? summaryLine(item.journey) : storyHead(item),
     text: formatItem(item, { wall }),
     dropped: journeys.some((j) => j.dropped),
     verdict: last.verdict,

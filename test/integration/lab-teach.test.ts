@@ -94,7 +94,7 @@ describe('vxtun lab up / exec / tour / down', () => {
     expect(out).toContain('0a:58:0a:f4:01:00 dst 198.18.0.1 self permanent'); // node 3's FDB
     expect(out).toContain('10.244.1.0 lladdr 0a:58:0a:f4:01:00 PERMANENT'); // node 3's neighbour
     // the trace of the ping: across both vxtun nodes as one story, pod addresses unmasqueraded
-    expect(out).toMatch(/━━ ICMP echo request 10\.244\.1\.2 → 10\.244\.2\.2 id \d+ seq 1 · node 198\.18\.0\.1 → node 198\.18\.0\.2 · VXLAN vni 1 · delivered/);
+    expect(out).toMatch(/━━ ICMP echo request 10\.244\.1\.2 → 10\.244\.2\.2 id \d+ seq 1 · node 198\.18\.0\.1 → node 198\.18\.0\.2 · VXLAN vni 1 · forwarded/);
     // sent from the flow-hashed source port (the default), named in the line and explained
     const sport = /ICMP echo request 10\.244\.1\.2 → 10\.244\.3\.2 id \d+ seq 1 · route 10\.244\.3\.0\/24 → node 198\.18\.0\.3 \(vtep 0a:58:0a:f4:03:00\) · VXLAN vni 1 · UDP 198\.18\.0\.1:(\d+) → 198\.18\.0\.3:8472 · 134 B · sent/.exec(out)?.[1];
     expect(Number(sport) >= 32768 && Number(sport) <= 60999, out).toBe(true);

@@ -92,7 +92,7 @@ describe('vxtun trace --web in headless Chromium', () => {
     expect(r.code, r.stdout).toBe(0);
     const row = page.locator('.packet', { hasText: `ICMP echo request ${a.podIp} → ${b.podIp}` }).first();
     await row.waitFor({ timeout: 10_000 });
-    expect(await row.textContent()).toContain(`node ${a.publicIp} → node ${b.publicIp} · delivered`);
+    expect(await row.textContent()).toContain(`node ${a.publicIp} → node ${b.publicIp} · VXLAN vni 1 · forwarded`);
     // a dot is moving along the diagram
     await page.waitForSelector('#topology circle.pkt-dot', { timeout: 5000 });
 

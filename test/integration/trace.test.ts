@@ -64,7 +64,7 @@ describe('vxtun trace across two nodes', () => {
     const request = out.split('\n\n').find((blk) => blk.includes(`ICMP echo request ${a.podIp} → ${b.podIp}`) && blk.startsWith('━━'));
     expect(request, out).toBeDefined();
     const lines = request!.split('\n');
-    expect(lines[0]).toMatch(new RegExp(`^━━ ICMP echo request ${a.podIp} → ${b.podIp} id \\d+ seq 1 · node ${a.publicIp} → node ${b.publicIp} · VXLAN vni 1 · delivered$`));
+    expect(lines[0]).toMatch(new RegExp(`^━━ ICMP echo request ${a.podIp} → ${b.podIp} id \\d+ seq 1 · node ${a.publicIp} → node ${b.publicIp} · VXLAN vni 1 · forwarded$`));
     // sender: route lookup names the route and the peer VTEP; encap the VNI; udp-send the ports
     expect(request).toMatch(new RegExp(`classify +route ${b.subnet} → node ${b.publicIp}:8472 \\(vtep ${b.vtepMac}, vni 1\\) · ok`));
     expect(request).toMatch(new RegExp(`encap +VXLAN vni 1 · inner Ethernet ${a.vtepMac} → ${b.vtepMac} · \\+22 B = 106 B · ok`));
@@ -113,7 +113,7 @@ describe('vxtun trace across two nodes', () => {
     expect(j.journey.events.map((e: { point: string }) => e.point)).toEqual(['udp-recv', 'decap']);
     expect(j.journey.events[0].vx.vni).toBe(7);
 
-    expect(zh.out()).toMatch(/解封装 +丢弃: wrong-vni — VNI 7 不是本节点的 VNI 1/);
+    expect(zh.out()).toMatch(/解封装 +已丢弃: wrong-vni — VNI 7 不是本节点的 VNI 1/);
     expect(zh.out()).toContain('UDP接收');
   });
 
