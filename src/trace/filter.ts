@@ -67,6 +67,32 @@ export function validateFilter(f: TraceFilter): TraceFilter {
   return out;
 }
 
+const FILTER_NAMES = ['host', 'subnet', 'protocol', 'port', 'peer', 'verdict'] as const;
+
+/**
+ * `vxtun trace`'s filter flags written as one line, for the web view's filter box:
+ * "host 10.244.2.2 protocol icmp verdict dropped" (a name may keep its "--", as on the command line).
+ */
+export function parseFilterText(text: string): TraceFilter {
+  const words = text.trim().split(/\s+/).filter(Boolean);
+  const f: Record<string, string> = {};
+  for (let i = 0; i < words.length; i += 2) {
+    const name = words[i]!.replace(/^--/, '').replace(/=.*$/, '');
+    const inline = words[i]!.includes('=') ? words[i]!.slice(words[i]!.indexOf('=') + 1) : undefined;
+    if (!(FILTER_NAMES as readonly string[]).includes(name)) throw new FilterError(`"${words[i]}" is not a filter: use ${FILTER_NAMES.join(', ')} followed by a value`);
+    if (inline !== undefined) {
+      f[name] = inline;
+      i--;
+      continue;
+    }
+    const value = words[i + 1];
+    if (value === undefined) throw new FilterError(`${name}: a value is missing`);
+    f[name] = value;
+  }
+  const filter: TraceFilter = { ...f, ...(f.port !== undefined ? { port: /^\d+$/.test(f.port) ? Number(f.port) : (f.port as unknown as number) } : {}) };
+  return validateFilter(filter);
+}
+
 /**
  * The per-observation test on the inner packet's bytes; undefined when no such filter is set.
  * Runs on every observation while a trace is attached, so it reads bytes in place and allocates nothing.
