@@ -94,7 +94,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
     if (o.web) {
       const { startWebView } = await import('../trace/web.js');
       web = await startWebView({ sockets, sources: session.sources, host: o.bind, port: webPort });
-      process.stderr.write(`vxtun trace: web view on ${web.url}\n`);
+      process.stderr.write(`vxtun trace: web view on ${web.url}${lang === 'zh' ? '&lang=zh' : ''}\n`);
     }
   } catch (err) {
     session.close();

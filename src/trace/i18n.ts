@@ -28,6 +28,15 @@ export interface Labels {
   expressPath: string;
   /** In place of a transit time between nodes whose clocks are not known to agree. */
   clocksDiffer: string;
+  /** "{bytes} B on the wire" */
+  flags: string;
+  out: string;
+  in: string;
+  wire: string;
+  icmpType: string;
+  icmpCode: string;
+  /** "{n} packet(s) not traced ..." */
+  untraced: string;
   forwarded: string;
   /** classify's decision for a packet that cannot be forwarded ({kind}: the answer kind). */
   answerWith: string;
@@ -54,7 +63,14 @@ const en: Labels = {
   node: 'node',
   vtep: 'vtep',
   from: 'from',
-  onWire: 'on the wire',
+  onWire: '{bytes} B on the wire',
+  flags: 'flags',
+  out: 'out',
+  in: 'in',
+  wire: 'wire',
+  icmpType: 'type',
+  icmpCode: 'code',
+  untraced: '{n} packet(s) not traced (over the trace budget or the client was too slow)',
   dropped: 'dropped',
   answered: 'answered',
   checksPassed: 'checks passed (flags, VNI, inner Ethernet, dst MAC, inner IP)',
@@ -119,7 +135,14 @@ const zh: Labels = {
   node: '节点',
   vtep: 'VTEP',
   from: '来自',
-  onWire: '线上',
+  onWire: '线路上 {bytes} 字节',
+  flags: '标志',
+  out: '发出',
+  in: '收到',
+  wire: '线路哈希',
+  icmpType: '类型',
+  icmpCode: '代码',
+  untraced: '{n} 个数据包未被追踪（超出追踪预算，或客户端太慢）',
   dropped: '已丢弃',
   answered: '已应答',
   checksPassed: '检查通过（标志位、VNI、内层以太网、目的MAC、内层IP）',

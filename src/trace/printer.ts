@@ -49,7 +49,7 @@ export function describeInner(i: InnerSummary | undefined, L: Labels): string {
     const echo: Record<number, string> = i.protocol === 'icmp' ? { 8: L.echoRequest, 0: L.echoReply } : { 128: L.echoRequest, 129: L.echoReply };
     const name = echo[i.icmpType];
     if (name) return `${p} ${name} ${i.src} → ${i.dst} id ${i.icmpId} seq ${i.icmpSeq}`;
-    return `${p} type ${i.icmpType} code ${i.icmpCode} ${i.src} → ${i.dst}`;
+    return `${p} ${L.icmpType} ${i.icmpType} ${L.icmpCode} ${i.icmpCode} ${i.src} → ${i.dst}`;
   }
   if (i.sport !== undefined) return `${p} ${i.src}:${i.sport} → ${i.dst}:${i.dport}`;
   return `${p} ${i.src} → ${i.dst}`;
@@ -126,10 +126,10 @@ function eventLine(ev: TraceEvent, j: Journey, L: Labels, color: boolean): strin
       text = `VXLAN vni ${ev.vx?.vni} · ${L.innerEthernet} ${ev.vx?.innerSrc} → ${ev.vx?.innerDst} · +22 B = ${ev.length} B`;
       break;
     case 'udp-send':
-      text = `UDP ${ev.local?.address}:${ev.local?.port} → ${ev.remote?.address}:${ev.remote?.port} · ${ev.length + OUTER_IPV4_UDP} B ${L.onWire}`;
+      text = `UDP ${ev.local?.address}:${ev.local?.port} → ${ev.remote?.address}:${ev.remote?.port} · ${fill(L.onWire, { bytes: ev.length + OUTER_IPV4_UDP })}`;
       break;
     case 'udp-recv':
-      text = `UDP ${ev.remote?.address}:${ev.remote?.port} → ${ev.local?.address}:${ev.local?.port} · ${ev.length + OUTER_IPV4_UDP} B ${L.onWire}${ev.vx ? ` · VXLAN flags 0x${ev.vx.flags.toString(16).padStart(2, '0')} vni ${ev.vx.vni}` : ''}`;
+      text = `UDP ${ev.remote?.address}:${ev.remote?.port} → ${ev.local?.address}:${ev.local?.port} · ${fill(L.onWire, { bytes: ev.length + OUTER_IPV4_UDP })}${ev.vx ? ` · VXLAN ${L.flags} 0x${ev.vx.flags.toString(16).padStart(2, '0')} vni ${ev.vx.vni}` : ''}`;
       break;
     case 'decap':
       text = drop ? '' : `${L.checksPassed}${ev.fixes?.length ? ` · ${L.fixes}: ${ev.fixes.join(', ')}` : ''}`;
@@ -152,7 +152,7 @@ function eventLine(ev: TraceEvent, j: Journey, L: Labels, color: boolean): strin
 }
 
 function nodeBlock(j: Journey, L: Labels, color: boolean, indent: string, wall: WallClock): string[] {
-  const lines = [`${indent}${paint(color, C.dim, clock(wall.epochMs(j.node, j.events[0]?.t ?? 0)))} ${L.node} ${j.node.publicIp} (${j.node.device}, ${j.direction === 'out' ? 'out' : 'in'})`];
+  const lines = [`${indent}${paint(color, C.dim, clock(wall.epochMs(j.node, j.events[0]?.t ?? 0)))} ${L.node} ${j.node.publicIp} (${j.node.device}, ${j.direction === 'out' ? L.out : L.in})`];
   for (const ev of j.events) lines.push(`${indent}  ${eventLine(ev, j, L, color)}`);
   return lines;
 }
@@ -171,7 +171,7 @@ export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
   const wall = o.wall ?? new WallClock();
   const color = o.color ?? false;
   const untraced = (item.kind === 'journey' ? item.journey.untraced ?? 0 : (item.sender.untraced ?? 0) + (item.receiver.untraced ?? 0));
-  const gap = untraced > 0 ? `${paint(color, C.yellow, `… ${untraced} packet(s) not traced (over the trace budget or the client was too slow)`)}\n` : '';
+  const gap = untraced > 0 ? `${paint(color, C.yellow, `… ${fill(L.untraced, { n: untraced })}`)}\n` : '';
   if (item.kind === 'journey') {
     const j = item.journey;
     return gap + [paint(color, C.bold, summaryLine(j, o)), ...nodeBlock(j, L, color, '  ', wall)].join('\n');
@@ -186,7 +186,7 @@ export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
     ...(gap ? [gap.trimEnd()] : []),
     paint(color, C.bold, `━━ ${head}`),
     ...nodeBlock(s, L, color, '  ', wall),
-    `  ${paint(color, C.yellow, `${padLabel(L.underlay, 10)} UDP ${send?.local?.address}:${send?.local?.port} → ${recv?.local?.address}:${recv?.local?.port} · ${(send?.length ?? 0) + OUTER_IPV4_UDP} B · wire ${item.wire}${latency}`)}`,
+    `  ${paint(color, C.yellow, `${padLabel(L.underlay, 10)} UDP ${send?.local?.address}:${send?.local?.port} → ${recv?.local?.address}:${recv?.local?.port} · ${(send?.length ?? 0) + OUTER_IPV4_UDP} B · ${L.wire} ${item.wire}${latency}`)}`,
     ...nodeBlock(r, L, color, '  ', wall),
   ];
   return lines.join('\n');

@@ -22,6 +22,7 @@ import { summaryLine, formatItem, storyHead, type TraceItem } from './printer.js
 import { dissect, type Layer } from './dissect.js';
 import { synthesizeOuter } from './pcapng.js';
 import { transitMs, WallClock } from './time.js';
+import { labels } from './i18n.js';
 import { compileInnerFilter, FilterError, journeyMatches, parseFilterText, type TraceFilter } from './filter.js';
 
 export interface WebPacket {
@@ -41,6 +42,8 @@ export interface WebPacket {
   /** Which bytes these are (e.g. "udp-send at 198.18.0.1"). */
   bytesAt: string;
   item: TraceItem;
+  /** summary, text and bytesAt in Chinese (the page's language switch). */
+  zh: { summary: string; text: string; bytesAt: string };
 }
 
 const BACKLOG = 100;
@@ -67,6 +70,7 @@ export function toWebPacket(item: TraceItem, wall = new WallClock()): WebPacket 
   const first = journeys[0]!;
   const last = journeys[journeys.length - 1]!;
   const shown = wireBytes(journeys[0]!) ?? wireBytes(last);
+  const at = shown ? journeys.find((j) => j.events.includes(shown.ev))?.node.publicIp ?? '?' : '';
   return {
     id: nextPacketId++,
     summary: item.kind === 'journey' ? summaryLine(item.journey) : storyHead(item),
@@ -81,8 +85,13 @@ export function toWebPacket(item: TraceItem, wall = new WallClock()): WebPacket 
     ),
     bytes: shown ? shown.buf.toString('hex') : '',
     layers: shown ? dissect(shown.buf, shown.start) : [],
-    bytesAt: shown ? `${shown.ev.point} at ${journeys.find((j) => j.events.includes(shown.ev))?.node.publicIp ?? '?'}` : 'no bytes',
+    bytesAt: shown ? `${shown.ev.point} at ${at}` : 'no bytes',
     item,
+    zh: {
+      summary: item.kind === 'journey' ? summaryLine(item.journey, { lang: 'zh' }) : storyHead(item, { lang: 'zh' }),
+      text: formatItem(item, { wall, lang: 'zh' }),
+      bytesAt: shown ? `${labels('zh').points[shown.ev.point] ?? shown.ev.point}，${labels('zh').node} ${at}` : '没有字节',
+    },
   };
 }
 
@@ -150,6 +159,8 @@ export async function startWebView(o: { sockets: string[]; sources: TraceSource[
   const wall = new WallClock();
 
   const state = async (): Promise<unknown> => ({
+    // The Chinese labels for what the page names itself: observation points, verdicts, reasons.
+    labels: { zh: labels('zh') },
     nodes: await Promise.all(
       o.sources.map(async (s) => {
         let routes: unknown = [];

@@ -16,6 +16,7 @@ import { Topology } from '../../src/tools/lab/netns.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, cliPath } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites, repoRoot, toolsDir } from './support.js';
+import { untranslatedWords } from '../support/untranslated.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const artifacts = join(repoRoot, 'test-artifacts');
@@ -194,6 +195,48 @@ describe('vxtun trace --web in headless Chromium', () => {
     expect(times.every((t) => Number.isFinite(t) && t >= 0)).toBe(true);
     expect(times).toEqual([...times].sort((x, y) => x - y));
     await page.screenshot({ path: join(artifacts, 'trace-web-follow.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('speaks Chinese with ?lang=zh and switches language in place: no English sentence left, tooltips included', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const page = await browser!.newPage({ viewport: { width: 1280, height: 1000 } });
+    await page.goto(`${url}&lang=zh`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
+    await page.waitForFunction(() => document.getElementById('status')?.textContent === '实时', undefined, { timeout: 10_000 });
+    expect((await a.pod.exec(['ping', '-c', '1', '-W', '2', b.podIp])).code).toBe(0);
+    const row = page.locator('.packet', { hasText: `ICMP 回显请求 ${a.podIp} → ${b.podIp}` }).first();
+    await row.waitFor({ timeout: 10_000 });
+    expect(await row.textContent()).toContain(`节点 ${a.publicIp} → 节点 ${b.publicIp} · VXLAN vni 1 · 已转发`);
+    await row.click();
+    const selected = page.locator(`.packet[data-id="${await row.getAttribute('data-id')}"]`);
+    await page.waitForSelector('#hops', { timeout: 5000 });
+    expect(await page.locator('#detail .layer[data-layer="VXLAN"] h3').textContent()).toBe('VXLAN  ·  第 28–35 字节');
+    expect(await page.textContent('#pause')).toBe('暂停');
+
+    // everything a reader sees or hovers: the page's text (the language switch aside), every tooltip, the SVG's titles
+    const shown = await page.evaluate(() => {
+      const parts = [document.title];
+      for (const e of document.querySelectorAll('header > h1, header .status, header button, #pending')) parts.push(e.textContent ?? '');
+      // the page's words as written (CSS upper-cases the headings), the hex dump of the bytes aside
+      const main = document.querySelector('main')!.cloneNode(true) as HTMLElement;
+      main.querySelector('#hex')?.remove();
+      for (const e of main.querySelectorAll('div, tr, h2, h3, b, span, text, title')) if (e.children.length === 0) parts.push(e.textContent ?? '');
+      for (const e of document.querySelectorAll('[title]')) parts.push(e.getAttribute('title') ?? '');
+      for (const e of document.querySelectorAll('svg title, svg text')) parts.push(e.textContent ?? '');
+      return parts.join('\n');
+    });
+    expect(shown).toContain('线路上 134 字节');
+    const english = shown.split('\n').flatMap((l) => untranslatedWords(l).map((w) => `${w} in: ${l.trim()}`));
+    expect(english).toEqual([]);
+    await page.screenshot({ path: join(artifacts, 'trace-web-zh.png'), fullPage: true });
+
+    // the switch: back to English in place, the same packet still selected
+    await page.selectOption('#lang', 'en');
+    expect(await page.textContent('#pause')).toBe('pause');
+    expect(await page.locator('#detail .layer[data-layer="VXLAN"] h3').textContent()).toBe('VXLAN  ·  bytes 28–35');
+    expect(await selected.textContent()).toContain(`node ${a.publicIp} → node ${b.publicIp} · VXLAN vni 1 · forwarded`);
+    expect(new URL(page.url()).searchParams.get('lang')).toBe('en');
     await page.close();
   });
 });
