@@ -7,8 +7,8 @@ import { TraceSession } from '../trace/client.js';
 import { validateFilter, FilterError, type TraceFilter } from '../trace/filter.js';
 import { formatItem, type TraceItem } from '../trace/printer.js';
 import { PcapngWriter } from '../trace/pcapng.js';
-import type { Lang } from '../trace/i18n.js';
 import { WallClock } from '../trace/time.js';
+import { labels, type Lang } from '../trace/i18n.js';
 
 export interface TraceCliOptions {
   device: string;
@@ -86,7 +86,9 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   try {
     session = await TraceSession.connect({ sockets, filter, bytes: o.pcap !== undefined || o.web === true, ...(maxRate !== undefined ? { maxRate } : {}), onItem });
   } catch (err) {
-    process.stderr.write(`vxtun: ${(err as Error).message}\n`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint = code === 'ENOENT' || code === 'ECONNREFUSED' ? `${labels(lang).noNodeHint}\n` : '';
+    process.stderr.write(`vxtun: ${(err as Error).message}\n${hint}`);
     return 1;
   }
   try {

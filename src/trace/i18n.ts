@@ -28,6 +28,8 @@ export interface Labels {
   expressPath: string;
   /** In place of a transit time between nodes whose clocks are not known to agree. */
   clocksDiffer: string;
+  /** Said under a control-socket error that means no node runs there. */
+  noNodeHint: string;
   /** "{bytes} B on the wire" */
   flags: string;
   out: string;
@@ -84,6 +86,7 @@ const en: Labels = {
   arpRequest: 'who-has',
   arpReply: 'is-at',
   expressPath: 'express path',
+  noNodeHint: 'hint: no node answers on that control socket: is `vxtun up` running? Name another with --socket PATH or --device NAME',
   clocksDiffer: 'transit not shown: the nodes are on different hosts, whose clocks are not known to agree',
   forwarded: 'forwarded',
   answerWith: 'to be answered with {kind}',
@@ -156,6 +159,7 @@ const zh: Labels = {
   arpRequest: '询问',
   arpReply: '回答',
   expressPath: '快速路径',
+  noNodeHint: '提示：该控制套接字上没有节点应答：`vxtun up` 在运行吗？可用 --socket PATH 或 --device NAME 指定另一个节点',
   clocksDiffer: '不显示传输时间：两个节点在不同主机上，时钟未知是否一致',
   forwarded: '已转发',
   answerWith: '将以 {kind} 应答',

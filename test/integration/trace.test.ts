@@ -188,7 +188,12 @@ describe('vxtun trace across two nodes', () => {
     expect(r.stderr.trim()).toBe('vxtun: --subnet: "10.244.1.5/24": host bits set (network is 10.244.1.0/24)');
     const gone = await run([process.execPath, cliPath, 'trace', '--socket', join(tmp, 'no-such.sock')]);
     expect(gone.code).toBe(1);
-    expect(gone.stderr.trim()).toBe(`vxtun: control socket ${join(tmp, 'no-such.sock')}: ENOENT`);
+    expect(gone.stderr.trim().split('\n')).toEqual([
+      `vxtun: control socket ${join(tmp, 'no-such.sock')}: ENOENT`,
+      'hint: no node answers on that control socket: is `vxtun up` running? Name another with --socket PATH or --device NAME',
+    ]);
+    const goneZh = await run([process.execPath, cliPath, 'trace', '--lang', 'zh', '--socket', join(tmp, 'no-such.sock')]);
+    expect(goneZh.stderr).toContain('提示：该控制套接字上没有节点应答');
   });
 
   it('--pcap writes a pcapng that tshark decodes: VXLAN VNI, inner addresses, point and verdict comments', async () => {
