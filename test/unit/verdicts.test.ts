@@ -19,6 +19,7 @@ import { TraceHub } from '../../src/trace/server.js';
 import type { Journey } from '../../src/trace/journey.js';
 import { formatItem, summaryLine } from '../../src/trace/printer.js';
 import { labels } from '../../src/trace/i18n.js';
+import { stopEngines } from './engine-nodes.js';
 
 const US = { ip: '198.18.0.1', subnet: '10.244.1.0/24', mac: '0a:58:0a:f4:01:00', vtepIp: '10.244.1.0' };
 const PEER = { ip: '198.18.0.2', subnet: '10.244.2.0/24', mac: '0a:58:0a:f4:02:00', vtepIp: '10.244.2.0' };
@@ -67,15 +68,8 @@ interface Node {
   hub: TraceHub;
 }
 
-let nodes: Node[] = [];
-afterEach(async () => {
-  for (const n of nodes) {
-    n.engine.stop();
-    n.tun.device.close();
-    await n.bind.close();
-  }
-  nodes = [];
-});
+const nodes: Node[] = [];
+afterEach(() => stopEngines(nodes));
 
 function node(): Node {
   const net = new FakeNetwork();
