@@ -17,7 +17,8 @@ import { emitIcmpv4 } from '../../src/packet/wire/icmpv4.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
 import { TraceHub } from '../../src/trace/server.js';
 import { JourneyCollector, type Journey, type NodeInfo } from '../../src/trace/journey.js';
-import { validateFilter, type TraceFilter } from '../../src/trace/filter.js';
+import { parseFilterText, validateFilter, type TraceFilter } from '../../src/trace/filter.js';
+import { itemMatches } from '../../src/trace/web.js';
 import { Stitcher } from '../../src/trace/client.js';
 import { formatItem, summaryLine, type TraceItem } from '../../src/trace/printer.js';
 import { ControlServer, controlRequest, controlStream } from '../../src/control/socket.js';
@@ -237,6 +238,32 @@ describe('trace: journeys from the engine', () => {
     expect(() => validateFilter({ port: 70000 })).toThrow('port: "70000" is not a port number (0-65535)');
     expect(() => validateFilter({ verdict: 'lost' })).toThrow('verdict: "lost" is forwarded, answered, dropped (drop), ok, sent, an answer kind or a drop reason');
     expect(() => validateFilter({ peer: 'node2' })).toThrow('peer: "node2" is neither an underlay address nor a VTEP MAC');
+  });
+
+  it('the web view\'s filter box: the command line\'s filters as one line, judged by the node\'s own tests', async () => {
+    expect(parseFilterText('')).toEqual({});
+    expect(parseFilterText('host 10.244.2.2 --protocol ICMP port=80 verdict dropped')).toEqual({ host: '10.244.2.2', protocol: 'icmp', port: 80, verdict: 'dropped' });
+    expect(() => parseFilterText('hots 10.244.2.2')).toThrow('"hots" is not a filter: use host, subnet, protocol, port, peer, verdict followed by a value');
+    expect(() => parseFilterText('host')).toThrow('host: a value is missing');
+    expect(() => parseFilterText('subnet 10.244.1.5/24')).toThrow('subnet: "10.244.1.5/24": host bits set');
+
+    const { a } = twoNodes();
+    const t = collect(a.hub, undefined, true);
+    a.tun.inject(udp('10.244.1.2', '10.244.2.2', 40000, 53));
+    a.tun.inject(echo('10.244.1.2', '10.244.9.9'));
+    await until(() => t.journeys.length === 2, 'two journeys');
+    t.stop();
+    const [forwarded, answered] = t.journeys.map((journey) => ({ kind: 'journey' as const, journey }));
+    const passes = (text: string): boolean[] => [forwarded!, answered!].map((item) => itemMatches(parseFilterText(text), item));
+    expect(passes('')).toEqual([true, true]);
+    expect(passes('protocol udp port 53')).toEqual([true, false]);
+    expect(passes('host 10.244.9.9')).toEqual([false, true]);
+    expect(passes('subnet 10.244.2.0/24')).toEqual([true, false]);
+    expect(passes('verdict answered')).toEqual([false, true]);
+    expect(passes('verdict forwarded')).toEqual([true, false]);
+    expect(passes('verdict icmp-unreachable')).toEqual([false, true]);
+    expect(passes(`peer ${B.ip}`)).toEqual([true, false]);
+    expect(passes('verdict dropped')).toEqual([false, false]);
   });
 });
 
