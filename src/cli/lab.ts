@@ -5,6 +5,7 @@
  */
 import { Topology } from '../tools/lab/netns.js';
 import { Cluster } from '../tools/lab/cluster.js';
+import { outcomeTotals } from '../packet/counters.js';
 
 export async function runLab(o: { keep?: boolean }): Promise<number> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
@@ -29,7 +30,8 @@ export async function runLab(o: { keep?: boolean }): Promise<number> {
       if (r.code !== 0) code = 1;
     }
     const counters = await a.vxtun!.counters();
-    say(`\nvxtun on node 1: tx ${counters.tx.packets} packets, rx ${counters.rx.packets} packets, dropped ${Object.values(counters.dropped).reduce((x, y) => x + y, 0)}`);
+    const totals = outcomeTotals(counters);
+    say(`\nvxtun on node 1: forwarded ${totals.forwarded.out} out, ${totals.forwarded.in} in; answered ${totals.answered}; dropped ${totals.dropped}`);
     if (o.keep) {
       say(`\nlab kept running: namespaces ${topology.namespaces.map((n) => n.name).join(' ')}; Ctrl-C to tear down`);
       await new Promise<void>((resolve) => {

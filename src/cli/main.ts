@@ -81,7 +81,7 @@ program
   .option('--protocol <name>', 'only icmp, icmpv6, tcp, udp or arp')
   .option('--port <n>', 'only TCP/UDP packets to or from this inner port')
   .option('--peer <ip|mac>', 'only packets to or from this peer (underlay address or VTEP MAC)')
-  .option('--verdict <v>', 'only drop, ok, or one verdict (e.g. wrong-vni, sent)')
+  .option('--verdict <v>', 'only forwarded, answered, dropped, or one verdict (e.g. wrong-vni, icmp-unreachable, sent)')
   .option('--json', 'one JSON object per journey')
   .option('--lang <lang>', 'labels: en or zh', 'en')
   .option('--color <when>', 'auto, always or never', 'auto')

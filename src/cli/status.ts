@@ -1,7 +1,7 @@
 /** `vxtun status`: a running node's counters and route table, read over its control socket. */
 import { controlRequest } from '../control/socket.js';
 import { defaultControlSocket } from '../control/socket-path.js';
-import type { CounterSnapshot } from '../packet/counters.js';
+import { outcomeTotals, type CounterSnapshot } from '../packet/counters.js';
 import { describeSourcePorts } from '../datapath/select.js';
 import type { InfoReply, RouteReply } from '../node/control-api.js';
 
@@ -28,7 +28,7 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
     const counters = (await controlRequest(path, { cmd: 'counters' })) as CounterSnapshot;
     const routes = (await controlRequest(path, { cmd: 'routes' })) as RouteReply;
     if (o.json) {
-      process.stdout.write(`${JSON.stringify({ info, counters, routes })}\n`);
+      process.stdout.write(`${JSON.stringify({ info, counters, outcomes: outcomeTotals(counters), routes })}\n`);
       return 0;
     }
     const lines: string[] = [];
@@ -47,18 +47,20 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
         lines.push('express off');
       }
     }
-    lines.push(`tx ${counters.tx.packets} packets ${counters.tx.bytes} bytes   rx ${counters.rx.packets} packets ${counters.rx.bytes} bytes`);
+    // The trace's words: every packet ends forwarded, answered or dropped.
+    const totals = outcomeTotals(counters);
     const nonzero = (r: Record<string, number>): string =>
       Object.entries(r)
         .filter(([, v]) => v > 0)
         .map(([k, v]) => `${k}=${v}`)
         .join(' ') || '-';
-    lines.push(`answered ${nonzero(counters.answered)}`);
+    lines.push(`forwarded out ${totals.forwarded.out} packets ${counters.tx.bytes} bytes   in ${totals.forwarded.in} packets ${counters.rx.bytes} bytes`);
+    lines.push(`answered  ${totals.answered}  ${nonzero(counters.answered)}`);
     // Datagrams the kernel dropped at the socket before vxtun saw them (its receive buffer was full, or
     // the peer filter refused a non-peer) are drops too.
     const socketDrops = info.datapathCounters?.udp?.RecvOverflows ?? 0;
-    lines.push(`dropped  ${nonzero({ ...counters.dropped, 'udp-socket-full-or-not-peer': socketDrops })}`);
-    lines.push(`fixed    ${nonzero(counters.fixed)}`);
+    lines.push(`dropped   ${totals.dropped + socketDrops}  ${nonzero({ ...counters.dropped, 'udp-socket-full-or-not-peer': socketDrops })}`);
+    lines.push(`fixed     ${nonzero(counters.fixed)}`);
     lines.push('routes:');
     for (const r of routes) lines.push(`  ${String(r.subnet)} -> ${String(r.publicIp)}:${String(r.port)} vtep ${String(r.vtepMac)} vni ${String(r.vni)}`);
     process.stdout.write(`${lines.join('\n')}\n`);

@@ -8,7 +8,8 @@ import { defaultControlSocket } from '../control/socket-path.js';
 import { validateFilter, FilterError, type TraceFilter } from '../trace/filter.js';
 import { formatItem, type TraceItem } from '../trace/printer.js';
 import { PcapngWriter } from '../trace/pcapng.js';
-import type { Lang } from '../trace/i18n.js';
+import { WallClock } from '../trace/time.js';
+import { labels, type Lang } from '../trace/i18n.js';
 
 export interface TraceCliOptions {
   device: string;
@@ -65,6 +66,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   const sockets = o.socket && o.socket.length > 0 ? o.socket : [defaultControlSocket(o.device)];
   const color = o.color === 'always' || (o.color === 'auto' && process.stdout.isTTY === true && !process.env.NO_COLOR);
   const lang = o.lang as Lang;
+  const wall = new WallClock();
   let pcap: PcapngWriter | undefined;
   let seen = 0;
   let finish: () => void = () => {};
@@ -77,7 +79,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
     pcap?.write(item);
     web?.push(item);
     if (o.json) process.stdout.write(`${JSON.stringify(item)}\n`);
-    else process.stdout.write(`${formatItem(item, { lang, color })}\n\n`);
+    else process.stdout.write(`${formatItem(item, { lang, color, wall })}\n\n`);
     if (count !== undefined && seen >= count) finish();
   };
 
@@ -85,7 +87,9 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   try {
     session = await TraceSession.connect({ sockets, filter, bytes: o.pcap !== undefined || o.web === true, ...(maxRate !== undefined ? { maxRate } : {}), onItem });
   } catch (err) {
-    process.stderr.write(`vxtun: ${(err as Error).message}\n`);
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint = code === 'ENOENT' || code === 'ECONNREFUSED' ? `${labels(lang).noNodeHint}\n` : '';
+    process.stderr.write(`vxtun: ${(err as Error).message}\n${hint}`);
     return 1;
   }
   try {
@@ -93,7 +97,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
     if (o.web) {
       const { startWebView } = await import('../trace/web.js');
       web = await startWebView({ sockets, sources: session.sources, host: o.bind, port: webPort });
-      process.stderr.write(`vxtun trace: web view on ${web.url}\n`);
+      process.stderr.write(`vxtun trace: web view on ${web.url}${lang === 'zh' ? '&lang=zh' : ''}\n`);
     }
   } catch (err) {
     session.close();

@@ -165,7 +165,7 @@ export function controlStream(
       }
     });
     c.on('error', (err) => {
-      const e = new Error(`control socket ${path}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+      const e = Object.assign(new Error(`control socket ${path}: ${(err as NodeJS.ErrnoException).code ?? err.message}`), { code: (err as NodeJS.ErrnoException).code });
       if (!connected) reject(e);
       else onEnd(e);
     });

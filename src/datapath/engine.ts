@@ -37,6 +37,7 @@ import { ExpressTap } from './express-tap.js';
 import type { ExpressHandle, NativeAddon } from '../io/addon.js';
 import { expressBindOf, expressTunOf } from '../io/express-sides.js';
 import type { Observer } from './observe.js';
+import { monotonicMs } from '../util/clock.js';
 
 export { HEADROOM };
 /** Offset of the inner IP packet inside a VXLAN payload. */
@@ -86,6 +87,10 @@ export interface EngineOptions {
 interface Reply {
   buf: Buffer;
   answer: Answer;
+  /** Why the packet it answers was not forwarded, and that packet (observed once the reply's fate is known). */
+  cause: DropReason;
+  packet: Buffer;
+  size: number;
 }
 
 /** One peer's packets in the batch being handled: their indices, idx[0..count). */
@@ -316,10 +321,12 @@ export class Engine extends Pipeline {
     if (forwarded > 0) {
       for (let p = 0; p < groupCount; p++) {
         const { peer, idx, count: n } = batchGroups[p]!;
+        // Stamped before the send: the receiver may read the datagram before the send call returns.
+        const handedOver = obs ? monotonicMs() : 0;
         const { bufs: gb, sizes: gs, sent } = this.sendToPeer(peer, idx, bufs, sizes, 0, HEADROOM, n);
         if (obs) {
           for (let k = 0; k < n; k++) {
-            obs({ point: 'udp-send', direction: 'out', buf: gb[k]!, offset: 0, length: gs[k]!, verdict: k < sent ? 'sent' : DropReason.SendFailed, peer, local: this.sentFrom(gb[k]!, 0, gs[k]!), remote: peer.endpoint });
+            obs({ point: 'udp-send', direction: 'out', buf: gb[k]!, offset: 0, length: gs[k]!, verdict: k < sent ? 'sent' : DropReason.SendFailed, peer, local: this.sentFrom(gb[k]!, 0, gs[k]!), remote: peer.endpoint, at: handedOver });
           }
         }
       }
@@ -328,7 +335,15 @@ export class Engine extends Pipeline {
       // Counted as answered only once the TUN took them: a refused reply is a tun-write-failed drop.
       this.writeTun(replies.map((r) => r.buf), replies.map((r) => r.buf.length - HEADROOM));
       const refused = this.tunRefused;
-      for (let k = 0; k < replies.length; k++) if (refused[k] === 0) c.answer(replies[k]!.answer);
+      for (let k = 0; k < replies.length; k++) {
+        const r = replies[k]!;
+        if (refused[k] === 0) c.answer(r.answer);
+        // Observed now, when trace and counters can agree on the outcome (the packet's journey is found by its bytes).
+        if (obs) {
+          obs({ point: 'classify', direction: 'out', buf: r.packet, offset: HEADROOM, length: r.size, verdict: r.answer, cause: r.cause });
+          obs({ point: 'answer', direction: 'in', buf: r.buf, offset: HEADROOM, length: r.buf.length - HEADROOM, verdict: refused[k] === 0 ? r.answer : DropReason.TunWriteFailed });
+        }
+      }
     }
   }
 
@@ -349,12 +364,7 @@ export class Engine extends Pipeline {
       this.dropOut(reply === undefined ? reason : DropReason.IcmpRateLimited, buf, size);
       return;
     }
-    out.push({ buf: reply, answer });
-    const obs = this.observer;
-    if (obs) {
-      obs({ point: 'classify', direction: 'out', buf, offset: HEADROOM, length: size, verdict: reason });
-      obs({ point: 'answer', direction: 'in', buf: reply, offset: HEADROOM, length: reply.length - HEADROOM, verdict: answer });
-    }
+    out.push({ buf: reply, answer, cause: reason, packet: buf, size });
   }
 
   /** Inbound stage for one batch of datagrams; each buffer starts with the VXLAN header. */
@@ -465,15 +475,13 @@ export class Engine extends Pipeline {
     );
     // The requester listens on the VXLAN port, not on the ephemeral port it sent from.
     const dst = this.peerByAddress(src.address) ?? { address: src.address, port: this.opts.port };
-    if (this.bind.send([reply], [reply.length], 0, 1, dst) !== 1) {
-      c.drop(DropReason.SendFailed);
-      return;
-    }
-    c.answer(Answer.ArpReply);
+    const sent = this.bind.send([reply], [reply.length], 0, 1, dst) === 1;
+    if (sent) c.answer(Answer.ArpReply);
+    else c.drop(DropReason.SendFailed);
     const obs = this.observer;
     if (obs) {
       obs({ point: 'decap', direction: 'in', buf, offset: 0, length: size, verdict: 'ok', remote: src });
-      obs({ point: 'answer', direction: 'out', buf: reply, offset: 0, length: reply.length, verdict: Answer.ArpReply, local: this.sentFrom(reply, 0, reply.length), remote: dst });
+      obs({ point: 'answer', direction: 'out', buf: reply, offset: 0, length: reply.length, verdict: sent ? Answer.ArpReply : DropReason.SendFailed, local: this.sentFrom(reply, 0, reply.length), remote: dst });
     }
   }
 

@@ -1,7 +1,8 @@
 /**
  * The express path's side of observation. While a trace watches, native/express.cc keeps forwarding
  * lone packets and records each one it forwarded (native TraceLog: which way, the datagram, the peer
- * or the sender, two CLOCK_MONOTONIC times, whether the kernel took it). This tap drains those records
+ * or the sender, two CLOCK_MONOTONIC times (the observations' own clock, util/clock.ts), whether the
+ * kernel took it). This tap drains those records
  * on the event loop (on a short timer while watched, and before every pipeline batch so the order
  * holds) and reports each as the observations the pipeline makes for the same packet, marked
  * `express`: a trace, a pcapng and the web view see every packet whichever code forwarded it.
@@ -11,6 +12,7 @@ import type { RouteTable, Vtep } from '../packet/routes.js';
 import { ipv4ToString } from '../packet/wire/ipv4.js';
 import { DropReason } from '../packet/counters.js';
 import type { Observer } from './observe.js';
+import { monotonicNsToMs } from '../util/clock.js';
 
 /** Bytes of a record head (native TraceRecordHead, little-endian on the hosts the addon builds for). */
 export const EXPRESS_RECORD_HEAD = 32;
@@ -35,15 +37,6 @@ export interface ExpressTapContext {
   local(): Endpoint;
 }
 
-/** A CLOCK_MONOTONIC time (ns) as the epoch milliseconds the observations carry (performance.now runs on the same clock). */
-function epochClock(): (ns: bigint) => number {
-  // `performance` first: its first use in a thread loads it (milliseconds), which must not fall between the two readings.
-  const origin = performance.timeOrigin;
-  const nowMs = origin + performance.now();
-  const nowNs = process.hrtime.bigint();
-  return (ns) => nowMs - Number(nowNs - ns) / 1e6;
-}
-
 /**
  * The peer a recorded outbound datagram went to: the route table's own target when it still names
  * the same VTEP (so the route prefix is known), else one made from the record (the table changed since).
@@ -65,7 +58,7 @@ function peerOf(ctx: ExpressTapContext, dgram: Buffer, innerDst: number, endpoin
  * packets it could not show.
  */
 export function replayExpressRecords({ records, lost }: ExpressRecords, ctx: ExpressTapContext, obs: Observer): number {
-  const at = epochClock();
+  const at = monotonicNsToMs;
   let unrecorded = lost;
   let n = 0;
   for (let pos = 0; pos + EXPRESS_RECORD_HEAD <= records.length; ) {
@@ -96,7 +89,8 @@ export function replayExpressRecords({ records, lost }: ExpressRecords, ctx: Exp
       obs({ point: 'classify', direction: 'out', buf: dgram, offset: INNER, length: inner, verdict: 'ok', peer, ...(route !== undefined ? { route } : {}), at: seen, express: true });
       obs({ point: 'encap', direction: 'out', buf: dgram, offset: 0, length, verdict: 'ok', peer, at: seen, express: true });
       const local = ctx.sentFrom(dgram, 0, length);
-      obs({ point: 'udp-send', direction: 'out', buf: dgram, offset: 0, length, verdict: ok ? 'sent' : DropReason.SendFailed, peer, local, remote: peer.endpoint, at: done, express: true });
+      // `seen`, not `done`: stamped before the send, as the pipeline does (the receiver may read it before the send returns).
+      obs({ point: 'udp-send', direction: 'out', buf: dgram, offset: 0, length, verdict: ok ? 'sent' : DropReason.SendFailed, peer, local, remote: peer.endpoint, at: seen, express: true });
     }
   }
   return unrecorded;

@@ -25,8 +25,15 @@ export interface Observation {
   length: number;
   /** Which way the packet goes: out = TUN -> underlay, in = underlay -> TUN. */
   direction: 'out' | 'in';
-  /** 'ok', 'sent', 'forwarded', a drop reason or an answer kind (see engine/counters.ts). */
+  /**
+   * 'ok' (on its way), 'sent' (udp-send), 'forwarded' (tun-write), a drop reason, or an answer kind
+   * (see packet/counters.ts). classify of a packet answered instead of forwarded carries the answer
+   * kind and `cause`; the answer point carries the answer kind, or the drop reason when the answer
+   * itself could not be delivered (then the counters count that drop, not an answer).
+   */
   verdict: string;
+  /** classify of an answered packet: why it could not be forwarded (no-route, too-big). */
+  cause?: string;
   /** classify/encap/udp-send: the peer VTEP and the route prefix that chose it. */
   peer?: Vtep;
   route?: string;
@@ -36,7 +43,7 @@ export interface Observation {
   /** decap: fixes applied on the way (checksum-completed, gso-segmented). */
   fixes?: string[];
   /**
-   * When it was seen (ms since the epoch), set where the observation is reported later than it was
+   * When it was seen (CLOCK_MONOTONIC ms, util/clock.ts monotonicMs), set where the observation is reported later than it was
    * made (another thread, datapath/workers.ts; the express path's records) so it keeps its own time;
    * otherwise the consumer's clock is now.
    */

@@ -25,6 +25,7 @@ import { requireNative } from '../io/addon.js';
 import type { Observation, Observer } from './observe.js';
 import { addExpressCounters, EXPRESS_COUNTER_COUNT } from './express.js';
 import { InboundScheduling } from './inbound-scheduling.js';
+import { monotonicMs } from '../util/clock.js';
 
 /** An Observation as it crosses threads: the bytes copied out, the peer's MAC as plain bytes. */
 interface WireObservation extends Omit<Observation, 'buf' | 'offset' | 'peer'> {
@@ -36,7 +37,7 @@ function observationToWire(o: Observation): WireObservation {
   const { buf, offset, length, peer, ...rest } = o;
   return {
     ...rest,
-    at: rest.at ?? performance.timeOrigin + performance.now(), // one clock for every thread of the process
+    at: rest.at ?? monotonicMs(), // one clock for every thread and process of the host
     length,
     bytes: Uint8Array.prototype.slice.call(buf, offset, offset + length),
     ...(peer ? { peer: { endpoint: { ...peer.endpoint }, vtepMac: Uint8Array.from(peer.vtepMac), vni: peer.vni } } : {}),

@@ -34,6 +34,7 @@ import { RouteSink } from './route-sink.js';
 import { controlHandler, type InfoReply } from './control-api.js';
 import { watchLink } from './link-watch.js';
 import { startHealthServer, READINESS_STEPS, type HealthView, type ReadinessStep } from './health.js';
+import { bootId, epochOffsetMs } from '../util/clock.js';
 
 export interface BuildEnv {
   log: Logger;
@@ -207,6 +208,8 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
     subnet: cidrToString(subnet),
     network: cidrToString(network),
     mtu,
+    bootId: bootId(),
+    epochOffsetMs: epochOffsetMs(),
   }));
   const info = (): InfoReply => {
     const main = engine.counters.snapshot();
@@ -224,6 +227,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
       registry: source.description,
       lease: source.lease(),
       pid: process.pid,
+      bootId: bootId(),
       datapath: datapath.kind,
       features,
       engines: pool ? pool.perEngine(engine.counters) : [{ txPackets: main.tx.packets, rxPackets: main.rx.packets }],

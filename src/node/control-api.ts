@@ -24,6 +24,8 @@ export interface InfoReply {
   /** The lease manager's counts; null for a node with static peers (no lease). */
   lease: LeaseStats | null;
   pid: number;
+  /** This boot of the host (/proc/sys/kernel/random/boot_id): nodes with the same one share trace clocks. */
+  bootId: string;
   datapath: 'native' | 'ts';
   /** What runs (not what was asked for): offloads, workers, express path, scheduling. */
   features: Record<string, boolean | number | string>;

@@ -43,6 +43,43 @@ export const Answer = {
 } as const;
 export type Answer = (typeof Answer)[keyof typeof Answer];
 
+/**
+ * Where a packet ended, in the three words the trace, `vxtun status` and the counters share:
+ * forwarded (tx: sent to a peer, rx: written into the TUN), answered (an Answer counter), dropped
+ * (a DropReason counter).
+ */
+export const Outcome = {
+  Forwarded: 'forwarded',
+  Answered: 'answered',
+  Dropped: 'dropped',
+} as const;
+export type Outcome = (typeof Outcome)[keyof typeof Outcome];
+
+const DROP_REASONS = new Set<string>(Object.values(DropReason));
+const ANSWERS = new Set<string>(Object.values(Answer));
+
+export function isDropReason(verdict: string): verdict is DropReason {
+  return DROP_REASONS.has(verdict);
+}
+
+export function isAnswer(verdict: string): verdict is Answer {
+  return ANSWERS.has(verdict);
+}
+
+/** The outcome a final verdict means ('sent' and 'forwarded' are forwarded); undefined for 'ok' (still on its way). */
+export function outcomeOf(verdict: string): Outcome | undefined {
+  if (verdict === 'sent' || verdict === 'forwarded') return Outcome.Forwarded;
+  if (isAnswer(verdict)) return Outcome.Answered;
+  if (isDropReason(verdict)) return Outcome.Dropped;
+  return undefined;
+}
+
+/** A snapshot's totals per outcome (what `vxtun status` prints first). */
+export function outcomeTotals(s: CounterSnapshot): { forwarded: { out: number; in: number }; answered: number; dropped: number } {
+  const sum = (r: Record<string, number>): number => Object.values(r).reduce((x, y) => x + y, 0);
+  return { forwarded: { out: s.tx.packets, in: s.rx.packets }, answered: sum(s.answered), dropped: sum(s.dropped) };
+}
+
 export const Fixup = {
   ChecksumCompleted: 'checksum-completed',
   GsoSegmented: 'gso-segmented',

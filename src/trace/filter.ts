@@ -8,7 +8,7 @@ import { parseCidr, ipv4Mask, maskIpv6, type Cidr } from '../packet/cidr.js';
 import { ipv4FromString, isIpv4String } from '../packet/wire/ipv4.js';
 import { ipv6FromString, isIpv6String } from '../packet/wire/ipv6.js';
 import { isMacString } from '../packet/wire/ethernet.js';
-import { DropReason, Answer } from '../packet/counters.js';
+import { DropReason, Answer, Outcome } from '../packet/counters.js';
 import { locateInner, observationStartsWithVxlan } from './packet.js';
 import type { Observation } from '../datapath/observe.js';
 
@@ -22,19 +22,17 @@ export interface TraceFilter {
   port?: number;
   /** The peer's underlay address or VTEP MAC. */
   peer?: string;
-  /** 'drop' (any drop reason), 'ok' (delivered or answered), or one verdict name. */
+  /**
+   * An outcome ('forwarded', 'answered', 'dropped'; 'drop' = 'dropped', 'ok' = not dropped) or one
+   * verdict name ('sent', a drop reason, an answer kind).
+   */
   verdict?: string;
 }
 
 export class FilterError extends Error {}
 
 export const PROTOCOLS: Record<string, number> = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58, arp: -1 };
-const OK_VERDICTS = new Set(['ok', 'sent', 'forwarded']);
-const VERDICTS = new Set<string>(['drop', 'ok', 'sent', 'forwarded', ...Object.values(DropReason), ...Object.values(Answer)]);
-
-export function isDropVerdict(verdict: string): boolean {
-  return !OK_VERDICTS.has(verdict) && !(Object.values(Answer) as string[]).includes(verdict);
-}
+const VERDICTS = new Set<string>(['drop', 'ok', 'sent', ...Object.values(Outcome), ...Object.values(DropReason), ...Object.values(Answer)]);
 
 /** Checks a filter from the command line or the socket; throws FilterError naming the field and value. */
 export function validateFilter(f: TraceFilter): TraceFilter {
@@ -63,10 +61,36 @@ export function validateFilter(f: TraceFilter): TraceFilter {
     out.peer = f.peer.toLowerCase();
   }
   if (f.verdict !== undefined) {
-    if (!VERDICTS.has(f.verdict)) throw new FilterError(`verdict: "${f.verdict}" is not drop, ok, sent, forwarded, an answer or a drop reason`);
+    if (!VERDICTS.has(f.verdict)) throw new FilterError(`verdict: "${f.verdict}" is forwarded, answered, dropped (drop), ok, sent, an answer kind or a drop reason`);
     out.verdict = f.verdict;
   }
   return out;
+}
+
+const FILTER_NAMES = ['host', 'subnet', 'protocol', 'port', 'peer', 'verdict'] as const;
+
+/**
+ * `vxtun trace`'s filter flags written as one line, for the web view's filter box:
+ * "host 10.244.2.2 protocol icmp verdict dropped" (a name may keep its "--", as on the command line).
+ */
+export function parseFilterText(text: string): TraceFilter {
+  const words = text.trim().split(/\s+/).filter(Boolean);
+  const f: Record<string, string> = {};
+  for (let i = 0; i < words.length; i += 2) {
+    const name = words[i]!.replace(/^--/, '').replace(/=.*$/, '');
+    const inline = words[i]!.includes('=') ? words[i]!.slice(words[i]!.indexOf('=') + 1) : undefined;
+    if (!(FILTER_NAMES as readonly string[]).includes(name)) throw new FilterError(`"${words[i]}" is not a filter: use ${FILTER_NAMES.join(', ')} followed by a value`);
+    if (inline !== undefined) {
+      f[name] = inline;
+      i--;
+      continue;
+    }
+    const value = words[i + 1];
+    if (value === undefined) throw new FilterError(`${name}: a value is missing`);
+    f[name] = value;
+  }
+  const filter: TraceFilter = { ...f, ...(f.port !== undefined ? { port: /^\d+$/.test(f.port) ? Number(f.port) : (f.port as unknown as number) } : {}) };
+  return validateFilter(filter);
 }
 
 /**
@@ -123,13 +147,16 @@ export function compileInnerFilter(f: TraceFilter): ((o: Observation) => boolean
   };
 }
 
-/** The journey-level tests: peer and verdict. */
-export function journeyMatches(f: TraceFilter, j: { verdict: string; dropped: boolean; peers: string[] }): boolean {
+/** The journey-level tests: peer and verdict (or outcome). */
+export function journeyMatches(f: TraceFilter, j: { verdict: string; outcome?: Outcome; peers: string[] }): boolean {
   if (f.verdict !== undefined) {
-    if (f.verdict === 'drop') {
-      if (!j.dropped) return false;
+    const dropped = j.outcome === Outcome.Dropped;
+    if (f.verdict === 'drop' || f.verdict === Outcome.Dropped) {
+      if (!dropped) return false;
     } else if (f.verdict === 'ok') {
-      if (j.dropped) return false;
+      if (dropped) return false;
+    } else if (f.verdict === Outcome.Forwarded || f.verdict === Outcome.Answered) {
+      if (j.outcome !== f.verdict) return false;
     } else if (j.verdict !== f.verdict) return false;
   }
   if (f.peer !== undefined && !j.peers.includes(f.peer)) return false;

@@ -19,7 +19,6 @@ export interface Labels {
   noRoute: string;
   underlay: string;
   across: string;
-  delivered: string;
   innerEthernet: string;
   echoRequest: string;
   echoReply: string;
@@ -27,6 +26,26 @@ export interface Labels {
   arpReply: string;
   /** Marks a stage the express path (native, lone packets) did rather than the pipeline. */
   expressPath: string;
+  /** In place of a transit time between nodes whose clocks are not known to agree. */
+  clocksDiffer: string;
+  /** Said under a control-socket error that means no node runs there. */
+  noNodeHint: string;
+  /** "{bytes} B on the wire" */
+  flags: string;
+  out: string;
+  in: string;
+  wire: string;
+  icmpType: string;
+  icmpCode: string;
+  /** "{n} packet(s) not traced ..." */
+  untraced: string;
+  forwarded: string;
+  /** classify's decision for a packet that cannot be forwarded ({kind}: the answer kind). */
+  answerWith: string;
+  /** Why an answered packet could not be forwarded (its `cause`). */
+  causes: Record<string, string>;
+  /** What each answer tells the sender. */
+  answers: Record<string, string>;
   reasons: Record<string, string>;
   verdicts: Record<string, string>;
 }
@@ -46,7 +65,14 @@ const en: Labels = {
   node: 'node',
   vtep: 'vtep',
   from: 'from',
-  onWire: 'on the wire',
+  onWire: '{bytes} B on the wire',
+  flags: 'flags',
+  out: 'out',
+  in: 'in',
+  wire: 'wire',
+  icmpType: 'type',
+  icmpCode: 'code',
+  untraced: '{n} packet(s) not traced (over the trace budget or the client was too slow)',
   dropped: 'dropped',
   answered: 'answered',
   checksPassed: 'checks passed (flags, VNI, inner Ethernet, dst MAC, inner IP)',
@@ -54,16 +80,29 @@ const en: Labels = {
   noRoute: 'no route',
   underlay: 'underlay',
   across: 'across',
-  delivered: 'delivered',
   innerEthernet: 'inner Ethernet',
   echoRequest: 'echo request',
   echoReply: 'echo reply',
   arpRequest: 'who-has',
   arpReply: 'is-at',
   expressPath: 'express path',
+  noNodeHint: 'hint: no node answers on that control socket: is `vxtun up` running? Name another with --socket PATH or --device NAME',
+  clocksDiffer: 'transit not shown: the nodes are on different hosts, whose clocks are not known to agree',
+  forwarded: 'forwarded',
+  answerWith: 'to be answered with {kind}',
+  causes: {
+    'no-route': 'no node owns this destination (no lease covers it)',
+    'too-big': 'larger than the tunnel carries, and the sender forbade fragmenting it (DF)',
+  },
+  answers: {
+    'icmp-unreachable': 'the sender is told with ICMP Destination Unreachable',
+    'icmp-too-big': 'the sender is told the size that fits (ICMP Fragmentation Needed / Packet Too Big)',
+    'arp-reply': 'an ARP request for our VTEP address, answered with our VTEP MAC',
+  },
   reasons: {
     'tun-malformed': 'the kernel handed us bytes that are not a whole IP packet',
-    'no-route': 'no node owns this destination (no lease covers it) and no ICMP error may be sent about it',
+    'ttl-expired': 'the inner TTL would reach 0 (flanneld drops these too)',
+    'no-route': 'no node owns this destination (no lease covers it), and no ICMP error may be sent about this packet',
     'too-big': 'larger than the tunnel carries and fragmenting is allowed: VTEPs must not fragment VXLAN',
     'icmp-rate-limited': 'an ICMP error was due but the rate limit was reached',
     'send-failed': 'the underlay socket refused the datagram',
@@ -102,24 +141,44 @@ const zh: Labels = {
   node: '节点',
   vtep: 'VTEP',
   from: '来自',
-  onWire: '线上',
-  dropped: '丢弃',
+  onWire: '线路上 {bytes} 字节',
+  flags: '标志',
+  out: '发出',
+  in: '收到',
+  wire: '线路哈希',
+  icmpType: '类型',
+  icmpCode: '代码',
+  untraced: '{n} 个数据包未被追踪（超出追踪预算，或客户端太慢）',
+  dropped: '已丢弃',
   answered: '已应答',
   checksPassed: '检查通过（标志位、VNI、内层以太网、目的MAC、内层IP）',
   fixes: '已修正',
   noRoute: '无路由',
   underlay: '底层网络',
   across: '跨越',
-  delivered: '已送达',
   innerEthernet: '内层以太网',
   echoRequest: '回显请求',
   echoReply: '回显应答',
   arpRequest: '询问',
   arpReply: '回答',
   expressPath: '快速路径',
+  noNodeHint: '提示：该控制套接字上没有节点应答：`vxtun up` 在运行吗？可用 --socket PATH 或 --device NAME 指定另一个节点',
+  clocksDiffer: '不显示传输时间：两个节点在不同主机上，时钟未知是否一致',
+  forwarded: '已转发',
+  answerWith: '将以 {kind} 应答',
+  causes: {
+    'no-route': '没有节点拥有该目的地址（没有租约覆盖它）',
+    'too-big': '超过隧道可承载的大小，且发送方禁止分片（DF）',
+  },
+  answers: {
+    'icmp-unreachable': '用 ICMP 目的不可达告知发送方',
+    'icmp-too-big': '告知发送方可通过的大小（ICMP 需要分片 / 包过大）',
+    'arp-reply': '请求本节点 VTEP 地址的 ARP 请求，以本节点 VTEP MAC 应答',
+  },
   reasons: {
     'tun-malformed': '内核交给我们的不是完整的IP包',
-    'no-route': '没有节点拥有该目的地址（没有租约覆盖它），且不能为它发送ICMP错误',
+    'ttl-expired': '内层 TTL 将减为 0（flanneld 同样丢弃）',
+    'no-route': '没有节点拥有该目的地址（没有租约覆盖它），且不能为该包发送ICMP错误',
     'too-big': '超过隧道可承载的大小且允许分片：VTEP不得对VXLAN分片',
     'icmp-rate-limited': '本应发送ICMP错误，但已达到速率限制',
     'send-failed': '底层UDP套接字拒绝了该数据报',
@@ -140,7 +199,7 @@ const zh: Labels = {
     'arp-ignored': '不是ARP请求',
     'tun-write-failed': '内核拒绝了写入TUN设备的包',
   },
-  verdicts: { sent: '已发送', forwarded: '已交付', ok: '正常' },
+  verdicts: { sent: '已发送', forwarded: '已转发', ok: '正常' },
 };
 
 export function labels(lang: Lang): Labels {

@@ -7,11 +7,13 @@
  * crosses the control socket as one line.
  */
 import { createHash } from 'node:crypto';
+import { monotonicMs } from '../util/clock.js';
 import type { Observation, ObservationPoint, Observer } from '../datapath/observe.js';
 import type { Endpoint } from '../packet/endpoint.js';
 import { macToString } from '../packet/wire/ethernet.js';
 import { innerFingerprint, observationStartsWithVxlan, summarizeInner, vxlanFields, type InnerSummary } from './packet.js';
-import { compileInnerFilter, isDropVerdict, journeyMatches, type TraceFilter } from './filter.js';
+import { compileInnerFilter, journeyMatches, type TraceFilter } from './filter.js';
+import { isAnswer, outcomeOf, Outcome } from '../packet/counters.js';
 
 /** What the node tells a trace client about itself (the `info` control command, trimmed). */
 export interface NodeInfo {
@@ -23,12 +25,16 @@ export interface NodeInfo {
   subnet: string;
   network?: string;
   mtu?: number;
+  /** The host's boot id (util/clock.ts): two nodes' event times compare only when theirs are equal. */
+  bootId?: string;
+  /** Add to an event's `t` for epoch milliseconds (display only). */
+  epochOffsetMs?: number;
 }
 
 export interface TraceEvent {
   point: ObservationPoint;
   verdict: string;
-  /** Milliseconds since the epoch, microsecond resolution. */
+  /** CLOCK_MONOTONIC milliseconds of the node's host (util/clock.ts); + node.epochOffsetMs for wall-clock time. */
   t: number;
   /** Bytes at this point (the inner IP packet, or VXLAN + inner Ethernet + inner packet). */
   length: number;
@@ -39,6 +45,8 @@ export interface TraceEvent {
   local?: Endpoint;
   remote?: Endpoint;
   fixes?: string[];
+  /** classify of an answered packet: why it could not be forwarded. */
+  cause?: string;
   /** VXLAN header and inner Ethernet, when the bytes start with VXLAN. */
   vx?: { flags: number; vni: number; innerSrc?: string; innerDst?: string; etherType?: number };
   /** Base64 of the bytes, when the subscriber asked for them (pcap, web view). */
@@ -54,11 +62,19 @@ export interface Journey {
   direction: 'out' | 'in';
   inner?: InnerSummary;
   events: TraceEvent[];
-  /** The verdict of the packet itself (the last stage that is not an answer). */
+  /**
+   * The packet's last verdict: 'sent' or 'forwarded' (forwarded), the answer kind (answered), the
+   * drop reason (dropped), or 'ok' while its journey is incomplete.
+   */
   verdict: string;
+  /** forwarded / answered / dropped: the counter this packet went to (packet/counters.ts Outcome). */
+  outcome?: Outcome;
+  /** outcome === 'dropped'. */
   dropped: boolean;
   /** ARP reply / ICMP error this packet caused, if any. */
   answer?: string;
+  /** Answered: why it could not be forwarded (no-route, too-big). */
+  cause?: string;
   /** Peer underlay addresses and VTEP MACs involved (for the peer filter). */
   peers: string[];
   /**
@@ -70,7 +86,6 @@ export interface Journey {
   untraced?: number;
 }
 
-const now = (): number => performance.timeOrigin + performance.now();
 
 export function wireHash(buf: Buffer, offset: number, length: number): string {
   return createHash('sha256').update(buf.subarray(offset, offset + length)).digest('hex').slice(0, 16);
@@ -150,12 +165,13 @@ export class JourneyCollector {
 
   private add(o: Observation): void {
     const vxlan = observationStartsWithVxlan(o);
-    const ev: TraceEvent = { point: o.point, verdict: o.verdict, t: o.at ?? now(), length: o.length, vxlan };
+    const ev: TraceEvent = { point: o.point, verdict: o.verdict, t: o.at ?? monotonicMs(), length: o.length, vxlan };
     if (o.route !== undefined) ev.route = o.route;
     if (o.peer) ev.peer = { address: o.peer.endpoint.address, port: o.peer.endpoint.port, vtepMac: macToString(o.peer.vtepMac), vni: o.peer.vni };
     if (o.local) ev.local = { address: o.local.address, port: o.local.port };
     if (o.remote) ev.remote = { address: o.remote.address, port: o.remote.port };
     if (o.fixes) ev.fixes = [...o.fixes];
+    if (o.cause !== undefined) ev.cause = o.cause;
     if (o.express) ev.express = true;
     if (vxlan) {
       const vx = vxlanFields(o.buf, o.offset, o.length);
@@ -182,11 +198,14 @@ export class JourneyCollector {
     if (j === undefined) return;
     this.last = j;
     j.events.push(ev);
-    if (o.point === 'answer') j.answer = o.verdict;
-    else {
-      j.verdict = o.verdict;
-      j.dropped = isDropVerdict(o.verdict);
-    }
+    if (o.point === 'answer' && isAnswer(o.verdict)) j.answer = o.verdict;
+    if (o.cause !== undefined) j.cause = o.cause;
+    // The last verdict is the packet's, an answer's included: answered, or dropped when the answer could not go out.
+    j.verdict = o.verdict;
+    const outcome = outcomeOf(o.verdict);
+    if (outcome !== undefined) j.outcome = outcome;
+    else delete j.outcome;
+    j.dropped = outcome === Outcome.Dropped;
     for (const p of [ev.peer?.address, ev.peer?.vtepMac, o.point === 'answer' ? undefined : ev.remote?.address, ev.vx && o.direction === 'in' ? ev.vx.innerSrc : undefined]) {
       if (p !== undefined && !j.peers.includes(p)) j.peers.push(p);
     }

@@ -19,6 +19,7 @@ import { internetChecksum } from '../packet/wire/checksum.js';
 import { ipv4FromString, isIpv4String } from '../packet/wire/ipv4.js';
 import type { Journey, TraceEvent } from './journey.js';
 import type { TraceItem } from './printer.js';
+import { WallClock } from './time.js';
 
 const BT_SHB = 0x0a0d0d0a;
 const BT_IDB = 0x00000001;
@@ -153,9 +154,20 @@ export function journeyPackets(j: Journey): Array<{ iface: number; t: number; da
   return out;
 }
 
-/** Appends trace items to a pcapng file as they come. */
+/**
+ * How long (ms of packet time) the writer holds packets back to put them in time order: items come
+ * in the order the trace client settles them (a lone journey waits its pairing window, 400 ms), not
+ * the order their packets were seen.
+ */
+export const PCAPNG_REORDER_MS = 2000;
+
+/** Appends trace items to a pcapng file in time order (held back PCAPNG_REORDER_MS, the rest on close). */
 export class PcapngWriter {
   private readonly fd: number;
+  private readonly wall = new WallClock();
+  private held: Array<{ iface: number; epochMs: number; data: Buffer; comment: string; seq: number }> = [];
+  private newest = -Infinity;
+  private seq = 0;
   packets = 0;
 
   constructor(readonly path: string) {
@@ -167,9 +179,11 @@ export class PcapngWriter {
 
   writeJourney(j: Journey): void {
     for (const p of journeyPackets(j)) {
-      writeSync(this.fd, enhancedPacket(p.iface, p.t, p.data, p.comment));
-      this.packets++;
+      const epochMs = this.wall.epochMs(j.node, p.t);
+      this.held.push({ iface: p.iface, epochMs, data: p.data, comment: p.comment, seq: this.seq++ });
+      if (epochMs > this.newest) this.newest = epochMs;
     }
+    this.release(this.newest - PCAPNG_REORDER_MS);
   }
 
   write(item: TraceItem): void {
@@ -180,7 +194,20 @@ export class PcapngWriter {
     }
   }
 
+  /** Writes the held packets seen before `until`, oldest first (equal times keep their arrival order). */
+  private release(until: number): void {
+    this.held.sort((a, b) => a.epochMs - b.epochMs || a.seq - b.seq);
+    let n = 0;
+    while (n < this.held.length && this.held[n]!.epochMs <= until) {
+      const p = this.held[n++]!;
+      writeSync(this.fd, enhancedPacket(p.iface, p.epochMs, p.data, p.comment));
+      this.packets++;
+    }
+    if (n > 0) this.held = this.held.slice(n);
+  }
+
   close(): void {
+    this.release(Infinity);
     closeSync(this.fd);
   }
 }

@@ -6,6 +6,8 @@
 import type { Journey, TraceEvent } from './journey.js';
 import { labels, fill, type Lang, type Labels } from './i18n.js';
 import type { InnerSummary } from './packet.js';
+import { transitMs, WallClock } from './time.js';
+import { isAnswer, isDropReason, Outcome } from '../packet/counters.js';
 
 /** What the trace client hands to a printer: one node's journey, or one datagram seen by sender and receiver. */
 export type TraceItem = { kind: 'journey'; journey: Journey } | { kind: 'story'; sender: Journey; receiver: Journey; wire: string };
@@ -13,6 +15,8 @@ export type TraceItem = { kind: 'journey'; journey: Journey } | { kind: 'story';
 export interface PrintOptions {
   lang?: Lang;
   color?: boolean;
+  /** Shared by the items of one trace, so each host's times convert with one offset. */
+  wall?: WallClock;
 }
 
 const OUTER_IPV4_UDP = 28; // what the OS adds around our datagram
@@ -45,7 +49,7 @@ export function describeInner(i: InnerSummary | undefined, L: Labels): string {
     const echo: Record<number, string> = i.protocol === 'icmp' ? { 8: L.echoRequest, 0: L.echoReply } : { 128: L.echoRequest, 129: L.echoReply };
     const name = echo[i.icmpType];
     if (name) return `${p} ${name} ${i.src} → ${i.dst} id ${i.icmpId} seq ${i.icmpSeq}`;
-    return `${p} type ${i.icmpType} code ${i.icmpCode} ${i.src} → ${i.dst}`;
+    return `${p} ${L.icmpType} ${i.icmpType} ${L.icmpCode} ${i.icmpCode} ${i.src} → ${i.dst}`;
   }
   if (i.sport !== undefined) return `${p} ${i.src}:${i.sport} → ${i.dst}:${i.dport}`;
   return `${p} ${i.src} → ${i.dst}`;
@@ -57,11 +61,20 @@ function reasonText(verdict: string, ev: TraceEvent | undefined, j: Journey, L: 
   return `${verdict} — ${fill(t, { vni: ev?.vx?.vni, ourVni: j.node.vni, dstMac: ev?.vx?.innerDst, ourMac: j.node.vtepMac })}`;
 }
 
+function answerText(kind: string, cause: string | undefined, L: Labels): string {
+  const why = cause !== undefined ? `${L.causes[cause] ?? cause} (${cause}): ` : '';
+  return `${kind} — ${why}${L.answers[kind] ?? ''}`;
+}
+
+/** The packet's outcome in the counters' words: forwarded, answered (what and why) or dropped (reason). */
 function verdictText(j: Journey, L: Labels, color: boolean): string {
-  const last = [...j.events].reverse().find((e) => e.point !== 'answer');
-  if (j.dropped) return paint(color, C.red, `${L.dropped}: ${reasonText(j.verdict, last, j, L)}${j.answer ? ` · ${L.answered}: ${j.answer}` : ''}`);
-  const v = L.verdicts[j.verdict] ?? j.verdict;
-  return paint(color, C.green, `${v}${j.answer ? ` · ${L.answered}: ${j.answer}` : ''}`);
+  if (j.outcome === Outcome.Dropped) {
+    const last = [...j.events].reverse().find((e) => e.point !== 'answer');
+    return paint(color, C.red, `${L.dropped}: ${reasonText(j.verdict, last, j, L)}`);
+  }
+  if (j.outcome === Outcome.Answered) return paint(color, C.green, `${L.answered}: ${answerText(j.verdict, j.cause, L)}`);
+  if (j.outcome === Outcome.Forwarded) return paint(color, C.green, L.forwarded);
+  return L.verdicts[j.verdict] ?? j.verdict;
 }
 
 function find(j: Journey, point: string): TraceEvent | undefined {
@@ -97,22 +110,26 @@ export function summaryLine(j: Journey, o: PrintOptions = {}): string {
 function eventLine(ev: TraceEvent, j: Journey, L: Labels, color: boolean): string {
   const name = padLabel(L.points[ev.point] ?? ev.point, 10);
   let text: string;
-  const drop = ev.point !== 'answer' && !['ok', 'sent', 'forwarded'].includes(ev.verdict);
+  const drop = isDropReason(ev.verdict);
   switch (ev.point) {
     case 'tun-read':
       text = `${j.node.device} → ${describeInner(j.inner, L)}${j.inner?.ttl !== undefined ? ` ttl ${j.inner.ttl}` : ''} · ${ev.length} B`;
       break;
     case 'classify':
-      text = ev.peer ? `${L.route} ${ev.route ?? '?'} → ${L.node} ${ev.peer.address}:${ev.peer.port} (${L.vtep} ${ev.peer.vtepMac}, vni ${ev.peer.vni})` : `${L.noRoute}`;
+      text = ev.peer
+        ? `${L.route} ${ev.route ?? '?'} → ${L.node} ${ev.peer.address}:${ev.peer.port} (${L.vtep} ${ev.peer.vtepMac}, vni ${ev.peer.vni})`
+        : ev.cause !== undefined
+          ? `${ev.cause} — ${L.causes[ev.cause] ?? ''}`
+          : L.noRoute;
       break;
     case 'encap':
       text = `VXLAN vni ${ev.vx?.vni} · ${L.innerEthernet} ${ev.vx?.innerSrc} → ${ev.vx?.innerDst} · +22 B = ${ev.length} B`;
       break;
     case 'udp-send':
-      text = `UDP ${ev.local?.address}:${ev.local?.port} → ${ev.remote?.address}:${ev.remote?.port} · ${ev.length + OUTER_IPV4_UDP} B ${L.onWire}`;
+      text = `UDP ${ev.local?.address}:${ev.local?.port} → ${ev.remote?.address}:${ev.remote?.port} · ${fill(L.onWire, { bytes: ev.length + OUTER_IPV4_UDP })}`;
       break;
     case 'udp-recv':
-      text = `UDP ${ev.remote?.address}:${ev.remote?.port} → ${ev.local?.address}:${ev.local?.port} · ${ev.length + OUTER_IPV4_UDP} B ${L.onWire}${ev.vx ? ` · VXLAN flags 0x${ev.vx.flags.toString(16).padStart(2, '0')} vni ${ev.vx.vni}` : ''}`;
+      text = `UDP ${ev.remote?.address}:${ev.remote?.port} → ${ev.local?.address}:${ev.local?.port} · ${fill(L.onWire, { bytes: ev.length + OUTER_IPV4_UDP })}${ev.vx ? ` · VXLAN ${L.flags} 0x${ev.vx.flags.toString(16).padStart(2, '0')} vni ${ev.vx.vni}` : ''}`;
       break;
     case 'decap':
       text = drop ? '' : `${L.checksPassed}${ev.fixes?.length ? ` · ${L.fixes}: ${ev.fixes.join(', ')}` : ''}`;
@@ -121,7 +138,7 @@ function eventLine(ev: TraceEvent, j: Journey, L: Labels, color: boolean): strin
       text = `${describeInner(j.inner, L)} → ${j.node.device} · ${ev.length} B`;
       break;
     case 'answer':
-      text = `${L.answered}: ${ev.verdict}${ev.remote ? ` → ${ev.remote.address}:${ev.remote.port}` : ` → ${j.node.device}`}`;
+      text = `${isAnswer(ev.verdict) ? `${L.answered}: ${ev.verdict} ` : ''}${ev.remote ? `→ ${ev.remote.address}:${ev.remote.port}` : `→ ${j.node.device}`}`;
       break;
     default:
       text = '';
@@ -130,42 +147,47 @@ function eventLine(ev: TraceEvent, j: Journey, L: Labels, color: boolean): strin
     const line = `${name} ${text ? `${text} · ` : ''}${L.dropped}: ${reasonText(ev.verdict, ev, j, L)}${ev.express ? ` · ${L.expressPath}` : ''}`;
     return paint(color, C.red, line);
   }
-  const v = ev.point === 'answer' ? '' : ` · ${paint(color, C.green, L.verdicts[ev.verdict] ?? ev.verdict)}`;
+  const v = ev.point === 'answer' ? '' : ` · ${paint(color, C.green, isAnswer(ev.verdict) ? fill(L.answerWith, { kind: ev.verdict }) : L.verdicts[ev.verdict] ?? ev.verdict)}`;
   return `${name} ${text}${v}${ev.express ? ` · ${paint(color, C.dim, L.expressPath)}` : ''}`;
 }
 
-function nodeBlock(j: Journey, L: Labels, color: boolean, indent: string): string[] {
-  const lines = [`${indent}${paint(color, C.dim, clock(j.events[0]?.t ?? 0))} ${L.node} ${j.node.publicIp} (${j.node.device}, ${j.direction === 'out' ? 'out' : 'in'})`];
+function nodeBlock(j: Journey, L: Labels, color: boolean, indent: string, wall: WallClock): string[] {
+  const lines = [`${indent}${paint(color, C.dim, clock(wall.epochMs(j.node, j.events[0]?.t ?? 0)))} ${L.node} ${j.node.publicIp} (${j.node.device}, ${j.direction === 'out' ? L.out : L.in})`];
   for (const ev of j.events) lines.push(`${indent}  ${eventLine(ev, j, L, color)}`);
   return lines;
+}
+
+/** A story's one line: the inner packet, the two nodes, the VNI and where the packet ended. */
+export function storyHead(item: Extract<TraceItem, { kind: 'story' }>, o: PrintOptions = {}): string {
+  const L = labels(o.lang ?? 'en');
+  const { sender: s, receiver: r } = item;
+  const send = find(s, 'udp-send');
+  return [describeInner(s.inner, L), `${L.node} ${s.node.publicIp} → ${L.node} ${r.node.publicIp}`, `VXLAN vni ${send?.vx?.vni ?? '?'}`, verdictText(r, L, o.color ?? false)].join(' · ');
 }
 
 /** The printed block for one item (ends without a newline). */
 export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
   const L = labels(o.lang ?? 'en');
+  const wall = o.wall ?? new WallClock();
   const color = o.color ?? false;
   const untraced = (item.kind === 'journey' ? item.journey.untraced ?? 0 : (item.sender.untraced ?? 0) + (item.receiver.untraced ?? 0));
-  const gap = untraced > 0 ? `${paint(color, C.yellow, `… ${untraced} packet(s) not traced (over the trace budget or the client was too slow)`)}\n` : '';
+  const gap = untraced > 0 ? `${paint(color, C.yellow, `… ${fill(L.untraced, { n: untraced })}`)}\n` : '';
   if (item.kind === 'journey') {
     const j = item.journey;
-    return gap + [paint(color, C.bold, summaryLine(j, o)), ...nodeBlock(j, L, color, '  ')].join('\n');
+    return gap + [paint(color, C.bold, summaryLine(j, o)), ...nodeBlock(j, L, color, '  ', wall)].join('\n');
   }
   const { sender: s, receiver: r } = item;
   const send = find(s, 'udp-send');
   const recv = find(r, 'udp-recv');
-  const head = [
-    describeInner(s.inner, L),
-    `${L.node} ${s.node.publicIp} → ${L.node} ${r.node.publicIp}`,
-    `VXLAN vni ${send?.vx?.vni ?? '?'}`,
-    r.dropped ? verdictText(r, L, color) : paint(color, C.green, r.verdict === 'forwarded' ? L.delivered : L.verdicts[r.verdict] ?? r.verdict),
-  ].join(' · ');
-  const latency = send && recv ? ` · ${(recv.t - send.t).toFixed(3)} ms` : '';
+  const head = storyHead(item, o);
+  const transit = send && recv ? transitMs(s.node, send.t, r.node, recv.t) : undefined;
+  const latency = !send || !recv ? '' : transit !== undefined ? ` · ${transit.toFixed(3)} ms` : ` · ${L.clocksDiffer}`;
   const lines = [
     ...(gap ? [gap.trimEnd()] : []),
     paint(color, C.bold, `━━ ${head}`),
-    ...nodeBlock(s, L, color, '  '),
-    `  ${paint(color, C.yellow, `${padLabel(L.underlay, 10)} UDP ${send?.local?.address}:${send?.local?.port} → ${recv?.local?.address}:${recv?.local?.port} · ${(send?.length ?? 0) + OUTER_IPV4_UDP} B · wire ${item.wire}${latency}`)}`,
-    ...nodeBlock(r, L, color, '  '),
+    ...nodeBlock(s, L, color, '  ', wall),
+    `  ${paint(color, C.yellow, `${padLabel(L.underlay, 10)} UDP ${send?.local?.address}:${send?.local?.port} → ${recv?.local?.address}:${recv?.local?.port} · ${(send?.length ?? 0) + OUTER_IPV4_UDP} B · ${L.wire} ${item.wire}${latency}`)}`,
+    ...nodeBlock(r, L, color, '  ', wall),
   ];
   return lines.join('\n');
 }

@@ -18,10 +18,12 @@ import { packageRoot } from '../util/package-root.js';
 import { controlRequest } from '../control/socket.js';
 import type { TraceSource } from './client.js';
 import type { Journey, TraceEvent } from './journey.js';
-import { summaryLine, formatItem, describeInner, type TraceItem } from './printer.js';
+import { summaryLine, formatItem, storyHead, type TraceItem } from './printer.js';
 import { dissect, type Layer } from './dissect.js';
 import { synthesizeOuter } from './pcapng.js';
+import { transitMs, WallClock } from './time.js';
 import { labels } from './i18n.js';
+import { compileInnerFilter, FilterError, journeyMatches, parseFilterText, type TraceFilter } from './filter.js';
 
 export interface WebPacket {
   id: number;
@@ -29,14 +31,19 @@ export interface WebPacket {
   text: string;
   dropped: boolean;
   verdict: string;
-  /** Where it went: node underlay address and observation point, in order. */
-  path: Array<{ node: string; point: string; verdict: string; t: number; express?: true }>;
+  /**
+   * Where it went: node underlay address and observation point, in order; t is wall-clock ms
+   * (display), dt the ms since the first point when both were read on one host's clock.
+   */
+  path: Array<{ node: string; point: string; verdict: string; t: number; dt?: number; express?: true }>;
   /** The bytes shown in the detail view and their layers. */
   bytes: string;
   layers: Layer[];
   /** Which bytes these are (e.g. "udp-send at 198.18.0.1"). */
   bytesAt: string;
   item: TraceItem;
+  /** summary, text and bytesAt in Chinese (the page's language switch). */
+  zh: { summary: string; text: string; bytesAt: string };
 }
 
 const BACKLOG = 100;
@@ -58,23 +65,50 @@ function wireBytes(j: Journey): { ev: TraceEvent; buf: Buffer; start: 'outer-ipv
 
 let nextPacketId = 1;
 
-export function toWebPacket(item: TraceItem): WebPacket {
+export function toWebPacket(item: TraceItem, wall = new WallClock()): WebPacket {
   const journeys = item.kind === 'journey' ? [item.journey] : [item.sender, item.receiver];
+  const first = journeys[0]!;
   const last = journeys[journeys.length - 1]!;
   const shown = wireBytes(journeys[0]!) ?? wireBytes(last);
-  const L = labels('en');
+  const at = shown ? journeys.find((j) => j.events.includes(shown.ev))?.node.publicIp ?? '?' : '';
   return {
     id: nextPacketId++,
-    summary: item.kind === 'journey' ? summaryLine(item.journey) : `${describeInner(item.sender.inner, L)} · node ${item.sender.node.publicIp} → node ${item.receiver.node.publicIp} · ${item.receiver.dropped ? `dropped: ${item.receiver.verdict}` : item.receiver.verdict === 'forwarded' ? 'delivered' : item.receiver.verdict}`,
-    text: formatItem(item),
+    summary: item.kind === 'journey' ? summaryLine(item.journey) : storyHead(item),
+    text: formatItem(item, { wall }),
     dropped: journeys.some((j) => j.dropped),
     verdict: last.verdict,
-    path: journeys.flatMap((j) => j.events.map((e) => ({ node: j.node.publicIp, point: e.point, verdict: e.verdict, t: e.t, ...(e.express ? { express: true as const } : {}) }))),
+    path: journeys.flatMap((j) =>
+      j.events.map((e) => {
+        const dt = transitMs(first.node, first.events[0]?.t ?? e.t, j.node, e.t);
+        return { node: j.node.publicIp, point: e.point, verdict: e.verdict, t: wall.epochMs(j.node, e.t), ...(dt !== undefined ? { dt } : {}), ...(e.express ? { express: true as const } : {}) };
+      }),
+    ),
     bytes: shown ? shown.buf.toString('hex') : '',
     layers: shown ? dissect(shown.buf, shown.start) : [],
-    bytesAt: shown ? `${shown.ev.point} at ${journeys.find((j) => j.events.includes(shown.ev))?.node.publicIp ?? '?'}` : 'no bytes',
+    bytesAt: shown ? `${shown.ev.point} at ${at}` : 'no bytes',
     item,
+    zh: {
+      summary: item.kind === 'journey' ? summaryLine(item.journey, { lang: 'zh' }) : storyHead(item, { lang: 'zh' }),
+      text: formatItem(item, { wall, lang: 'zh' }),
+      bytesAt: shown ? `${labels('zh').points[shown.ev.point] ?? shown.ev.point}，${labels('zh').node} ${at}` : '没有字节',
+    },
   };
+}
+
+/**
+ * Whether a trace item passes a filter of `vxtun trace`'s language: any of its journeys does, judged
+ * by the same tests as on the node (the inner packet's bytes at its first point; peer and verdict).
+ */
+export function itemMatches(filter: TraceFilter, item: TraceItem): boolean {
+  const inner = compileInnerFilter(filter);
+  const journeys = item.kind === 'journey' ? [item.journey] : [item.sender, item.receiver];
+  return journeys.some((j) => {
+    if (!journeyMatches(filter, j)) return false;
+    const ev = j.events.find((e) => e.bytes !== undefined);
+    if (inner === undefined || ev === undefined) return true;
+    const buf = Buffer.from(ev.bytes!, 'base64');
+    return inner({ point: ev.point, direction: j.direction, buf, offset: 0, length: buf.length, verdict: ev.verdict });
+  });
 }
 
 export interface WebView {
@@ -120,10 +154,13 @@ export function refusal(req: { url?: string; headers: http.IncomingHttpHeaders }
 
 export async function startWebView(o: { sockets: string[]; sources: TraceSource[]; host: string; port: number }): Promise<WebView> {
   const page = readFileSync(join(packageRoot(), 'web', 'trace.html'));
-  const clients = new Set<http.ServerResponse>();
+  const clients = new Map<http.ServerResponse, TraceFilter>();
   const backlog: WebPacket[] = [];
+  const wall = new WallClock();
 
   const state = async (): Promise<unknown> => ({
+    // The Chinese labels for what the page names itself: observation points, verdicts, reasons.
+    labels: { zh: labels('zh') },
     nodes: await Promise.all(
       o.sources.map(async (s) => {
         let routes: unknown = [];
@@ -158,11 +195,29 @@ export async function startWebView(o: { sockets: string[]; sources: TraceSource[
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify(s));
       });
+    } else if (url.pathname === '/api/filter') {
+      // The filter box checks its text here first: an EventSource cannot read an error reply.
+      let reply: { filter: TraceFilter } | { error: string };
+      try {
+        reply = { filter: parseFilterText(url.searchParams.get('filter') ?? '') };
+      } catch (err) {
+        if (!(err instanceof FilterError)) throw err;
+        reply = { error: err.message };
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(reply));
     } else if (url.pathname === '/events') {
+      let filter: TraceFilter;
+      try {
+        filter = parseFilterText(url.searchParams.get('filter') ?? '');
+      } catch (err) {
+        if (!(err instanceof FilterError)) throw err;
+        res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end(`${err.message}\n`);
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
       res.write(': vxtun trace\n\n');
-      for (const p of backlog) res.write(`data: ${JSON.stringify(p)}\n\n`);
-      clients.add(res);
+      for (const p of backlog) if (itemMatches(filter, p.item)) res.write(`data: ${JSON.stringify(p)}\n\n`);
+      clients.set(res, filter);
       req.on('close', () => clients.delete(res));
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
@@ -178,14 +233,14 @@ export async function startWebView(o: { sockets: string[]; sources: TraceSource[
   return {
     url: `http://${host}:${addr.port}/?token=${token}`,
     push(item) {
-      const p = toWebPacket(item);
+      const p = toWebPacket(item, wall);
       backlog.push(p);
       if (backlog.length > BACKLOG) backlog.shift();
       const line = `data: ${JSON.stringify(p)}\n\n`;
-      for (const c of clients) if (c.writableLength < 1 << 20) c.write(line);
+      for (const [c, filter] of clients) if (c.writableLength < 1 << 20 && itemMatches(filter, item)) c.write(line);
     },
     async close() {
-      for (const c of clients) c.end();
+      for (const c of clients.keys()) c.end();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     },

@@ -12,6 +12,7 @@ import { run } from '../../src/tools/lab/exec.js';
 import { cliPath } from '../../src/tools/lab/cluster.js';
 import { labDown, type LabState } from '../../src/tools/lab/teaching.js';
 import { requirePrerequisites } from './support.js';
+import { narrativeLines, untranslatedWords } from '../support/untranslated.js';
 
 const vxtun = (args: string[], timeoutMs = 60_000) => run([process.execPath, cliPath, ...args], { timeoutMs });
 /** Alive and not merely a zombie waiting for init (the daemons were re-parented when `lab up` exited). */
@@ -94,9 +95,9 @@ describe('vxtun lab up / exec / tour / down', () => {
     expect(out).toContain('0a:58:0a:f4:01:00 dst 198.18.0.1 self permanent'); // node 3's FDB
     expect(out).toContain('10.244.1.0 lladdr 0a:58:0a:f4:01:00 PERMANENT'); // node 3's neighbour
     // the trace of the ping: across both vxtun nodes as one story, pod addresses unmasqueraded
-    expect(out).toMatch(/━━ ICMP echo request 10\.244\.1\.2 → 10\.244\.2\.2 id \d+ seq 1 · node 198\.18\.0\.1 → node 198\.18\.0\.2 · VXLAN vni 1 · delivered/);
+    expect(out).toMatch(/━━ ICMP echo request 10\.244\.1\.2 → 10\.244\.2\.2 id \d+ seq 1 · node 198\.18\.0\.1 → node 198\.18\.0\.2 · VXLAN vni 1 · forwarded/);
     // sent from the flow-hashed source port (the default), named in the line and explained
-    const sport = /ICMP echo request 10\.244\.1\.2 → 10\.244\.3\.2 id \d+ seq 1 · route 10\.244\.3\.0\/24 → node 198\.18\.0\.3 \(vtep 0a:58:0a:f4:03:00\) · VXLAN vni 1 · UDP 198\.18\.0\.1:(\d+) → 198\.18\.0\.3:8472 · 134 B · sent/.exec(out)?.[1];
+    const sport = /ICMP echo request 10\.244\.1\.2 → 10\.244\.3\.2 id \d+ seq 1 · route 10\.244\.3\.0\/24 → node 198\.18\.0\.3 \(vtep 0a:58:0a:f4:03:00\) · VXLAN vni 1 · UDP 198\.18\.0\.1:(\d+) → 198\.18\.0\.3:8472 · 134 B · forwarded/.exec(out)?.[1];
     expect(Number(sport) >= 32768 && Number(sport) <= 60999, out).toBe(true);
     expect(out).toContain(`The source port ${sport} comes from a hash of the inner flow, so routers can spread flows over paths (RFC 7348).`);
     expect(out).toMatch(/ICMP echo reply 10\.244\.3\.2 → 10\.244\.1\.2 .* · from vtep 0a:58:0a:f4:03:00 · → vxtun0 · 134 B · forwarded/);
@@ -104,7 +105,21 @@ describe('vxtun lab up / exec / tour / down', () => {
     expect(out).toContain('· classify: longest-prefix match on the destination: route 10.244.2.0/24 belongs to node 198.18.0.2, whose VTEP MAC is 0a:58:0a:f4:02:00 (VNI 1).');
     expect(out).toContain('in front of the packet: 84 → 106 bytes.');
     expect(out).toContain('so 134 bytes cross the underlay.');
-    expect(out).toMatch(/node 1: tx \d+ packets, rx \d+ packets, dropped: none/);
+    expect(out).toMatch(/node 1: forwarded \d+ out, \d+ in · answered \d+ · dropped: 0/);
+  });
+
+  it('tour --lang zh: every sentence in Chinese (no English word outside protocol, tool and counter names)', async () => {
+    const r = await vxtun(['lab', 'tour', ...sd, '--color', 'never', '--lang', 'zh']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const out = r.stdout;
+    expect(out).toContain('从节点 1（vxtun）上的 Pod ping 节点 3（内核 VXLAN）上的 Pod：10.244.1.2 → 10.244.3.2');
+    expect(out).toMatch(/封装：vxtun 在数据包前写入 8 字节 VXLAN 头（I 标志，VNI 1）和 14 字节内层以太网头/);
+    expect(out).toMatch(/UDP发送 +UDP 198\.18\.0\.1:\d+ → 198\.18\.0\.2:8472 · 线路上 134 字节 · 已发送/);
+    expect(out).toMatch(/节点 1：已转发 发出 \d+、收到 \d+ · 已应答 \d+ · 已丢弃：0/);
+    const lines = narrativeLines(out);
+    expect(lines.length).toBeGreaterThan(40);
+    const english = lines.flatMap((l) => untranslatedWords(l).map((w) => `${w} in: ${l.trim()}`));
+    expect(english).toEqual([]);
   });
 
   it('down: no namespace, link, process or file left behind', async () => {

@@ -3,6 +3,9 @@
  * playwright-core): the topology renders with both nodes, their route/VTEP tables beside it; a
  * ping makes a live packet appear; clicking it shows the decoded layers (outer IPv4, UDP, VXLAN,
  * inner Ethernet, inner IPv4, ICMP) with their fields; a screenshot is kept in test-artifacts/.
+ * Issue 19, item 5: pause holds new packets back (the list stays still) until resumed; the filter
+ * box takes `vxtun trace`'s filter language (a bad one is named); a selected packet is followed
+ * across both nodes, hop by hop with times on the shared clock. Screenshots of each.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,6 +16,7 @@ import { Topology } from '../../src/tools/lab/netns.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, cliPath } from '../../src/tools/lab/cluster.js';
 import { requirePrerequisites, repoRoot, toolsDir } from './support.js';
+import { untranslatedWords } from '../support/untranslated.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const artifacts = join(repoRoot, 'test-artifacts');
@@ -92,7 +96,7 @@ describe('vxtun trace --web in headless Chromium', () => {
     expect(r.code, r.stdout).toBe(0);
     const row = page.locator('.packet', { hasText: `ICMP echo request ${a.podIp} → ${b.podIp}` }).first();
     await row.waitFor({ timeout: 10_000 });
-    expect(await row.textContent()).toContain(`node ${a.publicIp} → node ${b.publicIp} · delivered`);
+    expect(await row.textContent()).toContain(`node ${a.publicIp} → node ${b.publicIp} · VXLAN vni 1 · forwarded`);
     // a dot is moving along the diagram
     await page.waitForSelector('#topology circle.pkt-dot', { timeout: 5000 });
 
@@ -133,6 +137,106 @@ describe('vxtun trace --web in headless Chromium', () => {
     await page.screenshot({ path: shot, fullPage: true });
     expect(statSync(shot).size).toBeGreaterThan(10_000);
     expect(offsite).toEqual([]);
+    await page.close();
+  });
+
+  it('pauses and resumes the list, filters with the trace filter language, and follows a packet across nodes', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const page = await browser!.newPage({ viewport: { width: 1280, height: 1000 } });
+    await page.goto(url);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('live'), undefined, { timeout: 10_000 });
+    const rows = page.locator('#packets .packet');
+    mkdirSync(artifacts, { recursive: true });
+
+    // paused: new packets wait, counted, and the list does not move
+    await page.click('#pause');
+    expect(await page.textContent('#pause')).toBe('resume');
+    const before = await rows.count();
+    expect((await a.pod.exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', b.podIp])).code).toBe(0);
+    await page.waitForFunction(() => /^4 new$/.test(document.getElementById('pending')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    expect(await rows.count()).toBe(before);
+    await page.screenshot({ path: join(artifacts, 'trace-web-paused.png'), fullPage: true });
+    await page.click('#pause');
+    expect(await page.textContent('#pause')).toBe('pause');
+    expect(await rows.count()).toBe(before + 4);
+    expect(await page.textContent('#pending')).toBe('');
+
+    // the filter box: the trace's own language, errors named, applied to what is shown and what comes
+    await page.fill('#filter', 'port 99999');
+    await page.click('#filter-form button');
+    await page.waitForFunction(() => (document.getElementById('filter-error')?.textContent ?? '') !== '', undefined, { timeout: 5000 });
+    expect(await page.textContent('#filter-error')).toBe('port: "99999" is not a port number (0-65535)');
+    await page.fill('#filter', '--protocol udp');
+    await page.click('#filter-form button');
+    await page.waitForSelector('body[data-filter="--protocol udp"]', { timeout: 5000 });
+    expect(await page.textContent('#filter-error')).toBe('');
+    expect((await a.pod.exec(['ping', '-c', '1', '-W', '2', b.podIp])).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await rows.count()).toBe(0); // pings are ICMP
+    await page.fill('#filter', `host ${b.podIp} verdict forwarded`);
+    await page.click('#filter-form button');
+    await page.waitForSelector(`body[data-filter="host ${b.podIp} verdict forwarded"]`, { timeout: 5000 });
+    await rows.first().waitFor({ timeout: 5000 });
+    const shown = await rows.allTextContents();
+    expect(shown.length).toBeGreaterThanOrEqual(6); // the pings so far, both ways, each a story
+    for (const text of shown) expect(text).toContain(b.podIp);
+    await page.screenshot({ path: join(artifacts, 'trace-web-filter.png'), fullPage: true });
+
+    // follow one packet: its path across both nodes drawn, each hop with its time on the shared clock
+    await rows.filter({ hasText: `ICMP echo request ${a.podIp} → ${b.podIp}` }).first().click();
+    await page.waitForSelector('#topology polyline.follow', { timeout: 5000 });
+    const hops = await page.locator('#hops tr.hop-row').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent ?? '')));
+    expect(hops.map((h) => `${h[0]} ${h[1]}`)).toEqual([
+      ...['tun-read', 'classify', 'encap', 'udp-send'].map((p) => `${a.publicIp} ${p}`),
+      ...['udp-recv', 'decap', 'tun-write'].map((p) => `${b.publicIp} ${p}`),
+    ].map((x) => expect.stringMatching(new RegExp(`^${x.replace(/\./g, '\\.')}( \\[express path\\])?$`))));
+    const times = hops.map((h) => Number(h[3]));
+    expect(times.every((t) => Number.isFinite(t) && t >= 0)).toBe(true);
+    expect(times).toEqual([...times].sort((x, y) => x - y));
+    await page.screenshot({ path: join(artifacts, 'trace-web-follow.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('speaks Chinese with ?lang=zh and switches language in place: no English sentence left, tooltips included', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const page = await browser!.newPage({ viewport: { width: 1280, height: 1000 } });
+    await page.goto(`${url}&lang=zh`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
+    await page.waitForFunction(() => document.getElementById('status')?.textContent === '实时', undefined, { timeout: 10_000 });
+    expect((await a.pod.exec(['ping', '-c', '1', '-W', '2', b.podIp])).code).toBe(0);
+    const row = page.locator('.packet', { hasText: `ICMP 回显请求 ${a.podIp} → ${b.podIp}` }).first();
+    await row.waitFor({ timeout: 10_000 });
+    expect(await row.textContent()).toContain(`节点 ${a.publicIp} → 节点 ${b.publicIp} · VXLAN vni 1 · 已转发`);
+    await row.click();
+    const selected = page.locator(`.packet[data-id="${await row.getAttribute('data-id')}"]`);
+    await page.waitForSelector('#hops', { timeout: 5000 });
+    expect(await page.locator('#detail .layer[data-layer="VXLAN"] h3').textContent()).toBe('VXLAN  ·  第 28–35 字节');
+    expect(await page.textContent('#pause')).toBe('暂停');
+
+    // everything a reader sees or hovers: the page's text (the language switch aside), every tooltip, the SVG's titles
+    const shown = await page.evaluate(() => {
+      const parts = [document.title];
+      for (const e of document.querySelectorAll('header > h1, header .status, header button, #pending')) parts.push(e.textContent ?? '');
+      // the page's words as written (CSS upper-cases the headings), the hex dump of the bytes aside
+      const main = document.querySelector('main')!.cloneNode(true) as HTMLElement;
+      main.querySelector('#hex')?.remove();
+      for (const e of main.querySelectorAll('div, tr, h2, h3, b, span, text, title')) if (e.children.length === 0) parts.push(e.textContent ?? '');
+      for (const e of document.querySelectorAll('[title]')) parts.push(e.getAttribute('title') ?? '');
+      for (const e of document.querySelectorAll('svg title, svg text')) parts.push(e.textContent ?? '');
+      return parts.join('\n');
+    });
+    expect(shown).toContain('线路上 134 字节');
+    const english = shown.split('\n').flatMap((l) => untranslatedWords(l).map((w) => `${w} in: ${l.trim()}`));
+    expect(english).toEqual([]);
+    await page.screenshot({ path: join(artifacts, 'trace-web-zh.png'), fullPage: true });
+
+    // the switch: back to English in place, the same packet still selected
+    await page.selectOption('#lang', 'en');
+    expect(await page.textContent('#pause')).toBe('pause');
+    expect(await page.locator('#detail .layer[data-layer="VXLAN"] h3').textContent()).toBe('VXLAN  ·  bytes 28–35');
+    expect(await selected.textContent()).toContain(`node ${a.publicIp} → node ${b.publicIp} · VXLAN vni 1 · forwarded`);
+    expect(new URL(page.url()).searchParams.get('lang')).toBe('en');
     await page.close();
   });
 });

@@ -64,7 +64,7 @@ describe('vxtun trace across two nodes', () => {
     const request = out.split('\n\n').find((blk) => blk.includes(`ICMP echo request ${a.podIp} → ${b.podIp}`) && blk.startsWith('━━'));
     expect(request, out).toBeDefined();
     const lines = request!.split('\n');
-    expect(lines[0]).toMatch(new RegExp(`^━━ ICMP echo request ${a.podIp} → ${b.podIp} id \\d+ seq 1 · node ${a.publicIp} → node ${b.publicIp} · VXLAN vni 1 · delivered$`));
+    expect(lines[0]).toMatch(new RegExp(`^━━ ICMP echo request ${a.podIp} → ${b.podIp} id \\d+ seq 1 · node ${a.publicIp} → node ${b.publicIp} · VXLAN vni 1 · forwarded$`));
     // sender: route lookup names the route and the peer VTEP; encap the VNI; udp-send the ports
     expect(request).toMatch(new RegExp(`classify +route ${b.subnet} → node ${b.publicIp}:8472 \\(vtep ${b.vtepMac}, vni 1\\) · ok`));
     expect(request).toMatch(new RegExp(`encap +VXLAN vni 1 · inner Ethernet ${a.vtepMac} → ${b.vtepMac} · \\+22 B = 106 B · ok`));
@@ -113,7 +113,7 @@ describe('vxtun trace across two nodes', () => {
     expect(j.journey.events.map((e: { point: string }) => e.point)).toEqual(['udp-recv', 'decap']);
     expect(j.journey.events[0].vx.vni).toBe(7);
 
-    expect(zh.out()).toMatch(/解封装 +丢弃: wrong-vni — VNI 7 不是本节点的 VNI 1/);
+    expect(zh.out()).toMatch(/解封装 +已丢弃: wrong-vni — VNI 7 不是本节点的 VNI 1/);
     expect(zh.out()).toContain('UDP接收');
   });
 
@@ -146,13 +146,54 @@ describe('vxtun trace across two nodes', () => {
     expect(flows.size).toBe(24);
   });
 
+  it('one clock: 200 pings traced across two nodes have no negative or out-of-order transit, in the JSON and the pcapng', async () => {
+    const [a, b] = [cluster.node(1), cluster.node(2)];
+    const file = join(tmp, 'clock.pcapng');
+    const t = startTrace(['--socket', a.vxtun!.controlSocket, '--socket', b.vxtun!.controlSocket, '--protocol', 'icmp', '--json', '--pcap', file]);
+    traces.push(t);
+    await attached(t);
+    const r = await a.pod.exec(['ping', '-c', '200', '-i', '0.01', '-W', '2', '-q', b.podIp]);
+    expect(r.code, r.stdout).toBe(0);
+    const items = (): Array<{ kind: string; sender?: Journey; receiver?: Journey; journey?: Journey }> => t.out().trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    await waitFor(() => items().length >= 400, { timeoutMs: 10_000, what: `400 stories, have ${items().length}` });
+    expect(await stop(t)).toBe(0);
+    const stories = items();
+    expect(stories.filter((x) => x.kind === 'story')).toHaveLength(400);
+    // both nodes say they share one host's clock
+    expect(stories[0]!.sender!.node.bootId).toMatch(/^[0-9a-f-]{36}$/);
+    const transits: number[] = [];
+    for (const { sender, receiver } of stories) {
+      expect(receiver!.node.bootId).toBe(sender!.node.bootId);
+      for (const j of [sender!, receiver!]) {
+        const times = j.events.map((e) => e.t);
+        expect(times).toEqual([...times].sort((x, y) => x - y));
+      }
+      const send = sender!.events.find((e) => e.point === 'udp-send')!;
+      const recv = receiver!.events.find((e) => e.point === 'udp-recv')!;
+      transits.push(recv.t - send.t);
+    }
+    expect(transits.filter((x) => x < 0), transits.join(' ')).toEqual([]);
+    // the pcapng is in time order: every packet's timestamp at or after the one before
+    const d = await run(['tshark', '-r', file, '-T', 'fields', '-e', 'frame.time_epoch']);
+    expect(d.code, d.stderr).toBe(0);
+    const stamps = d.stdout.trim().split('\n').map(Number);
+    expect(stamps.length).toBe(400 * 4); // per story: tun-read, encap+udp-send, udp-recv+decap, tun-write
+    const backwards = stamps.flatMap((x, i) => (i > 0 && x < stamps[i - 1]! ? [i] : []));
+    expect(backwards).toEqual([]);
+  });
+
   it('refuses a bad filter with one line naming the flag and value (exit 2), and a missing node with exit 1', async () => {
     const r = await run([process.execPath, cliPath, 'trace', '--socket', cluster.node(1).vxtun!.controlSocket, '--subnet', '10.244.1.5/24']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe('vxtun: --subnet: "10.244.1.5/24": host bits set (network is 10.244.1.0/24)');
     const gone = await run([process.execPath, cliPath, 'trace', '--socket', join(tmp, 'no-such.sock')]);
     expect(gone.code).toBe(1);
-    expect(gone.stderr.trim()).toBe(`vxtun: control socket ${join(tmp, 'no-such.sock')}: ENOENT`);
+    expect(gone.stderr.trim().split('\n')).toEqual([
+      `vxtun: control socket ${join(tmp, 'no-such.sock')}: ENOENT`,
+      'hint: no node answers on that control socket: is `vxtun up` running? Name another with --socket PATH or --device NAME',
+    ]);
+    const goneZh = await run([process.execPath, cliPath, 'trace', '--lang', 'zh', '--socket', join(tmp, 'no-such.sock')]);
+    expect(goneZh.stderr).toContain('提示：该控制套接字上没有节点应答');
   });
 
   it('--pcap writes a pcapng that tshark decodes: VXLAN VNI, inner addresses, point and verdict comments', async () => {

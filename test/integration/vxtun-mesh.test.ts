@@ -58,10 +58,13 @@ describe('vxtun <-> vxtun', () => {
     expect(lines[2]).toBe('offloads udp-gso udp-gro tun-tso tun-uso'); // all of them on this kernel (6.2+ for USO)
     expect(lines[3]).toMatch(/^express tx \d+ rx \d+ packets   handed over \d+ out \d+ in$/); // on by default
     expect(lines[4]).toMatch(/^express thread \d+ wake-ups   to the event loop \d+   back \d+$/); // on with the express path
-    expect(lines[5]).toMatch(/^tx \d+ packets \d+ bytes   rx \d+ packets \d+ bytes$/);
+    expect(lines[5]).toMatch(/^forwarded out \d+ packets \d+ bytes   in \d+ packets \d+ bytes$/);
+    expect(lines[6]).toMatch(/^answered  \d+  /);
+    expect(lines[7]).toMatch(/^dropped   \d+  /);
     expect(lines).toContain(`  ${b.subnet} -> ${b.publicIp}:8472 vtep ${b.vtepMac} vni 1`);
     const json = JSON.parse((await a.ns.execOk([process.execPath, cliPath, 'status', '--json', '--control-socket', a.vxtun!.controlSocket])).stdout);
     expect(json.counters.tx.packets).toBeGreaterThan(0);
+    expect(json.outcomes.forwarded.out).toBe(json.counters.tx.packets);
     expect(json.routes).toEqual([{ subnet: b.subnet, publicIp: b.publicIp, port: 8472, vtepMac: b.vtepMac, vni: 1 }]);
     const missing = await a.ns.exec([process.execPath, cliPath, 'status', '--control-socket', '/nonexistent.sock']);
     expect(missing.code).toBe(1);

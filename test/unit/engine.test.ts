@@ -20,6 +20,7 @@ import { emitArp } from '../../src/packet/wire/arp.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
 import { loadTcpdumpHex, type TcpdumpFixture } from '../fixtures/load.js';
 import { mulberry32 } from './random.js';
+import { stopEngines } from './engine-nodes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (local on purpose: each test file owns its builders)
@@ -227,7 +228,7 @@ interface TestNode {
   bind: FakeBind;
   engine: Engine;
 }
-let nodes: TestNode[] = [];
+const nodes: TestNode[] = [];
 function makeNode(net: FakeNetwork, spec: NodeSpec, over: Partial<EngineOptions> = {}, start = true): TestNode {
   const tun = createFakeTun(`fake-${spec.ip}`, over.tunMtu ?? 1450);
   const bind = net.bind(spec.ip, PORT);
@@ -250,12 +251,7 @@ function makeNode(net: FakeNetwork, spec: NodeSpec, over: Partial<EngineOptions>
   return n;
 }
 afterEach(async () => {
-  for (const n of nodes) {
-    n.engine.stop();
-    n.tun.device.close();
-    await n.bind.close();
-  }
-  nodes = [];
+  await stopEngines(nodes);
   vi.restoreAllMocks();
 });
 

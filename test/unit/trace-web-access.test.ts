@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { startWebView, refusal, type WebView } from '../../src/trace/web.js';
+import { labels } from '../../src/trace/i18n.js';
 
 interface Answer {
   status: number;
@@ -63,7 +64,7 @@ describe('trace web view access', () => {
     expect([page.status, page.type]).toEqual([200, 'text/html; charset=utf-8']);
     expect(page.body).toContain('<html');
     const state = await get(port, `/api/state?token=${token}`, { host: `localhost:${port}`, origin: `http://127.0.0.1:${port}` });
-    expect([state.status, JSON.parse(state.body)]).toEqual([200, { nodes: [] }]);
+    expect([state.status, JSON.parse(state.body)]).toEqual([200, { nodes: [], labels: { zh: labels('zh') } }]);
     const events = await get(port, `/events?token=${token}`, { host });
     expect([events.status, events.type]).toEqual([200, 'text/event-stream']);
     expect(events.body).toContain(': vxtun trace');

@@ -12,8 +12,10 @@ import { controlRequest } from '../../control/socket.js';
 import { TraceSession } from '../../trace/client.js';
 import { formatItem, describeInner, type TraceItem } from '../../trace/printer.js';
 import type { Journey } from '../../trace/journey.js';
-import type { CounterSnapshot } from '../../packet/counters.js';
+import { outcomeTotals, type CounterSnapshot } from '../../packet/counters.js';
 import { labels, type Lang } from '../../trace/i18n.js';
+import { WallClock } from '../../trace/time.js';
+import { tourText, type TourText } from './tour-text.js';
 
 export interface TourOptions {
   lang?: Lang;
@@ -31,55 +33,52 @@ function indent(text: string, pad = '    '): string {
     .join('\n');
 }
 
-async function show(say: (l: string) => void, ns: string, cmd: string[]): Promise<string> {
+async function show(say: (l: string) => void, ns: string, cmd: string[], T: TourText): Promise<string> {
   const r = await run(['ip', 'netns', 'exec', ns, ...cmd]);
-  say(`  $ ${cmd.join(' ')}        # in ${ns}`);
-  say(indent(r.stdout || r.stderr || '(nothing)'));
+  say(`  $ ${cmd.join(' ')}        ${T.inNs(ns)}`);
+  say(indent(r.stdout || r.stderr || T.nothing));
   return r.stdout;
 }
 
 /** Plain words for each step of one node's journey, with the numbers it actually had. */
-export function explainJourney(j: Journey, L = labels('en')): string[] {
+export function explainJourney(j: Journey, lang: Lang = 'en'): string[] {
+  const L = labels(lang);
+  const T = tourText(lang);
   const out: string[] = [];
   const inner = describeInner(j.inner, L);
   for (const e of j.events) {
     switch (e.point) {
       case 'tun-read':
-        out.push(`tun-read: the kernel on ${j.node.publicIp} routed the pod's packet (${inner}, ${e.length} bytes) into ${j.node.device}; vxtun read it from the TUN device.`);
+        out.push(T.tunRead({ node: j.node.publicIp, inner, length: e.length, device: j.node.device }));
         break;
       case 'classify':
-        if (e.peer) out.push(`classify: longest-prefix match on the destination: route ${e.route} belongs to node ${e.peer.address}, whose VTEP MAC is ${e.peer.vtepMac} (VNI ${e.peer.vni}).`);
-        else out.push(`classify: no route for the destination: ${e.verdict}.`);
+        if (e.peer) out.push(T.classify({ route: e.route, peer: e.peer.address, mac: e.peer.vtepMac, vni: e.peer.vni }));
+        else out.push(T.classifyNone({ verdict: e.verdict }));
         break;
       case 'encap':
-        out.push(`encap: vxtun wrote 8 bytes of VXLAN (I flag, VNI ${e.vx?.vni}) and 14 bytes of inner Ethernet (${e.vx?.innerSrc} → ${e.vx?.innerDst}) in front of the packet: ${e.length - 22} → ${e.length} bytes.`);
+        out.push(T.encap({ vni: e.vx?.vni, src: e.vx?.innerSrc, dst: e.vx?.innerDst, before: e.length - 22, after: e.length }));
         break;
       case 'udp-send':
         out.push(
-          `udp-send: one UDP datagram from ${e.local?.address}:${e.local?.port} to ${e.remote?.address}:${e.remote?.port}; the kernel adds outer IPv4 + UDP (28 bytes), so ${e.length + OUTER} bytes cross the underlay. ` +
-            (e.local?.port === j.node.port
-              ? `The source port is the node's own VXLAN port: this node keeps it fixed ("sourcePorts": "fixed"; by default vxtun, like the kernel, picks a port from a hash of the inner flow, so routers can spread flows over paths).`
-              : `The source port ${e.local?.port} comes from a hash of the inner flow, so routers can spread flows over paths (RFC 7348).`),
+          T.udpSend({ local: `${e.local?.address}:${e.local?.port}`, remote: `${e.remote?.address}:${e.remote?.port}`, wire: e.length + OUTER }) +
+            (e.local?.port === j.node.port ? T.portFixed : T.portHashed({ port: e.local?.port })),
         );
         break;
       case 'udp-recv':
-        out.push(
-          `udp-recv: node ${j.node.publicIp} received ${e.length + OUTER} bytes from ${e.remote?.address}:${e.remote?.port} on port ${e.local?.port}` +
-            (e.remote?.port !== e.local?.port ? ` (the sender picked its source port from a hash of the inner flow, as the kernel and vxtun do by default).` : '.'),
-        );
+        out.push(T.udpRecv({ node: j.node.publicIp, wire: e.length + OUTER, remote: `${e.remote?.address}:${e.remote?.port}`, port: e.local?.port }) + (e.remote?.port !== e.local?.port ? T.recvHashed : lang === 'zh' ? '。' : '.'));
         break;
       case 'decap':
         out.push(
           e.verdict === 'ok'
-            ? `decap: the checks passed — I flag set, VNI ${e.vx?.vni} is ours, inner destination MAC ${e.vx?.innerDst} is our VTEP, the inner IP header holds together${e.fixes?.length ? `; fixed: ${e.fixes.join(', ')}` : ''}. The 22 outer-most bytes are dropped.`
-            : `decap: dropped (${e.verdict}): ${L.reasons[e.verdict] ?? ''}`,
+            ? T.decapOk({ vni: e.vx?.vni, mac: e.vx?.innerDst, fixes: e.fixes?.length ? T.fixedWith({ fixes: e.fixes.join(', ') }) : '' })
+            : T.decapDropped({ verdict: e.verdict, why: L.reasons[e.verdict] ?? '' }),
         );
         break;
       case 'tun-write':
-        out.push(`tun-write: the inner packet (${e.length} bytes) was written into ${j.node.device}; the kernel routes it on to the pod over cni0.`);
+        out.push(T.tunWrite({ length: e.length, device: j.node.device }));
         break;
       case 'answer':
-        out.push(`answer: vxtun answered itself: ${e.verdict}.`);
+        out.push(T.answer({ verdict: e.verdict }));
         break;
     }
   }
@@ -99,46 +98,47 @@ function pickPairs(state: LabState): Array<[LabNodeState, LabNodeState]> {
 export async function labTour(state: LabState, o: TourOptions = {}): Promise<number> {
   const say = o.say ?? ((l: string) => void process.stdout.write(`${l}\n`));
   const lang = o.lang ?? 'en';
+  const T = tourText(lang);
   const sockets = state.nodes.filter((n) => n.kind === 'vxtun' && n.controlSocket).map((n) => n.controlSocket!);
   const pairs = pickPairs(state);
   if (pairs.length === 0) {
-    say('the tour needs at least two nodes');
+    say(T.needTwo);
     return 1;
   }
   let code = 0;
-  say(`vxtun lab tour · lab ${state.prefix} · ${state.nodes.map((n) => `node ${n.index} ${n.kind} ${n.publicIp}`).join(' · ')}`);
+  say(T.header({ prefix: state.prefix, nodes: state.nodes.map((n) => T.node({ index: n.index, kind: T.kind(n.kind), ip: n.publicIp })).join(' · ') }));
   for (const [from, to] of pairs) {
     say('');
-    say(`════ a ping from the pod on node ${from.index} (${from.kind}) to the pod on node ${to.index} (${to.kind}): ${from.podIp} → ${to.podIp}`);
+    say(`════ ${T.pingTitle({ from: from.index, fromKind: T.kind(from.kind), to: to.index, toKind: T.kind(to.kind), src: from.podIp, dst: to.podIp })}`);
 
     say('');
-    say(`Step 1 · the pod. It knows nothing about VXLAN: its route sends the whole pod network to its gateway, the cni0 bridge on its node.`);
-    await show(say, from.pod, ['ip', 'route']);
-    say(`  The CNI bridge plugin made that route, the pod's address and cni0, from the node's subnet.env (what flanneld writes):`);
+    say(T.step1);
+    await show(say, from.pod, ['ip', 'route'], T);
+    say(T.step1Env);
     say(indent(readFileSync(from.subnetEnv, 'utf8')));
 
     say('');
-    say(`Step 2 · node ${from.index}'s route table. The destination is in another node's subnet, so the kernel sends it to ${from.kind === 'vxtun' ? 'the TUN device vxtun0: from here on vxtun handles it' : 'flannel.1, the kernel VXLAN device'}.`);
-    await show(say, from.ns, ['ip', 'route', 'get', to.podIp]);
+    say(T.step2({ node: from.index, where: from.kind === 'vxtun' ? T.step2Tun : T.step2Kernel }));
+    await show(say, from.ns, ['ip', 'route', 'get', to.podIp], T);
 
     say('');
-    say(`Step 3 · the VTEP table: which node owns which pod subnet, and the MAC of its VXLAN endpoint.`);
+    say(T.step3);
     if (from.kind === 'vxtun') {
       const routes = (await controlRequest(from.controlSocket!, { cmd: 'routes' })) as Array<Record<string, unknown>>;
-      say(`  vxtun on node ${from.index} (vxtun status):`);
-      for (const r of routes) say(`    ${String(r.subnet).padEnd(16)} → node ${r.publicIp}:${r.port}  VTEP ${r.vtepMac}  vni ${r.vni}${r.subnet === to.subnet ? '   ← this ping' : ''}`);
+      say(T.step3Vxtun({ node: from.index }));
+      for (const r of routes) say(`    ${String(r.subnet).padEnd(16)} → ${labels(lang).node} ${r.publicIp}:${r.port}  VTEP ${r.vtepMac}  vni ${r.vni}${r.subnet === to.subnet ? `   ${T.thisPing}` : ''}`);
     }
     if (to.kind === 'kernel') {
-      say(`  On node ${to.index} the kernel keeps the same table as flanneld programs it, in three places — route, neighbour (ARP), forwarding database:`);
-      await show(say, to.ns, ['ip', 'route', 'show', 'dev', 'flannel.1']);
-      await show(say, to.ns, ['ip', 'neigh', 'show', 'dev', 'flannel.1']);
-      await show(say, to.ns, ['bridge', 'fdb', 'show', 'dev', 'flannel.1']);
+      say(T.step3Kernel({ node: to.index }));
+      await show(say, to.ns, ['ip', 'route', 'show', 'dev', 'flannel.1'], T);
+      await show(say, to.ns, ['ip', 'neigh', 'show', 'dev', 'flannel.1'], T);
+      await show(say, to.ns, ['bridge', 'fdb', 'show', 'dev', 'flannel.1'], T);
     }
 
     say('');
-    say(`Step 4 · the trace of one ping, layer by layer (vxtun trace${sockets.map((s) => ` --socket ${s}`).join('')} --host ${to.podIp}):`);
+    say(T.step4({ command: `vxtun trace${sockets.map((s) => ` --socket ${s}`).join('')} --host ${to.podIp}` }));
     if (sockets.length === 0) {
-      say('  (every node here runs the kernel VXLAN: there is no vxtun node to trace — bring the lab up with a vxtun node to see this step)');
+      say(T.noVxtunNode);
       const ping = await run(['ip', 'netns', 'exec', from.pod, 'ping', '-c', '1', '-W', '2', to.podIp]);
       say(indent(ping.stdout.split('\n').slice(1, 2).join('\n')));
       if (ping.code !== 0) code = 1;
@@ -152,33 +152,33 @@ export async function labTour(state: LabState, o: TourOptions = {}): Promise<num
     while (items.length < want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 350)); // let a lone journey's pairing window pass
     session.close();
-    say(`  $ ping -c 1 ${to.podIp}        # in ${from.pod}`);
+    say(`  $ ping -c 1 ${to.podIp}        ${T.inNs(from.pod)}`);
     say(indent(ping.stdout.split('\n').slice(1, 2).join('\n')));
     if (ping.code !== 0) code = 1;
+    const wall = new WallClock();
     for (const item of items) {
       say('');
-      say(indent(formatItem(item, { lang, color: o.color ?? false }), '  '));
+      say(indent(formatItem(item, { lang, color: o.color ?? false, wall }), '  '));
       say('');
       const journeys = item.kind === 'journey' ? [item.journey] : [item.sender, item.receiver];
-      for (const j of journeys) for (const line of explainJourney(j)) say(`    · ${line}`);
-      if (item.kind === 'journey' && item.journey.direction === 'out' && to.kind === 'kernel') {
-        say(`    · then node ${to.index}'s kernel VXLAN device takes the datagram: it checks the VNI, strips the headers and routes the packet to its pod — the same steps, in the kernel.`);
-      }
+      for (const j of journeys) for (const line of explainJourney(j, lang)) say(`    · ${line}`);
+      if (item.kind === 'journey' && item.journey.direction === 'out' && to.kind === 'kernel') say(`    · ${T.kernelTakesOver({ node: to.index })}`);
     }
     if (items.length === 0) {
-      say('  (no packet was traced)');
+      say(T.noPacket);
       code = 1;
     }
   }
 
   say('');
-  say('Step 5 · what the vxtun nodes counted (vxtun status): every packet ends forwarded, answered or dropped under a named reason.');
+  say(T.step5);
   for (const n of state.nodes.filter((x) => x.kind === 'vxtun')) {
     const c = (await controlRequest(n.controlSocket!, { cmd: 'counters' })) as CounterSnapshot;
-    const drops = Object.entries(c.dropped).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
-    say(`    node ${n.index}: tx ${c.tx.packets} packets, rx ${c.rx.packets} packets, dropped: ${drops}`);
+    const totals = outcomeTotals(c);
+    const drops = Object.entries(c.dropped).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' ') || '0';
+    say(T.counted({ node: n.index, out: totals.forwarded.out, in: totals.forwarded.in, answered: totals.answered, drops }));
   }
   say('');
-  say(code === 0 ? 'tour done: try `vxtun lab exec pod1 -- ping ...` with `vxtun trace --socket ...` or `--web` beside it; `vxtun lab down` when finished.' : 'tour FAILED: a ping did not cross');
+  say(code === 0 ? T.done : T.failed);
   return code;
 }
