@@ -13,7 +13,7 @@ import { Topology, type Netns } from '../../src/tools/lab/netns.js';
 import { Cluster, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { capture } from '../support/capture.js';
-import { requirePrerequisites, tcpTransfer, ping, toolsDir } from './support.js';
+import { requirePrerequisites, tcpTransfer, ping, toolsDir } from '../support/integration.js';
 import { emitVxlan } from '../../src/packet/wire/vxlan.js';
 import { emitEthernet, EtherType, macFromString } from '../../src/packet/wire/ethernet.js';
 import { emitIpv4, ipv4FromString } from '../../src/packet/wire/ipv4.js';

@@ -18,12 +18,12 @@ import { emitEthernet, macFromString, EtherType } from '../../src/packet/wire/et
 import { emitIpv4, IpProtocol, ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { emitArp, ArpOp } from '../../src/packet/wire/arp.js';
 import { DropReason, type CounterSnapshot } from '../../src/packet/counters.js';
-import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
+import { listKernelFixtures, loadTcpdumpHex } from '../support/fixtures.js';
 import { writeFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { mutated } from '../unit/fuzz-arbitraries.js';
+import { mutated } from '../support/fuzz-arbitraries.js';
 import { join } from 'node:path';
-import { requirePrerequisites, toolsDir, ping } from './support.js';
+import { requirePrerequisites, toolsDir, ping } from '../support/integration.js';
 
 /** A VXLAN datagram: header with `vni` and flags, inner Ethernet, then `inner`. */
 function datagram(opts: { vni?: number; flags?: number; reserved?: [number, number]; dst: string; src: string; etherType: number; inner: Buffer }): Buffer {

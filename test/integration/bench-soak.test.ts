@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { run } from '../../src/tools/lab/exec.js';
 import { cliPath } from '../../src/tools/lab/cluster.js';
 import type { SoakResult } from '../../src/tools/bench/soak.js';
-import { requirePrerequisites } from './support.js';
+import { requirePrerequisites } from '../support/integration.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vxtun-soak-test-'));
 const jsonPath = join(dir, 'soak.json');

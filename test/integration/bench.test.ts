@@ -13,7 +13,7 @@ import { run } from '../../src/tools/lab/exec.js';
 import { cliPath, naiveDataplanePath } from '../../src/tools/lab/cluster.js';
 import { BenchResultSchema, METRIC_KEYS, type BenchResult } from '../../src/tools/bench/schema.js';
 import { BENCH_CASES } from '../../src/tools/bench/cases.js';
-import { repoRoot, requirePrerequisites } from './support.js';
+import { repoRoot, requirePrerequisites } from '../support/integration.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const dir = mkdtempSync(join(tmpdir(), 'vxtun-bench-test-'));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Topology, type Netns } from '../../src/tools/lab/netns.js';
 import { cliPath } from '../../src/tools/lab/cluster.js';
-import { requirePrerequisites } from './support.js';
+import { requirePrerequisites } from '../support/integration.js';
 
 const valid = {
   publicIp: '198.18.0.1',

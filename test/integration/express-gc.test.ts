@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { repoRoot, requirePrerequisites, toolsDir } from './support.js';
+import { repoRoot, requirePrerequisites, toolsDir } from '../support/integration.js';
 import { ExpressCounter } from '../../src/datapath/express.js';
 
 const run = promisify(execFile);

@@ -16,7 +16,7 @@ import { innerFlowHash } from '../../src/packet/flow-hash.js';
 import { writeEncapTemplate } from '../../src/packet/encap.js';
 import type { CounterSnapshot } from '../../src/packet/counters.js';
 import type { Journey } from '../../src/trace/journey.js';
-import { requirePrerequisites, startTrace, tcpTransfer, toolsDir, withEnv } from './support.js';
+import { requirePrerequisites, startTrace, tcpTransfer, toolsDir, withEnv } from '../support/integration.js';
 
 type Express = Record<'TxPackets' | 'TxBytes' | 'RxPackets' | 'RxBytes' | 'SendFailed' | 'TunWriteFailed' | 'OutHandedOver' | 'InHandedOver' | 'ThreadPasses' | 'LoopHandovers' | 'ThreadResumes', number>;
 interface NodeInfo {

@@ -13,7 +13,7 @@ import { waitFor } from '../../src/tools/lab/exec.js';
 import { MAX_DEFAULT_WORKERS } from '../../src/datapath/workers.js';
 import { Cluster, cliPath, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { requirePrerequisites, tcpTransfer, toolsDir, withEnv, threadPolicies, SCHED_OTHER, SCHED_BATCH } from './support.js';
+import { requirePrerequisites, tcpTransfer, toolsDir, withEnv, threadPolicies, SCHED_OTHER, SCHED_BATCH } from '../support/integration.js';
 
 const MB = 1024 * 1024;
 

@@ -11,8 +11,8 @@ import { addPod } from '../../src/tools/lab/pods.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import { CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
 import type { Netns } from '../../src/tools/lab/netns.js';
-import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
-import { requirePrerequisites, ping, tcpTransfer } from './support.js';
+import { FlannelLab, PREFIX, type LabNode } from '../support/flannel-lab.js';
+import { requirePrerequisites, ping, tcpTransfer } from '../support/integration.js';
 
 const KERNEL_SUBNET = '10.244.77.0/24';
 const KERNEL_IP = '198.18.0.7';

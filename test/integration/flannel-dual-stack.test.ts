@@ -13,8 +13,8 @@ import { addPod } from '../../src/tools/lab/pods.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import type { Netns } from '../../src/tools/lab/netns.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
-import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
-import { requirePrerequisites, ping, tcpTransfer } from './support.js';
+import { FlannelLab, PREFIX, type LabNode } from '../support/flannel-lab.js';
+import { requirePrerequisites, ping, tcpTransfer } from '../support/integration.js';
 
 const NETWORK = {
   Network: '10.244.0.0/16',

@@ -15,8 +15,8 @@ import { addPod } from '../../src/tools/lab/pods.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import { cniDelPod, CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
-import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
-import { requirePrerequisites, ping, tcpTransfer } from './support.js';
+import { FlannelLab, PREFIX, type LabNode } from '../support/flannel-lab.js';
+import { requirePrerequisites, ping, tcpTransfer } from '../support/integration.js';
 
 const NETWORK = { Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } };
 

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import { CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
-import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
-import { requirePrerequisites, ping, tcpTransfer } from './support.js';
+import { FlannelLab, PREFIX, type LabNode } from '../support/flannel-lab.js';
+import { requirePrerequisites, ping, tcpTransfer } from '../support/integration.js';
 
 const NETWORK = { Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } };
 

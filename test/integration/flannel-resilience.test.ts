@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../../src/tools/lab/exec.js';
 import { CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
-import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
-import { requirePrerequisites, ping } from './support.js';
+import { FlannelLab, PREFIX, type LabNode } from '../support/flannel-lab.js';
+import { requirePrerequisites, ping } from '../support/integration.js';
 
 describe('flannel registry: races, renewal, etcd outage', () => {
   const lab = new FlannelLab();

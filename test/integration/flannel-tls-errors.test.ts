@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliPath } from '../../src/tools/lab/cluster.js';
-import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
-import { requirePrerequisites } from './support.js';
+import { FlannelLab, PREFIX, type LabNode } from '../support/flannel-lab.js';
+import { requirePrerequisites } from '../support/integration.js';
 import { writeFileSync } from 'node:fs';
 
 describe('flannel over etcd with TLS client certificates', () => {

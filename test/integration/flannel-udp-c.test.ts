@@ -19,7 +19,7 @@ import { VxtunProcess } from '../../src/tools/lab/cluster.js';
 import { UdpProxyCNode, buildUdpProxyC, parseUdpProxyCCounters } from '../../src/tools/lab/udp-proxy-c.js';
 import { emitIpv4, ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { internetChecksum } from '../../src/packet/wire/checksum.js';
-import { requirePrerequisites, ping, tcpTransfer, toolsDir } from './support.js';
+import { requirePrerequisites, ping, tcpTransfer, toolsDir } from '../support/integration.js';
 
 const NETWORK = '10.244.0.0/16';
 const leaseOf = (i: number): string => `10.244.${i}.0/24`;

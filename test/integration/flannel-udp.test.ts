@@ -12,8 +12,8 @@ import { capture, parseTcpdump } from '../support/capture.js';
 import { CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
 import { internetChecksum } from '../../src/packet/wire/checksum.js';
-import { FlannelLab, PREFIX, type LabNode } from './flannel-support.js';
-import { requirePrerequisites, ping, tcpTransfer } from './support.js';
+import { FlannelLab, PREFIX, type LabNode } from '../support/flannel-lab.js';
+import { requirePrerequisites, ping, tcpTransfer } from '../support/integration.js';
 
 describe("flannel's udp backend", () => {
   const lab = new FlannelLab();

@@ -21,8 +21,8 @@ import { addPod } from '../../src/tools/lab/pods.js';
 import { waitFor, sleep } from '../../src/tools/lab/exec.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
 import type { Netns } from '../../src/tools/lab/netns.js';
-import { FlannelLab, PREFIX } from './flannel-support.js';
-import { requirePrerequisites, ping } from './support.js';
+import { FlannelLab, PREFIX } from '../support/flannel-lab.js';
+import { requirePrerequisites, ping } from '../support/integration.js';
 
 const KERNEL_MAC = '0a:58:0a:f4:4d:00';
 const KERNEL_SUBNET = '10.244.77.0/24';

@@ -12,7 +12,7 @@ import { Topology, waitForOutput } from '../../src/tools/lab/netns.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { requirePrerequisites, withEnv, threadPolicies, SCHED_BATCH, SCHED_OTHER } from './support.js';
+import { requirePrerequisites, withEnv, threadPolicies, SCHED_BATCH, SCHED_OTHER } from '../support/integration.js';
 
 const features = async (n: ClusterNode): Promise<Record<string, unknown>> => ((await controlRequest(n.vxtun!.controlSocket, { cmd: 'info' })) as { features: Record<string, unknown> }).features;
 

@@ -12,7 +12,7 @@ import { Topology } from '../../src/tools/lab/netns.js';
 import { capture } from '../support/capture.js';
 import { run } from '../../src/tools/lab/exec.js';
 import { Cluster } from '../../src/tools/lab/cluster.js';
-import { requirePrerequisites, tcpTransfer, ping } from './support.js';
+import { requirePrerequisites, tcpTransfer, ping } from '../support/integration.js';
 
 const MB = 1024 * 1024;
 

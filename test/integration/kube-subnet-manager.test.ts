@@ -21,7 +21,7 @@ import { waitFor } from '../../src/tools/lab/exec.js';
 import { cliPath } from '../../src/tools/lab/cluster.js';
 import { parseSubnetEnv } from '../../src/control/subnet-env.js';
 import { FakeKubeApiServer, type KubeNode } from '../support/kube-apiserver.js';
-import { requirePrerequisites, tcpTransfer, ping } from './support.js';
+import { requirePrerequisites, tcpTransfer, ping } from '../support/integration.js';
 
 const PREFIX = 'flannel.alpha.coreos.com/';
 const RELAY_PORT = 6443;

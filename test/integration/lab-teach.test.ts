@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { run } from '../../src/tools/lab/exec.js';
 import { cliPath } from '../../src/tools/lab/cluster.js';
 import { labDown, type LabState } from '../../src/tools/lab/teaching.js';
-import { requirePrerequisites } from './support.js';
+import { requirePrerequisites } from '../support/integration.js';
 import { narrativeLines, untranslatedWords } from '../support/untranslated.js';
 
 const vxtun = (args: string[], timeoutMs = 60_000) => run([process.execPath, cliPath, ...args], { timeoutMs });

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/tools/lab/exec.js';
 import { cliPath } from '../../src/tools/lab/cluster.js';
-import { requirePrerequisites } from './support.js';
+import { requirePrerequisites } from '../support/integration.js';
 
 describe('vxtun lab', () => {
   it('pings across a vxtun node and a kernel VXLAN node, then leaves nothing behind', async () => {

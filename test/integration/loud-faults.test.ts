@@ -14,7 +14,7 @@ import { Cluster, cliPath, type ClusterNode } from '../../src/tools/lab/cluster.
 import { flood } from '../../src/tools/lab/udp-flood.js';
 import { controlRequest } from '../../src/control/socket.js';
 import type { InfoReply } from '../../src/node/control-api.js';
-import { requirePrerequisites, tcpTransfer, ping } from './support.js';
+import { requirePrerequisites, tcpTransfer, ping } from '../support/integration.js';
 
 const MB = 1024 * 1024;
 

@@ -9,7 +9,7 @@ import { Topology, type Netns } from '../../src/tools/lab/netns.js';
 import { Cluster, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import type { NaiveCounters } from '../../src/tools/bench/naive-dataplane.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { requirePrerequisites, tcpTransfer, ping } from './support.js';
+import { requirePrerequisites, tcpTransfer, ping } from '../support/integration.js';
 
 const MB = 1024 * 1024;
 

@@ -6,7 +6,7 @@ import { addKernelPeer, createKernelFlannelNode, setOffloads } from '../../src/t
 import { addPod } from '../../src/tools/lab/pods.js';
 import { capture, parseTcpdump } from '../support/capture.js';
 import { run } from '../../src/tools/lab/exec.js';
-import { requirePrerequisites } from './support.js';
+import { requirePrerequisites } from '../support/integration.js';
 
 /** 'complete' | 'partial' (pseudo-header sum only) | 'bad' for the inner IPv4 TCP of a captured VXLAN frame. */
 function innerTcpChecksumState(b: Buffer): string {

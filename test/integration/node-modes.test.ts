@@ -12,8 +12,8 @@ import { waitFor, sleep } from '../../src/tools/lab/exec.js';
 import { CNI_PATH, type CniPod } from '../../src/tools/lab/cni.js';
 import { controlRequest } from '../../src/control/socket.js';
 import type { InfoReply } from '../../src/node/control-api.js';
-import { FlannelLab, type LabNode } from './flannel-support.js';
-import { requirePrerequisites, ping, tcpTransfer } from './support.js';
+import { FlannelLab, type LabNode } from '../support/flannel-lab.js';
+import { requirePrerequisites, ping, tcpTransfer } from '../support/integration.js';
 
 /** Settings whose effect `info` shows: every datagram from the VXLAN port, and two engines. */
 const DATAPATH = { sourcePorts: 'fixed', workers: 2 };

@@ -13,7 +13,7 @@ import { Topology } from '../../src/tools/lab/netns.js';
 import { Cluster, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
 import type { CounterSnapshot } from '../../src/packet/counters.js';
-import { requirePrerequisites, tcpTransfer, withEnv } from './support.js';
+import { requirePrerequisites, tcpTransfer, withEnv } from '../support/integration.js';
 
 const MB = 1024 * 1024;
 

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Topology } from '../../src/tools/lab/netns.js';
 import { Cluster } from '../../src/tools/lab/cluster.js';
-import { requirePrerequisites, tcpTransfer } from './support.js';
+import { requirePrerequisites, tcpTransfer } from '../support/integration.js';
 
 const MB = 1024 * 1024;
 

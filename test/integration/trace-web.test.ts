@@ -15,7 +15,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { Topology } from '../../src/tools/lab/netns.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, cliPath } from '../../src/tools/lab/cluster.js';
-import { requirePrerequisites, repoRoot, toolsDir } from './support.js';
+import { requirePrerequisites, repoRoot, toolsDir } from '../support/integration.js';
 import { untranslatedWords } from '../support/untranslated.js';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Topology } from '../../src/tools/lab/netns.js';
 import { run, waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, cliPath } from '../../src/tools/lab/cluster.js';
-import { requirePrerequisites, startTrace, toolsDir, type TraceProc } from './support.js';
+import { requirePrerequisites, startTrace, toolsDir, type TraceProc } from '../support/integration.js';
 import type { Journey } from '../../src/trace/journey.js';
 
 

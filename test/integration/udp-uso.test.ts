@@ -15,7 +15,7 @@ import { Topology } from '../../src/tools/lab/netns.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import { Cluster, type ClusterNode, type NodeKind } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { requirePrerequisites, toolsDir, withEnv } from './support.js';
+import { requirePrerequisites, toolsDir, withEnv } from '../support/integration.js';
 
 interface NodeInfo {
   features: Record<string, boolean | number | string>;

@@ -7,7 +7,7 @@ import { Topology } from '../../src/tools/lab/netns.js';
 import { waitFor } from '../../src/tools/lab/exec.js';
 import { controlRequest } from '../../src/control/socket.js';
 import { Cluster, cliPath } from '../../src/tools/lab/cluster.js';
-import { requirePrerequisites, tcpTransfer, ping } from './support.js';
+import { requirePrerequisites, tcpTransfer, ping } from '../support/integration.js';
 import { defaultWorkers } from '../../src/datapath/workers.js';
 
 const MB = 1024 * 1024;

@@ -18,12 +18,12 @@ import { FakeNetwork } from '../../src/io/bind-fake.js';
 import { NativeBind, UdpCounter } from '../../src/io/bind-native.js';
 import { DgramBind } from '../../src/io/bind-dgram.js';
 import type { Endpoint } from '../../src/io/bind.js';
-import { RecordingTun } from './recording-tun.js';
+import { RecordingTun } from '../support/recording-tun.js';
 import { internetChecksum, onesSum, type OnesSumFn } from '../../src/packet/wire/checksum.js';
 import { setPartialL4Checksum } from '../../src/packet/wire/l4checksum.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
 import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
-import { xorshift32 as rng } from './random.js';
+import { xorshift32 as rng } from '../support/random.js';
 
 const native = requireNative();
 const nativeSum: OnesSumFn = (buf, offset, length, initial = 0) => native.checksum(buf, offset, length, initial);

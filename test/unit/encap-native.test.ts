@@ -16,13 +16,13 @@ import { encapBatchTs, writeEncapTemplate, ENCAP_HEADER_LEN, type EncapBatchFn }
 import { RouteTable, type Vtep } from '../../src/packet/routes.js';
 import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
 import { FakeNetwork } from '../../src/io/bind-fake.js';
-import { RecordingTun } from './recording-tun.js';
+import { RecordingTun } from '../support/recording-tun.js';
 import type { Observation } from '../../src/datapath/observe.js';
 import { internetChecksum } from '../../src/packet/wire/checksum.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
 import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { ipv6FromString } from '../../src/packet/wire/ipv6.js';
-import { xorshift32 as rng } from './random.js';
+import { xorshift32 as rng } from '../support/random.js';
 
 const native = requireNative();
 const POISON = 0xa5;

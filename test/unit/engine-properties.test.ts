@@ -16,7 +16,7 @@ import { FakeNetwork, type FakeBind } from '../../src/io/bind-fake.js';
 import type { Endpoint } from '../../src/io/bind.js';
 import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
-import { kernelFrames, mutated, packetBytes } from './fuzz-arbitraries.js';
+import { kernelFrames, mutated, packetBytes } from '../support/fuzz-arbitraries.js';
 
 const PORT = 8472;
 const A = { ip: '198.18.0.1', subnet: '10.244.1.0/24', vtep: '10.244.1.0', mac: '0a:58:0a:f4:01:00' };

@@ -18,8 +18,8 @@ import { emitIcmpv4 } from '../../src/packet/wire/icmpv4.js';
 import { emitIcmpv6 } from '../../src/packet/wire/icmpv6.js';
 import { emitArp } from '../../src/packet/wire/arp.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
-import { loadTcpdumpHex, type TcpdumpFixture } from '../fixtures/load.js';
-import { mulberry32 } from './random.js';
+import { loadTcpdumpHex, type TcpdumpFixture } from '../support/fixtures.js';
+import { mulberry32 } from '../support/random.js';
 import { stopEngines } from './engine-nodes.js';
 
 // ---------------------------------------------------------------------------------------------

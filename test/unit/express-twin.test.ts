@@ -13,7 +13,7 @@ import { requireNative, type ExpressDecision } from '../../src/io/addon.js';
 import { checkInbound, classifyOutbound, DROP_REASON_CODES, InboundFix, InboundVerdict, localSubnetTable, OutboundVerdict, Verdict, VERDICT_NAMES } from '../../src/packet/policy.js';
 import { DropReason } from '../../src/packet/counters.js';
 import { RouteTable, type Route, type Vtep } from '../../src/packet/routes.js';
-import { cidr, mac, vtep, MIXED_ROUTES, P2, P3 } from './route-support.js';
+import { cidr, mac, vtep, MIXED_ROUTES, P2, P3 } from '../support/routes.js';
 import { compileExpressGuard, compileExpressRoutes } from '../../src/datapath/express.js';
 import { emitVxlan } from '../../src/packet/wire/vxlan.js';
 import { emitEthernet, EtherType } from '../../src/packet/wire/ethernet.js';
@@ -21,7 +21,7 @@ import { emitIpv4, ipv4FromString, isIpv4String } from '../../src/packet/wire/ip
 import { emitIpv6, ipv6FromString } from '../../src/packet/wire/ipv6.js';
 import { completeL4Checksum, l4ChecksumState, setPartialL4Checksum } from '../../src/packet/wire/l4checksum.js';
 import { onesSum } from '../../src/packet/wire/checksum.js';
-import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
+import { listKernelFixtures, loadTcpdumpHex } from '../support/fixtures.js';
 
 const native = requireNative();
 

@@ -1,7 +1,7 @@
 // The kernel golden packets load, and say what their names say. All parsing here is by hand
 // (readUInt16BE & co.) so these checks stay independent of src/wire.
 import { describe, expect, it } from 'vitest';
-import { fixtureNote, listKernelFixtures, loadTcpdumpHex, parseTcpdumpFixture, type TcpdumpFixture } from '../fixtures/load.js';
+import { fixtureNote, listKernelFixtures, loadTcpdumpHex, parseTcpdumpFixture, type TcpdumpFixture } from '../support/fixtures.js';
 
 const ETH = 14;
 const OUTER_IP = ETH;

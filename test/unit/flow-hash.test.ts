@@ -8,7 +8,7 @@ import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NativeBind } from '../../src/io/bind-native.js';
 import { innerFlowHash } from '../../src/packet/flow-hash.js';
-import { xorshift32 as rng } from './random.js';
+import { xorshift32 as rng } from '../support/random.js';
 
 const KINDS = ['tcp4', 'udp4', 'sctp4', 'icmp4', 'options4', 'fragment4', 'tcp6', 'udp6', 'arp', 'short', 'garbage'] as const;
 

@@ -11,7 +11,7 @@ import { NativeBind, UdpCounter, type NativeBindOptions } from '../../src/io/bin
 import { UDP_COUNTER_COUNT } from '../../src/io/counter-layouts.js';
 import type { Endpoint } from '../../src/io/bind.js';
 import { requireNative } from '../../src/io/addon.js';
-import { xorshift32 as rng } from './random.js';
+import { xorshift32 as rng } from '../support/random.js';
 
 const pieces = (sizes: number[], gso: number[]): Array<[number, number, number]> => {
   const out = newGroPieces();

@@ -17,7 +17,7 @@ import { isWireError } from '../../src/packet/wire/error.js';
 import { emitIpv6, ipv6FromString } from '../../src/packet/wire/ipv6.js';
 import { macFromString } from '../../src/packet/wire/ethernet.js';
 import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
-import { loadTcpdumpHex } from '../fixtures/load.js';
+import { loadTcpdumpHex } from '../support/fixtures.js';
 
 /** The kernel's super-packet: inner IPv4 4052 bytes (20 IP + 32 TCP with timestamps + 4000), TCP checksum partial. */
 function kernelSuper(): { vxlan: Buffer; inner: Buffer } {

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { segmentTcp } from '../../src/packet/gso.js';
 import { onesSum, finish } from '../../src/packet/wire/checksum.js';
-import { POISON, FIN, PSH, ACK, ECE, CWR, SRC4, DST4, SRC6, DST6, TS_OPTIONS, type Built, payloadOf, type TcpOpts, build, pseudo } from './tcp-packets.js';
+import { POISON, FIN, PSH, ACK, ECE, CWR, SRC4, DST4, SRC6, DST6, TS_OPTIONS, type Built, payloadOf, type TcpOpts, build, pseudo } from '../support/tcp-packets.js';
 
 /** Runs segmentTcp and checks every invariant of every segment; returns the IP packets. */
 function segmentAndCheck(b: Built, mtu: number, headroom = 22): Buffer[] {

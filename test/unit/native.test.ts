@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNative, requireNative, type NativeErrnoError } from '../../src/io/addon.js';
 import { onesSum, checksumUpdate } from '../../src/packet/wire/checksum.js';
-import { xorshift32 as rng } from './random.js';
+import { xorshift32 as rng } from '../support/random.js';
 
 const native = requireNative();
 

@@ -7,7 +7,7 @@
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NativeBind, UdpCounter } from '../../src/io/bind-native.js';
-import { xorshift32 as rng } from './random.js';
+import { xorshift32 as rng } from '../support/random.js';
 
 const SENDERS = 80;
 

@@ -5,7 +5,7 @@ import { RouteTable, type Route } from '../../src/packet/routes.js';
 import { parseCidr, type Cidr } from '../../src/packet/cidr.js';
 import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
 import { ipv6FromString } from '../../src/packet/wire/ipv6.js';
-import { mulberry32 } from './random.js';
+import { mulberry32 } from '../support/random.js';
 
 const cidr = (s: string): Cidr => {
   const c = parseCidr(s);

@@ -14,8 +14,8 @@ import { TunCoalesce } from '../../src/io/tun-linux.js';
 import { prepareTcpGso, segmentTcp } from '../../src/packet/gso.js';
 import { emitVirtioNetHdr, VirtioNetFlag, VirtioNetGso, VIRTIO_NET_HDR_LEN, type VirtioNetHdrRepr } from '../../src/packet/wire/virtio-net.js';
 import { onesSum, finish } from '../../src/packet/wire/checksum.js';
-import { ACK, CWR, FIN, PSH, build, payloadOf, pseudo, type TcpOpts } from './tcp-packets.js';
-import { mulberry32 } from './random.js';
+import { ACK, CWR, FIN, PSH, build, payloadOf, pseudo, type TcpOpts } from '../support/tcp-packets.js';
+import { mulberry32 } from '../support/random.js';
 
 const native = requireNative();
 const SYN = 0x02;

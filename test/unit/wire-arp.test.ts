@@ -3,8 +3,8 @@ import { ARP_LEN, ArpField, ArpOp, ArpPacket, emitArp, type ArpRepr } from '../.
 import { WireError } from '../../src/packet/wire/error.js';
 import { BROADCAST_MAC, EthernetFrame, EtherType, macFromString, macToString } from '../../src/packet/wire/ethernet.js';
 import { ipv4FromString, ipv4ToString } from '../../src/packet/wire/ipv4.js';
-import { loadTcpdumpHex } from '../fixtures/load.js';
-import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
+import { loadTcpdumpHex } from '../support/fixtures.js';
+import { decap, exercise, hex, ok, randomBytes, rng } from '../support/wire.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment

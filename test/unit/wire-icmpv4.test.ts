@@ -16,9 +16,9 @@ import {
 } from '../../src/packet/wire/icmpv4.js';
 import { IpProtocol, Ipv4Field, Ipv4Packet, emitIpv4, ipv4ToString } from '../../src/packet/wire/ipv4.js';
 import { UdpDatagram } from '../../src/packet/wire/udp.js';
-import { loadTcpdumpHex } from '../fixtures/load.js';
-import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
-import { ICMP_PORT_UNREACHABLE } from './kernel-frames.js';
+import { loadTcpdumpHex } from '../support/fixtures.js';
+import { decap, exercise, hex, ok, randomBytes, rng } from '../support/wire.js';
+import { ICMP_PORT_UNREACHABLE } from '../support/kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment

@@ -14,9 +14,9 @@ import {
 } from '../../src/packet/wire/icmpv6.js';
 import { IpProtocol } from '../../src/packet/wire/ipv4.js';
 import { Ipv6Packet, emitIpv6, ipv6FromString, ipv6ToString } from '../../src/packet/wire/ipv6.js';
-import { loadTcpdumpHex } from '../fixtures/load.js';
-import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
-import { ICMPV6_ECHO_REQUEST, NEIGHBOR_SOLICIT_DAD } from './kernel-frames.js';
+import { loadTcpdumpHex } from '../support/fixtures.js';
+import { decap, exercise, hex, ok, randomBytes, rng } from '../support/wire.js';
+import { ICMPV6_ECHO_REQUEST, NEIGHBOR_SOLICIT_DAD } from '../support/kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment

@@ -16,9 +16,9 @@ import {
 } from '../../src/packet/wire/ipv4.js';
 import { UdpDatagram } from '../../src/packet/wire/udp.js';
 import { VXLAN_PORT_LINUX, VxlanHeader } from '../../src/packet/wire/vxlan.js';
-import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
-import { decapWithOuter, exercise, hex, ok, rng } from './wire-support.js';
-import { ICMP_PORT_UNREACHABLE, TCP_SYN } from './kernel-frames.js';
+import { listKernelFixtures, loadTcpdumpHex } from '../support/fixtures.js';
+import { decapWithOuter, exercise, hex, ok, rng } from '../support/wire.js';
+import { ICMP_PORT_UNREACHABLE, TCP_SYN } from '../support/kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment

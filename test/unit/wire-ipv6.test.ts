@@ -13,9 +13,9 @@ import {
   ipv6ToString,
   isIpv6String,
 } from '../../src/packet/wire/ipv6.js';
-import { loadTcpdumpHex } from '../fixtures/load.js';
-import { decap, exercise, ok, randomBytes, rng } from './wire-support.js';
-import { ICMPV6_ECHO_REQUEST, MLD_REPORT_HOP_BY_HOP, NEIGHBOR_SOLICIT_DAD, TCP6_SYN } from './kernel-frames.js';
+import { loadTcpdumpHex } from '../support/fixtures.js';
+import { decap, exercise, ok, randomBytes, rng } from '../support/wire.js';
+import { ICMPV6_ECHO_REQUEST, MLD_REPORT_HOP_BY_HOP, NEIGHBOR_SOLICIT_DAD, TCP6_SYN } from '../support/kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment

@@ -13,9 +13,9 @@ import {
 import { TcpField } from '../../src/packet/wire/tcp.js';
 import { onesSum } from '../../src/packet/wire/checksum.js';
 import { UdpField, emitUdp } from '../../src/packet/wire/udp.js';
-import { fixtureNote, listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
-import { decap, hex, ok, randomBytes, rng } from './wire-support.js';
-import { MLD_REPORT_HOP_BY_HOP, UDP6_TO_CLOSED_PORT } from './kernel-frames.js';
+import { fixtureNote, listKernelFixtures, loadTcpdumpHex } from '../support/fixtures.js';
+import { decap, hex, ok, randomBytes, rng } from '../support/wire.js';
+import { MLD_REPORT_HOP_BY_HOP, UDP6_TO_CLOSED_PORT } from '../support/kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment

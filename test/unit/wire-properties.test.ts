@@ -23,8 +23,8 @@ import {
   repairPartialL4Checksum,
   setPartialL4Checksum,
 } from '../../src/packet/wire/l4checksum.js';
-import { kernelLayers, packetBytes, window } from './fuzz-arbitraries.js';
-import { exercise } from './wire-support.js';
+import { kernelLayers, packetBytes, window } from '../support/fuzz-arbitraries.js';
+import { exercise } from '../support/wire.js';
 
 const RUNS = { numRuns: 3000 };
 

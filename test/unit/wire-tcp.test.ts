@@ -4,9 +4,9 @@ import { EtherType } from '../../src/packet/wire/ethernet.js';
 import { IpProtocol, Ipv4Packet } from '../../src/packet/wire/ipv4.js';
 import { Ipv6Packet } from '../../src/packet/wire/ipv6.js';
 import { TCP_MIN_HEADER_LEN, TcpField, TcpFlags, TcpSegment, tcpFlagsToString } from '../../src/packet/wire/tcp.js';
-import { loadTcpdumpHex } from '../fixtures/load.js';
-import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
-import { TCP6_SYN, TCP_SYN } from './kernel-frames.js';
+import { loadTcpdumpHex } from '../support/fixtures.js';
+import { decap, exercise, hex, ok, randomBytes, rng } from '../support/wire.js';
+import { TCP6_SYN, TCP_SYN } from '../support/kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment

@@ -6,9 +6,9 @@ import { IpProtocol, Ipv4Packet, ipv4PseudoHeaderSum } from '../../src/packet/wi
 import { Ipv6Packet } from '../../src/packet/wire/ipv6.js';
 import { UDP_HEADER_LEN, UdpDatagram, UdpField, emitUdp } from '../../src/packet/wire/udp.js';
 import { VXLAN_PORT_LINUX } from '../../src/packet/wire/vxlan.js';
-import { loadTcpdumpHex } from '../fixtures/load.js';
-import { decap, exercise, hex, ok, randomBytes, rng } from './wire-support.js';
-import { UDP6_TO_CLOSED_PORT } from './kernel-frames.js';
+import { loadTcpdumpHex } from '../support/fixtures.js';
+import { decap, exercise, hex, ok, randomBytes, rng } from '../support/wire.js';
+import { UDP6_TO_CLOSED_PORT } from '../support/kernel-frames.js';
 
 // Golden vectors: frames the Linux kernel's own VXLAN device (flannel.1, VNI 1, port 8472) sent
 // over a veth underlay, captured with `tcpdump -xx` and printed with `tcpdump -vv`; the comment

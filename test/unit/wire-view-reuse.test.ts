@@ -9,7 +9,7 @@ import { Ipv4Packet, emitIpv4, ipv4FromString, ipv4ToString } from '../../src/pa
 import { Ipv6Packet } from '../../src/packet/wire/ipv6.js';
 import { TcpSegment } from '../../src/packet/wire/tcp.js';
 import { UdpDatagram } from '../../src/packet/wire/udp.js';
-import { mulberry32 } from './random.js';
+import { mulberry32 } from '../support/random.js';
 
 interface ViewKind<V> {
   name: string;

@@ -2,7 +2,7 @@
  * Frames the kernel put on the underlay (tcpdump -xx on a test namespace's eth0), used by more than
  * one wire test. Each comment is tcpdump's own decode of the frame.
  */
-import { hex } from './wire-support.js';
+import { hex } from './wire.js';
 
 /**
  * IP (tos 0x0, ttl 64, id 60763, offset 0, flags [none], proto UDP (17), length 154)

@@ -2,7 +2,7 @@
 // the kernel captures of test/fixtures/kernel cut at each protocol layer, then mutated (bytes
 // changed, cut short, extended), so the properties reach past the first length check.
 import fc from 'fast-check';
-import { listKernelFixtures, loadTcpdumpHex } from '../fixtures/load.js';
+import { listKernelFixtures, loadTcpdumpHex } from './fixtures.js';
 
 /** Every kernel capture, whole (outer Ethernet onwards). */
 export const kernelFrames: Buffer[] = listKernelFixtures().map((n) => loadTcpdumpHex(n).bytes);
