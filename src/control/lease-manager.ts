@@ -95,6 +95,10 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     ignoredByReason: Object.fromEntries(LEASE_REFUSALS.map((r) => [r, 0])) as Record<LeaseRefusal, number>,
     /** Dual-stack leases whose IPv6 half we cannot use (their IPv4 route stands). */
     ignoredIpv6Halves: 0,
+    /** When our lease expires unless renewed (ms since the epoch); 0 where nothing expires (static, kube). */
+    leaseExpiresAtMs: 0,
+    /** Whether the last registry call answered (false after an unreachable, timed-out or failed call). */
+    registryReachable: true,
   };
   /** Refused leases by key, with the value and reason last logged: a lease is logged and counted once, not at every resync. */
   private readonly refused = new Map<string, string>();
@@ -188,6 +192,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     this.ownSubnet6 = subnet6;
     this.ownKey = key;
     this.stats.acquired++;
+    this.noteRegistryAnswered(true);
     this.opts.log.info({ subnet: cidrToString(subnet), ...(subnet6 ? { subnet6: cidrToString(subnet6) } : {}), how, registry: this.opts.registry.description }, 'lease acquired');
     return subnet;
   }
@@ -221,6 +226,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
         await this.reacquire('lease missing at renewal');
       } else {
         this.stats.renewed++;
+        this.noteRegistryAnswered(true);
         this.opts.log.debug({ subnet: cidrToString(this.subnet) }, 'lease renewed');
       }
       this.scheduleRenew(this.renewAfterMs);
@@ -248,8 +254,15 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
     return this.reacquiring;
   }
 
+  /** The registry answered: reachable again, and (etcd) the lease runs a full TTL from now. */
+  private noteRegistryAnswered(leaseWritten: boolean): void {
+    this.stats.registryReachable = true;
+    if (leaseWritten && !isAssignedRegistry(this.opts.registry) && Number.isFinite(this.ttl)) this.stats.leaseExpiresAtMs = Date.now() + this.ttl * 1000;
+  }
+
   private registryError(err: unknown, what: string): void {
     this.stats.registryErrors++;
+    this.stats.registryReachable = false;
     this.opts.log.warn({ err: (err as Error).message, what }, 'registry unreachable; forwarding on the last known routes');
   }
 
@@ -260,6 +273,7 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       try {
         const { leases, revision } = await this.opts.registry.listLeases();
         this.stats.resyncs++;
+        this.noteRegistryAnswered(false);
         const next = new Map<string, Route<Vtep>[]>();
         let ownPresent = false;
         const listed = new Set(leases.map((l) => l.subnetKey));

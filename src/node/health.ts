@@ -4,8 +4,8 @@
  *   /readyz   503 naming what is missing until the device, routes, masquerade rules and subnet.env
  *             are in place and the registry has been read once; then 200
  *   /metrics  Prometheus text (prom-client): packets and bytes by direction, drops, answers and
- *             fix-ups by reason, routes, lease events and ignored leases by reason, registry errors
- *             and resyncs, offload features, workers, and the process metrics
+ *             fix-ups by reason, routes, lease events, lease expiry and ignored leases by reason,
+ *             registry reachability, errors and resyncs, offload features, workers, and the process metrics
  * It listens from the start (as flanneld's does), so a probe sees a starting node as alive and unready.
  * sdNotify() is systemd's READY=1/STOPPING=1 when NOTIFY_SOCKET is set.
  */
@@ -89,6 +89,14 @@ export function metricsRegistry(view: HealthView): Registry {
   liveCounter(register, 'vxtun_registry_errors_total', 'Registry calls that failed (unreachable, timeouts)', [], () => {
     const l = lease();
     return l ? [[{}, l.registryErrors]] : [];
+  });
+  liveGauge(register, 'vxtun_registry_up', '1 while the registry answers (its last call succeeded) or there is none (static peers), 0 after a failed call', [], () => {
+    const l = lease();
+    return [[{}, l && !l.registryReachable ? 0 : 1]];
+  });
+  liveGauge(register, 'vxtun_lease_expiry_timestamp_seconds', 'When our lease expires unless renewed (Unix time); 0 where nothing expires (static peers, Kubernetes)', [], () => {
+    const l = lease();
+    return [[{}, l ? l.leaseExpiresAtMs / 1000 : 0]];
   });
   liveCounter(register, 'vxtun_registry_resyncs_total', 'Full reads of the leases from the registry', [], () => {
     const l = lease();
