@@ -110,7 +110,8 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   features.tunOffload = tun.features.offload;
   features.tunUso = tun.features.uso;
   features.workers = workers;
-  features.peerFilter = dp.peerFilter && bind instanceof NativeBind;
+  // The kernel's half of unknown-peer: turning that check off (peers behind NAT) turns the filter off too.
+  features.peerFilter = dp.peerFilter && spec.security.antiSpoofing.unknownPeer && bind instanceof NativeBind;
   // Lone packets forwarded by the addon (native path, where the TUN has the offload reader it hands over to).
   const express = vxlan && kind === 'native' && expressWanted(dp.express) && tun.features.vnetHdr;
   // Before the workers start: they inherit it.
