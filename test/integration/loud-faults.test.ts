@@ -143,3 +143,34 @@ describe('loud faults', () => {
     expect((await a.ns.ip(['-j', 'link', 'show'])).stdout).not.toContain('vxtun0');
   });
 });
+
+describe('the peer filter follows the unknown-peer check', () => {
+  const topology = new Topology();
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    requirePrerequisites(['ip', 'ping', 'gcc']);
+    // Peers behind NAT: the operator turns unknown-peer off, so the kernel filter must not drop them either.
+    cluster = await Cluster.build(topology, { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { workers: 1 }, security: { antiSpoofing: { unknownPeer: false } } } });
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.destroy();
+    await topology.destroy();
+  });
+
+  it('with security.antiSpoofing.unknownPeer off, a non-peer reaches the engine instead of the socket filter', async () => {
+    const a = cluster.node(1);
+    const stranger = await topology.netns('nat');
+    await cluster.underlay.attach(stranger, '198.18.0.98');
+    const info = async (): Promise<InfoReply> => (await controlRequest(a.vxtun!.controlSocket, { cmd: 'info' })) as InfoReply;
+    expect((await info()).features.peerFilter).toBe(false);
+    const before = (await info()).datapathCounters.udp;
+    const { sent } = await flood(stranger, { dst: a.publicIp, seconds: 2, count: 2_000 });
+    expect(sent).toBe(2_000);
+    const r = await ping(cluster.node(2).pod, a.podIp);
+    expect(r.code, r.out).toBe(0);
+    const after = (await info()).datapathCounters.udp;
+    // The stranger's datagrams were read by vxtun (and judged by the engine), not dropped by a filter.
+    expect(after.RecvPackets! - before.RecvPackets!).toBeGreaterThan(sent * 0.5);
+  }, 60_000);
+});

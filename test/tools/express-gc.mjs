@@ -80,7 +80,14 @@ function routes(handle) {
   rec.writeUInt16BE(0x0800, 20);
   ip4('127.0.0.1').copy(rec, 22);
   rec.writeUInt16BE(peer.address().port, 26);
-  native.expressRoutes(handle, trie, rec);
+  // Anti-spoofing as the engine compiles it (compileExpressGuard): every check on, VTEP 10.244.1.0,
+  // our subnet 10.244.1.0/24; the peer at 127.0.0.1 owns 10.244.2.0/24.
+  const guard = Buffer.alloc(16);
+  guard[0] = 7;
+  ip4('10.244.1.0').copy(guard, 4);
+  ip4('10.244.1.0').copy(guard, 8);
+  guard.writeUInt32BE(0xffffff00, 12);
+  native.expressRoutes(handle, trie, rec, guard);
 }
 
 function ipv4Udp(src, dst, sport, dport, payload) {
