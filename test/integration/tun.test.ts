@@ -319,6 +319,8 @@ describe('Linux TUN device in a network namespace', () => {
     expect(p[21]).toBe(0);
     expect(sum16(p, 20, p.length - 20)).toBe(0xffff); // ICMP checksum valid
 
+    // The reply reaches ping before the child's report of it reaches us: wait for the report.
+    await waitFor(() => find('replied') !== undefined, "the child's report of its reply");
     const replied = find<{ written: number; refused: number[]; incr: number; full: number; hex: string }>('replied')!;
     expect(replied.written).toBe(1); // the junk packet refused (EINVAL) and skipped, the reply accepted
     expect(replied.refused).toEqual([1, 0]); // and the write says which
