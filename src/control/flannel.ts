@@ -354,9 +354,16 @@ export function subnet6Fits(cfg: FlannelIpv6Config, subnet: Cidr6): boolean {
 }
 
 /** flanneld's allocateIPv6Subnet: a random one among (up to 100 of) the free IPv6 subnets from IPv6SubnetMin. */
-export function pickFreeSubnet6(cfg: FlannelIpv6Config, taken: Iterable<Cidr6>, random: () => number = Math.random): Cidr6 | undefined {
+export function pickFreeSubnet6(cfg: FlannelIpv6Config, taken: Iterable<Cidr6>, random: () => number = Math.random, ordinal?: number): Cidr6 | undefined {
   const used = [...taken];
   const size = 1n << BigInt(128 - cfg.subnetLen);
+  if (ordinal !== undefined) {
+    // The IPv6 subnet at the IPv4 one's place in its range, when free: two nodes racing for one IPv4
+    // subnet then race for one key too, and create-if-absent lets only one have it.
+    const a = cfg.subnetMin + BigInt(ordinal) * size;
+    const s: Cidr6 = { family: 6, addr: ipv6FromBigInt(a), prefixLen: cfg.subnetLen };
+    if (a <= cfg.subnetMax && !used.some((u) => cidrOverlaps(u, s))) return s;
+  }
   const free: Cidr6[] = [];
   for (let a = cfg.subnetMin; a <= cfg.subnetMax && free.length < 100; a += size) {
     const s: Cidr6 = { family: 6, addr: ipv6FromBigInt(a), prefixLen: cfg.subnetLen };

@@ -170,7 +170,8 @@ export class LeaseManager extends EventEmitter<LeaseManagerEvents> {
       let candidate6: Cidr6 | undefined;
       if (network.ipv6) {
         const own6 = this.ownSubnet6;
-        candidate6 = own6 && !taken6.some((t) => cidrOverlaps(t, own6)) ? own6 : pickFreeSubnet6(network.ipv6, taken6);
+        const ordinal = (candidate.addr - network.subnetMin) / 2 ** (32 - network.subnetLen);
+        candidate6 = own6 && !taken6.some((t) => cidrOverlaps(t, own6)) ? own6 : pickFreeSubnet6(network.ipv6, taken6, Math.random, ordinal);
         if (!candidate6) throw new RegistryError(`no free /${network.ipv6.subnetLen} left in ${cidrToString(network.ipv6.network)}`, false);
       }
       const key = subnetKey(candidate, candidate6);

@@ -312,6 +312,28 @@ describe('LeaseManager: leases that must not become routes', () => {
     await m.stop();
   });
 
+  it('two dual-stack managers that pick the same IPv4 subnet at once end on distinct subnets in both families', async () => {
+    const dualNet = parseNetworkConfig('{"Network":"10.244.0.0/22","EnableIPv6":true,"IPv6Network":"fd00:10:244::/62","Backend":{"Type":"vxlan"}}', 'cfg');
+    const dualValue = (ip: string, n: number): string => encodeLeaseValue(ip, { type: 'vxlan', vni: 1, vtepMac: macFromString(`0a:00:00:00:00:0${n}`) }, { publicIpv6: `2001:db8::${n}`, vtepMac6: macFromString(`0a:00:00:00:01:0${n}`) });
+    const registry = new StaticRegistry('');
+    const a = new LeaseManager({ registry, network: dualNet, publicIp: '198.18.0.1', leaseValue: dualValue('198.18.0.1', 1), log });
+    const b = new LeaseManager({ registry, network: dualNet, publicIp: '198.18.0.2', leaseValue: dualValue('198.18.0.2', 2), log });
+    // Both draw the first free IPv4 subnet; a free IPv6 draw would give them different IPv6 halves,
+    // hence different keys that create-if-absent cannot tell apart.
+    const draws = [0, 0, 0, 0.99];
+    const orig = Math.random;
+    Math.random = () => draws.shift() ?? 0.5;
+    try {
+      await Promise.all([a.acquire(), b.acquire()]);
+    } finally {
+      Math.random = orig;
+    }
+    const keys = (await registry.listLeases()).leases.map((l) => l.subnetKey);
+    expect(keys).toHaveLength(2);
+    expect(new Set(keys.map((k) => k.split('&')[0])).size).toBe(2);
+    expect(new Set(keys.map((k) => k.split('&')[1])).size).toBe(2);
+  });
+
   it("a flanneld dual-stack lease is a route to its IPv4 subnet, and its subnet is never handed out again", async () => {
     // 10.244.0.0/22 in /24s: SubnetMin..Max is 10.244.1.0-10.244.3.0; flanneld's dual-stack nodes hold two of them.
     const small = parseNetworkConfig('{"Network":"10.244.0.0/22","Backend":{"Type":"vxlan"}}', 'cfg');
