@@ -3,6 +3,8 @@
 // route's target.
 #include "express_rules.h"
 
+#include <algorithm>
+
 #include "datapath.h"
 #include "fuzz_check.h"
 
@@ -26,10 +28,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   out.readRoom = in.ConsumeIntegralInRange<size_t>(0, 70000);
   uint8_t mac[6];
   for (uint8_t& b : mac) b = in.ConsumeIntegral<uint8_t>();
+  // Anti-spoofing as expressRoutes builds it: switches, our VTEP address and subnets, one underlay
+  // address per route target; the sender is one of them or any other address.
+  Guard guard;
+  guard.unknownPeer = in.ConsumeBool();
+  guard.spoofedSource = in.ConsumeBool();
+  guard.notForThisNode = in.ConsumeBool();
+  guard.vtepIp = in.ConsumeIntegral<uint32_t>();
+  const size_t nets = in.ConsumeIntegralInRange<size_t>(0, 2);
+  for (size_t k = 0; k < nets; k++) {
+    const uint32_t mask = ~0u << in.ConsumeIntegralInRange<int>(0, 31);
+    guard.localNets.push_back(in.ConsumeIntegral<uint32_t>() & mask);
+    guard.localNets.push_back(mask);
+  }
+  for (size_t k = 0; k < targets; k++) guard.peerAddrs.push_back(in.ConsumeIntegralInRange<uint32_t>(0, 3));
+  guard.knownPeers = guard.peerAddrs;
+  std::sort(guard.knownPeers.begin(), guard.knownPeers.end());
   InboundParams inb;
   inb.vni = in.ConsumeIntegralInRange<uint32_t>(0, 0xffffff);
   inb.mac = mac;
   inb.tunMtu = in.ConsumeIntegralInRange<size_t>(68, 65535);
+  inb.from = in.ConsumeIntegralInRange<uint32_t>(0, 4);
+  inb.routes = &trie;
+  inb.guard = &guard;
   const bool inbound = in.ConsumeBool();
   const std::vector<uint8_t> bytes = in.ConsumeRemainingBytes<uint8_t>();
   auto p = Exact(bytes);
