@@ -7,11 +7,11 @@ import { NAIVE_CASE } from './schema.js';
 import { Topology } from '../lab/netns.js';
 import { Underlay } from '../lab/underlay.js';
 import { waitFor } from '../lab/exec.js';
-import type { BuiltCase } from './built-case.js';
+import type { BuiltCase, CaseEnv } from './built-case.js';
 import { Cluster, type NodeKind, type VxtunProcess } from '../lab/cluster.js';
 import { buildUdpProxyCCase } from './udp-proxy-c.js';
 
-export type { BuiltCase } from './built-case.js';
+export type { BuiltCase, CaseEnv } from './built-case.js';
 
 /** A case this build cannot run (e.g. a backend it does not have): reported, never faked. */
 export class UnsupportedCase extends Error {}
@@ -22,7 +22,7 @@ export interface BenchCase {
   description: string;
   /** What carries the traffic, for table headers. */
   dataplane: string;
-  build(say: (line: string) => void): Promise<BuiltCase>;
+  build(say: (line: string) => void, env: CaseEnv): Promise<BuiltCase>;
 }
 
 /** The "vxtun up" log line's `datapath` field (pino JSON), once the node has logged it. */
@@ -53,11 +53,11 @@ interface ClusterCaseOptions {
 }
 
 /** Two nodes of the given kinds; traffic from node 1's pod to node 2's pod. */
-async function clusterCase(opts: ClusterCaseOptions, say: (line: string) => void): Promise<BuiltCase> {
+async function clusterCase(opts: ClusterCaseOptions, say: (line: string) => void, env: CaseEnv): Promise<BuiltCase> {
   const topology = new Topology();
   let cluster: Cluster;
   try {
-    cluster = await Cluster.build(topology, { kinds: opts.kinds, vxtunArgs: opts.vxtunArgs, vxtunConfig: opts.vxtunConfig, logLevel: 'info', progress: (l) => say(l) });
+    cluster = await Cluster.build(topology, { wire: env.wire, underlayMtu: env.mtu, kinds: opts.kinds, vxtunArgs: opts.vxtunArgs, vxtunConfig: opts.vxtunConfig, logLevel: 'info', progress: (l) => say(l) });
   } catch (err) {
     await topology.destroy().catch(() => {});
     throw err;
@@ -79,21 +79,21 @@ export const BENCH_CASES: BenchCase[] = [
     dataplane: 'kernel VXLAN',
     title: 'kernel ↔ kernel VXLAN',
     description: "Linux's VXLAN device on both nodes, programmed as flanneld programs flannel.1: the ceiling on this machine and the baseline of every ratio",
-    build: (say) => clusterCase({ kinds: ['kernel', 'kernel'] }, say),
+    build: (say, env) => clusterCase({ kinds: ['kernel', 'kernel'] }, say, env),
   },
   {
     id: 'veth',
     dataplane: 'none (bare underlay)',
     title: 'bare veth underlay',
     description: 'node to node over the underlay (veth pairs and a bridge), no encapsulation and no pod hop: what the wire itself carries',
-    async build() {
+    async build(_say, env) {
       const topology = new Topology();
       try {
-        const ul = await Underlay.create(topology);
+        const ul = await Underlay.create(topology, 'ul', { wire: env.wire });
         const n1 = await topology.netns('n1');
         const n2 = await topology.netns('n2');
-        await ul.attach(n1, '198.18.0.1');
-        await ul.attach(n2, '198.18.0.2');
+        await ul.attach(n1, '198.18.0.1', { mtu: env.mtu });
+        await ul.attach(n2, '198.18.0.2', { mtu: env.mtu });
         return { client: n1, server: n2, serverIp: '198.18.0.2', namespacePrefix: topology.prefix, dataplane: [], datapaths: [], destroy: () => topology.destroy() };
       } catch (err) {
         await topology.destroy().catch(() => {});
@@ -106,14 +106,14 @@ export const BENCH_CASES: BenchCase[] = [
     dataplane: 'vxtun',
     title: 'vxtun ↔ vxtun, fast path',
     description: 'vxtun on both nodes with `--datapath auto` (the native fast path where this build has one; the datapath column says what ran)',
-    build: (say) => clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'auto'] }, say),
+    build: (say, env) => clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'auto'] }, say, env),
   },
   {
     id: 'vxtun-ts',
     dataplane: 'vxtun',
     title: 'vxtun ↔ vxtun, TypeScript path',
     description: 'vxtun on both nodes with `--datapath ts`: the pure-TypeScript reference pipeline',
-    build: (say) => clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'ts'] }, say),
+    build: (say, env) => clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'ts'] }, say, env),
   },
   {
     id: NAIVE_CASE,
@@ -121,23 +121,23 @@ export const BENCH_CASES: BenchCase[] = [
     title: 'naive ↔ naive (fs.read + dgram.send)',
     description:
       'the naive Node design on both nodes (src/tools/bench/naive-dataplane.ts): one blocking fs.read per packet, one dgram.send per datagram, one fs.write per received packet; same config and wire format as vxtun. The baseline of the "vxtun-ts / naive" ratio',
-    build: (say) => clusterCase({ kinds: ['naive', 'naive'] }, say),
+    build: (say, env) => clusterCase({ kinds: ['naive', 'naive'] }, say, env),
   },
   {
     id: 'mixed',
     dataplane: 'vxtun + kernel VXLAN',
     title: 'vxtun → kernel VXLAN (mixed)',
     description: 'a mixed cluster: the client pod on a vxtun node (`--datapath auto`), the server pod on a kernel VXLAN node',
-    build: (say) => clusterCase({ kinds: ['vxtun', 'kernel'], vxtunArgs: ['--datapath', 'auto'] }, say),
+    build: (say, env) => clusterCase({ kinds: ['vxtun', 'kernel'], vxtunArgs: ['--datapath', 'auto'] }, say, env),
   },
   {
     id: 'flannel-udp',
     dataplane: 'vxtun',
     title: "vxtun ↔ vxtun, flannel's udp format",
     description: "vxtun on both nodes with `\"backend\": {\"type\": \"udp\", \"port\": 8285}`: flannel's udp wire format (raw IP in UDP), when this build supports it",
-    async build(say) {
+    async build(say, env) {
       try {
-        return await clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'auto'], vxtunConfig: { backend: { type: 'udp', port: 8285 } } }, say);
+        return await clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'auto'], vxtunConfig: { backend: { type: 'udp', port: 8285 } } }, say, env);
       } catch (err) {
         // `vxtun up` refuses a config it does not understand with exit 2 and one line naming the field:
         // a refusal of backend.type is "not supported"; any other refusal is a failure of this case, said as such.
@@ -153,7 +153,7 @@ export const BENCH_CASES: BenchCase[] = [
     dataplane: 'C udp proxy',
     title: "C udp proxy (flannel's udp-backend design)",
     description: "on both nodes, a C udp proxy in flannel's udp-backend design (one read and one sendto per packet, flannel's udp wire format), written for vxtun — not flannel's code (bench/udp-proxy-c); on flannel0, pods at MTU 1472: the one-packet-per-syscall baseline",
-    build: (say) => buildUdpProxyCCase(say),
+    build: (say, env) => buildUdpProxyCCase(say, env),
   },
 ];
 

@@ -9,6 +9,7 @@
 import { loadavg } from 'node:os';
 import { describeMachine, cpusAllowed } from './machine.js';
 import { BENCH_CASES, UnsupportedCase, type BenchCase, type BuiltCase } from './cases.js';
+import { DEFAULT_CASE_ENV } from './built-case.js';
 import { startIperfServer, iperfTcp, iperfUdp, pingRtts, cpuSeconds, peakRssMiB, type Measured, type Pinning } from './measure.js';
 import { METRIC_KEYS, NAIVE_CASE, UDP_SIZES, type BenchResult, type CaseResult, type MetricKey, type RunResult } from './schema.js';
 import { quantile, summarize, ratio } from './stats.js';
@@ -120,7 +121,7 @@ async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin:
   let built: BuiltCase;
   progress.step('building topology');
   try {
-    built = await bc.build((line) => progress.detail(line));
+    built = await bc.build((line) => progress.detail(line), DEFAULT_CASE_ENV);
   } catch (err) {
     const reason = (err as Error).message.split('\n')[0]!;
     progress.note(`${bc.id}: ${err instanceof UnsupportedCase ? reason : `failed to build: ${reason}`}`);

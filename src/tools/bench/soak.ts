@@ -14,6 +14,7 @@ import { BENCH_CASES, type BuiltCase } from './cases.js';
 import { describeMachine, type MachineDescription } from './machine.js';
 import { startIperfServer, iperfTcp, cpuSeconds, statusMiB, IPERF_PORT } from './measure.js';
 import { summarize } from './stats.js';
+import { DEFAULT_CASE_ENV } from './built-case.js';
 import { escapeHtml } from './format.js';
 
 export const SOAK_RSS_LIMIT_MIB = 150;
@@ -140,7 +141,7 @@ export async function runSoak(s: SoakSettings, out: NodeJS.WritableStream = proc
   // The kernel first, briefly, for the ratio (same topology shape, same machine, same run).
   say(`kernel: 5 s of single-stream TCP for the baseline`);
   let kernelTcpGbps: number | null = null;
-  const kernel = await BENCH_CASES.find((c) => c.id === 'kernel')!.build(() => {});
+  const kernel = await BENCH_CASES.find((c) => c.id === 'kernel')!.build(() => {}, DEFAULT_CASE_ENV);
   say(`kernel: namespaces ${kernel.namespacePrefix}-*`);
   try {
     await startIperfServer(kernel.server, kernel.serverIp);
@@ -152,7 +153,7 @@ export async function runSoak(s: SoakSettings, out: NodeJS.WritableStream = proc
   }
 
   say(`${bc.id}: building ${bc.title}`);
-  const built: BuiltCase = await bc.build(() => {});
+  const built: BuiltCase = await bc.build(() => {}, DEFAULT_CASE_ENV);
   say(`${bc.id}: namespaces ${built.namespacePrefix}-*`);
   const samples: SoakSample[] = [];
   const processes = built.dataplane.map((d) => d.role);

@@ -10,11 +10,11 @@ import { Underlay } from '../lab/underlay.js';
 import { addPod } from '../lab/pods.js';
 import { nodeAddressing } from '../lab/cluster.js';
 import { UdpProxyCNode, buildUdpProxyC } from '../lab/udp-proxy-c.js';
-import type { BuiltCase } from './built-case.js';
+import type { BuiltCase, CaseEnv } from './built-case.js';
 
-const POD_MTU = 1500 - 28;
 
-export async function buildUdpProxyCCase(say: (line: string) => void): Promise<BuiltCase> {
+export async function buildUdpProxyCCase(say: (line: string) => void, env: CaseEnv): Promise<BuiltCase> {
+  const podMtu = env.mtu - 28;
   await buildUdpProxyC();
   const topology = new Topology();
   const proxies: UdpProxyCNode[] = [];
@@ -23,15 +23,15 @@ export async function buildUdpProxyCCase(say: (line: string) => void): Promise<B
     await topology.destroy();
   };
   try {
-    const underlay = await Underlay.create(topology);
+    const underlay = await Underlay.create(topology, 'ul', { wire: env.wire });
     const addrs = [nodeAddressing(1), nodeAddressing(2)];
     const pods = [];
     for (let k = 0; k < 2; k++) {
       const a = addrs[k]!;
       const peer = addrs[1 - k]!;
       const ns = await topology.netns(`n${k + 1}`);
-      await underlay.attach(ns, a.publicIp);
-      pods.push(await addPod(ns, { name: `n${k + 1}pod`, gatewayCidr: `${a.gateway}/24`, podIp: `${a.podIp}/24`, mtu: POD_MTU }));
+      await underlay.attach(ns, a.publicIp, { mtu: env.mtu });
+      pods.push(await addPod(ns, { name: `n${k + 1}pod`, gatewayCidr: `${a.gateway}/24`, podIp: `${a.podIp}/24`, mtu: podMtu }));
       const proxy = await UdpProxyCNode.start(ns, { publicIp: a.publicIp, subnet: a.subnet, peers: [{ subnet: peer.subnet, publicIp: peer.publicIp }] });
       proxies.push(proxy);
       say(`node ${k + 1} (${ns.name}): C udp proxy on ${proxy.device}, ${a.vtepIp}/16, MTU ${proxy.mtu}, underlay ${a.publicIp}:8285`);

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Topology, Netns } from './netns.js';
-import { Underlay } from './underlay.js';
+import { Underlay, type WireMode } from './underlay.js';
 import { createKernelFlannelNode, addKernelPeer } from './kernel-flannel.js';
 import { addPod } from './pods.js';
 import { waitFor } from './exec.js';
@@ -27,6 +27,8 @@ export interface ClusterOptions {
   kinds: NodeKind[];
   /** Underlay MTU (default 1500). */
   underlayMtu?: number;
+  /** How the underlay behaves (default `veth`). */
+  wire?: WireMode;
   /** MTU of the pods' veth pairs (default underlay − 50, as FLANNEL_MTU). */
   podMtu?: number;
   /** vxtun device MTU override (default: vxtun derives underlay − 50). */
@@ -142,7 +144,7 @@ export class Cluster {
     const say = opts.progress ?? (() => {});
     const underlayMtu = opts.underlayMtu ?? 1500;
     const podMtu = opts.podMtu ?? underlayMtu - 50;
-    cluster.underlay = await Underlay.create(topology);
+    cluster.underlay = await Underlay.create(topology, 'ul', { wire: opts.wire });
     say(`underlay: bridge in ${cluster.underlay.ns.name}, 198.18.0.0/24, MTU ${underlayMtu}`);
     const addrs = opts.kinds.map((_, k) => nodeAddressing(k + 1));
     for (let k = 0; k < opts.kinds.length; k++) {

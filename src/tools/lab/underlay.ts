@@ -2,6 +2,9 @@
 import { assertUnderlay } from './addresses.js';
 import { Netns, Topology } from './netns.js';
 
+/** `veth`: as veth gives it; `link`: segmentation offloads off and GRO on at every port, as a NIC behaves. */
+export type WireMode = 'veth' | 'link';
+
 export interface UnderlayPort {
   node: Netns;
   ifname: string;
@@ -15,11 +18,14 @@ export interface UnderlayPort {
 export class Underlay {
   readonly bridge = 'br0';
   private ports = 0;
-  private constructor(readonly ns: Netns) {}
+  private constructor(
+    readonly ns: Netns,
+    readonly wire: WireMode,
+  ) {}
 
-  static async create(topology: Topology, suffix = 'ul'): Promise<Underlay> {
+  static async create(topology: Topology, suffix = 'ul', opts: { wire?: WireMode } = {}): Promise<Underlay> {
     const ns = await topology.netns(suffix);
-    const ul = new Underlay(ns);
+    const ul = new Underlay(ns, opts.wire ?? 'veth');
     await ns.ip(['link', 'add', ul.bridge, 'type', 'bridge']);
     await ns.ip(['link', 'set', ul.bridge, 'up']);
     return ul;
@@ -38,8 +44,25 @@ export class Underlay {
     const bridgePort = `p${++this.ports}`;
     await this.ns.ip(['link', 'add', bridgePort, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', ifname, 'mtu', String(mtu), 'netns', node.name]);
     await this.ns.ip(['link', 'set', bridgePort, 'master', this.bridge, 'up']);
+    if (this.wire === 'link') {
+      await this.ns.execOk(['ethtool', '-K', bridgePort, ...LINK_FEATURES]);
+      await node.execOk(['ethtool', '-K', ifname, ...LINK_FEATURES]);
+    }
     await node.ip(['addr', 'add', `${ip}/${prefixLen}`, 'dev', ifname]);
     await node.ip(['link', 'set', ifname, 'up']);
     return { node, ifname, ip, prefixLen, mtu, bridgePort };
   }
 }
+
+/**
+ * A link wire: every segmentation offload off, so the sender's kernel cuts TCP, UDP (USO) and
+ * encapsulated super-packets into MTU-sized frames before they cross; GRO on, so the receiver
+ * coalesces them again as a NIC driver's NAPI poll would.
+ */
+const LINK_FEATURES = [
+  'tso', 'off', 'gso', 'off', 'gro', 'on',
+  'tx-udp-segmentation', 'off', 'tx-gso-list', 'off',
+  'tx-udp_tnl-segmentation', 'off', 'tx-udp_tnl-csum-segmentation', 'off',
+  'tx-gre-segmentation', 'off', 'tx-gre-csum-segmentation', 'off',
+  'tx-ipxip4-segmentation', 'off', 'tx-ipxip6-segmentation', 'off',
+];
