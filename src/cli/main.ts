@@ -92,6 +92,8 @@ program
   .option('--count <n>', 'stop after this many journeys')
   .option('--duration <seconds>', 'stop after this long')
   .option('--max-rate <n>', 'journeys per second each node sends at most; past it whole batches go untraced (counted) so the dataplane keeps its speed (default 2000)')
+  .option('--lab', "trace the teaching lab's vxtun nodes, with the kernel's hops (pod eth0, veth, cni0, TUN, flannel.1, underlay eth0) seen by packet sockets in its namespaces")
+  .option('--state-dir <dir>', 'with --lab: where the lab keeps its state', DEFAULT_LAB_DIR)
   .action(async (o: TraceCliOptions) => {
     const { runTrace } = await import('./trace.js');
     process.exitCode = await runTrace(o);

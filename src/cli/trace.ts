@@ -10,6 +10,8 @@ import { formatItem, type TraceItem } from '../trace/printer.js';
 import { PcapngWriter } from '../trace/pcapng.js';
 import { WallClock } from '../trace/time.js';
 import { labels, type Lang } from '../trace/i18n.js';
+import { readLabState, DEFAULT_LAB_DIR } from '../tools/lab/teaching.js';
+import { KernelHopCapture, labCapturePlaces } from '../tools/lab/kernel-hops.js';
 
 export interface TraceCliOptions {
   device: string;
@@ -30,7 +32,11 @@ export interface TraceCliOptions {
   count?: string;
   duration?: string;
   maxRate?: string;
+  lab?: boolean;
+  stateDir?: string;
 }
+
+const KERNEL_HOPS_SETTLE_MS = 150;
 
 function usage(message: string): number {
   process.stderr.write(`vxtun: ${message}\n`);
@@ -63,7 +69,20 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   const webPort = Number(o.webPort);
   if (!Number.isInteger(webPort) || webPort < 0 || webPort > 65535) return usage(`--web-port: "${o.webPort}" is not a port number`);
 
-  const sockets = o.socket && o.socket.length > 0 ? o.socket : [defaultControlSocket(o.device)];
+  let sockets = o.socket && o.socket.length > 0 ? o.socket : [defaultControlSocket(o.device)];
+  let capture: KernelHopCapture | undefined;
+  if (o.lab) {
+    const state = readLabState(o.stateDir ?? DEFAULT_LAB_DIR);
+    if (!state) return usage(`--lab: no lab is up (no state in ${o.stateDir ?? DEFAULT_LAB_DIR}): run vxtun lab up first`);
+    sockets = state.nodes.filter((n) => n.controlSocket !== undefined).map((n) => n.controlSocket!);
+    if (sockets.length === 0) return usage(`--lab: lab ${state.prefix} has no vxtun node to trace`);
+    try {
+      capture = await KernelHopCapture.start(labCapturePlaces(state));
+    } catch (err) {
+      process.stderr.write(`vxtun: --lab: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   const color = o.color === 'always' || (o.color === 'auto' && process.stdout.isTTY === true && !process.env.NO_COLOR);
   const lang = o.lang as Lang;
   const wall = new WallClock();
@@ -73,7 +92,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   const done = new Promise<void>((r) => (finish = r));
   let web: { push(item: TraceItem): void; close(): Promise<void>; url: string } | undefined;
 
-  const onItem = (item: TraceItem): void => {
+  const show = (item: TraceItem): void => {
     if (count !== undefined && seen >= count) return;
     seen++;
     pcap?.write(item);
@@ -82,11 +101,15 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
     else process.stdout.write(`${formatItem(item, { lang, color, wall })}\n\n`);
     if (count !== undefined && seen >= count) finish();
   };
+  // A journey is reported once its packet crossed; the kernel's last hops (into the pod) follow within
+  // microseconds, and their capturer's line a little later: wait that out before merging.
+  const onItem = capture === undefined ? show : (item: TraceItem): void => void setTimeout(() => show(capture!.attach(item)), KERNEL_HOPS_SETTLE_MS);
 
   let session: TraceSession;
   try {
-    session = await TraceSession.connect({ sockets, filter, bytes: o.pcap !== undefined || o.web === true, ...(maxRate !== undefined ? { maxRate } : {}), onItem });
+    session = await TraceSession.connect({ sockets, filter, bytes: o.pcap !== undefined || o.web === true || capture !== undefined, ...(maxRate !== undefined ? { maxRate } : {}), onItem });
   } catch (err) {
+    capture?.close();
     const code = (err as NodeJS.ErrnoException).code;
     const hint = code === 'ENOENT' || code === 'ECONNREFUSED' ? `${labels(lang).noNodeHint}\n` : '';
     process.stderr.write(`vxtun: ${(err as Error).message}\n${hint}`);
@@ -101,6 +124,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
     }
   } catch (err) {
     session.close();
+    capture?.close();
     process.stderr.write(`vxtun: ${(err as Error).message}\n`);
     return 1;
   }
@@ -116,6 +140,8 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   session.close();
+  if (capture) await new Promise((r) => setTimeout(r, KERNEL_HOPS_SETTLE_MS)); // the last items' merge
+  capture?.close();
   pcap?.close();
   await web?.close();
   if (pcap) process.stderr.write(`vxtun trace: wrote ${pcap.packets} packets to ${pcap.path} (read with: tshark -r ${pcap.path} -d udp.port==8472,vxlan)\n`);

@@ -1,0 +1,109 @@
+/*
+ * hop_capture: the kernel's hops of a lab packet, seen by a packet socket (vxtun lab tour, vxtun trace --lab).
+ * Run inside one network namespace (ip netns exec NS hop_capture [VXLAN_PORT]). One unbound AF_PACKET
+ * socket sees every interface of that namespace in both directions; for each IPv4 packet that is ICMP or
+ * UDP to/from the VXLAN port (default 8472) it prints one line:
+ *
+ *   <CLOCK_MONOTONIC ns> <in|out> <interface> <IP length> <hex of the first 128 bytes from the IP header>
+ *
+ * Clocks: the kernel stamps each packet with CLOCK_REALTIME (SO_TIMESTAMPNS); vxtun's observation points
+ * carry CLOCK_MONOTONIC. The offset between the two is read when each packet is delivered (a realtime
+ * reading between two monotonic ones, the tightest of three tries) and kept while it stays within 1 µs,
+ * so the mapping follows any NTP slew and is off only by what the clocks moved apart in the
+ * microseconds since the kernel's stamp (and that 1 µs).
+ * Prints "ready" once the socket is open; dies with its parent (ip netns exec execs it in place).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t ns_of(const struct timespec *t) { return (int64_t)t->tv_sec * 1000000000LL + t->tv_nsec; }
+
+static int64_t clock_ns(clockid_t id) {
+  struct timespec t;
+  clock_gettime(id, &t);
+  return ns_of(&t);
+}
+
+/* CLOCK_REALTIME - CLOCK_MONOTONIC, now. */
+static int64_t realtime_minus_monotonic(void) {
+  int64_t best_gap = INT64_MAX, offset = 0;
+  for (int i = 0; i < 3; i++) {
+    int64_t m1 = clock_ns(CLOCK_MONOTONIC), r = clock_ns(CLOCK_REALTIME), m2 = clock_ns(CLOCK_MONOTONIC);
+    if (m2 - m1 < best_gap) {
+      best_gap = m2 - m1;
+      offset = r - (m1 + (m2 - m1) / 2);
+    }
+  }
+  return offset;
+}
+
+int main(int argc, char **argv) {
+  int port = argc > 1 ? atoi(argv[1]) : 8472;
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() == 1) return 1;
+  int fd = socket(AF_PACKET, SOCK_DGRAM, htons(ETH_P_ALL));
+  if (fd < 0) {
+    perror("hop_capture: socket(AF_PACKET)");
+    return 1;
+  }
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) < 0) {
+    perror("hop_capture: SO_TIMESTAMPNS");
+    return 1;
+  }
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("ready\n");
+  unsigned char buf[2048];
+  int64_t offset = 0;
+  int offset_known = 0;
+  char control[256];
+  for (;;) {
+    struct sockaddr_ll from;
+    struct iovec iov = {buf, sizeof buf};
+    struct msghdr msg = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    ssize_t n = recvmsg(fd, &msg, 0);
+    if (n < 0) continue;
+    if (from.sll_protocol != htons(ETH_P_IP) || n < 20 || (buf[0] >> 4) != 4) continue;
+    int ihl = (buf[0] & 0x0f) * 4;
+    if (buf[9] == 17) {
+      if (n < ihl + 8) continue;
+      int sport = buf[ihl] << 8 | buf[ihl + 1], dport = buf[ihl + 2] << 8 | buf[ihl + 3];
+      if (sport != port && dport != port) continue;
+    } else if (buf[9] != 1) {
+      continue;
+    }
+    int64_t stamp = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+        struct timespec t;
+        memcpy(&t, CMSG_DATA(c), sizeof t);
+        stamp = ns_of(&t);
+      }
+    }
+    if (stamp >= 0) {
+      /* One offset for as long as it holds to within a microsecond: packets the kernel stamped alike
+       * (a bridge port and its bridge) keep equal times rather than differ by the reading's jitter. */
+      int64_t now = realtime_minus_monotonic();
+      if (offset_known == 0 || now - offset > 1000 || offset - now > 1000) offset = now, offset_known = 1;
+    }
+    int64_t mono = stamp >= 0 ? stamp - offset : clock_ns(CLOCK_MONOTONIC);
+    char name[IF_NAMESIZE] = "?";
+    if (if_indextoname((unsigned)from.sll_ifindex, name) == NULL) snprintf(name, sizeof name, "if%d", from.sll_ifindex);
+    int ip_length = buf[2] << 8 | buf[3];
+    printf("%lld %s %s %d ", (long long)mono, from.sll_pkttype == PACKET_OUTGOING ? "out" : "in", name, ip_length);
+    for (ssize_t i = 0; i < n && i < 128; i++) printf("%02x", buf[i]);
+    printf("\n");
+  }
+}
