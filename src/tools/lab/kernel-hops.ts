@@ -10,6 +10,8 @@ import { buildCProgram } from './c-program.js';
 import { fingerprintOfIpv4, KernelHopPool, withKernelHops, type HopRole, type KernelHop } from '../../trace/hops.js';
 import type { TraceItem } from '../../trace/printer.js';
 import type { LabState } from './teaching.js';
+import { run, sleep, type ExecResult } from './exec.js';
+import { TraceSession } from '../../trace/client.js';
 
 const SOURCE = 'src/tools/lab/hop_capture.c';
 
@@ -111,5 +113,43 @@ export class KernelHopCapture {
   close(): void {
     for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
     this.children.length = 0;
+  }
+}
+
+export interface TracedPing {
+  /** The ping's own output and exit code. */
+  ping: ExecResult;
+  /** The request's and the reply's trace items, in the order they were sent, kernel hops merged in when captured. */
+  items: TraceItem[];
+}
+
+/**
+ * One ping from a pod, traced on the vxtun nodes (`sockets`) and, when `places` are given, in the
+ * kernel's namespaces too. A capturer that cannot start (no gcc, say) leaves the hops out:
+ * `onNoCapture` hears why.
+ */
+export async function traceOnePing(o: { sockets: string[]; places: CapturePlace[]; fromPod: string; to: string; onNoCapture?: (why: string) => void }): Promise<TracedPing> {
+  const items: TraceItem[] = [];
+  const capture =
+    o.places.length === 0
+      ? undefined
+      : await KernelHopCapture.start(o.places).catch((err: Error) => {
+          o.onNoCapture?.(err.message);
+          return undefined;
+        });
+  try {
+    const session = await TraceSession.connect({ sockets: o.sockets, filter: { host: o.to, protocol: 'icmp' }, onItem: (i) => items.push(i), windowMs: 300, bytes: capture !== undefined });
+    const ping = await run(['ip', 'netns', 'exec', o.fromPod, 'ping', '-c', '1', '-W', '2', o.to]);
+    const want = 2; // the request and the reply (each a story, or a journey when one end is a kernel node)
+    const deadline = Date.now() + 3000;
+    while (items.length < want && Date.now() < deadline) await sleep(50);
+    await sleep(350); // let a lone journey's pairing window pass (and the last kernel hops arrive)
+    session.close();
+    // In the order the packets were sent (a story is reported when both its ends are in, not in order).
+    const firstSeen = (i: TraceItem): number => Math.min(...(i.kind === 'journey' ? [i.journey] : [i.sender, i.receiver]).flatMap((j) => j.events.map((e) => e.t)));
+    items.sort((a, b) => firstSeen(a) - firstSeen(b));
+    return { ping, items: capture ? items.map((i) => capture.attach(i)) : items };
+  } finally {
+    capture?.close();
   }
 }

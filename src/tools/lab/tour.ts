@@ -9,14 +9,13 @@ import { readFileSync } from 'node:fs';
 import { run } from './exec.js';
 import type { LabNodeState, LabState } from './teaching.js';
 import { controlRequest } from '../../control/socket.js';
-import { TraceSession } from '../../trace/client.js';
 import { formatItem, describeInner, type TraceItem } from '../../trace/printer.js';
 import type { Journey } from '../../trace/journey.js';
 import { outcomeTotals, type CounterSnapshot } from '../../packet/counters.js';
 import { labels, type Lang } from '../../trace/i18n.js';
 import { WallClock } from '../../trace/time.js';
 import { tourText, type TourText } from './tour-text.js';
-import { KernelHopCapture, labCapturePlaces } from './kernel-hops.js';
+import { labCapturePlaces, traceOnePing } from './kernel-hops.js';
 import { DEFAULT_LAB_DIR } from './state-dir.js';
 
 export interface TourOptions {
@@ -158,29 +157,13 @@ export async function labTour(state: LabState, o: TourOptions = {}): Promise<num
       if (ping.code !== 0) code = 1;
       continue;
     }
-    const items: TraceItem[] = [];
     // The kernel's hops too: a packet socket in every namespace of the lab (pods and nodes).
-    const capture = await KernelHopCapture.start(labCapturePlaces(state)).catch((err: Error) => {
-      say(T.noKernelHops({ why: err.message }));
-      return undefined;
-    });
-    const session = await TraceSession.connect({ sockets, filter: { host: to.podIp, protocol: 'icmp' }, onItem: (i) => items.push(i), windowMs: 300, bytes: capture !== undefined });
-    const ping = await run(['ip', 'netns', 'exec', from.pod, 'ping', '-c', '1', '-W', '2', to.podIp]);
-    const want = 2; // the request and the reply (each a story, or a journey when one end is a kernel node)
-    const deadline = Date.now() + 3000;
-    while (items.length < want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 350)); // let a lone journey's pairing window pass
-    session.close();
-    capture?.close();
+    const { ping, items } = await traceOnePing({ sockets, places: labCapturePlaces(state), fromPod: from.pod, to: to.podIp, onNoCapture: (why) => say(T.noKernelHops({ why })) });
     say(`  $ ping -c 1 ${to.podIp}        ${T.inNs(from.pod)}`);
     say(indent(ping.stdout.split('\n').slice(1, 2).join('\n')));
     if (ping.code !== 0) code = 1;
     const wall = new WallClock();
-    // In the order the packets were sent (a story is reported when both its ends are in, not in order).
-    const firstSeen = (i: TraceItem): number => Math.min(...(i.kind === 'journey' ? [i.journey] : [i.sender, i.receiver]).flatMap((j) => j.events.map((e) => e.t)));
-    items.sort((a, b) => firstSeen(a) - firstSeen(b));
-    for (const seen of items) {
-      const item = capture ? capture.attach(seen) : seen;
+    for (const item of items) {
       say('');
       say(indent(formatItem(item, { lang, color: o.color ?? false, wall }), '  '));
       say('');
