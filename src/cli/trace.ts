@@ -12,6 +12,7 @@ import { WallClock } from '../trace/time.js';
 import { labels, type Lang } from '../trace/i18n.js';
 import { readLabState, DEFAULT_LAB_DIR } from '../tools/lab/teaching.js';
 import { KernelHopCapture, labCapturePlaces } from '../tools/lab/kernel-hops.js';
+import { usageError } from './usage-error.js';
 
 export interface TraceCliOptions {
   device: string;
@@ -38,10 +39,6 @@ export interface TraceCliOptions {
 
 const KERNEL_HOPS_SETTLE_MS = 150;
 
-function usage(message: string): number {
-  process.stderr.write(`vxtun: ${message}\n`);
-  return 2;
-}
 
 export async function runTrace(o: TraceCliOptions): Promise<number> {
   let filter: TraceFilter;
@@ -55,27 +52,27 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
       ...(o.verdict !== undefined ? { verdict: o.verdict } : {}),
     });
   } catch (err) {
-    if (err instanceof FilterError) return usage(`--${err.message}`);
+    if (err instanceof FilterError) return usageError(`--${err.message}`);
     throw err;
   }
-  if (o.lang !== 'en' && o.lang !== 'zh') return usage(`--lang: "${o.lang}" is not en or zh`);
-  if (!['auto', 'always', 'never'].includes(o.color)) return usage(`--color: "${o.color}" is not auto, always or never`);
+  if (o.lang !== 'en' && o.lang !== 'zh') return usageError(`--lang: "${o.lang}" is not en or zh`);
+  if (!['auto', 'always', 'never'].includes(o.color)) return usageError(`--color: "${o.color}" is not auto, always or never`);
   const count = o.count !== undefined ? Number(o.count) : undefined;
-  if (count !== undefined && (!Number.isInteger(count) || count < 1)) return usage(`--count: "${o.count}" is not a positive integer`);
+  if (count !== undefined && (!Number.isInteger(count) || count < 1)) return usageError(`--count: "${o.count}" is not a positive integer`);
   const duration = o.duration !== undefined ? Number(o.duration) : undefined;
-  if (duration !== undefined && !(duration > 0)) return usage(`--duration: "${o.duration}" is not a positive number of seconds`);
+  if (duration !== undefined && !(duration > 0)) return usageError(`--duration: "${o.duration}" is not a positive number of seconds`);
   const maxRate = o.maxRate !== undefined ? Number(o.maxRate) : undefined;
-  if (maxRate !== undefined && (!Number.isInteger(maxRate) || maxRate < 1)) return usage(`--max-rate: "${o.maxRate}" is not a positive whole number of journeys per second`);
+  if (maxRate !== undefined && (!Number.isInteger(maxRate) || maxRate < 1)) return usageError(`--max-rate: "${o.maxRate}" is not a positive whole number of journeys per second`);
   const webPort = Number(o.webPort);
-  if (!Number.isInteger(webPort) || webPort < 0 || webPort > 65535) return usage(`--web-port: "${o.webPort}" is not a port number`);
+  if (!Number.isInteger(webPort) || webPort < 0 || webPort > 65535) return usageError(`--web-port: "${o.webPort}" is not a port number`);
 
   let sockets = o.socket && o.socket.length > 0 ? o.socket : [defaultControlSocket(o.device)];
   let capture: KernelHopCapture | undefined;
   if (o.lab) {
     const state = readLabState(o.stateDir ?? DEFAULT_LAB_DIR);
-    if (!state) return usage(`--lab: no lab is up (no state in ${o.stateDir ?? DEFAULT_LAB_DIR}): run vxtun lab up first`);
+    if (!state) return usageError(`--lab: no lab is up (no state in ${o.stateDir ?? DEFAULT_LAB_DIR}): run vxtun lab up first`);
     sockets = state.nodes.filter((n) => n.controlSocket !== undefined).map((n) => n.controlSocket!);
-    if (sockets.length === 0) return usage(`--lab: lab ${state.prefix} has no vxtun node to trace`);
+    if (sockets.length === 0) return usageError(`--lab: lab ${state.prefix} has no vxtun node to trace`);
     try {
       capture = await KernelHopCapture.start(labCapturePlaces(state));
     } catch (err) {
