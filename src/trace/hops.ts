@@ -88,12 +88,17 @@ export function mergeHops(journeys: Journey[], kernel: KernelHop[]): Hop[] {
 export class KernelHopPool {
   private hops: KernelHop[] = [];
 
-  constructor(private readonly keepMs = 10_000) {}
+  constructor(
+    private readonly keepMs = 10_000,
+    /** Bulk traffic the trace does not follow must not grow it without end: past this the oldest go. */
+    private readonly maxHops = 50_000,
+  ) {}
 
   add(h: KernelHop): void {
     this.hops.push(h);
     const horizon = h.t - this.keepMs;
     if (this.hops[0]!.t < horizon) this.hops = this.hops.filter((x) => x.t >= horizon);
+    if (this.hops.length > this.maxHops) this.hops = this.hops.slice(this.hops.length - Math.floor((this.maxHops * 3) / 4));
   }
 
   /** Takes (removes) the hops of this packet seen between `from` and `to` (monotonic ms). */

@@ -68,7 +68,7 @@ describe('the whole path observed: kernel hops and vxtun stages in one journey',
     expect(r.code, r.stdout + r.stderr).toBe(0);
   };
   const startTrace = async (args: string[]): Promise<{ child: ChildProcess; stdout: () => string; stderr: () => string }> => {
-    const child = spawn(process.execPath, [cliPath, 'trace', '--lab', '--state-dir', dir, '--protocol', 'icmp', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliPath, 'trace', '--lab', '--state-dir', dir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     traces.push(child);
     let out = '';
     let err = '';
@@ -80,7 +80,7 @@ describe('the whole path observed: kernel hops and vxtun stages in one journey',
   };
 
   it('vxtun↔vxtun and vxtun↔kernel: veth, cni0, TUN, flannel.1 and eth0 on both nodes, with vxtun\'s stages, in one time order', async () => {
-    const trace = await startTrace(['--json', '--count', '4']);
+    const trace = await startTrace(['--protocol', 'icmp', '--json', '--count', '4']);
     await ping(1, 2);
     await ping(1, 3);
     await waitFor(() => trace.child.exitCode !== null, { timeoutMs: 10_000, what: 'four traced items' });
@@ -115,9 +115,20 @@ describe('the whole path observed: kernel hops and vxtun stages in one journey',
     }
   }, 60_000);
 
+  it('not only pings: a UDP datagram between pods is matched by its IP id and ports', async () => {
+    const [n1, n2] = state.nodes as [LabState['nodes'][number], LabState['nodes'][number]];
+    const trace = await startTrace(['--protocol', 'udp', '--port', '9999', '--json', '--count', '1']);
+    const sent = await run(['ip', 'netns', 'exec', n1.pod, process.execPath, join(repoRoot, 'test/tools/udp-send.mjs'), n2.podIp, '9999', 'cafe'.repeat(16)]);
+    expect(sent.code, sent.stderr).toBe(0);
+    await waitFor(() => trace.child.exitCode !== null, { timeoutMs: 10_000, what: 'the traced datagram' });
+    const item = JSON.parse(trace.stdout().trim()) as TraceItem;
+    const ids = (item.hops ?? []).map((h) => hopId(h, state));
+    expect(ids.filter((id) => !/^vxtun \d tun-write$/.test(id)), trace.stdout()).toEqual(expectedPath(n1, n2));
+  }, 40_000);
+
   it('the web view draws the kernel hops on the path, apart from vxtun\'s, in English and Chinese', async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing (Debian package chromium, installed by scripts/install-deps.sh)`);
-    const trace = await startTrace(['--web', '--web-port', '0']);
+    const trace = await startTrace(['--protocol', 'icmp', '--web', '--web-port', '0']);
     const url = /web view on (http:\/\/\S+)/.exec(trace.stderr())?.[1];
     expect(url, trace.stderr()).toBeDefined();
     browser = await chromium.launch({

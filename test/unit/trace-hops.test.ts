@@ -67,5 +67,12 @@ describe('kernel hops', () => {
     const item = withKernelHops<TraceItem>({ kind: 'journey', journey }, pool);
     expect(item.hops?.filter((h) => h.by === 'kernel').map((h) => `${h.point} ${h.t}`)).toEqual(['vxtun0 5']);
     expect(withKernelHops<TraceItem>({ kind: 'journey', journey }, pool).hops).toBeUndefined(); // taken already
+
+    // bounded: bulk traffic nobody traces cannot grow it without end (the newest stay)
+    const small = new KernelHopPool(10_000, 100);
+    for (let t = 0; t < 1000; t++) small.add(hop(t, 'cni0', 'in'));
+    const kept = small.take(fp, 0, 1000);
+    expect(kept.length).toBeLessThanOrEqual(100);
+    expect(kept.at(-1)?.t).toBe(999);
   });
 });

@@ -1,8 +1,10 @@
 /*
  * hop_capture: the kernel's hops of a lab packet, seen by a packet socket (vxtun lab tour, vxtun trace --lab).
- * Run inside one network namespace (ip netns exec NS hop_capture [VXLAN_PORT]). One unbound AF_PACKET
- * socket sees every interface of that namespace in both directions; for each IPv4 packet that is ICMP or
- * UDP to/from the VXLAN port (default 8472) it prints one line:
+ * Run inside one network namespace (ip netns exec NS hop_capture [VXLAN_PORT [POD_NETWORK]]). One unbound
+ * AF_PACKET socket sees every interface of that namespace in both directions; for each IPv4 packet that is
+ * ICMP, a UDP datagram to/from the VXLAN port (default 8472), or TCP/UDP with an address in the pod
+ * network (default 10.244.0.0/16) it prints one line, at most REPORTS_PER_SECOND a second (past that a
+ * burst goes unreported, so bulk traffic cannot swamp the lab):
  *
  *   <CLOCK_MONOTONIC ns> <in|out> <interface> <IP length> <hex of the first 128 bytes from the IP header>
  *
@@ -49,8 +51,32 @@ static int64_t realtime_minus_monotonic(void) {
   return offset;
 }
 
+#define REPORTS_PER_SECOND 5000
+
+static int in_network(const unsigned char *addr, uint32_t net, uint32_t mask) {
+  uint32_t a = (uint32_t)addr[0] << 24 | (uint32_t)addr[1] << 16 | (uint32_t)addr[2] << 8 | addr[3];
+  return (a & mask) == net;
+}
+
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 8472;
+  struct in_addr net_addr = {htonl(0x0af40000)};
+  int prefix = 16;
+  if (argc > 2) {
+    char text[64];
+    snprintf(text, sizeof text, "%s", argv[2]);
+    char *slash = strchr(text, '/');
+    if (slash != NULL) {
+      *slash = '\0';
+      prefix = atoi(slash + 1);
+    }
+    if (slash == NULL || inet_pton(AF_INET, text, &net_addr) != 1 || prefix < 0 || prefix > 32) {
+      fprintf(stderr, "hop_capture: POD_NETWORK %s is not an IPv4 CIDR\n", argv[2]);
+      return 2;
+    }
+  }
+  uint32_t mask = prefix == 0 ? 0 : 0xffffffffu << (32 - prefix);
+  uint32_t net = ntohl(net_addr.s_addr) & mask;
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() == 1) return 1;
   int fd = socket(AF_PACKET, SOCK_DGRAM, htons(ETH_P_ALL));
@@ -68,6 +94,8 @@ int main(int argc, char **argv) {
   unsigned char buf[2048];
   int64_t offset = 0;
   int offset_known = 0;
+  time_t budget_second = 0;
+  int reports = 0;
   char control[256];
   for (;;) {
     struct sockaddr_ll from;
@@ -77,13 +105,20 @@ int main(int argc, char **argv) {
     if (n < 0) continue;
     if (from.sll_protocol != htons(ETH_P_IP) || n < 20 || (buf[0] >> 4) != 4) continue;
     int ihl = (buf[0] & 0x0f) * 4;
+    int pods = in_network(buf + 12, net, mask) || in_network(buf + 16, net, mask);
     if (buf[9] == 17) {
       if (n < ihl + 8) continue;
       int sport = buf[ihl] << 8 | buf[ihl + 1], dport = buf[ihl + 2] << 8 | buf[ihl + 3];
-      if (sport != port && dport != port) continue;
+      if (sport != port && dport != port && !pods) continue;
+    } else if (buf[9] == 6) {
+      if (!pods) continue;
     } else if (buf[9] != 1) {
       continue;
     }
+    /* the budget: REPORTS_PER_SECOND lines per wall second at most */
+    time_t second = time(NULL);
+    if (second != budget_second) budget_second = second, reports = 0;
+    if (++reports > REPORTS_PER_SECOND) continue;
     int64_t stamp = -1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
