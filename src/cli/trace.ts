@@ -68,6 +68,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
 
   let sockets = o.socket && o.socket.length > 0 ? o.socket : [defaultControlSocket(o.device)];
   let capture: KernelHopCapture | undefined;
+  if (o.lab && o.socket && o.socket.length > 0) return usageError('--lab traces the lab\'s own nodes: give --lab or --socket, not both');
   if (o.lab) {
     const state = readLabState(o.stateDir ?? DEFAULT_LAB_DIR);
     if (!state) return usageError(`--lab: no lab is up (no state in ${o.stateDir ?? DEFAULT_LAB_DIR}): run vxtun lab up first`);

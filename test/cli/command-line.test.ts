@@ -68,6 +68,7 @@ describe('vxtun command line', () => {
     const nodes = vxtun(['lab', 'up', '--nodes', '12', '--lang', 'zh']);
     expect(nodes.stderr).toMatch(/^error: unknown option '--lang'\n提示：没有 --lang 这个参数/); // lab up has no --lang: named as unknown, in Chinese too
     for (const r of [count, typo, flag, choice]) expect(untranslatedWords(r.stderr.split('\n')[1]!)).toEqual([]);
+    expect(vxtun(['trace', '--lab', '--socket', '/nonexistent.sock']).stderr).toBe("vxtun: --lab traces the lab's own nodes: give --lab or --socket, not both\n");
     // a reader of English sees the one line only
     expect(vxtun(['trace', '--count', 'x']).stderr).toBe('vxtun: --count: "x" is not a positive integer\n');
     expect(vxtun(['lab', 'tuor']).stderr).toBe("error: unknown command 'tuor' for 'vxtun lab' (Did you mean tour?)\n");
