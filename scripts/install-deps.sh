@@ -14,7 +14,7 @@ packages=(
   chromium          # headless browser: the trace web view and the bench report are tested in it (playwright-core)
   containernetworking-plugins  # CNI bridge + host-local: pods from subnet.env (lab up, flannel tests)
   python3 make g++  # node-gyp builds the addon
-  gcc               # builds the C udp proxy (bench/udp-proxy-c) for its interop test and bench case
+  gcc               # builds the C udp proxy (bench/udp-proxy-c) for its interop test and bench case, and the lab's kernel-hop capturer
   clang libclang-rt-dev  # libFuzzer and the sanitizers: scripts/fuzz.sh, scripts/asan-check.sh
   etcd-server       # the flannel registry (3.4: v3 API, and v2 with --enable-v2)
   etcd-client       # etcdctl: tests read and change leases as an operator would

@@ -12,6 +12,7 @@ import { renderHtml } from '../tools/bench/report-html.js';
 import { loadResult, renderCompare, CompareError } from '../tools/bench/compare.js';
 import { BenchResultSchema } from '../tools/bench/schema.js';
 import { runSoak, renderSoakText, renderSoakHtml } from '../tools/bench/soak.js';
+import { usageError } from './usage-error.js';
 
 export interface BenchOptions {
   quick?: boolean;
@@ -23,10 +24,6 @@ export interface BenchOptions {
   pin?: boolean;
 }
 
-function usage(msg: string): number {
-  process.stderr.write(`vxtun: ${msg}\n`);
-  return 2;
-}
 
 function positiveInt(name: string, value: string | undefined, max: number): number | string | undefined {
   if (value === undefined) return undefined;
@@ -41,12 +38,12 @@ export async function runBenchCommand(o: BenchOptions, argv: string[]): Promise<
   if (o.cases !== undefined) {
     cases = o.cases.split(',').map((s) => s.trim()).filter(Boolean);
     const bad = cases.find((c) => !known.includes(c));
-    if (bad !== undefined || cases.length === 0) return usage(`--cases ${JSON.stringify(o.cases)}: unknown case ${JSON.stringify(bad ?? '')} (cases: ${known.join(', ')})`);
+    if (bad !== undefined || cases.length === 0) return usageError(`--cases ${JSON.stringify(o.cases)}: unknown case ${JSON.stringify(bad ?? '')} (cases: ${known.join(', ')})`);
   }
   const runs = positiveInt('--runs', o.runs, 50);
   const seconds = positiveInt('--seconds', o.seconds, 600);
-  if (typeof runs === 'string') return usage(runs);
-  if (typeof seconds === 'string') return usage(seconds);
+  if (typeof runs === 'string') return usageError(runs);
+  if (typeof seconds === 'string') return usageError(seconds);
   if (process.getuid?.() !== 0) {
     process.stderr.write('vxtun: vxtun bench must run as root (it creates network namespaces)\n');
     return 1;
@@ -123,13 +120,13 @@ export async function runBenchSoak(o: SoakOptions, argv: string[]): Promise<numb
   const minutes = positiveInt('--minutes', o.minutes, 24 * 60);
   const secondsOpt = positiveInt('--duration', o.duration, 24 * 3600);
   const interval = positiveInt('--interval', o.interval, 600);
-  for (const v of [minutes, secondsOpt, interval]) if (typeof v === 'string') return usage(v);
+  for (const v of [minutes, secondsOpt, interval]) if (typeof v === 'string') return usageError(v);
   const caseIds = BENCH_CASES.filter((c) => c.id !== 'kernel' && c.id !== 'veth').map((c) => c.id);
   const caseId = o.case ?? 'vxtun-fast';
-  if (!caseIds.includes(caseId)) return usage(`--case ${JSON.stringify(caseId)}: not a case with a vxtun process (cases: ${caseIds.join(', ')})`);
+  if (!caseIds.includes(caseId)) return usageError(`--case ${JSON.stringify(caseId)}: not a case with a vxtun process (cases: ${caseIds.join(', ')})`);
   const seconds = (secondsOpt as number | undefined) ?? ((minutes as number | undefined) ?? 10) * 60;
   const intervalSeconds = (interval as number | undefined) ?? Math.min(10, Math.max(1, Math.floor(seconds / 10)));
-  if (intervalSeconds >= seconds) return usage(`--interval ${intervalSeconds} must be shorter than the run (${seconds} s)`);
+  if (intervalSeconds >= seconds) return usageError(`--interval ${intervalSeconds} must be shorter than the run (${seconds} s)`);
   if (process.getuid?.() !== 0) {
     process.stderr.write('vxtun: vxtun bench soak must run as root (it creates network namespaces)\n');
     return 1;

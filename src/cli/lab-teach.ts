@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { labUp, labDown, readLabState, resolveTarget, LabError, DEFAULT_LAB_DIR } from '../tools/lab/teaching.js';
 import { labTour } from '../tools/lab/tour.js';
+import { usageError } from './usage-error.js';
 
 function requireRootOr(cmd: string): number | undefined {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
@@ -21,15 +22,13 @@ function fail(err: unknown): number {
 export async function runLabUp(o: { nodes: string; kernel?: string; stateDir: string }): Promise<number> {
   const nodes = Number(o.nodes);
   if (!Number.isInteger(nodes) || nodes < 2 || nodes > 9) {
-    process.stderr.write(`vxtun: --nodes: "${o.nodes}" is not a node count from 2 to 9\n`);
-    return 2;
+    return usageError(`--nodes: "${o.nodes}" is not a node count from 2 to 9`);
   }
   const kernelText = o.kernel ?? String(nodes);
   const kernel = kernelText === '' || kernelText === 'none' ? [] : kernelText.split(',').map((x) => Number(x.trim()));
   const bad = kernel.find((k) => !Number.isInteger(k) || k < 1 || k > nodes);
   if (bad !== undefined) {
-    process.stderr.write(`vxtun: --kernel: "${kernelText}" must list node numbers from 1 to ${nodes} (e.g. 1 or 1,3), or none\n`);
-    return 2;
+    return usageError(`--kernel: "${kernelText}" must list node numbers from 1 to ${nodes} (e.g. 1 or 1,3), or none`);
   }
   const denied = requireRootOr('up');
   if (denied !== undefined) return denied;
@@ -40,8 +39,7 @@ export async function runLabUp(o: { nodes: string; kernel?: string; stateDir: st
     say(`lab ${state.prefix} is up (state in ${state.dir}). Next:`);
     say(`  vxtun lab tour${sd}          a guided ping across nodes, step by step`);
     say(`  vxtun lab exec pod1${sd} -- ping -c 3 ${state.nodes[1]!.podIp}          run anything in a pod (pod<i>) or a node (n<i>)`);
-    const sockets = state.nodes.filter((n) => n.controlSocket).map((n) => `--socket ${n.controlSocket}`);
-    if (sockets.length) say(`  vxtun trace ${sockets.join(' ')} [--web]          watch the packets`);
+    if (state.nodes.some((n) => n.controlSocket)) say(`  vxtun trace --lab${sd} [--web]          watch the packets, the kernel's hops included`);
     say(`  vxtun lab down${sd}          remove everything`);
     return 0;
   } catch (err) {
@@ -55,15 +53,13 @@ export async function runLabExec(target: string, cmd: string[], o: { stateDir: s
   const state = readLabState(o.stateDir);
   if (!state) return fail(new LabError(`no lab is up (no state in ${o.stateDir}): run vxtun lab up first`));
   if (cmd.length === 0) {
-    process.stderr.write('vxtun: lab exec: give a command after --, e.g. vxtun lab exec pod1 -- ip addr\n');
-    return 2;
+    return usageError('lab exec: give a command after --, e.g. vxtun lab exec pod1 -- ip addr');
   }
   let ns: string;
   try {
     ns = resolveTarget(state, target);
   } catch (err) {
-    process.stderr.write(`vxtun: ${(err as Error).message}\n`);
-    return 2;
+    return usageError((err as Error).message);
   }
   return await new Promise<number>((resolve) => {
     const child = spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: 'inherit' });
@@ -76,8 +72,7 @@ export async function runLabTour(o: { stateDir: string; lang: string; color: str
   const denied = requireRootOr('tour');
   if (denied !== undefined) return denied;
   if (o.lang !== 'en' && o.lang !== 'zh') {
-    process.stderr.write(`vxtun: --lang: "${o.lang}" is not en or zh\n`);
-    return 2;
+    return usageError(`--lang: "${o.lang}" is not en or zh`);
   }
   const state = readLabState(o.stateDir);
   if (!state) return fail(new LabError(`no lab is up (no state in ${o.stateDir}): run vxtun lab up first`));

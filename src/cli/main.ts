@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The vxtun command line. Usage errors exit 2 with one line (commander's suggestion kept);
+ * The vxtun command line. Usage errors exit 2 with one line (commander's suggestion kept; a Chinese
+ * hint under it for a reader of Chinese, usage-error.ts);
  * runtime failures exit 1. Each subcommand's module is imported when that subcommand runs, so
  * `--help`, `--version` and `status` load neither the dataplane nor a registry client.
  */
@@ -10,6 +11,7 @@ import type { runBenchCommand } from './bench.js';
 import { versionText } from './version.js';
 import { addFlanneldFlags, flanneldOptions, logLevelFromVerbosity, goArgs } from './flanneld-flags.js';
 import { DEFAULT_LAB_DIR } from '../tools/lab/state-dir.js';
+import { hintFor } from './usage-error.js';
 
 function parseWorkers(v: string): number {
   const n = Number(v);
@@ -25,7 +27,7 @@ program
   .exitOverride()
   .showSuggestionAfterError()
   // One line per error: commander's message with its "(Did you mean …?)" joined on.
-  .configureOutput({ outputError: (str, write) => write(oneLine(str)) });
+  .configureOutput({ outputError: (str, write) => write(oneLine(str) + hintFor(str)) });
 
 /** `error: unknown command 'stauts'\n(Did you mean status?)\n` -> one line. */
 function oneLine(text: string): string {
@@ -92,6 +94,8 @@ program
   .option('--count <n>', 'stop after this many journeys')
   .option('--duration <seconds>', 'stop after this long')
   .option('--max-rate <n>', 'journeys per second each node sends at most; past it whole batches go untraced (counted) so the dataplane keeps its speed (default 2000)')
+  .option('--lab', "trace the teaching lab's vxtun nodes, with the kernel's hops (pod eth0, veth, cni0, TUN, flannel.1, underlay eth0) seen by packet sockets in its namespaces")
+  .option('--state-dir <dir>', 'with --lab: where the lab keeps its state', DEFAULT_LAB_DIR)
   .action(async (o: TraceCliOptions) => {
     const { runTrace } = await import('./trace.js');
     process.exitCode = await runTrace(o);

@@ -10,6 +10,9 @@ import { formatItem, type TraceItem } from '../trace/printer.js';
 import { PcapngWriter } from '../trace/pcapng.js';
 import { WallClock } from '../trace/time.js';
 import { labels, type Lang } from '../trace/i18n.js';
+import { readLabState, DEFAULT_LAB_DIR } from '../tools/lab/teaching.js';
+import { KernelHopCapture, labCapturePlaces } from '../tools/lab/kernel-hops.js';
+import { usageError } from './usage-error.js';
 
 export interface TraceCliOptions {
   device: string;
@@ -30,12 +33,12 @@ export interface TraceCliOptions {
   count?: string;
   duration?: string;
   maxRate?: string;
+  lab?: boolean;
+  stateDir?: string;
 }
 
-function usage(message: string): number {
-  process.stderr.write(`vxtun: ${message}\n`);
-  return 2;
-}
+const KERNEL_HOPS_SETTLE_MS = 150;
+
 
 export async function runTrace(o: TraceCliOptions): Promise<number> {
   let filter: TraceFilter;
@@ -49,21 +52,35 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
       ...(o.verdict !== undefined ? { verdict: o.verdict } : {}),
     });
   } catch (err) {
-    if (err instanceof FilterError) return usage(`--${err.message}`);
+    if (err instanceof FilterError) return usageError(`--${err.message}`);
     throw err;
   }
-  if (o.lang !== 'en' && o.lang !== 'zh') return usage(`--lang: "${o.lang}" is not en or zh`);
-  if (!['auto', 'always', 'never'].includes(o.color)) return usage(`--color: "${o.color}" is not auto, always or never`);
+  if (o.lang !== 'en' && o.lang !== 'zh') return usageError(`--lang: "${o.lang}" is not en or zh`);
+  if (!['auto', 'always', 'never'].includes(o.color)) return usageError(`--color: "${o.color}" is not auto, always or never`);
   const count = o.count !== undefined ? Number(o.count) : undefined;
-  if (count !== undefined && (!Number.isInteger(count) || count < 1)) return usage(`--count: "${o.count}" is not a positive integer`);
+  if (count !== undefined && (!Number.isInteger(count) || count < 1)) return usageError(`--count: "${o.count}" is not a positive integer`);
   const duration = o.duration !== undefined ? Number(o.duration) : undefined;
-  if (duration !== undefined && !(duration > 0)) return usage(`--duration: "${o.duration}" is not a positive number of seconds`);
+  if (duration !== undefined && !(duration > 0)) return usageError(`--duration: "${o.duration}" is not a positive number of seconds`);
   const maxRate = o.maxRate !== undefined ? Number(o.maxRate) : undefined;
-  if (maxRate !== undefined && (!Number.isInteger(maxRate) || maxRate < 1)) return usage(`--max-rate: "${o.maxRate}" is not a positive whole number of journeys per second`);
+  if (maxRate !== undefined && (!Number.isInteger(maxRate) || maxRate < 1)) return usageError(`--max-rate: "${o.maxRate}" is not a positive whole number of journeys per second`);
   const webPort = Number(o.webPort);
-  if (!Number.isInteger(webPort) || webPort < 0 || webPort > 65535) return usage(`--web-port: "${o.webPort}" is not a port number`);
+  if (!Number.isInteger(webPort) || webPort < 0 || webPort > 65535) return usageError(`--web-port: "${o.webPort}" is not a port number`);
 
-  const sockets = o.socket && o.socket.length > 0 ? o.socket : [defaultControlSocket(o.device)];
+  let sockets = o.socket && o.socket.length > 0 ? o.socket : [defaultControlSocket(o.device)];
+  let capture: KernelHopCapture | undefined;
+  if (o.lab && o.socket && o.socket.length > 0) return usageError('--lab traces the lab\'s own nodes: give --lab or --socket, not both');
+  if (o.lab) {
+    const state = readLabState(o.stateDir ?? DEFAULT_LAB_DIR);
+    if (!state) return usageError(`--lab: no lab is up (no state in ${o.stateDir ?? DEFAULT_LAB_DIR}): run vxtun lab up first`);
+    sockets = state.nodes.filter((n) => n.controlSocket !== undefined).map((n) => n.controlSocket!);
+    if (sockets.length === 0) return usageError(`--lab: lab ${state.prefix} has no vxtun node to trace`);
+    try {
+      capture = await KernelHopCapture.start(labCapturePlaces(state));
+    } catch (err) {
+      process.stderr.write(`vxtun: --lab: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   const color = o.color === 'always' || (o.color === 'auto' && process.stdout.isTTY === true && !process.env.NO_COLOR);
   const lang = o.lang as Lang;
   const wall = new WallClock();
@@ -73,7 +90,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   const done = new Promise<void>((r) => (finish = r));
   let web: { push(item: TraceItem): void; close(): Promise<void>; url: string } | undefined;
 
-  const onItem = (item: TraceItem): void => {
+  const show = (item: TraceItem): void => {
     if (count !== undefined && seen >= count) return;
     seen++;
     pcap?.write(item);
@@ -82,11 +99,15 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
     else process.stdout.write(`${formatItem(item, { lang, color, wall })}\n\n`);
     if (count !== undefined && seen >= count) finish();
   };
+  // A journey is reported once its packet crossed; the kernel's last hops (into the pod) follow within
+  // microseconds, and their capturer's line a little later: wait that out before merging.
+  const onItem = capture === undefined ? show : (item: TraceItem): void => void setTimeout(() => show(capture!.attach(item)), KERNEL_HOPS_SETTLE_MS);
 
   let session: TraceSession;
   try {
-    session = await TraceSession.connect({ sockets, filter, bytes: o.pcap !== undefined || o.web === true, ...(maxRate !== undefined ? { maxRate } : {}), onItem });
+    session = await TraceSession.connect({ sockets, filter, bytes: o.pcap !== undefined || o.web === true || capture !== undefined, ...(maxRate !== undefined ? { maxRate } : {}), onItem });
   } catch (err) {
+    capture?.close();
     const code = (err as NodeJS.ErrnoException).code;
     const hint = code === 'ENOENT' || code === 'ECONNREFUSED' ? `${labels(lang).noNodeHint}\n` : '';
     process.stderr.write(`vxtun: ${(err as Error).message}\n${hint}`);
@@ -101,6 +122,7 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
     }
   } catch (err) {
     session.close();
+    capture?.close();
     process.stderr.write(`vxtun: ${(err as Error).message}\n`);
     return 1;
   }
@@ -116,6 +138,8 @@ export async function runTrace(o: TraceCliOptions): Promise<number> {
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   session.close();
+  if (capture) await new Promise((r) => setTimeout(r, KERNEL_HOPS_SETTLE_MS)); // the last items' merge
+  capture?.close();
   pcap?.close();
   await web?.close();
   if (pcap) process.stderr.write(`vxtun trace: wrote ${pcap.packets} packets to ${pcap.path} (read with: tshark -r ${pcap.path} -d udp.port==8472,vxlan)\n`);

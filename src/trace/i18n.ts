@@ -48,6 +48,11 @@ export interface Labels {
   answers: Record<string, string>;
   reasons: Record<string, string>;
   verdicts: Record<string, string>;
+  /** The whole path (kernel hops merged in): its heading, who saw each hop, and what each device is. */
+  wholePath: string;
+  hopBy: { kernel: string; vxtun: string };
+  pod: string;
+  hopRoles: Record<string, string>;
 }
 
 const en: Labels = {
@@ -124,6 +129,18 @@ const en: Labels = {
     'tun-write-failed': 'the kernel refused the packet written into the TUN device',
   },
   verdicts: { sent: 'sent', forwarded: 'forwarded', ok: 'ok' },
+  wholePath: 'whole path in time order (kernel: seen by a packet socket on the device · vxtun: its own observation points)',
+  hopBy: { kernel: 'kernel', vxtun: 'vxtun' },
+  pod: 'pod',
+  hopRoles: {
+    pod: "the pod's eth0, its end of the veth pair",
+    veth: "the node's end of the pod's veth pair, a port of cni0",
+    bridge: "the cni0 bridge, the pods' gateway",
+    tun: 'the TUN device between the kernel and vxtun',
+    vxlan: 'the kernel VXLAN device',
+    underlay: 'the underlay interface: the outer datagram',
+    other: '',
+  },
 };
 
 const zh: Labels = {
@@ -200,6 +217,18 @@ const zh: Labels = {
     'tun-write-failed': '内核拒绝了写入TUN设备的包',
   },
   verdicts: { sent: '已发送', forwarded: '已转发', ok: '正常' },
+  wholePath: '完整路径，按时间排序（内核：由设备上的包套接字观测 · vxtun：它自己的观测点）',
+  hopBy: { kernel: '内核', vxtun: 'vxtun' },
+  pod: 'Pod',
+  hopRoles: {
+    pod: 'Pod 的 eth0，veth 对在 Pod 中的一端',
+    veth: 'veth 对在节点中的一端，cni0 网桥的端口',
+    bridge: 'cni0 网桥，Pod 的网关',
+    tun: '内核与 vxtun 之间的 TUN 设备',
+    vxlan: '内核的 VXLAN 设备',
+    underlay: '底层网络接口：外层数据报',
+    other: '',
+  },
 };
 
 export function labels(lang: Lang): Labels {

@@ -6,11 +6,15 @@
 import type { Journey, TraceEvent } from './journey.js';
 import { labels, fill, type Lang, type Labels } from './i18n.js';
 import type { InnerSummary } from './packet.js';
+import type { Hop } from './hops.js';
 import { transitMs, WallClock } from './time.js';
 import { isAnswer, isDropReason, Outcome } from '../packet/counters.js';
 
 /** What the trace client hands to a printer: one node's journey, or one datagram seen by sender and receiver. */
-export type TraceItem = { kind: 'journey'; journey: Journey } | { kind: 'story'; sender: Journey; receiver: Journey; wire: string };
+export type TraceItem = ({ kind: 'journey'; journey: Journey } | { kind: 'story'; sender: Journey; receiver: Journey; wire: string }) & {
+  /** The whole path in time order, the kernel's hops included, when they were captured (vxtun trace --lab, lab tour). */
+  hops?: Hop[];
+};
 
 export interface PrintOptions {
   lang?: Lang;
@@ -165,6 +169,20 @@ export function storyHead(item: Extract<TraceItem, { kind: 'story' }>, o: PrintO
   return [describeInner(s.inner, L), `${L.node} ${s.node.publicIp} → ${L.node} ${r.node.publicIp}`, `VXLAN vni ${send?.vx?.vni ?? '?'}`, verdictText(r, L, o.color ?? false)].join(' · ');
 }
 
+/** The whole path, kernel hops included, one line per hop in time order (ms since the first). */
+export function wholePathLines(hops: Hop[], L: Labels, color: boolean, indent: string): string[] {
+  const t0 = hops[0]?.t ?? 0;
+  const lines = [`${indent}${paint(color, C.bold, L.wholePath)}`];
+  for (const h of hops) {
+    const kernel = h.by === 'kernel';
+    const where = kernel ? `${h.place === 'pod' ? `${L.pod} ` : ''}${h.point} ${h.direction === 'out' ? L.out : L.in}` : L.points[h.point] ?? h.point;
+    const gloss = kernel && h.role ? L.hopRoles[h.role] ?? '' : '';
+    const line = `${indent}  +${(h.t - t0).toFixed(3)} ms  ${padLabel(L.hopBy[h.by], 6)}  ${L.node} ${h.node}  ${padLabel(where, 22)} ${String(h.length).padStart(4)} B${gloss ? ` · ${gloss}` : ''}`;
+    lines.push(kernel ? paint(color, C.dim, line) : line);
+  }
+  return lines;
+}
+
 /** The printed block for one item (ends without a newline). */
 export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
   const L = labels(o.lang ?? 'en');
@@ -174,7 +192,7 @@ export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
   const gap = untraced > 0 ? `${paint(color, C.yellow, `… ${fill(L.untraced, { n: untraced })}`)}\n` : '';
   if (item.kind === 'journey') {
     const j = item.journey;
-    return gap + [paint(color, C.bold, summaryLine(j, o)), ...nodeBlock(j, L, color, '  ', wall)].join('\n');
+    return gap + [paint(color, C.bold, summaryLine(j, o)), ...nodeBlock(j, L, color, '  ', wall), ...(item.hops ? wholePathLines(item.hops, L, color, '  ') : [])].join('\n');
   }
   const { sender: s, receiver: r } = item;
   const send = find(s, 'udp-send');
@@ -188,6 +206,7 @@ export function formatItem(item: TraceItem, o: PrintOptions = {}): string {
     ...nodeBlock(s, L, color, '  ', wall),
     `  ${paint(color, C.yellow, `${padLabel(L.underlay, 10)} UDP ${send?.local?.address}:${send?.local?.port} → ${recv?.local?.address}:${recv?.local?.port} · ${(send?.length ?? 0) + OUTER_IPV4_UDP} B · ${L.wire} ${item.wire}${latency}`)}`,
     ...nodeBlock(r, L, color, '  ', wall),
+    ...(item.hops ? wholePathLines(item.hops, L, color, '  ') : []),
   ];
   return lines.join('\n');
 }

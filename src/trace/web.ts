@@ -17,7 +17,8 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { packageRoot } from '../util/package-root.js';
 import { controlRequest } from '../control/socket.js';
 import type { TraceSource } from './client.js';
-import type { Journey, TraceEvent } from './journey.js';
+import type { Journey, NodeInfo, TraceEvent } from './journey.js';
+import type { Hop, HopRole } from './hops.js';
 import { summaryLine, formatItem, storyHead, type TraceItem } from './printer.js';
 import { dissect, type Layer } from './dissect.js';
 import { synthesizeOuter } from './pcapng.js';
@@ -35,7 +36,7 @@ export interface WebPacket {
    * Where it went: node underlay address and observation point, in order; t is wall-clock ms
    * (display), dt the ms since the first point when both were read on one host's clock.
    */
-  path: Array<{ node: string; point: string; verdict: string; t: number; dt?: number; express?: true }>;
+  path: PathStep[];
   /** The bytes shown in the detail view and their layers. */
   bytes: string;
   layers: Layer[];
@@ -46,7 +47,39 @@ export interface WebPacket {
   zh: { summary: string; text: string; bytesAt: string };
 }
 
+/**
+ * One step of the path. `by` says who saw it: vxtun (its observation points) or the kernel (a packet
+ * socket on a device, `vxtun trace --lab`: then point is the device, role what it is, place pod or node).
+ */
+export interface PathStep {
+  node: string;
+  point: string;
+  verdict: string;
+  t: number;
+  dt?: number;
+  express?: true;
+  by: 'kernel' | 'vxtun';
+  role?: HopRole;
+  place?: 'pod' | 'node';
+  direction?: 'in' | 'out';
+}
+
 const BACKLOG = 100;
+
+/** The path from the merged hops (kernel and vxtun, in time order), all read on the lab host's clock. */
+function hopPath(hops: Hop[], clockOf: NodeInfo, wall: WallClock): PathStep[] {
+  const t0 = hops[0]?.t ?? 0;
+  return hops.map((h) => ({
+    node: h.node,
+    point: h.point,
+    verdict: h.verdict ?? 'ok',
+    t: wall.epochMs(clockOf, h.t),
+    dt: h.t - t0,
+    by: h.by,
+    ...(h.express ? { express: true as const } : {}),
+    ...(h.by === 'kernel' ? { role: h.role, place: h.place, direction: h.direction } : {}),
+  }));
+}
 
 function wireBytes(j: Journey): { ev: TraceEvent; buf: Buffer; start: 'outer-ipv4' | 'vxlan' | 'ip' } | undefined {
   const send = j.events.find((e) => (e.point === 'udp-send' || e.point === 'udp-recv') && e.bytes);
@@ -77,12 +110,14 @@ export function toWebPacket(item: TraceItem, wall = new WallClock()): WebPacket 
     text: formatItem(item, { wall }),
     dropped: journeys.some((j) => j.dropped),
     verdict: last.verdict,
-    path: journeys.flatMap((j) =>
-      j.events.map((e) => {
-        const dt = transitMs(first.node, first.events[0]?.t ?? e.t, j.node, e.t);
-        return { node: j.node.publicIp, point: e.point, verdict: e.verdict, t: wall.epochMs(j.node, e.t), ...(dt !== undefined ? { dt } : {}), ...(e.express ? { express: true as const } : {}) };
-      }),
-    ),
+    path: item.hops
+      ? hopPath(item.hops, first.node, wall)
+      : journeys.flatMap((j) =>
+          j.events.map((e): PathStep => {
+            const dt = transitMs(first.node, first.events[0]?.t ?? e.t, j.node, e.t);
+            return { node: j.node.publicIp, point: e.point, verdict: e.verdict, t: wall.epochMs(j.node, e.t), by: 'vxtun', ...(dt !== undefined ? { dt } : {}), ...(e.express ? { express: true as const } : {}) };
+          }),
+        ),
     bytes: shown ? shown.buf.toString('hex') : '',
     layers: shown ? dissect(shown.buf, shown.start) : [],
     bytesAt: shown ? `${shown.ev.point} at ${at}` : 'no bytes',

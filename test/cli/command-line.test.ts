@@ -1,6 +1,6 @@
 /**
  * The command line as people meet it: --version, one-line errors that keep commander's suggestion,
- * an unknown flag named before a missing required one, unknown lab commands named as such, status
+ * an unknown flag named before a missing required one, a Chinese hint under a usage error for a reader of Chinese, unknown lab commands named as such, status
  * with no node, completion scripts bash really loads, a man page man really renders, and an entry
  * point that runs through a PATH symlink (what `npm link` / `npm install -g .` make). No root needed.
  */
@@ -10,12 +10,14 @@ import { mkdtempSync, rmSync, statSync, symlinkSync, readFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { untranslatedWords } from '../support/untranslated.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const cli = join(root, 'dist/src/cli/main.js');
 
 function vxtun(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });
+  // An English locale unless a test says otherwise: usage errors add a Chinese hint for a zh one.
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, LC_ALL: '', LC_MESSAGES: '', LANG: 'C.UTF-8', ...env }, timeout: 20_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -49,6 +51,27 @@ describe('vxtun command line', () => {
     const margin = vxtun(['up', '--subnet-lease-renew-margin=0']);
     expect(margin.code).toBe(2);
     expect(margin.stderr).toBe(`error: option '--subnet-lease-renew-margin <n>' argument '0' is invalid. --subnet-lease-renew-margin: "0" is not an integer in 1..1439\n`);
+  });
+
+  it('a usage error keeps its English line and adds a Chinese hint for --lang zh or a zh locale', () => {
+    const count = vxtun(['trace', '--lang', 'zh', '--count', 'x']);
+    expect(count.code).toBe(2);
+    expect(count.stderr).toBe('vxtun: --count: "x" is not a positive integer\n提示：参数 --count 的值 `x` 无效；运行 `vxtun trace --help` 查看它接受的值。\n');
+    const typo = vxtun(['lab', 'tuor'], { LANG: 'zh_CN.UTF-8' });
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toBe("error: unknown command 'tuor' for 'vxtun lab' (Did you mean tour?)\n提示：没有 `tuor` 这个命令（拼写错误？）；运行 `vxtun lab --help` 查看全部命令。\n");
+    const flag = vxtun(['trace', '--lang=zh', '--no-such']);
+    expect(flag.stderr).toBe("error: unknown option '--no-such'\n提示：没有 --no-such 这个参数（拼写错误？）；运行 `vxtun trace --help` 查看全部参数。\n");
+    const choice = vxtun(['up', '--datapath', 'fast'], { LC_ALL: 'zh_TW.UTF-8' });
+    expect(choice.code).toBe(2);
+    expect(choice.stderr).toMatch(/^error: option '--datapath <kind>' argument 'fast' is invalid\. [^\n]*\n提示：参数 --datapath 的值 `fast` 无效；运行 `vxtun up --help` 查看它接受的值。\n$/);
+    const nodes = vxtun(['lab', 'up', '--nodes', '12', '--lang', 'zh']);
+    expect(nodes.stderr).toMatch(/^error: unknown option '--lang'\n提示：没有 --lang 这个参数/); // lab up has no --lang: named as unknown, in Chinese too
+    for (const r of [count, typo, flag, choice]) expect(untranslatedWords(r.stderr.split('\n')[1]!)).toEqual([]);
+    expect(vxtun(['trace', '--lab', '--socket', '/nonexistent.sock']).stderr).toBe("vxtun: --lab traces the lab's own nodes: give --lab or --socket, not both\n");
+    // a reader of English sees the one line only
+    expect(vxtun(['trace', '--count', 'x']).stderr).toBe('vxtun: --count: "x" is not a positive integer\n');
+    expect(vxtun(['lab', 'tuor']).stderr).toBe("error: unknown command 'tuor' for 'vxtun lab' (Did you mean tour?)\n");
   });
 
   it('an unknown lab command is named as such, with the nearest one', () => {

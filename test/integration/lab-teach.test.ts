@@ -106,6 +106,21 @@ describe('vxtun lab up / exec / tour / down', () => {
     expect(out).toContain('in front of the packet: 84 → 106 bytes.');
     expect(out).toContain('so 134 bytes cross the underlay.');
     expect(out).toMatch(/node 1: forwarded \d+ out, \d+ in · answered \d+ · dropped: 0/);
+    // the whole path: the kernel's hops (packet sockets in the lab's namespaces) among vxtun's points, one clock
+    expect(out).toMatch(/\+\d+\.\d{3} ms {2}kernel {2}node 198\.18\.0\.1 {2}pod eth0 out +84 B · the pod's eth0, its end of the veth pair/);
+    expect(out).toMatch(/kernel {2}node 198\.18\.0\.1 {2}veth\S+ in +84 B · the node's end of the pod's veth pair, a port of cni0/);
+    expect(out).toMatch(/kernel {2}node 198\.18\.0\.2 {2}vxtun0 in +84 B · the TUN device between the kernel and vxtun/);
+    expect(out).toMatch(/kernel {2}node 198\.18\.0\.3 {2}flannel\.1 in +84 B · the kernel VXLAN device/);
+    expect(out).toMatch(/kernel {2}node 198\.18\.0\.3 {2}eth0 out +134 B · the underlay interface: the outer datagram/);
+    expect(out).toMatch(/vxtun {3}node 198\.18\.0\.1 {2}udp-send +106 B/);
+    expect(out).toContain('· kernel hops: a packet socket in each namespace of the lab saw the packet');
+    const blocks = out.split('whole path in time order').slice(1);
+    expect(blocks).toHaveLength(4); // request and reply, to node 2 and to node 3
+    for (const b of blocks) {
+      const times = [...b.matchAll(/^ +\+(\d+\.\d{3}) ms /gm)].map((m) => Number(m[1]));
+      expect(times.length).toBeGreaterThanOrEqual(13); // the fewest: kernel node 3 to node 1
+      expect(times).toEqual([...times].sort((x, y) => x - y));
+    }
   });
 
   it('tour --lang zh: every sentence in Chinese (no English word outside protocol, tool and counter names)', async () => {

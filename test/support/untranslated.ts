@@ -6,7 +6,7 @@
  */
 export const KEPT_IN_ENGLISH = new Set([
   // protocols and their fields, as the literature writes them
-  'IP', 'ICMP', 'UDP', 'TCP', 'ARP', 'VXLAN', 'VNI', 'VTEP', 'MAC', 'MTU', 'TTL', 'DF', 'MF', 'RFC', 'DSCP', 'ECN', 'FDB', 'CNI', 'TUN', 'GSO', 'GRO',
+  'IP', 'ICMP', 'UDP', 'TCP', 'ARP', 'VXLAN', 'VNI', 'VTEP', 'MAC', 'MTU', 'TTL', 'DF', 'MF', 'RFC', 'DSCP', 'ECN', 'FDB', 'CNI', 'TUN', 'veth', 'GSO', 'GRO',
   'id', 'seq', 'ttl', 'vni', 'ms', 'Pod', 'SYN', 'ACK', 'FIN', 'RST', 'PSH', 'URG',
   // the tools and programs by name
   'vxtun', 'flannel', 'flanneld', 'Kubernetes', 'etcd', 'Wireshark', 'tshark', 'pcapng', 'bridge', 'ping',

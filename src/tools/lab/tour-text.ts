@@ -28,6 +28,9 @@ export interface TourText {
   noVxtunNode: string;
   noPacket: string;
   kernelTakesOver(p: P): string;
+  noKernelHops(p: P): string;
+  kernelHops(p: P): string;
+  tunWriteLate: string;
   step5: string;
   counted(p: P): string;
   done: string;
@@ -70,6 +73,11 @@ const en: TourText = {
   noVxtunNode: '  (every node here runs the kernel VXLAN: there is no vxtun node to trace — bring the lab up with a vxtun node to see this step)',
   noPacket: '  (no packet was traced)',
   kernelTakesOver: (p) => `then node ${p.node}'s kernel VXLAN device takes the datagram: it checks the VNI, strips the headers and routes the packet to its pod — the same steps, in the kernel.`,
+  noKernelHops: (p) => `  (the kernel's hops are not shown: ${p.why})`,
+  kernelHops: (p) =>
+    `kernel hops: a packet socket in each namespace of the lab saw the packet ${p.n} times (${p.devices}). The kernel stamps packets with the wall clock (CLOCK_REALTIME); the capturer maps that onto CLOCK_MONOTONIC with the offset between the two clocks read as each packet arrives, the clock vxtun stamps its own points with — so one time order holds for both.`,
+  tunWriteLate:
+    'tun-write comes after the pod already got the packet: vxtun stamps it when its write into the TUN device returned, and within that write the kernel took the packet through vxtun0, cni0 and the veth pair to the pod.',
   step5: 'Step 5 · what the vxtun nodes counted (vxtun status): every packet ends forwarded, answered or dropped under a named reason.',
   counted: (p) => `    node ${p.node}: forwarded ${p.out} out, ${p.in} in · answered ${p.answered} · dropped: ${p.drops}`,
   done: 'tour done: try `vxtun lab exec pod1 -- ping ...` with `vxtun trace --socket ...` or `--web` beside it; `vxtun lab down` when finished.',
@@ -111,6 +119,10 @@ const zh: TourText = {
   noVxtunNode: '  （这里的节点都运行内核 VXLAN，没有可追踪的 vxtun 节点 —— 启动实验环境时加入一个 vxtun 节点即可看到这一步）',
   noPacket: '  （没有追踪到数据包）',
   kernelTakesOver: (p) => `随后节点 ${p.node} 的内核 VXLAN 设备接收该数据报：检查 VNI，剥去外层头部，再把数据包路由给它的 Pod —— 步骤相同，只是在内核中完成。`,
+  noKernelHops: (p) => `  （未显示内核的各跳：${p.why}）`,
+  kernelHops: (p) =>
+    `内核各跳：实验环境每个网络命名空间中的包套接字共 ${p.n} 次看到这个数据包（${p.devices}）。内核用墙上时钟（CLOCK_REALTIME）给数据包打时间戳；捕获程序在每个包到达时读取两个时钟之差，把它换算到 CLOCK_MONOTONIC —— vxtun 给自己的观测点打时间戳用的就是这个时钟，所以两者按同一时间顺序排列。`,
+  tunWriteLate: 'TUN写入排在 Pod 收到数据包之后：vxtun 在写入 TUN 设备的调用返回时才记下时间，而在这次写入之中，内核已经把数据包经 vxtun0、cni0 和 veth 对送到了 Pod。',
   step5: '第 5 步 · vxtun 节点的计数（`vxtun status`）：每个数据包的结局都是已转发、已应答，或按具名原因丢弃。',
   counted: (p) => `    节点 ${p.node}：已转发 发出 ${p.out}、收到 ${p.in} · 已应答 ${p.answered} · 已丢弃：${p.drops}`,
   done: '导览完成：可以试试 `vxtun lab exec pod1 -- ping ...`，同时在旁边运行 `vxtun trace --socket ...` 或 `--web`；结束后执行 `vxtun lab down`。',

@@ -9,13 +9,14 @@ import { readFileSync } from 'node:fs';
 import { run } from './exec.js';
 import type { LabNodeState, LabState } from './teaching.js';
 import { controlRequest } from '../../control/socket.js';
-import { TraceSession } from '../../trace/client.js';
 import { formatItem, describeInner, type TraceItem } from '../../trace/printer.js';
 import type { Journey } from '../../trace/journey.js';
 import { outcomeTotals, type CounterSnapshot } from '../../packet/counters.js';
 import { labels, type Lang } from '../../trace/i18n.js';
 import { WallClock } from '../../trace/time.js';
 import { tourText, type TourText } from './tour-text.js';
+import { labCapturePlaces, traceOnePing } from './kernel-hops.js';
+import { DEFAULT_LAB_DIR } from './state-dir.js';
 
 export interface TourOptions {
   lang?: Lang;
@@ -85,6 +86,18 @@ export function explainJourney(j: Journey, lang: Lang = 'en'): string[] {
   return out;
 }
 
+/** Plain words for the whole path: who saw which hop, on which clock, and why tun-write may come last. */
+export function explainHops(item: TraceItem, lang: Lang = 'en'): string[] {
+  const T = tourText(lang);
+  const hops = item.hops ?? [];
+  const kernel = hops.filter((h) => h.by === 'kernel');
+  const out = [T.kernelHops({ n: kernel.length, devices: [...new Set(kernel.map((h) => h.point))].join(', ') })];
+  // vxtun stamps tun-write when the write returned; the kernel may have carried the packet to the pod within that call.
+  const write = hops.findIndex((h) => h.by === 'vxtun' && h.point === 'tun-write');
+  if (write > 0 && hops.slice(0, write).some((h) => h.by === 'kernel' && h.node === hops[write]!.node && h.role === 'pod' && h.direction === 'in')) out.push(T.tunWriteLate);
+  return out;
+}
+
 function pickPairs(state: LabState): Array<[LabNodeState, LabNodeState]> {
   const src = state.nodes.find((n) => n.kind === 'vxtun') ?? state.nodes[0]!;
   const pairs: Array<[LabNodeState, LabNodeState]> = [];
@@ -136,7 +149,7 @@ export async function labTour(state: LabState, o: TourOptions = {}): Promise<num
     }
 
     say('');
-    say(T.step4({ command: `vxtun trace${sockets.map((s) => ` --socket ${s}`).join('')} --host ${to.podIp}` }));
+    say(T.step4({ command: `vxtun trace --lab${state.dir === DEFAULT_LAB_DIR ? '' : ` --state-dir ${state.dir}`} --host ${to.podIp}` }));
     if (sockets.length === 0) {
       say(T.noVxtunNode);
       const ping = await run(['ip', 'netns', 'exec', from.pod, 'ping', '-c', '1', '-W', '2', to.podIp]);
@@ -144,14 +157,8 @@ export async function labTour(state: LabState, o: TourOptions = {}): Promise<num
       if (ping.code !== 0) code = 1;
       continue;
     }
-    const items: TraceItem[] = [];
-    const session = await TraceSession.connect({ sockets, filter: { host: to.podIp, protocol: 'icmp' }, onItem: (i) => items.push(i), windowMs: 300 });
-    const ping = await run(['ip', 'netns', 'exec', from.pod, 'ping', '-c', '1', '-W', '2', to.podIp]);
-    const want = 2; // the request and the reply (each a story, or a journey when one end is a kernel node)
-    const deadline = Date.now() + 3000;
-    while (items.length < want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 350)); // let a lone journey's pairing window pass
-    session.close();
+    // The kernel's hops too: a packet socket in every namespace of the lab (pods and nodes).
+    const { ping, items } = await traceOnePing({ sockets, places: labCapturePlaces(state), fromPod: from.pod, to: to.podIp, onNoCapture: (why) => say(T.noKernelHops({ why })) });
     say(`  $ ping -c 1 ${to.podIp}        ${T.inNs(from.pod)}`);
     say(indent(ping.stdout.split('\n').slice(1, 2).join('\n')));
     if (ping.code !== 0) code = 1;
@@ -163,6 +170,7 @@ export async function labTour(state: LabState, o: TourOptions = {}): Promise<num
       const journeys = item.kind === 'journey' ? [item.journey] : [item.sender, item.receiver];
       for (const j of journeys) for (const line of explainJourney(j, lang)) say(`    · ${line}`);
       if (item.kind === 'journey' && item.journey.direction === 'out' && to.kind === 'kernel') say(`    · ${T.kernelTakesOver({ node: to.index })}`);
+      if (item.hops) for (const line of explainHops(item, lang)) say(`    · ${line}`);
     }
     if (items.length === 0) {
       say(T.noPacket);
