@@ -22,5 +22,10 @@ export interface BuiltCase {
   dataplane: { role: string; pid: number }[];
   /** What each vxtun node reported as its datapath. */
   datapaths: string[];
+  /** Checks, before anything is measured, that the case carries traffic pod to pod and puts on the underlay the encapsulation it claims (verify-wire.ts); rejects with the reason. */
+  verify?(): Promise<void>;
   destroy(): Promise<void>;
 }
+
+/** A case this build or kernel cannot run (e.g. a backend or device type it does not have): reported, never faked. */
+export class UnsupportedCase extends Error {}
