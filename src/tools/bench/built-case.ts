@@ -27,5 +27,15 @@ export interface BuiltCase {
   destroy(): Promise<void>;
 }
 
+/** One dataplane `vxtun bench` compares: how to build its topology on `env`. */
+export interface BenchCase {
+  id: string;
+  title: string;
+  description: string;
+  /** What carries the traffic, for table headers. */
+  dataplane: string;
+  build(say: (line: string) => void, env: CaseEnv): Promise<BuiltCase>;
+}
+
 /** A case this build or kernel cannot run (e.g. a backend or device type it does not have): reported, never faked. */
 export class UnsupportedCase extends Error {}

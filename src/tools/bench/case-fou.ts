@@ -3,7 +3,7 @@
  * (`encap fou`, received by `ip fou add port 5555 ipproto 4`): raw IPv4 in UDP as flannel's udp
  * backend puts it on the wire, but in the kernel; 28 bytes of overhead.
  */
-import type { BenchCase } from './cases.js';
+import type { BenchCase } from './built-case.js';
 import { UnsupportedCase } from './built-case.js';
 import { release } from 'node:os';
 import { CommandError } from '../lab/exec.js';

@@ -3,7 +3,7 @@
  * Ethernet inside as VXLAN has it), pods routed over it the way flannel routes over flannel.1:
  * `<lease>.0/32` on the device, a permanent neighbour and an onlink route per peer; 50 bytes of overhead.
  */
-import type { BenchCase } from './cases.js';
+import type { BenchCase } from './built-case.js';
 import { addKernelLink, buildTwoNodeCase } from './two-node-case.js';
 import { WIRE } from './verify-wire.js';
 

@@ -2,7 +2,7 @@
  * The `ipip` bench case: the kernel's IP-in-IP tunnel (ip.proto 4) between the two nodes, pods
  * routed over it; no UDP and no inner Ethernet header, so 20 bytes of overhead.
  */
-import type { BenchCase } from './cases.js';
+import type { BenchCase } from './built-case.js';
 import { addKernelLink, buildTwoNodeCase, routeThroughDevice } from './two-node-case.js';
 import { WIRE } from './verify-wire.js';
 

@@ -19,7 +19,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BenchCase } from './cases.js';
+import type { BenchCase } from './built-case.js';
 import { buildTwoNodeCase, type CaseNode } from './two-node-case.js';
 import { WIRE } from './verify-wire.js';
 import { OvsNode } from '../lab/ovs.js';

@@ -7,7 +7,7 @@ import { NAIVE_CASE } from './schema.js';
 import { Topology } from '../lab/netns.js';
 import { Underlay } from '../lab/underlay.js';
 import { waitFor } from '../lab/exec.js';
-import { UnsupportedCase, type BuiltCase, type CaseEnv } from './built-case.js';
+import { UnsupportedCase, type BenchCase, type BuiltCase, type CaseEnv } from './built-case.js';
 import { Cluster, type NodeKind, type VxtunProcess } from '../lab/cluster.js';
 import { buildUdpProxyCCase } from './udp-proxy-c.js';
 import { verifyWire, WIRE, type WireStack } from './verify-wire.js';
@@ -18,17 +18,9 @@ import { WIREGUARD_CASE } from './case-wireguard.js';
 import { WIREGUARD_GO_CASE } from './case-wireguard-go.js';
 import { OVS_USERSPACE_CASE } from './case-ovs-userspace.js';
 
-export type { BuiltCase, CaseEnv } from './built-case.js';
+export type { BenchCase, BuiltCase, CaseEnv } from './built-case.js';
 export { UnsupportedCase } from './built-case.js';
 
-export interface BenchCase {
-  id: string;
-  title: string;
-  description: string;
-  /** What carries the traffic, for table headers. */
-  dataplane: string;
-  build(say: (line: string) => void, env: CaseEnv): Promise<BuiltCase>;
-}
 
 /** The "vxtun up" log line's `datapath` field (pino JSON), once the node has logged it. */
 async function reportedDatapath(p: VxtunProcess): Promise<string> {

@@ -7,8 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runOk } from '../lab/exec.js';
-import type { BenchCase } from './cases.js';
-import type { BuiltCase } from './built-case.js';
+import type { BenchCase, BuiltCase } from './built-case.js';
 import { buildTwoNodeCase, routeThroughDevice, type CaseNode } from './two-node-case.js';
 import { WIRE } from './verify-wire.js';
 
