@@ -16,7 +16,7 @@ import { checkWire, verifyWire, WIRE, type WireStack } from '../../src/tools/ben
 import { Topology } from '../../src/tools/lab/netns.js';
 import { run } from '../../src/tools/lab/exec.js';
 import { Cluster } from '../../src/tools/lab/cluster.js';
-import { requirePrerequisites, tcpTransfer } from '../support/integration.js';
+import { requirePrerequisites, tcpTransfer, withEnv } from '../support/integration.js';
 
 const MIB = 1 << 20;
 /** Every namespace this test process makes starts with this (Topology names them vxt-<pid base 36><random>). */
@@ -94,6 +94,19 @@ describe.each(BENCH_CASES.map((c) => [c.id, c] as [string, BenchCase]))('bench c
     for (const pid of pids) expect(alive(pid), `dataplane pid ${pid} still running`).toBe(false);
     if (id === 'wireguard-go') expect((await run(['sh', '-c', `ls /var/run/wireguard/ 2>/dev/null | grep '^wg${built.namespacePrefix.slice(4)}' || true`])).stdout).toBe('');
   }, 90_000);
+});
+
+describe('a case whose programs are not installed', () => {
+  it.each([
+    ['ovs-userspace', /^unavailable: ovsdb-tool, ovsdb-server, ovs-vswitchd, ovs-vsctl, ovs-ofctl, ovs-appctl not installed \(Debian package openvswitch-switch\)$/],
+    ['wireguard-go', /^unavailable: wg not installed \(Debian package wireguard-tools\)$/],
+  ])('%s is unsupported, naming the package', async (id, message) => {
+    const bc = BENCH_CASES.find((c) => c.id === id)!;
+    const err = await withEnv({ PATH: '/nonexistent' }, () => bc.build(() => {}, { wire: 'veth', mtu: 1500 }).then(() => new Error('built'), (e: unknown) => e as Error));
+    expect(err).toBeInstanceOf(UnsupportedCase);
+    expect(err.message).toMatch(message);
+    expect(await ourNamespaces()).toEqual([]);
+  });
 });
 
 describe('verifyWire', () => {

@@ -20,7 +20,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchCase } from './built-case.js';
-import { buildTwoNodeCase, type CaseNode } from './two-node-case.js';
+import { buildTwoNodeCase, requirePrograms, type CaseNode } from './two-node-case.js';
 import { WIRE } from './verify-wire.js';
 import { OvsNode } from '../lab/ovs.js';
 import { setOffloads } from '../lab/kernel-flannel.js';
@@ -75,6 +75,7 @@ export const OVS_USERSPACE_CASE: BenchCase = {
     `Open vSwitch's userspace datapath (datapath_type=netdev) on both nodes, its own ovsdb-server and ovs-vswitchd per node; VXLAN VNI 1 on udp ${VXLAN_PORT} (flannel's wire: VTEP MACs inside), ` +
     'two OpenFlow flows routing pod to tunnel and back, pods at the underlay MTU − 50. Tx checksum offload is off on the pods\' and nodes\' eth0: OVS forwards frames as the veth hands them, and drops VXLAN whose outer UDP checksum a veth left partial. The dataplane processes are the ovs-vswitchd',
   async build(say, env) {
+    requirePrograms(['ovsdb-tool', 'ovsdb-server', 'ovs-vswitchd', 'ovs-vsctl', 'ovs-ofctl', 'ovs-appctl'], 'openvswitch-switch');
     const dir = mkdtempSync(join(tmpdir(), 'vxtun-ovs-'));
     let removeDir = true;
     try {

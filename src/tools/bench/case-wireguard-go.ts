@@ -12,6 +12,7 @@ export const WIREGUARD_GO_CASE = wireguardCase({
   dataplane: 'wireguard-go',
   title: 'wireguard-go (userspace WireGuard, encrypted)',
   description: `wireguard-go on both nodes (userspace WireGuard on a TUN device, udp ${WIREGUARD_PORT}, configured with wg set), pods routed over it at the underlay MTU − ${WIREGUARD_OVERHEAD}: a userspace dataplane in Go that also encrypts every packet`,
+  programs: { names: ['wireguard-go'], debianPackage: 'wireguard-go' },
   async createDevice(node, dev) {
     // -f: stay in the foreground, so the topology owns (and stops) the process.
     const child = node.ns.spawn(['wireguard-go', '-f', dev], { env: { ...process.env, WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: 'error' } });

@@ -4,6 +4,8 @@
  * plugin wires it, and a dataplane per node that the case sets up; traffic from node 1's pod to
  * node 2's pod, verified on node 1's underlay port before anything is measured.
  */
+import { existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { release } from 'node:os';
 import { Topology, type Netns } from '../lab/netns.js';
 import { Underlay } from '../lab/underlay.js';
@@ -89,6 +91,13 @@ export async function addKernelLink(ns: Netns, args: string[], what: string): Pr
     }
     throw err;
   }
+}
+
+/** A case whose programs are not installed is UnsupportedCase "unavailable: ...", naming the Debian package (scripts/install-deps.sh installs them). */
+export function requirePrograms(programs: string[], debianPackage: string): void {
+  const path = (process.env.PATH ?? '').split(delimiter).filter(Boolean);
+  const missing = programs.filter((p) => !path.some((dir) => existsSync(join(dir, p))));
+  if (missing.length > 0) throw new UnsupportedCase(`unavailable: ${missing.join(', ')} not installed (Debian package ${debianPackage})`);
 }
 
 /** Routes the peer's lease through an L3 tunnel device (ipip, fou, wireguard): the device's own address is the node's `<lease>.0`/32, as flannel numbers it. */

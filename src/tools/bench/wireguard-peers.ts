@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runOk } from '../lab/exec.js';
 import type { BenchCase, BuiltCase } from './built-case.js';
-import { buildTwoNodeCase, routeThroughDevice, type CaseNode } from './two-node-case.js';
+import { buildTwoNodeCase, requirePrograms, routeThroughDevice, type CaseNode } from './two-node-case.js';
 import { WIRE } from './verify-wire.js';
 
 export const WIREGUARD_PORT = 51820;
@@ -33,13 +33,21 @@ async function keyPair(): Promise<KeyPair> {
 export const wireguardDevice = (node: CaseNode): string => `wg${node.topology.id}n${node.index}`.slice(0, 15);
 
 /** The shared WireGuard case: `createDevice` makes the device `dev` in the node and returns its dataplane processes. */
-export function wireguardCase(c: Pick<BenchCase, 'id' | 'title' | 'dataplane' | 'description'> & { createDevice(node: CaseNode, dev: string): Promise<BuiltCase['dataplane']> }): BenchCase {
+export function wireguardCase(
+  c: Pick<BenchCase, 'id' | 'title' | 'dataplane' | 'description'> & {
+    /** Programs the case needs besides wg, and their Debian package. */
+    programs?: { names: string[]; debianPackage: string };
+    createDevice(node: CaseNode, dev: string): Promise<BuiltCase['dataplane']>;
+  },
+): BenchCase {
   return {
     id: c.id,
     title: c.title,
     dataplane: c.dataplane,
     description: c.description,
     async build(say, env) {
+      requirePrograms(['wg'], 'wireguard-tools');
+      if (c.programs) requirePrograms(c.programs.names, c.programs.debianPackage);
       const keys = [await keyPair(), await keyPair()];
       return buildTwoNodeCase(say, env, {
         overhead: WIREGUARD_OVERHEAD,
