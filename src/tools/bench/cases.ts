@@ -21,7 +21,6 @@ import { OVS_USERSPACE_CASE } from './case-ovs-userspace.js';
 export type { BenchCase, BuiltCase, CaseEnv } from './built-case.js';
 export { UnsupportedCase } from './built-case.js';
 
-
 /** The "vxtun up" log line's `datapath` field (pino JSON), once the node has logged it. */
 async function reportedDatapath(p: VxtunProcess): Promise<string> {
   let found: string | undefined;
