@@ -205,7 +205,8 @@ const CLAIMS: Record<string, WireStack> = {
 };
 
 describe('checkWire on frames as each tunnel sends them', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'vxtun-bench-cases-'));
+  let dir = '';
+  beforeAll(() => void (dir = mkdtempSync(join(tmpdir(), 'vxtun-bench-cases-'))));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const captureOf = (kind: string): string => {
     const file = join(dir, `${kind}.pcap`);
