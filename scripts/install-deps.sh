@@ -21,6 +21,9 @@ packages=(
   iptables          # --ip-masq: flannel's masquerade rules
   openssl           # test certificates for etcd over TLS
   man-db            # man: the generated manual page is rendered in a test
+  openvswitch-switch  # bench case ovs-userspace: its own ovsdb-server/ovs-vswitchd per node namespace (userspace datapath)
+  wireguard-tools   # wg: keys and peers of the wireguard and wireguard-go bench cases
+  wireguard-go      # bench case wireguard-go: userspace WireGuard
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -39,5 +42,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # tshark asks whether non-root users may capture: answer no, non-interactively.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Installing openvswitch-switch starts a system-wide Open vSwitch where services can start: the bench runs
+# its own per node namespace and needs none, so one this script just installed is stopped and kept from
+# starting at boot (an Open vSwitch that was already installed is left as it is).
+if [[ " ${missing[*]} " == *" openvswitch-switch "* ]]; then
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now openvswitch-switch.service ovs-vswitchd.service ovsdb-server.service >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/openvswitch-switch ]; then
+    /etc/init.d/openvswitch-switch stop >/dev/null 2>&1 || true
+  fi
 fi
 echo "system packages: ok"

@@ -162,7 +162,7 @@ const bench = program
   .command('bench')
   .description('measure each dataplane (kernel VXLAN, veth, vxtun fast/TS, mixed, flannel udp) in namespaces; table, JSON and HTML report')
   .option('--quick', 'one short run per case (about a minute)')
-  .option('--cases <list>', 'comma-separated cases: kernel, veth, vxtun-fast, vxtun-ts, mixed, flannel-udp, udp-proxy-c (kernel is always added)')
+  .option('--cases <list>', 'comma-separated cases: kernel, veth, vxtun-fast, vxtun-ts, naive, mixed, kernel-to-vxtun, flannel-udp, udp-proxy-c, geneve, ipip, fou, wireguard, wireguard-go, ovs-userspace (kernel is always added)')
   .option('--runs <n>', 'measured runs per case (default 3, --quick 1)')
   .option('--seconds <n>', 'seconds per iperf3 measurement (default 5, --quick 1)')
   .option('--json <file>', 'result file (default bench-results/vxtun-bench-<time>.json)')

@@ -22,5 +22,20 @@ export interface BuiltCase {
   dataplane: { role: string; pid: number }[];
   /** What each vxtun node reported as its datapath. */
   datapaths: string[];
+  /** Checks, before anything is measured, that the case carries traffic pod to pod and puts on the underlay the encapsulation it claims (verify-wire.ts); rejects with the reason. */
+  verify?(): Promise<void>;
   destroy(): Promise<void>;
 }
+
+/** One dataplane `vxtun bench` compares: how to build its topology on `env`. */
+export interface BenchCase {
+  id: string;
+  title: string;
+  description: string;
+  /** What carries the traffic, for table headers. */
+  dataplane: string;
+  build(say: (line: string) => void, env: CaseEnv): Promise<BuiltCase>;
+}
+
+/** A case this build or kernel cannot run (e.g. a backend or device type it does not have): reported, never faked. */
+export class UnsupportedCase extends Error {}

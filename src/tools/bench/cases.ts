@@ -7,23 +7,19 @@ import { NAIVE_CASE } from './schema.js';
 import { Topology } from '../lab/netns.js';
 import { Underlay } from '../lab/underlay.js';
 import { waitFor } from '../lab/exec.js';
-import type { BuiltCase, CaseEnv } from './built-case.js';
+import { UnsupportedCase, type BenchCase, type BuiltCase, type CaseEnv } from './built-case.js';
 import { Cluster, type NodeKind, type VxtunProcess } from '../lab/cluster.js';
 import { buildUdpProxyCCase } from './udp-proxy-c.js';
+import { verifyWire, WIRE, type WireStack } from './verify-wire.js';
+import { GENEVE_CASE } from './case-geneve.js';
+import { IPIP_CASE } from './case-ipip.js';
+import { FOU_CASE } from './case-fou.js';
+import { WIREGUARD_CASE } from './case-wireguard.js';
+import { WIREGUARD_GO_CASE } from './case-wireguard-go.js';
+import { OVS_USERSPACE_CASE } from './case-ovs-userspace.js';
 
-export type { BuiltCase, CaseEnv } from './built-case.js';
-
-/** A case this build cannot run (e.g. a backend it does not have): reported, never faked. */
-export class UnsupportedCase extends Error {}
-
-export interface BenchCase {
-  id: string;
-  title: string;
-  description: string;
-  /** What carries the traffic, for table headers. */
-  dataplane: string;
-  build(say: (line: string) => void, env: CaseEnv): Promise<BuiltCase>;
-}
+export type { BenchCase, BuiltCase, CaseEnv } from './built-case.js';
+export { UnsupportedCase } from './built-case.js';
 
 /** The "vxtun up" log line's `datapath` field (pino JSON), once the node has logged it. */
 async function reportedDatapath(p: VxtunProcess): Promise<string> {
@@ -50,6 +46,8 @@ interface ClusterCaseOptions {
   kinds: NodeKind[];
   vxtunArgs?: string[];
   vxtunConfig?: Record<string, unknown>;
+  /** The pods' packets on the underlay (default: VXLAN on flannel's port 8472). */
+  stack?: WireStack;
 }
 
 /** Two nodes of the given kinds; traffic from node 1's pod to node 2's pod. */
@@ -70,7 +68,8 @@ async function clusterCase(opts: ClusterCaseOptions, say: (line: string) => void
     dataplane.push({ role: `${n.kind} node ${n.index}`, pid: n.vxtun.child.pid! });
     datapaths.push(n.kind === 'naive' ? 'naive' : await reportedDatapath(n.vxtun));
   }
-  return { client: a.pod, server: b.pod, serverIp: b.podIp, namespacePrefix: topology.prefix, dataplane, datapaths, destroy: () => cluster.destroy() };
+  const verify = (): Promise<void> => verifyWire({ underlay: cluster.underlay, clientNode: a.ns, client: a.pod, serverIp: b.podIp, stack: opts.stack ?? WIRE.vxlan() });
+  return { client: a.pod, server: b.pod, serverIp: b.podIp, namespacePrefix: topology.prefix, dataplane, datapaths, verify, destroy: () => cluster.destroy() };
 }
 
 export const BENCH_CASES: BenchCase[] = [
@@ -94,7 +93,8 @@ export const BENCH_CASES: BenchCase[] = [
         const n2 = await topology.netns('n2');
         await ul.attach(n1, '198.18.0.1', { mtu: env.mtu });
         await ul.attach(n2, '198.18.0.2', { mtu: env.mtu });
-        return { client: n1, server: n2, serverIp: '198.18.0.2', namespacePrefix: topology.prefix, dataplane: [], datapaths: [], destroy: () => topology.destroy() };
+        const verify = (): Promise<void> => verifyWire({ underlay: ul, clientNode: n1, client: n1, serverIp: '198.18.0.2', stack: WIRE.plain() });
+        return { client: n1, server: n2, serverIp: '198.18.0.2', namespacePrefix: topology.prefix, dataplane: [], datapaths: [], verify, destroy: () => topology.destroy() };
       } catch (err) {
         await topology.destroy().catch(() => {});
         throw err;
@@ -137,7 +137,7 @@ export const BENCH_CASES: BenchCase[] = [
     description: "vxtun on both nodes with `\"backend\": {\"type\": \"udp\", \"port\": 8285}`: flannel's udp wire format (raw IP in UDP), when this build supports it",
     async build(say, env) {
       try {
-        return await clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'auto'], vxtunConfig: { backend: { type: 'udp', port: 8285 } } }, say, env);
+        return await clusterCase({ kinds: ['vxtun', 'vxtun'], vxtunArgs: ['--datapath', 'auto'], vxtunConfig: { backend: { type: 'udp', port: 8285 } }, stack: WIRE.ipInUdp(8285, "flannel's udp format") }, say, env);
       } catch (err) {
         // `vxtun up` refuses a config it does not understand with exit 2 and one line naming the field:
         // a refusal of backend.type is "not supported"; any other refusal is a failure of this case, said as such.
@@ -155,6 +155,19 @@ export const BENCH_CASES: BenchCase[] = [
     description: "on both nodes, a C udp proxy in flannel's udp-backend design (one read and one sendto per packet, flannel's udp wire format), written for vxtun — not flannel's code (bench/udp-proxy-c); on flannel0, pods at MTU 1472: the one-packet-per-syscall baseline",
     build: (say, env) => buildUdpProxyCCase(say, env),
   },
+  {
+    id: 'kernel-to-vxtun',
+    dataplane: 'kernel VXLAN + vxtun',
+    title: 'kernel VXLAN → vxtun (mixed, reversed)',
+    description: 'the mixed cluster the other way round: the client pod on a kernel VXLAN node, the server pod on a vxtun node (`--datapath auto`), so vxtun receives what the kernel sends',
+    build: (say, env) => clusterCase({ kinds: ['kernel', 'vxtun'], vxtunArgs: ['--datapath', 'auto'] }, say, env),
+  },
+  GENEVE_CASE,
+  IPIP_CASE,
+  FOU_CASE,
+  WIREGUARD_CASE,
+  OVS_USERSPACE_CASE,
+  WIREGUARD_GO_CASE,
 ];
 
 export function caseById(id: string): BenchCase | undefined {

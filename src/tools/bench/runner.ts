@@ -129,6 +129,8 @@ async function runCase(bc: BenchCase, s: BenchSettings, progress: Progress, pin:
   }
   progress.info(`${bc.id}: namespaces ${built.namespacePrefix}-*`);
   try {
+    progress.step('verifying the wire');
+    await built.verify?.(); // a case that carries no traffic, or not in the encapsulation it claims, fails here
     const server = await startIperfServer(built.server, built.serverIp, pin);
     const placement = [
       ...built.dataplane.map((d) => ({ role: d.role, pid: d.pid, cpusAllowed: cpusAllowed(d.pid) })),

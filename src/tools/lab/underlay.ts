@@ -17,7 +17,8 @@ export interface UnderlayPort {
 
 export class Underlay {
   readonly bridge = 'br0';
-  private ports = 0;
+  private portCount = 0;
+  private readonly ports: UnderlayPort[] = [];
   private constructor(
     readonly ns: Netns,
     readonly wire: WireMode,
@@ -41,7 +42,7 @@ export class Underlay {
     const mtu = opts.mtu ?? 1500;
     const prefixLen = opts.prefixLen ?? 24;
     const ifname = opts.ifname ?? 'eth0';
-    const bridgePort = `p${++this.ports}`;
+    const bridgePort = `p${++this.portCount}`;
     await this.ns.ip(['link', 'add', bridgePort, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', ifname, 'mtu', String(mtu), 'netns', node.name]);
     await this.ns.ip(['link', 'set', bridgePort, 'master', this.bridge, 'up']);
     if (this.wire === 'link') {
@@ -50,7 +51,16 @@ export class Underlay {
     }
     await node.ip(['addr', 'add', `${ip}/${prefixLen}`, 'dev', ifname]);
     await node.ip(['link', 'set', ifname, 'up']);
-    return { node, ifname, ip, prefixLen, mtu, bridgePort };
+    const port = { node, ifname, ip, prefixLen, mtu, bridgePort };
+    this.ports.push(port);
+    return port;
+  }
+
+  /** The bridge port `node` is attached by: where a capture sees every frame to and from that node. */
+  portOf(node: Netns): string {
+    const port = this.ports.find((p) => p.node === node);
+    if (!port) throw new Error(`${node.name} is not attached to the underlay ${this.ns.name}`);
+    return port.bridgePort;
   }
 }
 
