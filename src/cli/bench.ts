@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { BENCH_CASES } from '../tools/bench/cases.js';
 import { runBench, defaultSettings, benchEstimate, QUICK_CASES } from '../tools/bench/runner.js';
+import { NetemError } from '../tools/bench/underlay-ports.js';
 import { renderTable } from '../tools/bench/report-text.js';
 import { renderHtml } from '../tools/bench/report-html.js';
 import { loadResult, renderCompare, CompareError } from '../tools/bench/compare.js';
@@ -132,7 +133,14 @@ export async function runBenchCommand(o: BenchOptions, argv: string[]): Promise<
   process.stdout.write(
     `vxtun bench: cases ${cases.join(', ')}; wire ${wires.join(' and ')}, MTU ${mtu}${netem ? `, netem ${netem}` : ''}; ${settings.runs} round(s) × ${settings.seconds} s per measurement after a ${settings.warmupSeconds} s warm-up; about ${estimate < 1 ? 'a minute' : `${estimate} min`}\n`,
   );
-  const result = await runBench(settings);
+  let result;
+  try {
+    result = await runBench(settings);
+  } catch (err) {
+    if (!(err instanceof NetemError)) throw err;
+    process.stderr.write(`\nvxtun: ${err.message}\n`);
+    return 1;
+  }
   // What we write must read back: a malformed file is a bug here, not in compare.
   BenchResultSchema.parse(result);
   process.stdout.write('\n' + renderTable(result));

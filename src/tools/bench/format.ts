@@ -41,7 +41,7 @@ export function missingText(c: CaseResult, key: MetricKey): string {
  * packet per syscall), on TCP: the quotient of the medians, and in brackets the widest it could be
  * from the two cases' min–max. Undefined unless both cases were measured in this run.
  */
-export function versusUdpProxyC(cases: readonly CaseResult[]): string | undefined {
+export function versusUdpProxyC(cases: readonly CaseResult[], streams: number): string | undefined {
   const ours = cases.find((c) => c.id === 'vxtun-fast')?.summary;
   const theirs = cases.find((c) => c.id === 'udp-proxy-c')?.summary;
   if (!ours || !theirs) return undefined;
@@ -49,7 +49,7 @@ export function versusUdpProxyC(cases: readonly CaseResult[]): string | undefine
     const [a, b] = [ours[k]!, theirs[k]!];
     if (a.median === null || b.median === null || b.median === 0) return [];
     const range = a.min !== null && a.max !== null && b.min && b.max && (a.n > 1 || b.n > 1) ? ` (${num(a.min / b.max)}–${num(a.max / b.min)})` : '';
-    return [`${k === 'tcp1Gbps' ? '1 stream' : 'N streams'} ×${num(a.median / b.median)}${range}`];
+    return [`${k === 'tcp1Gbps' ? '1 stream' : `${streams} streams`} ×${num(a.median / b.median)}${range}`];
   });
   return parts.length ? `vxtun-fast × C udp proxy (udp-proxy-c), TCP: ${parts.join(', ')}` : undefined;
 }

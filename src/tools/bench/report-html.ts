@@ -249,7 +249,7 @@ export function renderHtml(r: BenchResult): string {
     .map((c) => `<li><b>${esc(c.id)}</b> — ${esc(c.title)}: ${esc(c.description)}${r.wires.map((w) => w.cases.find((x) => x.id === c.id)).filter((x) => x?.reason).map((x) => ` <span class="reason">[${esc(x!.status)}: ${esc(x!.reason!)}]</span>`).join('')}${c.placement.length ? `<br><small>placement: ${c.placement.map((p) => `${esc(p.role)}${p.pid ? ` (pid ${p.pid})` : ''} on CPUs ${esc(p.cpusAllowed)}`).join('; ')}</small>` : ''}</li>`)
     .join('\n');
   const errors = r.wires.flatMap((w) => w.cases.flatMap((c) => c.runs.flatMap((run) => run.errors.map((e) => `<li>${esc(w.wire)} ${esc(c.id)} round ${run.round}: ${esc(e)}</li>`))));
-  const versus = r.wires.map((w) => versusUdpProxyC(w.cases)).map((v, i) => (v ? `<p class="versus">${esc(r.wires[i]!.wire)} wire: ${esc(v)}</p>` : '')).join('');
+  const versus = r.wires.map((w) => versusUdpProxyC(w.cases, r.settings.streams)).map((v, i) => (v ? `<p class="versus">${esc(r.wires[i]!.wire)} wire: ${esc(v)}</p>` : '')).join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vxtun bench ${esc(r.date)}</title>
 <style>

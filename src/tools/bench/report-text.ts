@@ -38,7 +38,7 @@ function wireTable(r: BenchResult, w: WireResult): string[] {
     lines.push(`${d.label} (${d.unit})`.padEnd(labelWidth) + cells[row]!.map((cell, i) => pad(cell[0]!, widths[i]!)).join(''));
     if (cells[row]!.some((cell) => cell[1])) lines.push(''.padEnd(labelWidth) + cells[row]!.map((cell, i) => pad(cell[1]!, widths[i]!)).join(''));
   });
-  const versusUdpProxy = versusUdpProxyC(w.cases);
+  const versusUdpProxy = versusUdpProxyC(w.cases, r.settings.streams);
   if (versusUdpProxy) lines.push('', versusUdpProxy);
   const notes = w.cases.filter((c) => c.status !== 'measured' || c.runs.some((x) => x.errors.length > 0));
   if (notes.length) {

@@ -17,7 +17,7 @@ import type { WireMode } from '../lab/underlay.js';
 import { startIperfServer, startNetserver, iperfTcp, iperfUdp, netperfRr, pingRtts, cpuSeconds, hostBusySeconds, peakRssMiB, type Measured, type Pinning } from './measure.js';
 import { metricDefs, NAIVE_CASE, RESULT_VERSION, type BenchResult, type CaseResult, type MetricDef, type RunResult, type Stat, type WireResult } from './schema.js';
 import { quantile, summarize, ratio, bootstrapMedianCi, bootstrapRatioCi, type BootstrapOptions } from './stats.js';
-import { underlayLinks, recordOffloads, applyNetem } from './underlay-ports.js';
+import { underlayLinks, recordOffloads, applyNetem, NetemError } from './underlay-ports.js';
 import { Progress } from './progress.js';
 
 export interface BenchSettings {
@@ -221,9 +221,10 @@ async function prepareCase(bc: BenchCase, env: CaseEnv, s: BenchSettings, progre
     if (!crr.ok) progress.note(`${bc.id}: TCP_CRR probe failed: ${crr.error}`);
     return { bc, result, built, crrRate: crr.ok ? crr.value.perSecond : CRR_PROBE };
   } catch (err) {
+    await built.destroy().catch(() => {});
+    if (err instanceof NetemError) throw err;
     const reason = (err as Error).message.split('\n')[0]!;
     progress.note(`${bc.id} (${env.wire}): failed: ${reason}`);
-    await built.destroy().catch(() => {});
     return { bc, result: { ...result, status: 'failed', reason }, crrRate: 0 };
   }
 }

@@ -83,6 +83,16 @@ export async function recordOffloads(links: readonly UnderlayLink[]): Promise<Un
  */
 export async function applyNetem(links: readonly UnderlayLink[], netem: string): Promise<void> {
   const ports = links.filter((l) => l.side === 'bridge');
-  if (ports.length === 0) throw new Error('--netem: this case has no lab underlay bridge to apply it to');
-  for (const p of ports) await p.ns.execOk(['tc', 'qdisc', 'replace', 'dev', p.ifname, 'root', 'netem', ...netem.split(/\s+/).filter(Boolean)]);
+  if (ports.length === 0) throw new NetemError(`--netem ${JSON.stringify(netem)}: this case has no lab underlay bridge to apply it to`);
+  for (const p of ports) {
+    const r = await p.ns.exec(['tc', 'qdisc', 'replace', 'dev', p.ifname, 'root', 'netem', ...netem.split(/\s+/).filter(Boolean)]);
+    if (r.code !== 0) {
+      const why = r.stderr.trim().split('\n')[0] || `exit ${r.code}`;
+      const hint = /qdisc kind is unknown/i.test(why) ? ' (this kernel has no sch_netem)' : '';
+      throw new NetemError(`--netem ${JSON.stringify(netem)}: tc refused it on the underlay: ${why}${hint}`);
+    }
+  }
 }
+
+/** netem could not be applied: the same for every case, so the bench stops rather than measure without it. */
+export class NetemError extends Error {}
