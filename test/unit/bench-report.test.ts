@@ -43,7 +43,7 @@ function measured(id: string, runs: Record<string, number | null>[], processes: 
 
 function cases(): CaseResult[] {
   const list: CaseResult[] = [
-    measured('kernel', [{ tcp1Gbps: 10, udp64LossPct: 0, rttIdleP50Ms: 0.1 }, { tcp1Gbps: 12, udp64LossPct: 0, rttIdleP50Ms: 0.2 }, { tcp1Gbps: 20, udp64LossPct: 0, rttIdleP50Ms: 0.1 }], []),
+    measured('kernel', [{ tcp1Gbps: 10, udp64LossPct: 2, rttIdleP50Ms: 0.1 }, { tcp1Gbps: 12, udp64LossPct: 2, rttIdleP50Ms: 0.2 }, { tcp1Gbps: 20, udp64LossPct: 2, rttIdleP50Ms: 0.1 }], []),
     measured('vxtun-ts', [{ tcp1Gbps: 1, udp64LossPct: 50, cpuSecondsPerGB: 3 }, { tcp1Gbps: 3, udp64LossPct: 40, cpuSecondsPerGB: 4 }, { tcp1Gbps: 2, udp64LossPct: 60, cpuSecondsPerGB: 5 }], ['vxtun node 1', 'vxtun node 2']),
     {
       ...measured('flannel-udp', [], ['x']),
@@ -203,7 +203,7 @@ describe('bench reports', () => {
     expect(t).toMatch(/TCP 1 stream \(Gbit\/s\)\s+12\.0 ×1\.00\s+2\.00 ×0\.17\s+not supported/);
     expect(t).toMatch(/\n\s+CI 10\.0–20\.0\s+CI 1\.00–3\.00\s+CI 0\.400–0\.600\s*\n/);
     expect(t).toMatch(/dataplane CPU per GB \(CPU·s\/GB\)\s+n\/a \(kernel\)\s+4\.00\s+not supported/);
-    expect(t).toMatch(/UDP 64 B loss \(%\)\s+0\s+50\.0\s+not supported/); // a percentage, no ×ratio
+    expect(t).toMatch(/UDP 64 B loss \(%\)\s+2\.00\s+50\.0\s+not supported/); // a percentage, no ×ratio
     expect(t).toContain('flannel-udp: not supported by this build (vxtun up refused the udp backend');
     expect(t).toMatch(/UDP 1350 B \(kpps\)\s+n\/a\s+n\/a\s+not supported\s+40\.0\n/);
     expect(t).toContain('commit 0123456789ab');
