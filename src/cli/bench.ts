@@ -138,7 +138,7 @@ export async function runBenchCommand(o: BenchOptions, argv: string[]): Promise<
     result = await runBench(settings);
   } catch (err) {
     if (!(err instanceof NetemError)) throw err;
-    process.stderr.write(`\nvxtun: ${err.message}\n`);
+    process.stderr.write(`vxtun: ${err.message}\n`);
     return 1;
   }
   // What we write must read back: a malformed file is a bug here, not in compare.

@@ -170,6 +170,28 @@ describe('vxtun bench, a tiny run on the link wire', () => {
   });
 });
 
+describe('vxtun bench --netem', () => {
+  it('delays every underlay crossing, or stops with one line when the kernel has no sch_netem', async () => {
+    const path = join(dir, 'netem.json');
+    const r = await run([process.execPath, cliPath, 'bench', '--cases', 'kernel', '--runs', '1', '--wire', 'link', '--netem', 'delay 1ms', '--json', path, '--html', join(dir, 'netem.html')], { timeoutMs: 60_000 });
+    if (r.code === 0) {
+      // Each direction leaves the bridge through one port: 1 ms each way, 2 ms per round trip at least.
+      const netem = BenchResultSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+      expect(netem.settings.netem).toBe('delay 1ms');
+      const m = netem.wires[0]!.cases[0]!.runs[0]!.metrics;
+      expect(m.rttIdleP50Ms).toBeGreaterThanOrEqual(2);
+      expect(m.tcpRrP50Us).toBeGreaterThanOrEqual(2000);
+    } else {
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/^vxtun: --netem "delay 1ms": tc refused it on the underlay: .*\(this kernel has no sch_netem\)\n$/);
+      expect(existsSync(path)).toBe(false);
+    }
+    const prefixes = [...r.stdout.matchAll(/namespaces (vxt-[a-z0-9]+)-\*/g)].map((m) => m[1]!);
+    expect(prefixes).toHaveLength(1);
+    expect((await run(['ip', 'netns', 'list'])).stdout).not.toContain(prefixes[0]!);
+  });
+});
+
 describe('vxtun bench compare', () => {
   const write = (name: string, r: BenchResult): string => {
     const p = join(dir, name);
