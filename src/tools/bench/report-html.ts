@@ -93,7 +93,7 @@ function lineChart(chartId: string, title: string, yLabel: string, categories: s
 }
 
 /** Grouped bars: one group per category, one bar per series. */
-function barChart(chartId: string, title: string, yLabel: string, categories: string[], series: Series[], missing: { id: string; why: string }[], xLabel = ''): string {
+function barChart(chartId: string, title: string, yLabel: string, categories: string[], series: Series[], missing: { id: string; why: string }[]): string {
   const ymax = niceMax(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p.hi ?? p.y))));
   const y = (v: number): number => M.top + PH - (v / ymax) * PH;
   const groupW = PW / categories.length;
@@ -111,7 +111,7 @@ function barChart(chartId: string, title: string, yLabel: string, categories: st
       return `<g class="series" data-series="${esc(s.id)}" data-points="${s.points.length}">${bars}</g>`;
     })
     .join('');
-  return svg(chartId, frame(title, yLabel, xLabel, yTicks, categories.map((c, i) => ({ label: c, x: M.left + (i + 0.5) * groupW }))) + body + legend(series, missing));
+  return svg(chartId, frame(title, yLabel, '', yTicks, categories.map((c, i) => ({ label: c, x: M.left + (i + 0.5) * groupW }))) + body + legend(series, missing));
 }
 
 /** Empirical CDF of RTT samples, log-scaled x. */
@@ -183,19 +183,50 @@ function naiveSection(r: BenchResult, w: WireResult): { chart?: string; table: s
   return { chart, table: `<h3>Versus the naive design (${esc(w.wire)} wire)</h3>\n<p>Each case's median divided by the naive case's (one <code>fs.read</code> and one <code>dgram.send</code> per packet) on this wire.</p>\n<table class="naive" data-wire="${esc(w.wire)}"><tr><th></th>${head}</tr>\n${rows}\n</table>` };
 }
 
-/** The headline: each case's TCP 1 stream median over the kernel's on the same wire, one bar per wire, whiskers at the ratio's bootstrap interval. */
+/**
+ * The headline: each case's TCP 1 stream median over the kernel's on the same wire, one horizontal
+ * bar per wire and case (a row per case, so every case has room for its name), whiskers at the
+ * ratio's bootstrap interval, a dashed line at the kernel's 1.00.
+ */
 function headlineChart(r: BenchResult): string {
   const ids = [...new Set(r.wires.flatMap((w) => w.cases.filter((c) => c.summary?.tcp1Gbps?.ratio != null).map((c) => c.id)))];
-  const series: Series[] = r.wires.map((w) => ({
-    id: `${w.wire} wire`,
-    color: WIRE_COLORS[w.wire] ?? '#777',
-    points: ids.flatMap((id, i) => {
-      const s = w.cases.find((c) => c.id === id)?.summary?.tcp1Gbps;
-      return s?.ratio == null ? [] : [{ x: i, y: s.ratio, lo: s.ratioCi?.lo, hi: s.ratioCi?.hi }];
-    }),
-  }));
-  const missing = [...new Set(r.wires.flatMap((w) => w.cases.filter((c) => c.status !== 'measured').map((c) => `${c.id} (${w.wire}): ${c.status === 'unsupported' ? 'not supported' : 'failed'}`)))].map((why) => ({ id: why.split(' ')[0]!, why: why.slice(why.indexOf(' ') + 1) }));
-  return barChart('headline', 'TCP 1 stream as a multiple of the kernel VXLAN, per wire', `× kernel (ratio of medians, ${Math.round(r.settings.confidence * 100)} % CI)`, ids, series, missing, 'case');
+  const width = 760;
+  const m = { left: 120, right: 190, top: 30, bottom: 44 };
+  const barH = 12;
+  const rowH = r.wires.length * (barH + 2) + 10;
+  const plotW = width - m.left - m.right;
+  const plotH = Math.max(1, ids.length) * rowH;
+  const height = m.top + plotH + m.bottom;
+  const stats = r.wires.map((w) => ids.map((id) => w.cases.find((c) => c.id === id)?.summary?.tcp1Gbps));
+  const xmax = niceMax(Math.max(1, ...stats.flat().flatMap((s) => [s?.ratio ?? 0, s?.ratioCi?.hi ?? 0])));
+  const x = (v: number): number => m.left + (v / xmax) * plotW;
+  const grid = [0, 0.25, 0.5, 0.75, 1]
+    .map((f) => `<line x1="${x(f * xmax).toFixed(1)}" x2="${x(f * xmax).toFixed(1)}" y1="${m.top}" y2="${m.top + plotH}" stroke="#e5e5e5"/><text x="${x(f * xmax).toFixed(1)}" y="${m.top + plotH + 16}" text-anchor="middle">${num(f * xmax)}</text>`)
+    .join('');
+  const labels = ids.map((id, i) => `<text x="${m.left - 8}" y="${(m.top + i * rowH + rowH / 2 + 4).toFixed(1)}" text-anchor="end">${esc(id)}</text>`).join('');
+  const series = r.wires
+    .map((w, wi) => {
+      const color = WIRE_COLORS[w.wire] ?? '#777';
+      const bars = ids.flatMap((id, i) => {
+        const s = stats[wi]![i];
+        if (s?.ratio == null) return [];
+        const y = m.top + i * rowH + 5 + wi * (barH + 2);
+        const whisker = s.ratioCi ? `<line x1="${x(s.ratioCi.lo).toFixed(1)}" x2="${x(s.ratioCi.hi).toFixed(1)}" y1="${(y + barH / 2).toFixed(1)}" y2="${(y + barH / 2).toFixed(1)}" stroke="#000"/>` : '';
+        return [`<rect class="point" x="${m.left}" y="${y}" width="${(x(s.ratio) - m.left).toFixed(1)}" height="${barH}" fill="${color}"><title>${esc(w.wire)} wire ${esc(id)}: ×${num(s.ratio)}${s.ratioCi ? ` (CI ${num(s.ratioCi.lo)}–${num(s.ratioCi.hi)})` : ''}</title></rect>${whisker}`];
+      });
+      return `<g class="series" data-series="${esc(w.wire)} wire" data-points="${bars.length}">${bars.join('')}</g>`;
+    })
+    .join('');
+  const legendX = width - m.right + 14;
+  const legend = r.wires.map((w, wi) => `<g transform="translate(${legendX},${m.top + 4 + wi * 18})"><rect width="12" height="12" fill="${WIRE_COLORS[w.wire] ?? '#777'}"/><text x="18" y="10">${esc(w.wire)} wire</text></g>`).join('');
+  const missing = r.wires
+    .flatMap((w) => w.cases.filter((c) => c.status !== 'measured').map((c) => ({ id: c.id, why: `${w.wire} wire: ${c.status === 'unsupported' ? 'not supported' : 'failed'}` })))
+    .map((mi, i) => `<g class="missing" data-series="${esc(mi.id)}" transform="translate(${legendX},${m.top + 4 + r.wires.length * 18 + i * 32})"><rect width="12" height="12" fill="none" stroke="#999" stroke-dasharray="2,2"/><text x="18" y="10" fill="#777">${esc(mi.id)}:<tspan x="18" dy="13">${esc(mi.why)}</tspan></text></g>`)
+    .join('');
+  const one = `<line x1="${x(1).toFixed(1)}" x2="${x(1).toFixed(1)}" y1="${m.top}" y2="${m.top + plotH}" stroke="#555" stroke-dasharray="4,3"/>`;
+  const title = `<text class="title" x="${m.left}" y="18">${esc('TCP 1 stream as a multiple of the kernel VXLAN on the same wire')}</text>`;
+  const axis = `<line x1="${m.left}" x2="${m.left}" y1="${m.top}" y2="${m.top + plotH}" stroke="#333"/><text x="${m.left + plotW / 2}" y="${height - 8}" text-anchor="middle">${esc(`× kernel (ratio of medians; whiskers: ${Math.round(r.settings.confidence * 100)} % CI)`)}</text>`;
+  return `<svg data-chart="headline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img">${title}${grid}${labels}${series}${one}${axis}${legend}${missing}</svg>`;
 }
 
 function wireTable(r: BenchResult, w: WireResult, metrics: MetricDef[]): string {
@@ -257,7 +288,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1800px}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}h3{font-size:14px}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:right;vertical-align:top}
 th{background:#f6f6f6}td.na{color:#888}small{color:#666}.reason{color:#a33}.build{font-size:16px}
-.wires{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+.wires{display:flex;gap:24px;align-items:flex-start;overflow-x:auto}
 .charts{display:flex;flex-wrap:wrap;gap:16px}svg{background:#fff;border:1px solid #eee}svg text{font-size:11px;fill:#333}svg text.title{font-size:13px;font-weight:600}
 </style></head><body>
 <h1>vxtun bench — ${esc(r.date)}</h1>
