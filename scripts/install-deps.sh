@@ -7,9 +7,10 @@ packages=(
   iproute2          # ip, bridge: namespaces, veth, the kernel's VXLAN device
   iputils-ping      # ping across the tunnel
   iperf3            # throughput
+  netperf           # TCP_RR and TCP_CRR transactions and their latency percentiles (bench); Debian non-free
   tcpdump           # captures on the underlay
   tshark            # decodes VXLAN from those captures
-  ethtool           # shows the kernel's offload defaults
+  ethtool           # shows the kernel's offload defaults; the bench's link wire and its offload record
   util-linux        # setpriv, unshare (tests of refusals)
   chromium          # headless browser: the trace web view and the bench report are tested in it (playwright-core)
   containernetworking-plugins  # CNI bridge + host-local: pods from subnet.env (lab up, flannel tests)
@@ -29,6 +30,18 @@ packages=(
 if [ "$(id -u)" -ne 0 ]; then
   echo "scripts/install-deps.sh: run as root (it installs Debian packages)" >&2
   exit 1
+fi
+
+# netperf is in bookworm's non-free component: add that component as its own source, once.
+nonfree=/etc/apt/sources.list.d/vxtun-nonfree.sources
+nonfree_wanted='Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: non-free
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg'
+if [ "$(cat "$nonfree" 2>/dev/null)" != "$nonfree_wanted" ]; then
+  printf '%s\n' "$nonfree_wanted" > "$nonfree"
+  echo "added apt source $nonfree (Debian non-free, for netperf)"
 fi
 
 missing=()

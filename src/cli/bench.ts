@@ -1,16 +1,19 @@
 /**
- * `vxtun bench [--quick] [--cases ...] [--runs N] [--seconds N] [--json FILE] [--html FILE] [--pin]`
- * and `vxtun bench compare A.json B.json [--force]`.
+ * `vxtun bench [--quick] [--cases ...] [--wire veth|link|both] [--mtu N] [--runs N] [--seconds N]
+ * [--streams N] [--udp-sizes a,b,c] [--netem "..."] [--json FILE] [--html FILE] [--pin]`
+ * and `vxtun bench compare A.json B.json [--allow-different-machines]`.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { BENCH_CASES } from '../tools/bench/cases.js';
-import { runBench, defaultSettings } from '../tools/bench/runner.js';
+import { runBench, defaultSettings, benchEstimate, QUICK_CASES } from '../tools/bench/runner.js';
+import { NetemError } from '../tools/bench/underlay-ports.js';
 import { renderTable } from '../tools/bench/report-text.js';
 import { renderHtml } from '../tools/bench/report-html.js';
 import { loadResult, renderCompare, CompareError } from '../tools/bench/compare.js';
-import { BenchResultSchema } from '../tools/bench/schema.js';
+import { BenchResultSchema, DEFAULT_STREAMS, DEFAULT_UDP_SIZES } from '../tools/bench/schema.js';
+import type { WireMode } from '../tools/lab/underlay.js';
 import { runSoak, renderSoakText, renderSoakHtml } from '../tools/bench/soak.js';
 import { usageError } from './usage-error.js';
 
@@ -22,6 +25,11 @@ export interface BenchOptions {
   json?: string;
   html?: string;
   pin?: boolean;
+  wire?: string;
+  mtu?: string;
+  streams?: string;
+  udpSizes?: string;
+  netem?: string;
 }
 
 
@@ -32,9 +40,38 @@ function positiveInt(name: string, value: string | undefined, max: number): numb
   return n;
 }
 
+/** The wire passes a bench makes: one, or both side by side. */
+function wiresOption(value: string | undefined, quick: boolean): WireMode[] | string {
+  if (value === undefined) return defaultSettings(quick).wires;
+  if (value === 'veth' || value === 'link') return [value];
+  if (value === 'both') return ['veth', 'link'];
+  return `--wire ${JSON.stringify(value)} must be veth, link or both`;
+}
+
+/** UDP payload sizes: distinct integers that fit an IPv4 datagram in the underlay MTU after VXLAN's 50 bytes. */
+function udpSizesOption(value: string | undefined, mtu: number): number[] | string {
+  if (value === undefined) return [...DEFAULT_UDP_SIZES];
+  const max = mtu - 50 - 28;
+  const sizes = value.split(',').map((x) => x.trim());
+  const bad = sizes.find((x) => !/^\d+$/.test(x) || Number(x) < 16 || Number(x) > max);
+  if (bad !== undefined || sizes.length === 0 || new Set(sizes).size !== sizes.length) return `--udp-sizes ${JSON.stringify(value)}: each size must be a distinct integer from 16 to ${max} bytes (MTU ${mtu} less VXLAN and IPv4/UDP headers)${bad !== undefined ? `, not ${JSON.stringify(bad)}` : ''}`;
+  return sizes.map(Number).sort((a, b) => a - b);
+}
+
+/** tc netem arguments: words of letters, digits, dots and percent signs only (no shell, no other tc verbs). */
+function netemOption(value: string | undefined): string | null | { error: string } {
+  if (value === undefined) return null;
+  const words = value.trim().split(/\s+/);
+  if (value.trim() === '' || !words.every((w) => /^[a-z0-9.%]+$/i.test(w)) || !/^(delay|loss|duplicate|corrupt|reorder|rate|limit|jitter|slot)$/.test(words[0]!)) {
+    return { error: `--netem ${JSON.stringify(value)} must be tc netem parameters, e.g. "delay 1ms loss 0.1%"` };
+  }
+  return words.join(' ');
+}
+
 export async function runBenchCommand(o: BenchOptions, argv: string[]): Promise<number> {
   const known = BENCH_CASES.map((c) => c.id);
-  let cases = known;
+  // --quick measures the baseline, vxtun's fast path and userspace OVS (when this build has that case).
+  let cases = o.quick ? QUICK_CASES.filter((id) => known.includes(id)) : known;
   if (o.cases !== undefined) {
     cases = o.cases.split(',').map((s) => s.trim()).filter(Boolean);
     const bad = cases.find((c) => !known.includes(c));
@@ -44,14 +81,25 @@ export async function runBenchCommand(o: BenchOptions, argv: string[]): Promise<
   const seconds = positiveInt('--seconds', o.seconds, 600);
   if (typeof runs === 'string') return usageError(runs);
   if (typeof seconds === 'string') return usageError(seconds);
+  const wires = wiresOption(o.wire, o.quick === true);
+  if (typeof wires === 'string') return usageError(wires);
+  if (o.mtu !== undefined && !['1500', '9000'].includes(o.mtu)) return usageError(`--mtu ${JSON.stringify(o.mtu)} must be 1500 or 9000`);
+  const mtu = Number(o.mtu ?? 1500);
+  const streams = positiveInt('--streams', o.streams, 128);
+  if (typeof streams === 'string') return usageError(streams);
+  if (streams === 1) return usageError('--streams "1" must be an integer from 2 to 128 (TCP 1 stream is always measured)');
+  const udpSizes = udpSizesOption(o.udpSizes, mtu);
+  if (typeof udpSizes === 'string') return usageError(udpSizes);
+  const netem = netemOption(o.netem);
+  if (netem !== null && typeof netem === 'object') return usageError(netem.error);
   if (process.getuid?.() !== 0) {
     process.stderr.write('vxtun: vxtun bench must run as root (it creates network namespaces)\n');
     return 1;
   }
   try {
-    execFileSync('sh', ['-c', 'command -v iperf3 && command -v ping'], { stdio: 'ignore' });
+    execFileSync('sh', ['-c', 'command -v iperf3 && command -v ping && command -v netperf && command -v netserver && command -v ethtool && command -v tc'], { stdio: 'ignore' });
   } catch {
-    process.stderr.write('vxtun: vxtun bench needs iperf3 and ping (bash scripts/install-deps.sh)\n');
+    process.stderr.write('vxtun: vxtun bench needs iperf3, ping, netperf, ethtool and tc (bash scripts/install-deps.sh)\n');
     return 1;
   }
   // The kernel's VXLAN is the baseline of every ratio: always measured in the same run.
@@ -71,14 +119,30 @@ export async function runBenchCommand(o: BenchOptions, argv: string[]): Promise<
     cases,
     pin: o.pin === true,
     command: ['vxtun', 'bench', ...argv].join(' '),
+    wires,
+    mtu,
+    streams: streams ?? DEFAULT_STREAMS,
+    udpSizes,
+    netem,
   };
-  process.stdout.write(`vxtun bench: cases ${cases.join(', ')}; ${settings.runs} run(s) × ${settings.seconds} s per measurement after a ${settings.warmupSeconds} s warm-up\n`);
-  const result = await runBench(settings);
+  const parts = benchEstimate(settings, cases.length);
+  const estimate = Math.round((parts.build + parts.run) / 60);
+  process.stdout.write(
+    `vxtun bench: cases ${cases.join(', ')}; wire ${wires.join(' and ')}, MTU ${mtu}${netem ? `, netem ${netem}` : ''}; ${settings.runs} round(s) × ${settings.seconds} s per measurement after a ${settings.warmupSeconds} s warm-up; about ${estimate < 1 ? 'a minute' : `${estimate} min`}\n`,
+  );
+  let result;
+  try {
+    result = await runBench(settings);
+  } catch (err) {
+    if (!(err instanceof NetemError)) throw err;
+    process.stderr.write(`vxtun: ${err.message}\n`);
+    return 1;
+  }
   // What we write must read back: a malformed file is a bug here, not in compare.
   BenchResultSchema.parse(result);
   process.stdout.write('\n' + renderTable(result));
   writeOutputs(jsonPath, result, htmlPath, renderHtml(result));
-  return result.cases.some((c) => c.status === 'failed') ? 1 : 0;
+  return result.wires.some((w) => w.cases.some((c) => c.status === 'failed')) ? 1 : 0;
 }
 
 /** Writes the result file and its HTML report (directories made as needed) and says where. */
@@ -93,9 +157,9 @@ function writeOutputs(jsonPath: string, result: unknown, htmlPath: string, html:
   process.stdout.write(`\nwrote ${jsonPath}\nwrote ${htmlPath}\n`);
 }
 
-export function runBenchCompare(a: string, b: string, o: { force?: boolean }): number {
+export function runBenchCompare(a: string, b: string, o: { allowDifferentMachines?: boolean }): number {
   try {
-    process.stdout.write(renderCompare(loadResult(a), loadResult(b), [a, b], o.force === true));
+    process.stdout.write(renderCompare(loadResult(a), loadResult(b), [a, b], o.allowDifferentMachines === true));
     return 0;
   } catch (err) {
     if (err instanceof CompareError) {

@@ -160,11 +160,16 @@ lab
 
 const bench = program
   .command('bench')
-  .description('measure each dataplane (kernel VXLAN, veth, vxtun fast/TS, mixed, flannel udp) in namespaces; table, JSON and HTML report')
-  .option('--quick', 'one short run per case (about a minute)')
-  .option('--cases <list>', 'comma-separated cases: kernel, veth, vxtun-fast, vxtun-ts, naive, mixed, kernel-to-vxtun, flannel-udp, udp-proxy-c, geneve, ipip, fou, wireguard, wireguard-go, ovs-userspace (kernel is always added)')
-  .option('--runs <n>', 'measured runs per case (default 3, --quick 1)')
-  .option('--seconds <n>', 'seconds per iperf3 measurement (default 5, --quick 1)')
+  .description('measure each dataplane (kernel VXLAN, veth, vxtun fast/TS, mixed, flannel udp, ...) in namespaces, in interleaved rounds; table, JSON and HTML report')
+  .option('--quick', 'kernel, vxtun-fast and ovs-userspace, one round on the link wire (about a minute)')
+  .option('--cases <list>', 'comma-separated cases (kernel is always added; default every case)')
+  .option('--wire <mode>', 'underlay: veth, link (offloads off, GRO on, as a NIC) or both side by side (default both, --quick link)')
+  .option('--mtu <n>', 'underlay MTU: 1500 or 9000 (default 1500)')
+  .option('--runs <n>', 'measured rounds: each case once per round (default 5, --quick 1)')
+  .option('--seconds <n>', 'seconds per iperf3 and netperf measurement (default 1)')
+  .option('--streams <n>', 'TCP streams of the multi-stream test (default 4)')
+  .option('--udp-sizes <list>', 'UDP payload sizes in bytes (default 64,512,1350)')
+  .option('--netem <params>', 'tc netem on the underlay bridge ports, e.g. "delay 1ms loss 0.1%"')
   .option('--json <file>', 'result file (default bench-results/vxtun-bench-<time>.json)')
   .option('--html <file>', 'HTML report (default: the JSON path with .html)')
   .option('--pin', 'pin the iperf3 client and server to different CPUs (taskset)')
@@ -174,9 +179,9 @@ const bench = program
   });
 bench
   .command('compare <a> <b>')
-  .description('show the change between two bench result files (refuses different machines unless --force)')
-  .option('--force', 'compare results from different machines anyway (the output says so)')
-  .action(async (a: string, b: string, o: { force?: boolean }) => {
+  .description('show the change between two bench result files, better/worse/~ by a Mann-Whitney U test (refuses different machines unless --allow-different-machines)')
+  .option('--allow-different-machines', 'compare results from different machines anyway (the output says so)')
+  .action(async (a: string, b: string, o: { allowDifferentMachines?: boolean }) => {
     const { runBenchCompare } = await import('./bench.js');
     process.exitCode = runBenchCompare(a, b, o);
   });

@@ -110,7 +110,7 @@ describe('vxtun command line', () => {
     expect(complete('vxtun st')).toEqual(['status']);
     expect(complete('vxtun lab t')).toEqual(['tour']);
     expect(complete('vxtun trace --pc')).toEqual(['--pcap']);
-    expect(complete('vxtun bench compare --f')).toEqual(['--force']);
+    expect(complete('vxtun bench compare --a')).toEqual(['--allow-different-machines']);
     expect(vxtun(['completion', 'zsh']).stdout).toMatch(/^#compdef vxtun\n/);
     const bad = vxtun(['completion', 'fish']);
     expect(bad.code).toBe(2);

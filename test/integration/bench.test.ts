@@ -1,8 +1,10 @@
 /**
- * Issue 4: `vxtun bench` end to end in namespaces it builds itself — the harness runs and writes
- * well-formed results, the HTML report draws its charts in headless Chromium, and `bench compare`
- * reads two result files. Nothing here asserts a speed: figures are checked for shape and for
- * internal consistency (ratios are the medians' quotient), never against a threshold.
+ * `vxtun bench` end to end in namespaces it builds itself: a tiny run (kernel and vxtun-fast, two
+ * interleaved rounds on the link wire) writes well-formed results with every
+ * metric — netperf's TCP_RR and TCP_CRR included — and the underlay's offloads as the link wire
+ * sets them; the HTML report draws its headline chart in headless Chromium; `bench compare` reads
+ * two result files. Nothing here asserts a speed: figures are checked for shape and for internal
+ * consistency (ratios are the medians' quotient), never against a threshold.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { run } from '../../src/tools/lab/exec.js';
-import { cliPath, naiveDataplanePath } from '../../src/tools/lab/cluster.js';
-import { BenchResultSchema, METRIC_KEYS, type BenchResult } from '../../src/tools/bench/schema.js';
+import { cliPath } from '../../src/tools/lab/cluster.js';
+import { BenchResultSchema, metricDefs, PROCESS_METRICS, type BenchResult } from '../../src/tools/bench/schema.js';
 import { BENCH_CASES } from '../../src/tools/bench/cases.js';
 import { repoRoot, requirePrerequisites } from '../support/integration.js';
 
@@ -23,97 +25,95 @@ let out = { code: null as number | null, stdout: '', stderr: '' };
 let result: BenchResult;
 
 beforeAll(async () => {
-  requirePrerequisites(['ip', 'ping', 'iperf3']);
-  const r = await run([process.execPath, cliPath, 'bench', '--quick', '--cases', 'vxtun-ts,flannel-udp,naive', '--json', jsonPath, '--html', htmlPath], { timeoutMs: 200_000 });
+  requirePrerequisites(['ip', 'ping', 'iperf3', 'netperf', 'netserver', 'ethtool', 'tc']);
+  const args = ['bench', '--cases', 'kernel,vxtun-fast', '--runs', '2', '--seconds', '1', '--wire', 'link', '--json', jsonPath, '--html', htmlPath];
+  const r = await run([process.execPath, cliPath, ...args], { timeoutMs: 110_000 });
   out = { code: r.code, stdout: r.stdout, stderr: r.stderr };
   if (existsSync(jsonPath)) result = BenchResultSchema.parse(JSON.parse(readFileSync(jsonPath, 'utf8')));
-}, 210_000);
+}, 115_000);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe('vxtun bench --quick', () => {
-  it('runs the cases in namespaces, prints the table and leaves nothing behind', async () => {
+describe('vxtun bench, a tiny run on the link wire', () => {
+  it('builds both cases once, measures them round by round, prints the table and leaves nothing behind', async () => {
     expect(out.code, out.stdout + out.stderr).toBe(0);
-    expect(out.stdout).toContain('adding case kernel');
-    expect(out.stdout).toMatch(/\[1\/4\] kernel/);
-    expect(out.stdout).toMatch(/\[2\/4\] vxtun-ts/);
-    expect(out.stdout).toMatch(/\[3\/4\] naive/);
-    expect(out.stdout).toMatch(/\[4\/4\] flannel-udp/);
-    expect(out.stdout).toMatch(/UDP 1350 B \(Mbit\/s\)\s+\S+ ×1\.00/);
-    expect(out.stdout).toMatch(/versus the naive design \(case naive[^\n]*\n\s+kernel\s+vxtun-ts/);
+    const order = [...out.stdout.matchAll(/^\[link\] (build \d\/2|round \d\/2) (\S+)/gm)].map((m) => `${m[1]} ${m[2]}`);
+    expect(order).toEqual(['build 1/2 kernel', 'build 2/2 vxtun-fast', 'round 1/2 kernel', 'round 1/2 vxtun-fast', 'round 2/2 kernel', 'round 2/2 vxtun-fast']);
+    expect(out.stdout).toContain('wire link, MTU 1500;');
+    expect(out.stdout).toContain('== link wire: segmentation offloads off, GRO on');
     expect(out.stdout).toMatch(/TCP 1 stream \(Gbit\/s\)\s+\S+ ×1\.00/); // the kernel column is its own baseline
+    expect(out.stdout).toMatch(/TCP_CRR p99 \(µs\)\s+\S+ ×1\.00/);
+    expect(out.stdout).toMatch(/UDP 64 B loss \(%\)\s+[\d.]+\s+[\d.]+\n/); // a percentage, never ×kernel
     expect(out.stdout).toContain(`wrote ${jsonPath}`);
     expect(out.stdout).toContain(`wrote ${htmlPath}`);
     const prefixes = [...out.stdout.matchAll(/namespaces (vxt-[a-z0-9]+)-\*/g)].map((m) => m[1]!);
-    expect(prefixes.length).toBeGreaterThanOrEqual(2);
+    expect(prefixes).toHaveLength(2);
     const ns = await run(['ip', 'netns', 'list']);
     for (const p of prefixes) expect(ns.stdout).not.toContain(p);
     const procs = await run(['pgrep', '-f', `${cliPath} up`]);
     expect(procs.stdout.trim()).toBe('');
-    const naive = await run(['pgrep', '-f', naiveDataplanePath]);
-    expect(naive.stdout.trim()).toBe('');
   });
 
-  it('writes JSON that matches the schema, with the machine, datapaths and consistent ratios', () => {
+  it('writes JSON that matches the schema: build identity, raw runs, every metric, CIs, offloads', () => {
     expect(result).toBeDefined();
-    expect(result.cases.map((c) => c.id)).toEqual(['kernel', 'vxtun-ts', 'naive', 'flannel-udp']);
-    expect(result.machine.cores).toBeGreaterThan(0);
-    expect(result.machine.kernel).toMatch(/^\d+\.\d+/);
-    expect(result.machine.node).toBe(process.version);
-    expect(result.settings).toMatchObject({ quick: true, runs: 1 });
-
-    const kernel = result.cases[0]!;
-    const ts = result.cases[1]!;
-    const naive = result.cases[2]!;
-    expect(kernel.status).toBe('measured');
-    expect(ts.status).toBe('measured');
-    expect(naive.status).toBe('measured');
-    expect(kernel.datapaths).toEqual([]);
-    expect(ts.datapaths).toEqual(['ts', 'ts']); // what each node's "vxtun up" line reported
-    expect(naive.datapaths).toEqual(['naive', 'naive']);
-    expect(naive.placement.map((p) => p.role)).toEqual(['naive node 1', 'naive node 2', 'iperf3 server', 'iperf3 client']);
-    for (const c of [kernel, ts, naive]) {
-      expect(c.runs).toHaveLength(1);
-      expect(c.runs[0]!.errors).toEqual([]);
-      for (const k of ['tcp1Gbps', 'tcp4Gbps', 'udp64Kpps', 'udp512Kpps', 'udp1350Kpps', 'udp1350Mbps', 'rttIdleP50Ms', 'rttLoadP99Ms'] as const) {
-        expect(c.summary![k].median, `${c.id} ${k}`).toBeGreaterThan(0);
+    expect(result.version).toBe(2);
+    expect(result.build.commit).toMatch(/^[0-9a-f]{12}( \(modified\))?$/); // this checkout's HEAD
+    expect(result.machine.netperf).toMatch(/^Netperf version \d/);
+    expect(result.settings).toMatchObject({ runs: 2, wires: ['link'], mtu: 1500, streams: 4, udpSizes: [64, 512, 1350], netem: null, confidence: 0.95 });
+    expect(result.wires.map((w) => w.wire)).toEqual(['link']);
+    const [kernel, fast] = result.wires[0]!.cases;
+    expect([kernel!.id, fast!.id]).toEqual(['kernel', 'vxtun-fast']);
+    const defs = metricDefs(result.settings);
+    for (const c of [kernel!, fast!]) {
+      expect(c.status, c.reason).toBe('measured');
+      expect(c.runs.map((r) => r.round)).toEqual([1, 2]);
+      for (const run of c.runs) {
+        expect(run.errors).toEqual([]);
+        for (const d of defs) {
+          const v = run.metrics[d.key];
+          if (c.id === 'kernel' && PROCESS_METRICS.includes(d.key)) expect(v, `${c.id} ${d.key}`).toBeNull(); // no process to charge
+          else expect(v, `${c.id} round ${run.round} ${d.key}`).toEqual(expect.any(Number));
+        }
+        for (const k of ['tcp1Gbps', 'tcpNGbps', 'udp64Kpps', 'udp1350Mbps', 'tcpRrTps', 'tcpRrP50Us', 'tcpRrP99Us', 'tcpCrrTps', 'tcpCrrP90Us', 'hostCpuSecondsPerGbit']) expect(run.metrics[k], `${c.id} ${k}`).toBeGreaterThan(0);
+        expect(run.metrics.tcpRrP50Us!).toBeLessThanOrEqual(run.metrics.tcpRrP90Us!);
+        expect(run.metrics.tcpRrP90Us!).toBeLessThanOrEqual(run.metrics.tcpRrP99Us!);
+        for (const size of result.settings.udpSizes) {
+          expect(run.metrics[`udp${size}LossPct`]).toBeGreaterThanOrEqual(0);
+          expect(run.metrics[`udp${size}LossPct`]).toBeLessThanOrEqual(100);
+        }
       }
-      expect(c.rttSamples.idle.length).toBeGreaterThanOrEqual(40); // 50 pings asked
-      expect(c.rttSamples.load.length).toBeGreaterThan(0);
+      // Both runs' values: the median is their mean and the bootstrap interval spans them.
+      const t = c.runs.map((r) => r.metrics.tcp1Gbps!);
+      expect(c.summary!.tcp1Gbps!.median).toBeCloseTo((t[0]! + t[1]!) / 2, 9);
+      expect(c.summary!.tcp1Gbps!.ci).toEqual({ lo: Math.min(...t), hi: Math.max(...t) });
+      // The link wire's offloads, on both ends of each node's underlay link.
+      expect(c.underlay.map((u) => u.side).sort()).toEqual(['bridge', 'bridge', 'node', 'node']);
+      for (const u of c.underlay) {
+        expect(u.offloads['tcp-segmentation-offload'], `${u.namespace} ${u.ifname}`).toBe('off');
+        expect(u.offloads['generic-segmentation-offload']).toBe('off');
+        expect(u.offloads['generic-receive-offload']).toBe('on');
+        expect(u.offloads['tx-udp-segmentation']).toMatch(/^off/);
+      }
     }
-    // The kernel's CPU and RSS are not attributable to a process: n/a, not zero.
-    expect(kernel.summary!.cpuSeconds.median).toBeNull();
-    expect(kernel.summary!.peakRssMiB.median).toBeNull();
-    expect(ts.summary!.cpuSeconds.median).toBeGreaterThan(0);
-    expect(ts.summary!.peakRssMiB.median).toBeGreaterThan(10);
-    expect(ts.placement.map((p) => p.role)).toEqual(['vxtun node 1', 'vxtun node 2', 'iperf3 server', 'iperf3 client']);
-    for (const k of METRIC_KEYS) {
-      const kb = kernel.summary![k];
-      const v = ts.summary![k];
+    expect(fast!.datapaths).toEqual(['native', 'native']);
+    expect(fast!.summary!.cpuSecondsPerGB!.median).toBeGreaterThan(0);
+    expect(fast!.summary!.peakRssMiB!.median).toBeGreaterThan(10);
+    for (const d of defs) {
+      const kb = kernel!.summary![d.key]!;
+      const v = fast!.summary![d.key]!;
+      if (!d.asRatio) {
+        expect(v.ratio, d.key).toBeNull();
+        continue;
+      }
       if (kb.median !== null && kb.median !== 0) expect(kb.ratio).toBe(1);
-      if (v.median !== null && kb.median !== null && kb.median !== 0) expect(v.ratio).toBeCloseTo(v.median / kb.median, 9);
-      else expect(v.ratio).toBeNull();
-      // Issue 3's "pure-TS ≥ 5 × naive" figure: the same quotient against the naive case.
-      const nb = naive.summary![k];
-      if (v.median !== null && nb.median !== null && nb.median !== 0) expect(v.ratioToNaive).toBeCloseTo(v.median / nb.median, 9);
-      else expect(v.ratioToNaive).toBeNull();
-    }
-    expect(naive.summary!.tcp1Gbps.ratioToNaive).toBe(1);
-
-    // flannel's udp format: measured when this build has it, otherwise said so — never dropped, never faked.
-    const udp = result.cases[3]!;
-    if (udp.status === 'unsupported') {
-      expect(udp.reason).toMatch(/^not supported by this build \(vxtun up refused the udp backend: .*udp/);
-      expect(udp.summary).toBeNull();
-      expect(udp.runs).toEqual([]);
-      expect(out.stdout).toMatch(/flannel-udp: not supported by this build/);
-    } else {
-      expect(udp.status).toBe('measured');
-      expect(udp.summary!.tcp1Gbps.median).toBeGreaterThan(0);
+      if (v.median !== null && kb.median !== null && kb.median !== 0) {
+        expect(v.ratio).toBeCloseTo(v.median / kb.median, 9);
+        expect(v.ratioCi, d.key).not.toBeNull();
+      } else expect(v.ratio).toBeNull();
     }
   });
 
-  it('renders the HTML report offline in headless Chromium with every chart drawn', async () => {
+  it('renders the HTML report offline in headless Chromium with the headline chart drawn', async () => {
     expect(existsSync(CHROMIUM), `${CHROMIUM} (Debian chromium, installed by scripts/install-deps.sh)`).toBe(true);
     const profile = mkdtempSync(join(tmpdir(), 'vxtun-chromium-'));
     let context: BrowserContext | undefined;
@@ -129,58 +129,66 @@ describe('vxtun bench --quick', () => {
       const requests: string[] = [];
       page.on('request', (r) => requests.push(r.url()));
       await page.goto(`file://${htmlPath}`);
-      const charts = await page.evaluate(() =>
-        [...document.querySelectorAll('svg[data-chart]')].map((svg) => ({
-          chart: svg.getAttribute('data-chart'),
-          box: (() => {
-            const b = svg.getBoundingClientRect();
-            return { w: b.width, h: b.height };
-          })(),
+      expect(requests.filter((u) => !u.startsWith('file://'))).toEqual([]);
+      expect(await page.locator('code.commit').innerText()).toBe(result.build.commit);
+      expect(await page.locator('table.results').evaluateAll((ts) => ts.map((t) => t.getAttribute('data-wire')))).toEqual(['link']);
+      const headline = await page.evaluate(() => {
+        const svg = document.querySelector('svg[data-chart="headline"]')!;
+        return {
+          ticks: [...svg.querySelectorAll('text')].map((t) => t.textContent),
           series: [...svg.querySelectorAll('g.series')].map((g) => ({
             name: g.getAttribute('data-series'),
-            points: Number(g.getAttribute('data-points')),
-            samples: Number(g.getAttribute('data-samples') ?? 0),
-            drawn: g.querySelectorAll('.point').length,
-            pathLength: (g.querySelector('path') as SVGPathElement | null)?.getTotalLength() ?? 0,
+            bars: [...g.querySelectorAll('rect.point')].map((r) => {
+              const b = r.getBoundingClientRect();
+              return { w: b.width, h: b.height, title: r.querySelector('title')?.textContent ?? '' };
+            }),
+            whiskers: [...g.querySelectorAll('line')].map((l) => {
+              const b = l.getBoundingClientRect();
+              return b.height;
+            }),
           })),
-          legend: svg.textContent ?? '',
-        })),
-      );
-      expect(requests.filter((u) => !u.startsWith('file://'))).toEqual([]);
-      expect(charts.map((c) => c.chart)).toEqual(['throughput', 'packet-rate', 'tcp', 'rtt-idle', 'rtt-load', 'versus-naive']);
-      const measured = result.cases.filter((c) => c.status === 'measured').map((c) => c.id);
-      for (const c of charts) {
-        expect(c.box.w, c.chart!).toBeGreaterThan(100);
-        // The naive chart shows the userspace dataplanes against naive (the kernel's ratio is in the table).
-        expect(c.series.map((s) => s.name), c.chart!).toEqual(c.chart === 'versus-naive' ? measured.filter((id) => id !== 'naive' && id !== 'kernel') : measured);
-        for (const s of c.series) {
-          if (c.chart === 'versus-naive') {
-            expect(s.drawn, `versus-naive ${s.name}`).toBe(4); // TCP 1 and 4 streams, UDP 64 and 1350 B delivered
-          } else if (c.chart === 'throughput' || c.chart === 'packet-rate') {
-            expect(s.points, `${c.chart} ${s.name}`).toBe(3); // 64, 512, 1350-byte payloads
-            expect(s.drawn).toBe(3);
-            expect(s.pathLength).toBeGreaterThan(10);
-          } else if (c.chart === 'tcp') {
-            expect(s.drawn, `tcp ${s.name}`).toBe(2); // 1 and 4 streams
-          } else {
-            const want = result.cases.find((x) => x.id === s.name)!.rttSamples[c.chart === 'rtt-idle' ? 'idle' : 'load'].length;
-            expect(s.samples, `${c.chart} ${s.name}`).toBe(want);
-            expect(s.points).toBeGreaterThan(1);
-            expect(s.pathLength).toBeGreaterThan(10);
-          }
-        }
-        if (result.cases[3]!.status === 'unsupported' && c.chart !== 'versus-naive') expect(c.legend).toMatch(/flannel-udp:\s*not supported by this build/);
+        };
+      });
+      expect(headline.ticks).toEqual(expect.arrayContaining(['kernel', 'vxtun-fast']));
+      expect(headline.series.map((s) => s.name)).toEqual(['link wire']);
+      const [link] = headline.series;
+      expect(link!.bars.map((b) => b.title.split(' ')[2])).toEqual(['kernel:', 'vxtun-fast:']);
+      for (const b of link!.bars) {
+        expect(b.w, b.title).toBeGreaterThan(0);
+        expect(b.h, b.title).toBeGreaterThan(0);
       }
-      const table = await page.locator('table').first().innerText();
-      expect(table).toContain('TCP 1 stream');
-      expect(table).toContain('×1.00');
-      expect(await page.locator('table.naive').innerText()).toMatch(/TCP 1 stream/);
+      expect(link!.whiskers).toHaveLength(2); // each bar's ratio CI (two runs each)
+      const charts = await page.evaluate(() => [...document.querySelectorAll('svg[data-chart]')].map((s) => s.getAttribute('data-chart')));
+      expect(charts).toEqual(['headline', 'throughput-link', 'packet-rate-link', 'tcp-link', 'rtt-idle-link', 'rtt-load-link']);
+      expect(await page.locator('table.offloads').innerText()).toMatch(/link\s+bridge p1\s+off/);
       mkdirSync(join(repoRoot, 'test-artifacts'), { recursive: true });
       await page.screenshot({ path: join(repoRoot, 'test-artifacts', 'bench-report.png'), fullPage: true });
     } finally {
       await context?.close();
       rmSync(profile, { recursive: true, force: true });
     }
+  });
+});
+
+describe('vxtun bench --netem', () => {
+  it('delays every underlay crossing, or stops with one line when the kernel has no sch_netem', async () => {
+    const path = join(dir, 'netem.json');
+    const r = await run([process.execPath, cliPath, 'bench', '--cases', 'kernel', '--runs', '1', '--wire', 'link', '--netem', 'delay 1ms', '--json', path, '--html', join(dir, 'netem.html')], { timeoutMs: 60_000 });
+    if (r.code === 0) {
+      // Each direction leaves the bridge through one port: 1 ms each way, 2 ms per round trip at least.
+      const netem = BenchResultSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
+      expect(netem.settings.netem).toBe('delay 1ms');
+      const m = netem.wires[0]!.cases[0]!.runs[0]!.metrics;
+      expect(m.rttIdleP50Ms).toBeGreaterThanOrEqual(2);
+      expect(m.tcpRrP50Us).toBeGreaterThanOrEqual(2000);
+    } else {
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/^vxtun: --netem "delay 1ms": tc refused it on the underlay: .*\(this kernel has no sch_netem\)\n$/);
+      expect(existsSync(path)).toBe(false);
+    }
+    const prefixes = [...r.stdout.matchAll(/namespaces (vxt-[a-z0-9]+)-\*/g)].map((m) => m[1]!);
+    expect(prefixes).toHaveLength(1);
+    expect((await run(['ip', 'netns', 'list'])).stdout).not.toContain(prefixes[0]!);
   });
 });
 
@@ -191,52 +199,52 @@ describe('vxtun bench compare', () => {
     return p;
   };
 
-  it('shows the change between two result files of the same machine', async () => {
-    const b: BenchResult = structuredClone(result);
-    const ts = b.cases.find((c) => c.id === 'vxtun-ts')!;
-    ts.summary!.tcp1Gbps.median = ts.summary!.tcp1Gbps.median! * 1.1;
-    ts.summary!.tcp1Gbps.ratio = ts.summary!.tcp1Gbps.ratio! * 1.1;
-    const r = await run([process.execPath, cliPath, 'bench', 'compare', jsonPath, write('b.json', b)]);
+  it('marks each metric of two result files of the same machine, "~" with two runs each', async () => {
+    const r = await run([process.execPath, cliPath, 'bench', 'compare', jsonPath, write('b.json', structuredClone(result))]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.split('\n')[0]).toMatch(/^same machine/);
-    const row = r.stdout.split('\n').find((l) => l.startsWith('vxtun-ts') && l.includes('TCP 1 stream'));
-    expect(row).toMatch(/\+10\.0%\s+\S+\s+\S+\s+\+10\.0%$/);
-    const unchanged = r.stdout.split('\n').find((l) => l.startsWith('kernel') && l.includes('TCP 1 stream'));
-    expect(unchanged).toMatch(/\+0\.0%\s+1\.00\s+1\.00\s+\+0\.0%$/);
+    expect(r.stdout).toContain('== link wire (MTU 1500)');
+    const row = r.stdout.split('\n').find((l) => l.startsWith('vxtun-fast') && l.includes('TCP 1 stream'));
+    expect(row).toMatch(/\+0\.0%\s+~ \(too few samples: n=2\+2\)/);
   });
 
-  it('refuses results from different machines unless --force, and then says so', async () => {
+  it('refuses results from different machines unless --allow-different-machines, and then says so', async () => {
     const other: BenchResult = structuredClone(result);
     other.machine.cpuModel = 'Some Other CPU';
     other.machine.machineIdHash = '0000000000000000';
     const otherPath = write('other.json', other);
     const refused = await run([process.execPath, cliPath, 'bench', 'compare', jsonPath, otherPath]);
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/^vxtun: refusing to compare results from different machines \(machineIdHash .*cpuModel .*Some Other CPU.*\); pass --force/);
+    expect(refused.stderr).toMatch(/^vxtun: refusing to compare results from different machines \(machineIdHash .*cpuModel .*Some Other CPU.*\); pass --allow-different-machines to compare anyway\n$/);
     expect(refused.stdout).toBe('');
-    const forced = await run([process.execPath, cliPath, 'bench', 'compare', '--force', jsonPath, otherPath]);
-    expect(forced.code, forced.stderr).toBe(0);
-    expect(forced.stdout.split('\n')[0]).toMatch(/^WARNING: these results come from different machines/);
+    const allowed = await run([process.execPath, cliPath, 'bench', 'compare', '--allow-different-machines', jsonPath, otherPath]);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stdout.split('\n')[0]).toMatch(/^WARNING: these results come from different machines/);
   });
 
   it('refuses a file that is not a bench result with one line naming the field', async () => {
-    const bad = structuredClone(result) as unknown as { cases: { summary: unknown }[] };
-    bad.cases[0]!.summary = { tcp1Gbps: 'fast' };
+    const bad = structuredClone(result) as unknown as { wires: { cases: { summary: unknown }[] }[] };
+    bad.wires[0]!.cases[0]!.summary = { tcp1Gbps: 'fast' };
     const badPath = join(dir, 'bad.json');
     writeFileSync(badPath, JSON.stringify(bad));
     const r = await run([process.execPath, cliPath, 'bench', 'compare', jsonPath, badPath]);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toContain(`${badPath}: not a vxtun bench result: cases.0.summary.`);
+    expect(r.stderr).toContain(`${badPath}: not a vxtun bench result: wires.0.cases.0.summary.`);
   });
 });
 
 describe('vxtun bench arguments', () => {
-  it('refuses an unknown case or a bad run count with one line and exit 2, before anything starts', async () => {
+  it('refuses a bad flag value with one line naming the flag and the value, exit 2, before anything starts', async () => {
     for (const [args, line] of [
       [['--cases', 'kernel,warp'], `vxtun: --cases "kernel,warp": unknown case "warp" (cases: ${BENCH_CASES.map((c) => c.id).join(', ')})`],
       [['--runs', '0'], 'vxtun: --runs "0" must be an integer from 1 to 50'],
       [['--seconds', '1.5'], 'vxtun: --seconds "1.5" must be an integer from 1 to 600'],
+      [['--wire', 'fiber'], 'vxtun: --wire "fiber" must be veth, link or both'],
+      [['--mtu', '1400'], 'vxtun: --mtu "1400" must be 1500 or 9000'],
+      [['--streams', '1'], 'vxtun: --streams "1" must be an integer from 2 to 128 (TCP 1 stream is always measured)'],
+      [['--udp-sizes', '64,2000'], 'vxtun: --udp-sizes "64,2000": each size must be a distinct integer from 16 to 1422 bytes (MTU 1500 less VXLAN and IPv4/UDP headers), not "2000"'],
+      [['--netem', 'delay 1ms; reboot'], 'vxtun: --netem "delay 1ms; reboot" must be tc netem parameters, e.g. "delay 1ms loss 0.1%"'],
     ] as const) {
       const r = await run([process.execPath, cliPath, 'bench', ...args]);
       expect(r.code, r.stdout + r.stderr).toBe(2);

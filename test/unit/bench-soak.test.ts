@@ -35,7 +35,7 @@ describe('soak analysis', () => {
       date: '2026-11-22T00:00:00.000Z',
       command: 'vxtun bench soak --duration 30',
       settings: { caseId: 'vxtun-fast', seconds: 30, intervalSeconds: 10, warmupSeconds: 10 },
-      machine: { hostname: 'h', machineIdHash: 'x', fingerprint: 'f', kernel: '6.1', cpuModel: 'cpu <x>', cores: 2, memoryMiB: 1024, node: 'v20', vxtunVersion: '0', iperf3: '3', features: { nativeAddon: true, nativeChecksum: true }, cpusAllowed: '0-1', loadAverage: [0, 0, 0] },
+      machine: { hostname: 'h', machineIdHash: 'x', fingerprint: 'f', kernel: '6.1', cpuModel: 'cpu <x>', cores: 2, memoryMiB: 1024, node: 'v20', vxtunVersion: '0', iperf3: '3', netperf: '2.7', features: { nativeAddon: true, nativeChecksum: true }, cpusAllowed: '0-1', loadAverage: [0, 0, 0] },
       loadAverage: { before: [0, 0, 0], after: [0, 0, 0] },
       kernelTcpGbps: 10,
       case: { id: 'vxtun-fast', title: 'vxtun ↔ vxtun', datapaths: ['native', 'native'] },

@@ -4,12 +4,16 @@
  * min–max, and absent unless both were measured.
  */
 import { describe, expect, it } from 'vitest';
-import { addSummaries } from '../../src/tools/bench/runner.js';
-import { versusUdpProxyC } from '../../src/tools/bench/format.js';
-import { METRIC_KEYS, type CaseResult, type MetricKey } from '../../src/tools/bench/schema.js';
+import { addSummaries as addSummariesWith, BOOTSTRAP } from '../../src/tools/bench/runner.js';
+import { versusUdpProxyC as versusWith } from '../../src/tools/bench/format.js';
+import { metricDefs, type CaseResult } from '../../src/tools/bench/schema.js';
+
+const defs = metricDefs({ streams: 4, udpSizes: [64, 512, 1350] });
+const addSummaries = (cases: CaseResult[]): void => addSummariesWith(cases, defs, BOOTSTRAP);
+const versusUdpProxyC = (cases: CaseResult[]): string | undefined => versusWith(cases, 4);
 
 function measured(id: string, tcp: Array<[number, number]>): CaseResult {
-  const metrics = (t1: number, t4: number) => ({ ...(Object.fromEntries(METRIC_KEYS.map((k) => [k, null])) as Record<MetricKey, number | null>), tcp1Gbps: t1, tcp4Gbps: t4 });
+  const metrics = (t1: number, t4: number) => ({ ...Object.fromEntries(defs.map((d) => [d.key, null])), tcp1Gbps: t1, tcpNGbps: t4 });
   return {
     id,
     title: id,
@@ -19,7 +23,8 @@ function measured(id: string, tcp: Array<[number, number]>): CaseResult {
     datapaths: [],
     dataplaneProcesses: [],
     placement: [],
-    runs: tcp.map(([t1, t4], i) => ({ run: i + 1, metrics: metrics(t1, t4), errors: [] })),
+    underlay: [],
+    runs: tcp.map(([t1, t4], i) => ({ round: i + 1, metrics: metrics(t1, t4), errors: [] })),
     summary: null,
     rttSamples: { idle: [], load: [] },
   };

@@ -35,7 +35,7 @@ async function iperf(client: Netns, server: Netns, ip: string, seconds: number):
   try {
     const r = await iperfTcp(client, ip, 1, seconds);
     if (!r.ok) throw new Error(r.error);
-    return r.value;
+    return r.value.gbps;
   } finally {
     srv.kill('SIGTERM');
   }

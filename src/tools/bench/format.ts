@@ -1,5 +1,5 @@
 /** Number and cell formatting shared by the terminal table, the HTML report and compare. */
-import type { CaseResult, MetricKey, Stat } from './schema.js';
+import { PROCESS_METRICS, type CaseResult, type MetricKey, type Stat } from './schema.js';
 
 /** Three significant digits, no exponent for the ranges we meet. */
 export function num(x: number | null): string {
@@ -17,6 +17,11 @@ export function ratioText(r: number | null): string {
   return r === null ? '' : `×${r >= 10 ? r.toFixed(0) : r.toFixed(2)}`;
 }
 
+/** The median's confidence interval, e.g. "CI 1.20–1.31"; empty when there is none (one run). */
+export function ciText(s: Stat): string {
+  return s.ci ? `CI ${num(s.ci.lo)}–${num(s.ci.hi)}` : '';
+}
+
 export function rangeText(s: Stat): string {
   if (s.min === null || s.max === null) return '';
   // One run has no spread to show; the header says how many runs there were.
@@ -27,7 +32,7 @@ export function rangeText(s: Stat): string {
 export function missingText(c: CaseResult, key: MetricKey): string {
   if (c.status === 'unsupported') return 'not supported';
   if (c.status === 'failed') return 'failed';
-  if ((key === 'cpuSeconds' || key === 'peakRssMiB') && c.dataplaneProcesses.length === 0) return 'n/a (kernel)';
+  if (PROCESS_METRICS.includes(key) && c.dataplaneProcesses.length === 0) return 'n/a (kernel)';
   return 'n/a';
 }
 
@@ -36,15 +41,15 @@ export function missingText(c: CaseResult, key: MetricKey): string {
  * packet per syscall), on TCP: the quotient of the medians, and in brackets the widest it could be
  * from the two cases' min–max. Undefined unless both cases were measured in this run.
  */
-export function versusUdpProxyC(cases: readonly CaseResult[]): string | undefined {
+export function versusUdpProxyC(cases: readonly CaseResult[], streams: number): string | undefined {
   const ours = cases.find((c) => c.id === 'vxtun-fast')?.summary;
   const theirs = cases.find((c) => c.id === 'udp-proxy-c')?.summary;
   if (!ours || !theirs) return undefined;
-  const parts = (['tcp1Gbps', 'tcp4Gbps'] as const).flatMap((k) => {
-    const [a, b] = [ours[k], theirs[k]];
+  const parts = (['tcp1Gbps', 'tcpNGbps'] as const).flatMap((k) => {
+    const [a, b] = [ours[k]!, theirs[k]!];
     if (a.median === null || b.median === null || b.median === 0) return [];
     const range = a.min !== null && a.max !== null && b.min && b.max && (a.n > 1 || b.n > 1) ? ` (${num(a.min / b.max)}–${num(a.max / b.min)})` : '';
-    return [`${k === 'tcp1Gbps' ? '1 stream' : '4 streams'} ×${num(a.median / b.median)}${range}`];
+    return [`${k === 'tcp1Gbps' ? '1 stream' : `${streams} streams`} ×${num(a.median / b.median)}${range}`];
   });
   return parts.length ? `vxtun-fast × C udp proxy (udp-proxy-c), TCP: ${parts.join(', ')}` : undefined;
 }

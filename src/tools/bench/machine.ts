@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { run } from '../lab/exec.js';
 import { loadNative } from '../../io/addon.js';
 import { packageRoot } from '../../util/package-root.js';
+import { commitOf } from '../../util/build-identity.js';
 
 export interface MachineDescription {
   hostname: string;
@@ -23,6 +24,7 @@ export interface MachineDescription {
   node: string;
   vxtunVersion: string;
   iperf3: string;
+  netperf: string;
   /** Features compiled in / available in this build. */
   features: { nativeAddon: boolean; nativeChecksum: boolean };
   /** CPUs this process may run on (from /proc/self/status Cpus_allowed_list). */
@@ -49,6 +51,21 @@ export function cpusAllowed(pid: number | 'self'): string {
   }
 }
 
+/** The first line a tool prints about its version, or 'not installed'. */
+async function toolVersion(cmd: string[]): Promise<string> {
+  try {
+    const r = await run(cmd);
+    return (r.stdout || r.stderr).split('\n')[0]?.trim() || 'not installed';
+  } catch {
+    return 'not installed';
+  }
+}
+
+/** What was measured: the package version and the commit of the package root. */
+export function buildIdentity(): { vxtunVersion: string; commit: string } {
+  return { vxtunVersion: vxtunVersion(), commit: commitOf(packageRoot()) };
+}
+
 export async function describeMachine(): Promise<MachineDescription> {
   let machineId = '';
   try {
@@ -62,13 +79,8 @@ export async function describeMachine(): Promise<MachineDescription> {
   const host = hostname();
   const machineIdHash = createHash('sha256').update(machineId || host).digest('hex').slice(0, 16);
   const fingerprint = createHash('sha256').update([machineIdHash, cpuModel, c.length, kernel].join('|')).digest('hex').slice(0, 16);
-  let iperf3 = 'not installed';
-  try {
-    const r = await run(['iperf3', '--version']);
-    iperf3 = r.stdout.split('\n')[0]?.trim() || iperf3;
-  } catch {
-    /* reported as not installed */
-  }
+  const iperf3 = await toolVersion(['iperf3', '--version']);
+  const netperf = await toolVersion(['netperf', '-V']);
   const native = loadNative();
   return {
     hostname: host,
@@ -81,6 +93,7 @@ export async function describeMachine(): Promise<MachineDescription> {
     node: process.version,
     vxtunVersion: vxtunVersion(),
     iperf3,
+    netperf,
     features: { nativeAddon: native !== undefined, nativeChecksum: typeof native?.checksum === 'function' },
     cpusAllowed: cpusAllowed('self'),
     loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),

@@ -1,47 +1,59 @@
+/** Builds and measured runs are estimated apart: how long builds really take says nothing of runs. */
+export type WorkKind = 'build' | 'run';
+
 /**
- * Live progress of `vxtun bench`: which case, which run, which measurement, time left. On a
- * terminal one status line is redrawn in place; otherwise (logs, CI) each case and run is a line.
+ * Live progress of `vxtun bench`: which wire, round and case, which measurement, time left. On a
+ * terminal one status line is redrawn in place; otherwise (logs, CI) each build and each measured
+ * run is a line. Time left is the estimate of the work not yet done, each kind scaled by how its
+ * finished units really compared with their estimates, so it corrects itself as the bench goes.
  */
 export class Progress {
   private readonly tty: boolean;
   private readonly started = Date.now();
-  private caseIndex = 0;
-  private caseCount = 0;
-  private caseId = '';
-  private caseStarted = Date.now();
-  private run = 0;
-  private runs = 0;
+  private label = '';
   private stepName = '';
-  /** Seconds one case is expected to take: the estimate at first, then the mean of finished cases. */
-  private perCase: number;
-  private finished: number[] = [];
+  private unitStarted = Date.now();
+  private unitEstimate = 0;
+  private unitKind: WorkKind = 'build';
+  /** Per kind: estimated seconds of the work not yet started, and estimated and real seconds of the work done. */
+  private readonly work: Record<WorkKind, { remaining: number; estimatedDone: number; actualDone: number }>;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly out: NodeJS.WritableStream,
-    totalEstimate: number,
-    caseCount = 1,
+    estimate: Record<WorkKind, number>,
   ) {
     this.tty = (out as NodeJS.WriteStream).isTTY === true;
-    this.perCase = totalEstimate / Math.max(1, caseCount);
+    this.work = {
+      build: { remaining: estimate.build, estimatedDone: 0, actualDone: 0 },
+      run: { remaining: estimate.run, estimatedDone: 0, actualDone: 0 },
+    };
     if (this.tty) this.timer = setInterval(() => this.draw(), 500).unref();
   }
 
-  setCase(index: number, count: number, id: string): void {
-    this.caseIndex = index;
-    this.caseCount = count;
-    this.caseId = id;
-    this.caseStarted = Date.now();
-    this.run = 0;
-    this.runs = 0;
+  /** A unit of work begins (a build or one measured run), expected to take `estimate` seconds. */
+  start(label: string, kind: WorkKind, estimate: number): void {
+    this.label = label;
     this.stepName = '';
-    this.line(`[${index}/${count}] ${id} · ${this.leftText()}`);
+    this.unitStarted = Date.now();
+    this.unitKind = kind;
+    this.unitEstimate = estimate;
+    this.work[kind].remaining = Math.max(0, this.work[kind].remaining - estimate);
+    this.line(`${label} · ${this.leftText()}`);
   }
 
-  setRun(run: number, runs: number): void {
-    this.run = run;
-    this.runs = runs;
-    if (!this.tty) this.line(`[${this.caseIndex}/${this.caseCount}] ${this.caseId} run ${run}/${runs} · ${this.leftText()}`);
+  /** The unit begun last is finished: its real duration corrects the estimate of the rest of its kind. */
+  done(): void {
+    const w = this.work[this.unitKind];
+    w.estimatedDone += this.unitEstimate;
+    w.actualDone += (Date.now() - this.unitStarted) / 1000;
+    this.unitEstimate = 0;
+    this.draw();
+  }
+
+  /** Work that will not happen (runs of a case that could not be built): no longer counted as left. */
+  skip(kind: WorkKind, estimate: number): void {
+    this.work[kind].remaining = Math.max(0, this.work[kind].remaining - estimate);
   }
 
   step(name: string): void {
@@ -52,15 +64,6 @@ export class Progress {
   /** Topology details from the case builder: shown only in the live line. */
   detail(_line: string): void {
     this.draw();
-  }
-
-  runDone(): void {
-    this.draw();
-  }
-
-  caseDone(spentSeconds: number, _estimate: number): void {
-    this.finished.push(spentSeconds);
-    this.perCase = this.finished.reduce((a, b) => a + b, 0) / this.finished.length;
   }
 
   /** A plain line worth keeping in logs (not on a terminal, where the live line says enough). */
@@ -79,10 +82,11 @@ export class Progress {
     this.out.write(`bench finished in ${fmt((Date.now() - this.started) / 1000)}\n`);
   }
 
-  /** Seconds left: the rest of this case plus the cases after it. */
+  /** Seconds left: the rest of the current unit plus the units not started, each kind scaled by its real/estimated so far. */
   secondsLeft(): number {
-    const inCase = (Date.now() - this.caseStarted) / 1000;
-    return Math.max(0, this.perCase - inCase) + Math.max(0, this.caseCount - this.caseIndex) * this.perCase;
+    const scale = (k: WorkKind): number => (this.work[k].estimatedDone > 0 ? this.work[k].actualDone / this.work[k].estimatedDone : 1);
+    const inUnit = (Date.now() - this.unitStarted) / 1000;
+    return Math.max(0, this.unitEstimate * scale(this.unitKind) - inUnit) + this.work.build.remaining * scale('build') + this.work.run.remaining * scale('run');
   }
 
   private leftText(): string {
@@ -90,10 +94,9 @@ export class Progress {
   }
 
   private draw(): void {
-    if (!this.tty || this.caseCount === 0) return;
-    const run = this.runs > 0 ? ` run ${this.run}/${this.runs}` : '';
+    if (!this.tty || this.label === '') return;
     const step = this.stepName ? ` · ${this.stepName}` : '';
-    this.out.write(`\r\x1b[K[${this.caseIndex}/${this.caseCount}] ${this.caseId}${run}${step} · ${this.leftText()}`);
+    this.out.write(`\r\x1b[K${this.label}${step} · ${this.leftText()}`);
   }
 
   private line(text: string): void {

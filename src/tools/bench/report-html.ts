@@ -1,14 +1,17 @@
 /**
  * The HTML report: one self-contained file (inline CSS and SVG, no script, no fetch) that opens in
- * any browser offline. Charts: UDP throughput by packet size per dataplane (Mbit/s and packets/s,
- * median with min–max whiskers), TCP by stream count, the RTT distribution (CDF) idle and loaded, and,
- * when the naive case ran, each case's figures divided by the naive design's.
- * Every series is a <g data-series="<case id>" data-points="<n>"> so a test can check what drew.
+ * any browser offline. First the build identity and the wire modes' tables side by side, then the
+ * headline chart (each case's TCP 1 stream as a ratio to the kernel, one bar per wire, with the
+ * ratio's bootstrap interval as whiskers); per wire: UDP throughput by packet size per dataplane
+ * (Mbit/s and packets/s, median with its interval), TCP by stream count, the RTT distribution (CDF)
+ * idle and loaded, and, when the naive case ran, each case's figures divided by the naive design's.
+ * Every series is a <g data-series="<id>" data-points="<n>"> so a test can check what drew.
  */
-import { METRICS, UDP_SIZES, type BenchResult, type CaseResult, type MetricKey } from './schema.js';
-import { num, ratioText, rangeText, missingText, versusUdpProxyC, escapeHtml } from './format.js';
-import { machineLine } from './report-text.js';
-import { casesVersusNaive, NAIVE_METRICS } from './versus-naive.js';
+import { metricDefs, type BenchResult, type CaseResult, type MetricDef, type WireResult } from './schema.js';
+import { num, ratioText, ciText, missingText, versusUdpProxyC, escapeHtml } from './format.js';
+import { machineLine, tableMetrics, wireHeading } from './report-text.js';
+import { casesVersusNaive, naiveMetrics } from './versus-naive.js';
+import { OFFLOAD_FEATURES } from './underlay-ports.js';
 
 const PALETTE: Record<string, string> = {
   kernel: '#1f77b4',
@@ -20,6 +23,7 @@ const PALETTE: Record<string, string> = {
   naive: '#8c564b',
 };
 const EXTRA = ['#e377c2', '#bcbd22', '#17becf', '#aec7e8'];
+const WIRE_COLORS: Record<string, string> = { veth: '#9ecae1', link: '#08519c' };
 
 function color(id: string, i: number): string {
   return PALETTE[id] ?? EXTRA[i % EXTRA.length]!;
@@ -142,98 +146,166 @@ function svg(chartId: string, inner: string): string {
   return `<svg data-chart="${chartId}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img">${inner}</svg>`;
 }
 
-function statSeries(cases: { c: CaseResult; color: string }[], keys: MetricKey[]): Series[] {
+function statSeries(cases: { c: CaseResult; color: string }[], keys: string[]): Series[] {
   return cases.map(({ c, color }) => ({
     id: c.id,
     color,
     points: keys.flatMap((k, i) => {
-      const s = c.summary![k];
-      return s.median === null ? [] : [{ x: i, y: s.median, lo: s.min ?? undefined, hi: s.max ?? undefined }];
+      const s = c.summary![k]!;
+      return s.median === null ? [] : [{ x: i, y: s.median, lo: s.ci?.lo, hi: s.ci?.hi }];
     }),
   }));
 }
-
-/** Tick labels that fit under a bar group. */
-const SHORT_LABELS: Partial<Record<MetricKey, string>> = { tcp1Gbps: 'TCP 1 stream', tcp4Gbps: 'TCP 4 streams', udp64Kpps: 'UDP 64 B', udp1350Kpps: 'UDP 1350 B' };
 
 /**
  * Ratios to the naive case: a table of them all, and a bar chart of the throughput figures of the
  * userspace dataplanes (the kernel's, tens of times the naive one's, would flatten the rest: it is
  * in the table). Empty when naive did not run.
  */
-function naiveSection(r: BenchResult): { chart?: string; table: string } {
-  const cases = casesVersusNaive(r);
+function naiveSection(r: BenchResult, w: WireResult): { chart?: string; table: string } {
+  const cases = casesVersusNaive(w.cases);
   if (cases.length === 0) return { table: '' };
+  const metrics = naiveMetrics(metricDefs(r.settings), r.settings.udpSizes);
+  const largest = r.settings.udpSizes[r.settings.udpSizes.length - 1];
   // Mbit/s at one payload size has the same ratio as packets/s: one bar for both.
-  const throughput = NAIVE_METRICS.filter((k) => METRICS[k].higherIsBetter && k !== 'udp1350Mbps');
+  const throughput = metrics.filter((d) => d.higherIsBetter && d.key !== `udp${largest}Mbps`);
   const series = cases.filter((c) => c.dataplaneProcesses.length > 0).map((c) => ({
     id: c.id,
-    color: color(c.id, r.cases.indexOf(c)),
-    points: throughput.flatMap((k, i) => {
-      const q = c.summary![k].ratioToNaive;
+    color: color(c.id, w.cases.indexOf(c)),
+    points: throughput.flatMap((d, i) => {
+      const q = c.summary![d.key]!.ratioToNaive;
       return q === null ? [] : [{ x: i, y: q }];
     }),
   }));
-  const chart = barChart('versus-naive', 'Throughput as a multiple of the naive fs.read + dgram.send design', '× naive (ratio of medians; UDP: delivered)', throughput.map((k) => SHORT_LABELS[k] ?? k), series, []);
+  const chart = barChart(`versus-naive-${w.wire}`, `Throughput as a multiple of the naive fs.read + dgram.send design (${w.wire} wire)`, '× naive (ratio of medians; UDP: delivered)', throughput.map((d) => d.label), series, []);
   const head = cases.map((c) => `<th>${esc(c.id)}</th>`).join('');
-  const rows = NAIVE_METRICS.map((k) => `<tr><th>${esc(METRICS[k].label)} <small>(${esc(METRICS[k].unit)})</small></th>${cases.map((c) => `<td>${ratioText(c.summary![k].ratioToNaive) || 'n/a'}</td>`).join('')}</tr>`).join('\n');
-  return { chart, table: `<h2>Versus the naive design</h2>\n<p>Each case's median divided by the naive case's (one <code>fs.read</code> and one <code>dgram.send</code> per packet) in this run.</p>\n<table class="naive"><tr><th></th>${head}</tr>\n${rows}\n</table>` };
+  const rows = metrics.map((d) => `<tr><th>${esc(d.label)} <small>(${esc(d.unit)})</small></th>${cases.map((c) => `<td>${ratioText(c.summary![d.key]!.ratioToNaive) || 'n/a'}</td>`).join('')}</tr>`).join('\n');
+  return { chart, table: `<h3>Versus the naive design (${esc(w.wire)} wire)</h3>\n<p>Each case's median divided by the naive case's (one <code>fs.read</code> and one <code>dgram.send</code> per packet) on this wire.</p>\n<table class="naive" data-wire="${esc(w.wire)}"><tr><th></th>${head}</tr>\n${rows}\n</table>` };
+}
+
+/**
+ * The headline: each case's TCP 1 stream median over the kernel's on the same wire, one horizontal
+ * bar per wire and case (a row per case, so every case has room for its name), whiskers at the
+ * ratio's bootstrap interval, a dashed line at the kernel's 1.00.
+ */
+function headlineChart(r: BenchResult): string {
+  const ids = [...new Set(r.wires.flatMap((w) => w.cases.filter((c) => c.summary?.tcp1Gbps?.ratio != null).map((c) => c.id)))];
+  const width = 760;
+  const m = { left: 120, right: 190, top: 30, bottom: 44 };
+  const barH = 12;
+  const rowH = r.wires.length * (barH + 2) + 10;
+  const plotW = width - m.left - m.right;
+  const plotH = Math.max(1, ids.length) * rowH;
+  const height = m.top + plotH + m.bottom;
+  const stats = r.wires.map((w) => ids.map((id) => w.cases.find((c) => c.id === id)?.summary?.tcp1Gbps));
+  const xmax = niceMax(Math.max(1, ...stats.flat().flatMap((s) => [s?.ratio ?? 0, s?.ratioCi?.hi ?? 0])));
+  const x = (v: number): number => m.left + (v / xmax) * plotW;
+  const grid = [0, 0.25, 0.5, 0.75, 1]
+    .map((f) => `<line x1="${x(f * xmax).toFixed(1)}" x2="${x(f * xmax).toFixed(1)}" y1="${m.top}" y2="${m.top + plotH}" stroke="#e5e5e5"/><text x="${x(f * xmax).toFixed(1)}" y="${m.top + plotH + 16}" text-anchor="middle">${num(f * xmax)}</text>`)
+    .join('');
+  const labels = ids.map((id, i) => `<text x="${m.left - 8}" y="${(m.top + i * rowH + rowH / 2 + 4).toFixed(1)}" text-anchor="end">${esc(id)}</text>`).join('');
+  const series = r.wires
+    .map((w, wi) => {
+      const color = WIRE_COLORS[w.wire] ?? '#777';
+      const bars = ids.flatMap((id, i) => {
+        const s = stats[wi]![i];
+        if (s?.ratio == null) return [];
+        const y = m.top + i * rowH + 5 + wi * (barH + 2);
+        const whisker = s.ratioCi ? `<line x1="${x(s.ratioCi.lo).toFixed(1)}" x2="${x(s.ratioCi.hi).toFixed(1)}" y1="${(y + barH / 2).toFixed(1)}" y2="${(y + barH / 2).toFixed(1)}" stroke="#000"/>` : '';
+        return [`<rect class="point" x="${m.left}" y="${y}" width="${(x(s.ratio) - m.left).toFixed(1)}" height="${barH}" fill="${color}"><title>${esc(w.wire)} wire ${esc(id)}: ×${num(s.ratio)}${s.ratioCi ? ` (CI ${num(s.ratioCi.lo)}–${num(s.ratioCi.hi)})` : ''}</title></rect>${whisker}`];
+      });
+      return `<g class="series" data-series="${esc(w.wire)} wire" data-points="${bars.length}">${bars.join('')}</g>`;
+    })
+    .join('');
+  const legendX = width - m.right + 14;
+  const legend = r.wires.map((w, wi) => `<g transform="translate(${legendX},${m.top + 4 + wi * 18})"><rect width="12" height="12" fill="${WIRE_COLORS[w.wire] ?? '#777'}"/><text x="18" y="10">${esc(w.wire)} wire</text></g>`).join('');
+  const missing = r.wires
+    .flatMap((w) => w.cases.filter((c) => c.status !== 'measured').map((c) => ({ id: c.id, why: `${w.wire} wire: ${c.status === 'unsupported' ? 'not supported' : 'failed'}` })))
+    .map((mi, i) => `<g class="missing" data-series="${esc(mi.id)}" transform="translate(${legendX},${m.top + 4 + r.wires.length * 18 + i * 32})"><rect width="12" height="12" fill="none" stroke="#999" stroke-dasharray="2,2"/><text x="18" y="10" fill="#777">${esc(mi.id)}:<tspan x="18" dy="13">${esc(mi.why)}</tspan></text></g>`)
+    .join('');
+  const one = `<line x1="${x(1).toFixed(1)}" x2="${x(1).toFixed(1)}" y1="${m.top}" y2="${m.top + plotH}" stroke="#555" stroke-dasharray="4,3"/>`;
+  const title = `<text class="title" x="${m.left}" y="18">${esc('TCP 1 stream as a multiple of the kernel VXLAN on the same wire')}</text>`;
+  const axis = `<line x1="${m.left}" x2="${m.left}" y1="${m.top}" y2="${m.top + plotH}" stroke="#333"/><text x="${m.left + plotW / 2}" y="${height - 8}" text-anchor="middle">${esc(`× kernel (ratio of medians; whiskers: ${Math.round(r.settings.confidence * 100)} % CI)`)}</text>`;
+  return `<svg data-chart="headline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img">${title}${grid}${labels}${series}${one}${axis}${legend}${missing}</svg>`;
+}
+
+function wireTable(r: BenchResult, w: WireResult, metrics: MetricDef[]): string {
+  const head = w.cases.map((c) => `<th>${esc(c.id)}<br><small>${esc(c.status === 'measured' ? (c.datapaths.length ? `datapath ${[...new Set(c.datapaths)].join('/')}` : c.dataplane) : c.status)}</small></th>`).join('');
+  const rows = metrics
+    .map((d) => {
+      const tds = w.cases
+        .map((c) => {
+          const s = c.summary?.[d.key];
+          if (!s || s.median === null) return `<td class="na">${esc(missingText(c, d.key))}</td>`;
+          return `<td>${num(s.median)} <b>${ratioText(s.ratio)}</b><br><small>${esc(ciText(s))}</small></td>`;
+        })
+        .join('');
+      return `<tr><th>${esc(d.label)} <small>(${esc(d.unit)})</small></th>${tds}</tr>`;
+    })
+    .join('\n');
+  return `<div class="wire"><h3>${esc(wireHeading(r, w))}</h3>\n<table class="results" data-wire="${esc(w.wire)}"><tr><th></th>${head}</tr>\n${rows}\n</table></div>`;
+}
+
+/** The underlay's offloads per wire, as `ethtool -k` reported them on the first measured case's ports. */
+function offloadTable(r: BenchResult): string {
+  const rows = r.wires.flatMap((w) => {
+    const c = w.cases.find((x) => x.underlay.length > 0);
+    return (c?.underlay ?? []).map((u) => `<tr><td>${esc(w.wire)}</td><td>${esc(u.side)} ${esc(u.ifname)}</td>${OFFLOAD_FEATURES.map((f) => `<td>${esc(u.offloads[f] ?? '–')}</td>`).join('')}</tr>`);
+  });
+  if (rows.length === 0) return '';
+  return `<h2>Underlay offloads</h2>\n<table class="offloads"><tr><th>wire</th><th>port</th>${OFFLOAD_FEATURES.map((f) => `<th>${esc(f)}</th>`).join('')}</tr>\n${rows.join('\n')}\n</table>`;
+}
+
+function wireCharts(r: BenchResult, w: WireResult): string[] {
+  const measured = w.cases.map((c, i) => ({ c, color: color(c.id, i) })).filter(({ c }) => c.status === 'measured' && c.summary);
+  const missing = w.cases.filter((c) => c.status !== 'measured').map((c) => ({ id: c.id, why: c.status === 'unsupported' ? 'not supported by this build' : 'failed' }));
+  const sizes = r.settings.udpSizes.map((s) => `${s}`);
+  const suffix = ` (${w.wire} wire)`;
+  const charts = [
+    lineChart(`throughput-${w.wire}`, `UDP throughput delivered by packet size${suffix}`, 'Mbit/s (median, CI)', sizes, statSeries(measured, r.settings.udpSizes.map((s) => `udp${s}Mbps`)), missing),
+    lineChart(`packet-rate-${w.wire}`, `UDP packets delivered per second${suffix}`, 'thousand packets/s', sizes, statSeries(measured, r.settings.udpSizes.map((s) => `udp${s}Kpps`)), missing),
+    barChart(`tcp-${w.wire}`, `TCP throughput${suffix}`, 'Gbit/s (median, CI)', ['1 stream', `${r.settings.streams} streams`], statSeries(measured, ['tcp1Gbps', 'tcpNGbps']), missing),
+    cdfChart(`rtt-idle-${w.wire}`, `RTT distribution, idle${suffix}`, measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.idle })), missing),
+    cdfChart(`rtt-load-${w.wire}`, `RTT during TCP ${r.settings.streams} streams${suffix}`, measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.load })), missing),
+  ];
+  const naive = naiveSection(r, w);
+  if (naive.chart) charts.push(naive.chart);
+  return [`<h3>${esc(wireHeading(r, w))}</h3>\n<div class="charts">\n${charts.join('\n')}\n</div>`, naive.table];
 }
 
 export function renderHtml(r: BenchResult): string {
-  const measured = r.cases.map((c, i) => ({ c, color: color(c.id, i) })).filter(({ c }) => c.status === 'measured' && c.summary);
-  const missing = r.cases.filter((c) => c.status !== 'measured').map((c) => ({ id: c.id, why: c.status === 'unsupported' ? 'not supported by this build' : 'failed' }));
-  const sizes = UDP_SIZES.map((s) => `${s}`);
-  const charts = [
-    lineChart('throughput', 'UDP throughput delivered by packet size', 'Mbit/s (median, min–max)', sizes, statSeries(measured, UDP_SIZES.map((s) => `udp${s}Mbps` as MetricKey)), missing),
-    lineChart('packet-rate', 'UDP packets delivered per second by packet size', 'thousand packets/s', sizes, statSeries(measured, UDP_SIZES.map((s) => `udp${s}Kpps` as MetricKey)), missing),
-    barChart('tcp', 'TCP throughput', 'Gbit/s (median, min–max)', ['1 stream', '4 streams'], statSeries(measured, ['tcp1Gbps', 'tcp4Gbps']), missing),
-    cdfChart('rtt-idle', 'RTT distribution, idle', measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.idle })), missing),
-    cdfChart('rtt-load', 'RTT distribution, during TCP 4 streams', measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.load })), missing),
-  ];
-  const naive = naiveSection(r);
-  if (naive.chart) charts.push(naive.chart);
-  const head = r.cases.map((c) => `<th>${esc(c.id)}<br><small>${esc(c.status === 'measured' ? (c.datapaths.length ? `datapath ${[...new Set(c.datapaths)].join('/')}` : c.dataplane) : c.status)}</small></th>`).join('');
-  const rows = (Object.keys(METRICS) as MetricKey[])
-    .map((k) => {
-      const tds = r.cases
-        .map((c) => {
-          const s = c.summary?.[k];
-          if (!s || s.median === null) return `<td class="na">${esc(missingText(c, k))}</td>`;
-          return `<td>${num(s.median)} <b>${ratioText(s.ratio)}</b><br><small>${esc(rangeText(s))}</small></td>`;
-        })
-        .join('');
-      return `<tr><th>${esc(METRICS[k].label)} <small>(${esc(METRICS[k].unit)})</small></th>${tds}</tr>`;
-    })
+  const metrics = tableMetrics(r);
+  const cases = r.wires[0]!.cases;
+  const caseList = cases
+    .map((c) => `<li><b>${esc(c.id)}</b> — ${esc(c.title)}: ${esc(c.description)}${r.wires.map((w) => w.cases.find((x) => x.id === c.id)).filter((x) => x?.reason).map((x) => ` <span class="reason">[${esc(x!.status)}: ${esc(x!.reason!)}]</span>`).join('')}${c.placement.length ? `<br><small>placement: ${c.placement.map((p) => `${esc(p.role)}${p.pid ? ` (pid ${p.pid})` : ''} on CPUs ${esc(p.cpusAllowed)}`).join('; ')}</small>` : ''}</li>`)
     .join('\n');
-  const caseList = r.cases
-    .map((c) => `<li><b>${esc(c.id)}</b> — ${esc(c.title)}: ${esc(c.description)}${c.reason ? ` <span class="reason">[${esc(c.status)}: ${esc(c.reason)}]</span>` : ''}${c.placement.length ? `<br><small>placement: ${c.placement.map((p) => `${esc(p.role)}${p.pid ? ` (pid ${p.pid})` : ''} on CPUs ${esc(p.cpusAllowed)}`).join('; ')}</small>` : ''}</li>`)
-    .join('\n');
-  const errors = r.cases.flatMap((c) => c.runs.flatMap((run) => run.errors.map((e) => `<li>${esc(c.id)} run ${run.run}: ${esc(e)}</li>`)));
-  const versusLine = versusUdpProxyC(r.cases);
+  const errors = r.wires.flatMap((w) => w.cases.flatMap((c) => c.runs.flatMap((run) => run.errors.map((e) => `<li>${esc(w.wire)} ${esc(c.id)} round ${run.round}: ${esc(e)}</li>`))));
+  const versus = r.wires.map((w) => versusUdpProxyC(w.cases, r.settings.streams)).map((v, i) => (v ? `<p class="versus">${esc(r.wires[i]!.wire)} wire: ${esc(v)}</p>` : '')).join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vxtun bench ${esc(r.date)}</title>
 <style>
-body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
-h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1800px}
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}h3{font-size:14px}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:right;vertical-align:top}
-th{background:#f6f6f6}td.na{color:#888}small{color:#666}.reason{color:#a33}
+th{background:#f6f6f6}td.na{color:#888}small{color:#666}.reason{color:#a33}.build{font-size:16px}
+.wires{display:flex;gap:24px;align-items:flex-start;overflow-x:auto}
 .charts{display:flex;flex-wrap:wrap;gap:16px}svg{background:#fff;border:1px solid #eee}svg text{font-size:11px;fill:#333}svg text.title{font-size:13px;font-weight:600}
 </style></head><body>
 <h1>vxtun bench — ${esc(r.date)}</h1>
-<p>${esc(machineLine(r))}<br>${r.settings.runs} run(s) × ${r.settings.seconds} s per measurement, ${r.settings.warmupSeconds} s warm-up${r.settings.quick ? ' (--quick)' : ''}; ${esc(r.noise.note)}.<br>
+<p class="build">build: vxtun ${esc(r.build.vxtunVersion)}, commit <code class="commit">${esc(r.build.commit)}</code></p>
+<p>${esc(machineLine(r))}<br>${r.settings.runs} run(s) per case in interleaved rounds × ${r.settings.seconds} s per measurement, ${r.settings.warmupSeconds} s warm-up${r.settings.quick ? ' (--quick)' : ''}; UDP payloads ${r.settings.udpSizes.join(', ')} B; ${esc(r.noise.note)}.<br>
 Reproduce: <code>${esc(r.command)}</code></p>
 <h2>Results</h2>
-<p>Median <b>×ratio</b> to the kernel's VXLAN in this run; min–max over the runs below.</p>
-<table><tr><th></th>${head}</tr>
-${rows}
-</table>
-${versusLine ? `<p class="versus">${esc(versusLine)}</p>` : ''}
-<h2>Charts</h2>
-<div class="charts">
-${charts.join('\n')}
+<p>Median <b>×ratio</b> to the kernel's VXLAN on the same wire; below, the median's ${Math.round(r.settings.confidence * 100)} % bootstrap confidence interval (${r.settings.resamples} resamples, from 2 runs up). UDP loss is the percentage of datagrams sent that never arrived.</p>
+<div class="wires">
+${r.wires.map((w) => wireTable(r, w, metrics)).join('\n')}
 </div>
-${naive.table}
+${versus}
+<h2>Headline</h2>
+<div class="charts">${headlineChart(r)}</div>
+<h2>Charts</h2>
+${r.wires.flatMap((w) => wireCharts(r, w)).join('\n')}
+${offloadTable(r)}
 <h2>Cases</h2>
 <ul>${caseList}</ul>
 ${errors.length ? `<h2>Measurement errors</h2><ul>${errors.join('')}</ul>` : ''}

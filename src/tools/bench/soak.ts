@@ -146,8 +146,8 @@ export async function runSoak(s: SoakSettings, out: NodeJS.WritableStream = proc
   try {
     await startIperfServer(kernel.server, kernel.serverIp);
     const k = await iperfTcp(kernel.client, kernel.serverIp, 1, 5);
-    kernelTcpGbps = k.ok ? k.value : null;
-    say(k.ok ? `kernel: ${k.value.toFixed(2)} Gbit/s` : `kernel: ${k.error}`);
+    kernelTcpGbps = k.ok ? k.value.gbps : null;
+    say(k.ok ? `kernel: ${k.value.gbps.toFixed(2)} Gbit/s` : `kernel: ${k.error}`);
   } finally {
     await kernel.destroy();
   }
