@@ -8,6 +8,7 @@
  * and a stop both leave the host as it was (the lease stays in the registry and subnet.env on disk,
  * as flanneld leaves them: a restarted node keeps its subnet).
  */
+import { getPriority } from 'node:os';
 import type { Logger } from 'pino';
 import type { UndoStack } from '../util/undo.js';
 import { checkHost, requireUnderlay, DirectRoutes, attachedSubnets, addIpv6DeviceRoutes, type Underlay } from '../control/host.js';
@@ -18,6 +19,7 @@ import { installMasq, removeMasq, ensureMasq } from '../control/ipmasq.js';
 import { Engine } from '../datapath/engine.js';
 import { FlannelUdpEngine, FLANNEL_UDP_OVERHEAD } from '../datapath/flannel-udp.js';
 import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts } from '../datapath/select.js';
+import { applyNice } from '../datapath/priority.js';
 import { startEngineWorkers, peerFilterFollower, defaultWorkers, applyBatchScheduling, inboundSchedulingFor, type WorkerPool } from '../datapath/workers.js';
 import { expressWanted, ExpressCounter, sumExpress } from '../datapath/express.js';
 import { openLinuxTun, addRoute, TunCounter } from '../io/tun-linux.js';
@@ -114,7 +116,10 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   features.peerFilter = dp.peerFilter && spec.security.antiSpoofing.unknownPeer && bind instanceof NativeBind;
   // Lone packets forwarded by the addon (native path, where the TUN has the offload reader it hands over to).
   const express = vxlan && kind === 'native' && expressWanted(dp.express) && tun.features.vnetHdr;
-  // Before the workers start: they inherit it.
+  // Before the workers start: they inherit both.
+  const nice = applyNice(dp.nice);
+  if ('error' in nice) log.warn({ nice: dp.nice, err: nice.error }, `datapath.nice ${dp.nice} not applied (${nice.error}): the threads keep nice ${getPriority(0)}`);
+  features.nice = getPriority(0);
   features.batchScheduling = kind === 'native' && applyBatchScheduling(dp.batchScheduling);
   const inboundScheduling = inboundSchedulingFor(features.batchScheduling);
   features.inboundScheduling = inboundScheduling !== undefined;

@@ -13,7 +13,7 @@ import { waitFor } from '../../src/tools/lab/exec.js';
 import { MAX_DEFAULT_WORKERS } from '../../src/datapath/workers.js';
 import { Cluster, cliPath, type ClusterNode } from '../../src/tools/lab/cluster.js';
 import { controlRequest } from '../../src/control/socket.js';
-import { requirePrerequisites, tcpTransfer, toolsDir, withEnv, threadPolicies, SCHED_OTHER, SCHED_BATCH } from '../support/integration.js';
+import { requirePrerequisites, tcpTransfer, toolsDir, withEnv, threadPolicies, threadNices, SCHED_OTHER, SCHED_BATCH } from '../support/integration.js';
 
 const MB = 1024 * 1024;
 
@@ -56,6 +56,9 @@ const cases: Case[] = [
       expect(i.features.batchScheduling).toBe(true);
       expect(i.features.inboundScheduling).toBe(true);
       expect(threadPolicies(i.pid).length).toBeGreaterThan(2); // main, worker, V8 and libuv threads
+      // datapath.nice: every thread at −10, the worker's and the express thread's too (inherited).
+      expect(i.features.nice).toBe(-10);
+      expect(new Set(threadNices(i.pid))).toEqual(new Set([-10]));
       // Every thread, the worker's too (inherited). An engine thread the transfers above flooded runs
       // SCHED_OTHER for a while (inbound-scheduling.ts) and is back at SCHED_BATCH once quiet.
       const allBatch = (): boolean => threadPolicies(i.pid).every((p) => p === SCHED_BATCH);
@@ -138,6 +141,16 @@ const cases: Case[] = [
       expect(i.features.batchScheduling).toBe(false);
       expect(i.features.inboundScheduling).toBe(false); // nothing to leave
       expect(new Set(threadPolicies(i.pid))).toEqual(new Set([SCHED_OTHER]));
+      expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
+    },
+  },
+  {
+    name: 'native path, datapath.nice 0: the threads keep the priority vxtun was started with',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: { nice: 0 },
+    check: (i) => {
+      expect(i.features.nice).toBe(0);
+      expect(new Set(threadNices(i.pid))).toEqual(new Set([0]));
       expect(i.datapathCounters.udp.SendPackets).toBeGreaterThan(1000);
     },
   },

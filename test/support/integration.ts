@@ -97,5 +97,16 @@ export function threadPolicies(pid: number): number[] {
     return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3])];
   });
 }
+/** The nice value of each thread of a process (/proc/<pid>/task/<tid>/stat field 19). */
+export function threadNices(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19 - 3])];
+    } catch {
+      return []; // a thread that exited since the listing
+    }
+  });
+}
 export const SCHED_OTHER = 0;
 export const SCHED_BATCH = 3;

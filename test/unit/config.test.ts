@@ -69,7 +69,7 @@ describe('validateConfig: the example config', () => {
         },
       ],
       controlSocket: defaultControlSocket('vxtun0'),
-      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
+      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, nice: -10, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
       security: { antiSpoofing: { unknownPeer: true, spoofedSource: true, notForThisNode: true } },
     };
     expect(c).toEqual(expected);
@@ -223,6 +223,8 @@ describe('validateConfig: every refusal is one line naming the field and the val
     ['datapath.kind fast', (c) => (c.datapath = { kind: 'fast' }), 'datapath.kind', '"fast"'],
     ['datapath.gso "yes"', (c) => (c.datapath = { gso: 'yes' }), 'datapath.gso', '"yes"'],
     ['datapath.workers 0', (c) => (c.datapath = { workers: 0 }), 'datapath.workers', '0'],
+    ['datapath.nice -21', (c) => (c.datapath = { nice: -21 }), 'datapath.nice', '-21'],
+    ['datapath.nice 1.5', (c) => (c.datapath = { nice: 1.5 }), 'datapath.nice', '1.5'],
     ['datapath.sourcePorts min above max', (c) => (c.datapath = { sourcePorts: { min: 50000, max: 40000 } }), 'datapath.sourcePorts', '"min":50000'],
     ['datapath.sourcePorts.max 70000', (c) => (c.datapath = { sourcePorts: { max: 70000 } }), 'datapath.sourcePorts', '70000'],
   ];
