@@ -3,7 +3,7 @@
  * Every switch here forces a fallback a test (or an operator on a strange kernel) may need.
  *
  *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true, "tunUso": true, "express": true, "batchScheduling": true,
- *                 "peerFilter": true, "nice": -10, "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
+ *                 "peerFilter": true, "nice": 0, "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
  *
  * kind: auto = the native fast path when the addon loaded, else the TypeScript reference path;
  * native = the fast path or refuse to start; ts = the TypeScript reference path (Node's dgram,
@@ -21,9 +21,9 @@
  * batchScheduling: the process's threads run SCHED_BATCH, so a wake-up does not preempt the task that
  * caused it and a packet's trip through the pod, vxtun and the peer's vxtun stays on one CPU at idle
  * (native/sched.cc; default true; VXTUN_NO_SCHED_BATCH=1 also forces it off).
- * nice: the priority of the process's threads (−20..19, default −10, as ovs-vswitchd runs): the work
- * the kernel's VXLAN does in softirq, ahead of every task, is not left waiting behind the pods' busy
- * processes (src/datapath/priority.ts); 0 leaves the priority vxtun was started with.
+ * nice: the priority of the process's threads (−20..19; −10 is what ovs-ctl gives ovs-vswitchd), so the
+ * work the kernel's VXLAN does in softirq, ahead of every task, need not wait behind the pods' busy
+ * processes (src/datapath/priority.ts); default 0: the priority vxtun was started with.
  * peerFilter: on the native path, the VXLAN socket keeps only datagrams whose source address is a
  * peer's (a route's endpoint): the kernel drops the rest (a socket filter) before they take room in the
  * receive buffer or any CPU of vxtun's, so a flood from a host that is no peer costs little; counted
@@ -77,8 +77,8 @@ export const DatapathSchema = z
 export const SOURCE_PORT_MIN = 32768;
 export const SOURCE_PORT_MAX = 60999;
 export const SOURCE_PORT_SOCKETS = 16;
-/** ovs-vswitchd's nice under ovs-ctl. */
-export const DEFAULT_NICE = -10;
+/** The priority vxtun was started with (a measured default awaits a quiet machine: docs/performance.md). */
+export const DEFAULT_NICE = 0;
 
 export interface DatapathConfig {
   kind: DatapathKind;

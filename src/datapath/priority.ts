@@ -1,6 +1,6 @@
 /**
- * The data path's threads at a raised priority (`datapath.nice`, default −10 — as Open vSwitch's
- * ovs-ctl starts ovs-vswitchd at nice −10). The kernel's VXLAN does this work in softirq, ahead of
+ * The data path's threads at the priority `datapath.nice` asks for (−10 is what Open vSwitch's
+ * ovs-ctl starts ovs-vswitchd at; the default, 0, leaves the priority vxtun was started with). The kernel's VXLAN does this work in softirq, ahead of
  * every task; at nice 0 vxtun's threads share a busy CPU evenly with the pods' own processes, so a
  * packet waits out their slices and a bulk flow's senders take CPU the forwarding needs. Linux's nice
  * is per thread: every thread the process has is set, and threads made later inherit it.

@@ -69,7 +69,7 @@ describe('validateConfig: the example config', () => {
         },
       ],
       controlSocket: defaultControlSocket('vxtun0'),
-      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, nice: -10, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
+      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, nice: 0, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
       security: { antiSpoofing: { unknownPeer: true, spoofedSource: true, notForThisNode: true } },
     };
     expect(c).toEqual(expected);
