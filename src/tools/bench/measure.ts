@@ -36,7 +36,23 @@ interface IperfJson {
   };
 }
 
+/**
+ * An iperf3 server still closing the test before (a loaded machine: its control connection ends late)
+ * refuses the next one ("the server is busy", a reset control connection): asked again after a
+ * second, up to twice, so a round is not lost to the server's bookkeeping.
+ */
+const SERVER_NOT_READY = /server is busy|Connection reset by peer|unable to receive control message/;
+
 async function iperfClient(ns: Netns, args: string[], seconds: number, pin?: Pinning): Promise<Measured<IperfJson>> {
+  let r = await iperfOnce(ns, args, seconds, pin);
+  for (let retry = 0; retry < 2 && !r.ok && SERVER_NOT_READY.test(r.error); retry++) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    r = await iperfOnce(ns, args, seconds, pin);
+  }
+  return r;
+}
+
+async function iperfOnce(ns: Netns, args: string[], seconds: number, pin?: Pinning): Promise<Measured<IperfJson>> {
   const cmd = pinned(['iperf3', '-J', '--connect-timeout', '3000', '-p', String(IPERF_PORT), '-t', String(seconds), ...args], pin?.client);
   const r = await ns.exec(cmd, { timeoutMs: (seconds + 20) * 1000 });
   let json: IperfJson | undefined;
