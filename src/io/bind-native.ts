@@ -25,7 +25,7 @@ export interface NativeBindOptions {
   gso?: boolean;
   /** Turn on UDP GRO when the kernel has it (default true; VXTUN_NO_UDP_GRO=1 also turns it off). */
   gro?: boolean;
-  /** Messages per recvmmsg (default 64, GRO_BATCH with UDP GRO on; at most 256). */
+  /** Datagrams per recvmmsg (default 64, at most 256). */
   batchSize?: number;
   /**
    * RFC 7348 §5 source ports: a pool of `sockets` send sockets bound to ports spread over
@@ -44,15 +44,6 @@ export interface NativeBindOptions {
    */
   slotSize?: number;
 }
-
-/**
- * Messages per recvmmsg with UDP GRO on: each holds up to 64 KiB (45 datagrams of 1450 B), so 16
- * take up to 720 datagrams per call. Under 4 TCP streams and under a UDP flood a receiving node
- * averaged 370-380 KiB per call (about 6 full messages); a slot the kernel once filled stays
- * resident, so 64 of them cost 4 MiB of RSS per engine, 16 cost 1 MiB. Without GRO a message is one
- * datagram and touches only the start of its slot: 64 stay.
- */
-const GRO_BATCH = 16;
 
 /** Receive rounds per wake-up, so the TUN side gets its turn under load. */
 const MAX_ROUNDS_PER_WAKE = 8;
@@ -138,7 +129,7 @@ export class NativeBind implements Bind {
       const code = (e as { code?: string }).code;
       throw new Error(`cannot bind UDP ${address}:${port}: ${code ?? (e as Error).message}`);
     }
-    const batchSize = Math.min(Math.max(opts.batchSize ?? (r.gro ? GRO_BATCH : 64), 1), 256);
+    const batchSize = Math.min(Math.max(opts.batchSize ?? 64, 1), 256);
     const bind = new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.gro, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536, opts.counters);
     if (opts.sourcePorts !== undefined) {
       try {
