@@ -5,7 +5,7 @@
 // and the dataplane CPU seconds (both nodes' processes) per GB carried, then ratios of medians.
 // Usage (root, after npm run build): node scripts/interleaved-tput.mjs [rounds=5] [seconds=5] [streams=1] [setups=ts-off,ts,naive,kernel]
 //   ts: --datapath ts (TUN offloads in TypeScript); ts-off: the same with tunOffload false;
-//   native: the defaults; naive: the naive fs.read + dgram.send design; kernel: Linux's VXLAN.
+//   native: the defaults; w1/w2: one/two engines (datapath.workers); naive: the naive fs.read + dgram.send design; kernel: Linux's VXLAN.
 import { readFileSync } from 'node:fs';
 import { Topology, waitForOutput } from '../dist/src/tools/lab/netns.js';
 import { Cluster } from '../dist/src/tools/lab/cluster.js';
@@ -17,6 +17,8 @@ const setups = {
   'ts-off': { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'ts', tunOffload: false } } },
   ts: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'ts' } } },
   native: { kinds: ['vxtun', 'vxtun'] },
+  w1: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { workers: 1 } } },
+  w2: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { workers: 2 } } },
   naive: { kinds: ['naive', 'naive'] },
   kernel: { kinds: ['kernel', 'kernel'] },
 };

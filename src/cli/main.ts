@@ -12,6 +12,7 @@ import { versionText } from './version.js';
 import { addFlanneldFlags, flanneldOptions, logLevelFromVerbosity, goArgs } from './flanneld-flags.js';
 import { DEFAULT_LAB_DIR } from '../tools/lab/state-dir.js';
 import { hintFor } from './usage-error.js';
+import { capYoungGeneration } from '../node/memory.js';
 
 function parseWorkers(v: string): number {
   const n = Number(v);
@@ -45,6 +46,8 @@ const up = program
   .option('--no-express', 'no express path: every packet through the JavaScript pipeline (native path; overrides datapath.express)')
   .option('--no-batch-scheduling', 'leave the threads at SCHED_OTHER (native path; overrides datapath.batchScheduling)');
 addFlanneldFlags(up).action(async (o: { config?: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number; ipMasq?: string; express: boolean; batchScheduling: boolean }, cmd: Command) => {
+  // Before the node's modules load: their loading is what would grow V8's young generation first.
+  capYoungGeneration();
   const { options: flanneld, warnings } = flanneldOptions(cmd, process.env);
   const ipMasqText = o.ipMasq ?? (process.env.FLANNELD_IP_MASQ || undefined);
   let ipMasq: boolean | undefined;

@@ -37,6 +37,7 @@ import { controlHandler, type InfoReply } from './control-api.js';
 import { watchLink } from './link-watch.js';
 import { startHealthServer, READINESS_STEPS, type HealthView, type ReadinessStep } from './health.js';
 import { bootId, epochOffsetMs } from '../util/clock.js';
+import { memoryReport, youngGenerationCapped } from './memory.js';
 
 export interface BuildEnv {
   log: Logger;
@@ -112,6 +113,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   features.tunOffload = tun.features.offload;
   features.tunUso = tun.features.uso;
   features.workers = workers;
+  features.youngGenerationCap = youngGenerationCapped();
   // The kernel's half of unknown-peer: turning that check off (peers behind NAT) turns the filter off too.
   features.peerFilter = dp.peerFilter && spec.security.antiSpoofing.unknownPeer && bind instanceof NativeBind;
   // Lone packets forwarded by the addon (native path, where the TUN has the offload reader it hands over to).
@@ -243,6 +245,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
         express: namedCounters(ExpressCounter, sumExpress(engine instanceof Engine ? engine.counters.express : undefined, pool?.expressTotals())),
       },
       ...(v6 ? { ipv6: v6.info() } : {}),
+      memory: memoryReport(),
     };
   };
   handler = controlHandler({

@@ -6,6 +6,7 @@ import type { Underlay } from '../control/host.js';
 import type { CounterSnapshot } from '../packet/counters.js';
 import type { StreamReply } from '../control/socket.js';
 import type { LeaseStats } from './route-source.js';
+import type { MemoryReport } from './memory.js';
 
 export interface InfoReply {
   device: string;
@@ -33,6 +34,8 @@ export interface InfoReply {
   engines: Array<{ txPackets: number; rxPackets: number }>;
   /** The UDP socket's, the TUN device's and the express path's own counters, summed over the engines. */
   datapathCounters: { udp: Record<string, number>; tun: Record<string, number>; express: Record<string, number> };
+  /** The process's resident set and the main thread's V8 heap (src/node/memory.ts). */
+  memory: MemoryReport;
   /** Dual-stack: the IPv6 side (flannel-v6.<VNI>'s counterpart), its own TUN device and engine. */
   ipv6?: { device: string; mtu: number; network: string; subnet: string; publicIpv6: string; vtepMac: string; txPackets: number; rxPackets: number };
 }

@@ -15,6 +15,7 @@ import type { NodeSpec } from './spec.js';
 import { buildNode, type RunningNode } from './build.js';
 import { StartAborted } from './route-source.js';
 import { sdNotify } from './health.js';
+import { capYoungGeneration } from './memory.js';
 
 /** The one line and exit code for a refusal to start. */
 export function startFailure(err: unknown): { line: string; code: number } {
@@ -27,6 +28,7 @@ export function startFailure(err: unknown): { line: string; code: number } {
 }
 
 export async function runNode(spec: NodeSpec, logLevel: string): Promise<number> {
+  capYoungGeneration(); // before the engines and workers start (the CLI's `up` does it before loading modules)
   const log = pino({ level: logLevel, base: { device: spec.device.name } });
   const undo = new UndoStack((err) => log.warn({ err: err.message }, 'teardown step failed'));
   let node: RunningNode | undefined;

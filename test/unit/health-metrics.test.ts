@@ -3,7 +3,8 @@
  * events, lease expiry and registry reachability (read at scrape time from the running node).
  */
 import { describe, expect, it } from 'vitest';
-import { metricsRegistry, type HealthView } from '../../src/node/health.js';
+import type { HealthView } from '../../src/node/health.js';
+import { metricsRegistry } from '../../src/node/metrics.js';
 import { Counters } from '../../src/packet/counters.js';
 import type { InfoReply } from '../../src/node/control-api.js';
 
