@@ -158,6 +158,18 @@ describe('vxtun bench, a tiny run on the link wire', () => {
         expect(b.h, b.title).toBeGreaterThan(0);
       }
       expect(link!.whiskers).toHaveLength(2); // each bar's ratio CI (two runs each)
+      // Per wire, a CPU-per-GB chart of the userspace dataplanes (the kernel has no process to charge).
+      const cpu = await page.evaluate(() =>
+        [...document.querySelectorAll('svg[data-chart="cpu-per-gb-link"] g.series')].map((g) => ({
+          name: g.getAttribute('data-series'),
+          h: [...g.querySelectorAll('rect.point')].map((r) => r.getBoundingClientRect().height),
+        })),
+      );
+      expect(cpu.map((s) => s.name)).toEqual(['vxtun-fast']);
+      expect(cpu[0]!.h[0]).toBeGreaterThan(0);
+      const rr = await page.evaluate(() => [...document.querySelectorAll('svg[data-chart="transactions-link"] rect.point')].map((r) => r.getBoundingClientRect().height));
+      expect(rr).toHaveLength(4); // TCP_RR and TCP_CRR for kernel and vxtun-fast
+      for (const h of rr) expect(h).toBeGreaterThan(0);
       const charts = await page.evaluate(() => [...document.querySelectorAll('svg[data-chart]')].map((s) => s.getAttribute('data-chart')));
       expect(charts).toEqual(['headline', 'throughput-link', 'packet-rate-link', 'tcp-link', 'rtt-idle-link', 'rtt-load-link']);
       expect(await page.locator('table.offloads').innerText()).toMatch(/link\s+bridge p1\s+off/);

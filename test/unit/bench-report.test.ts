@@ -230,12 +230,16 @@ describe('bench reports', () => {
     expect(html).toContain('commit <code class="commit">0123456789ab</code>');
     expect([...html.matchAll(/<table class="results" data-wire="([a-z]+)"/g)].map((m) => m[1])).toEqual(['veth', 'link']);
     const charts = [...html.matchAll(/<svg data-chart="([^"]+)"/g)].map((m) => m[1]);
-    expect(charts).toEqual(['headline', ...['veth', 'link'].flatMap((w) => ['throughput', 'packet-rate', 'tcp', 'rtt-idle', 'rtt-load', 'versus-naive'].map((c) => `${c}-${w}`))]);
+    expect(charts).toEqual(['headline', ...['veth', 'link'].flatMap((w) => ['throughput', 'packet-rate', 'tcp', 'transactions', 'cpu-per-gb', 'rtt-idle', 'rtt-load', 'versus-naive'].map((c) => `${c}-${w}`))]);
     const headline = /<svg data-chart="headline"[\s\S]*?<\/svg>/.exec(html)![0];
     // One bar per wire for each measured case (kernel 1.00, vxtun-ts, naive), whiskers at the ratio's CI.
     expect([...headline.matchAll(/data-series="([^"]+)" data-points="(\d+)"/g)].map((m) => [m[1], m[2]])).toEqual([['veth wire', '3'], ['link wire', '3']]);
     expect(headline.match(/<line x1="[\d.]+" x2="[\d.]+" y1="[\d.]+" y2="[\d.]+" stroke="#000"\/>/g)).toHaveLength(6);
-    expect(html.match(/<g class="missing" data-series="flannel-udp"/g)).toHaveLength(12); // 5 charts per wire, and once per wire in the headline
+    expect(html.match(/<g class="missing" data-series="flannel-udp"/g)).toHaveLength(16); // 7 charts per wire, and once per wire in the headline
+    // CPU per GB: only the dataplanes that are processes (the kernel's work has no process to charge).
+    const cpuChart = /<svg data-chart="cpu-per-gb-veth"[\s\S]*?<\/svg>/.exec(html)![0];
+    expect([...cpuChart.matchAll(/<g class="series" data-series="([^"]+)"/g)].map((m) => m[1])).not.toContain('kernel');
+    expect([...cpuChart.matchAll(/<g class="series" data-series="([^"]+)"/g)].length).toBeGreaterThan(0);
     const naiveChart = /<svg data-chart="versus-naive-veth"[\s\S]*?<\/svg>/.exec(html)![0];
     expect([...naiveChart.matchAll(/data-series="([^"]+)" data-points="(\d+)"/g)].map((m) => [m[1], m[2]])).toEqual([['vxtun-ts', '1']]);
     expect(html).toMatch(/<table class="naive" data-wire="veth"><tr><th><\/th><th>kernel<\/th><th>vxtun-ts<\/th><\/tr>\n<tr><th>TCP 1 stream <small>\(Gbit\/s\)<\/small><\/th><td>×24<\/td><td>×4\.00<\/td><\/tr>/);

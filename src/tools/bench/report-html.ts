@@ -265,6 +265,9 @@ function wireCharts(r: BenchResult, w: WireResult): string[] {
     lineChart(`throughput-${w.wire}`, `UDP throughput delivered by packet size${suffix}`, 'Mbit/s (median, CI)', sizes, statSeries(measured, r.settings.udpSizes.map((s) => `udp${s}Mbps`)), missing),
     lineChart(`packet-rate-${w.wire}`, `UDP packets delivered per second${suffix}`, 'thousand packets/s', sizes, statSeries(measured, r.settings.udpSizes.map((s) => `udp${s}Kpps`)), missing),
     barChart(`tcp-${w.wire}`, `TCP throughput${suffix}`, 'Gbit/s (median, CI)', ['1 stream', `${r.settings.streams} streams`], statSeries(measured, ['tcp1Gbps', 'tcpNGbps']), missing),
+    barChart(`transactions-${w.wire}`, `netperf transactions per second${suffix}`, 'transactions/s (median, CI)', ['TCP_RR', 'TCP_CRR'], statSeries(measured, ['tcpRrTps', 'tcpCrrTps']), missing),
+    // Only dataplanes that are processes have CPU of their own: the kernel's work is softirq time, in the host figure.
+    barChart(`cpu-per-gb-${w.wire}`, `Dataplane CPU per GB delivered${suffix}`, 'CPU seconds per GB (median, CI)', ['dataplane CPU per GB'], statSeries(measured.filter(({ c }) => c.summary!.cpuSecondsPerGB?.median != null), ['cpuSecondsPerGB']), missing),
     cdfChart(`rtt-idle-${w.wire}`, `RTT distribution, idle${suffix}`, measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.idle })), missing),
     cdfChart(`rtt-load-${w.wire}`, `RTT during TCP ${r.settings.streams} streams${suffix}`, measured.map(({ c, color }) => ({ id: c.id, color, samples: c.rttSamples.load })), missing),
   ];
