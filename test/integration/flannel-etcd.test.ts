@@ -193,10 +193,13 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
 
   it('a kernel VXLAN node programmed from the registry as flanneld does exchanges traffic with vxtun both ways', async () => {
     const ns = await lab.nodeNamespace(7);
-    const subnet = '10.244.77.0/24';
-    const vtepMac = '0a:58:0a:f4:4d:00';
+    // A subnet no vxtun node leased (they pick theirs at random, as flanneld does).
+    const held = new Set((await listLeases()).map(([key]) => key.split('/').pop()!.replace('-', '/')));
+    const octet = [77, ...Array.from({ length: 250 }, (_, i) => i + 2)].find((o) => !held.has(`10.244.${o}.0/24`))!;
+    const subnet = `10.244.${octet}.0/24`;
+    const vtepMac = `0a:58:0a:f4:${octet.toString(16).padStart(2, '0')}:00`;
     await createKernelFlannelNode(ns, { publicIp: '198.18.0.7', subnet, vtepMac });
-    const kpod = await addPod(ns, { name: 'kpod', gatewayCidr: '10.244.77.1/24', podIp: '10.244.77.2/24' });
+    const kpod = await addPod(ns, { name: 'kpod', gatewayCidr: `10.244.${octet}.1/24`, podIp: `10.244.${octet}.2/24` });
     // flanneld writes its lease ...
     await putLease(leaseKey(subnet), JSON.stringify({ PublicIP: '198.18.0.7', PublicIPv6: null, BackendType: 'vxlan', BackendData: { VNI: 1, VtepMAC: vtepMac } }));
     // ... and programs neighbour, FDB and route for every vxlan lease it reads
@@ -207,8 +210,8 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
     }
     await lab.waitRoute(nodes[1]!, subnet, true);
     expect((await ping(kpod, pods[1]!.ip)).code).toBe(0);
-    expect((await ping(pods[1]!.ns, '10.244.77.2')).code).toBe(0);
-    const there = await tcpTransfer(pods[1]!.ns, kpod, '10.244.77.2', 2_000_000, 5302);
+    expect((await ping(pods[1]!.ns, `10.244.${octet}.2`)).code).toBe(0);
+    const there = await tcpTransfer(pods[1]!.ns, kpod, `10.244.${octet}.2`, 2_000_000, 5302);
     expect(there.received).toEqual(there.sent);
     const back = await tcpTransfer(kpod, pods[1]!.ns, pods[1]!.ip, 2_000_000, 5303);
     expect(back.received).toEqual(back.sent);
