@@ -171,7 +171,7 @@ describe('vxtun bench, a tiny run on the link wire', () => {
       expect(rr).toHaveLength(4); // TCP_RR and TCP_CRR for kernel and vxtun-fast
       for (const h of rr) expect(h).toBeGreaterThan(0);
       const charts = await page.evaluate(() => [...document.querySelectorAll('svg[data-chart]')].map((s) => s.getAttribute('data-chart')));
-      expect(charts).toEqual(['headline', 'throughput-link', 'packet-rate-link', 'tcp-link', 'rtt-idle-link', 'rtt-load-link']);
+      expect(charts).toEqual(['headline', 'throughput-link', 'packet-rate-link', 'tcp-link', 'transactions-link', 'cpu-per-gb-link', 'rtt-idle-link', 'rtt-load-link']);
       expect(await page.locator('table.offloads').innerText()).toMatch(/link\s+bridge p1\s+off/);
       mkdirSync(join(repoRoot, 'test-artifacts'), { recursive: true });
       await page.screenshot({ path: join(repoRoot, 'test-artifacts', 'bench-report.png'), fullPage: true });
