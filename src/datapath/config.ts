@@ -77,7 +77,7 @@ export const DatapathSchema = z
 export const SOURCE_PORT_MIN = 32768;
 export const SOURCE_PORT_MAX = 60999;
 export const SOURCE_PORT_SOCKETS = 16;
-/** The priority vxtun was started with (a measured default awaits a quiet machine: docs/performance.md). */
+/** The priority vxtun was started with: −10 measured no faster here (CHANGELOG.md). */
 export const DEFAULT_NICE = 0;
 
 export interface DatapathConfig {
