@@ -63,9 +63,11 @@ bool FinishChecksum(uint8_t* p, size_t len, size_t start, size_t offset);
 uint32_t InnerIpFlowHash(uint16_t etherType, const uint8_t* ip, size_t ipLen);
 
 // recvmmsg of up to n messages into arena slots (see udpRecvBatch). Returns the count, 0 when
-// nothing waits (or an ICMP error was taken off the queue), -errno on a lasting error.
+// nothing waits (or an ICMP error was taken off the queue), -errno on a lasting error. With `codel`
+// (its state, codel.h; nullptr or a zero target: off) a message CoDel drops is counted in CodelDrops
+// and not handed over.
 int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* sizes, uint32_t* addrs,
-                 uint16_t* ports, int32_t* gsoSizes, double* ctr);
+                 uint16_t* ports, int32_t* gsoSizes, double* ctr, double* codel);
 
 // One datagram by sendmsg (MSG_DONTWAIT), counted like a batch of one. True if the kernel took it.
 bool SendDatagram(int fd, const iovec* iov, int iovcnt, size_t bytes, const sockaddr_in& dst, double* ctr);

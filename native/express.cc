@@ -27,6 +27,7 @@
 #include "common.h"
 #include "datapath.h"
 #include "checksum.h"
+#include "codel.h"
 #include "express_rules.h"
 #include "tun_queue.h"
 
@@ -104,6 +105,7 @@ struct Express {
   uint16_t* ports = nullptr;
   int32_t* gsoSizes = nullptr;
   double* udpCtr = nullptr;
+  double* codel = nullptr;  // the bind's CoDel state (codel.h), or none
   // The engine's parameters and state.
   uint32_t vni = 0;
   uint8_t mac[6] = {};
@@ -262,7 +264,7 @@ bool ForwardIn(Express* x, uint8_t* d, size_t len) {
 // bind's arena for the JS pipeline (0: read nothing, JS reads as usual).
 int OnUdpReadable(Express* x) {
   if (!x->enabled) return 0;
-  int got = RecvMessages(x->udpFd, x->arena, x->slotSize, x->batch, x->sizes, x->addrs, x->ports, x->gsoSizes, x->udpCtr);
+  int got = RecvMessages(x->udpFd, x->arena, x->slotSize, x->batch, x->sizes, x->addrs, x->ports, x->gsoSizes, x->udpCtr, x->codel);
   if (got < 0) return 0;  // a lasting error: JS's own read reports it
   if (got == 0) return -1;
   if (got == 1 && (x->gsoSizes == nullptr || x->gsoSizes[0] == 0) && ForwardIn(x, x->arena, static_cast<size_t>(x->sizes[0]))) return -1;
@@ -316,7 +318,7 @@ bool Int(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi,
 }
 
 // expressOpen({ tunQueue, tunCounters, udpFd, sendFds: Int32Array, arena, slotSize,
-//               batch, sizes, addrs, ports, gsoSizes?, udpCounters, vni, vtepMac, maxInnerSize, readRoom, tunMtu,
+//               batch, sizes, addrs, ports, gsoSizes?, udpCounters, udpCodel?, vni, vtepMac, maxInnerSize, readRoom, tunMtu,
 //               counters, gate: Int32Array, thread? }): handle
 // `thread`: the polls fed by this path wait on a thread of their own while traffic is idle (poll.cc).
 // The path holds a reference to the queue and to every typed array it points into (Express::held),
@@ -381,6 +383,11 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   if (!Typed(env, x.get(), o, "udpCounters", napi_float64_array, &x->udpCtr, &len)) return env.Undefined();
   if (len < kUdpCounterCount) {
     ThrowRange(env, "expressOpen: udpCounters too short");
+    return env.Undefined();
+  }
+  if (!Typed(env, x.get(), o, "udpCodel", napi_float64_array, &x->codel, &len, true)) return env.Undefined();
+  if (x->codel != nullptr && len < kCodelSlots) {
+    ThrowRange(env, "expressOpen: udpCodel too short");
     return env.Undefined();
   }
   if (!Int(env, o, "vni", 0, 0xffffff, &v)) return env.Undefined();

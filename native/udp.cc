@@ -5,6 +5,7 @@
 // without a call (layout: UdpCounter, counters.def).
 #include "common.h"
 #include "datapath.h"
+#include "codel.h"
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -16,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <vector>
 
@@ -63,9 +65,10 @@ int GetBuf(int fd, int opt) {
   return v;
 }
 
-// udpOpen(address, port, { recvBufferSize, sendBufferSize, gso, gro }):
-//   { fd, port, recvBufferSize, sendBufferSize, gso, gro }
-// A non-blocking IPv4 UDP socket bound to address:port; gso/gro say which offloads the kernel took.
+// udpOpen(address, port, { recvBufferSize, sendBufferSize, gso, gro, reusePort, timestamps }):
+//   { fd, port, recvBufferSize, sendBufferSize, gso, gro, timestamps }
+// A non-blocking IPv4 UDP socket bound to address:port; gso/gro say which offloads the kernel took,
+// timestamps whether each datagram carries its arrival time (SO_TIMESTAMPNS, what CoDel reads).
 Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string address;
@@ -73,7 +76,7 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   if (!ArgString(info, 0, "address", &address)) return env.Undefined();
   if (!ArgInt(info, 1, "port", 0, 65535, &port)) return env.Undefined();
   int rcvbuf = 4 << 20, sndbuf = 4 << 20;
-  bool wantGso = true, wantGro = false, reusePort = false;
+  bool wantGso = true, wantGro = false, reusePort = false, wantTimestamps = false;
   if (info.Length() > 2 && info[2].IsObject()) {
     Napi::Object o = info[2].As<Napi::Object>();
     Napi::Value v = o.Get("recvBufferSize");
@@ -86,6 +89,8 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
     if (!v.IsUndefined()) wantGro = v.ToBoolean().Value();
     v = o.Get("reusePort");
     if (!v.IsUndefined()) reusePort = v.ToBoolean().Value();
+    v = o.Get("timestamps");
+    if (!v.IsUndefined()) wantTimestamps = v.ToBoolean().Value();
   }
   in_addr addr;
   if (inet_pton(AF_INET, address.c_str(), &addr) != 1) {
@@ -135,6 +140,7 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   }
   // The kernel's count of datagrams it dropped on this socket rides along with each received one.
   ::setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+  bool timestamps = wantTimestamps && ::setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) == 0;
   socklen_t sl = sizeof sin;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &sl);
   Napi::Object out = Napi::Object::New(env);
@@ -144,6 +150,7 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   out.Set("sendBufferSize", Napi::Number::New(env, GetBuf(fd, SO_SNDBUF)));
   out.Set("gso", Napi::Boolean::New(env, gso));
   out.Set("gro", Napi::Boolean::New(env, gro));
+  out.Set("timestamps", Napi::Boolean::New(env, timestamps));
   return out;
 }
 
@@ -213,13 +220,13 @@ Napi::Value UdpPeerFilter(const Napi::CallbackInfo& info) {
 
 // The core of udpRecvBatch (see datapath.h).
 int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* sizes, uint32_t* addrs,
-                 uint16_t* ports, int32_t* gsoSizes, double* ctr) {
+                 uint16_t* ports, int32_t* gsoSizes, double* ctr, double* codel) {
   mmsghdr msgs[kMaxBatch];
   iovec iovs[kMaxBatch];
   sockaddr_in srcs[kMaxBatch];
   // UDP_GRO reports the segment size of a coalesced message as an int in a cmsg; SO_RXQ_OVFL the
-  // socket's drop count so far as a uint32.
-  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t))];
+  // socket's drop count so far as a uint32; SO_TIMESTAMPNS (with CoDel) its arrival time.
+  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t)) + CMSG_SPACE(sizeof(timespec))];
   for (size_t i = 0; i < n; i++) {
     iovs[i].iov_base = arena + i * slotSize;
     iovs[i].iov_len = slotSize;
@@ -247,6 +254,13 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
   }
   int out = 0;
   double datagrams = 0;
+  const bool codelOn = codel != nullptr && codel[kCodelTarget] > 0;
+  double now = 0;
+  if (codelOn) {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);  // the clock the kernel stamps arrivals with
+    now = static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
+  }
   for (int i = 0; i < r; i++) {
     if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
       ctr[kRecvTruncated] += 1;
@@ -254,14 +268,29 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
     }
     unsigned len = msgs[i].msg_len;
     int gso = 0;
+    double arrived = -1;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
       if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
         std::memcpy(&gso, CMSG_DATA(c), sizeof gso);
+      } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS && c->cmsg_len >= CMSG_LEN(sizeof(timespec))) {
+        timespec ts;
+        std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+        arrived = static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
       } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL && c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
         // A running total for the socket (it wraps at 2^32, which a counter of drops never meets in practice).
         uint32_t dropped;
         std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
         if (dropped > ctr[kRecvOverflows]) ctr[kRecvOverflows] = dropped;
+      }
+    }
+    if (codelOn && arrived >= 0) {
+      // A clock step (or a stamp from before one) gives no sojourn time worth acting on.
+      double sojourn = now - arrived;
+      if (sojourn < 0 || sojourn > 1e9) sojourn = 0;
+      bool emptied = i == r - 1 && static_cast<size_t>(r) < n;
+      if (CodelDequeue(codel, sojourn, now, emptied)) {
+        ctr[kCodelDrops] += gso > 0 && len > static_cast<unsigned>(gso) ? (len + static_cast<unsigned>(gso) - 1) / static_cast<unsigned>(gso) : 1;
+        continue;
       }
     }
     if (gsoSizes != nullptr) {
@@ -291,7 +320,7 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
 namespace {
 
 // udpRecvBatch(fd, arena, slotSize, maxCount, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array,
-//              counters: Float64Array, gsoSizes?: Int32Array): number
+//              counters: Float64Array, gsoSizes?: Int32Array, codel?: Float64Array): number
 // Message i lands at arena[i * slotSize]; its length, source address (host order) and port are
 // written to sizes[i], addrs[i], ports[i]. Returns the count (0 when nothing waits). A message
 // longer than a slot is dropped and counted, never handed over cut.
@@ -321,17 +350,41 @@ Napi::Value UdpRecvBatch(const Napi::CallbackInfo& info) {
   if (info.Length() > 8 && !info[8].IsUndefined() &&
       !GetTyped(env, info[8], napi_int32_array, "udpRecvBatch: gsoSizes", &gsoSizes, &lg))
     return env.Undefined();
+  double* codel = nullptr;
+  size_t lc = 0;
+  if (info.Length() > 9 && !info[9].IsUndefined()) {
+    if (!GetTyped(env, info[9], napi_float64_array, "udpRecvBatch: codel", &codel, &lc)) return env.Undefined();
+    if (lc < kCodelSlots) {
+      ThrowRange(env, "udpRecvBatch: codel needs " + std::to_string(kCodelSlots) + " entries");
+      return env.Undefined();
+    }
+  }
   size_t n = static_cast<size_t>(maxCount);
   if (ls < n || la < n || lp < n || (gsoSizes != nullptr && lg < n) || arenaLen < n * static_cast<size_t>(slotSize)) {
     ThrowRange(env, "udpRecvBatch: arena or result arrays smaller than maxCount slots");
     return env.Undefined();
   }
-  int got = RecvMessages(static_cast<int>(fd), arena, static_cast<size_t>(slotSize), n, sizes, addrs, ports, gsoSizes, ctr);
+  int got = RecvMessages(static_cast<int>(fd), arena, static_cast<size_t>(slotSize), n, sizes, addrs, ports, gsoSizes, ctr, codel);
   if (got < 0) {
     ThrowErrno(env, -got, "recvmmsg", "fd " + std::to_string(fd));
     return env.Undefined();
   }
   return Napi::Number::New(env, got);
+}
+
+// codelDequeue(state: Float64Array, sojournNs, nowNs, emptied): boolean
+// CodelDequeue (codel.h) as RecvMessages runs it, for the test that holds it to src/packet/codel.ts.
+Napi::Value CodelDequeueBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double* state;
+  size_t len;
+  if (info.Length() < 4 || !GetTyped(env, info[0], napi_float64_array, "codelDequeue: state", &state, &len)) return env.Undefined();
+  if (len < kCodelSlots || !info[1].IsNumber() || !info[2].IsNumber()) {
+    ThrowType(env, "codelDequeue(state: Float64Array(" + std::to_string(kCodelSlots) + "), sojournNs, nowNs, emptied)");
+    return env.Undefined();
+  }
+  bool drop = CodelDequeue(state, info[1].As<Napi::Number>().DoubleValue(), info[2].As<Napi::Number>().DoubleValue(), info[3].ToBoolean().Value());
+  return Napi::Boolean::New(env, drop);
 }
 
 // One message of a send batch: a run of iovecs, with a GSO segment size when more than one, on
@@ -604,6 +657,7 @@ void InitUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen, "udpOpen"));
   exports.Set("udpRecvBatch", Napi::Function::New(env, UdpRecvBatch, "udpRecvBatch"));
   exports.Set("udpSendBatch", Napi::Function::New(env, UdpSendBatch, "udpSendBatch"));
+  exports.Set("codelDequeue", Napi::Function::New(env, CodelDequeueBinding, "codelDequeue"));
   exports.Set("udpPeerFilter", Napi::Function::New(env, UdpPeerFilter, "udpPeerFilter"));
 }
 

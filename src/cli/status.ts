@@ -3,7 +3,7 @@ import { controlRequest } from '../control/socket.js';
 import { defaultControlSocket } from '../control/socket-path.js';
 import { outcomeTotals, type CounterSnapshot } from '../packet/counters.js';
 import { describeSourcePorts } from '../datapath/select.js';
-import type { InfoReply, RouteReply } from '../node/control-api.js';
+import { socketDropReasons, type InfoReply, type RouteReply } from '../node/control-api.js';
 
 /** The offloads a node runs with, from its `info.features`: "udp-gso udp-gro tun-tso tun-uso", or "-". */
 export function describeOffloads(features: Record<string, unknown>): string {
@@ -56,10 +56,12 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
         .join(' ') || '-';
     lines.push(`forwarded out ${totals.forwarded.out} packets ${counters.tx.bytes} bytes   in ${totals.forwarded.in} packets ${counters.rx.bytes} bytes`);
     lines.push(`answered  ${totals.answered}  ${nonzero(counters.answered)}`);
-    // Datagrams the kernel dropped at the socket before vxtun saw them (its receive buffer was full, or
-    // the peer filter refused a non-peer) are drops too.
-    const socketDrops = info.datapathCounters?.udp?.RecvOverflows ?? 0;
-    lines.push(`dropped   ${totals.dropped + socketDrops}  ${nonzero({ ...counters.dropped, 'udp-socket-full-or-not-peer': socketDrops })}`);
+    // Datagrams dropped at the socket before the engine saw them are drops too: by the kernel (its
+    // receive buffer was full, or the peer filter refused a non-peer), or by CoDel as they left a queue
+    // that had stood too long.
+    const socketDrops = socketDropReasons(info.datapathCounters?.udp);
+    const socketTotal = Object.values(socketDrops).reduce((a, b) => a + b, 0);
+    lines.push(`dropped   ${totals.dropped + socketTotal}  ${nonzero({ ...counters.dropped, ...socketDrops })}`);
     lines.push(`fixed     ${nonzero(counters.fixed)}`);
     lines.push('routes:');
     for (const r of routes) lines.push(`  ${String(r.subnet)} -> ${String(r.publicIp)}:${String(r.port)} vtep ${String(r.vtepMac)} vni ${String(r.vni)}`);

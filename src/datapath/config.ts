@@ -3,7 +3,7 @@
  * Every switch here forces a fallback a test (or an operator on a strange kernel) may need.
  *
  *   "datapath": { "kind": "auto" | "native" | "ts", "gso": true, "gro": true, "tunOffload": true, "tunUso": true, "express": true, "batchScheduling": true,
- *                 "peerFilter": true, "nice": 0, "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
+ *                 "peerFilter": true, "codel": false | true | { "targetUs": 250, "intervalUs": 2500 }, "nice": 0, "sourcePorts": "fixed" | { "min": 32768, "max": 60999, "sockets": 16 }, "workers": N }
  *
  * kind: auto = the native fast path when the addon loaded, else the TypeScript reference path;
  * native = the fast path or refuse to start; ts = the TypeScript reference path (Node's dgram,
@@ -29,6 +29,13 @@
  * receive buffer or any CPU of vxtun's, so a flood from a host that is no peer costs little; counted
  * with the socket's other drops (RecvOverflows). Off for peers whose datagrams arrive from another
  * address than the one they registered (behind NAT). Default true.
+ * codel: on the native path, CoDel (RFC 8289) on the VXLAN socket's receive queue (src/packet/codel.ts):
+ * once datagrams have waited there longer than targetUs for intervalUs, one is dropped, then more
+ * often, until the queue falls below the target, so pods' TCP backs off before megabytes queue up and
+ * a ping behind a transfer waits a fraction of a millisecond, not several. Drops are counted
+ * (queue-delay). Needs the kernel's arrival stamps (SO_TIMESTAMPNS): without them it stays off.
+ * Default off (measured on a 2-core machine it did not lower the RTT under load, which waits for CPU
+ * there, not in this queue: docs/performance.md); true = 250 µs / 2.5 ms.
  * sourcePorts: RFC 7348 §5 outer source ports from a hash of the inner flow (native path; the ts path
  * always sends from the VXLAN port); default Linux's range 32768-60999 over 16 sockets, "fixed" = every
  * datagram from the VXLAN port (what a firewall that only opens 8472 both ways may need). Peers do not
@@ -42,6 +49,7 @@
  */
 import { z } from 'zod';
 import type { AntiSpoofing } from '../packet/policy.js';
+import { CODEL_DEFAULTS } from '../packet/codel.js';
 
 export const DATAPATH_KINDS = ['auto', 'native', 'ts'] as const;
 export type DatapathKind = (typeof DATAPATH_KINDS)[number];
@@ -56,6 +64,9 @@ export const DatapathSchema = z
     express: z.boolean().optional(),
     batchScheduling: z.boolean().optional(),
     peerFilter: z.boolean().optional(),
+    codel: z
+      .union([z.boolean(), z.strictObject({ targetUs: z.number().int().min(1).max(1_000_000).optional(), intervalUs: z.number().int().min(1).max(10_000_000).optional() })])
+      .optional(),
     nice: z.number().int().min(-20).max(19).optional(),
     workers: z.number().int().min(1).max(64).optional(),
     sourcePorts: z
@@ -93,12 +104,20 @@ export interface DatapathConfig {
   batchScheduling: boolean;
   /** The native VXLAN socket drops datagrams from non-peers in the kernel. */
   peerFilter: boolean;
+  /** CoDel on the native VXLAN socket's receive queue (microseconds); false: off. */
+  codel: false | { targetUs: number; intervalUs: number };
   /** Priority (nice) of the process's threads. */
   nice: number;
   /** Engines (TUN queues + SO_REUSEPORT sockets), native path only; undefined = defaultWorkers(). */
   workers: number | undefined;
   /** 'fixed': send from the VXLAN port; else a pool of `sockets` source ports spread over [min, max]. */
   sourcePorts: 'fixed' | { min: number; max: number; sockets: number };
+}
+
+function codelDefaults(raw: boolean | { targetUs?: number; intervalUs?: number } | undefined): DatapathConfig['codel'] {
+  if (raw === undefined || raw === false) return false;
+  const o = typeof raw === 'object' ? raw : {};
+  return { targetUs: o.targetUs ?? CODEL_DEFAULTS.targetUs, intervalUs: o.intervalUs ?? CODEL_DEFAULTS.intervalUs };
 }
 
 export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathConfig {
@@ -112,6 +131,7 @@ export function datapathDefaults(raw: z.infer<typeof DatapathSchema>): DatapathC
     express: raw?.express ?? true,
     batchScheduling: raw?.batchScheduling ?? true,
     peerFilter: raw?.peerFilter ?? true,
+    codel: codelDefaults(raw?.codel),
     nice: raw?.nice ?? DEFAULT_NICE,
     workers: raw?.workers,
     sourcePorts: sp === 'fixed' ? 'fixed' : { min: sp?.min ?? SOURCE_PORT_MIN, max: sp?.max ?? SOURCE_PORT_MAX, sockets: sp?.sockets ?? SOURCE_PORT_SOCKETS },

@@ -42,6 +42,8 @@ export interface DatapathRequest {
   reusePort?: boolean;
   /** Native path only: 'fixed' sends from `port`; a range sends from a flow-hashed pool (RFC 7348 §5). */
   sourcePorts?: DatapathConfig['sourcePorts'];
+  /** Native path only: CoDel on the receive queue (see DatapathConfig.codel). */
+  codel?: DatapathConfig['codel'];
   address: string;
   port: number;
 }
@@ -65,7 +67,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
   if (resolveDatapathKind(req.kind) === 'native') {
     const native = loadNative()!;
     const sp = req.sourcePorts ?? 'fixed';
-    const bind = NativeBind.open(req.address, req.port, { gso: req.gso, gro: req.gro ?? true, reusePort: req.reusePort === true, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}) });
+    const bind = NativeBind.open(req.address, req.port, { gso: req.gso, gro: req.gro ?? true, reusePort: req.reusePort === true, ...(sp !== 'fixed' ? { sourcePorts: sp } : {}), ...(req.codel ? { codel: req.codel } : {}) });
     return {
       kind: 'native',
       bind,
@@ -82,6 +84,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
         ...(sp === 'fixed' ? {} : { sourcePortRange: `${sp.min}-${sp.max}` }),
         recvBufferSize: bind.features.recvBufferSize,
         sendBufferSize: bind.features.sendBufferSize,
+        codel: bind.features.codel ? `${req.codel ? `${req.codel.targetUs}/${req.codel.intervalUs} µs` : 'on'}` : false,
       },
       counters: () => namedCounters(UdpCounter, bind.counters),
       rawCounters: bind.counters,
@@ -92,7 +95,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
     kind: 'ts',
     bind,
     onesSum: undefined,
-    features: { recvmmsg: false, sendmmsg: false, udpGso: false, udpGro: false, nativeChecksum: false, nativeEncap: false, sourcePorts: 'fixed' },
+    features: { recvmmsg: false, sendmmsg: false, udpGso: false, udpGro: false, nativeChecksum: false, nativeEncap: false, sourcePorts: 'fixed', codel: false },
     counters: () => Object.fromEntries(bind.sendErrors),
   };
 }

@@ -165,7 +165,7 @@ function fromWire(routes: WireRoute[]): Route<Vtep>[] {
 
 export interface WorkerSpec {
   tun: { fd: number; name: string; mtu: number; features: TunFeatures };
-  bind: { address: string; port: number; gso: boolean; gro?: boolean; sourcePorts?: { min: number; max: number; sockets: number }; peerFilter?: boolean };
+  bind: { address: string; port: number; gso: boolean; gro?: boolean; sourcePorts?: { min: number; max: number; sockets: number }; peerFilter?: boolean; codel?: { targetUs: number; intervalUs: number } };
   engine: Omit<EngineOptions, 'vtepMac' | 'onesSum' | 'encapBatch' | 'express'> & { vtepMac: Uint8Array };
   /** The addon's express path for lone packets in this worker too (src/datapath/express.ts). */
   express?: boolean;
@@ -198,6 +198,7 @@ function runWorker(init: WorkerInit): void {
     reusePort: true,
     counters: udpCounters,
     ...(init.bind.sourcePorts ? { sourcePorts: init.bind.sourcePorts } : {}),
+    ...(init.bind.codel ? { codel: init.bind.codel } : {}),
   });
   let engine: Engine | undefined;
   // Observations of the batch under way: copied at once (the engine reuses its buffers), posted together.

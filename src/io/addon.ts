@@ -44,7 +44,7 @@ export interface ExpressDecision {
 /** The TUN queue's part of ExpressOptions (LinuxTunDevice.expressSide). */
 export type ExpressTunSide = Pick<ExpressOptions, 'tunQueue' | 'tunCounters'>;
 /** The bind's part of ExpressOptions (NativeBind.expressSide). */
-export type ExpressUdpSide = Pick<ExpressOptions, 'udpFd' | 'sendFds' | 'arena' | 'slotSize' | 'batch' | 'sizes' | 'addrs' | 'ports' | 'gsoSizes' | 'udpCounters'>;
+export type ExpressUdpSide = Pick<ExpressOptions, 'udpFd' | 'sendFds' | 'arena' | 'slotSize' | 'batch' | 'sizes' | 'addrs' | 'ports' | 'gsoSizes' | 'udpCounters' | 'udpCodel'>;
 
 /** What expressOpen takes: the TUN queue's and the bind's descriptors and buffers, and the engine's parameters. */
 export interface ExpressOptions {
@@ -62,6 +62,8 @@ export interface ExpressOptions {
   ports: Uint16Array;
   gsoSizes?: Int32Array;
   udpCounters: Float64Array;
+  /** The bind's CoDel state (src/packet/codel.ts), when CoDel runs on its socket. */
+  udpCodel?: Float64Array;
   vni: number;
   vtepMac: Uint8Array;
   maxInnerSize: number;
@@ -108,6 +110,8 @@ export interface UdpOpenResult {
   gso: boolean;
   /** UDP_GRO turned on (receive offload). */
   gro: boolean;
+  /** Each datagram carries its arrival time (SO_TIMESTAMPNS), which CoDel needs. */
+  timestamps: boolean;
 }
 
 export interface NativeAddon {
@@ -191,6 +195,8 @@ export interface NativeAddon {
    */
   expressDecideOutbound(packet: Uint8Array, trie: Int32Array, peers: Uint8Array, params: { maxInnerSize: number; readRoom: number }): ExpressDecision;
   /** The same for one lone VXLAN datagram from the underlay IPv4 address `from` (a uint32), with expressRoutes' table and guard. */
+  /** native/codel.h's CodelDequeue on `state` (the twin test of src/packet/codel.ts). */
+  codelDequeue(state: Float64Array, sojournNs: number, nowNs: number, emptied: boolean): boolean;
   expressDecideInbound(datagram: Uint8Array, trie: Int32Array, peers: Uint8Array, guard: Uint8Array, params: { vni: number; vtepMac: Uint8Array; tunMtu: number; from: number }): ExpressDecision;
   /** Verdict names by code (src/packet/policy.ts's Verdict). */
   readonly expressVerdicts: readonly string[];
@@ -232,14 +238,14 @@ export interface NativeAddon {
    * (forced past net.core.*mem_max when root). `gso` (default true) probes UDP_SEGMENT, `gro` (default
    * false) turns on UDP_GRO; the result says what the kernel took. Bind errors throw with the errno name.
    */
-  udpOpen(address: string, port: number, opts?: { recvBufferSize?: number; sendBufferSize?: number; gso?: boolean; gro?: boolean; reusePort?: boolean }): UdpOpenResult;
+  udpOpen(address: string, port: number, opts?: { recvBufferSize?: number; sendBufferSize?: number; gso?: boolean; gro?: boolean; reusePort?: boolean; timestamps?: boolean }): UdpOpenResult;
   /**
    * recvmmsg (MSG_DONTWAIT) of up to maxCount (≤ 256) datagrams, datagram i into arena[i * slotSize]:
    * sizes[i], addrs[i] (host order), ports[i]. Returns the count; 0 when nothing waits. Oversized
    * datagrams are dropped and counted. Counters: layout UdpCounter (src/io/counter-layouts.ts). With `gsoSizes`,
    * a UDP_GRO socket's coalesced message i reports its datagram size there (0 = one datagram).
    */
-  udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array, gsoSizes?: Int32Array): number;
+  udpRecvBatch(fd: number, arena: Uint8Array, slotSize: number, maxCount: number, sizes: Int32Array, addrs: Uint32Array, ports: Uint16Array, counters: Float64Array, gsoSizes?: Int32Array, codel?: Float64Array): number;
   /**
    * Keeps only datagrams from `peers` (IPv4, host order) on the socket, dropped in the kernel by a
    * socket filter (counted in the socket's drops, SO_RXQ_OVFL); null removes it. False: no filter

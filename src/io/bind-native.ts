@@ -14,6 +14,7 @@ import type { Bind, Endpoint, ReceiveFn } from './bind.js';
 import { innerFlowHash } from '../packet/flow-hash.js';
 import { newGroPieces, splitGro } from '../packet/gro.js';
 import { UdpCounter, UDP_COUNTER_COUNT } from './counter-layouts.js';
+import { newCodelState } from '../packet/codel.js';
 
 /** Index of each counter in NativeBind.counters (native/counters.def through counter-layouts.ts). */
 export { UdpCounter };
@@ -25,7 +26,7 @@ export interface NativeBindOptions {
   gso?: boolean;
   /** Turn on UDP GRO when the kernel has it (default true; VXTUN_NO_UDP_GRO=1 also turns it off). */
   gro?: boolean;
-  /** Datagrams per recvmmsg (default 64, at most 256). */
+  /** Datagrams per recvmmsg (default 64, or VXTUN_RECV_BATCH; at most 256). */
   batchSize?: number;
   /**
    * RFC 7348 §5 source ports: a pool of `sockets` send sockets bound to ports spread over
@@ -36,6 +37,11 @@ export interface NativeBindOptions {
   sourcePorts?: { min: number; max: number; sockets: number };
   /** SO_REUSEPORT on every socket: one bind per worker thread on the same ports. */
   reusePort?: boolean;
+  /**
+   * CoDel on the receive queue (src/packet/codel.ts), target and interval in microseconds; omitted: off.
+   * Needs the kernel's arrival stamps (SO_TIMESTAMPNS): without them it stays off (features.codel).
+   */
+  codel?: { targetUs: number; intervalUs: number };
   /** Where the counters live (e.g. a SharedArrayBuffer a supervising thread reads); default a new array. */
   counters?: Float64Array;
   /**
@@ -56,7 +62,9 @@ export class NativeBind implements Bind {
   /** Shared with the addon: see UdpCounter. */
   readonly counters: Float64Array;
   /** Offloads the kernel granted at open. */
-  readonly features: { gso: boolean; gro: boolean; recvBufferSize: number; sendBufferSize: number };
+  readonly features: { gso: boolean; gro: boolean; recvBufferSize: number; sendBufferSize: number; codel: boolean };
+  /** CoDel's state (src/packet/codel.ts), shared with the addon; undefined: CoDel off. */
+  readonly codel: Float64Array | undefined;
   private poll: PollHandle | undefined;
   private fd: number;
   private readonly arena: Buffer;
@@ -97,9 +105,11 @@ export class NativeBind implements Bind {
     private readonly batchSize: number,
     private readonly slotSize: number,
     counters?: Float64Array,
+    codel?: Float64Array,
   ) {
     this.fd = fd;
-    this.features = { gso, gro, recvBufferSize, sendBufferSize };
+    this.codel = codel;
+    this.features = { gso, gro, recvBufferSize, sendBufferSize, codel: codel !== undefined };
     this.counters = counters ?? new Float64Array(UDP_COUNTER_COUNT);
     this.arena = Buffer.alloc(batchSize * slotSize);
     this.slots = Array.from({ length: batchSize }, (_, i) => this.arena.subarray(i * slotSize, (i + 1) * slotSize));
@@ -124,13 +134,17 @@ export class NativeBind implements Bind {
         gso: gsoWanted,
         gro: groWanted,
         reusePort: opts.reusePort === true,
+        timestamps: opts.codel !== undefined,
       });
     } catch (e) {
       const code = (e as { code?: string }).code;
       throw new Error(`cannot bind UDP ${address}:${port}: ${code ?? (e as Error).message}`);
     }
-    const batchSize = Math.min(Math.max(opts.batchSize ?? 64, 1), 256);
-    const bind = new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.gro, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536, opts.counters);
+    // VXTUN_RECV_BATCH (1-256): fewer messages per recvmmsg, as tests force a standing queue with.
+    const fromEnv = Number(process.env.VXTUN_RECV_BATCH);
+    const batchSize = Math.min(Math.max(opts.batchSize ?? (Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : 64), 1), 256);
+    const bind = new NativeBind(native, r.fd, { address, port: r.port }, r.gso, r.gro, r.recvBufferSize, r.sendBufferSize, batchSize, opts.slotSize ?? 65536, opts.counters,
+      opts.codel !== undefined && r.timestamps ? newCodelState(opts.codel.targetUs, opts.codel.intervalUs) : undefined);
     if (opts.sourcePorts !== undefined) {
       try {
         bind.openSourcePorts(address, opts.sourcePorts, gsoWanted, opts.reusePort === true);
@@ -199,6 +213,7 @@ export class NativeBind implements Bind {
       ports: this.recvPorts,
       ...(this.recvGso ? { gsoSizes: this.recvGso } : {}),
       udpCounters: this.counters,
+      ...(this.codel ? { udpCodel: this.codel } : {}),
     };
   }
 
@@ -220,7 +235,7 @@ export class NativeBind implements Bind {
     for (let round = 0; round < MAX_ROUNDS_PER_WAKE && this.fd >= 0; round++) {
       let n: number;
       try {
-        n = round === 0 && preRead > 0 ? preRead : this.native.udpRecvBatch(this.fd, this.arena, this.slotSize, n0, this.recvSizes, this.recvAddrs, this.recvPorts, this.counters, this.recvGso);
+        n = round === 0 && preRead > 0 ? preRead : this.native.udpRecvBatch(this.fd, this.arena, this.slotSize, n0, this.recvSizes, this.recvAddrs, this.recvPorts, this.counters, this.recvGso, this.codel);
       } catch {
         return; // a lasting socket error: counted by the addon (LastErrno); the owner sees traffic stop
       }

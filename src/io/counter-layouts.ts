@@ -10,7 +10,7 @@ import { addonCounterNames } from './addon.js';
 /** The names of each block in index order, as native/counters.def lists them. */
 export const FALLBACK_COUNTER_NAMES = {
   tun: ['Reads', 'GsoPackets', 'GsoSegments', 'ChecksumCompleted', 'BadVnetHdr', 'Writes', 'CoalescedWrites', 'CoalescedPackets', 'SuperWrites', 'UdpCoalescedWrites', 'UdpCoalescedPackets', 'UdpGsoPackets'],
-  udp: ['RecvCalls', 'RecvPackets', 'RecvBytes', 'RecvTruncated', 'SendCalls', 'SendPackets', 'SendBytes', 'SendAgain', 'SendErrors', 'GsoSends', 'GsoSegments', 'GsoDisabled', 'LastErrno', 'GroReceives', 'GroSegments', 'RecvOverflows'],
+  udp: ['RecvCalls', 'RecvPackets', 'RecvBytes', 'RecvTruncated', 'SendCalls', 'SendPackets', 'SendBytes', 'SendAgain', 'SendErrors', 'GsoSends', 'GsoSegments', 'GsoDisabled', 'LastErrno', 'GroReceives', 'GroSegments', 'RecvOverflows', 'CodelDrops'],
   express: ['TxPackets', 'TxBytes', 'RxPackets', 'RxBytes', 'SendFailed', 'TunWriteFailed', 'OutHandedOver', 'InHandedOver', 'ThreadPasses', 'LoopHandovers', 'ThreadResumes'],
 } as const;
 

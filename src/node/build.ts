@@ -106,7 +106,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   done.add('routes');
   // flanneld's udp backend sends from its port both ways; VXLAN hashes source ports as flannel.1 does unless told "fixed".
   const sourcePorts = vxlan ? dp.sourcePorts : 'fixed';
-  const datapath = await openDatapath({ kind, gso: dp.gso, gro: dp.gro, sourcePorts, address: publicIp, port: backend.port, reusePort: workers > 1 });
+  const datapath = await openDatapath({ kind, gso: dp.gso, gro: dp.gro, sourcePorts, codel: dp.codel, address: publicIp, port: backend.port, reusePort: workers > 1 });
   const bind = datapath.bind;
   undo.push(() => bind.close());
   const features = datapath.features;
@@ -169,7 +169,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   if (engine instanceof Engine) {
     pool = await startEngineWorkers(routes, workers, {
       tun: { name: tun.name, mtu, features: tun.features },
-      bind: { address: publicIp, port: backend.port, gso: dp.gso, gro: dp.gro, peerFilter, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}) },
+      bind: { address: publicIp, port: backend.port, gso: dp.gso, gro: dp.gro, peerFilter, ...(sourcePorts !== 'fixed' ? { sourcePorts } : {}), ...(features.codel !== false && dp.codel ? { codel: dp.codel } : {}) },
       engine: { vni: backend.vni, vtepMac: Uint8Array.from(vtepMac), vtepIp: subnet.addr, localSubnets: [subnet], antiSpoofing: spec.security.antiSpoofing, port: backend.port, maxInnerSize: maxInner, tunMtu: mtu, batchSize: 128 },
       express,
       inboundScheduling: inboundScheduling !== undefined,

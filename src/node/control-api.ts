@@ -41,6 +41,11 @@ export interface InfoReply {
 }
 
 /** direct: routed by a kernel route on the underlay (DirectRouting), not through the tunnel. */
+/** The drops the VXLAN socket's counters hold, by the reason status and metrics name them. */
+export function socketDropReasons(udp: Record<string, number> | undefined): Record<string, number> {
+  return { 'udp-socket-full-or-not-peer': udp?.RecvOverflows ?? 0, 'queue-delay': udp?.CodelDrops ?? 0 };
+}
+
 export type RouteReply = Array<{ subnet: string; publicIp: string; port: number; vtepMac?: string; vni?: number; direct?: true }>;
 
 export interface NodeControl {

@@ -6,7 +6,7 @@
  */
 import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client';
 import type { CounterSnapshot } from '../packet/counters.js';
-import type { InfoReply } from './control-api.js';
+import { socketDropReasons, type InfoReply } from './control-api.js';
 
 /** What the metrics read from the running node at scrape time. */
 export interface MetricsView {
@@ -57,7 +57,12 @@ export function metricsRegistry(view: MetricsView): Registry {
     const s = snap();
     return s ? [[{ direction: 'tx' }, s.tx.bytes], [{ direction: 'rx' }, s.rx.bytes]] : [];
   });
-  liveCounter(register, 'vxtun_dropped_packets_total', 'Packets dropped, by reason', ['reason'], byReason((s) => s.dropped, 'reason'));
+  // The engine's drops, and the VXLAN socket's (kernel overflows and the peer filter; CoDel).
+  liveCounter(register, 'vxtun_dropped_packets_total', 'Packets dropped, by reason', ['reason'], () => {
+    const s = snap();
+    const all = { ...(s?.dropped ?? {}), ...socketDropReasons(view.info()?.datapathCounters?.udp) };
+    return Object.entries(all).map(([k, v]) => [{ reason: k }, v]);
+  });
   liveCounter(register, 'vxtun_answered_packets_total', 'Packets answered by vxtun itself (ARP, ICMP errors), by kind', ['kind'], byReason((s) => s.answered, 'kind'));
   liveCounter(register, 'vxtun_fixed_packets_total', 'Packets repaired on the way (checksums, segmentation), by kind', ['kind'], byReason((s) => s.fixed, 'kind'));
   liveGauge(register, 'vxtun_routes', 'Peer subnets in the route table', [], () => [[{}, view.routeCount()]]);

@@ -181,6 +181,17 @@ const cases: Case[] = [
     },
   },
   {
+    // Two messages per recvmmsg make a standing queue of two enough; a 1 µs target and 100 µs interval drop from it.
+    name: 'native path, CoDel on the receive queue forced to drop (datapath.codel 1 µs / 100 µs, VXTUN_RECV_BATCH=2)',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: { codel: { targetUs: 1, intervalUs: 100 } },
+    env: { VXTUN_RECV_BATCH: '2' },
+    check: async (i) => {
+      expect(i.features.codel).toBe('1/100 µs');
+      expect(i.datapathCounters.udp.CodelDrops).toBeGreaterThan(0);
+    },
+  },
+  {
     name: 'pure-TypeScript path (the addon only for TUN syscalls), TUN offloads done in TypeScript',
     kinds: ['vxtun', 'vxtun'],
     datapath: { kind: 'ts' },

@@ -69,7 +69,7 @@ describe('validateConfig: the example config', () => {
         },
       ],
       controlSocket: defaultControlSocket('vxtun0'),
-      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, nice: 0, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
+      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, codel: false, nice: 0, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
       security: { antiSpoofing: { unknownPeer: true, spoofedSource: true, notForThisNode: true } },
     };
     expect(c).toEqual(expected);
@@ -94,6 +94,14 @@ describe('validateConfig: the example config', () => {
     expect(withDatapath({ sourcePorts: 'fixed' }).datapath.sourcePorts).toBe('fixed');
     expect(withDatapath({ sourcePorts: {} }).datapath.sourcePorts).toEqual({ min: 32768, max: 60999, sockets: 16 });
     expect(withDatapath({ sourcePorts: { min: 40000, sockets: 4 } }).datapath.sourcePorts).toEqual({ min: 40000, max: 60999, sockets: 4 });
+  });
+
+  it('datapath.codel: off by default, true takes 250 µs / 2.5 ms, a partial object is filled in', () => {
+    const withDatapath = (d: unknown): NodeConfig => validateConfig({ ...clone(EXAMPLE), datapath: d });
+    expect(withDatapath({}).datapath.codel).toBe(false);
+    expect(withDatapath({ codel: false }).datapath.codel).toBe(false);
+    expect(withDatapath({ codel: true }).datapath.codel).toEqual({ targetUs: 250, intervalUs: 2500 });
+    expect(withDatapath({ codel: { targetUs: 500 } }).datapath.codel).toEqual({ targetUs: 500, intervalUs: 2500 });
     expect(withDatapath({ workers: 3 }).datapath).toMatchObject({ workers: 3, sourcePorts: { min: 32768, max: 60999, sockets: 16 } });
   });
 
@@ -225,6 +233,7 @@ describe('validateConfig: every refusal is one line naming the field and the val
     ['datapath.workers 0', (c) => (c.datapath = { workers: 0 }), 'datapath.workers', '0'],
     ['datapath.nice -21', (c) => (c.datapath = { nice: -21 }), 'datapath.nice', '-21'],
     ['datapath.nice 1.5', (c) => (c.datapath = { nice: 1.5 }), 'datapath.nice', '1.5'],
+    ['datapath.codel.targetUs 0', (c) => (c.datapath = { codel: { targetUs: 0 } }), 'datapath.codel', '0'],
     ['datapath.sourcePorts min above max', (c) => (c.datapath = { sourcePorts: { min: 50000, max: 40000 } }), 'datapath.sourcePorts', '"min":50000'],
     ['datapath.sourcePorts.max 70000', (c) => (c.datapath = { sourcePorts: { max: 70000 } }), 'datapath.sourcePorts', '70000'],
   ];

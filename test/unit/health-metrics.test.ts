@@ -13,7 +13,7 @@ function view(lease: Record<string, unknown> | null): HealthView {
   counters.tx.packets = 7;
   counters.rx.bytes = 840;
   counters.dropped['unknown-peer'] = 3;
-  const info = { lease, features: { workers: 2, express: true } } as unknown as InfoReply;
+  const info = { lease, features: { workers: 2, express: true }, datapathCounters: { udp: { RecvOverflows: 11, CodelDrops: 5 }, tun: {}, express: {} } } as unknown as InfoReply;
   return { info: () => info, counters: () => counters, routeCount: () => 4, missing: () => [] };
 }
 
@@ -29,6 +29,9 @@ describe('metrics', () => {
     expect(sample(text, 'vxtun_packets_total{direction="tx"}')).toBe(7);
     expect(sample(text, 'vxtun_bytes_total{direction="rx"}')).toBe(840);
     expect(sample(text, 'vxtun_dropped_packets_total{reason="unknown-peer"}')).toBe(3);
+    // the VXLAN socket's drops: the kernel's (buffer full, peer filter) and CoDel's
+    expect(sample(text, 'vxtun_dropped_packets_total{reason="udp-socket-full-or-not-peer"}')).toBe(11);
+    expect(sample(text, 'vxtun_dropped_packets_total{reason="queue-delay"}')).toBe(5);
     expect(sample(text, 'vxtun_routes')).toBe(4);
     expect(sample(text, 'vxtun_lease_events_total{event="renewed"}')).toBe(2);
     expect(sample(text, 'vxtun_ignored_leases{reason="outside-network"}')).toBe(1);
