@@ -7,14 +7,19 @@
 // in the machine's load hits both alike. Prints each round, then per setup the median (min–max) of
 // the per-round ratios, and vxtun's median ratio over the kernel's (>= 1: vxtun keeps at least as much).
 // A benchmark, not a test: run it on a quiet machine.
-// Usage (root, after npm run build): node scripts/flood-bench.mjs [rounds=5] [seconds=5] [size=1400] [--json]
+// Usage (root, after npm run build): node scripts/flood-bench.mjs [rounds=5] [seconds=5] [size=1400] [--json] [--also CONFIG_JSON]
+//   --also: a third setup, vxtun with CONFIG_JSON merged into its config (e.g. '{"datapath":{"workers":1}}'), interleaved with the others.
 import { Topology, waitForOutput } from '../dist/src/tools/lab/netns.js';
 import { Cluster } from '../dist/src/tools/lab/cluster.js';
 import { startFlood, buildUdpFlood } from '../dist/src/tools/lab/udp-flood.js';
 import { summarize } from '../dist/src/tools/bench/stats.js';
 import { controlRequest } from '../dist/src/control/socket.js';
 
-const args = process.argv.slice(2).filter((a) => a !== '--json');
+const argv = process.argv.slice(2);
+const alsoAt = argv.indexOf('--also');
+const also = alsoAt >= 0 ? JSON.parse(argv[alsoAt + 1] ?? 'null') : undefined;
+if (alsoAt >= 0 && (also === null || typeof also !== 'object')) throw new Error(`--also needs a JSON object: ${argv[alsoAt + 1]}`);
+const args = argv.filter((a, i) => a !== '--json' && (alsoAt < 0 || (i !== alsoAt && i !== alsoAt + 1)));
 const json = process.argv.includes('--json');
 const [rounds, seconds, size] = [0, 1, 2].map((i) => Number(args[i] ?? [5, 5, 1400][i]));
 for (const [name, v] of Object.entries({ rounds, seconds, size })) {
@@ -53,12 +58,13 @@ async function flooded(s) {
 const setups = [
   { name: 'vxtun', kinds: ['vxtun', 'vxtun'] },
   { name: 'kernel', kinds: ['kernel', 'kernel'] },
+  ...(also ? [{ name: `vxtun ${JSON.stringify(also)}`, kinds: ['vxtun', 'vxtun'], vxtunConfig: also }] : []),
 ];
 await buildUdpFlood();
 try {
   for (const s of setups) {
     s.topology = new Topology();
-    s.cluster = await Cluster.build(s.topology, { kinds: s.kinds, logLevel: 'warn' });
+    s.cluster = await Cluster.build(s.topology, { kinds: s.kinds, logLevel: 'warn', ...(s.vxtunConfig ? { vxtunConfig: s.vxtunConfig } : {}) });
     [s.client, s.server] = [s.cluster.node(1), s.cluster.node(2)];
     s.flooder = await s.topology.netns('flood');
     await s.cluster.underlay.attach(s.flooder, FLOODER_IP);

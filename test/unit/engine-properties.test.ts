@@ -15,7 +15,9 @@ import { createFakeTun, type FakeTun } from '../../src/io/tun-fake.js';
 import { FakeNetwork, type FakeBind } from '../../src/io/bind-fake.js';
 import type { Endpoint } from '../../src/io/bind.js';
 import { ipv4FromString } from '../../src/packet/wire/ipv4.js';
-import { macFromString } from '../../src/packet/wire/ethernet.js';
+import { emitEthernet, EtherType, macFromString } from '../../src/packet/wire/ethernet.js';
+import { emitVxlan } from '../../src/packet/wire/vxlan.js';
+import { ArpOp, emitArp } from '../../src/packet/wire/arp.js';
 import { kernelFrames, mutated, packetBytes } from '../support/fuzz-arbitraries.js';
 
 const PORT = 8472;
@@ -90,7 +92,15 @@ function readdressed(p: Buffer): Buffer {
 }
 
 const outboundPacket = fc.oneof(packetBytes, mutated(innerPackets), mutated(innerPackets.map(readdressed)));
-const inboundDatagram = fc.oneof(packetBytes, mutated(datagrams));
+/** An ARP request over VXLAN for B's VTEP address: answered when a peer sends it (rare among mutated captures, so given outright). */
+function arpForB(): Buffer {
+  const d = Buffer.alloc(8 + 14 + 28);
+  emitVxlan({ vni: 1 }, d, 0);
+  emitEthernet({ dst: Buffer.alloc(6, 0xff), src: macFromString(A.mac), etherType: EtherType.ARP }, d, 8);
+  emitArp({ operation: ArpOp.REQUEST, senderMac: macFromString(A.mac), senderIp: ipv4FromString(A.vtep), targetMac: Buffer.alloc(6), targetIp: ipv4FromString(B.vtep) }, d, 22);
+  return d;
+}
+const inboundDatagram = fc.oneof({ arbitrary: packetBytes, weight: 4 }, { arbitrary: mutated(datagrams), weight: 4 }, { arbitrary: fc.constant(arpForB()), weight: 1 });
 const sender = fc.constantFrom<Endpoint>({ address: A.ip, port: PORT }, { address: A.ip, port: 40001 }, STRANGER);
 
 /** What the runs of a property reached, so a property that never forwards or answers fails. */
