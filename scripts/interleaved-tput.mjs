@@ -3,7 +3,7 @@
 // built once, then iperf3 TCP rounds alternate between them, the order flipped every round, so a
 // swing in the machine's load hits every setup alike. Prints per setup the median (min–max) Gbit/s
 // and the dataplane CPU seconds (both nodes' processes) per GB carried, then ratios of medians.
-// Usage (root, after npm run build): node scripts/interleaved-tput.mjs [rounds=5] [seconds=5] [streams=1] [setups=ts-off,ts,naive,kernel]
+// Usage (root, after npm run build): node scripts/interleaved-tput.mjs [rounds=5] [seconds=5] [streams=1] [setups=ts-off,ts,naive,kernel] [wire=veth|link]
 //   ts: --datapath ts (TUN offloads in TypeScript); ts-off: the same with tunOffload false;
 //   native: the defaults; w1/w2: one/two engines (datapath.workers); naive: the naive fs.read + dgram.send design; kernel: Linux's VXLAN.
 import { readFileSync } from 'node:fs';
@@ -13,6 +13,8 @@ import { summarize } from '../dist/src/tools/bench/stats.js';
 
 const [rounds, seconds, streams] = [2, 3, 4].map((i, k) => Number(process.argv[i] ?? [5, 5, 1][k]));
 const names = (process.argv[5] ?? 'ts-off,ts,naive,kernel').split(',');
+const wire = process.argv[6] ?? 'veth';
+if (wire !== 'veth' && wire !== 'link') throw new Error(`wire must be veth or link: ${wire}`);
 const setups = {
   'ts-off': { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'ts', tunOffload: false } } },
   ts: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'ts' } } },
@@ -38,7 +40,7 @@ try {
     const topology = new Topology();
     const s = { name, topology, gbits: [], cpuPerGb: [] };
     built.push(s);
-    s.cluster = await Cluster.build(topology, { ...setups[name], logLevel: 'warn' });
+    s.cluster = await Cluster.build(topology, { ...setups[name], wire, logLevel: 'warn' });
     s.nodes = [s.cluster.node(1), s.cluster.node(2)];
     s.server = s.nodes[1].pod.spawn(['iperf3', '-s', '--forceflush', '-B', s.nodes[1].podIp, '-p', '5999']);
     await waitForOutput(s.server, /listening/, { timeoutMs: 10_000 });
