@@ -2,7 +2,7 @@
  * An engine thread's scheduling policy, following its inbound load: SCHED_BATCH while the underlay
  * brings little (lone packets: a ping, a request), SCHED_OTHER while it brings a flood.
  *
- * Why (measured; README "Scheduling"): SCHED_BATCH takes away wake-up preemption, which keeps an
+ * Why (measured; docs/design/scheduling.md): SCHED_BATCH takes away wake-up preemption, which keeps an
  * idle round trip on one CPU (idle RTT p50 −15 %). Under an inbound flood it is what loses packets:
  * the receiving thread, woken by the underlay socket, waits for the running task's slice (~1.5 ms on
  * 2 CPUs) instead of preempting it, so it then writes a millisecond of arrivals (hundreds of
