@@ -1,5 +1,5 @@
 // CoDel (RFC 8289) on the VXLAN socket's receive queue: the twin of src/packet/codel.ts, held to it
-// by test/unit/codel-twin.test.ts.
+// by test/unit/codel.test.ts.
 //
 // Why: when the engine is the bottleneck, a pod's TCP fills the socket's receive buffer (megabytes)
 // and every packet behind it, a ping included, waits milliseconds. The kernel stamps each datagram

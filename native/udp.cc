@@ -283,33 +283,29 @@ int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* siz
         if (dropped > ctr[kRecvOverflows]) ctr[kRecvOverflows] = dropped;
       }
     }
+    if (gso <= 0 || len <= static_cast<unsigned>(gso)) gso = 0;  // one datagram after all
+    const double segs = gso > 0 ? (len + static_cast<unsigned>(gso) - 1) / static_cast<unsigned>(gso) : 1;
     if (codelOn && arrived >= 0) {
       // A clock step (or a stamp from before one) gives no sojourn time worth acting on.
       double sojourn = now - arrived;
       if (sojourn < 0 || sojourn > 1e9) sojourn = 0;
       bool emptied = i == r - 1 && static_cast<size_t>(r) < n;
       if (CodelDequeue(codel, sojourn, now, emptied)) {
-        ctr[kCodelDrops] += gso > 0 && len > static_cast<unsigned>(gso) ? (len + static_cast<unsigned>(gso) - 1) / static_cast<unsigned>(gso) : 1;
+        ctr[kCodelDrops] += segs;
         continue;
       }
     }
-    if (gsoSizes != nullptr) {
-      if (gso <= 0 || len <= static_cast<unsigned>(gso)) gso = 0;  // one datagram after all
-      gsoSizes[out] = gso;
-    }
+    if (gsoSizes != nullptr) gsoSizes[out] = gso;
     if (out != i) std::memmove(arena + static_cast<size_t>(out) * slotSize, arena + static_cast<size_t>(i) * slotSize, len);
     sizes[out] = static_cast<int32_t>(len);
     addrs[out] = ntohl(srcs[i].sin_addr.s_addr);
     ports[out] = ntohs(srcs[i].sin_port);
     ctr[kRecvBytes] += len;
     if (gso > 0) {
-      double segs = (len + static_cast<unsigned>(gso) - 1) / static_cast<unsigned>(gso);
       ctr[kGroReceives] += 1;
       ctr[kGroSegments] += segs;
-      datagrams += segs;
-    } else {
-      datagrams += 1;
     }
+    datagrams += segs;
     out++;
   }
   ctr[kRecvCalls] += 1;

@@ -84,7 +84,7 @@ export async function openDatapath(req: DatapathRequest): Promise<Datapath> {
         ...(sp === 'fixed' ? {} : { sourcePortRange: `${sp.min}-${sp.max}` }),
         recvBufferSize: bind.features.recvBufferSize,
         sendBufferSize: bind.features.sendBufferSize,
-        codel: bind.features.codel ? `${req.codel ? `${req.codel.targetUs}/${req.codel.intervalUs} µs` : 'on'}` : false,
+        codel: bind.features.codel && req.codel ? `${req.codel.targetUs}/${req.codel.intervalUs} µs` : false,
       },
       counters: () => namedCounters(UdpCounter, bind.counters),
       rawCounters: bind.counters,

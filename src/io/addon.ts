@@ -195,9 +195,9 @@ export interface NativeAddon {
    */
   expressDecideOutbound(packet: Uint8Array, trie: Int32Array, peers: Uint8Array, params: { maxInnerSize: number; readRoom: number }): ExpressDecision;
   /** The same for one lone VXLAN datagram from the underlay IPv4 address `from` (a uint32), with expressRoutes' table and guard. */
+  expressDecideInbound(datagram: Uint8Array, trie: Int32Array, peers: Uint8Array, guard: Uint8Array, params: { vni: number; vtepMac: Uint8Array; tunMtu: number; from: number }): ExpressDecision;
   /** native/codel.h's CodelDequeue on `state` (the twin test of src/packet/codel.ts). */
   codelDequeue(state: Float64Array, sojournNs: number, nowNs: number, emptied: boolean): boolean;
-  expressDecideInbound(datagram: Uint8Array, trie: Int32Array, peers: Uint8Array, guard: Uint8Array, params: { vni: number; vtepMac: Uint8Array; tunMtu: number; from: number }): ExpressDecision;
   /** Verdict names by code (src/packet/policy.ts's Verdict). */
   readonly expressVerdicts: readonly string[];
   /** Reason names by code: DropReason in its order, then the express path's own hand-over reasons. */

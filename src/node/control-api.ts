@@ -40,12 +40,12 @@ export interface InfoReply {
   ipv6?: { device: string; mtu: number; network: string; subnet: string; publicIpv6: string; vtepMac: string; txPackets: number; rxPackets: number };
 }
 
-/** direct: routed by a kernel route on the underlay (DirectRouting), not through the tunnel. */
 /** The drops the VXLAN socket's counters hold, by the reason status and metrics name them. */
 export function socketDropReasons(udp: Record<string, number> | undefined): Record<string, number> {
   return { 'udp-socket-full-or-not-peer': udp?.RecvOverflows ?? 0, 'queue-delay': udp?.CodelDrops ?? 0 };
 }
 
+/** direct: routed by a kernel route on the underlay (DirectRouting), not through the tunnel. */
 export type RouteReply = Array<{ subnet: string; publicIp: string; port: number; vtepMac?: string; vni?: number; direct?: true }>;
 
 export interface NodeControl {

@@ -1,6 +1,6 @@
 /**
  * CoDel (RFC 8289) on the VXLAN socket's receive queue: the readable reference of native/codel.h,
- * which the native path runs as it takes datagrams off the socket (test/unit/codel-twin.test.ts holds
+ * which the native path runs as it takes datagrams off the socket (test/unit/codel.test.ts holds
  * the two equal). When the engine is the bottleneck, pods' TCP fills the socket's receive buffer
  * (megabytes) and every packet behind it waits milliseconds. Each datagram's sojourn time (now minus
  * the kernel's arrival stamp) says how long the queue has stood; once it stays above `target` for an

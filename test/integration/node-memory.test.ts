@@ -43,19 +43,26 @@ async function transferBothWays(cluster: Cluster, port: number): Promise<void> {
   for (const [c0, c1] of [[ca0, ca1], [cb0, cb1]] as const) expect(dropped(c1)).toBe(dropped(c0));
 }
 
-describe('young generation capped (the default), two workers', () => {
+/** A two-node vxtun cluster built before the describe block's tests and removed after them. */
+function clusterForBlock(build: (topology: Topology) => Promise<Cluster>): () => Cluster {
   const topology = new Topology();
-  let cluster: Cluster;
+  let cluster: Cluster | undefined;
   beforeAll(async () => {
     requirePrerequisites();
-    cluster = await Cluster.build(topology, { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { workers: 2 } } });
+    cluster = await build(topology);
   });
   afterAll(async () => {
     await cluster?.destroy();
     await topology.destroy();
   });
+  return () => cluster!;
+}
+
+describe('young generation capped (the default), two workers', () => {
+  const clusterNow = clusterForBlock((t) => Cluster.build(t, { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { workers: 2 } } }));
 
   it('carries TCP intact through both engines while the main heap keeps its initial young generation', async () => {
+    const cluster = clusterNow();
     await transferBothWays(cluster, 5401);
     for (const n of cluster.nodes) {
       const i = await info(n);
@@ -70,18 +77,10 @@ describe('young generation capped (the default), two workers', () => {
 });
 
 describe('young generation left to V8 (VXTUN_NO_YOUNG_GEN_CAP=1)', () => {
-  const topology = new Topology();
-  let cluster: Cluster;
-  beforeAll(async () => {
-    requirePrerequisites();
-    cluster = await withEnv({ VXTUN_NO_YOUNG_GEN_CAP: '1' }, () => Cluster.build(topology, { kinds: ['vxtun', 'vxtun'] }));
-  });
-  afterAll(async () => {
-    await cluster?.destroy();
-    await topology.destroy();
-  });
+  const clusterNow = clusterForBlock((t) => withEnv({ VXTUN_NO_YOUNG_GEN_CAP: '1' }, () => Cluster.build(t, { kinds: ['vxtun', 'vxtun'] })));
 
   it('carries TCP intact and says the cap is off', async () => {
+    const cluster = clusterNow();
     await transferBothWays(cluster, 5411);
     for (const n of cluster.nodes) {
       const i = await info(n);
