@@ -21,6 +21,7 @@ import { Topology, waitForOutput } from '../dist/src/tools/lab/netns.js';
 import { Underlay } from '../dist/src/tools/lab/underlay.js';
 import { Cluster, cliPath, nodeAddressing } from '../dist/src/tools/lab/cluster.js';
 import { summarize } from '../dist/src/tools/bench/stats.js';
+import { statusMiB } from '../dist/src/tools/bench/measure.js';
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
@@ -35,18 +36,19 @@ const PORT = '5999';
 const say = (line) => {
   if (!json) process.stdout.write(`${line}\n`);
 };
-const mib = (kb) => kb / 1024;
 const fmt = (s, d = 1) => `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`;
 
-/** VmRSS and VmHWM of a process, in KiB; undefined once it is gone. */
+/** VmRSS, VmHWM and RssAnon of a process in MiB, and its threads; undefined once it is gone. */
 function memory(pid) {
+  const rss = statusMiB(pid, 'VmRSS');
+  if (rss === null) return undefined;
+  let threads = NaN;
   try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const field = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-    return { rss: field('VmRSS'), hwm: field('VmHWM'), anon: field('RssAnon'), threads: Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? NaN) };
+    threads = Number(/^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
   } catch {
-    return undefined;
+    // gone since
   }
+  return { rss, hwm: statusMiB(pid, 'VmHWM') ?? NaN, anon: statusMiB(pid, 'RssAnon') ?? NaN, threads };
 }
 
 async function loadPhase() {
@@ -65,7 +67,7 @@ async function loadPhase() {
     const mark = (phase) => {
       for (const n of nodes) {
         const m = memory(n.pid);
-        n.phases[phase] = m ? mib(m.rss) : NaN;
+        n.phases[phase] = m ? m.rss : NaN;
         n.threads = m?.threads;
       }
     };
@@ -93,9 +95,7 @@ async function loadPhase() {
     sample();
     for (const n of nodes) {
       const m = memory(n.pid);
-      n.hwm = m ? mib(m.hwm) : NaN;
-      n.peak = mib(n.peak);
-      n.peakAnon = mib(n.peakAnon);
+      n.hwm = m ? m.hwm : NaN;
     }
     await cluster.destroy();
     return { nodes, rates };

@@ -162,8 +162,8 @@ export function cpuSeconds(pid: number): number | null {
   }
 }
 
-/** A memory figure from /proc/<pid>/status (VmHWM: peak RSS, VmRSS: current) in MiB, or null when the process is gone. */
-export function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number | null {
+/** A memory figure from /proc/<pid>/status (VmHWM: peak RSS, VmRSS: current, RssAnon: its private part) in MiB, or null when the process is gone. */
+export function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS' | 'RssAnon'): number | null {
   try {
     const m = new RegExp(`^${field}:\\s*(\\d+)\\s*kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : null;
