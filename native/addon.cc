@@ -2,7 +2,8 @@
 // Parts: tun.cc (TUN open, link and route ioctls), io.cc (batched read/write, close),
 // poll.cc (uv_poll readiness), checksum.cc (RFC 1071 / RFC 1624), udp.cc (recvmmsg/sendmmsg, UDP GSO),
 // tun_offload.cc (IFF_VNET_HDR: TSO super-packets segmented, checksums finished), express.cc (a lone
-// packet forwarded from the poll callback without JS), sched.cc (SCHED_BATCH for the process's threads);
+// packet forwarded from the poll callback without JS), sched.cc (SCHED_BATCH for the process's threads),
+// memory.cc (the executable's pages start-up touched, given back);
 // datapath.h is what the data-path parts share.
 #include "common.h"
 #include "counters.def"
@@ -168,6 +169,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vxtun::InitTunOffload(env, exports);
   vxtun::InitExpress(env, exports);
   vxtun::InitSched(env, exports);
+  vxtun::InitMemory(env, exports);
   exports.Set("counterNames", vxtun::CounterNames(env));
   return exports;
 }

@@ -58,6 +58,7 @@ void InitTunOffload(Napi::Env env, Napi::Object exports);
 void InitExpress(Napi::Env env, Napi::Object exports);  // with InitExpressRules (express_rules.cc: its rules' test entry points)
 void InitExpressRules(Napi::Env env, Napi::Object exports);
 void InitSched(Napi::Env env, Napi::Object exports);  // sched.cc: SCHED_BATCH for the data path
+void InitMemory(Napi::Env env, Napi::Object exports);  // memory.cc: the executable's start-up pages given back
 
 // The express path (express.cc), as poll.cc drives it: whether v is an expressOpen handle, and one
 // readiness of `side` (0: TUN, 1: UDP) — -1 when JS need not run, else what to tell it (see there).

@@ -4,8 +4,10 @@
 // with USO off (datapath.tunUso false), vxtun ↔ vxtun with its defaults — measured in turn, round
 // after round (order reversed every other round), so load swings hit all three. Prints packets/s
 // delivered, loss, each vxtun's ratio to the kernel in its round (median, min–max), and the
-// receiving vxtun's CPU time per packet it wrote into its TUN.
-// Usage (root, after npm run build): node scripts/quick-udp.mjs [rounds=4] [seconds=5] [length=1350]
+// receiving vxtun's CPU time per packet it wrote into its TUN. Other setups: w1 / w2, the defaults
+// with one / two engines (datapath.workers); the kernel is always measured.
+// Usage (root, after npm run build):
+//   node scripts/quick-udp.mjs [rounds=4] [seconds=5] [length=1350] [setups=uso-off,uso-on] [wire=veth|link]
 import { readFileSync } from 'node:fs';
 import { Topology, waitForOutput } from '../dist/src/tools/lab/netns.js';
 import { Cluster } from '../dist/src/tools/lab/cluster.js';
@@ -15,12 +17,17 @@ import { median } from '../dist/src/tools/bench/stats.js';
 const rounds = Number(process.argv[2] ?? 4);
 const seconds = Number(process.argv[3] ?? 5);
 const length = process.argv[4] ?? '1350';
-const setups = {
-  kernel: { kinds: ['kernel', 'kernel'] },
+const known = {
   'uso-off': { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', tunUso: false } } },
   'uso-on': { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native' } } },
+  w1: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', workers: 1 } } },
+  w2: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { kind: 'native', workers: 2 } } },
 };
-const vxtunSetups = ['uso-off', 'uso-on'];
+const vxtunSetups = (process.argv[5] ?? 'uso-off,uso-on').split(',');
+for (const name of vxtunSetups) if (!known[name]) throw new Error(`unknown setup ${name}: one of ${Object.keys(known).join(', ')}`);
+const wire = process.argv[6] ?? 'veth';
+if (wire !== 'veth' && wire !== 'link') throw new Error(`wire must be veth or link: ${wire}`);
+const setups = { kernel: { kinds: ['kernel', 'kernel'] }, ...Object.fromEntries(vxtunSetups.map((n) => [n, known[n]])) };
 
 /** utime + stime of a process, in seconds. */
 function cpuSeconds(pid) {
@@ -37,7 +44,7 @@ try {
   for (const [name, setup] of Object.entries(setups)) {
     const topology = new Topology();
     topologies.push(topology);
-    const cluster = await Cluster.build(topology, { ...setup, logLevel: 'warn' });
+    const cluster = await Cluster.build(topology, { ...setup, wire, logLevel: 'warn' });
     const [a, b] = [cluster.node(1), cluster.node(2)];
     const server = b.pod.spawn(['iperf3', '-s', '--forceflush', '-B', b.podIp, '-p', '5999']);
     await waitForOutput(server, /listening/, { timeoutMs: 10_000 });
@@ -67,7 +74,8 @@ try {
   for (const name of vxtunSetups) {
     process.stdout.write(`${name} / kernel: ×${range(ratio[name], 3)}; receiving vxtun ${range(usPerPacket[name], 2)} µs CPU per packet\n`);
   }
-  process.stdout.write(`uso-on / uso-off per round: ×${range(kpps['uso-on'].map((x, i) => x / kpps['uso-off'][i]), 3)}\n`);
+  const [first, second] = vxtunSetups;
+  if (second) process.stdout.write(`${second} / ${first} per round: ×${range(kpps[second].map((x, i) => x / kpps[first][i]), 3)}\n`);
 } finally {
   for (const { cluster } of Object.values(clusters)) await cluster.destroy(); // vxtun nodes stop on SIGTERM
   for (const topology of topologies) await topology.destroy(); // also one whose cluster never came up

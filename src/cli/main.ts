@@ -12,7 +12,7 @@ import { versionText } from './version.js';
 import { addFlanneldFlags, flanneldOptions, logLevelFromVerbosity, goArgs } from './flanneld-flags.js';
 import { DEFAULT_LAB_DIR } from '../tools/lab/state-dir.js';
 import { hintFor } from './usage-error.js';
-import { capYoungGeneration } from '../node/memory.js';
+import { capYoungGeneration, releaseStartupPages } from '../node/memory.js';
 
 function parseWorkers(v: string): number {
   const n = Number(v);
@@ -48,6 +48,7 @@ const up = program
 addFlanneldFlags(up).action(async (o: { config?: string; logLevel: string; datapath: 'auto' | 'native' | 'ts'; workers?: number; ipMasq?: string; express: boolean; batchScheduling: boolean }, cmd: Command) => {
   // Before the node's modules load: their loading is what would grow V8's young generation first.
   capYoungGeneration();
+  releaseStartupPages(); // Node's bootstrap: see below
   const { options: flanneld, warnings } = flanneldOptions(cmd, process.env);
   const ipMasqText = o.ipMasq ?? (process.env.FLANNELD_IP_MASQ || undefined);
   let ipMasq: boolean | undefined;
@@ -61,6 +62,9 @@ addFlanneldFlags(up).action(async (o: { config?: string; logLevel: string; datap
   }
   for (const w of warnings) process.stderr.write(`vxtun: warning: ${w}\n`);
   const { runUp } = await import('./up.js');
+  // Node's bootstrap, then the loading of the node's modules, each touch much of the binary once: give
+  // it back after each (run.ts does it again once the node is up), so start-up sets no peak of RSS.
+  releaseStartupPages();
   const { ipMasq: _text, ...rest } = o;
   process.exitCode = await runUp({ ...rest, logLevel: logLevelFromVerbosity(cmd, process.env) ?? o.logLevel, ...(ipMasq !== undefined ? { ipMasq } : {}), flanneld });
 });

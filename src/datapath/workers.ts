@@ -86,9 +86,16 @@ export function inboundSchedulingFor(batchScheduling: boolean): InboundSchedulin
   return new InboundScheduling({ setBatch: (b) => native.setThreadPolicy(b) });
 }
 
-/** One engine per core the process may use (os.availableParallelism), at most MAX_DEFAULT_WORKERS. */
-export function defaultWorkers(): number {
-  return Math.max(1, Math.min(availableParallelism(), MAX_DEFAULT_WORKERS));
+/**
+ * One engine per core the process may use (os.availableParallelism), at most MAX_DEFAULT_WORKERS; but
+ * one in all on two cores or fewer. There the kernel's side of every packet (TUN and UDP system calls,
+ * softirq) and the pods need the other core: a second engine carried no more (one engine over two,
+ * 5 interleaved rounds: ×0.97 and ×0.93 with 4 TCP streams, ×0.98 and ×1.11 with one, veth and link
+ * wire) and cost a V8 isolate, 12 MiB of RSS (docs/performance.md).
+ */
+export function defaultWorkers(cores = availableParallelism()): number {
+  if (cores <= 2) return 1;
+  return Math.min(cores, MAX_DEFAULT_WORKERS);
 }
 
 const ANSWERS = Object.values(Answer);

@@ -214,6 +214,12 @@ export interface NativeAddon {
   setThreadPolicy(batch: boolean): boolean;
   /** One datagram `message` to systemd's NOTIFY_SOCKET `socketPath` ('@…' for an abstract address). See native/sched.cc. */
   sdNotify(socketPath: string, message: string): void;
+  /**
+   * MADV_DONTNEED on the read-only mappings of /proc/self/exe that hold no private page: the pages
+   * start-up touched leave the RSS (they stay in the page cache; a page used again comes back with a
+   * minor fault). How many mappings, holding how many resident bytes. See native/memory.cc.
+   */
+  releaseExecutablePages(): { mappings: number; bytes: number };
   /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
   pollStop(handle: PollHandle): void;
   close(fd: number): void;

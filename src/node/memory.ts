@@ -1,5 +1,6 @@
 /**
- * A node's memory: V8's young generation held at its initial size, and what `vxtun status` reports.
+ * A node's memory: V8's young generation held at its initial size, the binary's start-up pages given
+ * back, and what `vxtun status` reports.
  *
  * V8 doubles a young generation that survives allocation bursts (module loading at start, a trace,
  * a registry resync) up to 16 MiB per semi-space, and the pages it touched stay resident: measured,
@@ -10,6 +11,7 @@
  * VXTUN_NO_YOUNG_GEN_CAP=1 leaves V8's default.
  */
 import v8 from 'node:v8';
+import { loadNative } from '../io/addon.js';
 
 /** Caps the young generation of every isolate of this process unless `env` says not to. Whether it did. */
 export function capYoungGeneration(env: Record<string, string | undefined> = process.env): boolean {
@@ -26,16 +28,43 @@ export function youngGenerationCapped(): boolean {
   return capped;
 }
 
+/**
+ * Gives back the node binary's pages that start-up touched (native/memory.cc): 20–30 MiB of a node's
+ * RSS that were code and read-only data used once. `vxtun up` calls it after Node's bootstrap, after
+ * loading its modules and once the node is up; not with VXTUN_KEEP_STARTUP_PAGES=1 or without the
+ * addon. Never throws (the first failure is kept for startupPagesError). Bytes given back so far.
+ */
+export function releaseStartupPages(env: Record<string, string | undefined> = process.env): number {
+  if (env.VXTUN_KEEP_STARTUP_PAGES === '1') return released;
+  try {
+    const addon = loadNative();
+    if (addon) released += addon.releaseExecutablePages().bytes;
+  } catch (err) {
+    releaseError ??= (err as Error).message;
+  }
+  return released;
+}
+
+/** Why giving back the start-up pages failed, if it did (the node logs it once it has a logger). */
+export function startupPagesError(): string | undefined {
+  return releaseError;
+}
+
+let released = 0;
+let releaseError: string | undefined;
+
 export interface MemoryReport {
   /** Resident set of the whole process (every thread's isolate, the addon, the binary's pages). */
   rssBytes: number;
   /** The main thread's V8 heap: in use, and reserved for its young generation (new space). */
   heapUsedBytes: number;
   newSpaceBytes: number;
+  /** Resident bytes of the node binary given back after start-up (releaseStartupPages). */
+  releasedStartupBytes: number;
 }
 
 export function memoryReport(): MemoryReport {
   const { rss, heapUsed } = process.memoryUsage();
   const newSpace = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
-  return { rssBytes: rss, heapUsedBytes: heapUsed, newSpaceBytes: newSpace?.space_size ?? 0 };
+  return { rssBytes: rss, heapUsedBytes: heapUsed, newSpaceBytes: newSpace?.space_size ?? 0, releasedStartupBytes: released };
 }

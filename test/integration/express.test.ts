@@ -3,7 +3,7 @@
  * forwarded by the addon without JavaScript, counted, byte for byte what the JS pipeline would send;
  * everything it must not take (no route, too big, a kernel peer's partial checksums) handed to the
  * engine; still forwarding while a trace watches, every packet it forwarded seen by the trace (with
- * the default workers); off when switched off.
+ * 2 workers); off when switched off.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,12 +56,12 @@ function build(topology: Topology, opts: ClusterOptions, env?: Record<string, st
   return withEnv(env, () => Cluster.build(topology, { logLevel: 'warn', ...opts }));
 }
 
-describe('express path, two vxtun nodes with defaults', () => {
+describe('express path, two vxtun nodes with defaults but 2 workers (the trace test needs several engines)', () => {
   const topology = new Topology();
   let cluster: Cluster;
   // MTU 1500 on the pods and the TUN over a 1500 underlay: a packet can reach the TUN larger than the tunnel carries.
   beforeAll(async () => {
-    cluster = await build(topology, { kinds: ['vxtun', 'vxtun'], podMtu: 1500, vxtunDeviceMtu: 1500 });
+    cluster = await build(topology, { kinds: ['vxtun', 'vxtun'], podMtu: 1500, vxtunDeviceMtu: 1500, vxtunArgs: ['--workers', '2'] });
   });
   afterAll(async () => {
     await cluster?.destroy();
