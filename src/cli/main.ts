@@ -41,7 +41,7 @@ const up = program
   .option('-c, --config <file>', 'node config (JSON); optional with flanneld flags')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .addOption(new Option('--datapath <kind>', 'packet path: the best available, the native fast path, or the pure-TypeScript reference').choices(['auto', 'native', 'ts']).default('auto'))
-  .addOption(new Option('--workers <n>', 'engines on their own threads and TUN queues (native path; default one per core, at most 4)').argParser(parseWorkers))
+  .addOption(new Option('--workers <n>', 'engines on their own threads and TUN queues (native path; default one per core up to 4, one on two cores or fewer)').argParser(parseWorkers))
   .addOption(new Option('--ip-masq [bool]', "install flannel's masquerade rules for pod traffic leaving the network (flanneld; env FLANNELD_IP_MASQ; without it, rules a previous run left are removed)").preset('true'))
   .option('--no-express', 'no express path: every packet through the JavaScript pipeline (native path; overrides datapath.express)')
   .option('--no-batch-scheduling', 'leave the threads at SCHED_OTHER (native path; overrides datapath.batchScheduling)');

@@ -56,8 +56,8 @@ function observationFromWire(w: WireObservation): Observation {
 
 /**
  * Past this many, more engines are not worth their cost by default: each is a V8 isolate with its
- * receive arena (about 10 MB of RSS: a node measured 90-100 MB with 1, 108 MB with 2, 117-125 MB with
- * 4 after load, and issue 3 asks for at most 150 MB), a TUN queue and 1 + 16 sockets, and the kernel's
+ * receive arena (about 12 MB of RSS: a node measured 90-100 MB with 1, 108 MB with 2, 117-125 MB with
+ * 4 after load before the memory work, 49-55 MB with 1 after it), a TUN queue and 1 + 16 sockets, and the kernel's
  * side of every packet (TUN and UDP syscalls, veth softirq) needs cores too. `--workers` /
  * `datapath.workers` go up to 64.
  */

@@ -215,11 +215,13 @@ export interface NativeAddon {
   /** One datagram `message` to systemd's NOTIFY_SOCKET `socketPath` ('@…' for an abstract address). See native/sched.cc. */
   sdNotify(socketPath: string, message: string): void;
   /**
-   * MADV_DONTNEED on the read-only mappings of /proc/self/exe that hold no private page: the pages
-   * start-up touched leave the RSS (they stay in the page cache; a page used again comes back with a
-   * minor fault). How many mappings, holding how many resident bytes. See native/memory.cc.
+   * MADV_DONTNEED on the pages of Node's own code (the object holding N-API: the node executable or
+   * libnode.so) that hold nothing but the file's bytes: read-only PT_LOAD segments outside RELRO, and
+   * only where smaps shows no private or swapped page. They leave the RSS and stay in the page cache; a
+   * page run again comes back with a minor fault. How many ranges, holding about how many resident
+   * bytes. Throws when /proc/self/smaps cannot be read whole (nothing is released then). See native/memory.cc.
    */
-  releaseExecutablePages(): { mappings: number; bytes: number };
+  releaseNodeCodePages(): { mappings: number; bytes: number };
   /** Stops callbacks at once and closes the uv handle. Idempotent; safe inside the callback. */
   pollStop(handle: PollHandle): void;
   close(fd: number): void;

@@ -68,8 +68,8 @@ export async function runNode(spec: NodeSpec, logLevel: string): Promise<number>
   log.info(node.summary, 'vxtun up');
   const releasedBytes = releaseStartupPages();
   const releaseError = startupPagesError();
-  if (releaseError !== undefined) log.warn({ err: releaseError }, 'could not give back the start-up pages of the node binary: its RSS stays 20-30 MiB higher');
-  else log.debug({ releasedStartupMiB: +(releasedBytes / 2 ** 20).toFixed(1) }, 'start-up pages of the node binary given back');
+  if (releaseError !== undefined) log.warn({ err: releaseError, releasedStartupMiB: +(releasedBytes / 2 ** 20).toFixed(1) }, "could not give back all of Node's start-up pages: the RSS stays higher");
+  else if (releasedBytes > 0) log.debug({ releasedStartupMiB: +(releasedBytes / 2 ** 20).toFixed(1) }, "Node's start-up pages given back");
   // flanneld notifies once subnet.env is written and the backend runs: so does the builder's return.
   sdNotify('READY=1', log);
 

@@ -83,7 +83,8 @@ describe('bad input on the underlay', () => {
   let cluster: Cluster;
   beforeAll(async () => {
     requirePrerequisites();
-    cluster = await Cluster.build(topology, { kinds: ['vxtun', 'kernel'] });
+    // 2 workers: the worker engine faces the hostile input too (also under ASan, scripts/asan-check.sh)
+    cluster = await Cluster.build(topology, { kinds: ['vxtun', 'kernel'], vxtunConfig: { datapath: { workers: 2 } } });
   });
   afterAll(async () => {
     await cluster?.destroy();

@@ -59,7 +59,7 @@ const cases: Case[] = [
       // datapath.nice: by default the priority vxtun was started with, on every thread.
       expect(i.features.nice).toBe(0);
       expect(new Set(threadNices(i.pid))).toEqual(new Set([0]));
-      // Every thread, the worker's too (inherited). An engine thread the transfers above flooded runs
+      // Every thread, any worker's too (inherited). An engine thread the transfers above flooded runs
       // SCHED_OTHER for a while (inbound-scheduling.ts) and is back at SCHED_BATCH once quiet.
       const allBatch = (): boolean => threadPolicies(i.pid).every((p) => p === SCHED_BATCH);
       await waitFor(allBatch, { timeoutMs: 3000, what: 'every thread at SCHED_BATCH' });
@@ -70,9 +70,20 @@ const cases: Case[] = [
     wireSourcePorts: 'pool',
   },
   {
-    name: 'native path, UDP GSO forced off',
+    // On two cores the defaults run one engine: here flows must spread over two, each engine sending from its own pool.
+    name: 'native path, 2 workers, flow-hashed source ports: flows spread over both engines',
     kinds: ['vxtun', 'vxtun'],
-    datapath: { gso: false, sourcePorts: 'fixed' },
+    datapath: { workers: 2 },
+    check: (i) => {
+      expect(i.features.workers).toBe(2);
+      expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
+    },
+    wireSourcePorts: 'pool',
+  },
+  {
+    name: 'native path, UDP GSO forced off (2 workers: the switch reaches the worker too)',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: { gso: false, sourcePorts: 'fixed', workers: 2 },
     check: (i) => {
       expect(i.features.sourcePorts).toBe('fixed');
       expect(i.datapath).toBe('native');
@@ -122,9 +133,9 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'native path, UDP GSO forced off by VXTUN_NO_GSO=1',
+    name: 'native path, UDP GSO forced off by VXTUN_NO_GSO=1, 2 workers',
     kinds: ['vxtun', 'vxtun'],
-    datapath: {},
+    datapath: { workers: 2 },
     env: { VXTUN_NO_GSO: '1' },
     check: (i) => {
       expect(i.features.udpGso).toBe(false);
@@ -133,9 +144,9 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'native path, SCHED_BATCH forced off by VXTUN_NO_SCHED_BATCH=1',
+    name: 'native path, SCHED_BATCH forced off by VXTUN_NO_SCHED_BATCH=1, 2 workers',
     kinds: ['vxtun', 'vxtun'],
-    datapath: {},
+    datapath: { workers: 2 },
     env: { VXTUN_NO_SCHED_BATCH: '1' },
     check: (i) => {
       expect(i.features.batchScheduling).toBe(false);
@@ -146,9 +157,9 @@ const cases: Case[] = [
   },
   {
     // Every thread, the worker's and the express thread's too (made later: inherited).
-    name: 'native path, datapath.nice -10: every thread at -10',
+    name: 'native path, datapath.nice -10: every thread at -10, 2 workers',
     kinds: ['vxtun', 'vxtun'],
-    datapath: { nice: -10 },
+    datapath: { nice: -10, workers: 2 },
     check: (i) => {
       expect(i.features.nice).toBe(-10);
       expect(new Set(threadNices(i.pid))).toEqual(new Set([-10]));
@@ -156,9 +167,9 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'native path, SCHED_BATCH switched off by vxtun up --no-batch-scheduling',
+    name: 'native path, SCHED_BATCH switched off by vxtun up --no-batch-scheduling, 2 workers',
     kinds: ['vxtun', 'vxtun'],
-    datapath: {},
+    datapath: { workers: 2 },
     args: ['--no-batch-scheduling'],
     check: (i) => {
       expect(i.features.batchScheduling).toBe(false);
@@ -169,9 +180,9 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'native path, TUN write coalescing forced off by VXTUN_NO_TUN_COALESCE=1',
+    name: 'native path, TUN write coalescing forced off by VXTUN_NO_TUN_COALESCE=1, 2 workers',
     kinds: ['vxtun', 'vxtun'],
-    datapath: {},
+    datapath: { workers: 2 },
     env: { VXTUN_NO_TUN_COALESCE: '1' },
     check: (i) => {
       expect(i.features.tunOffload).toBe(true);
@@ -182,9 +193,9 @@ const cases: Case[] = [
   },
   {
     // Two messages per recvmmsg make a standing queue of two enough; a 1 µs target and 100 µs interval drop from it.
-    name: 'native path, CoDel on the receive queue forced to drop (datapath.codel 1 µs / 100 µs, VXTUN_RECV_BATCH=2)',
+    name: 'native path, CoDel on the receive queue forced to drop (datapath.codel 1 µs / 100 µs, VXTUN_RECV_BATCH=2), 2 workers',
     kinds: ['vxtun', 'vxtun'],
-    datapath: { codel: { targetUs: 1, intervalUs: 100 } },
+    datapath: { codel: { targetUs: 1, intervalUs: 100 }, workers: 2 },
     env: { VXTUN_RECV_BATCH: '2' },
     check: async (i) => {
       expect(i.features.codel).toBe('1/100 µs');
