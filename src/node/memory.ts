@@ -11,7 +11,7 @@
  * VXTUN_NO_YOUNG_GEN_CAP=1 leaves V8's default.
  */
 import v8 from 'node:v8';
-import { loadNative } from '../io/addon.js';
+import { loadNative, type NativeAddon } from '../io/addon.js';
 
 /** Caps the young generation of every isolate of this process unless `env` says not to. Whether it did. */
 export function capYoungGeneration(env: Record<string, string | undefined> = process.env): boolean {
@@ -36,10 +36,13 @@ export function youngGenerationCapped(): boolean {
  * startupPagesError). Bytes given back by all calls so far (a page run again and given back twice
  * counts twice).
  */
-export function releaseStartupPages(env: Record<string, string | undefined> = process.env): number {
+export function releaseStartupPages(
+  env: Record<string, string | undefined> = process.env,
+  native: () => Pick<NativeAddon, 'releaseNodeCodePages'> | undefined = loadNative,
+): number {
   if (env.VXTUN_KEEP_STARTUP_PAGES === '1') return released;
   try {
-    const addon = loadNative();
+    const addon = native();
     if (addon) released += addon.releaseNodeCodePages().bytes;
   } catch (err) {
     releaseError ??= (err as Error).message;

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { requireNative } from '../../src/io/addon.js';
 import { defaultWorkers } from '../../src/datapath/workers.js';
-import { releaseStartupPages } from '../../src/node/memory.js';
+import { releaseStartupPages, startupPagesError } from '../../src/node/memory.js';
 
 const addonPath = process.env.VXTUN_ADDON || join(fileURLToPath(new URL('../..', import.meta.url)), 'build', 'Release', 'vxtun_native.node');
 requireNative();
@@ -73,6 +73,20 @@ describe("Node's start-up pages given back", () => {
 
   it('are kept with VXTUN_KEEP_STARTUP_PAGES=1', () => {
     expect(releaseStartupPages({ VXTUN_KEEP_STARTUP_PAGES: '1' })).toBe(0);
+  });
+
+  it('when giving them back fails, the failure is kept for the node to log, nothing throws, and later calls still count', () => {
+    const failing = () => ({
+      releaseNodeCodePages: (): never => {
+        throw new TypeError('releaseNodeCodePages: unparsable line in /proc/self/smaps: x');
+      },
+    });
+    expect(startupPagesError()).toBeUndefined();
+    expect(releaseStartupPages({}, failing)).toBe(0);
+    expect(startupPagesError()).toBe('releaseNodeCodePages: unparsable line in /proc/self/smaps: x');
+    expect(releaseStartupPages({}, () => ({ releaseNodeCodePages: () => ({ mappings: 1, bytes: 4096 }) }))).toBe(4096);
+    expect(releaseStartupPages({}, () => undefined)).toBe(4096); // no addon (VXTUN_NO_NATIVE=1): nothing more
+    expect(startupPagesError()).toBe('releaseNodeCodePages: unparsable line in /proc/self/smaps: x'); // the first failure
   });
 });
 
