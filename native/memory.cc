@@ -48,19 +48,14 @@ struct FindObject {
 int OnObject(dl_phdr_info* info, size_t, void* data) {
   FindObject* f = static_cast<FindObject*>(data);
   bool contains = false;
+  Range relro{0, 0};
   for (int i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     uintptr_t start = info->dlpi_addr + ph.p_vaddr;
     if (ph.p_type == PT_LOAD && f->anchor >= start && f->anchor < start + ph.p_memsz) contains = true;
+    if (ph.p_type == PT_GNU_RELRO) relro = {start & ~(f->page - 1), (start + ph.p_memsz + f->page - 1) & ~(f->page - 1)};
   }
   if (!contains) return 0;
-  Range relro{0, 0};
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-    if (ph.p_type != PT_GNU_RELRO) continue;
-    relro.start = (info->dlpi_addr + ph.p_vaddr) & ~(f->page - 1);
-    relro.end = (info->dlpi_addr + ph.p_vaddr + ph.p_memsz + f->page - 1) & ~(f->page - 1);
-  }
   for (int i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W) != 0) continue;
