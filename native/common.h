@@ -61,9 +61,11 @@ void InitSched(Napi::Env env, Napi::Object exports);  // sched.cc: SCHED_BATCH f
 void InitMemory(Napi::Env env, Napi::Object exports);  // memory.cc: the executable's start-up pages given back
 
 // The express path (express.cc), as poll.cc drives it: whether v is an expressOpen handle, and one
-// readiness of `side` (0: TUN, 1: UDP) — -1 when JS need not run, else what to tell it (see there).
+// readiness of `side` (0: TUN, 1: UDP) — -1 when JS need not run (a quiet pass), -2 when JS need not
+// run but traffic was written (the loop keeps the descriptors), else what to tell it (see there).
+// `onLoop`: on the event loop's poll, not the express thread (which serves only lone packets).
 bool ExpressTag(napi_env env, napi_value v);
-int ExpressOnReadable(void* express, int side);
+int ExpressOnReadable(void* express, int side, bool onLoop);
 // Whether its polls should use the express thread (expressOpen's `thread`), and that thread's counters.
 bool ExpressWantsThread(void* express);
 enum class ExpressThreadEvent { kPass, kToLoop, kBack };

@@ -69,6 +69,13 @@ uint32_t InnerIpFlowHash(uint16_t etherType, const uint8_t* ip, size_t ipLen);
 int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* sizes, uint32_t* addrs,
                  uint16_t* ports, int32_t* gsoSizes, double* ctr, double* codel);
 
+// Writes data[i][0, sizes[i]) for i < count into the TUN fd (IFF_VNET_HDR) by tunWriteOffload's rules:
+// `coalesce` bits (1 TCP, 2 UDP) join runs of one flow into super-packets, `given` (10 bytes per
+// packet, or nullptr) a packet's own header; counted in ctr (TunCounter). Returns how many went in
+// (refused, if not nullptr, gets 1 per packet that did not), or -1 with *error set for an error
+// before any went in, which the caller reports.
+int64_t WriteTunBatch(int fd, uint8_t* const* data, const int32_t* sizes, int64_t count, int32_t coalesce, const uint8_t* given, uint8_t* refused, double* ctr, int* error);
+
 // One datagram by sendmsg (MSG_DONTWAIT), counted like a batch of one. True if the kernel took it.
 bool SendDatagram(int fd, const iovec* iov, int iovcnt, size_t bytes, const sockaddr_in& dst, double* ctr);
 

@@ -21,6 +21,15 @@
 //               a TCP/UDP checksum that verifies (partial or bad ones are the JS pipeline's to judge)
 //            -> writev(zero virtio header, inner packet) -> counted
 //            -> anything else: JS runs with the batch already read (its count passed to the callback).
+//  bulk in   (on the event loop only, where busy traffic is served; VXTUN_NO_BULK_IN=1 turns it off)
+//            UDP readable -> recvmmsg of a batch -> every datagram of it, GRO messages split at their
+//            segment size as the bind splits them, passes the same strict checks as a lone one
+//            -> the inner packets in order through tunWriteOffload's writer (TCP/UDP runs coalesced
+//               into super-packets, the TUN device's coalesce bits) -> counted as the engine counts
+//            -> up to 8 batches per wake-up, as the bind drains; the first batch with anything else
+//               goes to JS whole, already read. A busy batch while the engine thread runs SCHED_BATCH
+//               also goes to JS, whose inbound scheduling turns the thread SCHED_OTHER
+//               (src/datapath/inbound-scheduling.ts); busy batches written here are counted for it.
 // The per-packet rules are express_rules.cc's (the twin of src/packet/policy.ts, held to it by
 // test/unit/express-twin.test.ts); this file is the I/O around them.
 // Counters: Float64Array, layout ExpressCounter (counters.def).
@@ -106,6 +115,21 @@ struct Express {
   int32_t* gsoSizes = nullptr;
   double* udpCtr = nullptr;
   double* codel = nullptr;  // the bind's CoDel state (codel.h), or none
+  // Bulk inbound: the TUN writer's coalesce bits, whether it runs, the engine thread's scheduling state
+  // ([0] non-zero while SCHED_BATCH, [1] the busy batch size in bytes; none: not followed), and the
+  // batch's inner packets (kept between passes: no allocation per batch).
+  int32_t tunCoalesce = 0;
+  bool bulkIn = false;
+  const double* sched = nullptr;
+  std::vector<uint8_t*> inData;
+  std::vector<int32_t> inSizes;
+  struct InPiece {  // per inner packet, for the trace: its datagram and the message that brought it
+    uint8_t* dgram;
+    size_t length;
+    uint32_t message;
+  };
+  std::vector<InPiece> inPieces;
+  std::vector<uint8_t> inRefused;
   // The engine's parameters and state.
   uint32_t vni = 0;
   uint8_t mac[6] = {};
@@ -260,16 +284,90 @@ bool ForwardIn(Express* x, uint8_t* d, size_t len) {
   return true;
 }
 
-// UDP readable. Returns -1 when JS need not run, else the number of messages already read into the
-// bind's arena for the JS pipeline (0: read nothing, JS reads as usual).
-int OnUdpReadable(Express* x) {
+// The `got` messages in the arena as the engine would take them, if it would write every datagram's
+// inner packet unchanged: then written (one TUN writer batch, coalesced) and counted, true. False, with
+// nothing written or changed, when any datagram is the engine's to judge, or when a busy batch must
+// reach the engine's inbound scheduling first.
+bool ForwardInBatch(Express* x, int got) {
+  if (!x->bulkIn || !x->vnetHdr) return false;
+  Trie routes{x->trie.data(), x->trie.size(), x->peers.size()};
+  InboundParams params{x->vni, x->mac, x->tunMtu, 0, &routes, &x->guard};
+  size_t n = 0;
+  double bytes = 0;
+  for (int m = 0; m < got; m++) {
+    size_t size = static_cast<size_t>(x->sizes[m]);
+    size_t gso = x->gsoSizes != nullptr && x->gsoSizes[m] > 0 ? static_cast<size_t>(x->gsoSizes[m]) : 0;
+    // The bind's split (src/packet/gro.ts splitGro): gso_size pieces, the last one shorter.
+    size_t step = gso == 0 || size <= gso ? (size == 0 ? 1 : size) : gso;
+    uint8_t* slot = x->arena + static_cast<size_t>(m) * x->slotSize;
+    params.from = x->addrs[m];
+    for (size_t off = 0; off < size || (size == 0 && off == 0); off += step) {
+      size_t len = std::min(step, size - off);
+      Decision in = InboundCheck(slot + off, len, params);
+      if (in.verdict != Verdict::kForward) return false;
+      if (n == x->inData.size()) {
+        x->inData.resize(n + 64);
+        x->inSizes.resize(n + 64);
+        x->inPieces.resize(n + 64);
+        x->inRefused.resize(n + 64);
+      }
+      x->inData[n] = slot + off + in.offset;
+      x->inSizes[n] = static_cast<int32_t>(in.length);
+      x->inPieces[n] = {slot + off, len, static_cast<uint32_t>(m)};
+      n++;
+      bytes += static_cast<double>(len);
+    }
+  }
+  const bool busy = x->sched != nullptr && bytes >= x->sched[1];
+  if (busy && x->sched[0] != 0) return false;
+  const bool watched = Watched(x);
+  uint64_t seen = watched ? MonotonicNs() : 0;
+  std::memset(x->inRefused.data(), 0, n);
+  int err = 0;
+  int64_t written = WriteTunBatch(x->tunFd, x->inData.data(), x->inSizes.data(), static_cast<int64_t>(n), x->tunCoalesce, nullptr, x->inRefused.data(), x->tunCtr, &err);
+  // An error before anything went in: the engine catches it and counts the whole batch refused.
+  if (written < 0) {
+    written = 0;
+    std::memset(x->inRefused.data(), 1, n);
+  }
+  x->ctr[kInBatches] += 1;
+  x->ctr[kInBatchPackets] += static_cast<double>(n);
+  if (busy) x->ctr[kInBusyBatches] += 1;
+  x->ctr[kRxPackets] += static_cast<double>(written);
+  x->ctr[kTunWriteFailed] += static_cast<double>(n - static_cast<size_t>(written));
+  for (size_t k = 0; k < n; k++)
+    if (x->inRefused[k] == 0) x->ctr[kRxBytes] += x->inSizes[k];
+  if (watched) {
+    uint64_t done = MonotonicNs();
+    for (size_t k = 0; k < n; k++) {
+      const Express::InPiece& p = x->inPieces[k];
+      TraceRecordHead head = {seen, done, 0, x->addrs[p.message], x->ports[p.message], 1, x->inRefused[k] == 0 ? uint8_t{1} : uint8_t{0}, 0};
+      Record(x, head, p.dgram, p.length, nullptr, 0);
+    }
+  }
+  return true;
+}
+
+constexpr int kBulkRoundsPerWake = 8;  // as the bind's drain (src/io/bind-native.ts)
+
+// UDP readable. Returns -1 when JS need not run and the pass was quiet (nothing, or a lone datagram
+// forwarded), -2 when JS need not run but batches were written (traffic: the loop keeps the
+// descriptors), else the number of messages already read into the bind's arena for the JS pipeline
+// (0: read nothing, JS reads as usual). `onLoop`: called from the event loop's poll, not the thread.
+int OnUdpReadable(Express* x, bool onLoop) {
   if (!x->enabled) return 0;
-  int got = RecvMessages(x->udpFd, x->arena, x->slotSize, x->batch, x->sizes, x->addrs, x->ports, x->gsoSizes, x->udpCtr, x->codel);
-  if (got < 0) return 0;  // a lasting error: JS's own read reports it
-  if (got == 0) return -1;
-  if (got == 1 && (x->gsoSizes == nullptr || x->gsoSizes[0] == 0) && ForwardIn(x, x->arena, static_cast<size_t>(x->sizes[0]))) return -1;
-  x->ctr[kInHandedOver] += 1;
-  return got;
+  for (int round = 0; round < kBulkRoundsPerWake; round++) {
+    int got = RecvMessages(x->udpFd, x->arena, x->slotSize, x->batch, x->sizes, x->addrs, x->ports, x->gsoSizes, x->udpCtr, x->codel);
+    if (got < 0) return 0;  // a lasting error: JS's own read reports it
+    if (got == 0) return round == 0 ? -1 : -2;
+    if (round == 0 && got == 1 && (x->gsoSizes == nullptr || x->gsoSizes[0] == 0) && ForwardIn(x, x->arena, static_cast<size_t>(x->sizes[0]))) return -1;
+    if (!onLoop || !ForwardInBatch(x, got)) {
+      x->ctr[kInHandedOver] += 1;
+      return got;
+    }
+    if (static_cast<size_t>(got) < x->batch) return -2;
+  }
+  return -2;
 }
 
 void Finalize(Napi::Env env, Express* x) {
@@ -319,7 +417,10 @@ bool Int(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi,
 
 // expressOpen({ tunQueue, tunCounters, udpFd, sendFds: Int32Array, arena, slotSize,
 //               batch, sizes, addrs, ports, gsoSizes?, udpCounters, udpCodel?, vni, vtepMac, maxInnerSize, readRoom, tunMtu,
-//               counters, gate: Int32Array, thread? }): handle
+//               counters, gate: Int32Array, thread?, bulkIn?, tunCoalesce?, inScheduling?: Float64Array }): handle
+// `bulkIn` (default true): write whole batches on the event loop (see "bulk in" above), with the TUN
+// writer's `tunCoalesce` bits (default 0); `inScheduling`: [0] non-zero while the engine thread runs
+// SCHED_BATCH, [1] the busy batch size in bytes (src/datapath/inbound-scheduling.ts keeps them).
 // `thread`: the polls fed by this path wait on a thread of their own while traffic is idle (poll.cc).
 // The path holds a reference to the queue and to every typed array it points into (Express::held),
 // so it never outlives them; it is only ever entered from the polls it feeds (pollStart's `express`).
@@ -418,6 +519,19 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   }
   x->gate = gate;
   x->thread = o.Get("thread").ToBoolean().Value();
+  Napi::Value bulk = o.Get("bulkIn");
+  x->bulkIn = bulk.IsUndefined() ? true : bulk.ToBoolean().Value();
+  if (!o.Get("tunCoalesce").IsUndefined()) {
+    if (!Int(env, o, "tunCoalesce", 0, 3, &v)) return env.Undefined();
+    x->tunCoalesce = static_cast<int32_t>(v);
+  }
+  double* sched;
+  if (!Typed(env, x.get(), o, "inScheduling", napi_float64_array, &sched, &len, true)) return env.Undefined();
+  if (sched != nullptr && len < 2) {
+    ThrowRange(env, "expressOpen: inScheduling needs 2 entries");
+    return env.Undefined();
+  }
+  x->sched = sched;
   Napi::External<Express> handle = Napi::External<Express>::New(env, x.release(), Finalize);
   napi_type_tag_object(env, handle, &kExpressTag);
   return handle;
@@ -516,11 +630,11 @@ bool ExpressTag(napi_env env, napi_value v) {
   return napi_typeof(env, v, &t) == napi_ok && t == napi_external && napi_check_object_type_tag(env, v, &kExpressTag, &tagged) == napi_ok && tagged;
 }
 
-int ExpressOnReadable(void* express, int side) {
+int ExpressOnReadable(void* express, int side, bool onLoop) {
   Express* x = static_cast<Express*>(express);
   std::lock_guard<std::mutex> hold(x->mu);
   if (side == 0) return OnTunReadable(x) ? -1 : 0;
-  return OnUdpReadable(x);
+  return OnUdpReadable(x, onLoop);
 }
 
 bool ExpressWantsThread(void* express) { return static_cast<Express*>(express)->thread; }

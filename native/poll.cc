@@ -131,7 +131,7 @@ void* ThreadMain(void* arg) {
       std::lock_guard<std::mutex> hold(xt->mu);
       Poll* p = xt->polls[side];
       if (!xt->owned || p == nullptr) continue;
-      int pre = ExpressOnReadable(xt->express, static_cast<int>(side));
+      int pre = ExpressOnReadable(xt->express, static_cast<int>(side), false);
       if (pre < 0) {
         ExpressCountThread(xt->express, ExpressThreadEvent::kPass);
         Interest(xt, static_cast<int>(side), true);
@@ -282,9 +282,10 @@ void OnPoll(uv_poll_t* h, int status, int /*events*/) {
   if (!p->active) return;
   int pre = 0;
   if (p->express != nullptr && status >= 0) {
-    // A lone packet forwarded without JS (or nothing there after all): JS need not run.
-    pre = ExpressOnReadable(p->express, p->side);
-    if (p->xt != nullptr) NoteLoopPass(p, pre < 0);
+    // A lone packet forwarded without JS (or nothing there after all): JS need not run, and the pass
+    // was quiet; batches written without JS (-2): JS need not run, but the loop keeps the traffic.
+    pre = ExpressOnReadable(p->express, p->side, true);
+    if (p->xt != nullptr) NoteLoopPass(p, pre == -1);
     if (pre < 0) return;
   }
   CallJs(p, status, pre);

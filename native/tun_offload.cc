@@ -519,6 +519,70 @@ int CoalesceUdp(uint8_t* const* data, const int32_t* sizes, int64_t i, int64_t c
   return run;
 }
 
+}  // namespace
+
+int64_t WriteTunBatch(int fd, uint8_t* const* data, const int32_t* sizes, int64_t count, int32_t coalesce, const uint8_t* given, uint8_t* refused, double* ctr, int* error) {
+  uint32_t written = 0;
+  int64_t i = 0;
+  iovec iov[kMaxCoalesce + 1];
+  // The first packet's headers as they were before coalescing rewrote them (IP and TCP at most 120),
+  // put back after the write.
+  uint8_t saved[120];
+  while (i < count) {
+    virtio_net_hdr h = {};
+    iov[1] = {data[i], static_cast<size_t>(sizes[i])};
+    bool super = HasHeader(given, i);
+    int run = 1;
+    size_t savedLen = std::min(sizeof saved, static_cast<size_t>(sizes[i]));
+    if (super) {
+      std::memcpy(&h, given + static_cast<size_t>(i) * kVnetHdrLen, kVnetHdrLen);
+    } else if (coalesce != 0) {
+      std::memcpy(saved, data[i], savedLen);
+      if (coalesce & kCoalesceTcp) run = CoalesceTcp(data, sizes, i, count, given, iov, &h);
+      if (run == 1 && (coalesce & kCoalesceUdp)) run = CoalesceUdp(data, sizes, i, count, given, iov, &h);
+    }
+    iov[0] = {&h, kVnetHdrLen};
+    ssize_t r;
+    do {
+      r = ::writev(fd, iov, run + 1);
+    } while (r < 0 && errno == EINTR);
+    int err = r < 0 ? errno : 0;
+    // The caller's packet as it was (a trace shows it after the write), whatever became of the write.
+    if (run > 1) std::memcpy(data[i], saved, savedLen);
+    if (r < 0) {
+      if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;
+      if (err == EINVAL && run > 1) {
+        // A kernel that refuses our super-packet: the rest of the batch goes packet by packet.
+        coalesce = 0;
+        continue;
+      }
+      if (err == EINVAL || err == EIO || err == EMSGSIZE) {
+        if (refused != nullptr) std::memset(refused + i, 1, static_cast<size_t>(run));
+        i += run;
+        continue;
+      }
+      if (written > 0) break;
+      *error = err;
+      return -1;
+    }
+    if (run > 1 && h.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4) {
+      ctr[kUdpCoalescedWrites] += 1;
+      ctr[kUdpCoalescedPackets] += run;
+    } else if (run > 1) {
+      ctr[kCoalescedWrites] += 1;
+      ctr[kCoalescedPackets] += run;
+    }
+    if (super) ctr[kSuperWrites] += 1;
+    written += static_cast<uint32_t>(run);
+    i += run;
+  }
+  if (refused != nullptr && i < count) std::memset(refused + i, 1, static_cast<size_t>(count - i));  // not tried
+  ctr[kWrites] += written;
+  return written;
+}
+
+namespace {
+
 // tunWriteOffload(fd, bufs, sizes: Int32Array, offset, count, counters, coalesce: number,
 //                 headers?: Uint8Array): number
 // Writes each packet behind a virtio_net_hdr. `coalesce` bit 1 (kCoalesceTcp): consecutive segments
@@ -580,62 +644,12 @@ Napi::Value TunWriteOffload(const Napi::CallbackInfo& info) {
     data[static_cast<size_t>(i)] += offset;
   }
 
-  uint32_t written = 0;
-  int64_t i = 0;
-  iovec iov[kMaxCoalesce + 1];
-  // The first packet's headers as they were before coalescing rewrote them (IP and TCP at most 120),
-  // put back after the write.
-  uint8_t saved[120];
-  while (i < count) {
-    virtio_net_hdr h = {};
-    iov[1] = {data[i], static_cast<size_t>(sizes[i])};
-    bool super = HasHeader(given, i);
-    int run = 1;
-    size_t savedLen = std::min(sizeof saved, static_cast<size_t>(sizes[i]));
-    if (super) {
-      std::memcpy(&h, given + static_cast<size_t>(i) * kVnetHdrLen, kVnetHdrLen);
-    } else if (coalesce != 0) {
-      std::memcpy(saved, data[i], savedLen);
-      if (coalesce & kCoalesceTcp) run = CoalesceTcp(data, sizes, i, count, given, iov, &h);
-      if (run == 1 && (coalesce & kCoalesceUdp)) run = CoalesceUdp(data, sizes, i, count, given, iov, &h);
-    }
-    iov[0] = {&h, kVnetHdrLen};
-    ssize_t r;
-    do {
-      r = ::writev(static_cast<int>(fd), iov, run + 1);
-    } while (r < 0 && errno == EINTR);
-    int err = r < 0 ? errno : 0;
-    // The caller's packet as it was (a trace shows it after the write), whatever became of the write.
-    if (run > 1) std::memcpy(data[i], saved, savedLen);
-    if (r < 0) {
-      if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;
-      if (err == EINVAL && run > 1) {
-        // A kernel that refuses our super-packet: the rest of the batch goes packet by packet.
-        coalesce = 0;
-        continue;
-      }
-      if (err == EINVAL || err == EIO || err == EMSGSIZE) {
-        if (refused != nullptr) std::memset(refused + i, 1, static_cast<size_t>(run));
-        i += run;
-        continue;
-      }
-      if (written > 0) break;
-      ThrowErrno(env, err, "writev", "fd " + std::to_string(fd));
-      return env.Undefined();
-    }
-    if (run > 1 && h.gso_type == VIRTIO_NET_HDR_GSO_UDP_L4) {
-      ctr[kUdpCoalescedWrites] += 1;
-      ctr[kUdpCoalescedPackets] += run;
-    } else if (run > 1) {
-      ctr[kCoalescedWrites] += 1;
-      ctr[kCoalescedPackets] += run;
-    }
-    if (super) ctr[kSuperWrites] += 1;
-    written += static_cast<uint32_t>(run);
-    i += run;
+  int err = 0;
+  int64_t written = WriteTunBatch(static_cast<int>(fd), data, sizes, count, coalesce, given, refused, ctr, &err);
+  if (written < 0) {
+    ThrowErrno(env, err, "writev", "fd " + std::to_string(fd));
+    return env.Undefined();
   }
-  if (refused != nullptr && i < count) std::memset(refused + i, 1, static_cast<size_t>(count - i));  // not tried
-  ctr[kWrites] += written;
   return Napi::Number::New(env, written);
 }
 

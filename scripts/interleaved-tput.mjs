@@ -5,7 +5,7 @@
 // and the dataplane CPU seconds (both nodes' processes) per GB carried, then ratios of medians.
 // Usage (root, after npm run build): node scripts/interleaved-tput.mjs [rounds=5] [seconds=5] [streams=1] [setups=ts-off,ts,naive,kernel] [wire=veth|link]
 //   ts: --datapath ts (TUN offloads in TypeScript); ts-off: the same with tunOffload false;
-//   native: the defaults; w1/w2: one/two engines (datapath.workers); naive: the naive fs.read + dgram.send design; kernel: Linux's VXLAN.
+//   native: the defaults; w1/w2: one/two engines (datapath.workers); no-bulk: the defaults with VXTUN_NO_BULK_IN=1; naive: the naive fs.read + dgram.send design; kernel: Linux's VXLAN.
 import { readFileSync } from 'node:fs';
 import { Topology, waitForOutput } from '../dist/src/tools/lab/netns.js';
 import { Cluster } from '../dist/src/tools/lab/cluster.js';
@@ -21,6 +21,7 @@ const setups = {
   native: { kinds: ['vxtun', 'vxtun'] },
   w1: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { workers: 1 } } },
   w2: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { workers: 2 } } },
+  'no-bulk': { kinds: ['vxtun', 'vxtun'], env: { VXTUN_NO_BULK_IN: '1' } },
   naive: { kinds: ['naive', 'naive'] },
   kernel: { kinds: ['kernel', 'kernel'] },
 };
@@ -40,7 +41,16 @@ try {
     const topology = new Topology();
     const s = { name, topology, gbits: [], cpuPerGb: [] };
     built.push(s);
-    s.cluster = await Cluster.build(topology, { ...setups[name], wire, logLevel: 'warn' });
+    // A setup's forcing switches reach its vxtun processes through the environment they start with.
+    const { env = {}, ...setup } = setups[name];
+    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, env);
+    try {
+      s.cluster = await Cluster.build(topology, { ...setup, wire, logLevel: 'warn' });
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
     s.nodes = [s.cluster.node(1), s.cluster.node(2)];
     s.server = s.nodes[1].pod.spawn(['iperf3', '-s', '--forceflush', '-B', s.nodes[1].podIp, '-p', '5999']);
     await waitForOutput(s.server, /listening/, { timeoutMs: 10_000 });

@@ -43,6 +43,8 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
         lines.push(`express tx ${x.TxPackets ?? 0} rx ${x.RxPackets ?? 0} packets   handed over ${x.OutHandedOver ?? 0} out ${x.InHandedOver ?? 0} in`);
         // Idle wake-ups served on the express thread, and the descriptors' trips to the event loop and back.
         lines.push(features.expressThread === true ? `express thread ${x.ThreadPasses ?? 0} wake-ups   to the event loop ${x.LoopHandovers ?? 0}   back ${x.ThreadResumes ?? 0}` : 'express thread off');
+        // Inbound batches the addon wrote into the TUN whole (busy traffic the pipeline would have written unchanged).
+        lines.push(features.bulkIn === true ? `express bulk in ${x.InBatches ?? 0} batches ${x.InBatchPackets ?? 0} packets` : 'express bulk in off');
       } else {
         lines.push('express off');
       }

@@ -76,6 +76,15 @@ export function expressWanted(requested: boolean): boolean {
 }
 
 /**
+ * Whether the express path writes whole inbound batches on the event loop (bulk inbound,
+ * native/express.cc) when the engine would write every datagram of one unchanged;
+ * VXTUN_NO_BULK_IN=1 leaves every batch to the pipeline.
+ */
+export function bulkInWanted(): boolean {
+  return process.env.VXTUN_NO_BULK_IN !== '1';
+}
+
+/**
  * Whether the express path waits on a thread of its own while traffic is idle (native/poll.cc), so a
  * lone packet does not wake the Node event loop; VXTUN_NO_EXPRESS_THREAD=1 keeps it on the loop.
  */

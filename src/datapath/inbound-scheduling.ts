@@ -34,12 +34,29 @@ export class InboundScheduling {
   private disabled = false;
   /** Policy changes made (tests read it). */
   switches = 0;
+  /**
+   * What the addon's bulk inbound path (native/express.cc) reads of this: [0] 1 while the thread runs
+   * SCHED_BATCH as far as this class set it (0 once disabled), [1] busyBytes. It hands a busy batch to
+   * the pipeline while [0] is set, so noteInbound sees it; the busy batches it writes itself while
+   * SCHED_OTHER keep the policy through `nativeBusy` (see watchNative).
+   */
+  readonly shared = new Float64Array(2);
+  private nativeBusy: (() => number) | undefined;
+  private nativeBusySeen = 0;
 
   constructor(opts: InboundSchedulingOptions) {
     this.setBatch = opts.setBatch;
     this.busyBytes = opts.busyBytes ?? 32 * 1024;
     this.quietMs = opts.quietMs ?? 200;
     this.now = opts.now ?? (() => performance.now());
+    this.shared[0] = 1;
+    this.shared[1] = this.busyBytes;
+  }
+
+  /** `busyBatches`: a count the addon raises for each busy batch it wrote without the pipeline; one that rose is load. */
+  watchNative(busyBatches: () => number): void {
+    this.nativeBusy = busyBatches;
+    this.nativeBusySeen = busyBatches();
   }
 
   /** Whether the thread runs SCHED_BATCH now (as far as this class set it). */
@@ -65,6 +82,13 @@ export class InboundScheduling {
 
   /** While SCHED_OTHER: back to SCHED_BATCH once quiet for `quietMs`. Public for tests with their own clock. */
   check(): void {
+    if (this.nativeBusy !== undefined) {
+      const seen = this.nativeBusy();
+      if (seen !== this.nativeBusySeen) {
+        this.nativeBusySeen = seen;
+        this.lastBusy = this.now();
+      }
+    }
     if (this.batch || this.now() - this.lastBusy < this.quietMs) return;
     this.set(true);
     this.stopTimer();
@@ -74,6 +98,7 @@ export class InboundScheduling {
   stop(): void {
     this.stopTimer();
     this.disabled = true;
+    this.shared[0] = 0;
   }
 
   private set(batch: boolean): void {
@@ -86,10 +111,12 @@ export class InboundScheduling {
     if (!ok) {
       // Someone else's policy, or no permission: leave the thread alone from now on.
       this.disabled = true;
+      this.shared[0] = 0;
       this.stopTimer();
       return;
     }
     this.batch = batch;
+    this.shared[0] = batch ? 1 : 0;
     this.switches++;
   }
 

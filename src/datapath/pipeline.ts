@@ -51,7 +51,7 @@ export abstract class Pipeline {
   protected routes: RouteTable = RouteTable.empty();
   protected readonly batchSize: number;
   private readonly batchHooks: BatchHooks | undefined;
-  private readonly inboundScheduling: InboundScheduling | undefined;
+  protected readonly inboundScheduling: InboundScheduling | undefined;
   protected readonly readBufs: Buffer[];
   /** Room for a packet in each read buffer, after the headroom. */
   protected readonly readRoom: number;

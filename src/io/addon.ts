@@ -42,7 +42,7 @@ export interface ExpressDecision {
 }
 
 /** The TUN queue's part of ExpressOptions (LinuxTunDevice.expressSide). */
-export type ExpressTunSide = Pick<ExpressOptions, 'tunQueue' | 'tunCounters'>;
+export type ExpressTunSide = Pick<ExpressOptions, 'tunQueue' | 'tunCounters' | 'tunCoalesce'>;
 /** The bind's part of ExpressOptions (NativeBind.expressSide). */
 export type ExpressUdpSide = Pick<ExpressOptions, 'udpFd' | 'sendFds' | 'arena' | 'slotSize' | 'batch' | 'sizes' | 'addrs' | 'ports' | 'gsoSizes' | 'udpCounters' | 'udpCodel'>;
 
@@ -76,6 +76,15 @@ export interface ExpressOptions {
   gate: Int32Array;
   /** Serve idle wake-ups on a thread of the addon's own, off the event loop (native/poll.cc). */
   thread?: boolean;
+  /**
+   * Bulk inbound (default true): on the event loop, a UDP batch whose every datagram the engine would
+   * write unchanged is written into the TUN by the addon, coalesced as tunWriteOffload coalesces.
+   */
+  bulkIn?: boolean;
+  /** The TUN writer's TunCoalesce bits for those writes (LinuxTun's; default 0). */
+  tunCoalesce?: number;
+  /** The engine thread's inbound scheduling (InboundScheduling.shared): [0] 1 while SCHED_BATCH, [1] the busy batch size. */
+  inScheduling?: Float64Array;
 }
 
 export interface LinkOptions {

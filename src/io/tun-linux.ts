@@ -229,7 +229,7 @@ class LinuxTun implements LinuxTunDevice {
   /** The addon's queue: outbound express runs with its offload reader (vnetHdr), inbound needs only the descriptor. */
   expressSide(): ExpressTunSide | undefined {
     if (this.#fd < 0 || this.queue === undefined) return undefined;
-    return { tunQueue: this.queue, tunCounters: this.offloadCounters };
+    return { tunQueue: this.queue, tunCounters: this.offloadCounters, tunCoalesce: this.coalesce };
   }
 
   /** See ExpressCapable (express-sides.ts). */

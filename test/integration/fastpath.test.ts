@@ -19,7 +19,7 @@ const MB = 1024 * 1024;
 interface NodeInfo {
   datapath: 'native' | 'ts';
   features: Record<string, boolean | number>;
-  datapathCounters: { udp: Record<string, number>; tun: Record<string, number> };
+  datapathCounters: { udp: Record<string, number>; tun: Record<string, number>; express: Record<string, number> };
   engines: Array<{ txPackets: number; rxPackets: number }>;
   pid: number;
 }
@@ -51,6 +51,13 @@ const cases: Case[] = [
       expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and written back whole
+      // Busy inbound batches written by the addon whole (bulk inbound), every packet of them counted as the engine's.
+      const x = i.datapathCounters.express;
+      expect(i.features.bulkIn).toBe(true);
+      expect(x.InBatches).toBeGreaterThan(100);
+      expect(x.InBatchPackets).toBeGreaterThan(x.InBatches!);
+      expect(x.RxPackets).toBeGreaterThanOrEqual(x.InBatchPackets!);
+      expect(x.TunWriteFailed).toBe(0);
       const cores = availableParallelism();
       expect(i.features.workers).toBe(cores <= 2 ? 1 : Math.min(cores, 4)); // one engine per core, up to 4; one on two cores
       expect(i.features.batchScheduling).toBe(true);
@@ -189,6 +196,20 @@ const cases: Case[] = [
       expect(i.datapathCounters.tun.Writes).toBeGreaterThan(1000);
       expect(i.datapathCounters.tun.CoalescedWrites).toBe(0);
       expect(i.datapathCounters.tun.UdpCoalescedWrites).toBe(0);
+    },
+  },
+  {
+    // Every inbound batch through the JS pipeline again, on both engines.
+    name: 'native path, bulk inbound forced off by VXTUN_NO_BULK_IN=1, 2 workers',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: { workers: 2 },
+    env: { VXTUN_NO_BULK_IN: '1' },
+    check: (i) => {
+      expect(i.features.express).toBe(true);
+      expect(i.features.bulkIn).toBe(false);
+      expect(i.datapathCounters.express.InBatches).toBe(0);
+      expect(i.datapathCounters.express.InHandedOver).toBeGreaterThan(100);
+      expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // the pipeline's writes, coalesced as before
     },
   },
   {

@@ -4,7 +4,7 @@
 // path must leave to the engine (an IPv6 endpoint) gets port 0. The record bytes are spelled out by
 // hand here (RFC 7348 VXLAN header, Ethernet II), not with the emitters under test.
 import { describe, expect, it } from 'vitest';
-import { compileExpressRoutes, addExpressCounters, sumExpress, ExpressCounter, EXPRESS_COUNTER_COUNT, expressWanted } from '../../src/datapath/express.js';
+import { compileExpressRoutes, addExpressCounters, sumExpress, ExpressCounter, EXPRESS_COUNTER_COUNT, expressWanted, bulkInWanted } from '../../src/datapath/express.js';
 import { writeEncapTemplate, ENCAP_HEADER_LEN } from '../../src/packet/encap.js';
 import { RouteTable, type Vtep } from '../../src/packet/routes.js';
 import { mac, MIXED_ROUTES, P2, P3, P6 } from '../support/routes.js';
@@ -109,11 +109,24 @@ describe('express counters', () => {
 
   it('sum over the main engine and the workers, zeros when off', () => {
     expect([...sumExpress(undefined, undefined)]).toEqual(Array(EXPRESS_COUNTER_COUNT).fill(0));
-    const m = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
-    const w = Float64Array.from([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]);
+    const m = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    const w = Float64Array.from([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140]);
     expect(m).toHaveLength(EXPRESS_COUNTER_COUNT);
-    expect([...sumExpress(m, w)]).toEqual([11, 22, 33, 44, 55, 66, 77, 88, 99, 110, 121]);
+    expect([...sumExpress(m, w)]).toEqual([11, 22, 33, 44, 55, 66, 77, 88, 99, 110, 121, 132, 143, 154]);
     expect([...sumExpress(m, undefined)]).toEqual([...m]);
+  });
+
+  it('VXTUN_NO_BULK_IN=1 leaves every inbound batch to the pipeline', () => {
+    const saved = process.env.VXTUN_NO_BULK_IN;
+    try {
+      delete process.env.VXTUN_NO_BULK_IN;
+      expect(bulkInWanted()).toBe(true);
+      process.env.VXTUN_NO_BULK_IN = '1';
+      expect(bulkInWanted()).toBe(false);
+    } finally {
+      if (saved === undefined) delete process.env.VXTUN_NO_BULK_IN;
+      else process.env.VXTUN_NO_BULK_IN = saved;
+    }
   });
 
   it('VXTUN_NO_EXPRESS=1 forces the path off, config false keeps it off', () => {

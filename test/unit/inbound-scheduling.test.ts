@@ -86,6 +86,36 @@ describe('InboundScheduling', () => {
     s.stop();
   });
 
+  it('tells the addon its policy and busy size (shared), and counts the busy batches the addon wrote itself as load', () => {
+    let now = 1000;
+    let nativeBusy = 5;
+    const r = recorder();
+    const s = new InboundScheduling({ setBatch: r.setBatch, busyBytes: 20_000, quietMs: 200, now: () => now });
+    s.watchNative(() => nativeBusy);
+    expect(Array.from(s.shared)).toEqual([1, 20_000]); // SCHED_BATCH: the addon hands a busy batch over
+    s.noteInbound(full(16), 16); // the batch it handed over
+    expect(Array.from(s.shared)).toEqual([0, 20_000]);
+    // From now on the addon writes the busy batches itself: each check that sees its count rise is load.
+    for (let k = 0; k < 5; k++) {
+      now += 150;
+      nativeBusy += 3;
+      s.check();
+    }
+    expect(r.calls).toEqual([false]);
+    now += 150;
+    s.check(); // the count did not rise: quiet for 150 ms
+    expect(r.calls).toEqual([false]);
+    now += 60;
+    s.check();
+    expect(r.calls).toEqual([false, true]);
+    expect(s.shared[0]).toBe(1);
+    s.stop();
+    expect(s.shared[0]).toBe(0); // stopped: never hand a batch over for its sake again
+    const refused = new InboundScheduling({ setBatch: () => false, busyBytes: 1, now: () => 0 });
+    refused.noteInbound([10], 1);
+    expect(refused.shared[0]).toBe(0); // someone else's policy: the addon need not wait for this class
+  });
+
   it('stop() ends the timer: no switch back afterwards, and no more switches at all', async () => {
     const r = recorder();
     const s = new InboundScheduling({ setBatch: r.setBatch, busyBytes: 1, quietMs: 20 });
