@@ -66,6 +66,9 @@ void InitMemory(Napi::Env env, Napi::Object exports);  // memory.cc: the executa
 // `onLoop`: on the event loop's poll, not the express thread (which serves only lone packets).
 bool ExpressTag(napi_env env, napi_value v);
 int ExpressOnReadable(void* express, int side, bool onLoop);
+// A hand-over's value: the messages read for JS in the low bits, and above them the recvmmsg rounds
+// the express path already made in this wake-up (so the bind's drain keeps its budget per wake-up).
+constexpr int kRoundShift = 16;
 // Whether its polls should use the express thread (expressOpen's `thread`), and that thread's counters.
 bool ExpressWantsThread(void* express);
 enum class ExpressThreadEvent { kPass, kToLoop, kBack };

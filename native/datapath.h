@@ -69,6 +69,28 @@ uint32_t InnerIpFlowHash(uint16_t etherType, const uint8_t* ip, size_t ipLen);
 int RecvMessages(int fd, uint8_t* arena, size_t slotSize, size_t n, int32_t* sizes, uint32_t* addrs,
                  uint16_t* ports, int32_t* gsoSizes, double* ctr, double* codel);
 
+// Where a TCP or UDP super-packet's pieces are; filled by ParseGso.
+// (tun_offload.cc, the offload reader; the express path segments with it too)
+struct Gso {
+  size_t ipHeaderLen;  // == csum_start: start of TCP/UDP
+  size_t headerLen;    // IP + TCP/UDP headers
+  size_t payloadLen;
+  size_t mss;
+  bool v6;
+  bool udp;
+  uint32_t segments;
+};
+
+// Whether the header h describes a TCP or UDP super-packet p[0, len) we can segment (then g is filled).
+bool ParseGso(const uint8_t* p, size_t len, const virtio_net_hdr& h, Gso* g);
+// Writes segment k of the super-packet p into out (room for headerLen + gso size); returns its length.
+size_t MakeSegment(const uint8_t* p, const Gso& g, uint32_t k, uint8_t* out);
+
+// SendBatch: the core of udpSendBatch (udp.cc): iovs[i] (one datagram each, VXLAN header first) for i < count to dst,
+// datagram i on pool[InnerFlowHash % poolLen]; with gso, runs of equal sizes on one socket as UDP_SEGMENT
+// messages. Counted in ctr (UdpCounter); returns how many the kernel took.
+int SendBatch(const int32_t* pool, size_t poolLen, iovec* iovs, int count, const sockaddr_in& dst, bool gso, double* ctr);
+
 // Writes data[i][0, sizes[i]) for i < count into the TUN fd (IFF_VNET_HDR) by tunWriteOffload's rules:
 // `coalesce` bits (1 TCP, 2 UDP) join runs of one flow into super-packets, `given` (10 bytes per
 // packet, or nullptr) a packet's own header; counted in ctr (TunCounter). Returns how many went in

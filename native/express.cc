@@ -129,6 +129,15 @@ struct Express {
     uint32_t message;
   };
   std::vector<InPiece> inPieces;
+  // Bulk outbound: whether it runs, whether the bind sends with UDP GSO, and the batch being built:
+  // slots of header template + packet (kOutSlots of kHeaderLen + readRoom), their iovecs, for one peer.
+  bool bulkOut = false;
+  bool gso = false;
+  std::vector<uint8_t> outArena;
+  iovec outIov[64];
+  size_t outCount = 0;
+  const Peer* outPeer = nullptr;
+  std::vector<uint8_t> segment;  // a super-packet's segment 0, made before its peer is known
   std::vector<uint8_t> inRefused;
   // The engine's parameters and state.
   uint32_t vni = 0;
@@ -234,6 +243,130 @@ bool SendRead(Express* x, ssize_t r) {
   return true;
 }
 
+constexpr size_t kOutSlots = 64;        // a batch of the pipeline's
+constexpr size_t kBulkOutBudget = 512;  // packets per wake-up: the pipeline's 8 batches of 64
+
+uint8_t* OutSlot(Express* x, size_t k) { return x->outArena.data() + k * (kHeaderLen + x->readRoom); }
+
+// Sends the batch built so far (one peer) as the pipeline's sendToPeer would, and counts it.
+void FlushOut(Express* x) {
+  size_t n = x->outCount;
+  if (n == 0) return;
+  x->outCount = 0;
+  const Peer* peer = x->outPeer;
+  const bool watched = Watched(x);
+  uint64_t seen = watched ? MonotonicNs() : 0;
+  int sent = SendBatch(x->sendFds.data(), x->sendFds.size(), x->outIov, static_cast<int>(n), peer->dst, x->gso, x->udpCtr);
+  // As the pipeline counts a send: the first `sent` went.
+  x->ctr[kOutBatches] += 1;
+  x->ctr[kOutBatchPackets] += static_cast<double>(n);
+  x->ctr[kTxPackets] += sent;
+  for (int k = 0; k < sent; k++) x->ctr[kTxBytes] += static_cast<double>(x->outIov[k].iov_len - kHeaderLen);
+  x->ctr[kSendFailed] += static_cast<double>(n - static_cast<size_t>(sent));
+  if (watched) {
+    uint64_t done = MonotonicNs();
+    for (size_t k = 0; k < n; k++) {
+      const uint8_t* d = static_cast<const uint8_t*>(x->outIov[k].iov_base);
+      TraceRecordHead head = {seen, done, 0, ntohl(peer->dst.sin_addr.s_addr), ntohs(peer->dst.sin_port), 0, k < static_cast<size_t>(sent) ? uint8_t{1} : uint8_t{0}, 0};
+      Record(x, head, d, x->outIov[k].iov_len, nullptr, 0);
+    }
+  }
+}
+
+// Room in the batch for `need` more packets to `peer`: the batch for another peer (or a full one) is sent first.
+void MakeRoom(Express* x, const Peer* peer, size_t need) {
+  if (x->outCount > 0 && (x->outPeer != peer || x->outCount + need > kOutSlots)) FlushOut(x);
+  x->outPeer = peer;
+}
+
+// Adds the raw read of r bytes in scratch to the batch (its segments, for a super-packet) if the
+// pipeline would have sent every packet of it unchanged to one peer; returns how many packets, or 0
+// with nothing added and scratch as it was (the read is then the pipeline's).
+size_t BatchRead(Express* x, ssize_t r) {
+  if (static_cast<size_t>(r) <= kVnetHdrLen || static_cast<size_t>(r) > x->scratchLen) return 0;
+  const size_t slotRoom = x->readRoom;
+  if (x->outArena.empty()) x->outArena.resize(kOutSlots * (kHeaderLen + slotRoom));
+  virtio_net_hdr h;
+  std::memcpy(&h, x->scratch, kVnetHdrLen);
+  uint8_t* p = x->scratch + kVnetHdrLen;
+  size_t len = static_cast<size_t>(r) - kVnetHdrLen;
+  if (PlainVirtioHeader(x->scratch)) {
+    const Peer* peer = ForwardTarget(x, p, len);
+    if (peer == nullptr) return 0;
+    if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0) {
+      // As SendRead (and tunQueueRead): finished, and counted, before anyone sees the packet.
+      if (!ChecksumStartPastHeader(p, h.csum_start) || !FinishChecksum(p, len, h.csum_start, h.csum_offset)) return 0;
+      x->tunCtr[kCsumCompleted] += 1;
+    }
+    MakeRoom(x, peer, 1);
+    uint8_t* out = OutSlot(x, x->outCount);
+    std::memcpy(out, peer->header, kHeaderLen);
+    std::memcpy(out + kHeaderLen, p, len);
+    x->outIov[x->outCount++] = {out, kHeaderLen + len};
+    return 1;
+  }
+  // A super-packet: segmented as tunQueueRead segments it, each segment judged as the pipeline judges it.
+  Gso g;
+  if (!ParseGso(p, len, h, &g) || g.segments == 0 || g.segments > kOutSlots || g.headerLen + g.mss > slotRoom) return 0;
+  // Segment 0 (the largest) decides the peer, made where no batch slot is; every segment is checked all the same.
+  if (x->segment.size() < slotRoom) x->segment.resize(slotRoom);
+  size_t n0 = MakeSegment(p, g, 0, x->segment.data());
+  const Peer* peer = ForwardTarget(x, x->segment.data(), n0);
+  if (peer == nullptr) return 0;
+  MakeRoom(x, peer, g.segments);
+  size_t base = x->outCount;
+  std::memcpy(OutSlot(x, base) + kHeaderLen, x->segment.data(), n0);
+  x->outIov[base] = {OutSlot(x, base), kHeaderLen + n0};
+  for (uint32_t k = 1; k < g.segments; k++) {
+    uint8_t* out = OutSlot(x, base + k);
+    size_t n = MakeSegment(p, g, k, out + kHeaderLen);
+    if (ForwardTarget(x, out + kHeaderLen, n) != peer) return 0;  // nothing counted yet: the read stays the pipeline's
+    x->outIov[base + k] = {out, kHeaderLen + n};
+  }
+  for (uint32_t k = 0; k < g.segments; k++) std::memcpy(OutSlot(x, base + k), peer->header, kHeaderLen);
+  x->outCount = base + g.segments;
+  x->tunCtr[kGsoPackets] += 1;
+  if (g.udp) x->tunCtr[kUdpGsoPackets] += 1;
+  x->tunCtr[kTunGsoSegments] += g.segments;
+  return g.segments;
+}
+
+// TUN readable on the event loop, with bulk outbound: the whole wake-up (up to kBulkOutBudget packets)
+// read, segmented, encapsulated and sent here while every read is one the pipeline would send
+// unchanged. -1: quiet (nothing, or one plain packet); -2: traffic sent; 0: JS runs (the read it must
+// judge waits in scratch as a raw read, after everything read before it was sent).
+int OnTunReadableBulk(Express* x) {
+  size_t packets = 0;
+  size_t reads = 0;
+  int result = -2;
+  while (packets < kBulkOutBudget) {
+    ssize_t r = ReadTun(x);
+    if (r < 0) {
+      result = 0;  // JS's next read reports the error
+      break;
+    }
+    if (r == 0) {
+      if (reads == 0 || (reads == 1 && packets == 1)) result = -1;
+      break;
+    }
+    reads++;
+    size_t n = BatchRead(x, r);
+    if (n == 0) {
+      FlushOut(x);
+      x->state[0] = static_cast<int32_t>(r);
+      x->state[1] = kStateRawRead;
+      x->ctr[kOutHandedOver] += 1;
+      result = 0;
+      break;
+    }
+    packets += n;
+  }
+  FlushOut(x);
+  // The busy hint as tunQueueRead leaves it: traffic while a wake-up carries more than one packet.
+  if (packets != 0) x->state[2] = packets > 1 ? 1 : 0;
+  return result;
+}
+
 // TUN readable. Returns true when JS need not run (nothing left for it), false to run the JS
 // pipeline (a packet may wait in scratch as a raw read for tunQueueRead).
 bool OnTunReadable(Express* x) {
@@ -289,7 +422,9 @@ bool ForwardIn(Express* x, uint8_t* d, size_t len) {
 // nothing written or changed, when any datagram is the engine's to judge, or when a busy batch must
 // reach the engine's inbound scheduling first.
 bool ForwardInBatch(Express* x, int got) {
-  if (!x->bulkIn || !x->vnetHdr) return false;
+  // While a trace watches, batches are the pipeline's: it observes every stage of every packet, where
+  // the trace log (bounded, drained every 10 ms) would lose most of a busy stream.
+  if (!x->bulkIn || !x->vnetHdr || Watched(x)) return false;
   Trie routes{x->trie.data(), x->trie.size(), x->peers.size()};
   InboundParams params{x->vni, x->mac, x->tunMtu, 0, &routes, &x->guard};
   size_t n = 0;
@@ -349,11 +484,13 @@ bool ForwardInBatch(Express* x, int got) {
 }
 
 constexpr int kBulkRoundsPerWake = 8;  // as the bind's drain (src/io/bind-native.ts)
+static_assert(kBulkRoundsPerWake < (1 << (31 - kRoundShift)), "rounds fit above the count");
 
 // UDP readable. Returns -1 when JS need not run and the pass was quiet (nothing, or a lone datagram
 // forwarded), -2 when JS need not run but batches were written (traffic: the loop keeps the
 // descriptors), else the number of messages already read into the bind's arena for the JS pipeline
-// (0: read nothing, JS reads as usual). `onLoop`: called from the event loop's poll, not the thread.
+// (0: read nothing, JS reads as usual), with the recvmmsg rounds of this wake-up before it above
+// kRoundShift. `onLoop`: called from the event loop's poll, not the thread.
 int OnUdpReadable(Express* x, bool onLoop) {
   if (!x->enabled) return 0;
   for (int round = 0; round < kBulkRoundsPerWake; round++) {
@@ -363,7 +500,8 @@ int OnUdpReadable(Express* x, bool onLoop) {
     if (round == 0 && got == 1 && (x->gsoSizes == nullptr || x->gsoSizes[0] == 0) && ForwardIn(x, x->arena, static_cast<size_t>(x->sizes[0]))) return -1;
     if (!onLoop || !ForwardInBatch(x, got)) {
       x->ctr[kInHandedOver] += 1;
-      return got;
+      // The bind's drain goes on from this round (its round budget is the same 8).
+      return got | (round << kRoundShift);
     }
     if (static_cast<size_t>(got) < x->batch) return -2;
   }
@@ -521,6 +659,9 @@ Napi::Value ExpressOpen(const Napi::CallbackInfo& info) {
   x->thread = o.Get("thread").ToBoolean().Value();
   Napi::Value bulk = o.Get("bulkIn");
   x->bulkIn = bulk.IsUndefined() ? true : bulk.ToBoolean().Value();
+  bulk = o.Get("bulkOut");
+  x->bulkOut = bulk.IsUndefined() ? true : bulk.ToBoolean().Value();
+  x->gso = o.Get("udpGso").ToBoolean().Value();
   if (!o.Get("tunCoalesce").IsUndefined()) {
     if (!Int(env, o, "tunCoalesce", 0, 3, &v)) return env.Undefined();
     x->tunCoalesce = static_cast<int32_t>(v);
@@ -633,7 +774,11 @@ bool ExpressTag(napi_env env, napi_value v) {
 int ExpressOnReadable(void* express, int side, bool onLoop) {
   Express* x = static_cast<Express*>(express);
   std::lock_guard<std::mutex> hold(x->mu);
-  if (side == 0) return OnTunReadable(x) ? -1 : 0;
+  if (side == 0) {
+    // Not while a trace watches: see ForwardInBatch.
+    if (onLoop && x->bulkOut && x->enabled && x->outbound && x->state[0] == 0 && !Watched(x)) return OnTunReadableBulk(x);
+    return OnTunReadable(x) ? -1 : 0;
+  }
   return OnUdpReadable(x, onLoop);
 }
 

@@ -294,13 +294,14 @@ void OnPoll(uv_poll_t* h, int status, int /*events*/) {
 void CallJs(Poll* p, int status, int pre) {
   Napi::Env env(p->env);
   Napi::HandleScope scope(env);
-  napi_value argv[2];
+  napi_value argv[3];
   size_t argc = 0;
   if (pre > 0) {
-    // Messages the express path read for the JS pipeline: (err = undefined, count).
+    // Messages the express path read for the JS pipeline, and the rounds it made before: (err = undefined, count, rounds).
     argv[0] = env.Undefined();
-    argv[1] = Napi::Number::New(env, pre);
-    argc = 2;
+    argv[1] = Napi::Number::New(env, pre & ((1 << kRoundShift) - 1));
+    argv[2] = Napi::Number::New(env, pre >> kRoundShift);
+    argc = 3;
   }
   if (status < 0) {
     // libuv has stopped the handle (POLLERR); tell the reader, whose next read shows the cause.

@@ -41,19 +41,6 @@ bool FinishChecksum(uint8_t* p, size_t len, size_t start, size_t offset) {
   return true;
 }
 
-namespace {
-
-// Where a TCP or UDP super-packet's pieces are; filled by ParseGso.
-struct Gso {
-  size_t ipHeaderLen;  // == csum_start: start of TCP/UDP
-  size_t headerLen;    // IP + TCP/UDP headers
-  size_t payloadLen;
-  size_t mss;
-  bool v6;
-  bool udp;
-  uint32_t segments;
-};
-
 bool ParseGso(const uint8_t* p, size_t len, const virtio_net_hdr& h, Gso* g) {
   uint8_t type = h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
   if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6 && type != VIRTIO_NET_HDR_GSO_UDP_L4) return false;
@@ -124,6 +111,8 @@ size_t MakeSegment(const uint8_t* p, const Gso& g, uint32_t k, uint8_t* out) {
   Put16(l4 + 16, ~Csum16(l4, l4Len, pseudo) & 0xffffu);
   return total;
 }
+
+namespace {
 
 // tunQueueRead(queue, bufs, offset, sizes: Int32Array, counters): number — for a queue opened with
 // vnetHdr. Fills bufs[i] at offset with plain IP packets; returns how many. What does not fit (the

@@ -468,6 +468,119 @@ uint32_t InnerFlowHash(const uint8_t* d, size_t len) {
   return InnerIpFlowHash(static_cast<uint16_t>((d[20] << 8) | d[21]), d + 22, len - 22);
 }
 
+}  // namespace
+
+int SendBatch(const int32_t* pool, size_t poolLen, iovec* iovs, int count, const sockaddr_in& dst, bool gso, double* ctr) {
+  if (ctr[kGsoDisabled] != 0) gso = false;
+
+  // Group into runs: with GSO, equal sizes (a shorter last one closes the run) up to the limits.
+  int buckets[kMaxBatch];
+  for (int64_t i = 0; i < count; i++)
+    buckets[i] = poolLen > 1 ? static_cast<int>(InnerFlowHash(static_cast<uint8_t*>(iovs[i].iov_base), iovs[i].iov_len) % poolLen) : 0;
+  Run runs[kMaxBatch];
+  int nruns = 0;
+  for (int i = 0; i < count;) {
+    Run run{i, 1, static_cast<uint16_t>(iovs[i].iov_len), buckets[i]};
+    size_t total = iovs[i].iov_len;
+    if (gso && iovs[i].iov_len > 0) {
+      while (i + run.count < count && run.count < kMaxGsoSegments && buckets[i + run.count] == run.bucket) {
+        size_t l = iovs[i + run.count].iov_len;
+        if (l == 0 || l > run.segSize || total + l > kMaxGsoBytes) break;
+        total += l;
+        run.count++;
+        if (l < run.segSize) break;  // a short segment can only end a run
+      }
+    }
+    runs[nruns++] = run;
+    i += run.count;
+  }
+
+  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(uint16_t))];
+  mmsghdr msgs[kMaxBatch];
+  for (int k = 0; k < nruns; k++) {
+    msghdr& h = msgs[k].msg_hdr;
+    std::memset(&h, 0, sizeof h);
+    h.msg_name = const_cast<sockaddr_in*>(&dst);
+    h.msg_namelen = sizeof dst;
+    h.msg_iov = &iovs[runs[k].first];
+    h.msg_iovlen = static_cast<size_t>(runs[k].count);
+    if (runs[k].count > 1) {
+      h.msg_control = control[k];
+      h.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+      cmsghdr* c = CMSG_FIRSTHDR(&h);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      std::memcpy(CMSG_DATA(c), &runs[k].segSize, sizeof(uint16_t));
+    }
+    msgs[k].msg_len = 0;
+  }
+
+  int sentPackets = 0;
+  int k = 0;
+  while (k < nruns) {
+    // One sendmmsg per stretch of runs on the same socket of the pool.
+    int end = k + 1;
+    while (end < nruns && runs[end].bucket == runs[k].bucket) end++;
+    int sfd = pool[runs[k].bucket];
+    int r;
+    do {
+      r = ::sendmmsg(sfd, msgs + k, static_cast<unsigned>(end - k), MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+    ctr[kSendCalls] += 1;
+    if (r > 0) {
+      for (int j = k; j < k + r; j++) {
+        sentPackets += runs[j].count;
+        for (int s = 0; s < runs[j].count; s++) ctr[kSendBytes] += iovs[runs[j].first + s].iov_len;
+        if (runs[j].count > 1) {
+          ctr[kGsoSends] += 1;
+          ctr[kGsoSegments] += runs[j].count;
+        }
+      }
+      k += r;
+      continue;
+    }
+    int err = errno;
+    ctr[kLastErrno] = err;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+      // This socket's buffer is full: drop its stretch (counted), other sockets of the pool go on.
+      for (int j = k; j < end; j++) ctr[kSendAgain] += runs[j].count;
+      k = end;
+      continue;
+    }
+    if (err == EIO && runs[k].count > 1) {
+      // The device cannot checksum-offload a GSO message (wireguard-go meets the same): turn GSO off
+      // for good and send this run one datagram per message.
+      ctr[kGsoDisabled] = 1;
+      int sent = 0;
+      for (int s = 0; s < runs[k].count; s++) {
+        msghdr h;
+        std::memset(&h, 0, sizeof h);
+        h.msg_name = const_cast<sockaddr_in*>(&dst);
+        h.msg_namelen = sizeof dst;
+        h.msg_iov = &iovs[runs[k].first + s];
+        h.msg_iovlen = 1;
+        if (::sendmsg(sfd, &h, MSG_DONTWAIT) >= 0) {
+          sent++;
+          ctr[kSendBytes] += iovs[runs[k].first + s].iov_len;
+        } else {
+          ctr[kSendErrors] += 1;
+        }
+      }
+      sentPackets += sent;
+      k++;
+      continue;
+    }
+    // A refused message (EMSGSIZE, ECONNREFUSED from an earlier ICMP error, EHOSTUNREACH): skip it.
+    ctr[kSendErrors] += runs[k].count;
+    k++;
+  }
+  ctr[kSendPackets] += sentPackets;
+  return sentPackets;
+}
+
+namespace {
+
 // udpSendBatch(fd | fds: Int32Array, bufs, sizes: Int32Array, offset, count, addr (host order), port,
 //              gso: boolean, counters: Float64Array): number
 // Sends bufs[i][offset, offset + sizes[i]) for i < count to addr:port. With a pool of sockets (each
@@ -540,111 +653,7 @@ Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
   dst.sin_family = AF_INET;
   dst.sin_port = htons(static_cast<uint16_t>(port));
   dst.sin_addr.s_addr = htonl(static_cast<uint32_t>(addr));
-
-  // Group into runs: with GSO, equal sizes (a shorter last one closes the run) up to the limits.
-  int buckets[kMaxBatch];
-  for (int64_t i = 0; i < count; i++)
-    buckets[i] = poolLen > 1 ? static_cast<int>(InnerFlowHash(static_cast<uint8_t*>(iovs[i].iov_base), iovs[i].iov_len) % poolLen) : 0;
-  Run runs[kMaxBatch];
-  int nruns = 0;
-  for (int i = 0; i < count;) {
-    Run run{i, 1, static_cast<uint16_t>(iovs[i].iov_len), buckets[i]};
-    size_t total = iovs[i].iov_len;
-    if (gso && iovs[i].iov_len > 0) {
-      while (i + run.count < count && run.count < kMaxGsoSegments && buckets[i + run.count] == run.bucket) {
-        size_t l = iovs[i + run.count].iov_len;
-        if (l == 0 || l > run.segSize || total + l > kMaxGsoBytes) break;
-        total += l;
-        run.count++;
-        if (l < run.segSize) break;  // a short segment can only end a run
-      }
-    }
-    runs[nruns++] = run;
-    i += run.count;
-  }
-
-  alignas(cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(uint16_t))];
-  mmsghdr msgs[kMaxBatch];
-  for (int k = 0; k < nruns; k++) {
-    msghdr& h = msgs[k].msg_hdr;
-    std::memset(&h, 0, sizeof h);
-    h.msg_name = &dst;
-    h.msg_namelen = sizeof dst;
-    h.msg_iov = &iovs[runs[k].first];
-    h.msg_iovlen = static_cast<size_t>(runs[k].count);
-    if (runs[k].count > 1) {
-      h.msg_control = control[k];
-      h.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-      cmsghdr* c = CMSG_FIRSTHDR(&h);
-      c->cmsg_level = SOL_UDP;
-      c->cmsg_type = UDP_SEGMENT;
-      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-      std::memcpy(CMSG_DATA(c), &runs[k].segSize, sizeof(uint16_t));
-    }
-    msgs[k].msg_len = 0;
-  }
-
-  int sentPackets = 0;
-  int k = 0;
-  while (k < nruns) {
-    // One sendmmsg per stretch of runs on the same socket of the pool.
-    int end = k + 1;
-    while (end < nruns && runs[end].bucket == runs[k].bucket) end++;
-    int sfd = pool[runs[k].bucket];
-    int r;
-    do {
-      r = ::sendmmsg(sfd, msgs + k, static_cast<unsigned>(end - k), MSG_DONTWAIT);
-    } while (r < 0 && errno == EINTR);
-    ctr[kSendCalls] += 1;
-    if (r > 0) {
-      for (int j = k; j < k + r; j++) {
-        sentPackets += runs[j].count;
-        for (int s = 0; s < runs[j].count; s++) ctr[kSendBytes] += iovs[runs[j].first + s].iov_len;
-        if (runs[j].count > 1) {
-          ctr[kGsoSends] += 1;
-          ctr[kGsoSegments] += runs[j].count;
-        }
-      }
-      k += r;
-      continue;
-    }
-    int err = errno;
-    ctr[kLastErrno] = err;
-    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
-      // This socket's buffer is full: drop its stretch (counted), other sockets of the pool go on.
-      for (int j = k; j < end; j++) ctr[kSendAgain] += runs[j].count;
-      k = end;
-      continue;
-    }
-    if (err == EIO && runs[k].count > 1) {
-      // The device cannot checksum-offload a GSO message (wireguard-go meets the same): turn GSO off
-      // for good and send this run one datagram per message.
-      ctr[kGsoDisabled] = 1;
-      int sent = 0;
-      for (int s = 0; s < runs[k].count; s++) {
-        msghdr h;
-        std::memset(&h, 0, sizeof h);
-        h.msg_name = &dst;
-        h.msg_namelen = sizeof dst;
-        h.msg_iov = &iovs[runs[k].first + s];
-        h.msg_iovlen = 1;
-        if (::sendmsg(sfd, &h, MSG_DONTWAIT) >= 0) {
-          sent++;
-          ctr[kSendBytes] += iovs[runs[k].first + s].iov_len;
-        } else {
-          ctr[kSendErrors] += 1;
-        }
-      }
-      sentPackets += sent;
-      k++;
-      continue;
-    }
-    // A refused message (EMSGSIZE, ECONNREFUSED from an earlier ICMP error, EHOSTUNREACH): skip it.
-    ctr[kSendErrors] += runs[k].count;
-    k++;
-  }
-  ctr[kSendPackets] += sentPackets;
-  return Napi::Number::New(env, sentPackets);
+  return Napi::Number::New(env, SendBatch(pool, poolLen, iovs, static_cast<int>(count), dst, gso, ctr));
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 // and the dataplane CPU seconds (both nodes' processes) per GB carried, then ratios of medians.
 // Usage (root, after npm run build): node scripts/interleaved-tput.mjs [rounds=5] [seconds=5] [streams=1] [setups=ts-off,ts,naive,kernel] [wire=veth|link]
 //   ts: --datapath ts (TUN offloads in TypeScript); ts-off: the same with tunOffload false;
-//   native: the defaults; w1/w2: one/two engines (datapath.workers); no-bulk: the defaults with VXTUN_NO_BULK_IN=1; naive: the naive fs.read + dgram.send design; kernel: Linux's VXLAN.
+//   native: the defaults; w1/w2: one/two engines (datapath.workers); no-bulk-in, no-bulk-out, no-bulk: the defaults with VXTUN_NO_BULK_IN=1, VXTUN_NO_BULK_OUT=1, both; naive: the naive fs.read + dgram.send design; kernel: Linux's VXLAN.
 import { readFileSync } from 'node:fs';
 import { Topology, waitForOutput } from '../dist/src/tools/lab/netns.js';
 import { Cluster } from '../dist/src/tools/lab/cluster.js';
@@ -21,7 +21,9 @@ const setups = {
   native: { kinds: ['vxtun', 'vxtun'] },
   w1: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { workers: 1 } } },
   w2: { kinds: ['vxtun', 'vxtun'], vxtunConfig: { datapath: { workers: 2 } } },
-  'no-bulk': { kinds: ['vxtun', 'vxtun'], env: { VXTUN_NO_BULK_IN: '1' } },
+  'no-bulk-in': { kinds: ['vxtun', 'vxtun'], env: { VXTUN_NO_BULK_IN: '1' } },
+  'no-bulk-out': { kinds: ['vxtun', 'vxtun'], env: { VXTUN_NO_BULK_OUT: '1' } },
+  'no-bulk': { kinds: ['vxtun', 'vxtun'], env: { VXTUN_NO_BULK_IN: '1', VXTUN_NO_BULK_OUT: '1' } },
   naive: { kinds: ['naive', 'naive'] },
   kernel: { kinds: ['kernel', 'kernel'] },
 };

@@ -38,13 +38,15 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
       lines.push(`datapath ${String(info.datapath)}  workers ${String(features.workers ?? 1)}  source ports ${describeSourcePorts(features, Number(info.port))}`);
       lines.push(`offloads ${describeOffloads(features)}`);
       const x = info.datapathCounters?.express;
-      // Lone packets the addon forwarded without JS (idle traffic), and the wake-ups it handed to the pipeline.
+      // Packets the addon forwarded without JS (lone ones and its bulk batches), and the wake-ups it handed to the pipeline.
       if (features.express === true && x !== undefined) {
         lines.push(`express tx ${x.TxPackets ?? 0} rx ${x.RxPackets ?? 0} packets   handed over ${x.OutHandedOver ?? 0} out ${x.InHandedOver ?? 0} in`);
         // Idle wake-ups served on the express thread, and the descriptors' trips to the event loop and back.
         lines.push(features.expressThread === true ? `express thread ${x.ThreadPasses ?? 0} wake-ups   to the event loop ${x.LoopHandovers ?? 0}   back ${x.ThreadResumes ?? 0}` : 'express thread off');
-        // Inbound batches the addon wrote into the TUN whole (busy traffic the pipeline would have written unchanged).
-        lines.push(features.bulkIn === true ? `express bulk in ${x.InBatches ?? 0} batches ${x.InBatchPackets ?? 0} packets` : 'express bulk in off');
+        // Busy traffic the addon carried in batches, no JavaScript run: inbound written into the TUN, outbound sent.
+        const bulkIn = features.bulkIn === true ? `in ${x.InBatches ?? 0} batches ${x.InBatchPackets ?? 0} packets` : 'in off';
+        const bulkOut = features.bulkOut === true ? `out ${x.OutBatches ?? 0} batches ${x.OutBatchPackets ?? 0} packets` : 'out off';
+        lines.push(`express bulk ${bulkIn}   ${bulkOut}`);
       } else {
         lines.push('express off');
       }

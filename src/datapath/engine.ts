@@ -32,7 +32,7 @@ import { Pipeline, HEADROOM, type BatchHooks } from './pipeline.js';
 import type { InboundScheduling } from './inbound-scheduling.js';
 import { onesSum, type OnesSumFn } from '../packet/wire/checksum.js';
 import { BatchEncap, writeEncapTemplate, type EncapBatchFn } from '../packet/encap.js';
-import { addExpressCounters, bulkInWanted, compileExpressRoutes, compileExpressGuard, EXPRESS_COUNTER_COUNT, ExpressCounter, expressThreadWanted } from './express.js';
+import { addExpressCounters, bulkInWanted, bulkOutWanted, compileExpressRoutes, compileExpressGuard, EXPRESS_COUNTER_COUNT, ExpressCounter, expressThreadWanted } from './express.js';
 import { ExpressTap } from './express-tap.js';
 import type { ExpressHandle, NativeAddon } from '../io/addon.js';
 import { expressBindOf, expressTunOf } from '../io/express-sides.js';
@@ -159,6 +159,7 @@ export class Engine extends Pipeline {
             gate: this.expressGate,
             thread: this.expressThread,
             bulkIn: bulkInWanted(),
+            bulkOut: bulkOutWanted(),
             ...(this.inboundScheduling !== undefined ? { inScheduling: this.inboundScheduling.shared } : {}),
           });
           this.inboundScheduling?.watchNative(() => counters[ExpressCounter.InBusyBatches]!);

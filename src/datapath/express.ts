@@ -85,6 +85,15 @@ export function bulkInWanted(): boolean {
 }
 
 /**
+ * Whether the express path sends whole outbound wake-ups on the event loop (bulk outbound,
+ * native/express.cc) while every TUN read is one the engine would send unchanged;
+ * VXTUN_NO_BULK_OUT=1 leaves busy outbound traffic to the pipeline.
+ */
+export function bulkOutWanted(): boolean {
+  return process.env.VXTUN_NO_BULK_OUT !== '1';
+}
+
+/**
  * Whether the express path waits on a thread of its own while traffic is idle (native/poll.cc), so a
  * lone packet does not wake the Node event loop; VXTUN_NO_EXPRESS_THREAD=1 keeps it on the loop.
  */

@@ -44,7 +44,7 @@ export interface ExpressDecision {
 /** The TUN queue's part of ExpressOptions (LinuxTunDevice.expressSide). */
 export type ExpressTunSide = Pick<ExpressOptions, 'tunQueue' | 'tunCounters' | 'tunCoalesce'>;
 /** The bind's part of ExpressOptions (NativeBind.expressSide). */
-export type ExpressUdpSide = Pick<ExpressOptions, 'udpFd' | 'sendFds' | 'arena' | 'slotSize' | 'batch' | 'sizes' | 'addrs' | 'ports' | 'gsoSizes' | 'udpCounters' | 'udpCodel'>;
+export type ExpressUdpSide = Pick<ExpressOptions, 'udpFd' | 'sendFds' | 'arena' | 'slotSize' | 'batch' | 'sizes' | 'addrs' | 'ports' | 'gsoSizes' | 'udpCounters' | 'udpCodel' | 'udpGso'>;
 
 /** What expressOpen takes: the TUN queue's and the bind's descriptors and buffers, and the engine's parameters. */
 export interface ExpressOptions {
@@ -81,6 +81,14 @@ export interface ExpressOptions {
    * write unchanged is written into the TUN by the addon, coalesced as tunWriteOffload coalesces.
    */
   bulkIn?: boolean;
+  /**
+   * Bulk outbound (default true): on the event loop, TUN reads the engine would send unchanged (plain
+   * packets, and super-packets segmented as tunQueueRead segments them) are encapsulated and sent by
+   * the addon in batches per peer, as udpSendBatch sends them.
+   */
+  bulkOut?: boolean;
+  /** The bind sends with UDP GSO (its features.gso), as those batches then do. */
+  udpGso?: boolean;
   /** The TUN writer's TunCoalesce bits for those writes (LinuxTun's; default 0). */
   tunCoalesce?: number;
   /** The engine thread's inbound scheduling (InboundScheduling.shared): [0] 1 while SCHED_BATCH, [1] the busy batch size. */
@@ -176,9 +184,9 @@ export interface NativeAddon {
    * next turn). On a poll error (POLLERR) the watch ends and `cb` gets that error once. An active poll
    * keeps the process alive, like a listening socket. With `express`, the express path sees each
    * readiness first and `cb` runs only when it hands over (with `preRead`: UDP messages it already
-   * read into the bind's arena).
+   * read into the bind's arena; `roundsBefore`: recvmmsg rounds it made in this wake-up before them).
    */
-  pollStart(fd: number, cb: (err?: NativeErrnoError, preRead?: number) => void, express?: ExpressHandle, side?: 0 | 1): PollHandle;
+  pollStart(fd: number, cb: (err?: NativeErrnoError, preRead?: number, roundsBefore?: number) => void, express?: ExpressHandle, side?: 0 | 1): PollHandle;
   /**
    * The express path (native/express.cc): a lone packet forwarded from the poll callback without JS.
    * Polls started with the handle (side 0: the TUN queue, 1: the UDP socket) offer it each readiness first.

@@ -213,6 +213,7 @@ export class NativeBind implements Bind {
       ports: this.recvPorts,
       ...(this.recvGso ? { gsoSizes: this.recvGso } : {}),
       udpCounters: this.counters,
+      udpGso: this.features.gso,
       ...(this.codel ? { udpCodel: this.codel } : {}),
     };
   }
@@ -225,17 +226,22 @@ export class NativeBind implements Bind {
   start(onReceive: ReceiveFn): void {
     if (this.fd < 0) throw new Error('native bind: start after close');
     if (this.poll !== undefined) throw new Error('native bind: already started');
-    this.poll = this.native.pollStart(this.fd, (_err, preRead) => this.drain(onReceive, preRead ?? 0), this.express, 1);
+    this.poll = this.native.pollStart(this.fd, (_err, preRead, roundsBefore) => this.drain(onReceive, preRead ?? 0, roundsBefore ?? 0), this.express, 1);
   }
   private express: ExpressHandle | undefined;
 
-  /** `preRead`: messages the express path already read into the arena (the first round's). */
-  private drain(onReceive: ReceiveFn, preRead: number): void {
+  /**
+   * `preRead`: messages the express path already read into the arena (this call's first round's);
+   * `roundsBefore`: the rounds it made in this wake-up before that one (bulk inbound), which count
+   * against the same budget.
+   */
+  private drain(onReceive: ReceiveFn, preRead: number, roundsBefore: number): void {
     const n0 = this.batchSize;
-    for (let round = 0; round < MAX_ROUNDS_PER_WAKE && this.fd >= 0; round++) {
+    const first = Math.min(roundsBefore, MAX_ROUNDS_PER_WAKE - 1);
+    for (let round = first; round < MAX_ROUNDS_PER_WAKE && this.fd >= 0; round++) {
       let n: number;
       try {
-        n = round === 0 && preRead > 0 ? preRead : this.native.udpRecvBatch(this.fd, this.arena, this.slotSize, n0, this.recvSizes, this.recvAddrs, this.recvPorts, this.counters, this.recvGso, this.codel);
+        n = round === first && preRead > 0 ? preRead : this.native.udpRecvBatch(this.fd, this.arena, this.slotSize, n0, this.recvSizes, this.recvAddrs, this.recvPorts, this.counters, this.recvGso, this.codel);
       } catch {
         return; // a lasting socket error: counted by the addon (LastErrno); the owner sees traffic stop
       }

@@ -11,7 +11,7 @@ import { addonCounterNames } from './addon.js';
 export const FALLBACK_COUNTER_NAMES = {
   tun: ['Reads', 'GsoPackets', 'GsoSegments', 'ChecksumCompleted', 'BadVnetHdr', 'Writes', 'CoalescedWrites', 'CoalescedPackets', 'SuperWrites', 'UdpCoalescedWrites', 'UdpCoalescedPackets', 'UdpGsoPackets'],
   udp: ['RecvCalls', 'RecvPackets', 'RecvBytes', 'RecvTruncated', 'SendCalls', 'SendPackets', 'SendBytes', 'SendAgain', 'SendErrors', 'GsoSends', 'GsoSegments', 'GsoDisabled', 'LastErrno', 'GroReceives', 'GroSegments', 'RecvOverflows', 'CodelDrops'],
-  express: ['TxPackets', 'TxBytes', 'RxPackets', 'RxBytes', 'SendFailed', 'TunWriteFailed', 'OutHandedOver', 'InHandedOver', 'ThreadPasses', 'LoopHandovers', 'ThreadResumes', 'InBatches', 'InBatchPackets', 'InBusyBatches'],
+  express: ['TxPackets', 'TxBytes', 'RxPackets', 'RxBytes', 'SendFailed', 'TunWriteFailed', 'OutHandedOver', 'InHandedOver', 'ThreadPasses', 'LoopHandovers', 'ThreadResumes', 'InBatches', 'InBatchPackets', 'InBusyBatches', 'OutBatches', 'OutBatchPackets'],
 } as const;
 
 export type CounterBlock = keyof typeof FALLBACK_COUNTER_NAMES;

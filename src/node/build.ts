@@ -21,7 +21,7 @@ import { FlannelUdpEngine, FLANNEL_UDP_OVERHEAD } from '../datapath/flannel-udp.
 import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts } from '../datapath/select.js';
 import { applyNice } from '../datapath/priority.js';
 import { startEngineWorkers, peerFilterFollower, defaultWorkers, applyBatchScheduling, inboundSchedulingFor, type WorkerPool } from '../datapath/workers.js';
-import { bulkInWanted, expressWanted, ExpressCounter, sumExpress } from '../datapath/express.js';
+import { bulkInWanted, bulkOutWanted, expressWanted, ExpressCounter, sumExpress } from '../datapath/express.js';
 import { openLinuxTun, addRoute, TunCounter } from '../io/tun-linux.js';
 import { UdpCounter, NativeBind } from '../io/bind-native.js';
 import { requireNative } from '../io/addon.js';
@@ -266,6 +266,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   features.express = expressActive;
   features.expressThread = expressActive && (engine as Engine).expressThread;
   features.bulkIn = expressActive && bulkInWanted();
+  features.bulkOut = expressActive && bulkOutWanted();
   if (engine instanceof Engine && engine.expressError !== undefined) log.warn({ err: engine.expressError }, 'express path off');
   // A deleted device stops the node (exit 1); a device set down and up gets its route back.
   const linkWatch = watchLink({ device: tun.name, route: { dst: ipv4ToString(network.addr), prefixLen: network.prefixLen }, log, lost: env.fatal });

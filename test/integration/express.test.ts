@@ -18,7 +18,7 @@ import type { CounterSnapshot } from '../../src/packet/counters.js';
 import type { Journey } from '../../src/trace/journey.js';
 import { requirePrerequisites, startTrace, tcpTransfer, toolsDir, withEnv } from '../support/integration.js';
 
-type Express = Record<'TxPackets' | 'TxBytes' | 'RxPackets' | 'RxBytes' | 'SendFailed' | 'TunWriteFailed' | 'OutHandedOver' | 'InHandedOver' | 'ThreadPasses' | 'LoopHandovers' | 'ThreadResumes' | 'InBatches' | 'InBatchPackets' | 'InBusyBatches', number>;
+type Express = Record<'TxPackets' | 'TxBytes' | 'RxPackets' | 'RxBytes' | 'SendFailed' | 'TunWriteFailed' | 'OutHandedOver' | 'InHandedOver' | 'ThreadPasses' | 'LoopHandovers' | 'ThreadResumes' | 'InBatches' | 'InBatchPackets' | 'InBusyBatches' | 'OutBatches' | 'OutBatchPackets', number>;
 interface NodeInfo {
   datapath: string;
   features: Record<string, unknown>;
@@ -43,7 +43,7 @@ async function pingOk(from: ClusterNode, to: ClusterNode, count: number, extra: 
   expect(r.stdout).toContain(`${count} packets transmitted, ${count} received`);
 }
 
-const ZERO: Express = { TxPackets: 0, TxBytes: 0, RxPackets: 0, RxBytes: 0, SendFailed: 0, TunWriteFailed: 0, OutHandedOver: 0, InHandedOver: 0, ThreadPasses: 0, LoopHandovers: 0, ThreadResumes: 0, InBatches: 0, InBatchPackets: 0, InBusyBatches: 0 };
+const ZERO: Express = { TxPackets: 0, TxBytes: 0, RxPackets: 0, RxBytes: 0, SendFailed: 0, TunWriteFailed: 0, OutHandedOver: 0, InHandedOver: 0, ThreadPasses: 0, LoopHandovers: 0, ThreadResumes: 0, InBatches: 0, InBatchPackets: 0, InBusyBatches: 0, OutBatches: 0, OutBatchPackets: 0 };
 
 /** The names of the vxtun process's threads (the express thread calls itself vxtun-express). */
 function threadNames(n: ClusterNode): string[] {

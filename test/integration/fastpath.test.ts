@@ -58,6 +58,12 @@ const cases: Case[] = [
       expect(x.InBatchPackets).toBeGreaterThan(x.InBatches!);
       expect(x.RxPackets).toBeGreaterThanOrEqual(x.InBatchPackets!);
       expect(x.TunWriteFailed).toBe(0);
+      // And busy outbound traffic read, segmented, encapsulated and sent by the addon (bulk outbound).
+      expect(i.features.bulkOut).toBe(true);
+      expect(x.OutBatches).toBeGreaterThan(100);
+      expect(x.OutBatchPackets).toBeGreaterThan(x.OutBatches!);
+      expect(x.TxPackets).toBeGreaterThanOrEqual(x.OutBatchPackets!);
+      expect(x.SendFailed).toBe(0);
       const cores = availableParallelism();
       expect(i.features.workers).toBe(cores <= 2 ? 1 : Math.min(cores, 4)); // one engine per core, up to 4; one on two cores
       expect(i.features.batchScheduling).toBe(true);
@@ -207,9 +213,24 @@ const cases: Case[] = [
     check: (i) => {
       expect(i.features.express).toBe(true);
       expect(i.features.bulkIn).toBe(false);
+      expect(i.features.bulkOut).toBe(true);
       expect(i.datapathCounters.express.InBatches).toBe(0);
       expect(i.datapathCounters.express.InHandedOver).toBeGreaterThan(100);
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // the pipeline's writes, coalesced as before
+    },
+  },
+  {
+    // Every busy outbound wake-up through the JS pipeline again, on both engines.
+    name: 'native path, bulk outbound forced off by VXTUN_NO_BULK_OUT=1, 2 workers',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: { workers: 2 },
+    env: { VXTUN_NO_BULK_OUT: '1' },
+    check: (i) => {
+      expect(i.features.bulkOut).toBe(false);
+      expect(i.features.bulkIn).toBe(true);
+      expect(i.datapathCounters.express.OutBatches).toBe(0);
+      expect(i.datapathCounters.express.OutHandedOver).toBeGreaterThan(0); // wake-ups still reach the express path first
+      expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0); // the pipeline's sends, GSO as before
     },
   },
   {

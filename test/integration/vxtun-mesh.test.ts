@@ -58,7 +58,7 @@ describe('vxtun <-> vxtun', () => {
     expect(lines[2]).toBe('offloads udp-gso udp-gro tun-tso tun-uso'); // all of them on this kernel (6.2+ for USO)
     expect(lines[3]).toMatch(/^express tx \d+ rx \d+ packets   handed over \d+ out \d+ in$/); // on by default
     expect(lines[4]).toMatch(/^express thread \d+ wake-ups   to the event loop \d+   back \d+$/); // on with the express path
-    expect(lines[5]).toMatch(/^express bulk in \d+ batches \d+ packets$/); // on with the express path
+    expect(lines[5]).toMatch(/^express bulk in \d+ batches \d+ packets   out \d+ batches \d+ packets$/); // on with the express path
     expect(lines[6]).toMatch(/^forwarded out \d+ packets \d+ bytes   in \d+ packets \d+ bytes$/);
     expect(lines[7]).toMatch(/^answered  \d+  /);
     expect(lines[8]).toMatch(/^dropped   \d+  /);

@@ -112,3 +112,38 @@ export function pseudo(ip: Buffer, v: 4 | 6, l4Length: number): number {
   return v === 4 ? onesSum(ip, 12, 8, 6 + l4Length) : onesSum(ip, 8, 32, 6 + l4Length);
 }
 
+
+/**
+ * An IPv4 UDP datagram SRC4 -> DST4 (DF, TTL 64) from `srcPort` to 5201 with `len` payload bytes:
+ * a valid header checksum, the UDP checksum left 0 for the caller to fill (finished, or partial).
+ */
+export function udp4(len: number, id: number, srcPort: number, seed: number): Buffer {
+  const p = Buffer.alloc(28 + len);
+  p[0] = 0x45;
+  p.writeUInt16BE(p.length, 2);
+  p.writeUInt16BE(id & 0xffff, 4);
+  p.writeUInt16BE(0x4000, 6);
+  p[8] = 64;
+  p[9] = 17;
+  SRC4.copy(p, 12);
+  DST4.copy(p, 16);
+  p.writeUInt16BE(finish(onesSum(p, 0, 20)), 10);
+  p.writeUInt16BE(srcPort, 20);
+  p.writeUInt16BE(5201, 22);
+  p.writeUInt16BE(8 + len, 24);
+  payloadOf(len, seed).copy(p, 28);
+  return p;
+}
+
+/** The UDP pseudo-header sum of the IPv4 datagram p (what a CHECKSUM_PARTIAL field holds). */
+export function udp4Pseudo(p: Buffer): number {
+  return onesSum(p, 12, 8, 17 + p.length - 20);
+}
+
+/** Fills in the IPv4 datagram p's UDP checksum (a computed 0 sent as 0xffff). */
+export function finishUdp4(p: Buffer): Buffer {
+  p.writeUInt16BE(0, 26);
+  const c = finish(onesSum(p, 20, p.length - 20, udp4Pseudo(p)));
+  p.writeUInt16BE(c === 0 ? 0xffff : c, 26);
+  return p;
+}

@@ -109,10 +109,10 @@ describe('express counters', () => {
 
   it('sum over the main engine and the workers, zeros when off', () => {
     expect([...sumExpress(undefined, undefined)]).toEqual(Array(EXPRESS_COUNTER_COUNT).fill(0));
-    const m = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
-    const w = Float64Array.from([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140]);
+    const m = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+    const w = Float64Array.from([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160]);
     expect(m).toHaveLength(EXPRESS_COUNTER_COUNT);
-    expect([...sumExpress(m, w)]).toEqual([11, 22, 33, 44, 55, 66, 77, 88, 99, 110, 121, 132, 143, 154]);
+    expect([...sumExpress(m, w)]).toEqual([11, 22, 33, 44, 55, 66, 77, 88, 99, 110, 121, 132, 143, 154, 165, 176]);
     expect([...sumExpress(m, undefined)]).toEqual([...m]);
   });
 
