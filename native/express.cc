@@ -21,6 +21,13 @@
 //               a TCP/UDP checksum that verifies (partial or bad ones are the JS pipeline's to judge)
 //            -> writev(zero virtio header, inner packet) -> counted
 //            -> anything else: JS runs with the batch already read (its count passed to the callback).
+//  bulk out  (on the event loop only, not while a trace watches; VXTUN_NO_BULK_OUT=1 turns it off)
+//            TUN readable -> up to 8 x 128 packets: each read a plain packet the lone rules send, or a
+//            TSO/USO super-packet segmented by the offload reader's own code, every segment judged
+//            -> the peer's header in front, batches of one peer sent by udpSendBatch's core (GSO,
+//               the flow-hashed pool), counted as the engine counts
+//            -> the first read it must not judge waits in scratch as a raw read for tunQueueRead,
+//               after everything read before it was sent.
 //  bulk in   (on the event loop only, where busy traffic is served; VXTUN_NO_BULK_IN=1 turns it off)
 //            UDP readable -> recvmmsg of a batch -> every datagram of it, GRO messages split at their
 //            segment size as the bind splits them, passes the same strict checks as a lone one
@@ -55,6 +62,7 @@ namespace vxtun {
 namespace {
 
 constexpr size_t kHeaderLen = 22;  // VXLAN 8 + inner Ethernet 14
+constexpr size_t kOutSlots = 128;  // bulk outbound: a send batch, as the engine's read batch (batchSize 128)
 constexpr size_t kPeerRecord = kHeaderLen + 4 + 2;  // header template, IPv4 address, port (0: not for us)
 
 struct Peer {
@@ -134,7 +142,7 @@ struct Express {
   bool bulkOut = false;
   bool gso = false;
   std::vector<uint8_t> outArena;
-  iovec outIov[64];
+  iovec outIov[kOutSlots];
   size_t outCount = 0;
   const Peer* outPeer = nullptr;
   std::vector<uint8_t> segment;  // a super-packet's segment 0, made before its peer is known
@@ -243,8 +251,7 @@ bool SendRead(Express* x, ssize_t r) {
   return true;
 }
 
-constexpr size_t kOutSlots = 64;        // a batch of the pipeline's
-constexpr size_t kBulkOutBudget = 512;  // packets per wake-up: the pipeline's 8 batches of 64
+constexpr size_t kBulkOutBudget = 8 * kOutSlots;  // packets per wake-up: the pipeline's 8 batches
 
 uint8_t* OutSlot(Express* x, size_t k) { return x->outArena.data() + k * (kHeaderLen + x->readRoom); }
 
@@ -347,6 +354,8 @@ int OnTunReadableBulk(Express* x) {
     }
     if (r == 0) {
       if (reads == 0 || (reads == 1 && packets == 1)) result = -1;
+      // Nothing more: the express thread may take the next lone packet (tunQueueRead's rule: a read of one clears the hint).
+      if (reads == 0) x->state[2] = 0;
       break;
     }
     reads++;
@@ -485,6 +494,7 @@ bool ForwardInBatch(Express* x, int got) {
 
 constexpr int kBulkRoundsPerWake = 8;  // as the bind's drain (src/io/bind-native.ts)
 static_assert(kBulkRoundsPerWake < (1 << (31 - kRoundShift)), "rounds fit above the count");
+static_assert(kOutSlots <= 256, "a send batch is at most udpSendBatch's (kMaxBatch)");
 
 // UDP readable. Returns -1 when JS need not run and the pass was quiet (nothing, or a lone datagram
 // forwarded), -2 when JS need not run but batches were written (traffic: the loop keeps the
@@ -557,7 +567,8 @@ bool Int(Napi::Env env, Napi::Object o, const char* key, int64_t lo, int64_t hi,
 //               batch, sizes, addrs, ports, gsoSizes?, udpCounters, udpCodel?, vni, vtepMac, maxInnerSize, readRoom, tunMtu,
 //               counters, gate: Int32Array, thread?, bulkIn?, tunCoalesce?, inScheduling?: Float64Array }): handle
 // `bulkIn` (default true): write whole batches on the event loop (see "bulk in" above), with the TUN
-// writer's `tunCoalesce` bits (default 0); `inScheduling`: [0] non-zero while the engine thread runs
+// writer's `tunCoalesce` bits (default 0); `bulkOut` (default true): send busy TUN wake-ups (see "bulk
+// out"), with UDP GSO when `udpGso` (the bind's; default false); `inScheduling`: [0] non-zero while the engine thread runs
 // SCHED_BATCH, [1] the busy batch size in bytes (src/datapath/inbound-scheduling.ts keeps them).
 // `thread`: the polls fed by this path wait on a thread of their own while traffic is idle (poll.cc).
 // The path holds a reference to the queue and to every typed array it points into (Express::held),

@@ -330,7 +330,8 @@ void Finalize(Napi::Env /*env*/, Poll* p) {
 
 // pollStart(fd, cb, express?, side?): handle. With `express` (expressOpen's handle), each readiness
 // goes to the express path first (`side` 0: the TUN, 1: the UDP socket), and cb runs only when it
-// hands over: cb(undefined, count) when it already read `count` messages for the JS pipeline.
+// hands over: cb(undefined, count, rounds) when it already read `count` messages for the JS pipeline,
+// after `rounds` recvmmsg rounds of its own in this wake-up (bulk inbound).
 Napi::Value PollStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd = 0;

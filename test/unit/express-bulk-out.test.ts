@@ -244,6 +244,7 @@ describe('bulk outbound sends what the engine sends (loopback, UDP sockets as th
   it('a wake-up of only routed traffic never runs the pipeline: every datagram counted in OutBatchPackets', async () => {
     const { raw, datagrams } = reads([
       { kind: 'tcp', segments: 30, mss: 1398, tail: 100 },
+      { kind: 'tcp', segments: 110, mss: 536, tail: 0 }, // more segments than one GSO send carries (64): a batch holds 128
       { kind: 'udp', how: 'uso', len: 9000, gso: 1350 },
       { kind: 'udp', how: 'partial', len: 500, gso: 0 },
       { kind: 'tcp', segments: 1, mss: 1398, tail: 10 },
