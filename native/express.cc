@@ -131,12 +131,7 @@ struct Express {
   const double* sched = nullptr;
   std::vector<uint8_t*> inData;
   std::vector<int32_t> inSizes;
-  struct InPiece {  // per inner packet, for the trace: its datagram and the message that brought it
-    uint8_t* dgram;
-    size_t length;
-    uint32_t message;
-  };
-  std::vector<InPiece> inPieces;
+  std::vector<uint8_t> inRefused;
   // Bulk outbound: whether it runs, whether the bind sends with UDP GSO, and the batch being built:
   // slots of header template + packet (kOutSlots of kHeaderLen + readRoom), their iovecs, for one peer.
   bool bulkOut = false;
@@ -145,8 +140,6 @@ struct Express {
   iovec outIov[kOutSlots];
   size_t outCount = 0;
   const Peer* outPeer = nullptr;
-  std::vector<uint8_t> segment;  // a super-packet's segment 0, made before its peer is known
-  std::vector<uint8_t> inRefused;
   // The engine's parameters and state.
   uint32_t vni = 0;
   uint8_t mac[6] = {};
@@ -255,29 +248,19 @@ constexpr size_t kBulkOutBudget = 8 * kOutSlots;  // packets per wake-up: the pi
 
 uint8_t* OutSlot(Express* x, size_t k) { return x->outArena.data() + k * (kHeaderLen + x->readRoom); }
 
-// Sends the batch built so far (one peer) as the pipeline's sendToPeer would, and counts it.
+// Sends the batch built so far (one peer) as the pipeline's sendToPeer would, and counts it. (Bulk
+// passes never run while a trace watches: nothing to record.)
 void FlushOut(Express* x) {
   size_t n = x->outCount;
   if (n == 0) return;
   x->outCount = 0;
-  const Peer* peer = x->outPeer;
-  const bool watched = Watched(x);
-  uint64_t seen = watched ? MonotonicNs() : 0;
-  int sent = SendBatch(x->sendFds.data(), x->sendFds.size(), x->outIov, static_cast<int>(n), peer->dst, x->gso, x->udpCtr);
+  int sent = SendBatch(x->sendFds.data(), x->sendFds.size(), x->outIov, static_cast<int>(n), x->outPeer->dst, x->gso, x->udpCtr);
   // As the pipeline counts a send: the first `sent` went.
   x->ctr[kOutBatches] += 1;
   x->ctr[kOutBatchPackets] += static_cast<double>(n);
   x->ctr[kTxPackets] += sent;
   for (int k = 0; k < sent; k++) x->ctr[kTxBytes] += static_cast<double>(x->outIov[k].iov_len - kHeaderLen);
   x->ctr[kSendFailed] += static_cast<double>(n - static_cast<size_t>(sent));
-  if (watched) {
-    uint64_t done = MonotonicNs();
-    for (size_t k = 0; k < n; k++) {
-      const uint8_t* d = static_cast<const uint8_t*>(x->outIov[k].iov_base);
-      TraceRecordHead head = {seen, done, 0, ntohl(peer->dst.sin_addr.s_addr), ntohs(peer->dst.sin_port), 0, k < static_cast<size_t>(sent) ? uint8_t{1} : uint8_t{0}, 0};
-      Record(x, head, d, x->outIov[k].iov_len, nullptr, 0);
-    }
-  }
 }
 
 // Room in the batch for `need` more packets to `peer`: the batch for another peer (or a full one) is sent first.
@@ -315,14 +298,20 @@ size_t BatchRead(Express* x, ssize_t r) {
   // A super-packet: segmented as tunQueueRead segments it, each segment judged as the pipeline judges it.
   Gso g;
   if (!ParseGso(p, len, h, &g) || g.segments == 0 || g.segments > kOutSlots || g.headerLen + g.mss > slotRoom) return 0;
-  // Segment 0 (the largest) decides the peer, made where no batch slot is; every segment is checked all the same.
-  if (x->segment.size() < slotRoom) x->segment.resize(slotRoom);
-  size_t n0 = MakeSegment(p, g, 0, x->segment.data());
-  const Peer* peer = ForwardTarget(x, x->segment.data(), n0);
-  if (peer == nullptr) return 0;
-  MakeRoom(x, peer, g.segments);
+  // Room for every segment first (a full batch goes out either way); segment 0, the largest, decides
+  // the peer, and every segment is checked all the same.
+  if (x->outCount + g.segments > kOutSlots) FlushOut(x);
   size_t base = x->outCount;
-  std::memcpy(OutSlot(x, base) + kHeaderLen, x->segment.data(), n0);
+  size_t n0 = MakeSegment(p, g, 0, OutSlot(x, base) + kHeaderLen);
+  const Peer* peer = ForwardTarget(x, OutSlot(x, base) + kHeaderLen, n0);
+  if (peer == nullptr) return 0;
+  if (base > 0 && x->outPeer != peer) {
+    // Another peer's batch: sent first, and segment 0 moves to the front.
+    FlushOut(x);
+    std::memmove(OutSlot(x, 0) + kHeaderLen, OutSlot(x, base) + kHeaderLen, n0);
+    base = 0;
+  }
+  x->outPeer = peer;
   x->outIov[base] = {OutSlot(x, base), kHeaderLen + n0};
   for (uint32_t k = 1; k < g.segments; k++) {
     uint8_t* out = OutSlot(x, base + k);
@@ -452,20 +441,16 @@ bool ForwardInBatch(Express* x, int got) {
       if (n == x->inData.size()) {
         x->inData.resize(n + 64);
         x->inSizes.resize(n + 64);
-        x->inPieces.resize(n + 64);
         x->inRefused.resize(n + 64);
       }
       x->inData[n] = slot + off + in.offset;
       x->inSizes[n] = static_cast<int32_t>(in.length);
-      x->inPieces[n] = {slot + off, len, static_cast<uint32_t>(m)};
       n++;
       bytes += static_cast<double>(len);
     }
   }
   const bool busy = x->sched != nullptr && bytes >= x->sched[1];
   if (busy && x->sched[0] != 0) return false;
-  const bool watched = Watched(x);
-  uint64_t seen = watched ? MonotonicNs() : 0;
   std::memset(x->inRefused.data(), 0, n);
   int err = 0;
   int64_t written = WriteTunBatch(x->tunFd, x->inData.data(), x->inSizes.data(), static_cast<int64_t>(n), x->tunCoalesce, nullptr, x->inRefused.data(), x->tunCtr, &err);
@@ -481,14 +466,6 @@ bool ForwardInBatch(Express* x, int got) {
   x->ctr[kTunWriteFailed] += static_cast<double>(n - static_cast<size_t>(written));
   for (size_t k = 0; k < n; k++)
     if (x->inRefused[k] == 0) x->ctr[kRxBytes] += x->inSizes[k];
-  if (watched) {
-    uint64_t done = MonotonicNs();
-    for (size_t k = 0; k < n; k++) {
-      const Express::InPiece& p = x->inPieces[k];
-      TraceRecordHead head = {seen, done, 0, x->addrs[p.message], x->ports[p.message], 1, x->inRefused[k] == 0 ? uint8_t{1} : uint8_t{0}, 0};
-      Record(x, head, p.dgram, p.length, nullptr, 0);
-    }
-  }
   return true;
 }
 
