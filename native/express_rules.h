@@ -52,7 +52,7 @@ namespace vxtun {
   X(kLongerThanRead, "longer-than-read")    /* the pipeline would read it cut short */ \
   X(kPeerNotServed, "peer-not-served")      /* a target without an IPv4 endpoint */ \
   X(kOversize, "oversize")                  /* a super-packet: segmenting is the engine's */ \
-  X(kChecksumNotFinal, "checksum-not-final") /* partial or bad: the engine's to judge */
+  X(kChecksumNotFinal, "checksum-not-final") /* partial, or an L4 header not parsed: the engine's to judge */
 
 #define VXTUN_ENUM_ENTRY(name, text) name,
 enum class Verdict : uint8_t { VXTUN_VERDICTS(VXTUN_ENUM_ENTRY) };
@@ -119,8 +119,10 @@ long Lookup(const Trie& t, uint32_t dst);
 Decision OutboundTarget(const uint8_t* p, size_t len, const Trie& routes, const OutboundParams& params);
 // checkInbound on the VXLAN datagram d[0, len).
 Decision InboundCheck(const uint8_t* d, size_t len, const InboundParams& params);
-// Whether the TCP/UDP checksum of the IPv4 packet ip (header ihl, total bytes) is complete and valid,
-// or absent (IPv4 UDP, other protocols, fragments): what the policy passes on unchanged.
+// Whether the TCP/UDP checksum of the IPv4 packet ip (header ihl, total bytes) is one the policy
+// passes on unchanged: anything but a kernel peer's CHECKSUM_PARTIAL (a field holding the
+// pseudo-header sum that does not verify), which the policy completes; also false for a TCP/UDP
+// header the addon does not parse.
 bool L4ChecksumFinal(const uint8_t* ip, size_t ihl, size_t total);
 // The virtio_net_hdr of a TUN read (10 bytes) says the packet is plain: no GSO, no flag but
 // NEEDS_CSUM and DATA_VALID (which means nothing to the offload reader either).
