@@ -138,7 +138,9 @@ Napi::Value TunOpen(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// linkConfigure(name, { mtu?, ipv4?, prefixLen?, up? }): undefined
+constexpr int kMaxTxQueueLen = 100000;
+
+// linkConfigure(name, { mtu?, txQueueLen?, ipv4?, prefixLen?, up? }): undefined
 Napi::Value LinkConfigure(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
@@ -150,8 +152,8 @@ Napi::Value LinkConfigure(const Napi::CallbackInfo& info) {
   Napi::Object opts = info[1].As<Napi::Object>();
 
   // Validate everything before the first ioctl.
-  bool hasMtu = false, hasAddr = false, up = false;
-  int mtu = 0, prefixLen = 32;
+  bool hasMtu = false, hasAddr = false, hasQlen = false, up = false;
+  int mtu = 0, prefixLen = 32, qlen = 0;
   in_addr addr{};
   Napi::Value v = opts.Get("mtu");
   if (!v.IsUndefined()) {
@@ -162,6 +164,16 @@ Napi::Value LinkConfigure(const Napi::CallbackInfo& info) {
     }
     hasMtu = true;
     mtu = static_cast<int>(d);
+  }
+  v = opts.Get("txQueueLen");
+  if (!v.IsUndefined()) {
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 1 && d <= kMaxTxQueueLen) || d != static_cast<int>(d)) {
+      ThrowRange(env, "txQueueLen must be an integer in [1, " + std::to_string(kMaxTxQueueLen) + "]");
+      return env.Undefined();
+    }
+    hasQlen = true;
+    qlen = static_cast<int>(d);
   }
   v = opts.Get("ipv4");
   if (!v.IsUndefined()) {
@@ -199,6 +211,16 @@ Napi::Value LinkConfigure(const Napi::CallbackInfo& info) {
     ifr.ifr_mtu = mtu;
     if (::ioctl(sock.fd, SIOCSIFMTU, &ifr) < 0) {
       ThrowErrno(env, errno, "SIOCSIFMTU", name);
+      return env.Undefined();
+    }
+  }
+  // A TUN's transmit queue is the ring its reader drains (txqueuelen packets, each up to a 64 KB
+  // super-packet with offloads): the queue a pod's TCP fills when the reader is the bottleneck.
+  if (hasQlen) {
+    CopyName(&ifr, name);
+    ifr.ifr_qlen = qlen;
+    if (::ioctl(sock.fd, SIOCSIFTXQLEN, &ifr) < 0) {
+      ThrowErrno(env, errno, "SIOCSIFTXQLEN", name);
       return env.Undefined();
     }
   }

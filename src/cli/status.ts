@@ -35,7 +35,8 @@ export async function runStatus(o: { device: string; controlSocket?: string; jso
     lines.push(`${String(info.device)}  subnet ${String(info.subnet)}  vtep ${String(info.vtepMac)}  vni ${info.vni === null ? '-' : String(info.vni)}  udp ${String(info.publicIp)}:${String(info.port)}  mtu ${String(info.mtu)}`);
     const features = info.features ?? {};
     if (info.datapath !== undefined) {
-      lines.push(`datapath ${String(info.datapath)}  workers ${String(features.workers ?? 1)}  source ports ${describeSourcePorts(features, Number(info.port))}`);
+      const queue = features.tunQueueLength === undefined ? '' : `  tun queue ${String(features.tunQueueLength)}`;
+      lines.push(`datapath ${String(info.datapath)}  workers ${String(features.workers ?? 1)}  source ports ${describeSourcePorts(features, Number(info.port))}${queue}`);
       lines.push(`offloads ${describeOffloads(features)}`);
       const x = info.datapathCounters?.express;
       // Packets the addon forwarded without JS (lone ones and its bulk batches), and the wake-ups it handed to the pipeline.

@@ -98,6 +98,8 @@ export interface ExpressOptions {
 export interface LinkOptions {
   /** SIOCSIFMTU, 68..65535. */
   mtu?: number;
+  /** SIOCSIFTXQLEN, 1..100000: for a TUN, the ring of packets waiting for its reader. */
+  txQueueLen?: number;
   /** SIOCSIFADDR (applied before the link is brought up). */
   ipv4?: string;
   /** SIOCSIFNETMASK; needs ipv4; default 32. */

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 /**
  * The Linux TUN device (IFF_TUN | IFF_NO_PI, non-blocking) through the native addon: batched reads and
  * writes, readiness from a uv poll handle on the Node event loop.
@@ -13,6 +13,11 @@ export interface LinuxTunOptions {
   /** Requested interface name ('' lets the kernel choose tunN); the device's `name` is what the kernel assigned. */
   name: string;
   mtu: number;
+  /**
+   * The device's transmit queue length (txqueuelen): how many packets the kernel holds for vxtun to
+   * read before it drops, each up to a 64 KB super-packet with offloads; omitted: the kernel's 500.
+   */
+  txQueueLength?: number;
   /** Address for the device, e.g. flannel's `<subnet>.0` with prefixLen 32. */
   ipv4?: string;
   /** Default 32. */
@@ -103,6 +108,7 @@ export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
     if (opts.ipv6 !== true) disableIpv6(name);
     native.linkConfigure(name, {
       mtu: opts.mtu,
+      ...(opts.txQueueLength !== undefined ? { txQueueLen: opts.txQueueLength } : {}),
       ...(opts.ipv4 !== undefined ? { ipv4: opts.ipv4, prefixLen: opts.prefixLen ?? 32 } : {}),
       up: true,
     });
@@ -111,6 +117,16 @@ export function openLinuxTun(opts: LinuxTunOptions): LinuxTunDevice {
     throw e;
   }
   return new LinuxTun(native, fd, name, opts.mtu, { vnetHdr: vnetHdr === true, offload: offload === true, uso: uso === true }, opts.counters, opts.offloadIn);
+}
+
+/** The device's transmit queue length as the kernel has it (txqueuelen), or undefined when sysfs cannot tell. */
+export function txQueueLength(name: string): number | undefined {
+  try {
+    const n = Number(readFileSync(`/sys/class/net/${name}/tx_queue_len`, 'utf8').trim());
+    return Number.isInteger(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

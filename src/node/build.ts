@@ -22,7 +22,7 @@ import { openDatapath, resolveDatapathKind, namedCounters, describeSourcePorts }
 import { applyNice } from '../datapath/priority.js';
 import { startEngineWorkers, peerFilterFollower, defaultWorkers, applyBatchScheduling, inboundSchedulingFor, type WorkerPool } from '../datapath/workers.js';
 import { bulkInWanted, bulkOutWanted, expressWanted, ExpressCounter, sumExpress } from '../datapath/express.js';
-import { openLinuxTun, addRoute, TunCounter } from '../io/tun-linux.js';
+import { openLinuxTun, addRoute, TunCounter, txQueueLength } from '../io/tun-linux.js';
 import { UdpCounter, NativeBind } from '../io/bind-native.js';
 import { requireNative } from '../io/addon.js';
 import type { CounterSnapshot } from '../packet/counters.js';
@@ -99,7 +99,7 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   // --- the host: device, route, socket, engines ---------------------------------------------------
   // Both paths take TUN offloads for VXLAN (on the ts path their packet work is TypeScript, src/io/tun-offload.ts);
   // USO only where the addon splits UDP super-packets on read. flannel's udp backend carries plain IPv4.
-  const tun = openLinuxTun({ name: spec.device.name, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: vxlan && dp.tunOffload, offloadIn: kind, uso: kind === 'native' && dp.tunUso, multiQueue: workers > 1 });
+  const tun = openLinuxTun({ name: spec.device.name, mtu, ipv4: ipv4ToString(subnet.addr), prefixLen: 32, offload: vxlan && dp.tunOffload, offloadIn: kind, uso: kind === 'native' && dp.tunUso, multiQueue: workers > 1, txQueueLength: dp.tunQueueLength });
   undo.push(() => tun.close());
   done.add('device');
   addRoute(ipv4ToString(network.addr), network.prefixLen, tun.name);
@@ -112,6 +112,8 @@ export async function buildNode(spec: NodeSpec, env: BuildEnv): Promise<RunningN
   const features = datapath.features;
   features.tunOffload = tun.features.offload;
   features.tunUso = tun.features.uso;
+  const queueLength = txQueueLength(tun.name);
+  if (queueLength !== undefined) features.tunQueueLength = queueLength;
   features.workers = workers;
   features.youngGenerationCap = youngGenerationCapped();
   // The kernel's half of unknown-peer: turning that check off (peers behind NAT) turns the filter off too.
@@ -315,7 +317,7 @@ interface Ipv6Side {
 async function openIpv6Side(spec: NodeSpec, plan: NetworkPlan, underlay: Underlay, undo: UndoStack): Promise<Ipv6Side> {
   const v6 = plan.ipv6!;
   const mtu = underlay.mtu - VXLAN_OVERHEAD_V6;
-  const tun = openLinuxTun({ name: `${spec.device.name.slice(0, 12)}-v6`, mtu, ipv6: true });
+  const tun = openLinuxTun({ name: `${spec.device.name.slice(0, 12)}-v6`, mtu, ipv6: true, txQueueLength: spec.datapath.tunQueueLength });
   undo.push(() => tun.close());
   addIpv6DeviceRoutes(tun.name, v6.subnet, v6.network);
   const datapath = await openDatapath({ kind: 'ts', gso: false, address: v6.publicIpv6, port: plan.backend.port });

@@ -48,6 +48,7 @@ const cases: Case[] = [
     check: async (i) => {
       expect(i.datapath).toBe('native');
       expect(i.features).toMatchObject({ recvmmsg: true, sendmmsg: true, udpGso: true, tunOffload: true, nativeChecksum: true, nativeEncap: true });
+      expect(i.features.tunQueueLength).toBe(500); // the kernel's default, left alone
       expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
       expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0); // super-packets read from the TUN
       expect(i.datapathCounters.tun.CoalescedWrites).toBeGreaterThan(0); // and written back whole
@@ -92,6 +93,17 @@ const cases: Case[] = [
       expect(i.datapathCounters.udp.GsoSends).toBeGreaterThan(0);
     },
     wireSourcePorts: 'pool',
+  },
+  {
+    // A short TUN transmit queue (datapath.tunQueueLength): the kernel drops what does not fit, the pods' TCP recovers.
+    name: 'native path, a TUN queue of 16 packets instead of the kernel\'s 500',
+    kinds: ['vxtun', 'vxtun'],
+    datapath: { tunQueueLength: 16 },
+    check: (i) => {
+      expect(i.features.tunQueueLength).toBe(16); // read back from sysfs: what the kernel runs with
+      expect(i.datapathCounters.tun.GsoPackets).toBeGreaterThan(0);
+    },
+    // (no burst of 48 UDP datagrams here: a ring of 16 drops most of it, which is the documented price)
   },
   {
     name: 'native path, UDP GSO forced off (2 workers: the switch reaches the worker too)',
@@ -379,7 +391,7 @@ for (const c of cases) {
         const workers = Number((await info(a)).features.workers);
         const mode = c.wireSourcePorts === 'fixed' ? 'fixed 8472' : 'flow-hashed over 32768-60999 (16 ports)';
         const status = await a.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', a.vxtun!.controlSocket]);
-        expect(status.stdout.split('\n')[1]).toBe(`datapath native  workers ${workers}  source ports ${mode}`);
+        expect(status.stdout.split('\n')[1]).toBe(`datapath native  workers ${workers}  source ports ${mode}  tun queue 500`);
         const upLog = a.vxtun!.output.join('').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'vxtun up');
         expect(upLog).toMatchObject({ workers, sourcePorts: mode });
         if (c.wireSourcePorts === 'fixed') {

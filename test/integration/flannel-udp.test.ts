@@ -70,7 +70,7 @@ describe("flannel's udp backend", () => {
     expect(back.received).toEqual(back.sent);
     // flanneld's udp backend sends from 8285: the fixed port, whatever the vxlan default is
     const status = await nodes[0]!.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', nodes[0]!.vxtun.controlSocket]);
-    expect(status.stdout.split('\n')[1]).toBe('datapath native  workers 1  source ports fixed 8285');
+    expect(status.stdout.split('\n')[1]).toBe('datapath native  workers 1  source ports fixed 8285  tun queue 500');
   });
 
   it('static mode (peers in the file, no registry) speaks the same udp wire format', async () => {

@@ -54,7 +54,7 @@ describe('vxtun <-> vxtun', () => {
     const r = await a.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', a.vxtun!.controlSocket]);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe(`vxtun0  subnet 10.244.1.0/24  vtep ${a.vtepMac}  vni 1  udp ${a.publicIp}:8472  mtu 1450`);
-    expect(lines[1]).toBe(`datapath native  workers ${defaultWorkers()}  source ports flow-hashed over 32768-60999 (16 ports)`); // the defaults
+    expect(lines[1]).toBe(`datapath native  workers ${defaultWorkers()}  source ports flow-hashed over 32768-60999 (16 ports)  tun queue 500`); // the defaults
     expect(lines[2]).toBe('offloads udp-gso udp-gro tun-tso tun-uso'); // all of them on this kernel (6.2+ for USO)
     expect(lines[3]).toMatch(/^express tx \d+ rx \d+ packets   handed over \d+ out \d+ in$/); // on by default
     expect(lines[4]).toMatch(/^express thread \d+ wake-ups   to the event loop \d+   back \d+$/); // on with the express path

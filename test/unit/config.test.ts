@@ -69,7 +69,7 @@ describe('validateConfig: the example config', () => {
         },
       ],
       controlSocket: defaultControlSocket('vxtun0'),
-      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, codel: false, nice: 0, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
+      datapath: { kind: 'auto', gso: true, gro: true, tunOffload: true, express: true, batchScheduling: true, peerFilter: true, codel: false, tunQueueLength: undefined, nice: 0, tunUso: true, workers: undefined, sourcePorts: { min: 32768, max: 60999, sockets: 16 } },
       security: { antiSpoofing: { unknownPeer: true, spoofedSource: true, notForThisNode: true } },
     };
     expect(c).toEqual(expected);
@@ -96,6 +96,11 @@ describe('validateConfig: the example config', () => {
     expect(withDatapath({ sourcePorts: { min: 40000, sockets: 4 } }).datapath.sourcePorts).toEqual({ min: 40000, max: 60999, sockets: 4 });
   });
 
+  it('datapath.tunQueueLength: left to the kernel by default, taken as given', () => {
+    const withDatapath = (d: unknown): NodeConfig => validateConfig({ ...clone(EXAMPLE), datapath: d });
+    expect(withDatapath({}).datapath.tunQueueLength).toBeUndefined();
+    expect(withDatapath({ tunQueueLength: 16 }).datapath.tunQueueLength).toBe(16);
+  });
   it('datapath.codel: off by default, true takes 250 µs / 2.5 ms, a partial object is filled in', () => {
     const withDatapath = (d: unknown): NodeConfig => validateConfig({ ...clone(EXAMPLE), datapath: d });
     expect(withDatapath({}).datapath.codel).toBe(false);
@@ -231,6 +236,8 @@ describe('validateConfig: every refusal is one line naming the field and the val
     ['datapath.kind fast', (c) => (c.datapath = { kind: 'fast' }), 'datapath.kind', '"fast"'],
     ['datapath.gso "yes"', (c) => (c.datapath = { gso: 'yes' }), 'datapath.gso', '"yes"'],
     ['datapath.workers 0', (c) => (c.datapath = { workers: 0 }), 'datapath.workers', '0'],
+    ['datapath.tunQueueLength 0', (c) => (c.datapath = { tunQueueLength: 0 }), 'datapath.tunQueueLength', '0'],
+    ['datapath.tunQueueLength 16.5', (c) => (c.datapath = { tunQueueLength: 16.5 }), 'datapath.tunQueueLength', '16.5'],
     ['datapath.nice -21', (c) => (c.datapath = { nice: -21 }), 'datapath.nice', '-21'],
     ['datapath.nice 1.5', (c) => (c.datapath = { nice: 1.5 }), 'datapath.nice', '1.5'],
     ['datapath.codel.targetUs 0', (c) => (c.datapath = { codel: { targetUs: 0 } }), 'datapath.codel', '0'],

@@ -360,6 +360,8 @@ describe('native tunOpen / linkConfigure / routes: argument checks (no syscalls)
     expect(() => native.linkConfigure('x0', { ipv4: '10.244.1' })).toThrow(/not an IPv4 address/);
     expect(() => native.linkConfigure('x0', { prefixLen: 24 })).toThrow(/needs ipv4/);
     expect(() => native.linkConfigure('x0', { mtu: 20 })).toThrow(RangeError);
+    expect(() => native.linkConfigure('x0', { txQueueLen: 0 })).toThrow(/txQueueLen must be an integer in \[1, 100000\]/);
+    expect(() => native.linkConfigure('x0', { txQueueLen: 1.5 })).toThrow(RangeError);
     expect(() => native.routeAdd('10.244.9.0', 33, 'x0')).toThrow(RangeError);
     expect(() => native.routeDel('fe80::1', 24, 'x0')).toThrow(TypeError);
   });
