@@ -7,7 +7,8 @@
 // With --hops (one setup, one round) it also captures the pings on both nodes' TUN devices, underlay
 // interfaces and pod bridges and prints where each direction's time went.
 // Usage (root, after npm run build):
-//   node scripts/loaded-rtt.mjs [rounds=3] [seconds=5] [setups=native,tunq=16] [wire=veth|link] [load=4|1|udp] [--hops]
+//   node scripts/loaded-rtt.mjs [rounds=3] [seconds=5] [setups=native,tunq=16] [wire=veth|link] [load=4|1|udp] [--hops] [--cc=cubic|bbr|reno]
+//   --cc: the pods' TCP congestion control (iperf3 -C); default the host's (net.ipv4.tcp_congestion_control).
 //   setups: native (the defaults); tunq=N: datapath.tunQueueLength N; codel: datapath.codel true;
 //   a JSON object: the datapath section itself.
 import { execFileSync } from 'node:child_process';
@@ -16,7 +17,8 @@ import { Cluster } from '../dist/src/tools/lab/cluster.js';
 import { summarize } from '../dist/src/tools/bench/stats.js';
 import { pingRtts } from '../dist/src/tools/bench/measure.js';
 
-const args = process.argv.slice(2).filter((a) => a !== '--hops');
+const args = process.argv.slice(2).filter((a) => a !== '--hops' && !a.startsWith('--cc='));
+const cc = process.argv.find((a) => a.startsWith('--cc='))?.slice(5);
 const hops = process.argv.includes('--hops');
 const rounds = Number(args[0] ?? 3);
 const seconds = Number(args[1] ?? 5);
@@ -93,7 +95,7 @@ try {
       const [a, b] = s.nodes;
       const idle = await pingRtts(a.pod, b.podIp, 40, 10);
       const caps = hops ? await startHopCaptures(s.nodes) : [];
-      const traffic = load === 'udp' ? ['-u', '-b', '0', '-l', '1350'] : ['-P', load];
+      const traffic = load === 'udp' ? ['-u', '-b', '0', '-l', '1350'] : ['-P', load, ...(cc ? ['-C', cc] : [])];
       const iperf = a.pod.exec(['iperf3', '-c', b.podIp, '-p', '5999', '-t', String(seconds), '-J', ...traffic], { timeoutMs: (seconds + 30) * 1000 });
       await new Promise((r) => setTimeout(r, 1500));
       const count = Math.floor((seconds - 2.5) * 100);

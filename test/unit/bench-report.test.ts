@@ -207,6 +207,11 @@ describe('bench reports', () => {
     expect(t).toContain('flannel-udp: not supported by this build (vxtun up refused the udp backend');
     expect(t).toMatch(/UDP 1350 B \(kpps\)\s+n\/a\s+n\/a\s+not supported\s+40\.0\n/);
     expect(t).toContain('commit 0123456789ab');
+    // The pods' congestion control, which the RTT under load depends on, when the result records it.
+    expect(t).not.toContain('TCP congestion control');
+    const withCc = result();
+    withCc.machine.tcpCongestionControl = 'bbr';
+    expect(renderTable(BenchResultSchema.parse(withCc))).toContain('Netperf version 2.7.0, TCP congestion control bbr');
   });
 
   it('the table divides every case by the naive design when it ran, and says nothing of it when it did not', () => {

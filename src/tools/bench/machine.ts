@@ -31,6 +31,21 @@ export interface MachineDescription {
   cpusAllowed: string;
   /** 1, 5, 15 minute load averages when the description was taken: other work on the machine shows here. */
   loadAverage: number[];
+  /**
+   * The host's TCP congestion control (net.ipv4.tcp_congestion_control), which the lab's namespaces,
+   * and so the pods' TCP, start with: the RTT under load depends on it (docs/performance.md).
+   * Absent in results written before it was recorded.
+   */
+  tcpCongestionControl?: string;
+}
+
+/** The host's default TCP congestion control, or 'unknown'. */
+export function tcpCongestionControl(): string {
+  try {
+    return readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8').trim() || 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 export function vxtunVersion(): string {
@@ -97,5 +112,6 @@ export async function describeMachine(): Promise<MachineDescription> {
     features: { nativeAddon: native !== undefined, nativeChecksum: typeof native?.checksum === 'function' },
     cpusAllowed: cpusAllowed('self'),
     loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
+    tcpCongestionControl: tcpCongestionControl(),
   };
 }

@@ -11,7 +11,7 @@ export function tableMetrics(r: BenchResult): MetricDef[] {
 
 export function machineLine(r: BenchResult): string {
   const m = r.machine;
-  return `${m.hostname}: Linux ${m.kernel}, ${m.cpuModel}, ${m.cores} cores, Node ${m.node}, vxtun ${r.build.vxtunVersion} (commit ${r.build.commit}), native addon ${m.features.nativeAddon ? 'on' : 'off'}, ${m.iperf3}, ${m.netperf}`;
+  return `${m.hostname}: Linux ${m.kernel}, ${m.cpuModel}, ${m.cores} cores, Node ${m.node}, vxtun ${r.build.vxtunVersion} (commit ${r.build.commit}), native addon ${m.features.nativeAddon ? 'on' : 'off'}, ${m.iperf3}, ${m.netperf}${m.tcpCongestionControl ? `, TCP congestion control ${m.tcpCongestionControl}` : ''}`;
 }
 
 /** What one wire block was measured on, for headings. */

@@ -148,6 +148,8 @@ export const MachineSchema = z.object({
   features: z.object({ nativeAddon: z.boolean(), nativeChecksum: z.boolean() }),
   cpusAllowed: z.string(),
   loadAverage: z.array(z.number()),
+  /** The host's TCP congestion control, which the pods' TCP starts with (absent before it was recorded). */
+  tcpCongestionControl: z.string().optional(),
 });
 
 export const SettingsSchema = z.object({
