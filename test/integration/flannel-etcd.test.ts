@@ -85,7 +85,7 @@ describe.each(['v3', 'v2'] as const)('flannel over etcd %s', (api) => {
     expect(t.received).toEqual(t.sent);
     // a vxlan-backend node hashes its source ports as flannel.1 does, with one engine per core as in static mode
     const status = await nodes[0]!.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', nodes[0]!.vxtun.controlSocket]);
-    expect(status.stdout.split('\n')[1]).toBe(`datapath native  workers ${defaultWorkers()}  source ports flow-hashed over 32768-60999 (16 ports)`);
+    expect(status.stdout.split('\n')[1]).toBe(`datapath native  workers ${defaultWorkers()}  source ports flow-hashed over 32768-60999 (16 ports)  tun queue 500`);
     // vxtun up --no-express --no-batch-scheduling on node 3 (the pings above crossed it both ways)
     const features = async (n: LabNode): Promise<Record<string, unknown>> => (await lab.info(n)).features;
     expect(await features(nodes[0]!)).toMatchObject({ express: true, batchScheduling: true, inboundScheduling: true });

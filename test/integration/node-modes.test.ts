@@ -93,7 +93,7 @@ describe('one node builder: registry mode and static modes', () => {
     const after = await info(registry[0]!);
     expect(after.datapathCounters.udp.RecvPackets! + after.datapathCounters.express.RxPackets!).toBeGreaterThan(0);
     const status = await registry[0]!.ns.execOk([process.execPath, cliPath, 'status', '--control-socket', registry[0]!.vxtun.controlSocket]);
-    expect(status.stdout.split('\n')[1]).toBe('datapath native  workers 2  source ports fixed 8472');
+    expect(status.stdout.split('\n')[1]).toBe('datapath native  workers 2  source ports fixed 8472  tun queue 500');
   });
 
   for (const mode of ['registry (etcd)', 'static with subnetEnv'] as const) {
