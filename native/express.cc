@@ -18,12 +18,12 @@
 //  inbound   UDP readable -> recvmmsg of a whole batch into the bind's arena (as udpRecvBatch would)
 //            -> exactly one datagram, not GRO-coalesced; VXLAN flags, reserved bits, VNI;
 //               inner Ethernet to our VTEP MAC, IPv4 with a valid header, not longer than the TUN's MTU;
-//               a TCP/UDP checksum that verifies (partial or bad ones are the JS pipeline's to judge)
+//               a TCP/UDP checksum that is no kernel peer's unfinished one (the JS pipeline completes those)
 //            -> writev(zero virtio header, inner packet) -> counted
 //            -> anything else: JS runs with the batch already read (its count passed to the callback).
 //  bulk out  (on the event loop only, not while a trace watches; VXTUN_NO_BULK_OUT=1 turns it off)
 //            TUN readable -> up to 8 x 128 packets: each read a plain packet the lone rules send, or a
-//            TSO/USO super-packet segmented by the offload reader's own code, every segment judged
+//            TSO/USO super-packet segmented by the offload reader's own code, segment 0 judged for all
 //            -> the peer's header in front, batches of one peer sent by udpSendBatch's core (GSO,
 //               the flow-hashed pool), counted as the engine counts
 //            -> the first read it must not judge waits in scratch as a raw read for tunQueueRead,
@@ -295,11 +295,13 @@ size_t BatchRead(Express* x, ssize_t r) {
     x->outIov[x->outCount++] = {out, kHeaderLen + len};
     return 1;
   }
-  // A super-packet: segmented as tunQueueRead segments it, each segment judged as the pipeline judges it.
+  // A super-packet: segmented as tunQueueRead segments it, every segment with the pipeline's verdict.
   Gso g;
   if (!ParseGso(p, len, h, &g) || g.segments == 0 || g.segments > kOutSlots || g.headerLen + g.mss > slotRoom) return 0;
-  // Room for every segment first (a full batch goes out either way); segment 0, the largest, decides
-  // the peer, and every segment is checked all the same.
+  // Room for every segment first (a full batch goes out either way). Segment 0 is judged as the
+  // pipeline judges each segment; the others get the same verdict without a second look: they differ
+  // from it only in what OutboundTarget does not read (IP id, checksums, sequence, flags) and in a
+  // length that is never larger and that MakeSegment writes into the IP header itself.
   if (x->outCount + g.segments > kOutSlots) FlushOut(x);
   size_t base = x->outCount;
   size_t n0 = MakeSegment(p, g, 0, OutSlot(x, base) + kHeaderLen);
@@ -313,13 +315,12 @@ size_t BatchRead(Express* x, ssize_t r) {
   }
   x->outPeer = peer;
   x->outIov[base] = {OutSlot(x, base), kHeaderLen + n0};
+  std::memcpy(OutSlot(x, base), peer->header, kHeaderLen);
   for (uint32_t k = 1; k < g.segments; k++) {
     uint8_t* out = OutSlot(x, base + k);
-    size_t n = MakeSegment(p, g, k, out + kHeaderLen);
-    if (ForwardTarget(x, out + kHeaderLen, n) != peer) return 0;  // nothing counted yet: the read stays the pipeline's
-    x->outIov[base + k] = {out, kHeaderLen + n};
+    std::memcpy(out, peer->header, kHeaderLen);
+    x->outIov[base + k] = {out, kHeaderLen + MakeSegment(p, g, k, out + kHeaderLen)};
   }
-  for (uint32_t k = 0; k < g.segments; k++) std::memcpy(OutSlot(x, base + k), peer->header, kHeaderLen);
   x->outCount = base + g.segments;
   x->tunCtr[kGsoPackets] += 1;
   if (g.udp) x->tunCtr[kUdpGsoPackets] += 1;

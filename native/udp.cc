@@ -630,7 +630,6 @@ Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
   bool gso = info[7].ToBoolean().Value();
   double* ctr;
   if (!ArgCounters(env, info[8], kUdpCounterCount, &ctr)) return env.Undefined();
-  if (ctr[kGsoDisabled] != 0) gso = false;
 
   iovec iovs[kMaxBatch];
   for (int64_t i = 0; i < count; i++) {
